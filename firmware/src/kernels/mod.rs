@@ -1,0 +1,66 @@
+//! Kernels: one function per layer kind.
+//!
+//! [`reference`] holds the plain, obviously right versions that define what every other kernel
+//! must compute bit for bit (CONVENTIONS 4). Optimized kernels will live beside them and be
+//! tested against them.
+//!
+//! Every kernel takes slices whose lengths the caller has checked against the layer geometry
+//! (the runtime checks them once per layer before the call); kernels then index in bounds by
+//! construction.
+
+pub mod reference;
+
+use bitspike_core::format::I32s;
+use bitspike_core::quant::requantize;
+
+/// How a layer turns its i32 accumulators into output bytes.
+#[derive(Clone, Copy, Debug)]
+pub enum Stage<'a> {
+    /// Per-channel requantization to codes `0..=levels` (DESIGN.md, the integer contract).
+    Requantize {
+        /// Q31 multiplier per output channel.
+        multipliers: I32s<'a>,
+        /// Shift per output channel (raw i8 bytes).
+        shifts: &'a [u8],
+        /// Offset added after scaling.
+        offset: i32,
+        /// Output level count.
+        levels: u8,
+    },
+    /// Raw i32 accumulators, little-endian, four bytes per element.
+    Raw,
+}
+
+impl Stage<'_> {
+    /// Bytes per output element.
+    pub const fn elem_size(&self) -> usize {
+        match self {
+            Self::Requantize { .. } => 1,
+            Self::Raw => 4,
+        }
+    }
+
+    /// Store output element `idx` of channel `c` from accumulator `acc`.
+    #[inline]
+    pub fn store(&self, out: &mut [u8], idx: usize, c: usize, acc: i32) {
+        match *self {
+            Self::Requantize {
+                multipliers,
+                shifts,
+                offset,
+                levels,
+            } => {
+                let s = shifts.get(c).copied().unwrap_or(0) as i8;
+                if let Some(o) = out.get_mut(idx) {
+                    *o = requantize(acc, multipliers.get(c), s, offset, levels);
+                }
+            }
+            Self::Raw => {
+                let at = idx.wrapping_mul(4);
+                if let Some(o) = out.get_mut(at..at.wrapping_add(4)) {
+                    o.copy_from_slice(&acc.to_le_bytes());
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,374 @@
+//! bitspike-rt: the `no_std`, allocation-free runtime that executes bitspike models.
+//!
+//! ```no_run
+//! # fn demo(model_bytes: &[u8], input: &[u8]) -> Result<usize, bitspike_rt::Error> {
+//! use bitspike_rt::Model;
+//! let model = Model::load(model_bytes)?; // validates everything once
+//! let mut arena = [0u8; 4096]; // the caller owns the memory; `model.arena_bytes()` says how much
+//! let mut interp = model.bind(&mut arena)?; // a too-small arena is refused here
+//! let mut logits = [0i32; 10];
+//! interp.run(input, &mut logits)?; // fails only on wrong slice lengths, checked first
+//! Ok(bitspike_rt::argmax(&logits))
+//! # }
+//! ```
+//!
+//! The host's integer executor is this crate compiled for the host (DESIGN.md, the golden rule):
+//! a model and an input give the same output on the host and on every MCU target.
+//!
+//! Invariants: after [`Model::load`] succeeds, [`Interpreter::run`] cannot fail except for the
+//! caller's slice lengths, which it checks before touching anything; nothing on the inference path
+//! allocates, panics or loops without a bound.
+#![no_std]
+
+pub mod kernels;
+pub mod ops;
+
+use core::fmt;
+
+use bitspike_core::format::{FormatError, ModelFile, TensorInfo, NONE};
+#[cfg(feature = "counters")]
+use bitspike_core::format::MAX_LAYERS;
+use bitspike_core::layer::{Dtype, LayerKind};
+
+pub use bitspike_core;
+use kernels::{reference, Stage};
+pub use ops::{LayerOps, Ops};
+
+/// A feature of a valid model file that this runtime does not execute yet.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum Unsupported {
+    /// Spiking (integrate-and-fire) layers or layers with more than one timestep.
+    Spiking,
+}
+
+/// Why the runtime refused a model, an arena or a call.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum Error {
+    /// The model file is invalid.
+    Format(FormatError),
+    /// Layer `layer` uses a feature this runtime does not execute.
+    Unsupported {
+        /// Layer index.
+        layer: u16,
+        /// What it needs.
+        feature: Unsupported,
+    },
+    /// The arena is smaller than the model needs.
+    ArenaTooSmall {
+        /// Bytes the model needs.
+        needed: u32,
+        /// Bytes given.
+        given: u32,
+    },
+    /// The input slice does not have the model's input length.
+    InputLength {
+        /// Elements the model takes.
+        expected: u32,
+        /// Elements given.
+        given: u32,
+    },
+    /// The output slice does not have the model's output length.
+    OutputLength {
+        /// Elements the model produces.
+        expected: u32,
+        /// Elements given.
+        given: u32,
+    },
+}
+
+impl From<FormatError> for Error {
+    fn from(e: FormatError) -> Self {
+        Self::Format(e)
+    }
+}
+
+fn clamp_u32(n: usize) -> u32 {
+    n.min(u32::MAX as usize) as u32
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match *self {
+            Self::Format(e) => e.fmt(f),
+            Self::Unsupported { layer, feature } => match feature {
+                Unsupported::Spiking => write!(
+                    f,
+                    "layer {layer} is spiking (or has several timesteps), which this runtime \
+                     does not execute"
+                ),
+            },
+            Self::ArenaTooSmall { needed, given } => {
+                write!(f, "arena of {given} bytes is too small: the model needs {needed}")
+            }
+            Self::InputLength { expected, given } => {
+                write!(f, "input has {given} elements, the model takes {expected}")
+            }
+            Self::OutputLength { expected, given } => {
+                write!(f, "output has {given} elements, the model produces {expected}")
+            }
+        }
+    }
+}
+
+/// A validated model, borrowed from its bytes (in flash on a device).
+#[derive(Clone, Copy, Debug)]
+pub struct Model<'m> {
+    file: ModelFile<'m>,
+}
+
+impl<'m> Model<'m> {
+    /// Validate `bytes` as a model this runtime can execute. Everything is checked here, once.
+    pub fn load(bytes: &'m [u8]) -> Result<Self, Error> {
+        let file = ModelFile::parse(bytes)?;
+        for i in 0..file.layer_count() {
+            let l = file.layer(i);
+            if l.spiking.is_some() || l.timesteps != 1 {
+                return Err(Error::Unsupported {
+                    layer: i as u16,
+                    feature: Unsupported::Spiking,
+                });
+            }
+        }
+        Ok(Self { file })
+    }
+
+    /// The parsed file, for reports.
+    pub const fn file(&self) -> &ModelFile<'m> {
+        &self.file
+    }
+
+    /// Bytes of arena the model needs.
+    pub const fn arena_bytes(&self) -> usize {
+        self.file.header().arena_bytes as usize
+    }
+
+    /// Number of input codes the model takes.
+    pub fn input_len(&self) -> usize {
+        self.file.input().shape.len()
+    }
+
+    /// Number of output elements the model produces.
+    pub fn output_len(&self) -> usize {
+        self.file.output().shape.len()
+    }
+
+    /// Bind the model to a caller-provided arena. Refuses an arena smaller than the header says.
+    pub fn bind<'a>(&self, arena: &'a mut [u8]) -> Result<Interpreter<'m, 'a>, Error> {
+        if arena.len() < self.arena_bytes() {
+            return Err(Error::ArenaTooSmall {
+                needed: self.file.header().arena_bytes,
+                given: clamp_u32(arena.len()),
+            });
+        }
+        Ok(Interpreter {
+            model: *self,
+            arena,
+            #[cfg(feature = "counters")]
+            counts: [LayerOps::default(); MAX_LAYERS],
+        })
+    }
+}
+
+/// A model bound to its arena, ready to run.
+pub struct Interpreter<'m, 'a> {
+    model: Model<'m>,
+    arena: &'a mut [u8],
+    #[cfg(feature = "counters")]
+    counts: [LayerOps; MAX_LAYERS],
+}
+
+/// Where a tensor lives.
+#[derive(Clone, Copy)]
+enum Loc {
+    /// The caller's input buffer.
+    Input,
+    /// Arena bytes `offset .. offset + len`.
+    Arena(usize, usize),
+}
+
+fn loc(t: &TensorInfo) -> Loc {
+    if t.arena_offset == NONE {
+        Loc::Input
+    } else {
+        Loc::Arena(t.arena_offset as usize, t.bytes())
+    }
+}
+
+/// Split the arena into the output range (mutable) and the two input views (immutable). The
+/// loader has checked that live tensors do not overlap; a view that would overlap is `None`.
+fn views<'x>(
+    arena: &'x mut [u8],
+    input: &'x [u8],
+    a: Loc,
+    b: Option<Loc>,
+    out: (usize, usize),
+) -> Option<(&'x [u8], &'x [u8], &'x mut [u8])> {
+    let (head, rest) = arena.split_at_mut_checked(out.0)?;
+    let (dst, tail) = rest.split_at_mut_checked(out.1)?;
+    let (head, tail): (&'x [u8], &'x [u8]) = (head, tail);
+    let end = out.0 + out.1;
+    let view = |l: Loc| -> Option<&'x [u8]> {
+        match l {
+            Loc::Input => Some(input),
+            Loc::Arena(o, n) if o + n <= out.0 => head.get(o..o + n),
+            Loc::Arena(o, n) if o >= end => tail.get(o - end..o - end + n),
+            Loc::Arena(..) => None,
+        }
+    };
+    let va = view(a)?;
+    let vb = match b {
+        Some(b) => view(b)?,
+        None => &[],
+    };
+    Some((va, vb, dst))
+}
+
+impl Interpreter<'_, '_> {
+    /// The model this interpreter runs.
+    pub fn model(&self) -> &Model<'_> {
+        &self.model
+    }
+
+    /// Run one inference: `input` holds the input codes (HWC), `output` receives the network
+    /// output (codes widened to i32, or the raw accumulators of a raw-output last layer).
+    ///
+    /// Fails only when a slice length differs from the model's, checked before anything runs.
+    pub fn run(&mut self, input: &[u8], output: &mut [i32]) -> Result<(), Error> {
+        let file = *self.model.file();
+        if input.len() != self.model.input_len() {
+            return Err(Error::InputLength {
+                expected: clamp_u32(self.model.input_len()),
+                given: clamp_u32(input.len()),
+            });
+        }
+        if output.len() != self.model.output_len() {
+            return Err(Error::OutputLength {
+                expected: clamp_u32(self.model.output_len()),
+                given: clamp_u32(output.len()),
+            });
+        }
+        for i in 0..file.layer_count() {
+            let counts = self.run_layer(&file, i, input);
+            #[cfg(feature = "counters")]
+            if let Some(c) = self.counts.get_mut(i) {
+                *c = counts;
+            }
+            #[cfg(not(feature = "counters"))]
+            let _ = counts;
+        }
+        // Copy the network output out.
+        let out_t = file.output();
+        let src: &[u8] = match loc(&out_t) {
+            Loc::Input => input,
+            Loc::Arena(o, n) => self.arena.get(o..o + n).unwrap_or(&[]),
+        };
+        match out_t.dtype {
+            Dtype::Code => {
+                for (o, &v) in output.iter_mut().zip(src) {
+                    *o = v as i32;
+                }
+            }
+            Dtype::Acc32 => {
+                for (o, c) in output.iter_mut().zip(src.chunks_exact(4)) {
+                    *o = i32::from_le_bytes([c[0], c[1], c[2], c[3]]);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn run_layer(&mut self, file: &ModelFile<'_>, i: usize, input: &[u8]) -> LayerOps {
+        let mut ops = Ops::new();
+        let l = file.layer(i);
+        let g = file.geometry(i);
+        let out_t = file.tensor(i + 1);
+        let in_a = file.tensor(l.input as usize);
+        if l.kind == LayerKind::Flatten {
+            return ops.counts(); // shares its input's memory: nothing to move
+        }
+        let in_b = (l.kind == LayerKind::Add).then(|| loc(&file.tensor(l.input2 as usize)));
+        let Loc::Arena(oo, on) = loc(&out_t) else {
+            return ops.counts(); // the loader refuses this; nothing to do
+        };
+        let Some((a, b, dst)) = views(self.arena, input, loc(&in_a), in_b, (oo, on)) else {
+            return ops.counts();
+        };
+        let stage = if l.raw_output() {
+            Stage::Raw
+        } else {
+            Stage::Requantize {
+                multipliers: l.multipliers,
+                shifts: l.shifts,
+                offset: l.offset,
+                levels: out_t.levels,
+            }
+        };
+        // The loader guarantees these lengths; checking them here keeps every kernel's indexing
+        // in bounds even if it did not.
+        if a.len() != g.input.len()
+            || dst.len() != g.output.len() * stage.elem_size()
+            || (in_b.is_some() && b.len() != g.input.len())
+        {
+            return ops.counts();
+        }
+        match l.kind {
+            LayerKind::Conv2d => reference::conv2d(
+                &g,
+                l.weights,
+                l.weight_bits,
+                l.bias,
+                &stage,
+                a,
+                dst,
+                &mut ops,
+            ),
+            LayerKind::Dense => reference::dense(
+                &g,
+                l.weights,
+                l.weight_bits,
+                l.bias,
+                &stage,
+                a,
+                dst,
+                &mut ops,
+            ),
+            LayerKind::AvgPool => reference::avg_pool(&g, &stage, a, dst),
+            LayerKind::MaxPool => reference::max_pool(&g, a, dst),
+            LayerKind::GlobalAvgPool => reference::global_avg_pool(&g, &stage, a, dst),
+            LayerKind::Add => reference::add(&g, l.add_weights, &stage, a, b, dst),
+            LayerKind::Flatten => {}
+        }
+        ops.counts()
+    }
+
+    /// Operations each layer executed in the last [`run`](Self::run) (one entry per layer).
+    #[cfg(feature = "counters")]
+    pub fn layer_ops(&self) -> &[LayerOps] {
+        let n = self.model.file().layer_count().min(MAX_LAYERS);
+        &self.counts[..n]
+    }
+
+    /// Operations of the last run, summed over layers.
+    #[cfg(feature = "counters")]
+    pub fn total_ops(&self) -> LayerOps {
+        self.layer_ops()
+            .iter()
+            .fold(LayerOps::default(), |a, b| LayerOps {
+                macs: a.macs + b.macs,
+                accumulates: a.accumulates + b.accumulates,
+            })
+    }
+}
+
+/// Index of the largest element (the first on ties); 0 for an empty slice.
+pub fn argmax(values: &[i32]) -> usize {
+    let mut best = 0;
+    for (i, &v) in values.iter().enumerate() {
+        if v > values.get(best).copied().unwrap_or(i32::MIN) {
+            best = i;
+        }
+    }
+    best
+}

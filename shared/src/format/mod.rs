@@ -1,0 +1,1073 @@
+//! The bitspike model file, format version 1.
+//!
+//! One binary file, written by the host and read in place (zero-copy) from flash by the device.
+//! All integers are **little-endian**. The reader ([`ModelFile::parse`]) validates everything once:
+//! sizes before anything is read further, the version, both CRCs, every table entry, that shapes
+//! chain, that every array lies inside the file and is aligned, and that the arena plan is sound
+//! (every tensor inside the arena, no two live tensors overlapping). After a successful parse,
+//! reading any record cannot fail and inference cannot fail.
+//!
+//! ```text
+//! offset  size  field                                   (file header, 64 bytes)
+//! ------  ----  ------------------------------------------------------------------
+//!      0     8  magic "BITSPIKE"
+//!      8     2  format version (u16) = 1
+//!     10     2  header length (u16) = 64
+//!     12     4  producer version (u32) = major << 16 | minor << 8 | patch
+//!     16     4  flags (u32): bit 0 = model has spiking layers; other bits 0
+//!     20     4  payload length (u32): bytes after the header
+//!     24     4  payload CRC-32 (IEEE / ISO-HDLC) of those bytes
+//!     28     4  arena bytes (u32): the caller's arena must be at least this long
+//!     32     2  tensor count (u16) = layer count + 1
+//!     34     2  layer count (u16), 1..=MAX_LAYERS
+//!     36     4  tensor table offset (u32) = 64
+//!     40     4  layer table offset (u32) = 64 + 16 * tensor count
+//!     44     4  data offset (u32) = layer table end rounded up to 4
+//!     48     4  peak live activation bytes (u32): the liveness lower bound of the arena
+//!     52     4  peak scratch bytes (u32): the largest scratch any layer needs
+//!     56     4  reserved, 0
+//!     60     4  header CRC-32 of bytes 0..60
+//!
+//!  tensor record (16 bytes, tensor 0 is the network input, tensor i+1 the output of layer i)
+//!      0     2  h          2  2  w          4  2  c
+//!      6     1  dtype: 0 = u8 codes, 1 = i32 accumulators (network output only)
+//!      7     1  levels L (codes 0..=L; 1..=255 for codes, 0 for i32)
+//!      8     4  arena offset (u32); 0xFFFF_FFFF = the caller's input buffer (tensor 0 and
+//!               flattens of it); a flatten's output has its input's offset (it moves no data)
+//!     12     4  scale (f32 bits): real value = code * scale; informative, never used by the device
+//!
+//!  layer record (64 bytes)
+//!      0     1  kind (LayerKind)           1  1  flags: bit 0 bias, bit 1 spiking, bit 2 raw i32 output
+//!      2     1  weight bits (2..=8 for conv and dense, 0 otherwise)
+//!      3     1  temporal alignment of the input (Align)
+//!      4     2  input tensor               6  2  second input tensor (add), 0xFFFF otherwise
+//!      8     6  kh kw sh sw ph pw (u8 each; 0 for kinds without a window)
+//!     14     2  groups (conv; 1 otherwise)
+//!     16     2  timesteps T >= 1           18  2  reserved, 0
+//!     20     4  output offset (i32), added after scaling
+//!     24     4  add weights wa, wb (i16 each; add only, 0 otherwise)
+//!     28     4  weights offset    packed at `weight bits`, see crate::pack
+//!     32     4  bias offset       i32[out_c], 4-aligned (flag bit 0)
+//!     36     4  multiplier offset i32[out_c], 4-aligned, each >= 0 (Q31)
+//!     40     4  shift offset      i8[out_c], each in MIN_SHIFT..=MAX_SHIFT
+//!     44     4  threshold offset  i32[out_c] > 0, 4-aligned (spiking)
+//!     48     4  initial potential offset i32[out_c], 4-aligned (spiking)
+//!     52     4  scratch bytes     56  4  scratch arena offset (0xFFFF_FFFF when no scratch)
+//!     60     4  reserved, 0
+//!
+//!  data section: arrays referenced above by absolute file offset; an absent array has offset
+//!  0xFFFF_FFFF. Arrays lie inside the data section, i32 arrays on 4-byte boundaries.
+//! ```
+//!
+//! A file may be followed by other bytes (a flash partition, say); the reader looks only at the
+//! header and the payload length it declares.
+
+#[cfg(feature = "std")]
+pub mod writer;
+
+use core::fmt;
+
+use crate::layer::{Align, Dtype, Geometry, LayerKind, Shape, ShapeError, Window};
+use crate::pack;
+use crate::quant::{MAX_SHIFT, MIN_SHIFT};
+
+/// The file's first eight bytes.
+pub const MAGIC: [u8; 8] = *b"BITSPIKE";
+/// The format version this crate reads and writes.
+pub const VERSION: u16 = 1;
+/// Length of the file header.
+pub const HEADER_LEN: usize = 64;
+/// Length of one tensor record.
+pub const TENSOR_RECORD_LEN: usize = 16;
+/// Length of one layer record.
+pub const LAYER_RECORD_LEN: usize = 64;
+/// The most layers a model may have.
+pub const MAX_LAYERS: usize = 128;
+/// The most tensors a model may have.
+pub const MAX_TENSORS: usize = MAX_LAYERS + 1;
+/// The most elements one tensor may have (16 Mi: far beyond any MCU, small enough that every size
+/// computation fits in u32).
+pub const MAX_TENSOR_ELEMS: usize = 1 << 24;
+/// An absent offset.
+pub const NONE: u32 = u32::MAX;
+/// An absent tensor index.
+pub const NO_TENSOR: u16 = u16::MAX;
+
+/// Header flag: the model has spiking layers.
+pub const HEADER_FLAG_SPIKING: u32 = 1;
+/// Layer flag: the layer has an i32 bias per output channel.
+pub const LAYER_FLAG_BIAS: u8 = 1;
+/// Layer flag: the layer is a spiking (integrate-and-fire) layer.
+pub const LAYER_FLAG_SPIKING: u8 = 2;
+/// Layer flag: the layer writes its raw i32 accumulators instead of requantized codes.
+pub const LAYER_FLAG_RAW_OUTPUT: u8 = 4;
+const LAYER_FLAGS_KNOWN: u8 = LAYER_FLAG_BIAS | LAYER_FLAG_SPIKING | LAYER_FLAG_RAW_OUTPUT;
+
+const CRC: crc::Crc<u32> = crc::Crc::<u32>::new(&crc::CRC_32_ISO_HDLC);
+
+/// CRC-32 (IEEE 802.3 / ISO-HDLC, the zlib one) of `data`.
+pub fn crc32(data: &[u8]) -> u32 {
+    CRC.checksum(data)
+}
+
+/// A field of a tensor record, named in errors.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum TensorField {
+    /// A dimension is zero or the tensor has more than [`MAX_TENSOR_ELEMS`] elements.
+    Shape,
+    /// The dtype byte is unknown, or i32 where codes are required.
+    Dtype,
+    /// The level count is 0 for codes, or not 0 for i32.
+    Levels,
+    /// The arena offset is out of the arena, or not where the layer requires it.
+    ArenaOffset,
+    /// The scale is not a positive finite number.
+    Scale,
+}
+
+/// A field of a layer record, named in errors.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum LayerField {
+    /// Unknown kind byte.
+    Kind,
+    /// Unknown flag bits, or a flag the kind does not allow.
+    Flags,
+    /// Weight bit width outside 2..=8 for a layer with weights, or not 0 for one without.
+    WeightBits,
+    /// Unknown temporal alignment.
+    Align,
+    /// An input tensor index that is not an earlier tensor.
+    Input,
+    /// A second input where none belongs, or none where an add needs one.
+    SecondInput,
+    /// Window fields set on a kind without a window.
+    Window,
+    /// Groups not 1 on a kind without groups.
+    Groups,
+    /// Timesteps of 0, or a spiking layer whose output levels differ from its timesteps.
+    Timesteps,
+    /// A reserved field that is not 0.
+    Reserved,
+    /// Add weights on a layer that is not an add, or an output offset on a layer that does not
+    /// requantize.
+    Constants,
+    /// Weights missing, present where none belong, out of bounds.
+    Weights,
+    /// Bias array out of bounds, misaligned, or present where none belongs.
+    Bias,
+    /// Multiplier array missing, out of bounds, misaligned, or a negative multiplier.
+    Multiplier,
+    /// Shift array missing, out of bounds, or a shift outside `MIN_SHIFT..=MAX_SHIFT`.
+    Shift,
+    /// Threshold array missing, out of bounds, misaligned, or a threshold <= 0.
+    Threshold,
+    /// Initial potential array missing, out of bounds or misaligned.
+    InitialPotential,
+    /// Scratch outside the arena, or overlapping a tensor live during the layer.
+    Scratch,
+    /// Output dtype or levels inconsistent with the layer (raw output only on the last layer,
+    /// pass-through kinds keep their input's levels and scale).
+    Output,
+}
+
+/// Why a model file was refused. Small and `Copy`, so that it can cross any boundary.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum FormatError {
+    /// The file is shorter than the header or than the payload length it declares.
+    Truncated {
+        /// Bytes available.
+        len: u32,
+        /// Bytes needed.
+        needed: u32,
+    },
+    /// The first eight bytes are not `BITSPIKE`.
+    BadMagic,
+    /// The format version is not the one this reader supports.
+    Version {
+        /// Version in the file.
+        found: u16,
+        /// Version this reader supports.
+        supported: u16,
+    },
+    /// The header length field is not 64.
+    HeaderLength(u16),
+    /// The header CRC does not match its bytes.
+    HeaderCrc,
+    /// The payload CRC does not match its bytes.
+    PayloadCrc,
+    /// Unknown header flag bits, or the spiking flag disagrees with the layers.
+    HeaderFlags,
+    /// A reserved header field is not 0.
+    HeaderReserved,
+    /// Layer count 0 or above [`MAX_LAYERS`], or tensor count not layer count + 1.
+    Counts,
+    /// A table offset is not where version 1 puts it, or the tables do not fit the payload.
+    Tables,
+    /// A tensor record is invalid.
+    Tensor {
+        /// Tensor index.
+        index: u16,
+        /// What is wrong.
+        field: TensorField,
+    },
+    /// A layer record is invalid.
+    Layer {
+        /// Layer index.
+        index: u16,
+        /// What is wrong.
+        field: LayerField,
+    },
+    /// A layer's shapes do not chain.
+    Shape {
+        /// Layer index.
+        index: u16,
+        /// What is wrong.
+        error: ShapeError,
+    },
+    /// Two tensors that are live at the same time overlap in the arena.
+    ArenaOverlap {
+        /// First tensor.
+        a: u16,
+        /// Second tensor.
+        b: u16,
+    },
+    /// The header's peak live bytes or peak scratch disagree with the layers.
+    ArenaSummary,
+}
+
+impl fmt::Display for TensorField {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Shape => "shape (each dimension >= 1, at most 16777216 elements)",
+            Self::Dtype => "dtype (0 = u8 codes, 1 = i32 on the network output only)",
+            Self::Levels => "levels (1..=255 for codes, 0 for i32)",
+            Self::ArenaOffset => "arena offset (inside the arena, where the layer requires it)",
+            Self::Scale => "scale (a positive finite f32)",
+        })
+    }
+}
+
+impl fmt::Display for LayerField {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Kind => "kind (1..=7)",
+            Self::Flags => "flags (bias, spiking, raw output, as the kind allows)",
+            Self::WeightBits => "weight bits (2..=8 for conv and dense, 0 otherwise)",
+            Self::Align => "temporal alignment (0..=2)",
+            Self::Input => "input tensor (an earlier tensor holding u8 codes)",
+            Self::SecondInput => "second input tensor (add only)",
+            Self::Window => "window (kernel, stride, padding; 0 for kinds without a window)",
+            Self::Groups => "groups (1 unless conv2d)",
+            Self::Timesteps => "timesteps (>= 1; a spiking layer's output levels equal them)",
+            Self::Reserved => "reserved field (must be 0)",
+            Self::Constants => "output offset / add weights (only where the kind uses them)",
+            Self::Weights => "weights (present for conv and dense, inside the data section)",
+            Self::Bias => "bias (i32 per output channel, 4-aligned, inside the data section)",
+            Self::Multiplier => "multipliers (i32 >= 0 per channel, 4-aligned, inside the data)",
+            Self::Shift => "shifts (i8 in -31..=31 per channel, inside the data section)",
+            Self::Threshold => "thresholds (i32 > 0 per channel, spiking layers only)",
+            Self::InitialPotential => "initial potentials (i32 per channel, spiking only)",
+            Self::Scratch => "scratch (inside the arena, clear of live tensors)",
+            Self::Output => "output tensor (dtype, levels and scale as the kind requires)",
+        })
+    }
+}
+
+impl fmt::Display for FormatError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match *self {
+            Self::Truncated { len, needed } => {
+                write!(f, "model file truncated: {len} bytes, needs {needed}")
+            }
+            Self::BadMagic => f.write_str("not a bitspike model file (magic is not BITSPIKE)"),
+            Self::Version { found, supported } if found > supported => write!(
+                f,
+                "model format version {found} is newer than this runtime supports \
+                 (version {supported}); update bitspike to read it"
+            ),
+            Self::Version { found, supported } => write!(
+                f,
+                "model format version {found} is not supported (this runtime reads version \
+                 {supported}); re-export the model"
+            ),
+            Self::HeaderLength(n) => write!(f, "header length is {n}, expected 64"),
+            Self::HeaderCrc => f.write_str("header CRC mismatch: the file is corrupt"),
+            Self::PayloadCrc => f.write_str("payload CRC mismatch: the file is corrupt"),
+            Self::HeaderFlags => f.write_str("header flags are invalid"),
+            Self::HeaderReserved => f.write_str("a reserved header field is not 0"),
+            Self::Counts => write!(
+                f,
+                "layer count must be 1..={MAX_LAYERS} and tensor count one more"
+            ),
+            Self::Tables => f.write_str("table offsets are not where format version 1 puts them"),
+            Self::Tensor { index, field } => write!(f, "tensor {index}: invalid {field}"),
+            Self::Layer { index, field } => write!(f, "layer {index}: invalid {field}"),
+            Self::Shape { index, error } => {
+                write!(f, "layer {index}: shapes do not chain ({error:?})")
+            }
+            Self::ArenaOverlap { a, b } => write!(
+                f,
+                "tensors {a} and {b} are live at the same time but overlap in the arena"
+            ),
+            Self::ArenaSummary => {
+                f.write_str("header peak live bytes or peak scratch disagree with the layers")
+            }
+        }
+    }
+}
+
+#[cfg(feature = "std")]
+impl std::error::Error for FormatError {}
+
+#[inline]
+fn rd_u8(b: &[u8], off: usize) -> u8 {
+    b.get(off).copied().unwrap_or(0)
+}
+
+#[inline]
+fn rd_u16(b: &[u8], off: usize) -> u16 {
+    u16::from_le_bytes([rd_u8(b, off), rd_u8(b, off + 1)])
+}
+
+#[inline]
+fn rd_u32(b: &[u8], off: usize) -> u32 {
+    u32::from_le_bytes([
+        rd_u8(b, off),
+        rd_u8(b, off + 1),
+        rd_u8(b, off + 2),
+        rd_u8(b, off + 3),
+    ])
+}
+
+#[inline]
+fn rd_i32(b: &[u8], off: usize) -> i32 {
+    rd_u32(b, off) as i32
+}
+
+/// A little-endian i32 array inside the model file, read in place.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct I32s<'a>(&'a [u8]);
+
+impl<'a> I32s<'a> {
+    /// Wrap raw little-endian bytes (four per element).
+    pub const fn new(bytes: &'a [u8]) -> Self {
+        Self(bytes)
+    }
+
+    /// Number of elements.
+    pub const fn len(&self) -> usize {
+        self.0.len() / 4
+    }
+
+    /// Whether the array is empty.
+    pub const fn is_empty(&self) -> bool {
+        self.0.len() < 4
+    }
+
+    /// Element `i`, or 0 past the end (a validated model never reads past the end).
+    #[inline]
+    pub fn get(&self, i: usize) -> i32 {
+        rd_i32(self.0, i.wrapping_mul(4))
+    }
+
+    /// Iterate over the elements.
+    pub fn iter(&self) -> impl Iterator<Item = i32> + 'a {
+        self.0
+            .chunks_exact(4)
+            .map(|c| i32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+    }
+}
+
+/// The parsed file header.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct Header {
+    /// Format version (always [`VERSION`] after a successful parse).
+    pub version: u16,
+    /// Version of the bitspike that wrote the file, `major << 16 | minor << 8 | patch`.
+    pub producer: u32,
+    /// Header flags.
+    pub flags: u32,
+    /// Payload length in bytes.
+    pub payload_len: u32,
+    /// Payload CRC-32.
+    pub payload_crc: u32,
+    /// Bytes of arena the model needs.
+    pub arena_bytes: u32,
+    /// Number of tensors.
+    pub tensors: u16,
+    /// Number of layers.
+    pub layers: u16,
+    /// Largest sum of live activation and scratch bytes at any layer (the arena's lower bound).
+    pub peak_live_bytes: u32,
+    /// Largest scratch any one layer needs.
+    pub peak_scratch_bytes: u32,
+}
+
+impl Header {
+    /// Total file length the header declares.
+    pub const fn file_len(&self) -> usize {
+        HEADER_LEN + self.payload_len as usize
+    }
+}
+
+/// A tensor record.
+#[derive(Clone, Copy, Debug, PartialEq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct TensorInfo {
+    /// Shape, HWC.
+    pub shape: Shape,
+    /// Element storage.
+    pub dtype: Dtype,
+    /// Level count L (codes `0..=L`), 0 for i32.
+    pub levels: u8,
+    /// Arena offset, or [`NONE`] for the caller's input buffer.
+    pub arena_offset: u32,
+    /// Real value of one code step (informative).
+    pub scale: f32,
+}
+
+impl TensorInfo {
+    /// Bytes the tensor takes.
+    pub const fn bytes(&self) -> usize {
+        self.shape.len() * self.dtype.size()
+    }
+}
+
+/// Spiking parameters of a layer, read in place.
+#[derive(Clone, Copy, Debug)]
+pub struct SpikingView<'a> {
+    /// Firing threshold per output channel, in accumulator units (QAC eq. 3).
+    pub threshold: I32s<'a>,
+    /// Initial membrane potential per output channel, in accumulator units.
+    pub v0: I32s<'a>,
+}
+
+/// A layer record with its arrays, read in place.
+#[derive(Clone, Copy, Debug)]
+pub struct LayerView<'a> {
+    /// Layer kind.
+    pub kind: LayerKind,
+    /// Flags (`LAYER_FLAG_*`).
+    pub flags: u8,
+    /// Weight bit width (0 for layers without weights).
+    pub weight_bits: u8,
+    /// Temporal alignment of the input.
+    pub align: Align,
+    /// Input tensor.
+    pub input: u16,
+    /// Second input tensor (add), or [`NO_TENSOR`].
+    pub input2: u16,
+    /// Window.
+    pub window: Window,
+    /// Groups.
+    pub groups: u16,
+    /// Timesteps.
+    pub timesteps: u16,
+    /// Output offset added after scaling.
+    pub offset: i32,
+    /// Add weights (wa, wb).
+    pub add_weights: [i16; 2],
+    /// Packed weights (empty for layers without weights).
+    pub weights: &'a [u8],
+    /// Bias per output channel, if any.
+    pub bias: Option<I32s<'a>>,
+    /// Q31 multipliers per output channel (empty when the layer does not requantize).
+    pub multipliers: I32s<'a>,
+    /// Shifts per output channel, as raw i8 bytes (empty when the layer does not requantize).
+    pub shifts: &'a [u8],
+    /// Spiking parameters, for spiking layers.
+    pub spiking: Option<SpikingView<'a>>,
+    /// Scratch bytes the layer needs.
+    pub scratch_bytes: u32,
+    /// Scratch offset in the arena ([`NONE`] when no scratch).
+    pub scratch_offset: u32,
+}
+
+impl LayerView<'_> {
+    /// Whether the layer writes raw i32 accumulators.
+    pub const fn raw_output(&self) -> bool {
+        self.flags & LAYER_FLAG_RAW_OUTPUT != 0
+    }
+
+    /// Shift of output channel `c`.
+    #[inline]
+    pub fn shift(&self, c: usize) -> i8 {
+        self.shifts.get(c).copied().unwrap_or(0) as i8
+    }
+}
+
+/// A validated model file, borrowed from the bytes it was parsed from.
+#[derive(Clone, Copy, Debug)]
+pub struct ModelFile<'a> {
+    bytes: &'a [u8],
+    header: Header,
+}
+
+fn tensor_at(bytes: &[u8], i: usize) -> TensorInfo {
+    let o = HEADER_LEN + i * TENSOR_RECORD_LEN;
+    TensorInfo {
+        shape: Shape::new(rd_u16(bytes, o), rd_u16(bytes, o + 2), rd_u16(bytes, o + 4)),
+        dtype: Dtype::from_u8(rd_u8(bytes, o + 6)).unwrap_or(Dtype::Code),
+        levels: rd_u8(bytes, o + 7),
+        arena_offset: rd_u32(bytes, o + 8),
+        scale: f32::from_bits(rd_u32(bytes, o + 12)),
+    }
+}
+
+/// A slice of `bytes` at `off`, `len` long, inside `lo..` and 4-aligned when `align4`; `None`
+/// otherwise (and for [`NONE`]).
+fn array(bytes: &[u8], lo: usize, off: u32, len: usize, align4: bool) -> Option<&[u8]> {
+    if off == NONE {
+        return None;
+    }
+    let off = off as usize;
+    if off < lo || (align4 && !off.is_multiple_of(4)) {
+        return None;
+    }
+    bytes.get(off..off.checked_add(len)?)
+}
+
+impl<'a> ModelFile<'a> {
+    /// Parse and validate a model file. Never panics; every problem is an `Err`.
+    pub fn parse(bytes: &'a [u8]) -> Result<Self, FormatError> {
+        let header = parse_header(bytes)?;
+        let bytes = &bytes[..header.file_len()];
+        let model = Self { bytes, header };
+        model.validate()?;
+        Ok(model)
+    }
+
+    /// The header.
+    pub const fn header(&self) -> &Header {
+        &self.header
+    }
+
+    /// The file's bytes (exactly the header and payload).
+    pub const fn bytes(&self) -> &'a [u8] {
+        self.bytes
+    }
+
+    /// Number of layers.
+    pub const fn layer_count(&self) -> usize {
+        self.header.layers as usize
+    }
+
+    /// Tensor `i` (0 = input, `layer_count()` = output). Past the end gives a zero-sized tensor.
+    pub fn tensor(&self, i: usize) -> TensorInfo {
+        if i >= self.header.tensors as usize {
+            return TensorInfo {
+                shape: Shape::default(),
+                dtype: Dtype::Code,
+                levels: 0,
+                arena_offset: NONE,
+                scale: 0.0,
+            };
+        }
+        tensor_at(self.bytes, i)
+    }
+
+    /// The network input tensor.
+    pub fn input(&self) -> TensorInfo {
+        self.tensor(0)
+    }
+
+    /// The network output tensor.
+    pub fn output(&self) -> TensorInfo {
+        self.tensor(self.layer_count())
+    }
+
+    /// Layer `i`'s geometry (input and output shapes with the window and groups).
+    pub fn geometry(&self, i: usize) -> Geometry {
+        let l = self.layer(i);
+        Geometry {
+            kind: l.kind,
+            window: l.window,
+            groups: l.groups,
+            input: self.tensor(l.input as usize).shape,
+            output: self.tensor(i + 1).shape,
+        }
+    }
+
+    /// Layer `i`, with its arrays. Past the end gives a flatten of tensor 0 with no arrays.
+    pub fn layer(&self, i: usize) -> LayerView<'a> {
+        let b = self.bytes;
+        let o = self.layer_table() + i * LAYER_RECORD_LEN;
+        if i >= self.layer_count() {
+            return raw_layer(&[], 0);
+        }
+        let mut l = raw_layer(b, o);
+        let out = self.tensor(i + 1);
+        let c = out.shape.c as usize;
+        let data = self.data_start();
+        let wlen = weight_bytes(&self.geometry_of(&l, i), l.weight_bits);
+        l.weights = wlen
+            .and_then(|n| array(b, data, rd_u32(b, o + 28), n, false))
+            .unwrap_or(&[]);
+        l.bias = array(b, data, rd_u32(b, o + 32), c * 4, true).map(I32s);
+        l.multipliers = I32s(array(b, data, rd_u32(b, o + 36), c * 4, true).unwrap_or(&[]));
+        l.shifts = array(b, data, rd_u32(b, o + 40), c, false).unwrap_or(&[]);
+        let th = array(b, data, rd_u32(b, o + 44), c * 4, true);
+        let v0 = array(b, data, rd_u32(b, o + 48), c * 4, true);
+        l.spiking = match (th, v0) {
+            (Some(t), Some(v)) if l.flags & LAYER_FLAG_SPIKING != 0 => Some(SpikingView {
+                threshold: I32s(t),
+                v0: I32s(v),
+            }),
+            _ => None,
+        };
+        l
+    }
+
+    fn geometry_of(&self, l: &LayerView<'_>, i: usize) -> Geometry {
+        Geometry {
+            kind: l.kind,
+            window: l.window,
+            groups: l.groups,
+            input: self.tensor(l.input as usize).shape,
+            output: self.tensor(i + 1).shape,
+        }
+    }
+
+    fn layer_table(&self) -> usize {
+        HEADER_LEN + self.header.tensors as usize * TENSOR_RECORD_LEN
+    }
+
+    fn data_start(&self) -> usize {
+        (self.layer_table() + self.header.layers as usize * LAYER_RECORD_LEN).next_multiple_of(4)
+    }
+
+    fn validate(&self) -> Result<(), FormatError> {
+        let h = &self.header;
+        let layers = h.layers as usize;
+        if layers == 0 || layers > MAX_LAYERS || h.tensors as usize != layers + 1 {
+            return Err(FormatError::Counts);
+        }
+        let b = self.bytes;
+        let tt = rd_u32(b, 36) as usize;
+        let lt = rd_u32(b, 40) as usize;
+        let dt = rd_u32(b, 44) as usize;
+        if tt != HEADER_LEN
+            || lt != self.layer_table()
+            || dt != self.data_start()
+            || dt > b.len()
+        {
+            return Err(FormatError::Tables);
+        }
+        for i in 0..h.tensors as usize {
+            self.validate_tensor(i)?;
+        }
+        let mut spiking = false;
+        let mut peak_scratch = 0u32;
+        for i in 0..layers {
+            self.validate_layer(i)?;
+            let l = self.layer(i);
+            spiking |= l.flags & LAYER_FLAG_SPIKING != 0;
+            peak_scratch = peak_scratch.max(l.scratch_bytes);
+        }
+        if spiking != (h.flags & HEADER_FLAG_SPIKING != 0) {
+            return Err(FormatError::HeaderFlags);
+        }
+        if peak_scratch != h.peak_scratch_bytes {
+            return Err(FormatError::ArenaSummary);
+        }
+        self.validate_arena()
+    }
+
+    fn validate_tensor(&self, i: usize) -> Result<(), FormatError> {
+        let index = i as u16;
+        let err = |field| Err(FormatError::Tensor { index, field });
+        let o = HEADER_LEN + i * TENSOR_RECORD_LEN;
+        let t = tensor_at(self.bytes, i);
+        let s = t.shape;
+        if s.h == 0 || s.w == 0 || s.c == 0 || s.len() > MAX_TENSOR_ELEMS {
+            return err(TensorField::Shape);
+        }
+        let Some(dtype) = Dtype::from_u8(rd_u8(self.bytes, o + 6)) else {
+            return err(TensorField::Dtype);
+        };
+        match dtype {
+            Dtype::Code if t.levels == 0 => return err(TensorField::Levels),
+            Dtype::Acc32 if t.levels != 0 => return err(TensorField::Levels),
+            // Only the network output may hold i32; the last layer's checks tie it to the flag.
+            Dtype::Acc32 if i != self.layer_count() => return err(TensorField::Dtype),
+            _ => {}
+        }
+        if !(t.scale.is_finite() && t.scale > 0.0) {
+            return err(TensorField::Scale);
+        }
+        if i == 0 {
+            if t.arena_offset != NONE {
+                return err(TensorField::ArenaOffset);
+            }
+        } else if t.arena_offset != NONE {
+            let end = t.arena_offset as u64 + t.bytes() as u64;
+            if end > self.header.arena_bytes as u64 {
+                return err(TensorField::ArenaOffset);
+            }
+        }
+        Ok(())
+    }
+
+    fn validate_layer(&self, i: usize) -> Result<(), FormatError> {
+        let index = i as u16;
+        let err = |field| Err(FormatError::Layer { index, field });
+        let b = self.bytes;
+        let o = self.layer_table() + i * LAYER_RECORD_LEN;
+        let Some(kind) = LayerKind::from_u8(rd_u8(b, o)) else {
+            return err(LayerField::Kind);
+        };
+        let flags = rd_u8(b, o + 1);
+        let l = self.layer(i);
+        let out = self.tensor(i + 1);
+        let last = i + 1 == self.layer_count();
+        let raw = flags & LAYER_FLAG_RAW_OUTPUT != 0;
+        let spiking = flags & LAYER_FLAG_SPIKING != 0;
+
+        if flags & !LAYER_FLAGS_KNOWN != 0
+            || (flags & LAYER_FLAG_BIAS != 0 && !kind.has_weights())
+            || (spiking && !kind.has_weights())
+            || (raw && !kind.requantizes())
+        {
+            return err(LayerField::Flags);
+        }
+        if Align::from_u8(rd_u8(b, o + 3)).is_none() {
+            return err(LayerField::Align);
+        }
+        if rd_u16(b, o + 18) != 0 || rd_u32(b, o + 60) != 0 {
+            return err(LayerField::Reserved);
+        }
+        // Inputs: earlier tensors holding codes.
+        let in_ok = |t: u16| (t as usize) <= i && self.tensor(t as usize).dtype == Dtype::Code;
+        if !in_ok(l.input) {
+            return err(LayerField::Input);
+        }
+        let second = if kind == LayerKind::Add {
+            if l.input2 == NO_TENSOR || !in_ok(l.input2) {
+                return err(LayerField::SecondInput);
+            }
+            Some(self.tensor(l.input2 as usize).shape)
+        } else {
+            if l.input2 != NO_TENSOR {
+                return err(LayerField::SecondInput);
+            }
+            None
+        };
+        if !kind.has_window() && l.window != Window::default() {
+            return err(LayerField::Window);
+        }
+        if kind != LayerKind::Conv2d && l.groups != 1 {
+            return err(LayerField::Groups);
+        }
+        let g = self.geometry(i);
+        g.check(second)
+            .map_err(|error| FormatError::Shape { index, error })?;
+
+        // Output tensor.
+        let input = self.tensor(l.input as usize);
+        let out_ok = match (raw, out.dtype) {
+            (true, Dtype::Acc32) => last,
+            (false, Dtype::Code) => true,
+            _ => false,
+        };
+        let passthrough_ok = kind.requantizes()
+            || (out.levels == input.levels && out.scale.to_bits() == input.scale.to_bits());
+        if !out_ok || !passthrough_ok {
+            return err(LayerField::Output);
+        }
+        if l.timesteps == 0 || (spiking && out.levels as u16 != l.timesteps) {
+            return err(LayerField::Timesteps);
+        }
+        if (kind != LayerKind::Add && l.add_weights != [0, 0])
+            || (!kind.requantizes() && l.offset != 0)
+        {
+            return err(LayerField::Constants);
+        }
+
+        // Arrays.
+        let c = g.channels();
+        if kind.has_weights() {
+            if !pack::valid_bits(l.weight_bits) {
+                return err(LayerField::WeightBits);
+            }
+            if l.weights.is_empty() {
+                return err(LayerField::Weights);
+            }
+        } else {
+            if l.weight_bits != 0 {
+                return err(LayerField::WeightBits);
+            }
+            if rd_u32(b, o + 28) != NONE {
+                return err(LayerField::Weights);
+            }
+        }
+        let present = |off: usize| rd_u32(b, o + off) != NONE;
+        if (flags & LAYER_FLAG_BIAS != 0) != l.bias.is_some() || (l.bias.is_none() && present(32))
+        {
+            return err(LayerField::Bias);
+        }
+        let rq = kind.requantizes() && !raw;
+        if rq {
+            if l.multipliers.len() != c || l.multipliers.iter().any(|m| m < 0) {
+                return err(LayerField::Multiplier);
+            }
+            if l.shifts.len() != c
+                || l.shifts
+                    .iter()
+                    .any(|&s| !(MIN_SHIFT..=MAX_SHIFT).contains(&(s as i8)))
+            {
+                return err(LayerField::Shift);
+            }
+        } else {
+            if present(36) {
+                return err(LayerField::Multiplier);
+            }
+            if present(40) {
+                return err(LayerField::Shift);
+            }
+        }
+        match l.spiking {
+            Some(s) => {
+                if s.threshold.iter().any(|t| t <= 0) {
+                    return err(LayerField::Threshold);
+                }
+            }
+            None if spiking => {
+                let th_ok = array(b, self.data_start(), rd_u32(b, o + 44), c * 4, true).is_some();
+                return err(if th_ok {
+                    LayerField::InitialPotential
+                } else {
+                    LayerField::Threshold
+                });
+            }
+            None => {
+                if present(44) {
+                    return err(LayerField::Threshold);
+                }
+                if present(48) {
+                    return err(LayerField::InitialPotential);
+                }
+            }
+        }
+        // Scratch inside the arena (overlap with live tensors is checked with the arena plan).
+        match (l.scratch_bytes, l.scratch_offset) {
+            (0, NONE) => {}
+            (0, _) | (_, NONE) => return err(LayerField::Scratch),
+            (n, off) => {
+                if off as u64 + n as u64 > self.header.arena_bytes as u64 {
+                    return err(LayerField::Scratch);
+                }
+            }
+        }
+        // A flatten moves no data: its output lives where its input does.
+        if kind == LayerKind::Flatten {
+            if out.arena_offset != input.arena_offset {
+                return Err(FormatError::Tensor {
+                    index: index + 1,
+                    field: TensorField::ArenaOffset,
+                });
+            }
+        } else if out.arena_offset == NONE {
+            return Err(FormatError::Tensor {
+                index: index + 1,
+                field: TensorField::ArenaOffset,
+            });
+        }
+        Ok(())
+    }
+
+    /// Check the arena plan: tensors that are live at the same step do not overlap, scratch does
+    /// not overlap what is live during its layer, and the header's summary agrees.
+    fn validate_arena(&self) -> Result<(), FormatError> {
+        let n = self.header.tensors as usize;
+        let layers = self.layer_count();
+        // root[t]: the tensor whose memory t uses (a flatten shares its input's).
+        // first/last: steps at which the root's memory is live.
+        let mut root = [0u16; MAX_TENSORS];
+        let mut first = [0u16; MAX_TENSORS];
+        let mut last = [0u16; MAX_TENSORS];
+        for t in 0..n {
+            root[t] = t as u16;
+            first[t] = t.saturating_sub(1) as u16;
+            last[t] = first[t];
+        }
+        for i in 0..layers {
+            let l = self.layer(i);
+            if l.kind == LayerKind::Flatten {
+                root[i + 1] = root[l.input as usize];
+            }
+            for inp in [l.input, l.input2] {
+                if let Some(&r) = root.get(inp as usize) {
+                    last[r as usize] = last[r as usize].max(i as u16);
+                }
+            }
+        }
+        // The network output is live until the end.
+        let out_root = root[layers] as usize;
+        last[out_root] = layers as u16;
+        for t in 0..n {
+            let r = root[t] as usize;
+            last[r] = last[r].max(last[t]);
+        }
+        let range = |t: usize| {
+            let info = self.tensor(t);
+            (info.arena_offset as u64, info.arena_offset as u64 + info.bytes() as u64)
+        };
+        let in_arena = |t: usize| root[t] as usize == t && self.tensor(t).arena_offset != NONE;
+        for a in 0..n {
+            if !in_arena(a) {
+                continue;
+            }
+            let (a0, a1) = range(a);
+            for bt in a + 1..n {
+                if !in_arena(bt) {
+                    continue;
+                }
+                let live_together = first[a] <= last[bt] && first[bt] <= last[a];
+                let (b0, b1) = range(bt);
+                if live_together && a0 < b1 && b0 < a1 {
+                    return Err(FormatError::ArenaOverlap {
+                        a: a as u16,
+                        b: bt as u16,
+                    });
+                }
+            }
+        }
+        let mut peak = 0u64;
+        for i in 0..layers {
+            let l = self.layer(i);
+            let mut live = l.scratch_bytes as u64;
+            let (s0, s1) = (
+                l.scratch_offset as u64,
+                l.scratch_offset as u64 + l.scratch_bytes as u64,
+            );
+            for t in 0..n {
+                if !in_arena(t) || first[t] as usize > i || (last[t] as usize) < i {
+                    continue;
+                }
+                let (t0, t1) = range(t);
+                live += t1 - t0;
+                if l.scratch_bytes > 0 && t0 < s1 && s0 < t1 {
+                    return Err(FormatError::Layer {
+                        index: i as u16,
+                        field: LayerField::Scratch,
+                    });
+                }
+            }
+            peak = peak.max(live);
+        }
+        if peak != self.header.peak_live_bytes as u64 {
+            return Err(FormatError::ArenaSummary);
+        }
+        Ok(())
+    }
+}
+
+/// Bytes of packed weights a layer with geometry `g` has at `bits`, or `None` when the weight
+/// count exceeds [`MAX_TENSOR_ELEMS`] or the layer has no weights.
+pub fn weight_bytes(g: &Geometry, bits: u8) -> Option<usize> {
+    let n = g.weight_count();
+    if n == 0 || n > MAX_TENSOR_ELEMS as u64 {
+        return None;
+    }
+    pack::packed_len(n as usize, bits)
+}
+
+/// The fixed fields of a layer record, with no arrays attached.
+fn raw_layer(b: &[u8], o: usize) -> LayerView<'_> {
+    LayerView {
+        kind: LayerKind::from_u8(rd_u8(b, o)).unwrap_or(LayerKind::Flatten),
+        flags: rd_u8(b, o + 1),
+        weight_bits: rd_u8(b, o + 2),
+        align: Align::from_u8(rd_u8(b, o + 3)).unwrap_or(Align::Average),
+        input: rd_u16(b, o + 4),
+        input2: rd_u16(b, o + 6),
+        window: Window {
+            kh: rd_u8(b, o + 8),
+            kw: rd_u8(b, o + 9),
+            sh: rd_u8(b, o + 10),
+            sw: rd_u8(b, o + 11),
+            ph: rd_u8(b, o + 12),
+            pw: rd_u8(b, o + 13),
+        },
+        groups: rd_u16(b, o + 14),
+        timesteps: rd_u16(b, o + 16),
+        offset: rd_i32(b, o + 20),
+        add_weights: [rd_u16(b, o + 24) as i16, rd_u16(b, o + 26) as i16],
+        weights: &[],
+        bias: None,
+        multipliers: I32s(&[]),
+        shifts: &[],
+        spiking: None,
+        scratch_bytes: rd_u32(b, o + 52),
+        scratch_offset: rd_u32(b, o + 56),
+    }
+}
+
+/// Parse the header, checking in this order: length, magic, version (before anything else, so a
+/// newer file is reported as newer), header length, header CRC, the declared payload length
+/// against the bytes available, the payload CRC, flags and reserved fields.
+pub fn parse_header(bytes: &[u8]) -> Result<Header, FormatError> {
+    let len = bytes.len().min(u32::MAX as usize) as u32;
+    if bytes.len() < 10 {
+        return Err(FormatError::Truncated {
+            len,
+            needed: HEADER_LEN as u32,
+        });
+    }
+    if bytes[..8] != MAGIC {
+        return Err(FormatError::BadMagic);
+    }
+    let version = rd_u16(bytes, 8);
+    if version != VERSION {
+        return Err(FormatError::Version {
+            found: version,
+            supported: VERSION,
+        });
+    }
+    if bytes.len() < HEADER_LEN {
+        return Err(FormatError::Truncated {
+            len,
+            needed: HEADER_LEN as u32,
+        });
+    }
+    let header_len = rd_u16(bytes, 10);
+    if header_len as usize != HEADER_LEN {
+        return Err(FormatError::HeaderLength(header_len));
+    }
+    if crc32(&bytes[..60]) != rd_u32(bytes, 60) {
+        return Err(FormatError::HeaderCrc);
+    }
+    let h = Header {
+        version,
+        producer: rd_u32(bytes, 12),
+        flags: rd_u32(bytes, 16),
+        payload_len: rd_u32(bytes, 20),
+        payload_crc: rd_u32(bytes, 24),
+        arena_bytes: rd_u32(bytes, 28),
+        tensors: rd_u16(bytes, 32),
+        layers: rd_u16(bytes, 34),
+        peak_live_bytes: rd_u32(bytes, 48),
+        peak_scratch_bytes: rd_u32(bytes, 52),
+    };
+    let needed = HEADER_LEN as u64 + h.payload_len as u64;
+    if (bytes.len() as u64) < needed {
+        return Err(FormatError::Truncated {
+            len,
+            needed: needed.min(u32::MAX as u64) as u32,
+        });
+    }
+    if crc32(&bytes[HEADER_LEN..needed as usize]) != h.payload_crc {
+        return Err(FormatError::PayloadCrc);
+    }
+    if h.flags & !HEADER_FLAG_SPIKING != 0 {
+        return Err(FormatError::HeaderFlags);
+    }
+    if rd_u32(bytes, 56) != 0 {
+        return Err(FormatError::HeaderReserved);
+    }
+    Ok(h)
+}

@@ -1,0 +1,274 @@
+//! The model file writer (`std`).
+//!
+//! [`write`] serializes a [`ModelDef`] into the version-1 layout drawn in [`crate::format`],
+//! plans the arena ([`crate::plan`]), and then parses its own output with the same reader the
+//! device uses, so that a file it returns is one every runtime accepts.
+
+use core::fmt;
+
+use super::*;
+use crate::def::{LayerDef, ModelDef};
+use crate::pack::{self, PackError};
+use crate::plan::{plan, PlanLayer};
+
+/// Why a model definition could not be written.
+#[derive(Clone, Debug, PartialEq)]
+pub enum WriteError {
+    /// Layer `layer`'s shapes do not chain.
+    Shape {
+        /// Layer index.
+        layer: usize,
+        /// What is wrong.
+        error: ShapeError,
+    },
+    /// Layer `layer`'s array `array` has `found` elements where `expected` are needed.
+    ArrayLength {
+        /// Layer index.
+        layer: usize,
+        /// Which array.
+        array: &'static str,
+        /// Elements given.
+        found: usize,
+        /// Elements needed.
+        expected: usize,
+    },
+    /// Layer `layer`'s weights could not be packed.
+    Pack {
+        /// Layer index.
+        layer: usize,
+        /// What is wrong.
+        error: PackError,
+    },
+    /// The model has more layers than the format allows, or is larger than 4 GiB.
+    TooLarge,
+    /// The written file does not pass the reader's validation.
+    Invalid(FormatError),
+}
+
+impl fmt::Display for WriteError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Shape { layer, error } => {
+                write!(f, "layer {layer}: shapes do not chain ({error:?})")
+            }
+            Self::ArrayLength {
+                layer,
+                array,
+                found,
+                expected,
+            } => write!(
+                f,
+                "layer {layer}: {array} has {found} elements, expected {expected}"
+            ),
+            Self::Pack { layer, error } => match error {
+                PackError::Bits(b) => write!(f, "layer {layer}: weight bits {b} not in 2..=8"),
+                PackError::Range(i) => {
+                    write!(f, "layer {layer}: weight {i} does not fit the bit width")
+                }
+                PackError::Short => write!(f, "layer {layer}: weights too large to pack"),
+            },
+            Self::TooLarge => write!(
+                f,
+                "model has more than {MAX_LAYERS} layers or does not fit in 4 GiB"
+            ),
+            Self::Invalid(e) => write!(f, "written model is invalid: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for WriteError {}
+
+/// This crate's version as the header's producer field: `major << 16 | minor << 8 | patch`.
+pub fn producer_version() -> u32 {
+    let part = |s: &str| s.parse::<u32>().unwrap_or(0) & 0xff;
+    part(env!("CARGO_PKG_VERSION_MAJOR")) << 16
+        | part(env!("CARGO_PKG_VERSION_MINOR")) << 8
+        | part(env!("CARGO_PKG_VERSION_PATCH"))
+}
+
+fn put_u16(b: &mut [u8], off: usize, v: u16) {
+    b[off..off + 2].copy_from_slice(&v.to_le_bytes());
+}
+
+fn put_u32(b: &mut [u8], off: usize, v: u32) {
+    b[off..off + 4].copy_from_slice(&v.to_le_bytes());
+}
+
+fn check_len(layer: usize, array: &'static str, found: usize, expected: usize) -> Result<(), WriteError> {
+    if found != expected {
+        return Err(WriteError::ArrayLength {
+            layer,
+            array,
+            found,
+            expected,
+        });
+    }
+    Ok(())
+}
+
+/// Serialize `def` into a version-1 model file.
+pub fn write(def: &ModelDef) -> Result<Vec<u8>, WriteError> {
+    let layers = def.layers.len();
+    if layers == 0 || layers > MAX_LAYERS {
+        return Err(WriteError::TooLarge);
+    }
+    let tensors = def
+        .tensors()
+        .map_err(|(layer, error)| WriteError::Shape { layer, error })?;
+    let geoms = def
+        .geometries()
+        .map_err(|(layer, error)| WriteError::Shape { layer, error })?;
+
+    let plan = plan(
+        &def.layers
+            .iter()
+            .enumerate()
+            .map(|(i, l)| PlanLayer {
+                kind: l.kind,
+                inputs: [Some(l.input), l.input2],
+                output_bytes: tensors[i + 1].shape.len() * tensors[i + 1].dtype.size(),
+                scratch_bytes: l.scratch_bytes as usize,
+            })
+            .collect::<Vec<_>>(),
+    );
+
+    let n_tensors = layers + 1;
+    let layer_table = HEADER_LEN + n_tensors * TENSOR_RECORD_LEN;
+    let data_start = (layer_table + layers * LAYER_RECORD_LEN).next_multiple_of(4);
+    let mut out = vec![0u8; data_start];
+
+    // Tensor table.
+    for (t, info) in tensors.iter().enumerate() {
+        let o = HEADER_LEN + t * TENSOR_RECORD_LEN;
+        put_u16(&mut out, o, info.shape.h);
+        put_u16(&mut out, o + 2, info.shape.w);
+        put_u16(&mut out, o + 4, info.shape.c);
+        out[o + 6] = info.dtype as u8;
+        out[o + 7] = info.levels;
+        put_u32(&mut out, o + 8, plan.tensor_offsets[t]);
+        put_u32(&mut out, o + 12, info.scale.to_bits());
+    }
+
+    // Layer table and data.
+    let mut spiking_model = false;
+    for (i, (l, g)) in def.layers.iter().zip(&geoms).enumerate() {
+        let o = layer_table + i * LAYER_RECORD_LEN;
+        let mut offs = [NONE; 6];
+        write_arrays(&mut out, i, l, g, &mut offs)?;
+        let mut flags = 0u8;
+        if l.bias.is_some() {
+            flags |= LAYER_FLAG_BIAS;
+        }
+        if l.spiking.is_some() {
+            flags |= LAYER_FLAG_SPIKING;
+            spiking_model = true;
+        }
+        if l.raw_output {
+            flags |= LAYER_FLAG_RAW_OUTPUT;
+        }
+        out[o] = l.kind as u8;
+        out[o + 1] = flags;
+        out[o + 2] = l.weight_bits;
+        out[o + 3] = l.align as u8;
+        put_u16(&mut out, o + 4, l.input);
+        put_u16(&mut out, o + 6, l.input2.unwrap_or(NO_TENSOR));
+        let w = l.window;
+        out[o + 8..o + 14].copy_from_slice(&[w.kh, w.kw, w.sh, w.sw, w.ph, w.pw]);
+        put_u16(&mut out, o + 14, l.groups);
+        put_u16(&mut out, o + 16, l.timesteps);
+        put_u32(&mut out, o + 20, l.offset as u32);
+        put_u16(&mut out, o + 24, l.add_weights[0] as u16);
+        put_u16(&mut out, o + 26, l.add_weights[1] as u16);
+        for (k, off) in offs.iter().enumerate() {
+            put_u32(&mut out, o + 28 + 4 * k, *off);
+        }
+        put_u32(&mut out, o + 52, l.scratch_bytes);
+        put_u32(&mut out, o + 56, plan.scratch_offsets[i]);
+    }
+    if out.len() > u32::MAX as usize {
+        return Err(WriteError::TooLarge);
+    }
+
+    // Header last: it carries the payload length and both CRCs.
+    let peak_scratch = def.layers.iter().map(|l| l.scratch_bytes).max().unwrap_or(0);
+    let payload_len = (out.len() - HEADER_LEN) as u32;
+    let payload_crc = crc32(&out[HEADER_LEN..]);
+    out[..8].copy_from_slice(&MAGIC);
+    put_u16(&mut out, 8, VERSION);
+    put_u16(&mut out, 10, HEADER_LEN as u16);
+    put_u32(&mut out, 12, producer_version());
+    put_u32(&mut out, 16, if spiking_model { HEADER_FLAG_SPIKING } else { 0 });
+    put_u32(&mut out, 20, payload_len);
+    put_u32(&mut out, 24, payload_crc);
+    put_u32(&mut out, 28, plan.arena_bytes as u32);
+    put_u16(&mut out, 32, n_tensors as u16);
+    put_u16(&mut out, 34, layers as u16);
+    put_u32(&mut out, 36, HEADER_LEN as u32);
+    put_u32(&mut out, 40, layer_table as u32);
+    put_u32(&mut out, 44, data_start as u32);
+    put_u32(&mut out, 48, plan.peak_live_bytes as u32);
+    put_u32(&mut out, 52, peak_scratch);
+    let header_crc = crc32(&out[..60]);
+    put_u32(&mut out, 60, header_crc);
+
+    ModelFile::parse(&out).map_err(WriteError::Invalid)?;
+    Ok(out)
+}
+
+/// Append layer `i`'s arrays to `out` and record their offsets in `offs` (weights, bias,
+/// multipliers, shifts, thresholds, initial potentials).
+fn write_arrays(
+    out: &mut Vec<u8>,
+    i: usize,
+    l: &LayerDef,
+    g: &Geometry,
+    offs: &mut [u32; 6],
+) -> Result<(), WriteError> {
+    let c = g.channels();
+    fn align4(out: &mut Vec<u8>) -> u32 {
+        out.resize(out.len().next_multiple_of(4), 0);
+        out.len() as u32
+    }
+    fn put_i32s(out: &mut Vec<u8>, v: &[i32]) -> u32 {
+        let at = align4(out);
+        for x in v {
+            out.extend_from_slice(&x.to_le_bytes());
+        }
+        at
+    }
+    if l.kind.has_weights() {
+        let n = g.weight_count() as usize;
+        check_len(i, "weights", l.weights.len(), n)?;
+        let len = pack::packed_len(n, l.weight_bits).ok_or(WriteError::TooLarge)?;
+        let at = out.len();
+        out.resize(at + len, 0);
+        pack::pack(&l.weights, l.weight_bits, &mut out[at..])
+            .map_err(|error| WriteError::Pack { layer: i, error })?;
+        offs[0] = at as u32;
+    } else {
+        check_len(i, "weights", l.weights.len(), 0)?;
+    }
+    if let Some(bias) = &l.bias {
+        check_len(i, "bias", bias.len(), c)?;
+        offs[1] = put_i32s(out, bias);
+    }
+    if !l.requant.is_empty() {
+        check_len(i, "requant", l.requant.len(), c)?;
+        let m: Vec<i32> = l.requant.iter().map(|r| r.multiplier).collect();
+        offs[2] = put_i32s(out, &m);
+    }
+    if let Some(s) = &l.spiking {
+        check_len(i, "threshold", s.threshold.len(), c)?;
+        check_len(i, "v0", s.v0.len(), c)?;
+        offs[4] = put_i32s(out, &s.threshold);
+        offs[5] = put_i32s(out, &s.v0);
+    }
+    if !l.requant.is_empty() {
+        offs[3] = out.len() as u32;
+        out.extend(l.requant.iter().map(|r| r.shift as u8));
+    }
+    if out.len() > u32::MAX as usize {
+        return Err(WriteError::TooLarge);
+    }
+    Ok(())
+}

@@ -1,0 +1,188 @@
+//! The integer semantics that host and device share, bit for bit.
+//!
+//! Every layer that produces activation codes ends with the same requantization
+//! (DESIGN.md, "The integer contract"):
+//!
+//! ```text
+//! code = clamp(round_shift(sat_mul_q31(acc, m), s) + offset, 0, L)
+//! ```
+//!
+//! * `acc` is the layer's i32 accumulator (bias already added, in accumulator units);
+//! * `m` is a non-negative Q31 multiplier (`m / 2^31` is a real number in `[0, 1)`);
+//! * `s` is a shift: positive `s` is a rounding right shift, negative `s` a saturating left shift;
+//! * `offset` is added after scaling (it carries a zero point or QCFS's +0.5 shift);
+//! * `L` is the output tensor's level count (codes `0..=L`, `L <= 255`).
+//!
+//! Rounding is specified exactly and is the same everywhere: **round half up** (towards +inf),
+//! that is `floor(x + 1/2)`. The trainer's fake-quant path uses `floor(x + 0.5)` to match.
+//! All functions are total: every input gives a defined output, nothing panics.
+
+/// The largest right shift a requantization may use; [`MIN_SHIFT`] is the largest left shift.
+pub const MAX_SHIFT: i8 = 31;
+/// The most negative shift (a left shift by 31 bits, saturating).
+pub const MIN_SHIFT: i8 = -31;
+
+/// Q31 multiply with rounding and saturation: `round_half_up(a * b / 2^31)`, saturated to i32.
+///
+/// The product is formed in i64, so the only result that does not fit is
+/// `i32::MIN * i32::MIN`, which saturates to `i32::MAX`.
+#[inline]
+pub const fn sat_mul_q31(a: i32, b: i32) -> i32 {
+    let p = (a as i64) * (b as i64);
+    // p + 2^30 cannot overflow: |p| <= 2^62.
+    let r = (p + (1i64 << 30)) >> 31;
+    saturate_i64(r)
+}
+
+/// Rounding shift: for `s > 0`, `round_half_up(x / 2^s)`; for `s == 0`, `x`; for `s < 0`,
+/// `x * 2^-s` saturated to i32.
+///
+/// Shifts beyond 63 in either direction are treated as 63 (the result is then 0 or -0.5 rounded
+/// up, that is 0, for right shifts, and a saturated value for left shifts); a validated model never
+/// carries such shifts, but the function stays total.
+#[inline]
+pub const fn round_shift(x: i32, s: i8) -> i32 {
+    if s > 0 {
+        let s = if s > 62 { 62 } else { s as u32 };
+        let r = ((x as i64) + (1i64 << (s - 1))) >> s;
+        r as i32
+    } else if s == 0 {
+        x
+    } else {
+        let l = if s < -32 { 32 } else { (-(s as i32)) as u32 };
+        saturate_i64((x as i64) << l)
+    }
+}
+
+/// Clamp an i32 to the activation code range `0..=levels`.
+#[inline]
+pub const fn clamp_code(x: i32, levels: u8) -> u8 {
+    if x < 0 {
+        0
+    } else if x > levels as i32 {
+        levels
+    } else {
+        x as u8
+    }
+}
+
+/// Requantize one accumulator to an activation code (the contract's formula, see module docs).
+#[inline]
+pub const fn requantize(acc: i32, multiplier: i32, shift: i8, offset: i32, levels: u8) -> u8 {
+    let scaled = round_shift(sat_mul_q31(acc, multiplier), shift);
+    clamp_code(scaled.saturating_add(offset), levels)
+}
+
+/// Saturate an i64 into the i32 range.
+#[inline]
+pub const fn saturate_i64(x: i64) -> i32 {
+    if x > i32::MAX as i64 {
+        i32::MAX
+    } else if x < i32::MIN as i64 {
+        i32::MIN
+    } else {
+        x as i32
+    }
+}
+
+/// Number of bits an activation with codes `0..=levels` needs (`ceil(log2(levels + 1))`), at
+/// least 1. Used for BOPs and RAM, where an activation's bit width is what the cost counts.
+#[inline]
+pub const fn code_bits(levels: u8) -> u32 {
+    let n = levels as u32 + 1;
+    let b = 32 - (n - 1).leading_zeros();
+    if b == 0 {
+        1
+    } else {
+        b
+    }
+}
+
+/// A real scale factor expressed as a Q31 multiplier and a shift such that
+/// `real ~= multiplier / 2^31 * 2^-shift`, with `multiplier` in `[2^30, 2^31)` (or 0 for 0).
+///
+/// This is how the exporter turns `input_scale * weight_scale / output_scale` into the
+/// integer pair the device uses. Returns `None` for negative, non-finite values, or values whose
+/// shift falls outside [`MIN_SHIFT`]`..=`[`MAX_SHIFT`].
+pub fn quantize_multiplier(real: f64) -> Option<(i32, i8)> {
+    if !real.is_finite() || real < 0.0 {
+        return None;
+    }
+    if real == 0.0 {
+        return Some((0, 0));
+    }
+    // real = q * 2^e with q in [0.5, 1).
+    let mut e: i32 = 0;
+    let mut q = real;
+    while q >= 1.0 {
+        q /= 2.0;
+        e += 1;
+    }
+    while q < 0.5 {
+        q *= 2.0;
+        e -= 1;
+    }
+    // q * 2^31 + 0.5 is positive, so truncation is floor (no `f64::floor` without std).
+    let mut m = (q * (1u64 << 31) as f64 + 0.5) as i64;
+    if m == 1i64 << 31 {
+        m /= 2;
+        e += 1;
+    }
+    // real = m / 2^31 * 2^e, and the contract applies a right shift s, so s = -e.
+    let s = -e;
+    if s < MIN_SHIFT as i32 || s > MAX_SHIFT as i32 {
+        return None;
+    }
+    Some((m as i32, s as i8))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_half_up_on_ties() {
+        assert_eq!(round_shift(3, 1), 2); // 1.5 -> 2
+        assert_eq!(round_shift(-3, 1), -1); // -1.5 -> -1
+        assert_eq!(round_shift(5, 2), 1); // 1.25 -> 1
+        assert_eq!(round_shift(6, 2), 2); // 1.5 -> 2
+        assert_eq!(round_shift(i32::MIN, 31), -1);
+        assert_eq!(round_shift(i32::MAX, 31), 1);
+        assert_eq!(round_shift(1, -30), 1 << 30);
+        assert_eq!(round_shift(1, -31), i32::MAX); // saturates
+        assert_eq!(round_shift(-2, -31), i32::MIN);
+    }
+
+    #[test]
+    fn q31_extremes() {
+        assert_eq!(sat_mul_q31(i32::MIN, i32::MIN), i32::MAX);
+        assert_eq!(sat_mul_q31(i32::MAX, i32::MAX), i32::MAX - 1);
+        assert_eq!(sat_mul_q31(1 << 30, 4), 2);
+        assert_eq!(sat_mul_q31(0, i32::MIN), 0);
+    }
+
+    #[test]
+    fn code_bits_of_levels() {
+        assert_eq!(code_bits(1), 1);
+        assert_eq!(code_bits(3), 2);
+        assert_eq!(code_bits(4), 3);
+        assert_eq!(code_bits(15), 4);
+        assert_eq!(code_bits(16), 5);
+        assert_eq!(code_bits(255), 8);
+        assert_eq!(code_bits(0), 1);
+    }
+
+    #[test]
+    fn multiplier_represents_real() {
+        for &r in &[1e-6, 0.001, 0.25, 0.5, 0.75, 0.999_999_999, 1.0, 3.7, 1000.0] {
+            let (m, s) = quantize_multiplier(r).unwrap();
+            let back = m as f64 / (1u64 << 31) as f64 * 2f64.powi(-(s as i32));
+            assert!((back - r).abs() <= r * 1e-9, "{r} -> {m} {s} -> {back}");
+            assert!(m >= 1 << 30);
+        }
+        assert_eq!(quantize_multiplier(0.0), Some((0, 0)));
+        assert_eq!(quantize_multiplier(-1.0), None);
+        assert_eq!(quantize_multiplier(f64::NAN), None);
+        assert_eq!(quantize_multiplier(1e30), None);
+    }
+}
