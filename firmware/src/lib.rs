@@ -25,13 +25,13 @@ pub mod ops;
 
 use core::fmt;
 
-use bitspike_core::format::{FormatError, ModelFile, TensorInfo, NONE};
 #[cfg(feature = "counters")]
 use bitspike_core::format::MAX_LAYERS;
+use bitspike_core::format::{FormatError, ModelFile, TensorInfo, NONE};
 use bitspike_core::layer::{Dtype, LayerKind};
 
 pub use bitspike_core;
-use kernels::{reference, Stage};
+use kernels::{reference, Stage, Weights};
 pub use ops::{LayerOps, Ops};
 
 /// A feature of a valid model file that this runtime does not execute yet.
@@ -100,13 +100,19 @@ impl fmt::Display for Error {
                 ),
             },
             Self::ArenaTooSmall { needed, given } => {
-                write!(f, "arena of {given} bytes is too small: the model needs {needed}")
+                write!(
+                    f,
+                    "arena of {given} bytes is too small: the model needs {needed}"
+                )
             }
             Self::InputLength { expected, given } => {
                 write!(f, "input has {given} elements, the model takes {expected}")
             }
             Self::OutputLength { expected, given } => {
-                write!(f, "output has {given} elements, the model produces {expected}")
+                write!(
+                    f,
+                    "output has {given} elements, the model produces {expected}"
+                )
             }
         }
     }
@@ -313,27 +319,14 @@ impl Interpreter<'_, '_> {
         {
             return ops.counts();
         }
+        let weights = Weights {
+            packed: l.weights,
+            bits: l.weight_bits,
+            bias: l.bias,
+        };
         match l.kind {
-            LayerKind::Conv2d => reference::conv2d(
-                &g,
-                l.weights,
-                l.weight_bits,
-                l.bias,
-                &stage,
-                a,
-                dst,
-                &mut ops,
-            ),
-            LayerKind::Dense => reference::dense(
-                &g,
-                l.weights,
-                l.weight_bits,
-                l.bias,
-                &stage,
-                a,
-                dst,
-                &mut ops,
-            ),
+            LayerKind::Conv2d => reference::conv2d(&g, &weights, &stage, a, dst, &mut ops),
+            LayerKind::Dense => reference::dense(&g, &weights, &stage, a, dst, &mut ops),
             LayerKind::AvgPool => reference::avg_pool(&g, &stage, a, dst),
             LayerKind::MaxPool => reference::max_pool(&g, a, dst),
             LayerKind::GlobalAvgPool => reference::global_avg_pool(&g, &stage, a, dst),

@@ -189,7 +189,11 @@ mod tests {
         assert_eq!(p.peak_live_bytes, 192);
         assert_eq!(p.arena_bytes, 192);
         assert_eq!(p.tensor_offsets[4], p.tensor_offsets[3]);
-        let mut offs = [p.tensor_offsets[1], p.tensor_offsets[2], p.tensor_offsets[3]];
+        let mut offs = [
+            p.tensor_offsets[1],
+            p.tensor_offsets[2],
+            p.tensor_offsets[3],
+        ];
         offs.sort();
         assert_eq!(offs, [0, 64, 128]);
     }

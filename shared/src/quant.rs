@@ -174,7 +174,17 @@ mod tests {
 
     #[test]
     fn multiplier_represents_real() {
-        for &r in &[1e-6, 0.001, 0.25, 0.5, 0.75, 0.999_999_999, 1.0, 3.7, 1000.0] {
+        for &r in &[
+            1e-6,
+            0.001,
+            0.25,
+            0.5,
+            0.75,
+            0.999_999_999,
+            1.0,
+            3.7,
+            1000.0,
+        ] {
             let (m, s) = quantize_multiplier(r).unwrap();
             let back = m as f64 / (1u64 << 31) as f64 * 2f64.powi(-(s as i32));
             assert!((back - r).abs() <= r * 1e-9, "{r} -> {m} {s} -> {back}");

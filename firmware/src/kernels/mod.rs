@@ -13,6 +13,17 @@ pub mod reference;
 use bitspike_core::format::I32s;
 use bitspike_core::quant::requantize;
 
+/// A weighted layer's parameters as stored in the model file.
+#[derive(Clone, Copy, Debug)]
+pub struct Weights<'a> {
+    /// Weights packed at `bits` (see `bitspike_core::pack`).
+    pub packed: &'a [u8],
+    /// Weight bit width, 2..=8.
+    pub bits: u8,
+    /// i32 bias per output channel, in accumulator units.
+    pub bias: Option<I32s<'a>>,
+}
+
 /// How a layer turns its i32 accumulators into output bytes.
 #[derive(Clone, Copy, Debug)]
 pub enum Stage<'a> {

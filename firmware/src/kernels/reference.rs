@@ -8,11 +8,10 @@
 //! Layouts: activations HWC, convolution weights OHWI, dense weights `[out][in]`
 //! (see `bitspike_core::layer`).
 
-use bitspike_core::format::I32s;
 use bitspike_core::layer::{Geometry, Shape};
 use bitspike_core::pack::unpack_one;
 
-use super::Stage;
+use super::{Stage, Weights};
 use crate::ops::Ops;
 
 /// Input element at (`y`, `x`, `c`) of an HWC tensor, or `None` in the zero padding.
@@ -31,14 +30,13 @@ fn at(input: &[u8], s: Shape, y: isize, x: isize, c: usize) -> Option<i32> {
 /// * w[o][ky][kx][ci])`, with `g = o / cout_g`; padded positions contribute nothing.
 pub fn conv2d(
     g: &Geometry,
-    weights: &[u8],
-    bits: u8,
-    bias: Option<I32s<'_>>,
+    w: &Weights<'_>,
     stage: &Stage<'_>,
     input: &[u8],
     output: &mut [u8],
     ops: &mut Ops,
 ) {
+    let (weights, bits, bias) = (w.packed, w.bits, w.bias);
     let w = g.window;
     let (inp, out) = (g.input, g.output);
     let groups = g.groups.max(1) as usize;
@@ -64,7 +62,12 @@ pub fn conv2d(
                         }
                     }
                 }
-                stage.store(output, (oy * out.w as usize + ox) * out.c as usize + o, o, acc);
+                stage.store(
+                    output,
+                    (oy * out.w as usize + ox) * out.c as usize + o,
+                    o,
+                    acc,
+                );
             }
         }
     }
@@ -73,14 +76,13 @@ pub fn conv2d(
 /// Fully connected layer: `out[o] = stage(bias[o] + sum_i in[i] * w[o][i])`.
 pub fn dense(
     g: &Geometry,
-    weights: &[u8],
-    bits: u8,
-    bias: Option<I32s<'_>>,
+    w: &Weights<'_>,
     stage: &Stage<'_>,
     input: &[u8],
     output: &mut [u8],
     ops: &mut Ops,
 ) {
+    let (weights, bits, bias) = (w.packed, w.bits, w.bias);
     let n = g.input.len();
     for o in 0..g.output.c as usize {
         let mut acc = bias.map_or(0, |b| b.get(o));
@@ -109,7 +111,12 @@ pub fn avg_pool(g: &Geometry, stage: &Stage<'_>, input: &[u8], output: &mut [u8]
                         acc = acc.wrapping_add(at(input, inp, y, x, c).unwrap_or(0));
                     }
                 }
-                stage.store(output, (oy * out.w as usize + ox) * out.c as usize + c, c, acc);
+                stage.store(
+                    output,
+                    (oy * out.w as usize + ox) * out.c as usize + c,
+                    c,
+                    acc,
+                );
             }
         }
     }

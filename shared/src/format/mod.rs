@@ -650,11 +650,7 @@ impl<'a> ModelFile<'a> {
         let tt = rd_u32(b, 36) as usize;
         let lt = rd_u32(b, 40) as usize;
         let dt = rd_u32(b, 44) as usize;
-        if tt != HEADER_LEN
-            || lt != self.layer_table()
-            || dt != self.data_start()
-            || dt > b.len()
-        {
+        if tt != HEADER_LEN || lt != self.layer_table() || dt != self.data_start() || dt > b.len() {
             return Err(FormatError::Tables);
         }
         for i in 0..h.tensors as usize {
@@ -805,8 +801,7 @@ impl<'a> ModelFile<'a> {
             }
         }
         let present = |off: usize| rd_u32(b, o + off) != NONE;
-        if (flags & LAYER_FLAG_BIAS != 0) != l.bias.is_some() || (l.bias.is_none() && present(32))
-        {
+        if (flags & LAYER_FLAG_BIAS != 0) != l.bias.is_some() || (l.bias.is_none() && present(32)) {
             return err(LayerField::Bias);
         }
         let rq = kind.requantizes() && !raw;
@@ -914,7 +909,10 @@ impl<'a> ModelFile<'a> {
         }
         let range = |t: usize| {
             let info = self.tensor(t);
-            (info.arena_offset as u64, info.arena_offset as u64 + info.bytes() as u64)
+            (
+                info.arena_offset as u64,
+                info.arena_offset as u64 + info.bytes() as u64,
+            )
         };
         let in_arena = |t: usize| root[t] as usize == t && self.tensor(t).arena_offset != NONE;
         for a in 0..n {

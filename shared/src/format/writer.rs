@@ -94,7 +94,12 @@ fn put_u32(b: &mut [u8], off: usize, v: u32) {
     b[off..off + 4].copy_from_slice(&v.to_le_bytes());
 }
 
-fn check_len(layer: usize, array: &'static str, found: usize, expected: usize) -> Result<(), WriteError> {
+fn check_len(
+    layer: usize,
+    array: &'static str,
+    found: usize,
+    expected: usize,
+) -> Result<(), WriteError> {
     if found != expected {
         return Err(WriteError::ArrayLength {
             layer,
@@ -190,14 +195,27 @@ pub fn write(def: &ModelDef) -> Result<Vec<u8>, WriteError> {
     }
 
     // Header last: it carries the payload length and both CRCs.
-    let peak_scratch = def.layers.iter().map(|l| l.scratch_bytes).max().unwrap_or(0);
+    let peak_scratch = def
+        .layers
+        .iter()
+        .map(|l| l.scratch_bytes)
+        .max()
+        .unwrap_or(0);
     let payload_len = (out.len() - HEADER_LEN) as u32;
     let payload_crc = crc32(&out[HEADER_LEN..]);
     out[..8].copy_from_slice(&MAGIC);
     put_u16(&mut out, 8, VERSION);
     put_u16(&mut out, 10, HEADER_LEN as u16);
     put_u32(&mut out, 12, producer_version());
-    put_u32(&mut out, 16, if spiking_model { HEADER_FLAG_SPIKING } else { 0 });
+    put_u32(
+        &mut out,
+        16,
+        if spiking_model {
+            HEADER_FLAG_SPIKING
+        } else {
+            0
+        },
+    );
     put_u32(&mut out, 20, payload_len);
     put_u32(&mut out, 24, payload_crc);
     put_u32(&mut out, 28, plan.arena_bytes as u32);
