@@ -9,7 +9,11 @@
 //!
 //! * `acc` is the layer's i32 accumulator (bias already added, in accumulator units);
 //! * `m` is a non-negative Q31 multiplier (`m / 2^31` is a real number in `[0, 1)`);
-//! * `s` is a shift: positive `s` is a rounding right shift, negative `s` a saturating left shift;
+//! * `s` is a shift: positive `s` is a rounding right shift of the product; a negative `s` (a
+//!   scale above 1) is a saturating left shift applied to `acc` *before* the multiply, as TFLite
+//!   and CMSIS-NN do, so that no precision is lost to the multiply's rounding. For `s >= 0` the
+//!   formula above holds as written; for `s < 0` it reads `clamp(sat_mul_q31(acc << -s, m) +
+//!   offset, 0, L)`;
 //! * `offset` is added after scaling (it carries a zero point or QCFS's +0.5 shift);
 //! * `L` is the output tensor's level count (codes `0..=L`, `L <= 255`).
 //!
@@ -69,7 +73,11 @@ pub const fn clamp_code(x: i32, levels: u8) -> u8 {
 /// Requantize one accumulator to an activation code (the contract's formula, see module docs).
 #[inline]
 pub const fn requantize(acc: i32, multiplier: i32, shift: i8, offset: i32, levels: u8) -> u8 {
-    let scaled = round_shift(sat_mul_q31(acc, multiplier), shift);
+    let scaled = if shift >= 0 {
+        round_shift(sat_mul_q31(acc, multiplier), shift)
+    } else {
+        sat_mul_q31(round_shift(acc, shift), multiplier)
+    };
     clamp_code(scaled.saturating_add(offset), levels)
 }
 
