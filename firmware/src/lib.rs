@@ -118,6 +118,8 @@ impl fmt::Display for Error {
     }
 }
 
+impl core::error::Error for Error {}
+
 /// A validated model, borrowed from its bytes (in flash on a device).
 #[derive(Clone, Copy, Debug)]
 pub struct Model<'m> {

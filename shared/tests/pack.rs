@@ -66,9 +66,14 @@ proptest! {
 fn every_width_and_short_lengths() {
     for bits in 2u8..=8 {
         let (lo, hi) = value_range(bits);
-        assert_eq!((lo as i32, hi as i32), (-(1 << (bits - 1)), (1 << (bits - 1)) - 1));
+        assert_eq!(
+            (lo as i32, hi as i32),
+            (-(1 << (bits - 1)), (1 << (bits - 1)) - 1)
+        );
         for n in 0..=17 {
-            let v: Vec<i8> = (0..n).map(|i| lo + (i as i16 % (hi as i16 - lo as i16 + 1)) as i8).collect();
+            let v: Vec<i8> = (0..n)
+                .map(|i| lo + (i as i16 % (hi as i16 - lo as i16 + 1)) as i8)
+                .collect();
             let mut buf = vec![0u8; packed_len(n, bits).unwrap()];
             pack(&v, bits, &mut buf).unwrap();
             let mut back = vec![0i8; n];

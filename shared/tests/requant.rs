@@ -16,7 +16,10 @@ fn sat32(x: i128) -> i32 {
 
 /// Q31 multiply: round half up of a * b / 2^31, saturated.
 fn oracle_mul(a: i32, b: i32) -> i32 {
-    sat32(floor_div(a as i128 * b as i128 + (1i128 << 30), 1i128 << 31))
+    sat32(floor_div(
+        a as i128 * b as i128 + (1i128 << 30),
+        1i128 << 31,
+    ))
 }
 
 /// Rounding shift: round half up of x / 2^s (s > 0), saturating x * 2^-s (s < 0).
@@ -105,7 +108,7 @@ fn named_edge_cases() {
     assert_eq!(sat_mul_q31(-1, 1 << 30), 0); // -0.5 -> 0
     assert_eq!(round_shift(-5, 1), -2); // -2.5 -> -2
     assert_eq!(round_shift(5, 1), 3); // 2.5 -> 3
-    // Left shifts saturate in both directions.
+                                      // Left shifts saturate in both directions.
     assert_eq!(round_shift(i32::MAX, -1), i32::MAX);
     assert_eq!(round_shift(i32::MIN, -1), i32::MIN);
     assert_eq!(round_shift(-1, -31), i32::MIN);
@@ -120,6 +123,9 @@ fn named_edge_cases() {
         (255 * 127 * 9, 1 << 30, 8, 0, 15),
         (-1, 1 << 30, 1, 1, 1),
     ] {
-        assert_eq!(requantize(acc, m, s, off, l), oracle_requant(acc, m, s, off, l));
+        assert_eq!(
+            requantize(acc, m, s, off, l),
+            oracle_requant(acc, m, s, off, l)
+        );
     }
 }

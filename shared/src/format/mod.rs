@@ -319,8 +319,7 @@ impl fmt::Display for FormatError {
     }
 }
 
-#[cfg(feature = "std")]
-impl std::error::Error for FormatError {}
+impl core::error::Error for FormatError {}
 
 #[inline]
 fn rd_u8(b: &[u8], off: usize) -> u8 {

@@ -1,0 +1,40 @@
+//! Regenerate the committed version-1 fixture and its expected outputs:
+//! `cargo run -p bitspike-tests --bin gen-fixture` (from anywhere in the workspace).
+//!
+//! Run it only when the fixture itself must change (a new fixture for a new format version goes
+//! beside the old one, never over it): the point of the committed file is that it keeps loading.
+
+use std::fmt::Write as _;
+use std::path::Path;
+
+use bitspike_core::format::writer::write;
+use bitspike_rt::Model;
+use bitspike_tests::models::{fixture_inputs, fixture_model, FIXTURE_EXPECTED_PATH, FIXTURE_PATH};
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let bytes = write(&fixture_model())?;
+    let model = Model::load(&bytes)?;
+    let mut arena = vec![0u8; model.arena_bytes()];
+    let mut interp = model.bind(&mut arena)?;
+    let mut text = String::from(
+        "# bitspike fixture model-v1.bsm: expected outputs, one line per input of\n\
+         # bitspike_tests::models::fixture_inputs(); made by `cargo run -p bitspike-tests --bin gen-fixture`\n",
+    );
+    for input in fixture_inputs() {
+        let mut out = vec![0i32; model.output_len()];
+        interp.run(&input, &mut out)?;
+        let line: Vec<String> = out.iter().map(|v| v.to_string()).collect();
+        writeln!(text, "{}", line.join(" "))?;
+    }
+    std::fs::write(dir.join(FIXTURE_PATH), &bytes)?;
+    std::fs::write(dir.join(FIXTURE_EXPECTED_PATH), text)?;
+    println!(
+        "wrote {} ({} bytes, arena {} bytes) and {}",
+        FIXTURE_PATH,
+        bytes.len(),
+        model.arena_bytes(),
+        FIXTURE_EXPECTED_PATH
+    );
+    Ok(())
+}
