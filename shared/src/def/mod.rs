@@ -4,6 +4,8 @@
 //! `i + 1` (see [`crate::layer`]). Output shapes are not stored here: they follow from the layer
 //! geometry ([`crate::layer::infer_output`]), so a definition cannot disagree with itself.
 
+pub mod random;
+
 use crate::layer::{infer_output, Align, Dtype, Geometry, LayerKind, Shape, ShapeError, Window};
 
 /// A tensor's element storage, level count and scale.

@@ -1,0 +1,150 @@
+//! Cost reports of a model file: per layer and in total, MACs, BOPs (One-Shot MPS eq. S13),
+//! RAM (eq. S14), weight and parameter bytes, and the arena the device needs.
+
+use std::fmt;
+
+use bitspike_core::cost::{bops, macs, ram_s14};
+use bitspike_core::format::{weight_bytes, ModelFile};
+use bitspike_core::layer::{Geometry, Shape};
+use bitspike_core::quant::code_bits;
+
+/// One layer's row.
+#[derive(Clone, Debug, PartialEq)]
+pub struct LayerRow {
+    /// Layer index.
+    pub index: usize,
+    /// Geometry.
+    pub geometry: Geometry,
+    /// Weight bit width (0 without weights).
+    pub weight_bits: u8,
+    /// Bit width of the input codes.
+    pub input_bits: u32,
+    /// Multiply-accumulates.
+    pub macs: u64,
+    /// Bit operations, eq. S13.
+    pub bops: u64,
+    /// Packed weight bytes.
+    pub weight_bytes: usize,
+}
+
+/// A model's cost summary.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Summary {
+    /// Per-layer rows.
+    pub layers: Vec<LayerRow>,
+    /// Input shape.
+    pub input: Shape,
+    /// Output shape.
+    pub output: Shape,
+    /// Model file bytes (what goes into flash).
+    pub file_bytes: usize,
+    /// Arena bytes the device must provide.
+    pub arena_bytes: u32,
+    /// Largest live activation (and scratch) bytes at any layer.
+    pub peak_live_bytes: u32,
+    /// RAM by One-Shot MPS eq. S14, bytes.
+    pub ram_s14_bytes: u64,
+}
+
+impl Summary {
+    /// Summarize a validated model file.
+    pub fn of(file: &ModelFile<'_>) -> Self {
+        let mut layers = Vec::new();
+        let mut s14 = Vec::new();
+        for i in 0..file.layer_count() {
+            let l = file.layer(i);
+            let g = file.geometry(i);
+            let in_levels = file.tensor(l.input as usize).levels;
+            s14.push((g, l.weight_bits, in_levels));
+            layers.push(LayerRow {
+                index: i,
+                geometry: g,
+                weight_bits: l.weight_bits,
+                input_bits: code_bits(in_levels),
+                macs: macs(&g),
+                bops: if l.weight_bits > 0 {
+                    bops(&g, l.weight_bits, in_levels)
+                } else {
+                    0
+                },
+                weight_bytes: if l.weight_bits > 0 {
+                    weight_bytes(&g, l.weight_bits).unwrap_or(0)
+                } else {
+                    0
+                },
+            });
+        }
+        let h = file.header();
+        Self {
+            layers,
+            input: file.input().shape,
+            output: file.output().shape,
+            file_bytes: file.bytes().len(),
+            arena_bytes: h.arena_bytes,
+            peak_live_bytes: h.peak_live_bytes,
+            ram_s14_bytes: ram_s14(file.input().bytes() as u64, s14),
+        }
+    }
+
+    /// Total MACs.
+    pub fn macs(&self) -> u64 {
+        self.layers.iter().map(|l| l.macs).sum()
+    }
+
+    /// Total BOPs.
+    pub fn bops(&self) -> u64 {
+        self.layers.iter().map(|l| l.bops).sum()
+    }
+
+    /// Total packed weight bytes.
+    pub fn weight_bytes(&self) -> usize {
+        self.layers.iter().map(|l| l.weight_bytes).sum()
+    }
+}
+
+fn shape(s: Shape) -> String {
+    format!("{}x{}x{}", s.h, s.w, s.c)
+}
+
+impl fmt::Display for Summary {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(
+            f,
+            "{:>3}  {:<8} {:>11} {:>11} {:>4} {:>4} {:>11} {:>13} {:>9}",
+            "#", "kind", "input", "output", "w", "x", "MACs", "BOPs", "w bytes"
+        )?;
+        for r in &self.layers {
+            let g = &r.geometry;
+            let w = if r.weight_bits > 0 {
+                r.weight_bits.to_string()
+            } else {
+                "-".into()
+            };
+            writeln!(
+                f,
+                "{:>3}  {:<8} {:>11} {:>11} {:>4} {:>4} {:>11} {:>13} {:>9}",
+                r.index,
+                g.kind.name(),
+                shape(g.input),
+                shape(g.output),
+                w,
+                r.input_bits,
+                r.macs,
+                r.bops,
+                r.weight_bytes
+            )?;
+        }
+        writeln!(
+            f,
+            "total: {} MACs, {} BOPs (eq. S13), {} weight bytes",
+            self.macs(),
+            self.bops(),
+            self.weight_bytes()
+        )?;
+        writeln!(
+            f,
+            "memory: model file {} B (flash), arena {} B (peak live {} B), RAM by eq. S14 {} B",
+            self.file_bytes, self.arena_bytes, self.peak_live_bytes, self.ram_s14_bytes
+        )
+    }
+}
