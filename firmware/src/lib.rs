@@ -367,3 +367,64 @@ pub fn argmax(values: &[i32]) -> usize {
     }
     best
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn argmax_takes_first_of_ties() {
+        assert_eq!(argmax(&[]), 0);
+        assert_eq!(argmax(&[3, 7, 7, -1]), 1);
+        assert_eq!(argmax(&[i32::MIN, i32::MIN]), 0);
+        assert_eq!(argmax(&[-5, -2, -9]), 1);
+    }
+
+    #[test]
+    fn views_split_around_the_output() {
+        let mut arena = [0u8, 1, 2, 3, 4, 5, 6, 7, 8, 9];
+        let input = [42u8; 3];
+        let (a, b, out) = views(
+            &mut arena,
+            &input,
+            Loc::Arena(0, 2),
+            Some(Loc::Arena(7, 3)),
+            (3, 4),
+        )
+        .unwrap();
+        assert_eq!(
+            (a, b, &*out),
+            (&[0u8, 1][..], &[7u8, 8, 9][..], &[3u8, 4, 5, 6][..])
+        );
+        let (a, b, _) = views(&mut arena, &input, Loc::Input, None, (0, 10)).unwrap();
+        assert_eq!((a, b), (&input[..], &[][..]));
+        // An input overlapping the output is refused, not aliased.
+        assert!(views(&mut arena, &input, Loc::Arena(2, 2), None, (3, 4)).is_none());
+        assert!(views(&mut arena, &input, Loc::Arena(6, 2), None, (3, 4)).is_none());
+        // Ranges past the arena are refused.
+        assert!(views(&mut arena, &input, Loc::Input, None, (8, 4)).is_none());
+        assert!(views(&mut arena, &input, Loc::Arena(8, 4), None, (0, 2)).is_none());
+    }
+
+    #[test]
+    fn stages_store_codes_and_raw_accumulators() {
+        let m = 1i32 << 30; // 0.5
+        let mult = m.to_le_bytes();
+        let stage = Stage::Requantize {
+            multipliers: bitspike_core::format::I32s::new(&mult),
+            shifts: &[1],
+            offset: 2,
+            levels: 15,
+        };
+        let mut out = [0u8; 2];
+        stage.store(&mut out, 1, 0, 20); // 20 * 0.5 / 2 + 2 = 7
+        assert_eq!(out, [0, 7]);
+        stage.store(&mut out, 0, 0, 1000); // clamps to 15
+        assert_eq!(out, [15, 7]);
+        stage.store(&mut out, 5, 0, 1); // past the end: ignored, no panic
+        let mut raw = [0u8; 8];
+        Stage::Raw.store(&mut raw, 1, 0, -2);
+        assert_eq!(raw, [0, 0, 0, 0, 0xfe, 0xff, 0xff, 0xff]);
+        assert_eq!(Stage::Raw.elem_size(), 4);
+    }
+}
