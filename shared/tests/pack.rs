@@ -30,7 +30,7 @@ proptest! {
         }
         // Unused high bits of the last byte are zero.
         let used = v.len() * bits as usize;
-        if used % 8 != 0 {
+        if !used.is_multiple_of(8) {
             prop_assert_eq!(buf[len - 1] >> (used % 8), 0);
         }
     }

@@ -4,7 +4,8 @@
 //! and the layer semantics documented in `bitspike_core::layer`, in wide integers:
 //!
 //! * [`requantize`] (with [`sat_mul_q31`] and [`round_shift`]) works in i128 and never calls
-//!   `bitspike_core::quant`;
+//!   `bitspike_core::quant`; a negative shift scales the accumulator before the multiply, as the
+//!   shared crate's `quant` module documents;
 //! * [`execute`] runs a whole [`ModelDef`] from its *unpacked* weights (never the packed stream,
 //!   never `bitspike_core::pack`), accumulating in i64 and truncating to i32 at the end (the
 //!   device's wrapping i32 adds give the same result, since addition modulo 2^32 is associative);
@@ -59,10 +60,20 @@ pub fn round_shift(x: i32, s: i8) -> i32 {
     }
 }
 
-/// The contract's requantization:
-/// `clamp(round_shift(sat_mul_q31(acc, m), s) + offset, 0, levels)` with a saturating i32 add.
+/// The contract's requantization, with a saturating i32 add of the offset and a clamp to
+/// `0..=levels`:
+///
+/// * `s >= 0`: `clamp(round_shift(sat_mul_q31(acc, m), s) + offset, 0, L)`, as DESIGN.md writes it;
+/// * `s < 0`: `clamp(sat_mul_q31(round_shift(acc, s), m) + offset, 0, L)`: the saturating left
+///   shift scales the accumulator *before* the multiply (TFLite / CMSIS-NN order), as
+///   `bitspike_core::quant`'s module docs specify since "Negative requantization shifts scale the
+///   accumulator before the multiply".
 pub fn requantize(acc: i32, multiplier: i32, shift: i8, offset: i32, levels: u8) -> u8 {
-    let scaled = round_shift(sat_mul_q31(acc, multiplier), shift);
+    let scaled = if shift >= 0 {
+        round_shift(sat_mul_q31(acc, multiplier), shift)
+    } else {
+        sat_mul_q31(round_shift(acc, shift), multiplier)
+    };
     let v = sat32(scaled as i128 + offset as i128);
     v.clamp(0, levels as i32) as u8
 }
@@ -513,6 +524,15 @@ pub mod gen {
             .collect()
     }
 
+    /// A typical accumulator magnitude for `fan_in` products of codes up to `in_levels` with
+    /// `bits`-bit weights, as a random walk: `sqrt(fan_in) * (L / 2) * (2^(bits-1) / 2)`, at
+    /// least 1. Used to pick shifts that keep requantized codes informative.
+    pub fn typical(fan_in: usize, in_levels: u8, bits: u8) -> u64 {
+        let half_w = (1u64 << (bits.clamp(1, 8) - 1)) as f64 / 2.0;
+        let t = (fan_in as f64).sqrt() * (in_levels as f64 / 2.0) * half_w;
+        (t as u64).max(1)
+    }
+
     /// `floor(log2(x))` for `x >= 1`.
     fn log2(x: u64) -> i64 {
         63 - x.max(1).leading_zeros() as i64
@@ -599,6 +619,10 @@ mod tests {
         assert_eq!(requantize(10, i32::MAX, 0, i32::MAX, 7), 7);
         assert_eq!(requantize(-10, i32::MAX, 0, i32::MIN, 7), 0);
         assert_eq!(requantize(-3, 1 << 30, 0, 2, 7), 1);
+        // Negative shifts scale before the multiply: 3 * 2 * 0.5 = 3 (not round(1.5) * 2 = 4).
+        assert_eq!(requantize(3, 1 << 30, -1, 0, 255), 3);
+        // ... and saturate before it: (1 << 31 saturated) * 0.5 = 2^30 - 0.5 -> 2^30.
+        assert_eq!(requantize(1, 1 << 30, -31, -(1 << 30) + 5, 255), 5);
     }
 
     #[test]

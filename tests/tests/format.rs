@@ -10,7 +10,7 @@ use bitspike_core::layer::{LayerKind, ShapeError};
 use bitspike_core::pack::unpack_one;
 use bitspike_rt::{Error, Model};
 use bitspike_tests::models::{fixture_inputs, fixture_model, FIXTURE_EXPECTED_PATH, FIXTURE_PATH};
-// use bitspike_tests::oracle;
+use bitspike_tests::oracle;
 use proptest::prelude::*;
 
 fn fixture_bytes() -> Vec<u8> {
@@ -135,7 +135,7 @@ fn committed_v1_fixture_keeps_loading_and_computing() {
             &out, want,
             "runtime output drifted from the committed golden vector"
         );
-        // ORACLE-CHECK
+        assert_eq!(&oracle::run(&def, input), want, "oracle disagrees");
     }
     // The writer still produces the committed bytes, apart from the producer version and the
     // header CRC that covers it.
