@@ -369,6 +369,7 @@ pub fn argmax(values: &[i32]) -> usize {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

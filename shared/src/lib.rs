@@ -4,7 +4,7 @@
 //! * [`quant`]: the integer semantics (Q31 multiply, rounding shift, requantize, clamp);
 //! * [`pack`]: packing of 2..=8 bit weights;
 //! * [`cost`]: MACs, BOPs (One-Shot MPS eq. S13), RAM (eq. S14), synaptic operations, energy;
-//! * [`format`]: the model file (reader `no_std` and zero-copy; writer behind `std`);
+//! * [`format`](mod@format): the model file (reader `no_std` and zero-copy; writer behind `std`);
 //! * [`def`] and [`plan`] (`std`): owned model definitions and the arena planner the exporter uses.
 //!
 //! `no_std` unless the `std` feature is on; `defmt` derives `defmt::Format` on the public types.

@@ -1,6 +1,6 @@
 //! Kernels: one function per layer kind.
 //!
-//! [`reference`] holds the plain, obviously right versions that define what every other kernel
+//! [`reference`](mod@reference) holds the plain, obviously right versions that define what every other kernel
 //! must compute bit for bit (CONVENTIONS 4). Optimized kernels will live beside them and be
 //! tested against them.
 //!

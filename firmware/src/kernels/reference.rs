@@ -26,8 +26,11 @@ fn at(input: &[u8], s: Shape, y: isize, x: isize, c: usize) -> Option<i32> {
 
 /// 2-D convolution with stride, symmetric zero padding and groups.
 ///
-/// `out[oy][ox][o] = stage(bias[o] + sum_{ky,kx,ci} in[oy*sh+ky-ph][ox*sw+kx-pw][g*cin_g+ci]
-/// * w[o][ky][kx][ci])`, with `g = o / cout_g`; padded positions contribute nothing.
+/// ```text
+/// out[oy][ox][o] = stage(bias[o] + sum over ky, kx, ci of
+///                  in[oy*sh + ky - ph][ox*sw + kx - pw][g*cin_g + ci] * w[o][ky][kx][ci])
+/// ```
+/// with `g = o / cout_g`; padded positions contribute nothing.
 pub fn conv2d(
     g: &Geometry,
     w: &Weights<'_>,

@@ -1,6 +1,6 @@
 //! The model file writer (`std`).
 //!
-//! [`write`] serializes a [`ModelDef`] into the version-1 layout drawn in [`crate::format`],
+//! [`write()`] serializes a [`ModelDef`] into the version-1 layout drawn in [`crate::format`],
 //! plans the arena ([`crate::plan`]), and then parses its own output with the same reader the
 //! device uses, so that a file it returns is one every runtime accepts.
 
