@@ -5,6 +5,7 @@
 //! * [`pack`]: packing of 2..=8 bit weights;
 //! * [`cost`]: MACs, BOPs (One-Shot MPS eq. S13), RAM (eq. S14), synaptic operations, energy;
 //! * [`format`](mod@format): the model file (reader `no_std` and zero-copy; writer behind `std`);
+//! * [`vectors`]: golden vector files (inputs with the outputs the host computed);
 //! * [`def`] and [`plan`] (`std`): owned model definitions and the arena planner the exporter uses.
 //!
 //! `no_std` unless the `std` feature is on; `defmt` derives `defmt::Format` on the public types.
@@ -19,3 +20,4 @@ pub mod pack;
 #[cfg(feature = "std")]
 pub mod plan;
 pub mod quant;
+pub mod vectors;

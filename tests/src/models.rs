@@ -88,3 +88,5 @@ pub fn fixture_inputs() -> Vec<Vec<u8>> {
 pub const FIXTURE_PATH: &str = "fixtures/model-v1.bsm";
 /// Where the fixture's expected outputs live: one line per input, outputs separated by spaces.
 pub const FIXTURE_EXPECTED_PATH: &str = "fixtures/model-v1.expected";
+/// The fixture's golden vectors (inputs and expected outputs), as board apps embed them.
+pub const FIXTURE_VECTORS_PATH: &str = "fixtures/model-v1.bsv";

@@ -1,4 +1,4 @@
-//! Regenerate the committed version-1 fixture and its expected outputs:
+//! Regenerate the committed version-1 fixture, its expected outputs and its golden vectors:
 //! `cargo run -p bitspike-tests --bin gen-fixture` (from anywhere in the workspace).
 //!
 //! Run it only when the fixture itself must change (a new fixture for a new format version goes
@@ -9,7 +9,9 @@ use std::path::Path;
 
 use bitspike_core::format::writer::write;
 use bitspike_rt::Model;
-use bitspike_tests::models::{fixture_inputs, fixture_model, FIXTURE_EXPECTED_PATH, FIXTURE_PATH};
+use bitspike_tests::models::{
+    fixture_inputs, fixture_model, FIXTURE_EXPECTED_PATH, FIXTURE_PATH, FIXTURE_VECTORS_PATH,
+};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR"));
@@ -21,14 +23,20 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "# bitspike fixture model-v1.bsm: expected outputs, one line per input of\n\
          # bitspike_tests::models::fixture_inputs(); made by `cargo run -p bitspike-tests --bin gen-fixture`\n",
     );
-    for input in fixture_inputs() {
+    let inputs = fixture_inputs();
+    let mut outputs = Vec::new();
+    for input in &inputs {
         let mut out = vec![0i32; model.output_len()];
-        interp.run(&input, &mut out)?;
+        interp.run(input, &mut out)?;
         let line: Vec<String> = out.iter().map(|v| v.to_string()).collect();
         writeln!(text, "{}", line.join(" "))?;
+        outputs.push(out);
     }
+    let vectors =
+        bitspike_core::vectors::write(&inputs, &outputs).ok_or("vector lengths differ")?;
     std::fs::write(dir.join(FIXTURE_PATH), &bytes)?;
     std::fs::write(dir.join(FIXTURE_EXPECTED_PATH), text)?;
+    std::fs::write(dir.join(FIXTURE_VECTORS_PATH), vectors)?;
     println!(
         "wrote {} ({} bytes, arena {} bytes) and {}",
         FIXTURE_PATH,

@@ -1,0 +1,99 @@
+//! Build-script support for bitspike board packages.
+//!
+//! A board's `build.rs` calls [`build`] with its memory map. It places `memory.x` where
+//! cortex-m-rt's `link.x` finds it, adds the link arguments (cortex-m-rt and defmt linker
+//! scripts), and embeds the model and golden vectors that xtask chose through the environment:
+//!
+//! * `BITSPIKE_MODEL`: path of the model file (default: the committed version-1 fixture);
+//! * `BITSPIKE_VECTORS`: path of the golden vector file (default: the fixture's vectors).
+//!
+//! Both are validated here, with the same reader the device uses, so a bad file is a build error
+//! that names it. The app then finds `MODEL`, `VECTORS` and `ARENA_BYTES` in
+//! `$OUT_DIR/embedded.rs`, with `OUTPUT_LEN` for its output buffer.
+
+use std::env;
+use std::fmt::Write as _;
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use bitspike_core::format::ModelFile;
+use bitspike_core::vectors::Vectors;
+
+/// Fail the build with one clear line.
+fn fail(msg: &str) -> ! {
+    eprintln!("error: {msg}");
+    std::process::exit(1);
+}
+
+fn path_from_env(var: &str, default: &Path) -> PathBuf {
+    println!("cargo:rerun-if-env-changed={var}");
+    match env::var_os(var) {
+        Some(p) if !p.is_empty() => PathBuf::from(p),
+        _ => default.to_path_buf(),
+    }
+}
+
+fn read(path: &Path, what: &str) -> Vec<u8> {
+    println!("cargo:rerun-if-changed={}", path.display());
+    fs::read(path)
+        .unwrap_or_else(|e| fail(&format!("cannot read the {what} {}: {e}", path.display())))
+}
+
+/// Everything a board's build script does. `memory_x` is the board's memory map in the linker
+/// script syntax cortex-m-rt expects (`MEMORY { FLASH ..., RAM ... }`).
+pub fn build(memory_x: &str) {
+    let out = PathBuf::from(env::var_os("OUT_DIR").unwrap_or_else(|| fail("OUT_DIR is not set")));
+    let manifest = PathBuf::from(
+        env::var_os("CARGO_MANIFEST_DIR").unwrap_or_else(|| fail("CARGO_MANIFEST_DIR is not set")),
+    );
+    let fixtures = manifest.join("../../tests/fixtures");
+
+    fs::write(out.join("memory.x"), memory_x)
+        .unwrap_or_else(|e| fail(&format!("cannot write memory.x: {e}")));
+    println!("cargo:rustc-link-search={}", out.display());
+    println!("cargo:rustc-link-arg=--nmagic");
+    println!("cargo:rustc-link-arg=-Tlink.x");
+    println!("cargo:rustc-link-arg=-Tdefmt.x");
+    println!("cargo:rerun-if-changed=build.rs");
+
+    let model_path = path_from_env("BITSPIKE_MODEL", &fixtures.join("model-v1.bsm"));
+    let vectors_path = path_from_env("BITSPIKE_VECTORS", &fixtures.join("model-v1.bsv"));
+    let model = read(&model_path, "model");
+    let vectors = read(&vectors_path, "vector file");
+    let file = ModelFile::parse(&model)
+        .unwrap_or_else(|e| fail(&format!("{}: {e}", model_path.display())));
+    let v = Vectors::parse(&vectors)
+        .unwrap_or_else(|e| fail(&format!("{}: {e}", vectors_path.display())));
+    let (input_len, output_len) = (file.input().shape.len(), file.output().shape.len());
+    if v.input_len() != input_len || v.output_len() != output_len {
+        fail(&format!(
+            "{} holds vectors of {} inputs -> {} outputs, but {} takes {} -> {}",
+            vectors_path.display(),
+            v.input_len(),
+            v.output_len(),
+            model_path.display(),
+            input_len,
+            output_len
+        ));
+    }
+    fs::write(out.join("model.bsm"), &model)
+        .unwrap_or_else(|e| fail(&format!("cannot copy the model: {e}")));
+    fs::write(out.join("vectors.bsv"), &vectors)
+        .unwrap_or_else(|e| fail(&format!("cannot copy the vectors: {e}")));
+    let mut code = String::new();
+    let _ = writeln!(
+        code,
+        "/// Arena bytes the embedded model needs (from its header).\n\
+         pub const ARENA_BYTES: usize = {};\n\
+         /// Output elements of the embedded model.\n\
+         pub const OUTPUT_LEN: usize = {};\n\
+         /// The embedded model file.\n\
+         pub static MODEL: &[u8] = include_bytes!(concat!(env!(\"OUT_DIR\"), \"/model.bsm\"));\n\
+         /// The embedded golden vectors.\n\
+         pub static VECTORS: &[u8] = include_bytes!(concat!(env!(\"OUT_DIR\"), \"/vectors.bsv\"));",
+        file.header().arena_bytes,
+        output_len
+    );
+    fs::write(out.join("embedded.rs"), code)
+        .unwrap_or_else(|e| fail(&format!("cannot write embedded.rs: {e}")));
+}

@@ -1,0 +1,41 @@
+//! bitspike on QEMU's `lm3s6965evb` (Cortex-M3, `thumbv7m-none-eabi`; 256 KiB flash, 64 KiB RAM).
+//!
+//! Runner: `qemu-system-arm -machine lm3s6965evb -nographic -semihosting-config
+//! enable=on,target=native -kernel <elf>`. The board has no counter that QEMU models usefully,
+//! so the instruction count comes from the QEMU plugin alone.
+#![no_std]
+#![no_main]
+
+use bitspike_board::{run, semihosting_exit, Board};
+use cortex_m_rt::entry;
+
+include!(concat!(env!("OUT_DIR"), "/embedded.rs"));
+
+struct Lm3s6965;
+
+impl Board for Lm3s6965 {
+    const NAME: &'static str = "qemu-lm3s6965";
+
+    fn cycles(&mut self) -> Option<u32> {
+        None
+    }
+
+    fn exit(&mut self, code: i32) -> ! {
+        semihosting_exit(code)
+    }
+}
+
+static mut ARENA: [u8; ARENA_BYTES] = [0; ARENA_BYTES];
+static mut OUTPUT: [i32; OUTPUT_LEN] = [0; OUTPUT_LEN];
+
+#[entry]
+fn main() -> ! {
+    // SAFETY: the only references to ARENA and OUTPUT, taken once before anything else runs.
+    let (arena, output) = unsafe {
+        (
+            &mut *core::ptr::addr_of_mut!(ARENA),
+            &mut *core::ptr::addr_of_mut!(OUTPUT),
+        )
+    };
+    run(&mut Lm3s6965, MODEL, VECTORS, arena, output)
+}
