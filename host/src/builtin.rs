@@ -1,0 +1,292 @@
+//! Built-in architectures with deterministic random weights, built from the shared layer
+//! definitions: the demo network, a network with every layer kind at one weight width (for
+//! conformance runs), a small 28x28 CNN and MLPerf Tiny's image-classification ResNet-8.
+//!
+//! Random weights serve where only speed, memory and bit-exactness matter (DESIGN.md, "Data"):
+//! benchmarks and host-versus-device conformance. Requantization maps each layer's expected
+//! accumulator spread (`sqrt(fan_in) * max|w| * input levels`) onto its output levels, so that
+//! codes spread over their range instead of saturating.
+
+use bitspike_core::def::random::{requant_for, Rng};
+use bitspike_core::def::{LayerDef, ModelDef};
+use bitspike_core::layer::{LayerKind, Shape, Window};
+
+/// The built-in architectures.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Arch {
+    /// The demo residual CNN on 28x28x1, mixed 2..8-bit weights (every layer kind).
+    Demo,
+    /// Every layer kind on 8x8x2, all weights at one bit width (conformance).
+    Kinds,
+    /// A small CNN on 28x28x1: conv5x5(8)-maxpool-conv5x5(16)-maxpool-dense(10).
+    Cnn28,
+    /// MLPerf Tiny image classification ResNet-8 on 32x32x3 (16/32/64 filters, ~12.5 M MACs).
+    Resnet8,
+}
+
+/// Output levels of every hidden layer (4-bit activations).
+const HIDDEN_LEVELS: u8 = 15;
+
+/// Builds a model layer by layer with random weights and matching requantization.
+pub struct Builder {
+    def: ModelDef,
+    rng: Rng,
+    levels: Vec<u8>,
+}
+
+impl Builder {
+    /// Start a model with an 8-bit input of `shape`.
+    pub fn new(shape: Shape, seed: u64) -> Self {
+        Self {
+            def: ModelDef::new(shape, 255, 1.0 / 255.0),
+            rng: Rng::new(seed),
+            levels: vec![255],
+        }
+    }
+
+    fn push(&mut self, layer: LayerDef, levels: u8) -> u16 {
+        self.levels.push(levels);
+        self.def.push(layer)
+    }
+
+    fn channels(&self, t: u16) -> usize {
+        let shapes = self.def.tensors().unwrap_or_default();
+        shapes.get(t as usize).map_or(1, |s| s.shape.c as usize)
+    }
+
+    fn in_levels(&self, t: u16) -> f64 {
+        self.levels.get(t as usize).copied().unwrap_or(255) as f64
+    }
+
+    /// A convolution with `bits`-bit weights, a bias, and `HIDDEN_LEVELS` output levels.
+    pub fn conv(&mut self, input: u16, out_c: u16, window: Window, groups: u16, bits: u8) -> u16 {
+        let cin = self.channels(input);
+        let fan_in = window.kh as usize * window.kw as usize * cin / groups.max(1) as usize;
+        let w = self.rng.weights(out_c as usize * fan_in, bits);
+        let span = (fan_in as f64).sqrt() * (1u32 << (bits - 1)) as f64 * self.in_levels(input);
+        let bias = (0..out_c)
+            .map(|_| self.rng.range(0, (span / 4.0) as i64) as i32)
+            .collect();
+        let rq = requant_for(&mut self.rng, out_c as usize, span, HIDDEN_LEVELS);
+        let layer = LayerDef::conv2d(input, out_c, window, groups, bits, w, Some(bias), rq)
+            .with_output(HIDDEN_LEVELS, 0.1);
+        self.push(layer, HIDDEN_LEVELS)
+    }
+
+    /// A dense layer writing raw i32 logits (the network output).
+    pub fn logits(&mut self, input: u16, out: u16, bits: u8) -> u16 {
+        let n = self
+            .def
+            .tensors()
+            .ok()
+            .and_then(|t| t.get(input as usize).map(|t| t.shape.len()))
+            .unwrap_or(1);
+        let w = self.rng.weights(out as usize * n, bits);
+        let bias = (0..out).map(|_| self.rng.range(-100, 100) as i32).collect();
+        let mut dense = LayerDef::dense(input, out, bits, w, Some(bias), Vec::new());
+        dense.raw_output = true;
+        dense.scale = 0.01;
+        self.push(dense, 0)
+    }
+
+    /// A residual add of two tensors of one shape.
+    pub fn add(&mut self, a: u16, b: u16) -> u16 {
+        let c = self.channels(a);
+        let mut add = LayerDef::new(LayerKind::Add, a).with_output(HIDDEN_LEVELS, 0.2);
+        add.input2 = Some(b);
+        add.add_weights = [2, 1 + self.rng.range(0, 2) as i16];
+        let span = 3.0 * (self.in_levels(a) + self.in_levels(b));
+        add.requant = requant_for(&mut self.rng, c, span, HIDDEN_LEVELS);
+        self.push(add, HIDDEN_LEVELS)
+    }
+
+    /// A max pool (codes pass through).
+    pub fn max_pool(&mut self, input: u16, window: Window) -> u16 {
+        let mut l = LayerDef::new(LayerKind::MaxPool, input);
+        l.window = window;
+        let levels = self.levels[input as usize];
+        self.push(l, levels)
+    }
+
+    /// An average pool.
+    pub fn avg_pool(&mut self, input: u16, window: Window) -> u16 {
+        let c = self.channels(input);
+        let mut l = LayerDef::new(LayerKind::AvgPool, input).with_output(HIDDEN_LEVELS, 0.1);
+        l.window = window;
+        let span = window.kh as f64 * window.kw as f64 * self.in_levels(input);
+        l.requant = requant_for(&mut self.rng, c, span, HIDDEN_LEVELS);
+        self.push(l, HIDDEN_LEVELS)
+    }
+
+    /// A global average pool over `positions` spatial positions.
+    pub fn global_avg_pool(&mut self, input: u16, positions: usize) -> u16 {
+        let c = self.channels(input);
+        let mut l = LayerDef::new(LayerKind::GlobalAvgPool, input).with_output(HIDDEN_LEVELS, 0.1);
+        let span = positions as f64 * self.in_levels(input);
+        l.requant = requant_for(&mut self.rng, c, span, HIDDEN_LEVELS);
+        self.push(l, HIDDEN_LEVELS)
+    }
+
+    /// A flatten (moves no data).
+    pub fn flatten(&mut self, input: u16) -> u16 {
+        let levels = self.levels[input as usize];
+        self.push(LayerDef::new(LayerKind::Flatten, input), levels)
+    }
+
+    /// The finished definition.
+    pub fn finish(self) -> ModelDef {
+        self.def
+    }
+}
+
+/// Build `arch` with weights of `bits` bits (where the architecture has one width) from `seed`.
+pub fn build(arch: Arch, bits: u8, seed: u64) -> ModelDef {
+    match arch {
+        Arch::Demo => demo(seed),
+        Arch::Kinds => kinds(bits, seed),
+        Arch::Cnn28 => cnn28(bits, seed),
+        Arch::Resnet8 => resnet8(bits, seed),
+    }
+}
+
+/// Input shape of `arch`.
+pub fn input_shape(arch: Arch) -> Shape {
+    match arch {
+        Arch::Demo | Arch::Cnn28 => Shape::new(28, 28, 1),
+        Arch::Kinds => Shape::new(8, 8, 2),
+        Arch::Resnet8 => Shape::new(32, 32, 3),
+    }
+}
+
+/// The demo residual CNN (28x28x1, mixed widths):
+///
+/// ```text
+/// conv3x3/2 8b (8) -> conv3x3 4b (8) -> conv3x3 4b (8) -> add(skip) -> maxpool2
+///   -> depthwise conv3x3 3b (8) -> conv1x1 2b (16) -> avgpool2 -> gap -> flatten
+///   -> dense 8b (10, raw logits)
+/// ```
+pub fn demo(seed: u64) -> ModelDef {
+    let mut b = Builder::new(input_shape(Arch::Demo), seed);
+    let t1 = b.conv(0, 8, Window::square(3, 2, 1), 1, 8);
+    let t2 = b.conv(t1, 8, Window::square(3, 1, 1), 1, 4);
+    let t3 = b.conv(t2, 8, Window::square(3, 1, 1), 1, 4);
+    let t4 = b.add(t1, t3);
+    let t5 = b.max_pool(t4, Window::square(2, 2, 0));
+    let t6 = b.conv(t5, 8, Window::square(3, 1, 1), 8, 3);
+    let t7 = b.conv(t6, 16, Window::square(1, 1, 0), 1, 2);
+    let t8 = b.avg_pool(t7, Window::square(2, 2, 0));
+    let t9 = b.global_avg_pool(t8, 9);
+    let t10 = b.flatten(t9);
+    b.logits(t10, 10, 8);
+    b.finish()
+}
+
+/// Every layer kind, every weight at `bits` bits (8x8x2 input): conv with padding, a grouped
+/// conv with stride 2 and asymmetric window, add, max pool, avg pool with padding, depthwise
+/// conv, GAP, flatten, dense with raw output.
+pub fn kinds(bits: u8, seed: u64) -> ModelDef {
+    let mut b = Builder::new(input_shape(Arch::Kinds), seed);
+    let t1 = b.conv(0, 4, Window::square(3, 1, 1), 1, bits);
+    let t2 = b.conv(t1, 4, Window::square(3, 1, 1), 2, bits);
+    let t3 = b.add(t1, t2);
+    let t4 = b.max_pool(t3, Window::square(2, 2, 0));
+    let window = Window {
+        kh: 3,
+        kw: 2,
+        sh: 1,
+        sw: 2,
+        ph: 1,
+        pw: 1,
+    };
+    let t5 = b.conv(t4, 6, window, 2, bits);
+    let t6 = b.avg_pool(t5, Window::square(3, 1, 1));
+    let t7 = b.conv(t6, 6, Window::square(3, 1, 1), 6, bits);
+    let t8 = b.global_avg_pool(t7, 4 * 3);
+    let t9 = b.flatten(t8);
+    b.logits(t9, 10, bits);
+    b.finish()
+}
+
+/// A small CNN for 28x28x1 (LeNet-size):
+/// conv5x5 (8) -> maxpool2 -> conv5x5 (16) -> maxpool2 -> flatten -> dense (10).
+pub fn cnn28(bits: u8, seed: u64) -> ModelDef {
+    let mut b = Builder::new(input_shape(Arch::Cnn28), seed);
+    let t1 = b.conv(0, 8, Window::square(5, 1, 0), 1, bits);
+    let t2 = b.max_pool(t1, Window::square(2, 2, 0));
+    let t3 = b.conv(t2, 16, Window::square(5, 1, 0), 1, bits);
+    let t4 = b.max_pool(t3, Window::square(2, 2, 0));
+    let t5 = b.flatten(t4);
+    b.logits(t5, 10, bits);
+    b.finish()
+}
+
+/// MLPerf Tiny's image-classification ResNet-8 (32x32x3): a 3x3 conv of 16 filters, three
+/// residual stacks of 16, 32 and 64 filters (the second and third downsample by 2 with a 1x1
+/// shortcut conv), an 8x8 average pool, and a dense layer of 10. BatchNorm is folded.
+pub fn resnet8(bits: u8, seed: u64) -> ModelDef {
+    let mut b = Builder::new(input_shape(Arch::Resnet8), seed);
+    let k3 = |s| Window::square(3, s, 1);
+    let mut x = b.conv(0, 16, k3(1), 1, bits);
+    for (filters, stride) in [(16u16, 1u8), (32, 2), (64, 2)] {
+        let y = b.conv(x, filters, k3(stride), 1, bits);
+        let y = b.conv(y, filters, k3(1), 1, bits);
+        let shortcut = if stride == 1 {
+            x
+        } else {
+            b.conv(x, filters, Window::square(1, stride, 0), 1, bits)
+        };
+        x = b.add(shortcut, y);
+    }
+    let p = b.global_avg_pool(x, 64);
+    let f = b.flatten(p);
+    b.logits(f, 10, bits);
+    b.finish()
+}
+
+/// Deterministic demo inputs for a 28x28x1 network: a blank image, a bright square, a cross and
+/// noise.
+pub fn demo_inputs(seed: u64) -> Vec<(&'static str, Vec<u8>)> {
+    let s = input_shape(Arch::Demo);
+    let (n, w) = (s.len(), s.w as usize);
+    let image = |f: &dyn Fn(usize, usize) -> bool| -> Vec<u8> {
+        (0..n)
+            .map(|i| if f(i / w, i % w) { 255 } else { 0 })
+            .collect()
+    };
+    let square = image(&|y, x| (8..20).contains(&y) && (8..20).contains(&x));
+    let cross = image(&|y, x| y.abs_diff(x) < 2 || (y + x).abs_diff(27) < 2);
+    let mut rng = Rng::new(seed ^ 0x5eed);
+    vec![
+        ("blank", vec![0; n]),
+        ("square", square),
+        ("cross", cross),
+        ("noise", rng.codes(n, 255)),
+    ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bitspike_core::cost::macs;
+    use bitspike_core::format::writer::write;
+
+    #[test]
+    fn every_arch_writes_and_resnet8_has_the_mlperf_cost() {
+        for arch in [Arch::Demo, Arch::Kinds, Arch::Cnn28, Arch::Resnet8] {
+            for bits in [2, 4, 8] {
+                let def = build(arch, bits, 3);
+                write(&def).unwrap_or_else(|e| panic!("{arch:?} {bits}: {e}"));
+            }
+        }
+        let def = resnet8(8, 1);
+        let total: u64 = def.geometries().unwrap().iter().map(macs).sum();
+        // MLPerf Tiny quotes about 12.5 M MACs for ResNet-8.
+        assert!((12_400_000..12_700_000).contains(&total), "{total}");
+        let kinds: std::collections::BTreeSet<_> = build(Arch::Kinds, 5, 1)
+            .layers
+            .iter()
+            .map(|l| l.kind.name())
+            .collect();
+        assert_eq!(kinds.len(), 7, "{kinds:?}");
+    }
+}
