@@ -70,6 +70,10 @@ enum Command {
         /// Where to write the vector file.
         #[arg(long)]
         out: PathBuf,
+        /// Add 1 to the first expected output of vector K: a deliberately wrong file, with which
+        /// a board run must fail (the runner's self-test).
+        #[arg(long, value_name = "K")]
+        perturb: Option<usize>,
     },
 }
 
@@ -104,7 +108,8 @@ fn run(cli: Cli) -> Result<()> {
             count,
             seed,
             out,
-        } => golden(&model, count as usize, seed, &out),
+            perturb,
+        } => golden(&model, count as usize, seed, &out, perturb),
     }
 }
 
@@ -122,7 +127,13 @@ fn write_file(path: &std::path::Path, bytes: &[u8]) -> Result<()> {
     std::fs::rename(&tmp, path).with_context(|| format!("cannot write {}", path.display()))
 }
 
-fn golden(path: &std::path::Path, count: usize, seed: u64, out: &std::path::Path) -> Result<()> {
+fn golden(
+    path: &std::path::Path,
+    count: usize,
+    seed: u64,
+    out: &std::path::Path,
+    perturb: Option<usize>,
+) -> Result<()> {
     let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
     let model = load(&bytes, path)?;
     let (n, levels) = (model.input_len(), model.file().input().levels);
@@ -145,6 +156,13 @@ fn golden(path: &std::path::Path, count: usize, seed: u64, out: &std::path::Path
             .run(input, &mut o)
             .map_err(|e| anyhow::anyhow!("running {}: {e}", path.display()))?;
         outputs.push(o);
+    }
+    if let Some(k) = perturb {
+        let first = outputs
+            .get_mut(k)
+            .and_then(|o| o.first_mut())
+            .with_context(|| format!("--perturb {k}: there are only {count} vectors"))?;
+        *first = first.wrapping_add(1);
     }
     let file = bitspike_core::vectors::write(&inputs, &outputs).context("vector lengths differ")?;
     write_file(out, &file)?;

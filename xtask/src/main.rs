@@ -1,22 +1,36 @@
-//! `cargo xtask`: bitspike's automation. It calls `cargo`, `rustup` and the tools they install;
-//! it never links the product (CONVENTIONS 10).
+//! `cargo xtask`: bitspike's automation. It calls `cargo`, `rustup`, QEMU and the tools it
+//! installs; it never links the product (CONVENTIONS 10).
 //!
 //! ```text
-//! cargo xtask setup               install what the other commands need (idempotent)
-//! cargo xtask demo [ARGS]         the main job: `bitspike demo` in release mode
-//! cargo xtask test [--fuzz-seconds N]
-//!                                 everything CI proves: fmt, clippy, docs, host tests, the
-//!                                 firmware's tests, cross-builds for every MCU target, a fuzz run
-//! cargo xtask cross               cross-build shared and firmware for every MCU target
-//! cargo xtask fuzz [--seconds N]  fuzz Model::load + inference for N seconds (default 60)
+//! cargo xtask setup                          install what the other tasks need (idempotent)
+//! cargo xtask demo [ARGS]                    the main job: `bitspike demo` in release mode
+//! cargo xtask test [--fuzz-seconds N]        everything CI proves (what .ci/run runs)
+//! cargo xtask cross                          cross-build shared and firmware for the MCU targets
+//! cargo xtask qemu --board B --model M [--vectors V]
+//!                                            build the board app with M, run it under QEMU
+//! cargo xtask size [--board B] [--model M]   section sizes of the board apps
+//! cargo xtask measure --board B --model M [--vectors V]
+//!                                            flash, RAM, stack, arena, instructions, MACs, energy
+//! cargo xtask bench [--board B]              benchmark figures into boards/bench/
+//! cargo xtask conformance [--board B] [--bless]
+//!                                            host golden vectors == QEMU on every emulated board
+//! cargo xtask fuzz [--seconds N]             fuzz Model::load + inference
 //! ```
 //!
-//! `test` runs every step even after one fails and ends with a `N passed, N failed` line; its exit
-//! code is non-zero when anything failed.
+//! Multi-step tasks run every step even after one fails and end with a `N passed, N failed` line;
+//! the exit code is non-zero when anything failed.
 
+mod board;
+mod setup;
+mod steps;
+mod tasks;
+
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::{Command, ExitCode, Stdio};
+use std::process::{Command, ExitCode};
 use std::time::Instant;
+
+use steps::Steps;
 
 /// The MCU targets the shared crate and the firmware build for.
 const TARGETS: [&str; 3] = [
@@ -28,7 +42,8 @@ const TARGETS: [&str; 3] = [
 /// The fuzz target's name.
 const FUZZ_TARGET: &str = "load_and_run";
 
-fn root() -> PathBuf {
+/// The repository root.
+pub fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
         .map(Path::to_path_buf)
@@ -36,14 +51,14 @@ fn root() -> PathBuf {
 }
 
 /// A command with the workspace root as its directory.
-fn cmd(program: &str, args: &[&str]) -> Command {
+pub fn cmd(program: &str, args: &[&str]) -> Command {
     let mut c = Command::new(program);
     c.args(args).current_dir(root());
     c
 }
 
 /// `cargo` from the pinned toolchain (`rust-toolchain.toml`), through rustup's proxy.
-fn cargo(args: &[&str]) -> Command {
+pub fn cargo(args: &[&str]) -> Command {
     let mut c = cmd("cargo", args);
     // Let rust-toolchain.toml choose, not the toolchain that happened to run xtask.
     c.env_remove("RUSTUP_TOOLCHAIN");
@@ -51,157 +66,167 @@ fn cargo(args: &[&str]) -> Command {
     c
 }
 
-/// Collects the outcome of every step.
-struct Steps {
-    results: Vec<(String, bool, f64)>,
+const USAGE: &str = "usage: cargo xtask <task>
+  setup
+  demo [ARGS]
+  test [--fuzz-seconds N]
+  cross
+  qemu --board B --model M [--vectors V]
+  size [--board B] [--model M]
+  measure --board B --model M [--vectors V]
+  bench [--board B]
+  conformance [--board B] [--bless]
+  fuzz [--seconds N]";
+
+/// `--key value` options and `--switch` flags, checked against what a task accepts.
+struct Args {
+    values: BTreeMap<String, String>,
+    switches: Vec<String>,
 }
 
-impl Steps {
-    fn new() -> Self {
-        Self {
-            results: Vec::new(),
-        }
-    }
-
-    /// Run one step, streaming its output; record whether it succeeded.
-    fn run(&mut self, name: &str, mut c: Command) -> bool {
-        println!("\n==> {name}");
-        let t = Instant::now();
-        let ok = match c.status() {
-            Ok(s) => s.success(),
-            Err(e) => {
-                eprintln!("cannot start {:?}: {e}", c.get_program());
-                false
-            }
+impl Args {
+    fn parse(args: &[String], values: &[&str], switches: &[&str]) -> Result<Self, String> {
+        let mut out = Self {
+            values: BTreeMap::new(),
+            switches: Vec::new(),
         };
-        self.record(name, ok, t.elapsed().as_secs_f64());
-        ok
+        let mut it = args.iter();
+        while let Some(a) = it.next() {
+            if switches.contains(&a.as_str()) {
+                out.switches.push(a.clone());
+            } else if values.contains(&a.as_str()) {
+                let v = it.next().ok_or_else(|| format!("{a} needs a value"))?;
+                out.values.insert(a.clone(), v.clone());
+            } else {
+                return Err(format!("unexpected argument `{a}`"));
+            }
+        }
+        Ok(out)
     }
 
-    fn record(&mut self, name: &str, ok: bool, secs: f64) {
-        if !ok {
-            eprintln!("FAILED: {name}");
-        }
-        self.results.push((name.to_string(), ok, secs));
+    fn get(&self, key: &str) -> Option<&str> {
+        self.values.get(key).map(String::as_str)
     }
 
-    /// Print the summary and turn it into an exit code.
-    fn finish(self) -> ExitCode {
-        println!("\n==> summary");
-        for (name, ok, secs) in &self.results {
-            println!(
-                "  {:<4} {:>6.1}s  {name}",
-                if *ok { "ok" } else { "FAIL" },
-                secs
-            );
+    fn require(&self, key: &str) -> Result<&str, String> {
+        self.get(key).ok_or_else(|| format!("{key} is required"))
+    }
+
+    fn path(&self, key: &str) -> Result<Option<PathBuf>, String> {
+        match self.get(key) {
+            None => Ok(None),
+            Some(p) => {
+                let p = PathBuf::from(p);
+                if p.is_file() {
+                    Ok(Some(p))
+                } else {
+                    Err(format!("{key} {}: no such file", p.display()))
+                }
+            }
         }
-        let failed = self.results.iter().filter(|r| !r.1).count();
-        println!("{} passed, {} failed", self.results.len() - failed, failed);
-        if failed == 0 {
-            ExitCode::SUCCESS
-        } else {
+    }
+
+    fn seconds(&self, key: &str, default: u64) -> Result<u64, String> {
+        match self.get(key) {
+            None => Ok(default),
+            Some(n) => n
+                .parse()
+                .map_err(|_| format!("{key} takes a whole number of seconds, got `{n}`")),
+        }
+    }
+
+    fn has(&self, switch: &str) -> bool {
+        self.switches.iter().any(|s| s == switch)
+    }
+}
+
+fn done(r: Result<(), String>) -> ExitCode {
+    match r {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
             ExitCode::FAILURE
         }
     }
 }
 
-fn usage() -> ExitCode {
-    eprintln!(
-        "usage: cargo xtask <setup | demo [ARGS] | test [--fuzz-seconds N] | cross | fuzz [--seconds N]>"
-    );
-    ExitCode::from(2)
-}
-
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let Some(task) = args.first() else {
-        return usage();
+        eprintln!("{USAGE}");
+        return ExitCode::from(2);
     };
-    let rest = &args[1..];
-    match task.as_str() {
+    match dispatch(task, &args[1..]) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e}\n{USAGE}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// Run `task`; an `Err` is a usage error (exit 2).
+fn dispatch(task: &str, rest: &[String]) -> Result<ExitCode, String> {
+    Ok(match task {
         "setup" => {
+            Args::parse(rest, &[], &[])?;
             let mut s = Steps::new();
-            setup(&mut s);
+            setup::all(&mut s);
             s.finish()
         }
         "demo" => demo(rest),
-        "test" => match seconds_flag(rest, "--fuzz-seconds", 30) {
-            Ok(secs) => test(secs),
-            Err(e) => {
-                eprintln!("error: {e}");
-                usage()
-            }
-        },
+        "test" => {
+            let a = Args::parse(rest, &["--fuzz-seconds"], &[])?;
+            test(a.seconds("--fuzz-seconds", 30)?)
+        }
         "cross" => {
+            Args::parse(rest, &[], &[])?;
             let mut s = Steps::new();
             cross(&mut s);
             s.finish()
         }
-        "fuzz" => match seconds_flag(rest, "--seconds", 60) {
-            Ok(secs) => {
-                let mut s = Steps::new();
-                setup(&mut s);
-                fuzz(&mut s, secs);
-                s.finish()
-            }
-            Err(e) => {
-                eprintln!("error: {e}");
-                usage()
-            }
-        },
-        other => {
-            eprintln!("error: unknown task `{other}`");
-            usage()
+        "qemu" => {
+            let a = Args::parse(rest, &["--board", "--model", "--vectors"], &[])?;
+            let model = a.path("--model")?.ok_or("--model is required")?;
+            done(tasks::qemu(
+                a.require("--board")?,
+                &model,
+                a.path("--vectors")?.as_deref(),
+            ))
         }
-    }
-}
-
-/// Parse `flag N` from `args` (the only flag the task takes), or the default.
-fn seconds_flag(args: &[String], flag: &str, default: u64) -> Result<u64, String> {
-    match args {
-        [] => Ok(default),
-        [f, n] if f == flag => n
-            .parse()
-            .map_err(|_| format!("{flag} takes a whole number of seconds, got `{n}`")),
-        _ => Err(format!(
-            "expected nothing or `{flag} N`, got `{}`",
-            args.join(" ")
-        )),
-    }
-}
-
-fn have(program: &str, args: &[&str]) -> bool {
-    cmd(program, args)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
-}
-
-/// Install what the other tasks need. Every step is a no-op when already done.
-fn setup(s: &mut Steps) {
-    let mut add = cmd("rustup", &["target", "add"]);
-    add.args(TARGETS);
-    s.run("rustup: MCU targets", add);
-    s.run(
-        "rustup: rustfmt and clippy",
-        cmd("rustup", &["component", "add", "rustfmt", "clippy"]),
-    );
-    if !have("rustup", &["run", "nightly", "rustc", "--version"]) {
-        s.run(
-            "rustup: nightly toolchain (cargo-fuzz needs it)",
-            cmd(
-                "rustup",
-                &["toolchain", "install", "nightly", "--profile", "minimal"],
-            ),
-        );
-    }
-    if !have("cargo", &["fuzz", "--version"]) {
-        s.run(
-            "cargo install cargo-fuzz",
-            cargo(&["install", "cargo-fuzz", "--locked"]),
-        );
-    }
+        "size" => {
+            let a = Args::parse(rest, &["--board", "--model"], &[])?;
+            done(tasks::size(a.get("--board"), a.path("--model")?.as_deref()))
+        }
+        "measure" => {
+            let a = Args::parse(rest, &["--board", "--model", "--vectors"], &[])?;
+            let model = a.path("--model")?.ok_or("--model is required")?;
+            done(tasks::measure(
+                a.require("--board")?,
+                &model,
+                a.path("--vectors")?.as_deref(),
+            ))
+        }
+        "bench" => {
+            let a = Args::parse(rest, &["--board"], &[])?;
+            done(tasks::bench(a.get("--board").unwrap_or("qemu-mps2-an386")))
+        }
+        "conformance" => {
+            let a = Args::parse(rest, &["--board"], &["--bless"])?;
+            let mut s = Steps::new();
+            tasks::conformance(&mut s, a.get("--board"), a.has("--bless"));
+            s.finish()
+        }
+        "fuzz" => {
+            let a = Args::parse(rest, &["--seconds"], &[])?;
+            let secs = a.seconds("--seconds", 60)?;
+            let mut s = Steps::new();
+            setup::fuzzing(&mut s);
+            fuzz(&mut s, secs);
+            s.finish()
+        }
+        other => return Err(format!("unknown task `{other}`")),
+    })
 }
 
 fn demo(args: &[String]) -> ExitCode {
@@ -225,17 +250,14 @@ fn demo(args: &[String]) -> ExitCode {
     }
 }
 
-fn firmware_manifest() -> String {
-    root()
-        .join("firmware/Cargo.toml")
-        .to_string_lossy()
-        .into_owned()
+fn manifest(rel: &str) -> String {
+    root().join(rel).to_string_lossy().into_owned()
 }
 
 /// Cross-build the shared crate and the firmware for every MCU target: an accidental `std` use or
 /// a target-specific break fails here.
 fn cross(s: &mut Steps) {
-    let fw = firmware_manifest();
+    let fw = manifest("firmware/Cargo.toml");
     for t in TARGETS {
         s.run(
             &format!("cross: bitspike-core for {t}"),
@@ -275,21 +297,21 @@ fn cross(s: &mut Steps) {
 
 fn test(fuzz_seconds: u64) -> ExitCode {
     let mut s = Steps::new();
-    setup(&mut s);
-    let fw = firmware_manifest();
-    let fuzz_manifest = root()
-        .join("firmware/fuzz/Cargo.toml")
-        .to_string_lossy()
-        .into_owned();
+    setup::all(&mut s);
+    let fw = manifest("firmware/Cargo.toml");
+    let fuzz_manifest = manifest("firmware/fuzz/Cargo.toml");
+    let boards = manifest("boards/Cargo.toml");
     s.run("fmt: workspace", cargo(&["fmt", "--all", "--check"]));
-    s.run(
-        "fmt: firmware",
-        cargo(&["fmt", "--manifest-path", &fw, "--check"]),
-    );
-    s.run(
-        "fmt: fuzz targets",
-        cargo(&["fmt", "--manifest-path", &fuzz_manifest, "--check"]),
-    );
+    for (name, m) in [
+        ("firmware", &fw),
+        ("fuzz targets", &fuzz_manifest),
+        ("boards", &boards),
+    ] {
+        s.run(
+            &format!("fmt: {name}"),
+            cargo(&["fmt", "--all", "--manifest-path", m, "--check"]),
+        );
+    }
     s.run(
         "clippy: workspace",
         cargo(&[
@@ -328,6 +350,30 @@ fn test(fuzz_seconds: u64) -> ExitCode {
             "warnings",
         ]),
     );
+    match board::all() {
+        Ok(all) => {
+            for b in all {
+                s.run(
+                    &format!("clippy: board {}", b.name),
+                    cargo(&[
+                        "clippy",
+                        "--manifest-path",
+                        &boards,
+                        "-p",
+                        &b.name,
+                        "-p",
+                        "bitspike-board",
+                        "--target",
+                        &b.target,
+                        "--",
+                        "-D",
+                        "warnings",
+                    ]),
+                );
+            }
+        }
+        Err(e) => s.fail("clippy: boards", &e),
+    }
     let mut doc = cargo(&["doc", "--workspace", "--no-deps"]);
     doc.env("RUSTDOCFLAGS", "-D warnings");
     s.run("docs: workspace", doc);
@@ -351,6 +397,7 @@ fn test(fuzz_seconds: u64) -> ExitCode {
         cargo(&["test", "--manifest-path", &fw, "--features", "counters"]),
     );
     cross(&mut s);
+    tasks::conformance(&mut s, None, false);
     fuzz(&mut s, fuzz_seconds);
     s.finish()
 }
@@ -361,11 +408,13 @@ fn fuzz(s: &mut Steps, seconds: u64) {
     let name = format!("fuzz: {FUZZ_TARGET} for {seconds} s");
     let corpus = root().join("firmware/fuzz/corpus").join(FUZZ_TARGET);
     if let Err(e) = seed_corpus(&corpus) {
-        eprintln!("cannot seed the fuzz corpus in {}: {e}", corpus.display());
-        s.record(&name, false, 0.0);
+        s.fail(
+            &name,
+            &format!("cannot seed the fuzz corpus in {}: {e}", corpus.display()),
+        );
         return;
     }
-    println!("\n==> {name}");
+    s.begin(&name);
     let t = Instant::now();
     let out = cmd(
         "cargo",
@@ -393,7 +442,10 @@ fn fuzz(s: &mut Steps, seconds: u64) {
                 }
             }
             match lines.iter().rev().find(|l| l.starts_with("Done ")) {
-                Some(done) => println!("libFuzzer: {done}, no crash"),
+                Some(done) => println!(
+                    "libFuzzer: {done} ({:.0} s), no crash",
+                    t.elapsed().as_secs_f64()
+                ),
                 None if o.status.success() => println!("libFuzzer finished"),
                 None => {}
             }
@@ -404,7 +456,7 @@ fn fuzz(s: &mut Steps, seconds: u64) {
             false
         }
     };
-    s.record(&name, ok, t.elapsed().as_secs_f64());
+    s.end(&name, ok);
 }
 
 fn seed_corpus(corpus: &Path) -> std::io::Result<()> {

@@ -109,6 +109,15 @@ pub fn run<B: Board>(
         );
         board.exit(EXIT_LOAD)
     }
+    if cfg!(feature = "selftest-hang") {
+        loop {
+            cortex_m::asm::nop();
+        }
+    }
+    if cfg!(feature = "selftest-panic") {
+        panic!("selftest-panic: a deliberate panic");
+    }
+
     let file = *model.file();
     let model_macs: u64 = (0..file.layer_count())
         .map(|i| macs(&file.geometry(i)))

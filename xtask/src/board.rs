@@ -1,0 +1,369 @@
+//! Boards: their data (`boards/<name>/board.toml`), building a board app with a model and golden
+//! vectors, reading the ELF, and running it under QEMU with defmt decoded by `defmt-print`.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use object::{Object, ObjectSection, ObjectSymbol};
+use serde::Deserialize;
+
+use crate::{cargo, root};
+
+/// A board package's data.
+#[derive(Clone, Debug, Deserialize)]
+pub struct Board {
+    /// Package name (also the folder under `boards/`).
+    pub name: String,
+    /// One line about the board.
+    pub description: String,
+    /// Rust target triple.
+    pub target: String,
+    /// How QEMU emulates it, for emulated boards.
+    pub qemu: Option<Qemu>,
+    /// Memory sizes.
+    pub memory: Memory,
+    /// Datasheet energy figures, for real boards.
+    pub energy: Option<Energy>,
+}
+
+/// QEMU settings of an emulated board.
+#[derive(Clone, Debug, Deserialize)]
+pub struct Qemu {
+    /// `-machine`.
+    pub machine: String,
+    /// `-cpu`, when the machine needs one.
+    pub cpu: Option<String>,
+}
+
+/// Memory sizes in bytes.
+#[derive(Clone, Debug, Deserialize)]
+pub struct Memory {
+    /// Flash.
+    pub flash: u64,
+    /// RAM.
+    pub ram: u64,
+}
+
+/// Datasheet energy figures of a real board.
+#[derive(Clone, Debug, Deserialize)]
+pub struct Energy {
+    /// Run current per MHz at the board's clock, in microamperes.
+    pub run_ua_per_mhz: f64,
+    /// Supply voltage in volts.
+    pub supply_v: f64,
+    /// Core clock in MHz.
+    pub clock_mhz: f64,
+    /// Where the figures come from.
+    pub source: String,
+}
+
+fn boards_dir() -> PathBuf {
+    root().join("boards")
+}
+
+/// Every board package (folders of `boards/` with a `board.toml`), sorted by name.
+pub fn all() -> Result<Vec<Board>, String> {
+    let mut out = Vec::new();
+    let dir = boards_dir();
+    let entries =
+        std::fs::read_dir(&dir).map_err(|e| format!("cannot list {}: {e}", dir.display()))?;
+    for e in entries.flatten() {
+        if e.path().join("board.toml").is_file() {
+            out.push(load(&e.file_name().to_string_lossy())?);
+        }
+    }
+    out.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(out)
+}
+
+/// The board named `name`.
+pub fn load(name: &str) -> Result<Board, String> {
+    let path = boards_dir().join(name).join("board.toml");
+    let text = std::fs::read_to_string(&path).map_err(|_| {
+        let known: Vec<String> = std::fs::read_dir(boards_dir())
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter(|e| e.path().join("board.toml").is_file())
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+        format!("unknown board `{name}` (boards: {})", known.join(", "))
+    })?;
+    let board: Board = toml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+    if board.name != name {
+        return Err(format!(
+            "{}: name is `{}`, expected `{name}`",
+            path.display(),
+            board.name
+        ));
+    }
+    Ok(board)
+}
+
+/// Section sizes of a board app ELF, in bytes.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Sizes {
+    /// `.vector_table`.
+    pub vector_table: u64,
+    /// `.text`.
+    pub text: u64,
+    /// `.rodata` (the embedded model and vectors live here).
+    pub rodata: u64,
+    /// `.data` (in RAM, with its initial image in flash).
+    pub data: u64,
+    /// `.bss` (the arena and the output buffer live here).
+    pub bss: u64,
+    /// `.uninit`.
+    pub uninit: u64,
+}
+
+impl Sizes {
+    /// Flash: vector table, code, read-only data and the initial image of `.data`.
+    pub fn flash(&self) -> u64 {
+        self.vector_table + self.text + self.rodata + self.data
+    }
+
+    /// Static RAM: `.data`, `.bss` and `.uninit` (the stack comes on top).
+    pub fn ram_static(&self) -> u64 {
+        self.data + self.bss + self.uninit
+    }
+}
+
+/// A built board app.
+#[derive(Clone, Debug)]
+pub struct Built {
+    /// The ELF (a copy kept per board and model).
+    pub elf: PathBuf,
+    /// Section sizes.
+    pub sizes: Sizes,
+    /// Addresses of the start and end markers (absent when the app never reaches an inference,
+    /// as in the runner's self-tests, and the linker drops them).
+    pub marks: Option<(u64, u64)>,
+}
+
+fn path_prefix_flags() -> String {
+    // Keep absolute build paths out of the binary, so that sizes do not depend on where the
+    // repository or the cargo registry is.
+    let home = std::env::var_os("CARGO_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cargo")))
+        .unwrap_or_else(|| PathBuf::from("/nonexistent"));
+    format!(
+        "--remap-path-prefix={}=/bitspike --remap-path-prefix={}=/cargo",
+        root().display(),
+        home.display()
+    )
+}
+
+/// Build `board`'s app with `model` and `vectors` embedded, plus extra cargo `features`.
+pub fn build(
+    board: &Board,
+    model: &Path,
+    vectors: &Path,
+    features: &[&str],
+) -> Result<Built, String> {
+    let manifest = boards_dir().join("Cargo.toml");
+    let mut c = cargo(&[
+        "build",
+        "--release",
+        "--quiet",
+        "--manifest-path",
+        &manifest.to_string_lossy(),
+        "-p",
+        &board.name,
+        "--target",
+        &board.target,
+    ]);
+    if !features.is_empty() {
+        c.args(["--features", &features.join(",")]);
+    }
+    c.env("BITSPIKE_MODEL", absolute(model)?)
+        .env("BITSPIKE_VECTORS", absolute(vectors)?)
+        .env("RUSTFLAGS", path_prefix_flags());
+    let status = c.status().map_err(|e| format!("cannot run cargo: {e}"))?;
+    if !status.success() {
+        return Err(format!("building {} failed", board.name));
+    }
+    let built = boards_dir()
+        .join("target")
+        .join(&board.target)
+        .join("release")
+        .join(&board.name);
+    let stem = model
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let keep = root().join("target/bitspike/elf").join(format!(
+        "{}-{stem}{}.elf",
+        board.name,
+        features.join("-")
+    ));
+    if let Some(d) = keep.parent() {
+        std::fs::create_dir_all(d).map_err(|e| format!("cannot create {}: {e}", d.display()))?;
+    }
+    std::fs::copy(&built, &keep).map_err(|e| format!("cannot copy {}: {e}", built.display()))?;
+    let data = std::fs::read(&keep).map_err(|e| format!("cannot read {}: {e}", keep.display()))?;
+    let file = object::File::parse(&*data).map_err(|e| format!("{}: {e}", keep.display()))?;
+    let mut sizes = Sizes::default();
+    for s in file.sections() {
+        let size = s.size();
+        match s.name().unwrap_or("") {
+            ".vector_table" => sizes.vector_table = size,
+            ".text" => sizes.text = size,
+            ".rodata" => sizes.rodata = size,
+            ".data" => sizes.data = size,
+            ".bss" => sizes.bss = size,
+            ".uninit" => sizes.uninit = size,
+            _ => {}
+        }
+    }
+    let symbol = |name: &str| {
+        file.symbols()
+            .find(|s| s.name() == Ok(name))
+            .map(|s| s.address() & !1)
+    };
+    Ok(Built {
+        sizes,
+        marks: symbol("bitspike_mark_start").zip(symbol("bitspike_mark_end")),
+        elf: keep,
+    })
+}
+
+fn absolute(p: &Path) -> Result<PathBuf, String> {
+    std::path::absolute(p).map_err(|e| format!("{}: {e}", p.display()))
+}
+
+/// What one QEMU run produced.
+#[derive(Clone, Debug)]
+pub struct Run {
+    /// QEMU's exit code (the app's semihosting exit code), `None` when killed.
+    pub exit: Option<i32>,
+    /// The run hit the timeout.
+    pub timed_out: bool,
+    /// The decoded defmt log.
+    pub log: String,
+    /// QEMU's own error output.
+    pub stderr: String,
+    /// The fields of the app's `bitspike-result` line.
+    pub result: BTreeMap<String, String>,
+    /// Instructions per inference, one per vector (when counted).
+    pub insns: Vec<u64>,
+}
+
+impl Run {
+    /// A field of the result line as a number.
+    pub fn field(&self, key: &str) -> Option<u64> {
+        self.result.get(key).and_then(|v| v.parse().ok())
+    }
+
+    /// The run passed: exit 0 and a result line with 0 mismatches.
+    pub fn passed(&self) -> bool {
+        self.exit == Some(0) && self.field("mismatches") == Some(0)
+    }
+}
+
+/// The instruction-counting plugin built by `cargo xtask setup`.
+pub fn plugin_path() -> PathBuf {
+    root().join(".bitspike/qemu/libinsn_count.so")
+}
+
+/// Run a built app under QEMU, `timeout` seconds at most. With `count`, QEMU runs with
+/// `-icount shift=0,sleep=off` and the instruction-counting plugin.
+pub fn run(board: &Board, built: &Built, count: bool, timeout: u64) -> Result<Run, String> {
+    let q = board
+        .qemu
+        .as_ref()
+        .ok_or_else(|| format!("{} is not an emulated board", board.name))?;
+    let insns_file = built.elf.with_extension("insns");
+    let _ = std::fs::remove_file(&insns_file);
+    let mut c = Command::new("timeout");
+    c.args([
+        "--signal=KILL",
+        &timeout.to_string(),
+        "qemu-system-arm",
+        "-machine",
+        &q.machine,
+    ]);
+    if let Some(cpu) = &q.cpu {
+        c.args(["-cpu", cpu]);
+    }
+    c.args([
+        "-display",
+        "none",
+        "-monitor",
+        "none",
+        "-serial",
+        "null",
+        "-semihosting-config",
+        "enable=on,target=native",
+    ]);
+    if count {
+        let plugin = plugin_path();
+        if !plugin.is_file() {
+            return Err(format!(
+                "the instruction-counting plugin {} is missing: run `cargo xtask setup`",
+                plugin.display()
+            ));
+        }
+        let (start, end) = built.marks.ok_or_else(|| {
+            format!(
+                "{}: no inference markers to count between",
+                built.elf.display()
+            )
+        })?;
+        c.args(["-icount", "shift=0,sleep=off", "-plugin"]);
+        c.arg(format!(
+            "{},start={start:#x},end={end:#x},out={}",
+            plugin.display(),
+            insns_file.display()
+        ));
+    }
+    c.arg("-kernel").arg(&built.elf);
+    c.stdout(Stdio::piped()).stderr(Stdio::piped());
+    let mut qemu = c
+        .spawn()
+        .map_err(|e| format!("cannot start qemu-system-arm: {e}"))?;
+    let qemu_out = qemu.stdout.take().ok_or("no QEMU stdout")?;
+    let decoder = Command::new("defmt-print")
+        .arg("-e")
+        .arg(&built.elf)
+        .stdin(Stdio::from(qemu_out))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("cannot start defmt-print (run `cargo xtask setup`): {e}"))?;
+    let decoded = decoder
+        .wait_with_output()
+        .map_err(|e| format!("defmt-print: {e}"))?;
+    let qemu = qemu
+        .wait_with_output()
+        .map_err(|e| format!("qemu-system-arm: {e}"))?;
+    let code = qemu.status.code();
+    let log = String::from_utf8_lossy(&decoded.stdout).into_owned()
+        + &String::from_utf8_lossy(&decoded.stderr);
+    let result = log
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("bitspike-result "))
+        .map(|rest| {
+            rest.split_whitespace()
+                .filter_map(|kv| kv.split_once('='))
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect()
+        })
+        .unwrap_or_default();
+    let insns = std::fs::read_to_string(&insns_file)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.strip_prefix("insns "))
+        .filter_map(|n| n.trim().parse().ok())
+        .collect();
+    Ok(Run {
+        exit: code,
+        timed_out: matches!(code, Some(124) | Some(137)) || code.is_none(),
+        log,
+        stderr: String::from_utf8_lossy(&qemu.stderr).into_owned(),
+        result,
+        insns,
+    })
+}

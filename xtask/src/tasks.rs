@@ -1,0 +1,612 @@
+//! The board tasks: `qemu`, `size`, `measure`, `bench` and `conformance`.
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+use crate::board::{self, Board, Built, Run};
+use crate::steps::Steps;
+use crate::{cargo, root};
+
+/// 45 nm analytic estimate, picojoules per MAC (the figure SNN papers use; Horowitz 2014).
+const PJ_PER_MAC_45NM: f64 = 4.6;
+/// Seconds a conformance or measurement run may take before it counts as a hang.
+pub const RUN_TIMEOUT: u64 = 300;
+
+/// Run the host CLI (`bitspike ...`) in release mode.
+pub fn bitspike(args: &[&str]) -> Result<(), String> {
+    let mut c = cargo(&["run", "--release", "--quiet", "-p", "bitspike", "--"]);
+    c.args(args);
+    let ok = c
+        .status()
+        .map_err(|e| format!("cannot run cargo: {e}"))?
+        .success();
+    if ok {
+        Ok(())
+    } else {
+        Err(format!("`bitspike {}` failed", args.join(" ")))
+    }
+}
+
+fn work_dir(sub: &str) -> Result<PathBuf, String> {
+    let d = root().join("target/bitspike").join(sub);
+    std::fs::create_dir_all(&d).map_err(|e| format!("cannot create {}: {e}", d.display()))?;
+    Ok(d)
+}
+
+/// Golden vectors for `model`: the given file, or `count` fresh ones from the host executor.
+fn vectors_for(model: &Path, given: Option<&Path>, count: u32) -> Result<PathBuf, String> {
+    if let Some(v) = given {
+        return Ok(v.to_path_buf());
+    }
+    let stem = model
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "model".into());
+    let out = work_dir("vectors")?.join(format!("{stem}.bsv"));
+    bitspike(&[
+        "golden",
+        "--model",
+        &model.to_string_lossy(),
+        "--count",
+        &count.to_string(),
+        "--out",
+        &out.to_string_lossy(),
+    ])?;
+    Ok(out)
+}
+
+fn print_failure(run: &Run) {
+    eprint!("{}", run.log);
+    eprint!("{}", run.stderr);
+    if run.timed_out {
+        eprintln!("the run timed out (a hang)");
+    } else {
+        eprintln!("exit code {:?}", run.exit);
+    }
+}
+
+/// `cargo xtask qemu --board B --model M [--vectors V]`: build, run, show the log; the exit code
+/// is the app's.
+pub fn qemu(board: &str, model: &Path, vectors: Option<&Path>) -> Result<(), String> {
+    let board = board::load(board)?;
+    let vectors = vectors_for(model, vectors, 8)?;
+    let built = board::build(&board, model, &vectors, &[])?;
+    let run = board::run(&board, &built, false, RUN_TIMEOUT)?;
+    print!("{}", run.log);
+    eprint!("{}", run.stderr);
+    if run.passed() {
+        Ok(())
+    } else if run.timed_out {
+        Err(format!("{} timed out after {RUN_TIMEOUT} s", board.name))
+    } else {
+        Err(format!("{} exited with {:?}", board.name, run.exit))
+    }
+}
+
+/// `cargo xtask size [--board B] [--model M]`: section sizes of the board app(s).
+pub fn size(board: Option<&str>, model: Option<&Path>) -> Result<(), String> {
+    let boards = match board {
+        Some(b) => vec![board::load(b)?],
+        None => board::all()?,
+    };
+    let fixture = root().join("tests/fixtures/model-v1.bsm");
+    let model = model.unwrap_or(&fixture);
+    let vectors = if model == fixture {
+        root().join("tests/fixtures/model-v1.bsv")
+    } else {
+        vectors_for(model, None, 2)?
+    };
+    println!(
+        "{:<18} {:>8} {:>8} {:>8} {:>8} {:>8} {:>10} {:>10}",
+        "board", ".text", ".rodata", ".data", ".bss", ".uninit", "flash", "static RAM"
+    );
+    for b in boards {
+        let built = board::build(&b, model, &vectors, &[])?;
+        let s = built.sizes;
+        println!(
+            "{:<18} {:>8} {:>8} {:>8} {:>8} {:>8} {:>10} {:>10}",
+            b.name,
+            s.vector_table + s.text,
+            s.rodata,
+            s.data,
+            s.bss,
+            s.uninit,
+            s.flash(),
+            s.ram_static()
+        );
+    }
+    Ok(())
+}
+
+/// Figures of one measured run.
+pub struct Figures {
+    /// Board name.
+    pub board: String,
+    /// Model label.
+    pub model: String,
+    /// Sizes of the app.
+    pub built: Built,
+    /// Model file bytes.
+    pub model_bytes: u64,
+    /// Arena bytes.
+    pub arena: u64,
+    /// Peak stack bytes.
+    pub stack: u64,
+    /// MACs per inference.
+    pub macs: u64,
+    /// Instructions per inference, per vector.
+    pub insns: Vec<u64>,
+    /// Vectors run and mismatches.
+    pub vectors: u64,
+    /// Mismatches against the host.
+    pub mismatches: u64,
+    /// Board-side counter over the last inference (FPGAIO on mps2), if any.
+    pub cycles: u64,
+}
+
+impl Figures {
+    fn insns_mean(&self) -> f64 {
+        if self.insns.is_empty() {
+            return 0.0;
+        }
+        self.insns.iter().sum::<u64>() as f64 / self.insns.len() as f64
+    }
+
+    fn insns_range(&self) -> (u64, u64) {
+        (
+            self.insns.iter().copied().min().unwrap_or(0),
+            self.insns.iter().copied().max().unwrap_or(0),
+        )
+    }
+
+    /// Total RAM: static sections plus the peak stack.
+    pub fn ram(&self) -> u64 {
+        self.built.sizes.ram_static() + self.stack
+    }
+
+    fn energy_nj(&self) -> f64 {
+        self.macs as f64 * PJ_PER_MAC_45NM / 1000.0
+    }
+
+    /// A human-readable table.
+    pub fn table(&self, board: &Board) -> String {
+        let s = self.built.sizes;
+        let (lo, hi) = self.insns_range();
+        let mean = self.insns_mean();
+        let mut t = String::new();
+        let _ = writeln!(
+            t,
+            "bitspike measure: {} on {} ({})",
+            self.model, board.name, board.description
+        );
+        let _ = writeln!(
+            t,
+            "  flash    .text {} B (with vector table), .rodata {} B (model file {} B inside), .data image {} B: {} B of {} B",
+            s.vector_table + s.text,
+            s.rodata,
+            self.model_bytes,
+            s.data,
+            s.flash(),
+            board.memory.flash
+        );
+        let _ = writeln!(
+            t,
+            "  RAM      .data {} B, .bss {} B (arena {} B inside), .uninit {} B, peak stack {} B: {} B of {} B",
+            s.data,
+            s.bss,
+            self.arena,
+            s.uninit,
+            self.stack,
+            self.ram(),
+            board.memory.ram
+        );
+        let _ = writeln!(
+            t,
+            "  compute  {mean:.0} instructions per inference (QEMU TCG count, not cycles; {} vectors, {lo}..{hi})",
+            self.insns.len()
+        );
+        let _ = writeln!(
+            t,
+            "           {} MACs, {:.2} instructions per MAC",
+            self.macs,
+            if self.macs > 0 {
+                mean / self.macs as f64
+            } else {
+                0.0
+            }
+        );
+        match &board.energy {
+            Some(e) => {
+                let _ = writeln!(
+                    t,
+                    "  energy   board datasheet estimate: {:.1} uJ per inference if instructions were cycles ({} uA/MHz at {} V, {} MHz; {})",
+                    mean * e.run_ua_per_mhz * e.supply_v / 1e6,
+                    e.run_ua_per_mhz,
+                    e.supply_v,
+                    e.clock_mhz,
+                    e.source
+                );
+            }
+            None => {
+                let _ = writeln!(
+                    t,
+                    "  energy   board figures: none (an emulated board has no datasheet figures)"
+                );
+            }
+        }
+        let _ = writeln!(
+            t,
+            "           45 nm analytic estimate: {:.1} nJ per inference (4.6 pJ per MAC; not a measurement)",
+            self.energy_nj()
+        );
+        let _ = writeln!(
+            t,
+            "  check    {} vectors, {} mismatches against the host executor",
+            self.vectors, self.mismatches
+        );
+        t
+    }
+
+    /// The same figures as one JSON object.
+    pub fn json(&self) -> String {
+        let s = self.built.sizes;
+        let (lo, hi) = self.insns_range();
+        format!(
+            "{{\"board\":\"{}\",\"model\":\"{}\",\"flash\":{{\"text\":{},\"rodata\":{},\"data\":{},\"total\":{}}},\"ram\":{{\"data\":{},\"bss\":{},\"uninit\":{},\"stack\":{},\"total\":{}}},\"model_bytes\":{},\"arena\":{},\"instructions_per_inference\":{:.0},\"instructions_min\":{lo},\"instructions_max\":{hi},\"macs\":{},\"instructions_per_mac\":{:.3},\"energy_45nm_nj\":{:.3},\"vectors\":{},\"mismatches\":{}}}",
+            self.board,
+            self.model,
+            s.vector_table + s.text,
+            s.rodata,
+            s.data,
+            s.flash(),
+            s.data,
+            s.bss,
+            s.uninit,
+            self.stack,
+            self.ram(),
+            self.model_bytes,
+            self.arena,
+            self.insns_mean(),
+            self.macs,
+            if self.macs > 0 { self.insns_mean() / self.macs as f64 } else { 0.0 },
+            self.energy_nj(),
+            self.vectors,
+            self.mismatches
+        )
+    }
+}
+
+/// Build and run with instruction counting; the run must pass.
+fn measured(board: &Board, label: &str, model: &Path, vectors: &Path) -> Result<Figures, String> {
+    let built = board::build(board, model, vectors, &[])?;
+    let run = board::run(board, &built, true, RUN_TIMEOUT)?;
+    if !run.passed() {
+        print_failure(&run);
+        return Err(format!("{label} on {} did not pass", board.name));
+    }
+    if run.insns.len() as u64 != run.field("vectors").unwrap_or(0) {
+        return Err(format!(
+            "{label} on {}: {} instruction counts for {} vectors",
+            board.name,
+            run.insns.len(),
+            run.field("vectors").unwrap_or(0)
+        ));
+    }
+    Ok(Figures {
+        board: board.name.clone(),
+        model: label.to_string(),
+        model_bytes: run.field("model").unwrap_or(0),
+        arena: run.field("arena").unwrap_or(0),
+        stack: run.field("stack").unwrap_or(0),
+        macs: run.field("macs").unwrap_or(0),
+        vectors: run.field("vectors").unwrap_or(0),
+        mismatches: run.field("mismatches").unwrap_or(0),
+        cycles: run.field("cycles").unwrap_or(0),
+        insns: run.insns,
+        built,
+    })
+}
+
+/// `cargo xtask measure --board B --model M [--vectors V]`.
+pub fn measure(board: &str, model: &Path, vectors: Option<&Path>) -> Result<(), String> {
+    let board = board::load(board)?;
+    let vectors = vectors_for(model, vectors, 4)?;
+    let label = model
+        .file_name()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let f = measured(&board, &label, model, &vectors)?;
+    print!("{}", f.table(&board));
+    if f.cycles > 0 {
+        println!(
+            "  cross-check: board counter {} ticks over the last inference",
+            f.cycles
+        );
+    }
+    println!("JSON: {}", f.json());
+    Ok(())
+}
+
+/// The benchmark models: (label, `bitspike model` arguments, vectors).
+const BENCH: [(&str, &str, u8, u32); 4] = [
+    ("resnet8-int8", "resnet8", 8, 1),
+    ("resnet8-w4", "resnet8", 4, 1),
+    ("cnn28-int8", "cnn28", 8, 2),
+    ("cnn28-w4", "cnn28", 4, 2),
+];
+
+/// `cargo xtask bench [--board B]`: benchmark figures, printed and written to
+/// `boards/bench/<board>.{md,json}` (committed, so that a change shows in a diff).
+pub fn bench(board: &str) -> Result<(), String> {
+    let board = board::load(board)?;
+    let dir = work_dir("bench")?;
+    let mut rows = Vec::new();
+    for (label, arch, bits, count) in BENCH {
+        let model = dir.join(format!("{label}.bsm"));
+        bitspike(&[
+            "model",
+            "--arch",
+            arch,
+            "--bits",
+            &bits.to_string(),
+            "--out",
+            &model.to_string_lossy(),
+        ])?;
+        let vectors = vectors_for(&model, None, count)?;
+        let f = measured(&board, label, &model, &vectors)?;
+        print!("{}", f.table(&board));
+        rows.push(f);
+    }
+    let mut md = format!(
+        "# Benchmarks on {}\n\nMade by `cargo xtask bench --board {}`: random weights (DESIGN.md, Data), \
+         reference kernels, release profile of `boards/Cargo.toml`. Instructions are QEMU TCG counts between \
+         the inference markers (not cycles). Energy is the 45 nm analytic estimate (4.6 pJ per MAC), not a \
+         measurement.\n\n| model | MACs | instructions / inference | instructions / MAC | flash B | RAM B (static + stack) | arena B | stack B | model B | 45 nm nJ |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
+        board.name, board.name
+    );
+    let mut json = String::from("[\n");
+    for (i, f) in rows.iter().enumerate() {
+        let mean = f.insns_mean();
+        let _ = writeln!(
+            md,
+            "| {} | {} | {:.0} | {:.2} | {} | {} | {} | {} | {} | {:.1} |",
+            f.model,
+            f.macs,
+            mean,
+            mean / f.macs.max(1) as f64,
+            f.built.sizes.flash(),
+            f.ram(),
+            f.arena,
+            f.stack,
+            f.model_bytes,
+            f.energy_nj()
+        );
+        let _ = writeln!(
+            json,
+            "  {}{}",
+            f.json(),
+            if i + 1 < rows.len() { "," } else { "" }
+        );
+    }
+    json.push_str("]\n");
+    let out = root().join("boards/bench");
+    std::fs::create_dir_all(&out).map_err(|e| format!("cannot create {}: {e}", out.display()))?;
+    for (ext, text) in [("md", &md), ("json", &json)] {
+        let p = out.join(format!("{}.{ext}", board.name));
+        std::fs::write(&p, text).map_err(|e| format!("cannot write {}: {e}", p.display()))?;
+        println!("wrote {}", p.display());
+    }
+    Ok(())
+}
+
+/// The conformance models: every layer kind at every weight width, the mixed-width demo, and
+/// the committed version-1 fixture.
+fn conformance_models() -> Result<Vec<(String, PathBuf, PathBuf)>, String> {
+    let dir = work_dir("conformance")?;
+    let mut out = Vec::new();
+    let mut make = |name: String, args: Vec<String>| -> Result<(), String> {
+        let model = dir.join(format!("{name}.bsm"));
+        let vectors = dir.join(format!("{name}.bsv"));
+        let mut a: Vec<&str> = vec!["model"];
+        a.extend(args.iter().map(String::as_str));
+        let m = model.to_string_lossy().into_owned();
+        a.extend(["--out", &m]);
+        bitspike(&a)?;
+        bitspike(&[
+            "golden",
+            "--model",
+            &m,
+            "--count",
+            "8",
+            "--seed",
+            "7",
+            "--out",
+            &vectors.to_string_lossy(),
+        ])?;
+        out.push((name, model, vectors));
+        Ok(())
+    };
+    for bits in 2..=8u8 {
+        let b = bits.to_string();
+        make(
+            format!("kinds-w{bits}"),
+            vec![
+                "--arch".into(),
+                "kinds".into(),
+                "--bits".into(),
+                b.clone(),
+                "--seed".into(),
+                b,
+            ],
+        )?;
+    }
+    make("demo-mixed".into(), vec!["--arch".into(), "demo".into()])?;
+    out.push((
+        "fixture-v1".into(),
+        root().join("tests/fixtures/model-v1.bsm"),
+        root().join("tests/fixtures/model-v1.bsv"),
+    ));
+    Ok(out)
+}
+
+fn expected_path(board: &Board) -> PathBuf {
+    root()
+        .join("boards/expected")
+        .join(format!("{}.txt", board.name))
+}
+
+/// `cargo xtask conformance [--board B] [--bless]`: host golden vectors against QEMU on every
+/// emulated board, with the expected output and sizes committed; plus the runner's self-tests
+/// (a wrong expected output, a hang and a panic must each fail the run).
+pub fn conformance(steps: &mut Steps, board: Option<&str>, bless: bool) {
+    let boards = match board.map(board::load).transpose() {
+        Ok(Some(b)) => vec![b],
+        Ok(None) => match board::all() {
+            Ok(all) => all.into_iter().filter(|b| b.qemu.is_some()).collect(),
+            Err(e) => return steps.fail("conformance: boards", &e),
+        },
+        Err(e) => return steps.fail("conformance: boards", &e),
+    };
+    let models = match conformance_models() {
+        Ok(m) => m,
+        Err(e) => return steps.fail("conformance: models", &e),
+    };
+    for b in &boards {
+        let mut text = format!(
+            "# cargo xtask conformance on {}: host golden vectors vs QEMU (instructions are TCG counts).\n\
+             # Regenerate deliberately with `cargo xtask conformance --bless`.\n\
+             # model       vectors mismatches instructions(min..max) stack arena flash ram\n",
+            b.name
+        );
+        let mut all_ok = true;
+        for (name, model, vectors) in &models {
+            let step = format!("conformance: {name} on {}", b.name);
+            steps.begin(&step);
+            match measured(b, name, model, vectors) {
+                Ok(f) => {
+                    let (lo, hi) = f.insns_range();
+                    let _ = writeln!(
+                        text,
+                        "{name:<13} {:>7} {:>10} {lo:>10}..{hi:<10} {:>5} {:>5} {:>6} {:>6}",
+                        f.vectors,
+                        f.mismatches,
+                        f.stack,
+                        f.arena,
+                        f.built.sizes.flash(),
+                        f.ram()
+                    );
+                    println!(
+                        "{} vectors, 0 mismatches, {lo}..{hi} instructions",
+                        f.vectors
+                    );
+                    steps.end(&step, true);
+                }
+                Err(e) => {
+                    eprintln!("{e}");
+                    all_ok = false;
+                    steps.end(&step, false);
+                }
+            }
+        }
+        let step = format!("conformance: expected output of {}", b.name);
+        steps.begin(&step);
+        let path = expected_path(b);
+        let ok = if !all_ok {
+            eprintln!("not compared: a run failed");
+            false
+        } else if bless {
+            let written = path
+                .parent()
+                .map(std::fs::create_dir_all)
+                .transpose()
+                .and_then(|_| std::fs::write(&path, &text));
+            match written {
+                Ok(()) => {
+                    println!("wrote {}", path.display());
+                    true
+                }
+                Err(e) => {
+                    eprintln!("cannot write {}: {e}", path.display());
+                    false
+                }
+            }
+        } else {
+            let old = std::fs::read_to_string(&path).unwrap_or_default();
+            if old == text {
+                println!("matches {}", path.display());
+                true
+            } else {
+                eprintln!("{} differs from this run:", path.display());
+                eprintln!("--- committed\n{old}+++ this run\n{text}");
+                eprintln!("if the change is deliberate: cargo xtask conformance --bless");
+                false
+            }
+        };
+        steps.end(&step, ok);
+        selftests(steps, b, &models);
+    }
+}
+
+/// A wrong expected output, a hang and a panic must each fail a board run.
+fn selftests(steps: &mut Steps, b: &Board, models: &[(String, PathBuf, PathBuf)]) {
+    let Some((name, model, _)) = models.first() else {
+        return;
+    };
+    // A wrong expected value in the golden vectors: exit 1, one mismatch.
+    let step = format!("self-test: a wrong output fails on {}", b.name);
+    steps.begin(&step);
+    let ok = (|| -> Result<bool, String> {
+        let wrong = work_dir("selftest")?.join(format!("{name}-wrong.bsv"));
+        bitspike(&[
+            "golden",
+            "--model",
+            &model.to_string_lossy(),
+            "--count",
+            "3",
+            "--perturb",
+            "1",
+            "--out",
+            &wrong.to_string_lossy(),
+        ])?;
+        let built = board::build(b, model, &wrong, &[])?;
+        let run = board::run(b, &built, false, RUN_TIMEOUT)?;
+        Ok(run.exit == Some(1) && run.field("mismatches") == Some(1))
+    })();
+    steps.end(&step, report(ok, "exit 1 with 1 mismatch"));
+    for (feature, want, timeout) in [
+        ("selftest-hang", "a timeout", 10),
+        ("selftest-panic", "exit 101 (panic)", RUN_TIMEOUT),
+    ] {
+        let step = format!("self-test: {feature} fails on {}", b.name);
+        steps.begin(&step);
+        let vectors = root().join("tests/fixtures/model-v1.bsv");
+        let fixture = root().join("tests/fixtures/model-v1.bsm");
+        let ok = board::build(b, &fixture, &vectors, &[feature])
+            .and_then(|built| board::run(b, &built, false, timeout))
+            .map(|run| {
+                if feature == "selftest-hang" {
+                    run.timed_out
+                } else {
+                    run.exit == Some(101)
+                }
+            });
+        steps.end(&step, report(ok, want));
+    }
+}
+
+fn report(outcome: Result<bool, String>, want: &str) -> bool {
+    match outcome {
+        Ok(true) => {
+            println!("failed as it must: {want}");
+            true
+        }
+        Ok(false) => {
+            eprintln!("expected {want}, got something else");
+            false
+        }
+        Err(e) => {
+            eprintln!("{e}");
+            false
+        }
+    }
+}
