@@ -290,17 +290,21 @@ impl Interpreter<'_, '_> {
     fn run_layer(&mut self, file: &ModelFile<'_>, i: usize, input: &[u8]) -> LayerOps {
         let mut ops = Ops::new();
         let l = file.layer(i);
-        let g = file.geometry(i);
+        let g = file.geometry_of(&l, i);
         let out_t = file.tensor(i + 1);
         let in_a = file.tensor(l.input as usize);
         if l.kind == LayerKind::Flatten {
             return ops.counts(); // shares its input's memory: nothing to move
         }
         let in_b = (l.kind == LayerKind::Add).then(|| loc(&file.tensor(l.input2 as usize)));
+        // The loader guarantees every check below; a failed one would be a loader bug, which
+        // debug builds (the tests, the fuzzer) report and release builds survive by skipping.
         let Loc::Arena(oo, on) = loc(&out_t) else {
-            return ops.counts(); // the loader refuses this; nothing to do
+            debug_assert!(false, "layer {i}: output outside the arena");
+            return ops.counts();
         };
         let Some((a, b, dst)) = views(self.arena, input, loc(&in_a), in_b, (oo, on)) else {
+            debug_assert!(false, "layer {i}: overlapping or out-of-range buffers");
             return ops.counts();
         };
         let stage = if l.raw_output() {
@@ -313,12 +317,12 @@ impl Interpreter<'_, '_> {
                 levels: out_t.levels,
             }
         };
-        // The loader guarantees these lengths; checking them here keeps every kernel's indexing
-        // in bounds even if it did not.
+        // Checking the lengths here keeps every kernel's indexing in bounds.
         if a.len() != g.input.len()
             || dst.len() != g.output.len() * stage.elem_size()
             || (in_b.is_some() && b.len() != g.input.len())
         {
+            debug_assert!(false, "layer {i}: buffer lengths differ from the geometry");
             return ops.counts();
         }
         let weights = Weights {

@@ -22,6 +22,22 @@ pub const fn macs(g: &Geometry) -> u64 {
     }
 }
 
+/// Inner-loop steps of one layer: what its reference kernel iterates over, padded positions
+/// included. Convolution and dense: their MACs; windowed pools: `out elements * kh * kw`; global
+/// average pool: its input elements; add: its output elements; flatten: 0. Unlike [`macs`], this
+/// bounds the work of every kind, so a caller can refuse a model too slow for its budget.
+pub const fn work(g: &Geometry) -> u64 {
+    match g.kind {
+        LayerKind::Conv2d | LayerKind::Dense => macs(g),
+        LayerKind::AvgPool | LayerKind::MaxPool => {
+            (g.output.len() as u64).saturating_mul(g.window.kh as u64 * g.window.kw as u64)
+        }
+        LayerKind::GlobalAvgPool => g.input.len() as u64,
+        LayerKind::Add => g.output.len() as u64,
+        LayerKind::Flatten => 0,
+    }
+}
+
 /// Bit operations of one layer, One-Shot MPS eq. S13: `MACs * b_w * b_x`, where `b_w` is the
 /// weight bit width and `b_x` the input's bit width (`ceil(log2(L + 1))` for `L` input levels).
 pub const fn bops(g: &Geometry, weight_bits: u8, input_levels: u8) -> u64 {

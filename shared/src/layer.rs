@@ -67,15 +67,6 @@ impl LayerKind {
         matches!(self, Self::Conv2d | Self::AvgPool | Self::MaxPool)
     }
 
-    /// How many input tensors the layer reads.
-    pub const fn arity(self) -> usize {
-        if matches!(self, Self::Add) {
-            2
-        } else {
-            1
-        }
-    }
-
     /// A short lowercase name, as used in reports.
     pub const fn name(self) -> &'static str {
         match self {
@@ -254,10 +245,14 @@ pub struct Geometry {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub enum ShapeError {
-    /// A kernel, stride or group count is zero, or the window is larger than the padded input.
+    /// A kernel size or stride is zero, a pool's padding exceeds half its window, or the window
+    /// is larger than the padded input.
     Window,
-    /// Groups do not divide the input or output channels.
+    /// Groups (or a convolution's output channels) are zero, or groups do not divide the input or
+    /// output channels.
     Groups,
+    /// An input is not an earlier tensor of the model.
+    Input,
     /// The output shape is not what the layer computes from its input.
     Output,
     /// The two inputs of an add differ in shape.

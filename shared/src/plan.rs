@@ -51,7 +51,7 @@ struct Buffer {
 pub fn plan(layers: &[PlanLayer]) -> Plan {
     let n = layers.len() + 1;
     let mut root: Vec<usize> = (0..n).collect();
-    let mut first: Vec<usize> = (0..n).map(|t| t.saturating_sub(1)).collect();
+    let first: Vec<usize> = (0..n).map(|t| t.saturating_sub(1)).collect();
     let mut last = first.clone();
     for (i, l) in layers.iter().enumerate() {
         if l.kind == LayerKind::Flatten {
@@ -66,7 +66,6 @@ pub fn plan(layers: &[PlanLayer]) -> Plan {
     }
     let out_root = root[n - 1];
     last[out_root] = layers.len();
-    first[0] = 0;
 
     // Buffers: tensors that own memory (not the input, not aliases), then scratch.
     let mut buffers: Vec<(Option<usize>, Option<usize>, Buffer)> = Vec::new();

@@ -14,7 +14,8 @@
 //!   and CMSIS-NN do, so that no precision is lost to the multiply's rounding. For `s >= 0` the
 //!   formula above holds as written; for `s < 0` it reads `clamp(sat_mul_q31(acc << -s, m) +
 //!   offset, 0, L)`;
-//! * `offset` is added after scaling (it carries a zero point or QCFS's +0.5 shift);
+//! * `offset` is added after scaling, in code units (a zero point; QCFS's +0.5 shift is folded
+//!   into the bias, half a code step in accumulator units, since an integer offset cannot hold it);
 //! * `L` is the output tensor's level count (codes `0..=L`, `L <= 255`).
 //!
 //! Rounding is specified exactly and is the same everywhere: **round half up** (towards +inf),
@@ -41,9 +42,9 @@ pub const fn sat_mul_q31(a: i32, b: i32) -> i32 {
 /// Rounding shift: for `s > 0`, `round_half_up(x / 2^s)`; for `s == 0`, `x`; for `s < 0`,
 /// `x * 2^-s` saturated to i32.
 ///
-/// Shifts beyond 63 in either direction are treated as 63 (the result is then 0 or -0.5 rounded
-/// up, that is 0, for right shifts, and a saturated value for left shifts); a validated model never
-/// carries such shifts, but the function stays total.
+/// Right shifts beyond 62 act as 62 (the result is then 0) and left shifts beyond 32 as 32 (the
+/// result saturates unless `x` is 0); a validated model never carries such shifts, but the
+/// function stays total.
 #[inline]
 pub const fn round_shift(x: i32, s: i8) -> i32 {
     if s > 0 {

@@ -2,7 +2,7 @@
 //!
 //! Board apps embed one beside a model and compare what the device computes with what the host
 //! computed, bit for bit (DESIGN.md, the golden rule). Read in place (`no_std`, zero-copy);
-//! written by [`write`] behind `std`. All integers little-endian.
+//! written by [`write()`] behind `std`. All integers little-endian.
 //!
 //! ```text
 //! offset  size               field

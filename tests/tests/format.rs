@@ -524,6 +524,110 @@ fn runtime_refuses_small_arena_and_wrong_lengths() {
     assert_eq!(kinds.len(), 9);
 }
 
+#[test]
+fn raw_output_layers_carry_no_offset() {
+    let bytes = fixture_bytes();
+    let last = layer_record(&bytes, 8); // the raw dense layer
+    let mut b = bytes.clone();
+    put_u32(&mut b, last + 20, 1000);
+    reseal(&mut b);
+    assert_eq!(
+        refuse(&b),
+        FormatError::Layer {
+            index: 8,
+            field: LayerField::Constants
+        }
+    );
+}
+
+#[test]
+fn accumulators_that_could_wrap_are_refused() {
+    use bitspike_core::def::{LayerDef, ModelDef, Requant};
+    use bitspike_core::format::writer::WriteError;
+    use bitspike_core::layer::Shape;
+    // A global average pool over 4096 x 4096 codes of up to 255: the sum can reach 4.3e9.
+    let mut m = ModelDef::new(Shape::new(4096, 4096, 1), 255, 1.0);
+    let mut gap = LayerDef::new(LayerKind::GlobalAvgPool, 0).with_output(255, 1.0);
+    gap.requant = vec![Requant {
+        multiplier: 1 << 30,
+        shift: 20,
+    }];
+    m.push(gap);
+    assert_eq!(
+        write(&m).err(),
+        Some(WriteError::Invalid(FormatError::Layer {
+            index: 0,
+            field: LayerField::Accumulator
+        }))
+    );
+    // With codes up to 127 the sum stays below 2^31 and the model loads.
+    m.input.levels = 127;
+    assert!(write(&m).is_ok());
+    // A bias that pushes a dense layer over the bound.
+    let mut m = ModelDef::new(Shape::vector(4), 255, 1.0);
+    let mut d = LayerDef::dense(0, 1, 8, vec![1; 4], Some(vec![i32::MAX - 1000]), Vec::new());
+    d.raw_output = true;
+    m.push(d);
+    assert!(matches!(
+        write(&m),
+        Err(WriteError::Invalid(FormatError::Layer {
+            field: LayerField::Accumulator,
+            ..
+        }))
+    ));
+}
+
+#[test]
+fn writer_refuses_inputs_that_are_not_earlier_tensors() {
+    use bitspike_core::def::{LayerDef, ModelDef};
+    use bitspike_core::format::writer::WriteError;
+    use bitspike_core::layer::Shape;
+    let mut m = ModelDef::new(Shape::new(2, 2, 1), 255, 1.0);
+    let mut add = LayerDef::new(LayerKind::Add, 0);
+    add.input2 = Some(7);
+    m.push(add);
+    let e = write(&m).err();
+    assert_eq!(
+        e,
+        Some(WriteError::Shape {
+            layer: 0,
+            error: ShapeError::Input
+        })
+    );
+    m.layers[0].input2 = None;
+    assert!(matches!(
+        write(&m),
+        Err(WriteError::Shape {
+            error: ShapeError::Input,
+            ..
+        })
+    ));
+    m.layers[0] = LayerDef::new(LayerKind::MaxPool, 3);
+    assert!(matches!(
+        write(&m),
+        Err(WriteError::Shape {
+            error: ShapeError::Input,
+            ..
+        })
+    ));
+}
+
+#[test]
+fn records_past_the_end_are_empty_not_a_panic() {
+    let bytes = fixture_bytes();
+    let file = ModelFile::parse(&bytes).unwrap();
+    for i in [9, 1000, usize::MAX / 2, usize::MAX] {
+        let l = file.layer(i);
+        assert_eq!(
+            (l.kind, l.input2, l.groups, l.timesteps),
+            (LayerKind::Flatten, u16::MAX, 1, 1)
+        );
+        assert!(l.weights.is_empty() && l.bias.is_none());
+        let _ = file.geometry(i);
+        let _ = file.tensor(i);
+    }
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(3000))]
 

@@ -12,8 +12,8 @@ use libfuzzer_sys::fuzz_target;
 
 /// Keep the arena within what a fuzzer iteration can afford.
 const MAX_ARENA: usize = 1 << 20;
-/// Keep one inference within what a fuzzer iteration can afford.
-const MAX_MACS: u64 = 1 << 22;
+/// Keep one inference within what a fuzzer iteration can afford (kernel inner-loop steps).
+const MAX_WORK: u64 = 1 << 22;
 
 fn reseal(b: &mut [u8]) {
     if b.len() < HEADER_LEN {
@@ -43,12 +43,16 @@ fuzz_target!(|data: &[u8]| {
         return;
     }
     let file = model.file();
-    let macs: u64 = (0..file.layer_count())
-        .map(|i| bitspike_rt::bitspike_core::cost::macs(&file.geometry(i)))
-        .sum();
-    if macs > MAX_MACS {
+    let geometry = |i| file.geometry(i);
+    let work: u64 = (0..file.layer_count())
+        .map(|i| bitspike_rt::bitspike_core::cost::work(&geometry(i)))
+        .fold(0u64, u64::saturating_add);
+    if work > MAX_WORK {
         return;
     }
+    let macs: u64 = (0..file.layer_count())
+        .map(|i| bitspike_rt::bitspike_core::cost::macs(&geometry(i)))
+        .sum();
     let mut arena = vec![0u8; model.arena_bytes()];
     let Ok(mut interp) = model.bind(&mut arena) else {
         panic!("an arena of the declared size must bind");

@@ -2,8 +2,8 @@
 //!
 //! These define the arithmetic. They are deliberately not optimized: an optimized kernel is
 //! correct when it matches these bit for bit. Accumulation is i32 and wraps on overflow (as the
-//! device's 32-bit adders do); the exporter keeps real layers far from that bound
-//! (`fan_in * 255 * 128 < 2^31`, that is fan-in below 65 793 at 8 bits).
+//! device's 32-bit adders do), though it never has to: the loader refuses any layer whose
+//! accumulator could leave the i32 range (`bitspike_core::format::accumulator_bound`).
 //!
 //! Layouts: activations HWC, convolution weights OHWI, dense weights `[out][in]`
 //! (see `bitspike_core::layer`).

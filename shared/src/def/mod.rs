@@ -21,6 +21,13 @@ pub struct TensorDef {
     pub scale: f32,
 }
 
+impl TensorDef {
+    /// Bytes the tensor takes.
+    pub const fn bytes(&self) -> usize {
+        self.shape.len() * self.dtype.size()
+    }
+}
+
 /// One channel's requantization: a Q31 multiplier and a shift (see [`crate::quant`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub struct Requant {
@@ -55,9 +62,10 @@ pub struct LayerDef {
     pub groups: u16,
     /// Output channels (conv) or features (dense); ignored by the other kinds.
     pub out_channels: u16,
-    /// Output level count (codes `0..=L`); ignored with `raw_output`.
+    /// Output level count (codes `0..=L`); ignored with `raw_output` and by max pool and
+    /// flatten, whose output keeps the input's.
     pub levels: u8,
-    /// Output scale.
+    /// Output scale; ignored by max pool and flatten, like `levels`.
     pub scale: f32,
     /// Write raw i32 accumulators instead of codes (last layer only).
     pub raw_output: bool,
@@ -196,15 +204,25 @@ impl ModelDef {
     }
 
     /// Every tensor of the model (input first), with shapes inferred layer by layer. Errors name
-    /// the layer whose shapes do not chain.
+    /// the layer whose inputs are not earlier tensors or whose shapes do not chain.
     pub fn tensors(&self) -> Result<Vec<TensorDef>, (usize, ShapeError)> {
-        let mut out = Vec::with_capacity(self.layers.len() + 1);
+        let mut out: Vec<TensorDef> = Vec::with_capacity(self.layers.len() + 1);
         out.push(self.input);
         for (i, l) in self.layers.iter().enumerate() {
             let input = out
                 .get(l.input as usize)
-                .map(|t: &TensorDef| t.shape)
-                .ok_or((i, ShapeError::Output))?;
+                .map(|t| t.shape)
+                .ok_or((i, ShapeError::Input))?;
+            match (l.kind, l.input2) {
+                (LayerKind::Add, Some(b)) => {
+                    let b = out.get(b as usize).ok_or((i, ShapeError::Input))?;
+                    if b.shape != input {
+                        return Err((i, ShapeError::AddInputs));
+                    }
+                }
+                (LayerKind::Add, None) | (_, Some(_)) => return Err((i, ShapeError::Input)),
+                _ => {}
+            }
             let shape = infer_output(l.kind, l.window, l.groups, l.out_channels, input)
                 .map_err(|e| (i, e))?;
             let (dtype, levels, scale) = match l.kind {
@@ -228,9 +246,12 @@ impl ModelDef {
 
     /// Geometry of every layer (needs shapes that chain).
     pub fn geometries(&self) -> Result<Vec<Geometry>, (usize, ShapeError)> {
-        let t = self.tensors()?;
-        Ok(self
-            .layers
+        Ok(self.geometries_of(&self.tensors()?))
+    }
+
+    /// Geometry of every layer, given the model's [`tensors`](Self::tensors).
+    pub fn geometries_of(&self, t: &[TensorDef]) -> Vec<Geometry> {
+        self.layers
             .iter()
             .enumerate()
             .map(|(i, l)| Geometry {
@@ -240,6 +261,6 @@ impl ModelDef {
                 input: t[l.input as usize].shape,
                 output: t[i + 1].shape,
             })
-            .collect())
+            .collect()
     }
 }

@@ -23,7 +23,8 @@
 //!     36     4  tensor table offset (u32) = 64
 //!     40     4  layer table offset (u32) = 64 + 16 * tensor count
 //!     44     4  data offset (u32) = layer table end rounded up to 4
-//!     48     4  peak live activation bytes (u32): the liveness lower bound of the arena
+//!     48     4  peak live bytes (u32): the largest sum of live tensor and scratch bytes at any
+//!               layer, the liveness lower bound of the arena
 //!     52     4  peak scratch bytes (u32): the largest scratch any layer needs
 //!     56     4  reserved, 0
 //!     60     4  header CRC-32 of bytes 0..60
@@ -56,8 +57,14 @@
 //!     60     4  reserved, 0
 //!
 //!  data section: arrays referenced above by absolute file offset; an absent array has offset
-//!  0xFFFF_FFFF. Arrays lie inside the data section, i32 arrays on 4-byte boundaries.
+//!  0xFFFF_FFFF. Arrays lie inside the data section, i32 arrays on 4-byte boundaries of the file
+//!  (so they are aligned in memory when the file is placed 4-aligned; the reader itself reads
+//!  every integer byte by byte and works at any alignment).
 //! ```
+//!
+//! Beyond the layout, the reader refuses any layer whose accumulator could leave the i32 range
+//! for some input (bias + fan-in x largest code x largest weight, window sums, add terms), so
+//! the kernels' i32 arithmetic never wraps on a model that loads.
 //!
 //! A file may be followed by other bytes (a flash partition, say); the reader looks only at the
 //! header and the payload length it declares.
@@ -151,8 +158,11 @@ pub enum LayerField {
     /// A reserved field that is not 0.
     Reserved,
     /// Add weights on a layer that is not an add, or an output offset on a layer that does not
-    /// requantize.
+    /// requantize (pass-through kinds and raw output).
     Constants,
+    /// The accumulator could leave the i32 range for some input (too large a fan-in, window,
+    /// bias or add weight for the input levels and weight width).
+    Accumulator,
     /// Weights missing, present where none belong, out of bounds.
     Weights,
     /// Bias array out of bounds, misaligned, or present where none belongs.
@@ -271,6 +281,7 @@ impl fmt::Display for LayerField {
             Self::Threshold => "thresholds (i32 > 0 per channel, spiking layers only)",
             Self::InitialPotential => "initial potentials (i32 per channel, spiking only)",
             Self::Scratch => "scratch (inside the arena, clear of live tensors)",
+            Self::Accumulator => "accumulator range (the largest |acc| must stay below 2^31)",
             Self::Output => "output tensor (dtype, levels and scale as the kind requires)",
         })
     }
@@ -487,15 +498,39 @@ pub struct LayerView<'a> {
 }
 
 impl LayerView<'_> {
+    /// What [`ModelFile::layer`] returns past the last layer: a flatten of tensor 0 with no
+    /// arrays (a validated model never asks for it).
+    pub const EMPTY: LayerView<'static> = LayerView {
+        kind: LayerKind::Flatten,
+        flags: 0,
+        weight_bits: 0,
+        align: Align::Average,
+        input: 0,
+        input2: NO_TENSOR,
+        window: Window {
+            kh: 0,
+            kw: 0,
+            sh: 0,
+            sw: 0,
+            ph: 0,
+            pw: 0,
+        },
+        groups: 1,
+        timesteps: 1,
+        offset: 0,
+        add_weights: [0, 0],
+        weights: &[],
+        bias: None,
+        multipliers: I32s(&[]),
+        shifts: &[],
+        spiking: None,
+        scratch_bytes: 0,
+        scratch_offset: NONE,
+    };
+
     /// Whether the layer writes raw i32 accumulators.
     pub const fn raw_output(&self) -> bool {
         self.flags & LAYER_FLAG_RAW_OUTPUT != 0
-    }
-
-    /// Shift of output channel `c`.
-    #[inline]
-    pub fn shift(&self, c: usize) -> i8 {
-        self.shifts.get(c).copied().unwrap_or(0) as i8
     }
 }
 
@@ -581,23 +616,35 @@ impl<'a> ModelFile<'a> {
 
     /// Layer `i`'s geometry (input and output shapes with the window and groups).
     pub fn geometry(&self, i: usize) -> Geometry {
-        let l = self.layer(i);
+        self.geometry_of(&self.layer_fields(i), i)
+    }
+
+    /// The geometry of layer `i` whose record is `l` (saves re-reading the record).
+    pub fn geometry_of(&self, l: &LayerView<'_>, i: usize) -> Geometry {
         Geometry {
             kind: l.kind,
             window: l.window,
             groups: l.groups,
             input: self.tensor(l.input as usize).shape,
-            output: self.tensor(i + 1).shape,
+            output: self.tensor(i.saturating_add(1)).shape,
         }
     }
 
-    /// Layer `i`, with its arrays. Past the end gives a flatten of tensor 0 with no arrays.
+    /// The fixed fields of layer `i`'s record, without its arrays.
+    fn layer_fields(&self, i: usize) -> LayerView<'a> {
+        if i >= self.layer_count() {
+            return LayerView::EMPTY;
+        }
+        raw_layer(self.bytes, self.layer_table() + i * LAYER_RECORD_LEN)
+    }
+
+    /// Layer `i`, with its arrays. Past the end gives [`LayerView::EMPTY`].
     pub fn layer(&self, i: usize) -> LayerView<'a> {
         let b = self.bytes;
-        let o = self.layer_table() + i * LAYER_RECORD_LEN;
         if i >= self.layer_count() {
-            return raw_layer(&[], 0);
+            return LayerView::EMPTY;
         }
+        let o = self.layer_table() + i * LAYER_RECORD_LEN;
         let mut l = raw_layer(b, o);
         let out = self.tensor(i + 1);
         let c = out.shape.c as usize;
@@ -619,16 +666,6 @@ impl<'a> ModelFile<'a> {
             _ => None,
         };
         l
-    }
-
-    fn geometry_of(&self, l: &LayerView<'_>, i: usize) -> Geometry {
-        Geometry {
-            kind: l.kind,
-            window: l.window,
-            groups: l.groups,
-            input: self.tensor(l.input as usize).shape,
-            output: self.tensor(i + 1).shape,
-        }
     }
 
     fn layer_table(&self) -> usize {
@@ -777,7 +814,7 @@ impl<'a> ModelFile<'a> {
             return err(LayerField::Timesteps);
         }
         if (kind != LayerKind::Add && l.add_weights != [0, 0])
-            || (!kind.requantizes() && l.offset != 0)
+            || ((!kind.requantizes() || raw) && l.offset != 0)
         {
             return err(LayerField::Constants);
         }
@@ -846,6 +883,11 @@ impl<'a> ModelFile<'a> {
                 }
             }
         }
+        if accumulator_bound(&l, &g, input.levels, self.tensor(l.input2 as usize).levels)
+            > i32::MAX as i64
+        {
+            return err(LayerField::Accumulator);
+        }
         // Scratch inside the arena (overlap with live tensors is checked with the arena plan).
         match (l.scratch_bytes, l.scratch_offset) {
             (0, NONE) => {}
@@ -902,10 +944,6 @@ impl<'a> ModelFile<'a> {
         // The network output is live until the end.
         let out_root = root[layers] as usize;
         last[out_root] = layers as u16;
-        for t in 0..n {
-            let r = root[t] as usize;
-            last[r] = last[r].max(last[t]);
-        }
         let range = |t: usize| {
             let info = self.tensor(t);
             (
@@ -960,6 +998,31 @@ impl<'a> ModelFile<'a> {
             return Err(FormatError::ArenaSummary);
         }
         Ok(())
+    }
+}
+
+/// The largest |accumulator| layer `l` can produce for inputs with codes up to `levels` (and
+/// `levels2` for an add's second input): bias + fan-in x largest code x largest |weight| for
+/// conv and dense, the window or plane sum for pools, the two weighted terms for an add.
+pub fn accumulator_bound(l: &LayerView<'_>, g: &Geometry, levels: u8, levels2: u8) -> i64 {
+    let code = levels as i64;
+    match l.kind {
+        LayerKind::Conv2d | LayerKind::Dense => {
+            let channels = g.channels().max(1) as u64;
+            let fan_in = (g.weight_count() / channels) as i64;
+            let w_max = 1i64 << (l.weight_bits.clamp(1, 8) - 1);
+            let bias = l
+                .bias
+                .map_or(0, |b| b.iter().map(|v| (v as i64).abs()).max().unwrap_or(0));
+            bias.saturating_add(fan_in.saturating_mul(code).saturating_mul(w_max))
+        }
+        LayerKind::AvgPool => g.window.kh as i64 * g.window.kw as i64 * code,
+        LayerKind::GlobalAvgPool => (g.input.h as i64 * g.input.w as i64).saturating_mul(code),
+        LayerKind::Add => {
+            code * (l.add_weights[0] as i64).abs()
+                + levels2 as i64 * (l.add_weights[1] as i64).abs()
+        }
+        LayerKind::MaxPool | LayerKind::Flatten => 0,
     }
 }
 

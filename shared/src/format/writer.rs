@@ -120,9 +120,7 @@ pub fn write(def: &ModelDef) -> Result<Vec<u8>, WriteError> {
     let tensors = def
         .tensors()
         .map_err(|(layer, error)| WriteError::Shape { layer, error })?;
-    let geoms = def
-        .geometries()
-        .map_err(|(layer, error)| WriteError::Shape { layer, error })?;
+    let geoms = def.geometries_of(&tensors);
 
     let plan = plan(
         &def.layers
@@ -131,7 +129,7 @@ pub fn write(def: &ModelDef) -> Result<Vec<u8>, WriteError> {
             .map(|(i, l)| PlanLayer {
                 kind: l.kind,
                 inputs: [Some(l.input), l.input2],
-                output_bytes: tensors[i + 1].shape.len() * tensors[i + 1].dtype.size(),
+                output_bytes: tensors[i + 1].bytes(),
                 scratch_bytes: l.scratch_bytes as usize,
             })
             .collect::<Vec<_>>(),
