@@ -243,27 +243,6 @@ pub fn resnet8(bits: u8, seed: u64) -> ModelDef {
     b.finish()
 }
 
-/// Deterministic demo inputs for a 28x28x1 network: a blank image, a bright square, a cross and
-/// noise.
-pub fn demo_inputs(seed: u64) -> Vec<(&'static str, Vec<u8>)> {
-    let s = input_shape(Arch::Demo);
-    let (n, w) = (s.len(), s.w as usize);
-    let image = |f: &dyn Fn(usize, usize) -> bool| -> Vec<u8> {
-        (0..n)
-            .map(|i| if f(i / w, i % w) { 255 } else { 0 })
-            .collect()
-    };
-    let square = image(&|y, x| (8..20).contains(&y) && (8..20).contains(&x));
-    let cross = image(&|y, x| y.abs_diff(x) < 2 || (y + x).abs_diff(27) < 2);
-    let mut rng = Rng::new(seed ^ 0x5eed);
-    vec![
-        ("blank", vec![0; n]),
-        ("square", square),
-        ("cross", cross),
-        ("noise", rng.codes(n, 255)),
-    ]
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,6 +1,15 @@
-//! bitspike host library: model reports and the built-in architectures. The trainer (libtorch
-//! through `tch`) joins this crate with the trainer issue; the integer executor is the firmware
-//! runtime `bitspike-rt`, compiled for the host (DESIGN.md, the golden rule).
+//! bitspike host library: datasets, quantized networks and their quantizers, quantization-aware
+//! training, integer export and evaluation, reports, and built-in random-weight architectures.
+//! The integer executor is the firmware runtime `bitspike-rt` compiled for the host (DESIGN.md,
+//! the golden rule).
 
+pub mod boards;
 pub mod builtin;
+pub mod config;
+pub mod data;
+pub mod eval;
+pub mod export;
+pub mod net;
+pub mod quant;
 pub mod report;
+pub mod train;

@@ -1,16 +1,21 @@
 //! The `bitspike` command-line tool.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{bail, Context, Result};
 use bitspike::builtin::{self, Arch};
+use bitspike::config::{Optimizer, Schedule, TrainConfig};
+use bitspike::data::{self, DatasetName};
+use bitspike::net::TrainArch;
+use bitspike::quant::{ActQuantizer, WeightQuantizer};
 use bitspike::report::Summary;
-use bitspike_core::cost::energy_45nm_pj;
+use bitspike::train::{self, RunDir, TrainOptions};
+use bitspike::{boards, eval, export};
 use bitspike_core::def::random::Rng;
 use bitspike_core::format::writer::write;
-use bitspike_rt::{argmax, Model};
-use clap::{Parser, Subcommand};
+use bitspike_rt::Model;
+use clap::{Args, Parser, Subcommand, ValueEnum};
 
 #[derive(Parser)]
 #[command(
@@ -23,23 +28,117 @@ struct Cli {
     command: Command,
 }
 
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum DeviceArg {
+    /// CUDA when libtorch sees a GPU, else the CPU.
+    Auto,
+    /// The CPU.
+    Cpu,
+    /// The first CUDA GPU.
+    Cuda,
+}
+
+#[derive(Args, Clone)]
+struct Runtime {
+    /// Where to train and evaluate.
+    #[arg(long, value_enum, default_value_t = DeviceArg::Auto)]
+    device: DeviceArg,
+    /// Torch CPU threads (default: the machine's cores, at most 4; on a machine shared with a
+    /// busy process one thread can be several times faster than two).
+    #[arg(long)]
+    threads: Option<usize>,
+    /// Folder of the datasets (default: $BITSPIKE_DATA, else .bitspike/data of the source tree).
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+}
+
+impl Runtime {
+    fn device(&self) -> Result<tch::Device> {
+        let threads = self.threads.unwrap_or_else(|| {
+            std::thread::available_parallelism()
+                .map(|n| n.get().min(4))
+                .unwrap_or(1)
+        });
+        if threads == 0 {
+            bail!("--threads must be at least 1");
+        }
+        tch::set_num_threads(threads as i32);
+        Ok(match self.device {
+            DeviceArg::Auto => tch::Device::cuda_if_available(),
+            DeviceArg::Cpu => tch::Device::Cpu,
+            DeviceArg::Cuda => {
+                if !tch::Cuda::is_available() {
+                    bail!("--device cuda: libtorch sees no CUDA GPU (this build is CPU-only unless set up with `cargo xtask setup --cuda`)");
+                }
+                tch::Device::Cuda(0)
+            }
+        })
+    }
+
+    fn data_dir(&self) -> PathBuf {
+        self.data_dir.clone().unwrap_or_else(data::default_dir)
+    }
+}
+
 #[derive(Subcommand)]
 enum Command {
-    /// Export the built-in demo network, run it through the integer runtime and print its costs.
-    Demo {
-        /// Where to write the model file.
-        #[arg(long, default_value = "target/bitspike-demo.bsm")]
-        out: PathBuf,
-        /// Seed of the demo network's weights.
-        #[arg(long, default_value_t = 1)]
-        seed: u64,
+    /// Train a network.
+    #[command(subcommand)]
+    Train(TrainCommand),
+    /// Evaluate a trained run: fake-quant accuracy, and with --model the integer accuracy of its
+    /// exported file on the host integer executor.
+    Eval {
+        /// The run folder.
+        #[arg(long)]
+        run: PathBuf,
+        /// An exported model file of the run to evaluate with integers too.
+        #[arg(long)]
+        model: Option<PathBuf>,
+        /// Evaluate on the first N test images only.
+        #[arg(long)]
+        limit: Option<i64>,
+        /// Print one JSON object instead of text.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        rt: Runtime,
     },
-    /// Validate a model file and print its layers and costs.
+    /// Export a trained run to a model file (and golden vectors).
+    Export {
+        /// The run folder.
+        #[arg(long)]
+        run: PathBuf,
+        /// The model file to write.
+        #[arg(long)]
+        out: PathBuf,
+        /// Also write golden vectors (the first N test images with the host integer outputs).
+        #[arg(long)]
+        vectors: Option<PathBuf>,
+        /// Number of golden vectors.
+        #[arg(long, default_value_t = 16)]
+        count: i64,
+        /// Also write the whole test split for streaming to a board: <PREFIX>.bsv (inputs and
+        /// host integer outputs) and <PREFIX>.labels (one byte per image).
+        #[arg(long)]
+        stream: Option<PathBuf>,
+        /// Refuse the export if the model does not fit this board's flash and RAM.
+        #[arg(long)]
+        board: Option<String>,
+        #[command(flatten)]
+        rt: Runtime,
+    },
+    /// Validate a model file and print its layers, bit widths, timesteps, costs and arena.
     Inspect {
         /// The model file.
         model: PathBuf,
     },
-    /// Write a built-in architecture with deterministic random weights (for benchmarks and
+    /// Summarize a training run from its log.
+    Report {
+        /// The run folder.
+        #[arg(long)]
+        run: PathBuf,
+    },
+    /// Write a built-in architecture with deterministic random weights (benchmarks and
     /// conformance runs, where random weights serve).
     Model {
         /// Architecture.
@@ -55,8 +154,7 @@ enum Command {
         #[arg(long)]
         out: PathBuf,
     },
-    /// Run a model with the host executor (the runtime built for the host) on inputs and write
-    /// them with the outputs as golden vectors for a board.
+    /// Run a model with the host integer executor on random inputs and write golden vectors.
     Golden {
         /// The model file.
         #[arg(long)]
@@ -77,9 +175,103 @@ enum Command {
     },
 }
 
+#[derive(Subcommand)]
+enum TrainCommand {
+    /// Quantization-aware training (LSQ, PACT, Lloyd/HWGQ, Trainable Lloyd, QCFS).
+    Qat(Box<QatArgs>),
+    /// SSQL self-supervised pretraining (not yet available).
+    Ssql,
+    /// One-Shot MPS mixed-precision search (not yet available).
+    Mps,
+    /// QAC mixed-timestep spiking networks (not yet available).
+    Qac,
+}
+
+#[derive(Args)]
+struct QatArgs {
+    /// A TOML configuration (every key optional; flags below override it).
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// The run folder to write.
+    #[arg(long)]
+    out: PathBuf,
+    /// Continue the interrupted run in --out.
+    #[arg(long)]
+    resume: bool,
+    /// No progress output.
+    #[arg(long)]
+    quiet: bool,
+    #[arg(long, value_enum)]
+    dataset: Option<DatasetName>,
+    #[arg(long, value_enum)]
+    arch: Option<TrainArch>,
+    #[arg(long)]
+    epochs: Option<usize>,
+    #[arg(long)]
+    batch_size: Option<i64>,
+    #[arg(long, value_enum)]
+    optimizer: Option<Optimizer>,
+    #[arg(long)]
+    lr: Option<f64>,
+    #[arg(long, value_enum)]
+    schedule: Option<Schedule>,
+    #[arg(long)]
+    weight_decay: Option<f64>,
+    #[arg(long)]
+    seed: Option<i64>,
+    /// Weight bits of hidden layers (2..=8).
+    #[arg(long)]
+    weight_bits: Option<u8>,
+    /// Activation bits (2..=8).
+    #[arg(long)]
+    act_bits: Option<u8>,
+    /// Weight bits of the first and last layers (2..=8).
+    #[arg(long)]
+    first_last_bits: Option<u8>,
+    #[arg(long, value_enum)]
+    weight_quantizer: Option<WeightQuantizer>,
+    #[arg(long, value_enum)]
+    act_quantizer: Option<ActQuantizer>,
+    #[command(flatten)]
+    rt: Runtime,
+}
+
+impl QatArgs {
+    fn config(&self) -> Result<TrainConfig> {
+        let mut c = match &self.config {
+            Some(p) => TrainConfig::from_file(p)?,
+            None => TrainConfig::default(),
+        };
+        macro_rules! set {
+            ($($field:ident).+ = $value:expr) => {
+                if let Some(v) = $value {
+                    c.$($field).+ = v;
+                }
+            };
+        }
+        set!(dataset = self.dataset);
+        set!(arch = self.arch);
+        set!(epochs = self.epochs);
+        set!(batch_size = self.batch_size);
+        set!(optimizer = self.optimizer);
+        set!(lr = self.lr);
+        set!(schedule = self.schedule);
+        set!(weight_decay = self.weight_decay);
+        set!(seed = self.seed);
+        set!(quant.weight_bits = self.weight_bits);
+        set!(quant.act_bits = self.act_bits);
+        set!(quant.first_last_bits = self.first_last_bits);
+        set!(quant.weight_quantizer = self.weight_quantizer);
+        set!(quant.act_quantizer = self.act_quantizer);
+        c.check()?;
+        Ok(c)
+    }
+}
+
 fn main() -> ExitCode {
-    match run(Cli::parse()) {
-        Ok(()) => ExitCode::SUCCESS,
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e:#}");
             ExitCode::FAILURE
@@ -87,10 +279,67 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(cli: Cli) -> Result<()> {
+fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
-        Command::Demo { out, seed } => run_demo(&out, seed),
-        Command::Inspect { model } => inspect(&model),
+        Command::Train(TrainCommand::Qat(a)) => {
+            let cfg = a.config()?;
+            let device = a.rt.device()?;
+            let data = data::load(cfg.dataset, &a.rt.data_dir())?;
+            let state = train::train(
+                &cfg,
+                &data,
+                &TrainOptions {
+                    out: &a.out,
+                    resume: a.resume,
+                    device,
+                    progress: !a.quiet,
+                },
+            )?;
+            println!(
+                "trained {} epochs in {:.0} s: fake-quant test accuracy {:.2} % ({})",
+                state.epochs_done,
+                state.seconds,
+                100.0 * state.test_accuracy,
+                a.out.display()
+            );
+        }
+        Command::Train(t) => {
+            let (name, issue) = match t {
+                TrainCommand::Ssql => ("ssql", 7),
+                TrainCommand::Mps => ("mps", 6),
+                _ => ("qac", 5),
+            };
+            eprintln!(
+                "error: `bitspike train {name}` is not available yet: it arrives with issue #{issue}; `bitspike train qat` works today"
+            );
+            return Ok(ExitCode::from(2));
+        }
+        Command::Eval {
+            run,
+            model,
+            limit,
+            json,
+            rt,
+        } => evaluate(&RunDir(run), model.as_deref(), limit, json, &rt)?,
+        Command::Export {
+            run,
+            out,
+            vectors,
+            count,
+            stream,
+            board,
+            rt,
+        } => export_run(
+            &RunDir(run),
+            &out,
+            vectors.as_deref(),
+            count,
+            stream.as_deref(),
+            board.as_deref(),
+            &rt,
+        )?,
+        Command::Inspect { model } => inspect(&model)?,
+        Command::Report { run } => report(&RunDir(run))?,
         Command::Model {
             arch,
             bits,
@@ -101,7 +350,6 @@ fn run(cli: Cli) -> Result<()> {
                 .with_context(|| format!("exporting {arch:?}"))?;
             write_file(&out, &bytes)?;
             println!("wrote {} ({} bytes)", out.display(), bytes.len());
-            Ok(())
         }
         Command::Golden {
             model,
@@ -109,33 +357,163 @@ fn run(cli: Cli) -> Result<()> {
             seed,
             out,
             perturb,
-        } => golden(&model, count as usize, seed, &out, perturb),
+        } => golden(&model, count as usize, seed, &out, perturb)?,
     }
-}
-
-fn load<'a>(bytes: &'a [u8], path: &std::path::Path) -> Result<Model<'a>> {
-    Model::load(bytes).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
+    Ok(ExitCode::SUCCESS)
 }
 
 /// Write `bytes` to `path`, creating its folder; the file appears whole or not at all.
-fn write_file(path: &std::path::Path, bytes: &[u8]) -> Result<()> {
+fn write_file(path: &Path, bytes: &[u8]) -> Result<()> {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     }
-    let tmp = path.with_extension("partial");
-    std::fs::write(&tmp, bytes).with_context(|| format!("cannot write {}", tmp.display()))?;
-    std::fs::rename(&tmp, path).with_context(|| format!("cannot write {}", path.display()))
+    train::write_atomic(path, bytes)
 }
 
-fn golden(
-    path: &std::path::Path,
-    count: usize,
-    seed: u64,
-    out: &std::path::Path,
-    perturb: Option<usize>,
+fn load_model<'a>(bytes: &'a [u8], path: &Path) -> Result<Model<'a>> {
+    Model::load(bytes).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
+}
+
+fn read(path: &Path) -> Result<Vec<u8>> {
+    std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))
+}
+
+fn evaluate(
+    run: &RunDir,
+    model: Option<&Path>,
+    limit: Option<i64>,
+    json: bool,
+    rt: &Runtime,
 ) -> Result<()> {
-    let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
-    let model = load(&bytes, path)?;
+    let cfg = run.read_config()?;
+    let device = rt.device()?;
+    let data = data::load(cfg.dataset, &rt.data_dir())?;
+    let test = data.test.take(limit.unwrap_or(i64::MAX));
+    let t = train::load(run, &data, device)?;
+    let fake = train::accuracy(&t.net, &test, data.max_code, device);
+    let integer = match model {
+        Some(p) => Some(eval::integer(&read(p)?, &test)?),
+        None => None,
+    };
+    let int_acc = integer.as_ref().map(|r| r.accuracy());
+    if json {
+        println!(
+            "{}",
+            serde_json::json!({
+                "dataset": cfg.dataset.as_str(),
+                "samples": test.len(),
+                "fake_quant_accuracy": fake,
+                "integer_accuracy": int_acc,
+            })
+        );
+    } else {
+        println!("{} test images of {}", test.len(), cfg.dataset.as_str());
+        println!("  fake-quant (tch, float):        {:.2} %", 100.0 * fake);
+        if let Some(a) = int_acc {
+            println!(
+                "  integer (bitspike-rt on host): {:.2} %  (gap {:+.2} points)",
+                100.0 * a,
+                100.0 * (a - fake)
+            );
+        }
+    }
+    Ok(())
+}
+
+fn export_run(
+    run: &RunDir,
+    out: &Path,
+    vectors: Option<&Path>,
+    count: i64,
+    stream: Option<&Path>,
+    board: Option<&str>,
+    rt: &Runtime,
+) -> Result<()> {
+    let cfg = run.read_config()?;
+    let device = rt.device()?;
+    let data = data::load(cfg.dataset, &rt.data_dir())?;
+    let t = train::load(run, &data, device)?;
+    let def = export::model_def(&t.net)?;
+    let bytes = write(&def).context("writing the model file")?;
+    let model = load_model(&bytes, out)?;
+    if let Some(b) = board {
+        boards::check_fit(b, bytes.len(), model.arena_bytes())?;
+    }
+    write_file(out, &bytes)?;
+    println!(
+        "wrote {} ({} bytes, arena {} bytes)",
+        out.display(),
+        bytes.len(),
+        model.arena_bytes()
+    );
+    if let Some(v) = vectors {
+        let r = eval::integer(&bytes, &data.test.take(count))?;
+        let file = bitspike_core::vectors::write(&r.inputs, &r.outputs)
+            .context("vector lengths differ")?;
+        write_file(v, &file)?;
+        println!("wrote {} ({} golden vectors)", v.display(), r.inputs.len());
+    }
+    if let Some(prefix) = stream {
+        let r = eval::integer(&bytes, &data.test)?;
+        let file = bitspike_core::vectors::write(&r.inputs, &r.outputs)
+            .context("vector lengths differ")?;
+        let v = prefix.with_extension("bsv");
+        let l = prefix.with_extension("labels");
+        write_file(&v, &file)?;
+        write_file(&l, &r.labels)?;
+        println!(
+            "wrote {} and {} ({} test images; host integer accuracy {:.2} %)",
+            v.display(),
+            l.display(),
+            r.labels.len(),
+            100.0 * r.accuracy()
+        );
+    }
+    Ok(())
+}
+
+fn report(run: &RunDir) -> Result<()> {
+    let cfg = run.read_config()?;
+    let state = run.read_state()?;
+    println!(
+        "{}: {:?} on {}, w{}a{} (first/last {}), {:?}/{:?} quantizers",
+        run.0.display(),
+        cfg.arch,
+        cfg.dataset.as_str(),
+        cfg.quant.weight_bits,
+        cfg.quant.act_bits,
+        cfg.quant.first_last_bits,
+        cfg.quant.weight_quantizer,
+        cfg.quant.act_quantizer
+    );
+    let log = std::fs::read_to_string(run.log()).unwrap_or_default();
+    for line in log.lines() {
+        let v: serde_json::Value = serde_json::from_str(line)
+            .with_context(|| format!("{}: corrupt line", run.log().display()))?;
+        println!(
+            "  epoch {:>3}: loss {:.4}, train {:.2} %, test (fake-quant) {}",
+            v["epoch"],
+            v["train_loss"].as_f64().unwrap_or(f64::NAN),
+            100.0 * v["train_accuracy"].as_f64().unwrap_or(f64::NAN),
+            v["test_accuracy_fake_quant"]
+                .as_f64()
+                .map(|a| format!("{:.2} %", 100.0 * a))
+                .unwrap_or_else(|| "-".into())
+        );
+    }
+    println!(
+        "{} of {} epochs, {:.0} s, test accuracy (fake-quant) {:.2} %",
+        state.epochs_done,
+        cfg.epochs,
+        state.seconds,
+        100.0 * state.test_accuracy
+    );
+    Ok(())
+}
+
+fn golden(path: &Path, count: usize, seed: u64, out: &Path, perturb: Option<usize>) -> Result<()> {
+    let bytes = read(path)?;
+    let model = load_model(&bytes, path)?;
     let (n, levels) = (model.input_len(), model.file().input().levels);
     let mut rng = Rng::new(seed);
     let inputs: Vec<Vec<u8>> = (0..count)
@@ -170,9 +548,9 @@ fn golden(
     Ok(())
 }
 
-fn inspect(path: &std::path::Path) -> Result<()> {
-    let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
-    let model = load(&bytes, path)?;
+fn inspect(path: &Path) -> Result<()> {
+    let bytes = read(path)?;
+    let model = load_model(&bytes, path)?;
     let h = model.file().header();
     println!(
         "{}: format version {}, written by bitspike {}.{}.{}",
@@ -183,57 +561,5 @@ fn inspect(path: &std::path::Path) -> Result<()> {
         h.producer & 0xff
     );
     print!("{}", Summary::of(model.file()));
-    Ok(())
-}
-
-fn run_demo(out: &std::path::Path, seed: u64) -> Result<()> {
-    println!(
-        "bitspike demo: the built-in residual CNN (deterministic random weights, seed {seed})."
-    );
-    println!("Its weights are not trained, so its outputs are not predictions; it shows the path");
-    println!("from definition to integer inference and what the model costs.\n");
-    let def = builtin::demo(seed);
-    let bytes = write(&def).context("exporting the demo network")?;
-    write_file(out, &bytes)?;
-    // Read back what was written: the file on disk is what a board would embed.
-    let bytes = std::fs::read(out).with_context(|| format!("cannot read {}", out.display()))?;
-    let model = load(&bytes, out)?;
-    let summary = Summary::of(model.file());
-    print!("{summary}");
-    println!("wrote {} ({} bytes)\n", out.display(), bytes.len());
-
-    let mut arena = vec![0u8; model.arena_bytes()];
-    let mut interp = model
-        .bind(&mut arena)
-        .map_err(|e| anyhow::anyhow!("binding the arena: {e}"))?;
-    println!(
-        "integer inference with bitspike-rt on the host ({} B arena):",
-        model.arena_bytes()
-    );
-    for (name, input) in builtin::demo_inputs(seed) {
-        let mut logits = vec![0i32; model.output_len()];
-        interp
-            .run(&input, &mut logits)
-            .map_err(|e| anyhow::anyhow!("running the demo network: {e}"))?;
-        let ops = interp.total_ops();
-        println!(
-            "  {name:<7} logits {:?} argmax {} | {} MACs executed",
-            logits,
-            argmax(&logits),
-            ops.macs
-        );
-        if ops.macs > summary.macs() {
-            bail!("executed more MACs than the analytic count: counters are wrong");
-        }
-    }
-    let pj = energy_45nm_pj(summary.macs(), 0);
-    println!(
-        "\nenergy per inference, 45 nm analytic estimate (4.6 pJ/MAC; not a measurement): {:.1} nJ",
-        pj / 1000.0
-    );
-    println!(
-        "(padded positions are skipped, so executed MACs are at most the analytic {})",
-        summary.macs()
-    );
     Ok(())
 }

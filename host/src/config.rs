@@ -1,0 +1,206 @@
+//! Training configuration: a TOML file with every key optional (the defaults below), overridden
+//! by command-line flags. Unknown keys are errors that name the key.
+//!
+//! ```toml
+//! # Every key, with its default.
+//! dataset = "fashion-mnist"   # mnist | fashion-mnist | digits
+//! arch = "cnn"                # cnn | lenet | vgg | resnet8
+//! epochs = 4
+//! batch_size = 128
+//! optimizer = "adam"          # adam | sgd
+//! lr = 0.002
+//! momentum = 0.9              # sgd only
+//! weight_decay = 0.0001       # weights and BatchNorm only, never quantizer parameters
+//! schedule = "cosine"         # cosine | step | constant (per step, over all epochs)
+//! step_epochs = 2             # step schedule: multiply the rate by step_gamma every N epochs
+//! step_gamma = 0.1
+//! seed = 1
+//! eval_every = 1              # evaluate on the test split every N epochs
+//!
+//! [quant]
+//! weight_bits = 4             # hidden layers, 2..=8
+//! act_bits = 4                # 2..=8
+//! first_last_bits = 8         # first and last layer weights
+//! weight_quantizer = "lsq"    # lsq | lloyd | trainable-lloyd | max-abs
+//! act_quantizer = "lsq"       # lsq | pact | hwgq | trainable-hwgq | qcfs
+//!
+//! [augment]
+//! crop_pad = 2                # random crop after zero padding (0: off)
+//! flip = true                 # horizontal flips where the dataset allows them
+//! noise = 0.0                 # Gaussian noise on [0, 1] inputs
+//! ```
+
+use std::path::Path;
+
+use anyhow::{Context, Result};
+use serde::{Deserialize, Serialize};
+
+use crate::data::{Augment, DatasetName};
+use crate::net::{QuantConfig, TrainArch};
+
+/// The optimizers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum Optimizer {
+    /// Adam.
+    Adam,
+    /// SGD with momentum.
+    Sgd,
+}
+
+/// Learning-rate schedules.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum Schedule {
+    /// Cosine decay to 0 over all steps.
+    Cosine,
+    /// Multiply by `step_gamma` every `step_epochs` epochs.
+    Step,
+    /// Constant.
+    Constant,
+}
+
+/// Everything a QAT run needs (see the module docs for the file form).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TrainConfig {
+    /// Dataset.
+    pub dataset: DatasetName,
+    /// Architecture.
+    pub arch: TrainArch,
+    /// Epochs.
+    pub epochs: usize,
+    /// Batch size.
+    pub batch_size: i64,
+    /// Optimizer.
+    pub optimizer: Optimizer,
+    /// Initial learning rate.
+    pub lr: f64,
+    /// SGD momentum.
+    pub momentum: f64,
+    /// Weight decay of weights and BatchNorm.
+    pub weight_decay: f64,
+    /// Learning-rate schedule.
+    pub schedule: Schedule,
+    /// Step schedule period in epochs.
+    pub step_epochs: usize,
+    /// Step schedule factor.
+    pub step_gamma: f64,
+    /// Seed of initialisation, shuffling and augmentation.
+    pub seed: i64,
+    /// Evaluate on the test split every this many epochs (and after the last).
+    pub eval_every: usize,
+    /// Quantization.
+    pub quant: QuantConfig,
+    /// Augmentation.
+    pub augment: Augment,
+}
+
+impl Default for TrainConfig {
+    fn default() -> Self {
+        Self {
+            dataset: DatasetName::FashionMnist,
+            arch: TrainArch::Cnn,
+            epochs: 4,
+            batch_size: 128,
+            optimizer: Optimizer::Adam,
+            lr: 0.002,
+            momentum: 0.9,
+            weight_decay: 1e-4,
+            schedule: Schedule::Cosine,
+            step_epochs: 2,
+            step_gamma: 0.1,
+            seed: 1,
+            eval_every: 1,
+            quant: QuantConfig::default(),
+            augment: Augment::default(),
+        }
+    }
+}
+
+impl TrainConfig {
+    /// Read a TOML file; absent keys take their defaults, unknown keys are an error.
+    pub fn from_file(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read the config {}", path.display()))?;
+        Self::from_toml(&text).with_context(|| format!("{}", path.display()))
+    }
+
+    /// Parse TOML text.
+    pub fn from_toml(text: &str) -> Result<Self> {
+        toml::from_str(text).map_err(|e| anyhow::anyhow!("{}", e.message().trim_end()))
+    }
+
+    /// Check values that the types do not.
+    pub fn check(&self) -> Result<()> {
+        self.quant.check()?;
+        anyhow::ensure!(self.epochs >= 1, "epochs must be at least 1");
+        anyhow::ensure!(self.batch_size >= 1, "batch_size must be at least 1");
+        anyhow::ensure!(self.lr > 0.0 && self.lr.is_finite(), "lr must be positive");
+        anyhow::ensure!(self.eval_every >= 1, "eval_every must be at least 1");
+        anyhow::ensure!(self.step_epochs >= 1, "step_epochs must be at least 1");
+        Ok(())
+    }
+
+    /// The learning rate at `step` of `total` (epoch `epoch`).
+    pub fn lr_at(&self, step: usize, total: usize, epoch: usize) -> f64 {
+        match self.schedule {
+            Schedule::Constant => self.lr,
+            Schedule::Cosine => {
+                let t = step as f64 / total.max(1) as f64;
+                0.5 * self.lr * (1.0 + (std::f64::consts::PI * t).cos())
+            }
+            Schedule::Step => self.lr * self.step_gamma.powi((epoch / self.step_epochs) as i32),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_and_overrides_parse() {
+        let c = TrainConfig::from_toml("epochs = 2\n[quant]\nweight_bits = 2\n").unwrap();
+        assert_eq!(c.epochs, 2);
+        assert_eq!(c.quant.weight_bits, 2);
+        assert_eq!(c.quant.act_bits, 4);
+        assert_eq!(c.dataset, DatasetName::FashionMnist);
+        // The documented example in the module docs is exactly the defaults.
+        let doc = include_str!("config.rs")
+            .lines()
+            .filter_map(|l| l.strip_prefix("//! "))
+            .skip_while(|l| !l.starts_with("```toml"))
+            .skip(1)
+            .take_while(|l| !l.starts_with("```"))
+            .collect::<Vec<_>>()
+            .join("\n");
+        assert_eq!(
+            TrainConfig::from_toml(&doc).unwrap(),
+            TrainConfig::default()
+        );
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_values_are_named() {
+        let e = TrainConfig::from_toml("epochz = 2")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("epochz"), "{e}");
+        let e = TrainConfig::from_toml("[quant]\nbits = 2")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("bits"), "{e}");
+        let c = TrainConfig::from_toml("[quant]\nweight_bits = 1").unwrap();
+        assert!(c.check().unwrap_err().to_string().contains("weight bits 1"));
+    }
+
+    #[test]
+    fn schedules() {
+        let mut c = TrainConfig::default();
+        assert!((c.lr_at(0, 100, 0) - c.lr).abs() < 1e-12);
+        assert!(c.lr_at(100, 100, 3).abs() < 1e-12);
+        c.schedule = Schedule::Step;
+        assert!((c.lr_at(0, 10, 2) - c.lr * 0.1).abs() < 1e-12);
+    }
+}

@@ -1,0 +1,64 @@
+//! Integer evaluation: the exported model file run by the firmware runtime compiled for the host
+//! (the host integer executor, DESIGN.md's golden rule) over a whole split.
+
+use anyhow::{Context, Result};
+use bitspike_rt::{argmax, Model};
+
+use crate::data::Split;
+
+/// What the integer model did on a split.
+#[derive(Clone, Debug)]
+pub struct IntegerRun {
+    /// The inputs, HWC codes (kept for golden vectors).
+    pub inputs: Vec<Vec<u8>>,
+    /// The outputs (raw logits).
+    pub outputs: Vec<Vec<i32>>,
+    /// The labels.
+    pub labels: Vec<u8>,
+}
+
+impl IntegerRun {
+    /// Predicted class of every sample.
+    pub fn predictions(&self) -> Vec<usize> {
+        self.outputs.iter().map(|o| argmax(o)).collect()
+    }
+
+    /// Accuracy (0..1).
+    pub fn accuracy(&self) -> f64 {
+        let correct = self
+            .predictions()
+            .iter()
+            .zip(&self.labels)
+            .filter(|(p, l)| **p == **l as usize)
+            .count();
+        correct as f64 / self.labels.len().max(1) as f64
+    }
+}
+
+/// Run `model` (a model file) on every sample of `split`.
+pub fn integer(model: &[u8], split: &Split) -> Result<IntegerRun> {
+    let m =
+        Model::load(model).map_err(|e| anyhow::anyhow!("the exported model does not load: {e}"))?;
+    let mut arena = vec![0u8; m.arena_bytes()];
+    let mut interp = m
+        .bind(&mut arena)
+        .map_err(|e| anyhow::anyhow!("binding the arena: {e}"))?;
+    let n = split.len();
+    let mut run = IntegerRun {
+        inputs: Vec::with_capacity(n as usize),
+        outputs: Vec::with_capacity(n as usize),
+        labels: Vec::with_capacity(n as usize),
+    };
+    for i in 0..n {
+        let input = split.hwc(i);
+        let mut out = vec![0i32; m.output_len()];
+        interp
+            .run(&input, &mut out)
+            .map_err(|e| anyhow::anyhow!("sample {i}: {e}"))?;
+        run.inputs.push(input);
+        run.outputs.push(out);
+        run.labels
+            .push(u8::try_from(split.label(i)).context("a label above 255")?);
+    }
+    Ok(run)
+}

@@ -1,0 +1,271 @@
+//! Export: a trained quantized network becomes a model file the device executes with integers
+//! only (DESIGN.md, the integer contract), and its integer accuracy is measured with the firmware
+//! runtime compiled for the host.
+//!
+//! Per convolution, with input step `s_in`, weight step `s_w[c]` per output channel, BatchNorm
+//! folded as `y = z * g[c] + h[c]` (`g = gamma / sqrt(var + eps)`, `h = beta - mean * g`) and
+//! output step `s_out`:
+//!
+//! ```text
+//! r[c]     = s_in * s_w[c] * g[c]               real value of one accumulator unit
+//! codes    = sign(r[c]) * weight codes           so that the multiplier is non-negative
+//! bias[c]  = round(h[c] / |r[c]|)                in accumulator units
+//! M[c]     = |r[c]| / s_out  -> (Q31 multiplier, shift)
+//! code     = clamp(round(M[c] * (acc + bias[c])), 0, L)    (ReLU is the clamp at 0)
+//! ```
+//!
+//! Hidden dense layers are the same with `g = 1`, `h = bias`; the logits layer writes raw i32
+//! accumulators (one weight step for all classes, so that their argmax is the prediction).
+//! Average pools requantize on their input's step (`M = 1 / (kh kw)`, `1 / (h w)` for GAP);
+//! an add scales its inputs by integer weights `round(2^14 s_a / max(s_a, s_b))` and
+//! `round(2^14 s_b / max(s_a, s_b))`, then requantizes by `max(s_a, s_b) / 2^14 / s_out`.
+//! Weights are permuted to the device's layouts (OHWI; HWC-flattened dense inputs).
+//!
+//! The fake-quant network and the integer model differ only where float32 rounding of a value
+//! within a hair of a rounding boundary, the bias rounding, or the Q31 multiplier's precision
+//! moves a code; [`crate::eval`] measures the gap on whole test sets.
+
+use anyhow::{bail, Context, Result};
+use bitspike_core::def::{LayerDef, ModelDef, Requant};
+use bitspike_core::layer::{LayerKind, Shape, Window};
+use bitspike_core::quant::quantize_multiplier;
+use tch::{Kind, Tensor};
+
+use crate::net::{Op, Params, QNet};
+
+/// Bits of the integer weights of an add's inputs.
+const ADD_WEIGHT_BITS: i32 = 14;
+
+fn requant(layer: usize, real: f64) -> Result<Requant> {
+    let (multiplier, shift) = quantize_multiplier(real).with_context(|| {
+        format!("layer {layer}: scale {real:e} cannot be expressed as a Q31 multiplier and shift")
+    })?;
+    Ok(Requant { multiplier, shift })
+}
+
+fn floats(t: &Tensor) -> Vec<f64> {
+    Vec::<f64>::try_from(
+        t.detach()
+            .to_device(tch::Device::Cpu)
+            .to_kind(Kind::Double)
+            .flatten(0, -1),
+    )
+    .unwrap_or_default()
+}
+
+/// The folded per-channel scale `g` and shift `h` of a BatchNorm in evaluation mode.
+fn bn_fold(bn: &tch::nn::BatchNorm) -> (Vec<f64>, Vec<f64>) {
+    // The networks build their BatchNorms with the default configuration.
+    let eps = tch::nn::BatchNormConfig::default().eps;
+    let mean = floats(&bn.running_mean);
+    let var = floats(&bn.running_var);
+    let gamma = bn
+        .ws
+        .as_ref()
+        .map(floats)
+        .unwrap_or_else(|| vec![1.0; mean.len()]);
+    let beta = bn
+        .bs
+        .as_ref()
+        .map(floats)
+        .unwrap_or_else(|| vec![0.0; mean.len()]);
+    let g: Vec<f64> = gamma
+        .iter()
+        .zip(&var)
+        .map(|(g, v)| g / (v + eps).sqrt())
+        .collect();
+    let h: Vec<f64> = beta
+        .iter()
+        .zip(&mean)
+        .zip(&g)
+        .map(|((b, m), g)| b - m * g)
+        .collect();
+    (g, h)
+}
+
+/// Fold `z * g + h` after a layer with input step `s_in`, weight steps `s_w` and output step
+/// `s_out` into signs, integer biases and requantization (see the module docs).
+fn fold(
+    layer: usize,
+    s_in: f64,
+    s_w: &[f64],
+    g: &[f64],
+    h: &[f64],
+    s_out: f64,
+) -> Result<(Vec<f64>, Vec<i32>, Vec<Requant>)> {
+    let mut signs = Vec::new();
+    let mut bias = Vec::new();
+    let mut rq = Vec::new();
+    for c in 0..s_w.len() {
+        let r = s_in * s_w[c] * g[c];
+        let sign = if r < 0.0 { -1.0 } else { 1.0 };
+        let mag = r.abs().max(1e-30);
+        let b = (h[c] / mag + 0.5).floor();
+        if b.abs() > i32::MAX as f64 / 2.0 {
+            bail!("layer {layer}, channel {c}: folded bias {b:e} does not fit the accumulator");
+        }
+        signs.push(sign);
+        bias.push(b as i32);
+        rq.push(requant(layer, mag / s_out)?);
+    }
+    Ok((signs, bias, rq))
+}
+
+/// Apply channel signs to row-major codes with `per` codes per output channel.
+fn signed(codes: Vec<i8>, signs: &[f64], per: usize) -> Vec<i8> {
+    codes
+        .into_iter()
+        .enumerate()
+        .map(|(i, v)| if signs[i / per.max(1)] < 0.0 { -v } else { v })
+        .collect()
+}
+
+/// Build the integer model definition of a trained network.
+pub fn model_def(net: &QNet) -> Result<ModelDef> {
+    let shapes = net.spec.shapes()?;
+    let steps = net.steps();
+    let [c0, h0, w0] = net.spec.input;
+    let mut def = ModelDef::new(
+        Shape::new(h0 as u16, w0 as u16, c0 as u16),
+        net.input_max,
+        (1.0 / net.input_max as f64) as f32,
+    );
+    tch::no_grad(|| -> Result<()> {
+        for (i, (n, p)) in net.spec.nodes.iter().zip(&net.params).enumerate() {
+            let input = n.input as u16;
+            let (s_in, s_out) = (steps[n.input], steps[i + 1]);
+            let levels = net.levels[i + 1].clamp(0, 255) as u8;
+            let layer = match (&n.op, p) {
+                (
+                    Op::Conv {
+                        out,
+                        k,
+                        stride,
+                        pad,
+                        groups,
+                    },
+                    Params::Conv { w, bn, wq, .. },
+                ) => {
+                    // OHWI: [out, k, k, in/groups].
+                    let ohwi = w.permute([0, 2, 3, 1]).contiguous();
+                    let (codes, s_w) = wq.codes(&ohwi);
+                    let (g, h) = bn_fold(bn);
+                    let (signs, bias, rq) = fold(i, s_in, &s_w, &g, &h, s_out)?;
+                    let per = codes.len() / *out as usize;
+                    let window = Window::square(*k as u8, *stride as u8, *pad as u8);
+                    LayerDef::conv2d(
+                        input,
+                        *out as u16,
+                        window,
+                        *groups as u16,
+                        wq.bits,
+                        signed(codes, &signs, per),
+                        Some(bias),
+                        rq,
+                    )
+                    .with_output(levels, s_out as f32)
+                }
+                (Op::Dense { out, hidden }, Params::Dense { w, b, wq, .. }) => {
+                    let w = hwc_columns(w, shapes[n.input], &net.spec, n.input)?;
+                    let (codes, s_w) = wq.codes(&w);
+                    let bias_real = floats(b);
+                    let out = *out as usize;
+                    if *hidden {
+                        let (signs, bias, rq) =
+                            fold(i, s_in, &s_w, &vec![1.0; out], &bias_real, s_out)?;
+                        let per = codes.len() / out;
+                        LayerDef::dense(
+                            input,
+                            out as u16,
+                            wq.bits,
+                            signed(codes, &signs, per),
+                            Some(bias),
+                            rq,
+                        )
+                        .with_output(levels, s_out as f32)
+                    } else {
+                        let unit = s_in * s_w[0];
+                        let bias = bias_real
+                            .iter()
+                            .map(|b| (b / unit + 0.5).floor() as i32)
+                            .collect();
+                        let mut d = LayerDef::dense(
+                            input,
+                            out as u16,
+                            wq.bits,
+                            codes,
+                            Some(bias),
+                            Vec::new(),
+                        );
+                        d.raw_output = true;
+                        d.scale = unit as f32;
+                        d
+                    }
+                }
+                (Op::Add { other }, Params::Add { .. }) => {
+                    let (sa, sb) = (s_in, steps[*other]);
+                    let m = sa.max(sb);
+                    let unit = m / (1i64 << ADD_WEIGHT_BITS) as f64;
+                    let wa = (sa / unit + 0.5).floor() as i16;
+                    let wb = (sb / unit + 0.5).floor() as i16;
+                    let c = shapes[i + 1][0] as usize;
+                    let mut l =
+                        LayerDef::new(LayerKind::Add, input).with_output(levels, s_out as f32);
+                    l.input2 = Some(*other as u16);
+                    l.add_weights = [wa, wb];
+                    l.requant = vec![requant(i, unit / s_out)?; c];
+                    l
+                }
+                (Op::MaxPool { k, stride }, _) => {
+                    let mut l = LayerDef::new(LayerKind::MaxPool, input);
+                    l.window = Window::square(*k as u8, *stride as u8, 0);
+                    l
+                }
+                (Op::AvgPool { k, stride }, _) => {
+                    let c = shapes[i + 1][0] as usize;
+                    let mut l =
+                        LayerDef::new(LayerKind::AvgPool, input).with_output(levels, s_out as f32);
+                    l.window = Window::square(*k as u8, *stride as u8, 0);
+                    l.requant = vec![requant(i, 1.0 / (k * k) as f64)?; c];
+                    l
+                }
+                (Op::GlobalAvgPool, _) => {
+                    let [c, h, w] = shapes[n.input];
+                    let mut l = LayerDef::new(LayerKind::GlobalAvgPool, input)
+                        .with_output(levels, s_out as f32);
+                    l.requant = vec![requant(i, 1.0 / (h * w) as f64)?; c as usize];
+                    l
+                }
+                (Op::Flatten, _) => LayerDef::new(LayerKind::Flatten, input),
+                (op, _) => bail!("layer {i}: {op:?} has no parameters to export"),
+            };
+            def.push(layer);
+        }
+        Ok(())
+    })?;
+    Ok(def)
+}
+
+/// A dense weight `[out, in]` whose input index follows PyTorch's CHW flatten, with its columns
+/// reordered to the device's HWC flatten.
+fn hwc_columns(
+    w: &Tensor,
+    in_shape: [i64; 3],
+    spec: &crate::net::Spec,
+    input: usize,
+) -> Result<Tensor> {
+    // The tensor a dense layer reads is a vector; what matters is the shape that was flattened.
+    let mut t = input;
+    let shapes = spec.shapes()?;
+    while t > 0 && matches!(spec.nodes[t - 1].op, Op::Flatten) {
+        t = spec.nodes[t - 1].input;
+    }
+    let [c, h, ww] = if t == input { in_shape } else { shapes[t] };
+    if h * ww == 1 {
+        return Ok(w.shallow_clone());
+    }
+    let out = w.size()[0];
+    Ok(w.view([out, c, h, ww])
+        .permute([0, 2, 3, 1])
+        .reshape([out, -1]))
+}

@@ -1,0 +1,592 @@
+//! Trainable quantized networks built from one specification that drives both the tch module
+//! and the export.
+//!
+//! A [`Spec`] lists nodes in execution order; node `i` reads tensor `input` (0 is the image,
+//! `j + 1` the output of node `j`) and produces tensor `i + 1`, exactly as layer `i` of the model
+//! file does (`bitspike_core::layer`). Convolutions carry BatchNorm (folded at export) and end,
+//! like hidden dense layers and residual adds, with a ReLU fused into their activation quantizer;
+//! the last dense layer produces raw logits.
+
+use anyhow::{bail, Result};
+use serde::{Deserialize, Serialize};
+use tch::nn::{self, ModuleT};
+use tch::{Kind, Tensor};
+
+use crate::quant::{ActQuant, ActQuantizer, WeightQuant, WeightQuantizer};
+
+/// One operation.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Op {
+    /// Convolution (square kernel), BatchNorm, ReLU and activation quantizer.
+    Conv {
+        /// Output channels.
+        out: i64,
+        /// Kernel size.
+        k: i64,
+        /// Stride.
+        stride: i64,
+        /// Zero padding.
+        pad: i64,
+        /// Groups.
+        groups: i64,
+    },
+    /// Max pooling (codes pass through).
+    MaxPool {
+        /// Window.
+        k: i64,
+        /// Stride.
+        stride: i64,
+    },
+    /// Average pooling, requantized on its input's step.
+    AvgPool {
+        /// Window.
+        k: i64,
+        /// Stride.
+        stride: i64,
+    },
+    /// Global average pooling, requantized on its input's step.
+    GlobalAvgPool,
+    /// Flatten to a vector.
+    Flatten,
+    /// Residual add with tensor `other`, then ReLU and activation quantizer.
+    Add {
+        /// The other tensor.
+        other: usize,
+    },
+    /// Fully connected: hidden (bias, ReLU, activation quantizer) or the logits (raw output).
+    Dense {
+        /// Output features.
+        out: i64,
+        /// Hidden layer (true) or the network's logits (false).
+        hidden: bool,
+    },
+}
+
+/// A node: an operation and the tensor it reads.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Node {
+    /// What it computes.
+    pub op: Op,
+    /// The tensor it reads (0 = the image).
+    pub input: usize,
+}
+
+/// The architectures bitspike trains.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum TrainArch {
+    /// A small CNN: three 3x3 convolutions (8/16/32), two max pools, GAP, dense.
+    Cnn,
+    /// LeNet-5 size: 5x5 convolutions (6/16) with max pools, dense 120-84-classes.
+    Lenet,
+    /// A small VGG-style CNN: pairs of 3x3 convolutions (16/32/64) with max pools, GAP, dense.
+    Vgg,
+    /// MLPerf Tiny's image-classification ResNet-8 (16/32/64 filters, residual adds).
+    Resnet8,
+}
+
+/// A network specification.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Spec {
+    /// Input channels, height, width.
+    pub input: [i64; 3],
+    /// Nodes in execution order.
+    pub nodes: Vec<Node>,
+}
+
+struct Builder {
+    nodes: Vec<Node>,
+}
+
+impl Builder {
+    fn push(&mut self, op: Op, input: usize) -> usize {
+        self.nodes.push(Node { op, input });
+        self.nodes.len()
+    }
+
+    fn conv(&mut self, input: usize, out: i64, k: i64, stride: i64) -> usize {
+        self.push(
+            Op::Conv {
+                out,
+                k,
+                stride,
+                pad: k / 2,
+                groups: 1,
+            },
+            input,
+        )
+    }
+}
+
+impl Spec {
+    /// The specification of `arch` for `[c, h, w]` inputs and `classes` classes.
+    pub fn of(arch: TrainArch, input: [i64; 3], classes: i64) -> Self {
+        let mut b = Builder { nodes: Vec::new() };
+        let pool = |b: &mut Builder, t| b.push(Op::MaxPool { k: 2, stride: 2 }, t);
+        let small = input[1] < 16;
+        match arch {
+            TrainArch::Cnn => {
+                let t = b.conv(0, 8, 3, 1);
+                let t = pool(&mut b, t);
+                let t = b.conv(t, 16, 3, 1);
+                let t = if small { t } else { pool(&mut b, t) };
+                let t = b.conv(t, 32, 3, 1);
+                let t = b.push(Op::GlobalAvgPool, t);
+                let t = b.push(Op::Flatten, t);
+                b.push(
+                    Op::Dense {
+                        out: classes,
+                        hidden: false,
+                    },
+                    t,
+                );
+            }
+            TrainArch::Lenet => {
+                let t = b.push(
+                    Op::Conv {
+                        out: 6,
+                        k: 5,
+                        stride: 1,
+                        pad: 2,
+                        groups: 1,
+                    },
+                    0,
+                );
+                let t = pool(&mut b, t);
+                let pad = if small { 2 } else { 0 };
+                let t = b.push(
+                    Op::Conv {
+                        out: 16,
+                        k: 5,
+                        stride: 1,
+                        pad,
+                        groups: 1,
+                    },
+                    t,
+                );
+                let t = pool(&mut b, t);
+                let t = b.push(Op::Flatten, t);
+                let t = b.push(
+                    Op::Dense {
+                        out: 120,
+                        hidden: true,
+                    },
+                    t,
+                );
+                let t = b.push(
+                    Op::Dense {
+                        out: 84,
+                        hidden: true,
+                    },
+                    t,
+                );
+                b.push(
+                    Op::Dense {
+                        out: classes,
+                        hidden: false,
+                    },
+                    t,
+                );
+            }
+            TrainArch::Vgg => {
+                let mut t = 0;
+                for (i, c) in [16, 32, 64].into_iter().enumerate() {
+                    t = b.conv(t, c, 3, 1);
+                    t = b.conv(t, c, 3, 1);
+                    if i < 2 && !(small && i == 1) {
+                        t = pool(&mut b, t);
+                    }
+                }
+                let t = b.push(Op::GlobalAvgPool, t);
+                let t = b.push(Op::Flatten, t);
+                b.push(
+                    Op::Dense {
+                        out: classes,
+                        hidden: false,
+                    },
+                    t,
+                );
+            }
+            TrainArch::Resnet8 => {
+                let mut x = b.conv(0, 16, 3, 1);
+                for (c, s) in [(16, 1), (32, 2), (64, 2)] {
+                    let y = b.conv(x, c, 3, s);
+                    let y = b.conv(y, c, 3, 1);
+                    let short = if s == 1 {
+                        x
+                    } else {
+                        b.push(
+                            Op::Conv {
+                                out: c,
+                                k: 1,
+                                stride: s,
+                                pad: 0,
+                                groups: 1,
+                            },
+                            x,
+                        )
+                    };
+                    x = b.push(Op::Add { other: short }, y);
+                }
+                let t = b.push(Op::GlobalAvgPool, x);
+                let t = b.push(Op::Flatten, t);
+                b.push(
+                    Op::Dense {
+                        out: classes,
+                        hidden: false,
+                    },
+                    t,
+                );
+            }
+        }
+        Self {
+            input,
+            nodes: b.nodes,
+        }
+    }
+
+    /// Shapes `[c, h, w]` of every tensor (0 = input), or an error naming the node whose
+    /// shapes do not chain.
+    pub fn shapes(&self) -> Result<Vec<[i64; 3]>> {
+        let mut s = vec![self.input];
+        for (i, n) in self.nodes.iter().enumerate() {
+            let Some(&[c, h, w]) = s.get(n.input) else {
+                bail!(
+                    "node {i} reads tensor {}, which is not an earlier tensor",
+                    n.input
+                );
+            };
+            let dim = |x: i64, k: i64, st: i64, p: i64| (x + 2 * p - k) / st + 1;
+            let out = match n.op {
+                Op::Conv {
+                    out,
+                    k,
+                    stride,
+                    pad,
+                    groups,
+                } => {
+                    if c % groups != 0 || out % groups != 0 || h + 2 * pad < k || w + 2 * pad < k {
+                        bail!("node {i}: a {k}x{k} convolution does not fit {c}x{h}x{w}");
+                    }
+                    [out, dim(h, k, stride, pad), dim(w, k, stride, pad)]
+                }
+                Op::MaxPool { k, stride } | Op::AvgPool { k, stride } => {
+                    if h < k || w < k {
+                        bail!("node {i}: a {k}x{k} pool does not fit {c}x{h}x{w}");
+                    }
+                    [c, dim(h, k, stride, 0), dim(w, k, stride, 0)]
+                }
+                Op::GlobalAvgPool => [c, 1, 1],
+                Op::Flatten => [c * h * w, 1, 1],
+                Op::Add { other } => {
+                    if s.get(other) != Some(&[c, h, w]) {
+                        bail!("node {i}: adds tensors of different shapes");
+                    }
+                    [c, h, w]
+                }
+                Op::Dense { out, .. } => [out, 1, 1],
+            };
+            s.push(out);
+        }
+        Ok(s)
+    }
+}
+
+/// Quantization settings of a network.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct QuantConfig {
+    /// Weight bits of the hidden layers, 2..=8.
+    pub weight_bits: u8,
+    /// Activation bits, 2..=8.
+    pub act_bits: u8,
+    /// Weight bits of the first and the last layer (the usual policy keeps them at 8).
+    pub first_last_bits: u8,
+    /// Weight quantizer.
+    pub weight_quantizer: WeightQuantizer,
+    /// Activation quantizer.
+    pub act_quantizer: ActQuantizer,
+}
+
+impl Default for QuantConfig {
+    fn default() -> Self {
+        Self {
+            weight_bits: 4,
+            act_bits: 4,
+            first_last_bits: 8,
+            weight_quantizer: WeightQuantizer::Lsq,
+            act_quantizer: ActQuantizer::Lsq,
+        }
+    }
+}
+
+impl QuantConfig {
+    /// Check the bit widths.
+    pub fn check(&self) -> Result<()> {
+        for (name, b) in [
+            ("weight bits", self.weight_bits),
+            ("activation bits", self.act_bits),
+            ("first/last layer bits", self.first_last_bits),
+        ] {
+            if !(2..=8).contains(&b) {
+                bail!("{name} {b} is not supported: use 2..=8");
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The trainable parameters of one node.
+#[derive(Debug)]
+pub enum Params {
+    /// Convolution.
+    Conv {
+        /// Weight `[out, in/groups, k, k]`.
+        w: Tensor,
+        /// BatchNorm.
+        bn: nn::BatchNorm,
+        /// Weight quantizer.
+        wq: WeightQuant,
+        /// Output quantizer (with the ReLU).
+        aq: ActQuant,
+    },
+    /// Dense layer.
+    Dense {
+        /// Weight `[out, in]` (input in PyTorch's CHW flatten order).
+        w: Tensor,
+        /// Bias.
+        b: Tensor,
+        /// Weight quantizer.
+        wq: WeightQuant,
+        /// Output quantizer for a hidden layer.
+        aq: Option<ActQuant>,
+    },
+    /// Residual add.
+    Add {
+        /// Output quantizer (with the ReLU).
+        aq: ActQuant,
+    },
+    /// No parameters.
+    None,
+}
+
+/// A quantized network ready to train.
+#[derive(Debug)]
+pub struct QNet {
+    /// Its specification.
+    pub spec: Spec,
+    /// Its quantization.
+    pub quant: QuantConfig,
+    /// Parameters per node.
+    pub params: Vec<Params>,
+    /// Level count of every tensor (0 = input).
+    pub levels: Vec<i64>,
+    /// Largest input code (the input step is its inverse).
+    pub input_max: u8,
+}
+
+impl QNet {
+    /// Build `spec` with its parameters in `vs`. Weights and BatchNorm are in group 0 (weight
+    /// decay), quantizer parameters in group 1 (none).
+    pub fn new(vs: &nn::VarStore, spec: Spec, quant: QuantConfig, input_max: u8) -> Result<Self> {
+        quant.check()?;
+        let shapes = spec.shapes()?;
+        let root = vs.root();
+        let last_dense = spec
+            .nodes
+            .iter()
+            .rposition(|n| matches!(n.op, Op::Dense { hidden: false, .. }));
+        let Some(last) = last_dense else {
+            bail!("the network has no output (logits) layer");
+        };
+        if last + 1 != spec.nodes.len() {
+            bail!("the logits layer must be the last node");
+        }
+        let mut params = Vec::new();
+        let mut levels = vec![input_max as i64];
+        let act_levels = (1i64 << quant.act_bits) - 1;
+        for (i, n) in spec.nodes.iter().enumerate() {
+            let p = root.sub(format!("n{i}"));
+            let q = p.set_group(1);
+            let in_shape = shapes[n.input];
+            let first = i == 0;
+            let (param, lv) = match n.op {
+                Op::Conv { out, k, groups, .. } => {
+                    let bits = if first {
+                        quant.first_last_bits
+                    } else {
+                        quant.weight_bits
+                    };
+                    let w = p.kaiming_uniform("weight", &[out, in_shape[0] / groups, k, k]);
+                    let bn = nn::batch_norm2d(&p / "bn", out, Default::default());
+                    let wq = WeightQuant::new(&q, quant.weight_quantizer, bits, out, true);
+                    let aq = ActQuant::new(&q, quant.act_quantizer, quant.act_bits);
+                    (Params::Conv { w, bn, wq, aq }, act_levels)
+                }
+                Op::Dense { out, hidden } => {
+                    let fan_in = in_shape.iter().product::<i64>();
+                    let bits = if i == last {
+                        quant.first_last_bits
+                    } else {
+                        quant.weight_bits
+                    };
+                    let w = p.kaiming_uniform("weight", &[out, fan_in]);
+                    let bound = 1.0 / (fan_in as f64).sqrt();
+                    let b = p.var(
+                        "bias",
+                        &[out],
+                        nn::Init::Uniform {
+                            lo: -bound,
+                            up: bound,
+                        },
+                    );
+                    // The logits share one weight step, so that raw accumulators compare.
+                    let wq = WeightQuant::new(&q, quant.weight_quantizer, bits, out, hidden);
+                    let aq = hidden.then(|| ActQuant::new(&q, quant.act_quantizer, quant.act_bits));
+                    (
+                        Params::Dense { w, b, wq, aq },
+                        if hidden { act_levels } else { 0 },
+                    )
+                }
+                Op::Add { .. } => (
+                    Params::Add {
+                        aq: ActQuant::new(&q, quant.act_quantizer, quant.act_bits),
+                    },
+                    act_levels,
+                ),
+                _ => (Params::None, levels[n.input]),
+            };
+            params.push(param);
+            levels.push(lv);
+        }
+        Ok(Self {
+            spec,
+            quant,
+            params,
+            levels,
+            input_max,
+        })
+    }
+
+    /// The step (real value of one code) of every tensor, from the current quantizers.
+    pub fn steps(&self) -> Vec<f64> {
+        let mut s = vec![1.0 / self.input_max as f64];
+        for (n, p) in self.spec.nodes.iter().zip(&self.params) {
+            let v = match p {
+                Params::Conv { aq, .. } | Params::Add { aq } => aq.step(),
+                Params::Dense { aq: Some(aq), .. } => aq.step(),
+                Params::Dense { aq: None, .. } => 0.0,
+                Params::None => s[n.input],
+            };
+            s.push(v);
+        }
+        s
+    }
+
+    /// Forward: `x` is `[N, C, H, W]` in `[0, 1]` (codes over `input_max`); returns the logits.
+    pub fn forward_t(&self, x: &Tensor, train: bool) -> Tensor {
+        let mut outs: Vec<Tensor> = vec![x.shallow_clone()];
+        let mut steps = vec![1.0 / self.input_max as f64];
+        for (i, (n, p)) in self.spec.nodes.iter().zip(&self.params).enumerate() {
+            let x = &outs[n.input];
+            let (y, step) = match (&n.op, p) {
+                (
+                    Op::Conv {
+                        stride,
+                        pad,
+                        groups,
+                        ..
+                    },
+                    Params::Conv { w, bn, wq, aq },
+                ) => {
+                    let z = x.conv2d(
+                        &wq.forward(w),
+                        None::<Tensor>,
+                        [*stride],
+                        [*pad],
+                        [1],
+                        *groups,
+                    );
+                    let y = aq.forward(&bn.forward_t(&z, train));
+                    (y, aq.step())
+                }
+                (Op::MaxPool { k, stride }, _) => (
+                    x.max_pool2d([*k], [*stride], [0], [1], false),
+                    steps[n.input],
+                ),
+                (Op::AvgPool { k, stride }, _) => {
+                    let s = steps[n.input];
+                    let y = x.avg_pool2d([*k], [*stride], [0], false, true, None);
+                    (ActQuant::requantize_at(&y, s, self.levels[i + 1]), s)
+                }
+                (Op::GlobalAvgPool, _) => {
+                    let s = steps[n.input];
+                    let y = x.mean_dim(&[2i64, 3][..], true, Kind::Float);
+                    (ActQuant::requantize_at(&y, s, self.levels[i + 1]), s)
+                }
+                (Op::Flatten, _) => (x.flatten(1, -1), steps[n.input]),
+                (Op::Add { other }, Params::Add { aq }) => {
+                    (aq.forward(&(x + &outs[*other])), aq.step())
+                }
+                (Op::Dense { .. }, Params::Dense { w, b, wq, aq }) => {
+                    let z = x.flatten(1, -1).linear(&wq.forward(w), Some(b));
+                    match aq {
+                        Some(aq) => (aq.forward(&z), aq.step()),
+                        None => (z, 0.0),
+                    }
+                }
+                _ => (x.shallow_clone(), steps[n.input]),
+            };
+            outs.push(y);
+            steps.push(step);
+        }
+        outs.pop().unwrap_or_else(|| x.shallow_clone())
+    }
+}
+
+impl ModuleT for QNet {
+    fn forward_t(&self, xs: &Tensor, train: bool) -> Tensor {
+        QNet::forward_t(self, xs, train)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tch::Device;
+
+    #[test]
+    fn every_arch_builds_and_runs_on_mnist_and_digits_shapes() {
+        for arch in [
+            TrainArch::Cnn,
+            TrainArch::Lenet,
+            TrainArch::Vgg,
+            TrainArch::Resnet8,
+        ] {
+            for input in [[1, 28, 28], [1, 8, 8], [3, 32, 32]] {
+                let vs = nn::VarStore::new(Device::Cpu);
+                let spec = Spec::of(arch, input, 10);
+                let net = QNet::new(&vs, spec, QuantConfig::default(), 255).unwrap();
+                let x = Tensor::rand(
+                    [2, input[0], input[1], input[2]],
+                    (Kind::Float, Device::Cpu),
+                );
+                let y = net.forward_t(&x, true);
+                assert_eq!(y.size(), vec![2, 10], "{arch:?} {input:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn bad_bits_are_refused() {
+        let vs = nn::VarStore::new(Device::Cpu);
+        let spec = Spec::of(TrainArch::Cnn, [1, 8, 8], 10);
+        let q = QuantConfig {
+            weight_bits: 9,
+            ..Default::default()
+        };
+        let e = QNet::new(&vs, spec, q, 16).unwrap_err().to_string();
+        assert!(e.contains("weight bits 9"), "{e}");
+    }
+}

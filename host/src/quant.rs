@@ -1,0 +1,527 @@
+//! Fake quantizers with straight-through estimators, for quantization-aware training.
+//!
+//! Every quantizer ends on the integer grid the device uses, with the rounding the device uses
+//! (`floor(v + 0.5)`, round half up; `bitspike_core::quant`), so that a trained network exports
+//! to integer codes and steps without re-rounding:
+//!
+//! * weights: signed, **symmetric** codes `-Q..=Q`, `Q = 2^(b-1) - 1`, with a step per output
+//!   channel (per tensor where a layer's outputs must share one scale, such as raw logits);
+//! * activations: unsigned codes `0..=L` (`L = 2^b - 1`) with one step per tensor.
+//!
+//! Symmetric weights (one code fewer than two's complement) let the exporter flip a channel's
+//! sign when BatchNorm's scale is negative, keeping the device's multipliers non-negative. The
+//! One-Shot MPS supplement's Lloyd quantizer (eq. S9) uses `-2^(b-1)..=2^(b-1)-1`; we keep its
+//! steps' derivation (Lloyd's algorithm on a normal density, [`lloyd_step`]) for our grid.
+//!
+//! Weight quantizers: [`WeightQuantizer`]; activation quantizers: [`ActQuantizer`].
+
+use serde::{Deserialize, Serialize};
+use tch::nn::{self, Init};
+use tch::{Kind, Tensor};
+
+/// How weights are quantized.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum WeightQuantizer {
+    /// LSQ (Esser et al. 2020): a learned step per channel, gradient scaled by `1/sqrt(N Q)`.
+    Lsq,
+    /// Lloyd (One-Shot MPS eq. S9-S10): step `std(w) * s_b`, nothing learned.
+    Lloyd,
+    /// Trainable Lloyd (One-Shot MPS S3.1.4): the Lloyd step as initial value of a learned step.
+    TrainableLloyd,
+    /// Largest magnitude per channel mapped to the largest code (the usual partner of PACT).
+    MaxAbs,
+}
+
+/// How activations are quantized.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum ActQuantizer {
+    /// LSQ: a learned step, gradient scaled by `1/sqrt(N L)`.
+    Lsq,
+    /// PACT (Choi et al. 2018): a learned clip `alpha`, step `alpha / L`.
+    Pact,
+    /// HWGQ (One-Shot MPS eq. S11-S12): the Lloyd step of a half-normal density, nothing learned.
+    Hwgq,
+    /// HWGQ's step as the initial value of a learned step (the activation side of Trainable Lloyd).
+    TrainableHwgq,
+    /// QCFS clip-floor-shift (Bu et al. 2023, QAC eq. 5): `lambda / L * clamp(floor(x L / lambda +
+    /// 1/2), 0, L)` with a learned threshold `lambda`.
+    Qcfs,
+}
+
+/// `floor(x + 1/2)` forward, identity backward (the straight-through estimator).
+pub fn round_ste(x: &Tensor) -> Tensor {
+    x + ((x + 0.5).floor() - x).detach()
+}
+
+/// `x` forward, gradient scaled by `g` backward (LSQ's gradient scale).
+pub fn grad_scale(x: &Tensor, g: f64) -> Tensor {
+    (x - x * g).detach() + x * g
+}
+
+fn erf(x: f64) -> f64 {
+    // Abramowitz and Stegun 7.1.26, |error| < 1.5e-7: ample for four-digit steps.
+    let t = 1.0 / (1.0 + 0.327_591_1 * x.abs());
+    let y = 1.0
+        - (((((1.061_405_429 * t - 1.453_152_027) * t) + 1.421_413_741) * t - 0.284_496_736) * t
+            + 0.254_829_592)
+            * t
+            * (-x * x).exp();
+    if x >= 0.0 {
+        y
+    } else {
+        -y
+    }
+}
+
+fn pdf(x: f64) -> f64 {
+    (-0.5 * x * x).exp() / (2.0 * std::f64::consts::PI).sqrt()
+}
+
+fn cdf(x: f64) -> f64 {
+    0.5 * (1.0 + erf(x / std::f64::consts::SQRT_2))
+}
+
+/// Lloyd's algorithm for `n` reconstruction levels of a standard normal density (or, with
+/// `half`, of a half-normal one), returning the mean distance between adjacent levels: the step
+/// of One-Shot MPS eq. S10 (`half = false`, `n = 2^b`) and S12 (`half = true`, `n = 2^b`).
+pub fn lloyd_levels_step(n: usize, half: bool) -> f64 {
+    if n < 2 {
+        return 1.0;
+    }
+    let lo = if half { 0.0 } else { -8.0 };
+    // Start at the quantiles of N(0, 3): the point density of an optimal quantizer with many
+    // levels goes as p(x)^(1/3) (Panter and Dite), so the start is close; then iterate.
+    let base = if half { 0.5 } else { 0.0 };
+    let mut c: Vec<f64> = (0..n)
+        .map(|i| {
+            let p = base + (1.0 - base) * (i as f64 + 0.5) / n as f64;
+            let (mut a, mut b) = (-8.0f64, 8.0f64);
+            for _ in 0..80 {
+                let m = 0.5 * (a + b);
+                if cdf(m) < p {
+                    a = m;
+                } else {
+                    b = m;
+                }
+            }
+            0.5 * (a + b) * 3f64.sqrt()
+        })
+        .collect();
+    for _ in 0..3000 {
+        let mut edges = vec![lo];
+        edges.extend(c.windows(2).map(|w| 0.5 * (w[0] + w[1])));
+        edges.push(8.0);
+        for (i, ci) in c.iter_mut().enumerate() {
+            let (a, b) = (edges[i], edges[i + 1]);
+            let mass = cdf(b) - cdf(a);
+            if mass > 1e-300 {
+                // The conditional mean of a normal on [a, b]; the half-normal's is the same on
+                // [0, inf), because its density is the normal's times two there.
+                *ci = (pdf(a) - pdf(b)) / mass;
+            }
+        }
+    }
+    (c[n - 1] - c[0]) / (n - 1) as f64
+}
+
+/// The Lloyd weight step (in units of `std(w)`) for our symmetric `b`-bit grid of `2^b - 1`
+/// levels.
+pub fn lloyd_step(bits: u8) -> f64 {
+    lloyd_levels_step((1usize << bits) - 1, false)
+}
+
+/// The HWGQ activation step (in units of the pre-activation's standard deviation) for `b` bits:
+/// `2^b` levels of a half-normal density, as eq. S12.
+pub fn hwgq_step(bits: u8) -> f64 {
+    lloyd_levels_step(1usize << bits, true)
+}
+
+/// A weight quantizer of one layer.
+#[derive(Debug)]
+pub struct WeightQuant {
+    /// Which quantizer.
+    pub kind: WeightQuantizer,
+    /// Bit width, 2..=8.
+    pub bits: u8,
+    /// One step per output channel (true) or one for the tensor.
+    pub per_channel: bool,
+    /// The learned step (LSQ, Trainable Lloyd); 0 until initialised from the weights.
+    step: Option<Tensor>,
+}
+
+impl WeightQuant {
+    /// A quantizer for a weight tensor with `out` output channels; learned steps live in `path`.
+    pub fn new(
+        path: &nn::Path,
+        kind: WeightQuantizer,
+        bits: u8,
+        out: i64,
+        per_channel: bool,
+    ) -> Self {
+        let n = if per_channel { out } else { 1 };
+        let step = matches!(kind, WeightQuantizer::Lsq | WeightQuantizer::TrainableLloyd)
+            .then(|| path.var("wstep", &[n], Init::Const(0.0)));
+        Self {
+            kind,
+            bits,
+            per_channel,
+            step,
+        }
+    }
+
+    /// The largest code, `2^(b-1) - 1`.
+    pub fn qmax(&self) -> f64 {
+        ((1i64 << (self.bits - 1)) - 1) as f64
+    }
+
+    /// `[out, 1, ...]` or `[1, 1, ...]`: the step's shape against a weight of `dims` dimensions.
+    fn view(&self, w: &Tensor) -> Vec<i64> {
+        let mut shape = vec![1i64; w.dim()];
+        if self.per_channel {
+            shape[0] = w.size()[0];
+        }
+        shape
+    }
+
+    /// Per-channel (or per-tensor) statistic of `w`, shaped like the step.
+    fn stat(&self, w: &Tensor, f: impl Fn(&Tensor) -> Tensor) -> Tensor {
+        let flat = if self.per_channel {
+            w.flatten(1, -1)
+        } else {
+            w.reshape([1, -1])
+        };
+        f(&flat)
+    }
+
+    fn initial_step(&self, w: &Tensor) -> Tensor {
+        let w = w.detach();
+        match self.kind {
+            WeightQuantizer::Lsq => {
+                self.stat(&w, |f| f.abs().mean_dim(1, false, Kind::Float)) * 2.0
+                    / self.qmax().sqrt()
+            }
+            _ => self.stat(&w, |f| f.std_dim(1, false, false)) * lloyd_step(self.bits),
+        }
+        .clamp_min(1e-8)
+    }
+
+    /// The step, shaped `[out]` or `[1]` (learned steps keep their gradient).
+    pub fn step(&self, w: &Tensor) -> Tensor {
+        match (&self.step, self.kind) {
+            (Some(s), _) => {
+                if s.min().double_value(&[]) <= 0.0 {
+                    let init = self.initial_step(w);
+                    tch::no_grad(|| {
+                        let mut s = s.shallow_clone();
+                        s.copy_(&init);
+                    });
+                }
+                s.shallow_clone()
+            }
+            (None, WeightQuantizer::MaxAbs) => {
+                (self.stat(&w.detach(), |f| f.abs().amax(1, false)) / self.qmax()).clamp_min(1e-8)
+            }
+            (None, _) => self.initial_step(w),
+        }
+    }
+
+    /// Fake-quantize `w`: `clamp(floor(w/s + 1/2), -Q, Q) * s`.
+    pub fn forward(&self, w: &Tensor) -> Tensor {
+        let mut s = self.step(w);
+        if self.kind == WeightQuantizer::Lsq {
+            let per = w.numel() as f64 / s.numel() as f64;
+            s = grad_scale(&s, 1.0 / (per * self.qmax()).sqrt());
+        }
+        let s = s.view(self.view(w).as_slice());
+        round_ste(&(w / &s).clamp(-self.qmax(), self.qmax())) * s
+    }
+
+    /// The integer codes of `w` (row-major, as `w` is laid out) and the step of each output
+    /// channel, as the exporter writes them.
+    pub fn codes(&self, w: &Tensor) -> (Vec<i8>, Vec<f64>) {
+        tch::no_grad(|| {
+            let s = self.step(w).detach();
+            let sv = s.view(self.view(w).as_slice());
+            let q = (w / &sv + 0.5).floor().clamp(-self.qmax(), self.qmax());
+            let codes: Vec<i8> = Vec::<f32>::try_from(q.flatten(0, -1).to_kind(Kind::Float))
+                .unwrap_or_default()
+                .into_iter()
+                .map(|v| v as i8)
+                .collect();
+            let out = w.size()[0] as usize;
+            let steps: Vec<f64> = Vec::<f64>::try_from(s.to_kind(Kind::Double)).unwrap_or_default();
+            let steps = if steps.len() == out {
+                steps
+            } else {
+                vec![steps[0]; out]
+            };
+            (codes, steps)
+        })
+    }
+}
+
+/// An activation quantizer of one tensor.
+#[derive(Debug)]
+pub struct ActQuant {
+    /// Which quantizer.
+    pub kind: ActQuantizer,
+    /// Level count `L` (codes `0..=L`).
+    pub levels: i64,
+    /// The learned parameter: the step (LSQ, Trainable HWGQ), `alpha` (PACT) or `lambda` (QCFS);
+    /// 0 until initialised.
+    param: Option<Tensor>,
+}
+
+/// PACT's and QCFS's initial clip, for BatchNorm-ed pre-activations.
+const INITIAL_CLIP: f64 = 4.0;
+
+impl ActQuant {
+    /// A quantizer of `bits`-bit activations (`L = 2^b - 1`); its parameter lives in `path`.
+    pub fn new(path: &nn::Path, kind: ActQuantizer, bits: u8) -> Self {
+        let param = (kind != ActQuantizer::Hwgq).then(|| path.var("astep", &[1], Init::Const(0.0)));
+        Self {
+            kind,
+            levels: (1i64 << bits) - 1,
+            param,
+        }
+    }
+
+    fn bits(&self) -> u8 {
+        (64 - (self.levels as u64).leading_zeros()) as u8
+    }
+
+    fn init(&self, x: &Tensor) -> f64 {
+        match self.kind {
+            ActQuantizer::Lsq => {
+                let m = x.detach().abs().mean(Kind::Float).double_value(&[]);
+                (2.0 * m / (self.levels as f64).sqrt()).max(1e-6)
+            }
+            ActQuantizer::Pact | ActQuantizer::Qcfs => INITIAL_CLIP,
+            ActQuantizer::Hwgq | ActQuantizer::TrainableHwgq => hwgq_step(self.bits()),
+        }
+    }
+
+    fn param(&self, x: &Tensor) -> Option<Tensor> {
+        let p = self.param.as_ref()?;
+        if p.double_value(&[0]) <= 0.0 {
+            let v = self.init(x);
+            tch::no_grad(|| {
+                let mut p = p.shallow_clone();
+                let _ = p.fill_(v);
+            });
+        }
+        Some(p.shallow_clone())
+    }
+
+    /// The step of one code (for export): `s`, `alpha / L` or `lambda / L`.
+    pub fn step(&self) -> f64 {
+        let p = self.param.as_ref().map(|p| p.double_value(&[0]));
+        match self.kind {
+            ActQuantizer::Hwgq => hwgq_step(self.bits()),
+            ActQuantizer::Pact | ActQuantizer::Qcfs => {
+                p.unwrap_or(INITIAL_CLIP) / self.levels as f64
+            }
+            _ => p.unwrap_or(1.0),
+        }
+    }
+
+    /// Fake-quantize `x` to `clamp(floor(x/s + 1/2), 0, L) * s` (ReLU included).
+    pub fn forward(&self, x: &Tensor) -> Tensor {
+        let l = self.levels as f64;
+        match self.kind {
+            ActQuantizer::Hwgq => {
+                let s = hwgq_step(self.bits());
+                round_ste(&(x / s).clamp(0.0, l)) * s
+            }
+            ActQuantizer::Lsq | ActQuantizer::TrainableHwgq => {
+                let mut s = self.param(x).unwrap_or_else(|| Tensor::from(1.0f32));
+                if self.kind == ActQuantizer::Lsq {
+                    s = grad_scale(
+                        &s,
+                        1.0 / (x.numel() as f64 / x.size()[0].max(1) as f64 * l).sqrt(),
+                    );
+                }
+                round_ste(&(x / &s).clamp(0.0, l)) * s
+            }
+            ActQuantizer::Pact => {
+                // y = clip(x, 0, alpha) written so that alpha gets PACT's gradient (1 where
+                // x >= alpha); the rounding is straight-through with alpha held fixed.
+                let alpha = self
+                    .param(x)
+                    .unwrap_or_else(|| Tensor::from(INITIAL_CLIP as f32));
+                let y = x.relu() - (x - &alpha).relu();
+                let a = alpha.detach();
+                let q = (&y * l / &a + 0.5).floor() * &a / l;
+                &y + (q - &y).detach()
+            }
+            ActQuantizer::Qcfs => {
+                let lambda = self
+                    .param(x)
+                    .unwrap_or_else(|| Tensor::from(INITIAL_CLIP as f32));
+                let s = lambda / l;
+                round_ste(&(x / &s).clamp(0.0, l)) * s
+            }
+        }
+    }
+
+    /// Requantize `x` on the step `s` of another quantizer (average pools keep their input's
+    /// step): `clamp(floor(x/s + 1/2), 0, L) * s`, straight-through.
+    pub fn requantize_at(x: &Tensor, step: f64, levels: i64) -> Tensor {
+        round_ste(&(x / step).clamp(0.0, levels as f64)) * step
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tch::Device;
+
+    fn vs() -> nn::VarStore {
+        nn::VarStore::new(Device::Cpu)
+    }
+
+    fn t(v: &[f32]) -> Tensor {
+        Tensor::from_slice(v)
+    }
+
+    fn vals(x: &Tensor) -> Vec<f32> {
+        Vec::<f32>::try_from(x.flatten(0, -1).to_kind(Kind::Float)).unwrap()
+    }
+
+    #[test]
+    fn lloyd_steps_reproduce_the_supplement_tables() {
+        // One-Shot MPS eq. S10 (normal, 2^b levels) and S12 (half-normal, 2^b levels). At 2 and
+        // 4 bits Lloyd's algorithm gives the tables' steps; at 8 bits it converges to wider
+        // outer levels than the table's (0.0394 vs 0.0365 for S10: the asymptotic p^(1/3) point
+        // density puts the outermost of 256 levels near 5.0 sigma, the table's near 4.65), so
+        // there we only check the neighbourhood.
+        // Relative tolerances.
+        for (bits, s10, s12, tol) in [
+            (2u8, 1.0069, 0.6356, 2e-3),
+            (4, 0.3644, 0.2131, 5e-3),
+            (8, 0.0365, 0.0203, 0.1),
+        ] {
+            let n = 1usize << bits;
+            let a = lloyd_levels_step(n, false);
+            let b = lloyd_levels_step(n, true);
+            assert!((a / s10 - 1.0).abs() <= tol, "S10 b={bits}: {a}");
+            assert!((b / s12 - 1.0).abs() <= tol, "S12 b={bits}: {b}");
+        }
+        // Our symmetric 2-bit grid has 3 levels: Lloyd-Max's ternary quantizer has them at 0 and
+        // +-1.2240 for a standard normal.
+        assert!((lloyd_step(2) - 1.2240).abs() < 1e-3);
+    }
+
+    #[test]
+    fn round_half_up_matches_the_device() {
+        let x = t(&[-1.5, -0.5, 0.5, 1.5, 2.49]);
+        assert_eq!(vals(&round_ste(&x)), vec![-1.0, 0.0, 1.0, 2.0, 2.0]);
+    }
+
+    #[test]
+    fn lsq_weight_forward_and_step_gradient() {
+        let vs = vs();
+        let q = WeightQuant::new(&vs.root(), WeightQuantizer::Lsq, 3, 1, true);
+        // Set the step by hand: 0.5; 3 bits -> codes -3..=3.
+        tch::no_grad(|| {
+            let _ = q.step.as_ref().unwrap().shallow_clone().fill_(0.5);
+        });
+        let w = t(&[0.1, 0.3, -0.8, 1.0, 2.0, -5.0])
+            .view([1, 6])
+            .set_requires_grad(true);
+        let y = q.forward(&w);
+        // 0.1/0.5=0.2->0; 0.6->1; -1.6->-2; 2->2; 4->3 (clamped); -10->-3 (clamped)
+        assert_eq!(vals(&y), vec![0.0, 0.5, -1.0, 1.0, 1.5, -1.5]);
+        y.sum(Kind::Float).backward();
+        // LSQ eq. 3: d/ds = round(v) - v inside, -Q or Q outside; times g = 1/sqrt(N Q).
+        let v = [0.2f64, 0.6, -1.6, 2.0, 4.0, -10.0];
+        let inside: f64 = v
+            .iter()
+            .map(|&v| {
+                if v.abs() < 3.0 {
+                    (v + 0.5).floor() - v
+                } else {
+                    3.0 * v.signum()
+                }
+            })
+            .sum();
+        let g = 1.0 / (6.0f64 * 3.0).sqrt();
+        let got = q.step.as_ref().unwrap().grad().double_value(&[0]);
+        assert!((got - inside * g).abs() < 1e-5, "{got} vs {}", inside * g);
+        // Straight-through for w: 1 inside the clip range, 0 outside.
+        assert_eq!(vals(&w.grad()), vec![1.0, 1.0, 1.0, 1.0, 0.0, 0.0]);
+    }
+
+    #[test]
+    fn lsq_step_gradient_matches_finite_differences_without_scale() {
+        // With the gradient scale removed, the LSQ gradient of sum(q) w.r.t. s is the
+        // straight-through derivative; compare with a finite difference of the smooth part
+        // (round held fixed) on values away from rounding boundaries.
+        let x = t(&[0.26, 0.74, 1.3, -0.9, 9.0]);
+        let s = Tensor::from_slice(&[0.5f32]).set_requires_grad(true);
+        let f = |s: &Tensor| round_ste(&(&x / s).clamp(-7.0, 7.0)) * s;
+        f(&s).sum(Kind::Float).backward();
+        let analytic = s.grad().double_value(&[0]);
+        // Holding the integer codes fixed (straight-through), q = code(s) * s and for clamped
+        // values q = 7 s; the derivative is code - x/s inside, 7 outside.
+        let xs = [0.26f64, 0.74, 1.3, -0.9];
+        let want: f64 = xs
+            .iter()
+            .map(|v| ((v / 0.5) + 0.5).floor() - v / 0.5)
+            .sum::<f64>()
+            + 7.0;
+        assert!((analytic - want).abs() < 1e-5, "{analytic} vs {want}");
+    }
+
+    #[test]
+    fn pact_alpha_gradient_counts_clipped_values() {
+        let vs = vs();
+        let q = ActQuant::new(&vs.root(), ActQuantizer::Pact, 2);
+        tch::no_grad(|| {
+            let _ = q.param.as_ref().unwrap().shallow_clone().fill_(3.0);
+        });
+        // L = 3, alpha = 3 -> step 1.
+        let x = t(&[-1.0, 0.4, 0.6, 2.5, 3.5, 7.0]).set_requires_grad(true);
+        let y = q.forward(&x);
+        assert_eq!(vals(&y), vec![0.0, 0.0, 1.0, 3.0, 3.0, 3.0]);
+        y.sum(Kind::Float).backward();
+        // PACT: d y_q / d alpha = 1 where x >= alpha, else 0.
+        assert_eq!(q.param.as_ref().unwrap().grad().double_value(&[0]), 2.0);
+        assert_eq!(vals(&x.grad()), vec![0.0, 1.0, 1.0, 1.0, 0.0, 0.0]);
+        assert!((q.step() - 1.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn qcfs_and_hwgq_forward() {
+        let vs = vs();
+        let q = ActQuant::new(&vs.root(), ActQuantizer::Qcfs, 2);
+        tch::no_grad(|| {
+            let _ = q.param.as_ref().unwrap().shallow_clone().fill_(6.0);
+        });
+        // lambda 6, L 3: step 2; floor(x/2 + 1/2) clamped to 0..=3.
+        let x = t(&[0.9, 1.0, 2.9, 3.0, 100.0, -4.0]);
+        assert_eq!(vals(&q.forward(&x)), vec![0.0, 2.0, 2.0, 4.0, 6.0, 0.0]);
+        let h = ActQuant::new(&vs.root().sub("h"), ActQuantizer::Hwgq, 2);
+        let s = hwgq_step(2);
+        let y = h.forward(&t(&[s as f32 * 1.2, 100.0]));
+        assert!((vals(&y)[0] as f64 - s).abs() < 1e-6);
+        assert!((vals(&y)[1] as f64 - 3.0 * s).abs() < 1e-5);
+    }
+
+    #[test]
+    fn lsq_activation_initialises_from_data_and_exports_codes() {
+        let vs = vs();
+        let q = ActQuant::new(&vs.root(), ActQuantizer::Lsq, 4);
+        let x = t(&[1.0, 2.0, 3.0, 4.0]).view([1, 4]);
+        let _ = q.forward(&x);
+        // 2 * mean|x| / sqrt(15)
+        assert!((q.step() - 2.0 * 2.5 / 15f64.sqrt()).abs() < 1e-6);
+        let w = WeightQuant::new(&vs.root(), WeightQuantizer::MaxAbs, 4, 2, true);
+        let wt = t(&[0.7, -0.34, 0.1, 0.21, -0.4, 0.05]).view([2, 3]);
+        let (codes, steps) = w.codes(&wt);
+        assert_eq!(codes, vec![7, -3, 1, 4, -7, 1]);
+        assert!((steps[0] - 0.1).abs() < 1e-7 && (steps[1] - 0.4 / 7.0).abs() < 1e-7);
+    }
+}

@@ -1,0 +1,266 @@
+//! Quantization-aware training and the run folder it writes.
+//!
+//! A run folder holds `config.toml` (the resolved configuration), `weights.ot` (the tch
+//! VarStore: weights, BatchNorm statistics, quantizer parameters), `state.json` (epochs done,
+//! latest accuracy) and `log.jsonl` (one JSON object per evaluated epoch). Checkpoints are
+//! written to a temporary file and renamed, so an interrupted run leaves the previous checkpoint
+//! whole; `--resume` continues from it (the optimizer's moments restart).
+
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{bail, Context, Result};
+use serde::{Deserialize, Serialize};
+use tch::nn::{self, OptimizerConfig};
+use tch::{Device, Kind};
+
+use crate::config::{Optimizer, TrainConfig};
+use crate::data::{self, Dataset};
+use crate::net::{QNet, Spec};
+
+/// How far a run got.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct State {
+    /// Epochs finished.
+    pub epochs_done: usize,
+    /// Fake-quant test accuracy after the last evaluation (0..1).
+    pub test_accuracy: f64,
+    /// Seconds of training so far.
+    pub seconds: f64,
+}
+
+/// Paths of a run folder.
+#[derive(Clone, Debug)]
+pub struct RunDir(pub PathBuf);
+
+impl RunDir {
+    /// `config.toml`.
+    pub fn config(&self) -> PathBuf {
+        self.0.join("config.toml")
+    }
+    /// `weights.ot`.
+    pub fn weights(&self) -> PathBuf {
+        self.0.join("weights.ot")
+    }
+    /// `state.json`.
+    pub fn state(&self) -> PathBuf {
+        self.0.join("state.json")
+    }
+    /// `log.jsonl`.
+    pub fn log(&self) -> PathBuf {
+        self.0.join("log.jsonl")
+    }
+
+    /// Read the state of a finished or interrupted run.
+    pub fn read_state(&self) -> Result<State> {
+        let text = std::fs::read_to_string(self.state()).with_context(|| {
+            format!("{} is not a training run (no state.json)", self.0.display())
+        })?;
+        serde_json::from_str(&text).with_context(|| format!("{}: corrupt", self.state().display()))
+    }
+
+    /// Read the run's configuration.
+    pub fn read_config(&self) -> Result<TrainConfig> {
+        TrainConfig::from_file(&self.config())
+    }
+}
+
+/// Write `bytes` to `path` through a temporary file and a rename.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, bytes).with_context(|| format!("cannot write {}", tmp.display()))?;
+    std::fs::rename(&tmp, path).with_context(|| format!("cannot write {}", path.display()))
+}
+
+/// A network with its parameters, rebuilt from a configuration.
+pub struct Trained {
+    /// The parameters.
+    pub vs: nn::VarStore,
+    /// The network.
+    pub net: QNet,
+}
+
+/// Build the network a configuration describes, for `data`'s input shape.
+pub fn build(cfg: &TrainConfig, data: &Dataset, device: Device) -> Result<Trained> {
+    let vs = nn::VarStore::new(device);
+    let s = data.shape;
+    let spec = Spec::of(cfg.arch, [s.c as i64, s.h as i64, s.w as i64], data.classes);
+    let net = QNet::new(&vs, spec, cfg.quant, data.max_code)?;
+    Ok(Trained { vs, net })
+}
+
+/// Load a run's network and weights.
+pub fn load(run: &RunDir, data: &Dataset, device: Device) -> Result<Trained> {
+    let cfg = run.read_config()?;
+    let mut t = build(&cfg, data, device)?;
+    t.vs.load(run.weights()).map_err(|e| {
+        anyhow::anyhow!(
+            "{}: corrupt or not this network's checkpoint ({e})",
+            run.weights().display()
+        )
+    })?;
+    Ok(t)
+}
+
+/// Fake-quant accuracy (0..1) on `split`, batch by batch, in evaluation mode.
+pub fn accuracy(net: &QNet, split: &data::Split, max_code: u8, device: Device) -> f64 {
+    tch::no_grad(|| {
+        let mut correct = 0i64;
+        for idx in data::batches(split.len(), 1000, false) {
+            let x = data::to_input(&split.images.index_select(0, &idx), max_code, device);
+            let y = split.labels.index_select(0, &idx).to_device(device);
+            let pred = net.forward_t(&x, false).argmax(-1, false);
+            correct += pred.eq_tensor(&y).sum(Kind::Int64).int64_value(&[]);
+        }
+        correct as f64 / split.len().max(1) as f64
+    })
+}
+
+/// Options of one training call.
+pub struct TrainOptions<'a> {
+    /// The run folder.
+    pub out: &'a Path,
+    /// Continue an interrupted run instead of starting a new one.
+    pub resume: bool,
+    /// Where to train.
+    pub device: Device,
+    /// Show progress bars.
+    pub progress: bool,
+}
+
+/// Train `cfg` on `data` into the run folder; returns the final state.
+pub fn train(cfg: &TrainConfig, data: &Dataset, o: &TrainOptions<'_>) -> Result<State> {
+    cfg.check()?;
+    let run = RunDir(o.out.to_path_buf());
+    let mut state = if o.resume {
+        let saved = run.read_config()?;
+        if &saved != cfg {
+            bail!(
+                "{}: --resume continues a run with its own configuration; pass the same options or none",
+                run.0.display()
+            );
+        }
+        run.read_state()?
+    } else {
+        if run.state().exists() {
+            bail!(
+                "{} already holds a run: continue it with --resume or choose another --out",
+                run.0.display()
+            );
+        }
+        std::fs::create_dir_all(&run.0)
+            .with_context(|| format!("cannot create {}", run.0.display()))?;
+        let text = toml::to_string(cfg).context("serializing the configuration")?;
+        write_atomic(&run.config(), text.as_bytes())?;
+        State::default()
+    };
+    tch::manual_seed(cfg.seed + state.epochs_done as i64);
+    let mut t = build(cfg, data, o.device)?;
+    if o.resume && run.weights().exists() {
+        t.vs.load(run.weights()).map_err(|e| {
+            anyhow::anyhow!("{}: corrupt checkpoint ({e})", run.weights().display())
+        })?;
+    }
+    let mut opt = match cfg.optimizer {
+        Optimizer::Adam => nn::Adam::default().build(&t.vs, cfg.lr)?,
+        Optimizer::Sgd => nn::Sgd {
+            momentum: cfg.momentum,
+            ..Default::default()
+        }
+        .build(&t.vs, cfg.lr)?,
+    };
+    opt.set_weight_decay_group(0, cfg.weight_decay);
+    opt.set_weight_decay_group(1, 0.0);
+
+    let n = data.train.len();
+    let per_epoch = ((n + cfg.batch_size - 1) / cfg.batch_size) as usize;
+    let total = per_epoch * cfg.epochs;
+    let mut log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(run.log())
+        .with_context(|| format!("cannot open {}", run.log().display()))?;
+    for epoch in state.epochs_done..cfg.epochs {
+        let started = Instant::now();
+        let bar = if o.progress {
+            indicatif::ProgressBar::new(per_epoch as u64)
+        } else {
+            indicatif::ProgressBar::hidden()
+        };
+        bar.set_style(
+            indicatif::ProgressStyle::with_template(
+                "epoch {msg} [{bar:30}] {pos}/{len} batches, {per_sec}, eta {eta}",
+            )
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        );
+        bar.set_message(format!("{}/{}", epoch + 1, cfg.epochs));
+        let (mut loss_sum, mut seen, mut correct) = (0.0, 0i64, 0i64);
+        for (b, idx) in data::batches(n, cfg.batch_size, true)
+            .into_iter()
+            .enumerate()
+        {
+            opt.set_lr(cfg.lr_at(epoch * per_epoch + b, total, epoch));
+            let x = data::to_input(
+                &data.train.images.index_select(0, &idx),
+                data.max_code,
+                o.device,
+            );
+            let x = data::augment(&x, &cfg.augment, data.name.flips());
+            let y = data.train.labels.index_select(0, &idx).to_device(o.device);
+            let logits = t.net.forward_t(&x, true);
+            let loss = logits.cross_entropy_for_logits(&y);
+            opt.backward_step(&loss);
+            let k = idx.size()[0];
+            loss_sum += loss.double_value(&[]) * k as f64;
+            correct += logits
+                .argmax(-1, false)
+                .eq_tensor(&y)
+                .sum(Kind::Int64)
+                .int64_value(&[]);
+            seen += k;
+            bar.inc(1);
+        }
+        bar.finish_and_clear();
+        state.epochs_done = epoch + 1;
+        state.seconds += started.elapsed().as_secs_f64();
+        let last = epoch + 1 == cfg.epochs;
+        let test = if last || (epoch + 1) % cfg.eval_every == 0 {
+            let a = accuracy(&t.net, &data.test, data.max_code, o.device);
+            state.test_accuracy = a;
+            Some(a)
+        } else {
+            None
+        };
+        let line = serde_json::json!({
+            "epoch": epoch + 1,
+            "train_loss": loss_sum / seen.max(1) as f64,
+            "train_accuracy": correct as f64 / seen.max(1) as f64,
+            "test_accuracy_fake_quant": test,
+            "lr": cfg.lr_at((epoch + 1) * per_epoch, total, epoch),
+            "seconds": state.seconds,
+        });
+        writeln!(log, "{line}").context("writing the log")?;
+        if o.progress {
+            eprintln!(
+                "epoch {}/{}: loss {:.4}, train {:.2} %{}",
+                epoch + 1,
+                cfg.epochs,
+                loss_sum / seen.max(1) as f64,
+                100.0 * correct as f64 / seen.max(1) as f64,
+                test.map(|a| format!(", test (fake-quant) {:.2} %", 100.0 * a))
+                    .unwrap_or_default()
+            );
+        }
+        let tmp = run.weights().with_extension("tmp");
+        t.vs.save(&tmp)
+            .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", tmp.display()))?;
+        std::fs::rename(&tmp, run.weights())
+            .with_context(|| format!("cannot write {}", run.weights().display()))?;
+        write_atomic(
+            &run.state(),
+            serde_json::to_string_pretty(&state)?.as_bytes(),
+        )?;
+    }
+    Ok(state)
+}
