@@ -32,6 +32,11 @@ use bitspike_core::layer::{Dtype, LayerKind};
 
 pub use bitspike_core;
 use kernels::{reference, Stage, Weights};
+
+#[cfg(not(feature = "reference-kernels"))]
+use kernels::optimized as fast;
+#[cfg(feature = "reference-kernels")]
+use kernels::reference as fast;
 pub use ops::{LayerOps, Ops};
 
 /// A feature of a valid model file that this runtime does not execute yet.
@@ -331,8 +336,8 @@ impl Interpreter<'_, '_> {
             bias: l.bias,
         };
         match l.kind {
-            LayerKind::Conv2d => reference::conv2d(&g, &weights, &stage, a, dst, &mut ops),
-            LayerKind::Dense => reference::dense(&g, &weights, &stage, a, dst, &mut ops),
+            LayerKind::Conv2d => fast::conv2d(&g, &weights, &stage, a, dst, &mut ops),
+            LayerKind::Dense => fast::dense(&g, &weights, &stage, a, dst, &mut ops),
             LayerKind::AvgPool => reference::avg_pool(&g, &stage, a, dst),
             LayerKind::MaxPool => reference::max_pool(&g, a, dst),
             LayerKind::GlobalAvgPool => reference::global_avg_pool(&g, &stage, a, dst),

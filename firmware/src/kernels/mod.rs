@@ -1,13 +1,15 @@
 //! Kernels: one function per layer kind.
 //!
-//! [`reference`](mod@reference) holds the plain, obviously right versions that define what every other kernel
-//! must compute bit for bit (CONVENTIONS 4). Optimized kernels will live beside them and be
-//! tested against them.
+//! [`reference`](mod@reference) holds the plain, obviously right versions that define what every
+//! other kernel must compute bit for bit (CONVENTIONS 4). [`optimized`] holds faster convolution
+//! and dense kernels, tested bit-exact against them; the runtime uses the optimized ones unless
+//! the `reference-kernels` feature is on (chosen at compile time).
 //!
 //! Every kernel takes slices whose lengths the caller has checked against the layer geometry
 //! (the runtime checks them once per layer before the call); kernels then index in bounds by
 //! construction.
 
+pub mod optimized;
 pub mod reference;
 
 use bitspike_core::format::I32s;
