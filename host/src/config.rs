@@ -8,7 +8,7 @@
 //! epochs = 4
 //! batch_size = 128
 //! optimizer = "adam"          # adam | sgd
-//! lr = 0.002
+//! lr = 0.005
 //! momentum = 0.9              # sgd only
 //! weight_decay = 0.0001       # weights and BatchNorm only, never quantizer parameters
 //! schedule = "cosine"         # cosine | step | constant (per step, over all epochs)
@@ -104,7 +104,7 @@ impl Default for TrainConfig {
             epochs: 4,
             batch_size: 128,
             optimizer: Optimizer::Adam,
-            lr: 0.002,
+            lr: 0.005,
             momentum: 0.9,
             weight_decay: 1e-4,
             schedule: Schedule::Cosine,

@@ -117,8 +117,8 @@ enum Command {
         /// Number of golden vectors.
         #[arg(long, default_value_t = 16)]
         count: i64,
-        /// Also write the whole test split for streaming to a board: <PREFIX>.bsv (inputs and
-        /// host integer outputs) and <PREFIX>.labels (one byte per image).
+        /// Also write the whole test split as a stream file for a board (inputs, host integer
+        /// outputs and labels; `cargo xtask qemu --stream`).
         #[arg(long)]
         stream: Option<PathBuf>,
         /// Refuse the export if the model does not fit this board's flash and RAM.
@@ -131,6 +131,9 @@ enum Command {
     Inspect {
         /// The model file.
         model: PathBuf,
+        /// Also check that it fits this board's flash and RAM.
+        #[arg(long)]
+        board: Option<String>,
     },
     /// Summarize a training run from its log.
     Report {
@@ -338,7 +341,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             board.as_deref(),
             &rt,
         )?,
-        Command::Inspect { model } => inspect(&model)?,
+        Command::Inspect { model, board } => inspect(&model, board.as_deref())?,
         Command::Report { run } => report(&RunDir(run))?,
         Command::Model {
             arch,
@@ -548,9 +551,12 @@ fn golden(path: &Path, count: usize, seed: u64, out: &Path, perturb: Option<usiz
     Ok(())
 }
 
-fn inspect(path: &Path) -> Result<()> {
+fn inspect(path: &Path, board: Option<&str>) -> Result<()> {
     let bytes = read(path)?;
     let model = load_model(&bytes, path)?;
+    if let Some(b) = board {
+        boards::check_fit(b, bytes.len(), model.arena_bytes())?;
+    }
     let h = model.file().header();
     println!(
         "{}: format version {}, written by bitspike {}.{}.{}",

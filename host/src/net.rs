@@ -76,7 +76,8 @@ pub struct Node {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "kebab-case")]
 pub enum TrainArch {
-    /// A small CNN: three 3x3 convolutions (8/16/32), two max pools, GAP, dense.
+    /// A small CNN: three 3x3 convolutions (8/16/32) each followed by a 2x2 max pool (GAP
+    /// instead of the last pool on inputs under 16 pixels), then dense.
     Cnn,
     /// LeNet-5 size: 5x5 convolutions (6/16) with max pools, dense 120-84-classes.
     Lenet,
@@ -132,7 +133,11 @@ impl Spec {
                 let t = b.conv(t, 16, 3, 1);
                 let t = if small { t } else { pool(&mut b, t) };
                 let t = b.conv(t, 32, 3, 1);
-                let t = b.push(Op::GlobalAvgPool, t);
+                let t = if small {
+                    b.push(Op::GlobalAvgPool, t)
+                } else {
+                    pool(&mut b, t)
+                };
                 let t = b.push(Op::Flatten, t);
                 b.push(
                     Op::Dense {

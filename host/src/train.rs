@@ -66,6 +66,11 @@ impl RunDir {
     }
 }
 
+/// libtorch's messages run over many lines; errors here are one line.
+fn first_line(s: &str) -> &str {
+    s.lines().next().unwrap_or(s).trim_end_matches('.')
+}
+
 /// Write `bytes` to `path` through a temporary file and a rename.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     let tmp = path.with_extension("tmp");
@@ -96,8 +101,9 @@ pub fn load(run: &RunDir, data: &Dataset, device: Device) -> Result<Trained> {
     let mut t = build(&cfg, data, device)?;
     t.vs.load(run.weights()).map_err(|e| {
         anyhow::anyhow!(
-            "{}: corrupt or not this network's checkpoint ({e})",
-            run.weights().display()
+            "{}: corrupt or not this network's checkpoint ({})",
+            run.weights().display(),
+            first_line(&e.to_string())
         )
     })?;
     Ok(t)
@@ -159,7 +165,11 @@ pub fn train(cfg: &TrainConfig, data: &Dataset, o: &TrainOptions<'_>) -> Result<
     let mut t = build(cfg, data, o.device)?;
     if o.resume && run.weights().exists() {
         t.vs.load(run.weights()).map_err(|e| {
-            anyhow::anyhow!("{}: corrupt checkpoint ({e})", run.weights().display())
+            anyhow::anyhow!(
+                "{}: corrupt checkpoint ({})",
+                run.weights().display(),
+                first_line(&e.to_string())
+            )
         })?;
     }
     let mut opt = match cfg.optimizer {

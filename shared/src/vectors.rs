@@ -19,6 +19,11 @@
 
 use crate::format::crc32;
 
+/// The first eight bytes of a stream file.
+pub const STREAM_MAGIC: [u8; 8] = *b"BSSTREAM";
+/// Length of a stream file's header.
+pub const STREAM_HEADER_LEN: usize = 24;
+
 /// The file's first eight bytes.
 pub const MAGIC: [u8; 8] = *b"BSVECTOR";
 /// The version this crate reads and writes.
@@ -51,6 +56,93 @@ impl core::fmt::Display for VectorError {
 }
 
 impl core::error::Error for VectorError {}
+
+/// The header of a stream file: labelled golden vectors laid out record by record, for a board
+/// to read in one sequential pass (through semihosting, say) when they do not fit its flash.
+///
+/// ```text
+/// offset  size                 field
+///      0     8                 magic "BSSTREAM"
+///      8     2                 version (u16) = 1
+///     10     2                 reserved, 0
+///     12     4                 record count n (u32)
+///     16     4                 input length i (u32)
+///     20     4                 output length o (u32)
+///     24     n * (i + 4o + 1)  records: i input codes, o expected i32 outputs, one label byte
+///      .     4                 CRC-32 of every byte before it
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct StreamHeader {
+    /// Records.
+    pub count: usize,
+    /// Codes per input.
+    pub input_len: usize,
+    /// Elements per output.
+    pub output_len: usize,
+}
+
+impl StreamHeader {
+    /// Parse the first [`STREAM_HEADER_LEN`] bytes of a stream file.
+    pub fn parse(bytes: &[u8]) -> Result<Self, VectorError> {
+        if bytes.len() < STREAM_HEADER_LEN {
+            return Err(VectorError::Length);
+        }
+        if bytes[..8] != STREAM_MAGIC {
+            return Err(VectorError::BadMagic);
+        }
+        let version = u16::from_le_bytes([bytes[8], bytes[9]]);
+        if version != VERSION || bytes[10] != 0 || bytes[11] != 0 {
+            return Err(VectorError::Version(version));
+        }
+        let h = Self {
+            count: u32_at(bytes, 12),
+            input_len: u32_at(bytes, 16),
+            output_len: u32_at(bytes, 20),
+        };
+        h.record_len().ok_or(VectorError::Length)?;
+        Ok(h)
+    }
+
+    /// Bytes of one record, or `None` if it overflows.
+    pub fn record_len(&self) -> Option<usize> {
+        self.output_len
+            .checked_mul(4)?
+            .checked_add(self.input_len)?
+            .checked_add(1)
+    }
+}
+
+/// Serialize labelled vectors as a stream file (see [`StreamHeader`]). `None` when lengths differ.
+#[cfg(feature = "std")]
+pub fn write_stream(inputs: &[Vec<u8>], outputs: &[Vec<i32>], labels: &[u8]) -> Option<Vec<u8>> {
+    let input_len = inputs.first().map_or(0, Vec::len);
+    let output_len = outputs.first().map_or(0, Vec::len);
+    if inputs.len() != outputs.len()
+        || inputs.len() != labels.len()
+        || inputs.iter().any(|v| v.len() != input_len)
+        || outputs.iter().any(|v| v.len() != output_len)
+    {
+        return None;
+    }
+    let mut b = Vec::new();
+    b.extend_from_slice(&STREAM_MAGIC);
+    b.extend_from_slice(&VERSION.to_le_bytes());
+    b.extend_from_slice(&[0, 0]);
+    for n in [inputs.len(), input_len, output_len] {
+        b.extend_from_slice(&u32::try_from(n).ok()?.to_le_bytes());
+    }
+    for ((i, o), l) in inputs.iter().zip(outputs).zip(labels) {
+        b.extend_from_slice(i);
+        for v in o {
+            b.extend_from_slice(&v.to_le_bytes());
+        }
+        b.push(*l);
+    }
+    let crc = crc32(&b);
+    b.extend_from_slice(&crc.to_le_bytes());
+    Some(b)
+}
 
 /// A validated vector file, borrowed from its bytes.
 #[derive(Clone, Copy, Debug)]
@@ -205,5 +297,24 @@ mod tests {
             assert!(Vectors::parse(&c).is_err(), "bit {bit}");
         }
         assert!(write(&inputs, &outputs[..1]).is_none());
+    }
+
+    #[test]
+    fn stream_round_trip() {
+        let inputs = vec![vec![1u8, 2], vec![3, 4]];
+        let outputs = vec![vec![-7i32], vec![9]];
+        let b = write_stream(&inputs, &outputs, &[5, 6]).unwrap();
+        let h = StreamHeader::parse(&b).unwrap();
+        assert_eq!((h.count, h.input_len, h.output_len), (2, 2, 1));
+        assert_eq!(h.record_len(), Some(7));
+        assert_eq!(b.len(), STREAM_HEADER_LEN + 2 * 7 + 4);
+        let rec = &b[STREAM_HEADER_LEN + 7..STREAM_HEADER_LEN + 14];
+        assert_eq!(rec, &[3, 4, 9, 0, 0, 0, 6]);
+        let mut crc = crate::format::Crc32::new();
+        crc.update(&b[..10]);
+        crc.update(&b[10..b.len() - 4]);
+        assert_eq!(crc.finish().to_le_bytes(), b[b.len() - 4..]);
+        assert!(StreamHeader::parse(&b[..20]).is_err());
+        assert!(write_stream(&inputs, &outputs, &[1]).is_none());
     }
 }

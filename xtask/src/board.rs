@@ -163,6 +163,25 @@ pub fn build(
     vectors: &Path,
     features: &[&str],
 ) -> Result<Built, String> {
+    build_with(board, model, Data::Embedded(vectors), features)
+}
+
+/// Where a board app takes its golden vectors from.
+#[derive(Clone, Copy, Debug)]
+pub enum Data<'a> {
+    /// A vector file embedded in flash.
+    Embedded(&'a Path),
+    /// A stream file read through semihosting at run time.
+    Stream(&'a Path),
+}
+
+/// Build `board`'s app with `model` and its golden vectors from `data`.
+pub fn build_with(
+    board: &Board,
+    model: &Path,
+    data: Data<'_>,
+    features: &[&str],
+) -> Result<Built, String> {
     let manifest = boards_dir().join("Cargo.toml");
     let mut c = cargo(&[
         "build",
@@ -179,8 +198,13 @@ pub fn build(
         c.args(["--features", &features.join(",")]);
     }
     c.env("BITSPIKE_MODEL", absolute(model)?)
-        .env("BITSPIKE_VECTORS", absolute(vectors)?)
         .env("RUSTFLAGS", path_prefix_flags());
+    match data {
+        Data::Embedded(v) => c
+            .env("BITSPIKE_VECTORS", absolute(v)?)
+            .env_remove("BITSPIKE_STREAM"),
+        Data::Stream(s) => c.env("BITSPIKE_STREAM", absolute(s)?),
+    };
     let status = c.status().map_err(|e| format!("cannot run cargo: {e}"))?;
     if !status.success() {
         return Err(format!("building {} failed", board.name));
@@ -245,7 +269,7 @@ pub struct Run {
     pub log: String,
     /// QEMU's own error output.
     pub stderr: String,
-    /// The fields of the app's `bitspike-result` line.
+    /// The fields of the app's `bitspike-result` line, and of its `bitspike-accuracy` line.
     pub result: BTreeMap<String, String>,
     /// Instructions per inference, one per vector (when counted).
     pub insns: Vec<u64>,
@@ -344,14 +368,15 @@ pub fn run(board: &Board, built: &Built, count: bool, timeout: u64) -> Result<Ru
         + &String::from_utf8_lossy(&decoded.stderr);
     let result = log
         .lines()
-        .find_map(|l| l.trim().strip_prefix("bitspike-result "))
-        .map(|rest| {
-            rest.split_whitespace()
-                .filter_map(|kv| kv.split_once('='))
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect()
+        .filter_map(|l| {
+            let l = l.trim();
+            l.strip_prefix("bitspike-result ")
+                .or_else(|| l.strip_prefix("bitspike-accuracy "))
         })
-        .unwrap_or_default();
+        .flat_map(|rest| rest.split_whitespace())
+        .filter_map(|kv| kv.split_once('='))
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
     let insns = std::fs::read_to_string(&insns_file)
         .unwrap_or_default()
         .lines()

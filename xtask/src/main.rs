@@ -3,10 +3,10 @@
 //!
 //! ```text
 //! cargo xtask setup                          install what the other tasks need (idempotent)
-//! cargo xtask demo [ARGS]                    the main job: `bitspike demo` in release mode
+//! cargo xtask demo [--epochs N] [--board B] the main job: train, export, run on the emulated board
 //! cargo xtask test [--fuzz-seconds N]        everything CI proves (what .ci/run runs)
 //! cargo xtask cross                          cross-build shared and firmware for the MCU targets
-//! cargo xtask qemu --board B --model M [--vectors V]
+//! cargo xtask qemu --board B --model M [--vectors V | --stream S]
 //!                                            build the board app with M, run it under QEMU
 //! cargo xtask size [--board B] [--model M]   section sizes of the board apps
 //! cargo xtask measure --board B --model M [--vectors V]
@@ -21,6 +21,7 @@
 //! the exit code is non-zero when anything failed.
 
 mod board;
+mod demo;
 mod setup;
 mod steps;
 mod tasks;
@@ -68,10 +69,10 @@ pub fn cargo(args: &[&str]) -> Command {
 
 const USAGE: &str = "usage: cargo xtask <task>
   setup
-  demo [ARGS]
+  demo [--epochs N] [--board B]
   test [--fuzz-seconds N]
   cross
-  qemu --board B --model M [--vectors V]
+  qemu --board B --model M [--vectors V | --stream S]
   size [--board B] [--model M]
   measure --board B --model M [--vectors V]
   bench [--board B]
@@ -174,7 +175,11 @@ fn dispatch(task: &str, rest: &[String]) -> Result<ExitCode, String> {
             setup::all(&mut s);
             s.finish()
         }
-        "demo" => demo(rest),
+        "demo" => {
+            let a = Args::parse(rest, &["--epochs", "--board"], &[])?;
+            let epochs = a.seconds("--epochs", demo::EPOCHS)?;
+            demo::run(epochs, a.get("--board").unwrap_or("qemu-mps2-an386"))
+        }
         "test" => {
             let a = Args::parse(rest, &["--fuzz-seconds"], &[])?;
             test(a.seconds("--fuzz-seconds", 30)?)
@@ -186,12 +191,13 @@ fn dispatch(task: &str, rest: &[String]) -> Result<ExitCode, String> {
             s.finish()
         }
         "qemu" => {
-            let a = Args::parse(rest, &["--board", "--model", "--vectors"], &[])?;
+            let a = Args::parse(rest, &["--board", "--model", "--vectors", "--stream"], &[])?;
             let model = a.path("--model")?.ok_or("--model is required")?;
             done(tasks::qemu(
                 a.require("--board")?,
                 &model,
                 a.path("--vectors")?.as_deref(),
+                a.path("--stream")?.as_deref(),
             ))
         }
         "size" => {
@@ -227,27 +233,6 @@ fn dispatch(task: &str, rest: &[String]) -> Result<ExitCode, String> {
         }
         other => return Err(format!("unknown task `{other}`")),
     })
-}
-
-fn demo(args: &[String]) -> ExitCode {
-    let mut c = cargo(&[
-        "run",
-        "--release",
-        "--quiet",
-        "-p",
-        "bitspike",
-        "--",
-        "demo",
-    ]);
-    c.args(args);
-    match c.status() {
-        Ok(s) if s.success() => ExitCode::SUCCESS,
-        Ok(_) => ExitCode::FAILURE,
-        Err(e) => {
-            eprintln!("error: cannot run cargo: {e}");
-            ExitCode::FAILURE
-        }
-    }
 }
 
 fn manifest(rel: &str) -> String {

@@ -58,6 +58,11 @@ impl Steps {
         self.end(name, false);
     }
 
+    /// Whether every step so far passed.
+    pub fn ok(&self) -> bool {
+        self.results.iter().all(|r| r.1)
+    }
+
     /// Print the summary and turn it into an exit code.
     pub fn finish(self) -> ExitCode {
         println!("\n==> summary");

@@ -3,6 +3,7 @@
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
+pub use crate::board::Data;
 use crate::board::{self, Board, Built, Run};
 use crate::steps::Steps;
 use crate::{cargo, root};
@@ -67,10 +68,17 @@ fn print_failure(run: &Run) {
 
 /// `cargo xtask qemu --board B --model M [--vectors V]`: build, run, show the log; the exit code
 /// is the app's.
-pub fn qemu(board: &str, model: &Path, vectors: Option<&Path>) -> Result<(), String> {
+pub fn qemu(
+    board: &str,
+    model: &Path,
+    vectors: Option<&Path>,
+    stream: Option<&Path>,
+) -> Result<(), String> {
     let board = board::load(board)?;
-    let vectors = vectors_for(model, vectors, 8)?;
-    let built = board::build(&board, model, &vectors, &[])?;
+    let built = match stream {
+        Some(s) => board::build_with(&board, model, board::Data::Stream(s), &[])?,
+        None => board::build(&board, model, &vectors_for(model, vectors, 8)?, &[])?,
+    };
     let run = board::run(&board, &built, false, RUN_TIMEOUT)?;
     print!("{}", run.log);
     eprint!("{}", run.stderr);
@@ -142,10 +150,13 @@ pub struct Figures {
     pub mismatches: u64,
     /// Board-side counter over the last inference (FPGAIO on mps2), if any.
     pub cycles: u64,
+    /// Correct predictions, for a labelled (streamed) test set.
+    pub correct: Option<u64>,
 }
 
 impl Figures {
-    fn insns_mean(&self) -> f64 {
+    /// Mean instructions per inference.
+    pub fn insns_mean(&self) -> f64 {
         if self.insns.is_empty() {
             return 0.0;
         }
@@ -164,7 +175,8 @@ impl Figures {
         self.built.sizes.ram_static() + self.stack
     }
 
-    fn energy_nj(&self) -> f64 {
+    /// The 45 nm analytic estimate, nanojoules per inference.
+    pub fn energy_nj(&self) -> f64 {
         self.macs as f64 * PJ_PER_MAC_45NM / 1000.0
     }
 
@@ -277,8 +289,13 @@ impl Figures {
 }
 
 /// Build and run with instruction counting; the run must pass.
-fn measured(board: &Board, label: &str, model: &Path, vectors: &Path) -> Result<Figures, String> {
-    let built = board::build(board, model, vectors, &[])?;
+pub fn measured(
+    board: &Board,
+    label: &str,
+    model: &Path,
+    data: Data<'_>,
+) -> Result<Figures, String> {
+    let built = board::build_with(board, model, data, &[])?;
     let run = board::run(board, &built, true, RUN_TIMEOUT)?;
     if !run.passed() {
         print_failure(&run);
@@ -302,6 +319,7 @@ fn measured(board: &Board, label: &str, model: &Path, vectors: &Path) -> Result<
         vectors: run.field("vectors").unwrap_or(0),
         mismatches: run.field("mismatches").unwrap_or(0),
         cycles: run.field("cycles").unwrap_or(0),
+        correct: run.field("correct"),
         insns: run.insns,
         built,
     })
@@ -315,7 +333,7 @@ pub fn measure(board: &str, model: &Path, vectors: Option<&Path>) -> Result<(), 
         .file_name()
         .map(|s| s.to_string_lossy().into_owned())
         .unwrap_or_default();
-    let f = measured(&board, &label, model, &vectors)?;
+    let f = measured(&board, &label, model, Data::Embedded(&vectors))?;
     print!("{}", f.table(&board));
     if f.cycles > 0 {
         println!(
@@ -353,7 +371,7 @@ pub fn bench(board: &str) -> Result<(), String> {
             &model.to_string_lossy(),
         ])?;
         let vectors = vectors_for(&model, None, count)?;
-        let f = measured(&board, label, &model, &vectors)?;
+        let f = measured(&board, label, &model, Data::Embedded(&vectors))?;
         print!("{}", f.table(&board));
         rows.push(f);
     }
@@ -482,7 +500,7 @@ pub fn conformance(steps: &mut Steps, board: Option<&str>, bless: bool) {
         for (name, model, vectors) in &models {
             let step = format!("conformance: {name} on {}", b.name);
             steps.begin(&step);
-            match measured(b, name, model, vectors) {
+            match measured(b, name, model, Data::Embedded(vectors)) {
                 Ok(f) => {
                     let (lo, hi) = f.insns_range();
                     let _ = writeln!(

@@ -5,7 +5,11 @@
 //!
 //! ```text
 //! bitspike-result board=.. vectors=.. mismatches=.. arena=.. stack=.. model=.. macs=.. cycles=..
+//! bitspike-accuracy correct=.. of=..        (streamed, labelled test sets only)
 //! ```
+//!
+//! The golden vectors are embedded in flash, or streamed from a file on the host through
+//! semihosting when they are too large (a whole test set).
 //!
 //! then exits through the board: 0 only when every vector matched. A model that does not load,
 //! a panic and a hard fault all exit non-zero; a hang is the runner's timeout.
@@ -70,16 +74,130 @@ fn mark(v: u32) {
     unsafe { core::ptr::write_volatile(MARK.as_ptr(), v) };
 }
 
-/// Run the app: `model` and `vectors` are the embedded files, `arena` and `output` static
-/// buffers sized from the model at build time.
-pub fn run<B: Board>(
+/// Where the golden vectors come from.
+#[derive(Clone, Copy)]
+pub enum Source<'a> {
+    /// A vector file embedded in flash (`bitspike_core::vectors`).
+    Embedded(&'a [u8]),
+    /// A stream file on the host, read record by record through semihosting
+    /// (`bitspike_core::vectors::StreamHeader`): for test sets larger than the flash.
+    Stream(&'a core::ffi::CStr),
+}
+
+/// The static buffers a board provides, sized from the model at build time.
+pub struct Buffers<'a> {
+    /// The model's arena.
+    pub arena: &'a mut [u8],
+    /// One output.
+    pub output: &'a mut [i32],
+    /// One stream record (empty when the vectors are embedded).
+    pub record: &'a mut [u8],
+}
+
+/// Counts of a run.
+#[derive(Default)]
+struct Tally {
+    vectors: usize,
+    mismatches: usize,
+    correct: usize,
+    cycles: u32,
+}
+
+/// Run one inference between the markers and compare it with `expected(j)`.
+fn check<B: Board>(
     board: &mut B,
-    model: &[u8],
-    vectors: &[u8],
-    arena: &mut [u8],
+    interp: &mut bitspike_rt::Interpreter<'_, '_>,
+    k: usize,
+    input: &[u8],
     output: &mut [i32],
-) -> ! {
+    expected: impl Fn(usize) -> i32,
+    t: &mut Tally,
+) {
+    let before = board.cycles();
+    bitspike_mark_start();
+    let ran = interp.run(input, output);
+    bitspike_mark_end();
+    if let (Some(a), Some(b)) = (before, board.cycles()) {
+        t.cycles = b.wrapping_sub(a);
+    }
+    t.vectors += 1;
+    if let Err(e) = ran {
+        defmt::error!("vector {=usize}: {}", k, e);
+        t.mismatches += 1;
+        return;
+    }
+    if let Some(j) = (0..output.len()).find(|&j| output[j] != expected(j)) {
+        t.mismatches += 1;
+        if t.mismatches <= 10 {
+            defmt::error!(
+                "vector {=usize}: output {=usize} is {=i32}, the host computed {=i32}",
+                k,
+                j,
+                output[j],
+                expected(j)
+            );
+        }
+    }
+}
+
+fn i32_at(b: &[u8], at: usize) -> i32 {
+    match b.get(at..at + 4) {
+        Some(s) => i32::from_le_bytes([s[0], s[1], s[2], s[3]]),
+        None => 0,
+    }
+}
+
+/// Run every streamed record; `Err` names what went wrong with the stream itself.
+fn run_stream<B: Board>(
+    board: &mut B,
+    interp: &mut bitspike_rt::Interpreter<'_, '_>,
+    path: &core::ffi::CStr,
+    input_len: usize,
+    output: &mut [i32],
+    record: &mut [u8],
+    t: &mut Tally,
+) -> Result<(), &'static str> {
+    use bitspike_rt::bitspike_core::format::Crc32;
+    use bitspike_rt::bitspike_core::vectors::{StreamHeader, STREAM_HEADER_LEN};
+    use semihosting::io::Read;
+    let mut f = semihosting::fs::File::open(path).map_err(|_| "cannot open the stream file")?;
+    let mut head = [0u8; STREAM_HEADER_LEN];
+    f.read_exact(&mut head)
+        .map_err(|_| "the stream file is truncated")?;
+    let h = StreamHeader::parse(&head).map_err(|_| "not a stream file")?;
+    let rec_len = h.record_len().unwrap_or(0);
+    if h.input_len != input_len || h.output_len != output.len() || rec_len != record.len() {
+        return Err("the stream's sizes do not fit the model");
+    }
+    let mut crc = Crc32::new();
+    crc.update(&head);
+    for k in 0..h.count {
+        f.read_exact(record)
+            .map_err(|_| "the stream file is truncated")?;
+        crc.update(record);
+        let (input, rest) = record.split_at(input_len);
+        check(board, interp, k, input, output, |j| i32_at(rest, 4 * j), t);
+        if bitspike_rt::argmax(output) == rest.last().copied().unwrap_or(u8::MAX) as usize {
+            t.correct += 1;
+        }
+    }
+    let mut tail = [0u8; 4];
+    f.read_exact(&mut tail)
+        .map_err(|_| "the stream file is truncated")?;
+    if u32::from_le_bytes(tail) != crc.finish() {
+        return Err("the stream file's CRC does not match: it is corrupt");
+    }
+    Ok(())
+}
+
+/// Run the app on `model` with golden vectors from `source`, then exit through the board.
+pub fn run<B: Board>(board: &mut B, model: &[u8], source: Source<'_>, bufs: Buffers<'_>) -> ! {
     stack::paint();
+    let Buffers {
+        arena,
+        output,
+        record,
+    } = bufs;
     let model = match Model::load(model) {
         Ok(m) => m,
         Err(e) => {
@@ -87,25 +205,11 @@ pub fn run<B: Board>(
             board.exit(EXIT_LOAD)
         }
     };
-    let vectors = match Vectors::parse(vectors) {
-        Ok(v) => v,
-        Err(e) => {
-            defmt::error!("vectors do not load: {}", e);
-            board.exit(EXIT_LOAD)
-        }
-    };
-    let out_len = model.output_len();
-    if vectors.input_len() != model.input_len()
-        || vectors.output_len() != out_len
-        || output.len() != out_len
-    {
+    if output.len() != model.output_len() {
         defmt::error!(
-            "vectors ({=usize} -> {=usize}) or the output buffer ({=usize}) do not fit the model ({=usize} -> {=usize})",
-            vectors.input_len(),
-            vectors.output_len(),
+            "the output buffer ({=usize}) does not fit the model ({=usize})",
             output.len(),
-            model.input_len(),
-            out_len
+            model.output_len()
         );
         board.exit(EXIT_LOAD)
     }
@@ -123,6 +227,7 @@ pub fn run<B: Board>(
         .map(|i| macs(&file.geometry(i)))
         .sum();
     let arena_bytes = model.arena_bytes();
+    let input_len = model.input_len();
     let mut interp = match model.bind(arena) {
         Ok(i) => i,
         Err(e) => {
@@ -131,59 +236,68 @@ pub fn run<B: Board>(
         }
     };
     defmt::println!(
-        "bitspike board={=str} model={=usize}B layers={=usize} arena={=usize}B vectors={=usize}",
+        "bitspike board={=str} model={=usize}B layers={=usize} arena={=usize}B",
         B::NAME,
         file.bytes().len(),
         file.layer_count(),
-        arena_bytes,
-        vectors.len()
+        arena_bytes
     );
-
-    let mut mismatches = 0usize;
-    let mut cycles_last = 0u32;
-    for k in 0..vectors.len() {
-        let before = board.cycles();
-        bitspike_mark_start();
-        let ran = interp.run(vectors.input(k), output);
-        bitspike_mark_end();
-        if let (Some(a), Some(b)) = (before, board.cycles()) {
-            cycles_last = b.wrapping_sub(a);
-        }
-        if let Err(e) = ran {
-            defmt::error!("vector {=usize}: {}", k, e);
-            mismatches += 1;
-            continue;
-        }
-        let mut first_bad = None;
-        for (j, &got) in output.iter().enumerate() {
-            if got != vectors.expected(k, j) {
-                first_bad = first_bad.or(Some(j));
+    let mut t = Tally::default();
+    let labelled = matches!(source, Source::Stream(_));
+    match source {
+        Source::Embedded(bytes) => {
+            let vectors = match Vectors::parse(bytes) {
+                Ok(v) if v.input_len() == input_len && v.output_len() == output.len() => v,
+                Ok(_) => {
+                    defmt::error!("the vectors do not fit the model");
+                    board.exit(EXIT_LOAD)
+                }
+                Err(e) => {
+                    defmt::error!("vectors do not load: {}", e);
+                    board.exit(EXIT_LOAD)
+                }
+            };
+            for k in 0..vectors.len() {
+                check(
+                    board,
+                    &mut interp,
+                    k,
+                    vectors.input(k),
+                    output,
+                    |j| vectors.expected(k, j),
+                    &mut t,
+                );
             }
         }
-        if let Some(j) = first_bad {
-            mismatches += 1;
-            defmt::error!(
-                "vector {=usize}: output {=usize} is {=i32}, the host computed {=i32}",
-                k,
-                j,
-                output[j],
-                vectors.expected(k, j)
-            );
+        Source::Stream(path) => {
+            if let Err(why) =
+                run_stream(board, &mut interp, path, input_len, output, record, &mut t)
+            {
+                defmt::error!("stream: {=str}", why);
+                board.exit(EXIT_LOAD)
+            }
         }
     }
     let stack = stack::peak();
     defmt::println!(
         "bitspike-result board={=str} vectors={=usize} mismatches={=usize} arena={=usize} stack={=usize} model={=usize} macs={=u64} cycles={=u32}",
         B::NAME,
-        vectors.len(),
-        mismatches,
+        t.vectors,
+        t.mismatches,
         arena_bytes,
         stack,
         file.bytes().len(),
         model_macs,
-        cycles_last
+        t.cycles
     );
-    board.exit(if mismatches == 0 {
+    if labelled {
+        defmt::println!(
+            "bitspike-accuracy correct={=usize} of={=usize}",
+            t.correct,
+            t.vectors
+        );
+    }
+    board.exit(if t.mismatches == 0 {
         EXIT_OK
     } else {
         EXIT_MISMATCH

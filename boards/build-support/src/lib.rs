@@ -5,7 +5,9 @@
 //! scripts), and embeds the model and golden vectors that xtask chose through the environment:
 //!
 //! * `BITSPIKE_MODEL`: path of the model file (default: the committed version-1 fixture);
-//! * `BITSPIKE_VECTORS`: path of the golden vector file (default: the fixture's vectors).
+//! * `BITSPIKE_VECTORS`: path of the golden vector file (default: the fixture's vectors);
+//! * `BITSPIKE_STREAM`: path of a stream file (`bitspike export --stream`): instead of embedding
+//!   vectors, the app reads this file through semihosting at run time (whole test sets).
 //!
 //! Both are validated here, with the same reader the device uses, so a bad file is a build error
 //! that names it. The app then finds `MODEL`, `VECTORS` and `ARENA_BYTES` in
@@ -17,7 +19,22 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use bitspike_core::format::ModelFile;
-use bitspike_core::vectors::Vectors;
+use bitspike_core::vectors::{StreamHeader, Vectors, STREAM_HEADER_LEN};
+
+/// Fail unless the vector file's sizes match the model's.
+fn check_fit(v: &Vectors<'_>, input_len: usize, output_len: usize, vectors: &Path, model: &Path) {
+    if v.input_len() != input_len || v.output_len() != output_len {
+        fail(&format!(
+            "{} holds vectors of {} inputs -> {} outputs, but {} takes {} -> {}",
+            vectors.display(),
+            v.input_len(),
+            v.output_len(),
+            model.display(),
+            input_len,
+            output_len
+        ));
+    }
+}
 
 /// Fail the build with one clear line.
 fn fail(msg: &str) -> ! {
@@ -56,25 +73,65 @@ pub fn build(memory_x: &str) {
     println!("cargo:rustc-link-arg=-Tdefmt.x");
     println!("cargo:rerun-if-changed=build.rs");
 
+    let stream = env::var_os("BITSPIKE_STREAM")
+        .filter(|p| !p.is_empty())
+        .map(PathBuf::from);
+    println!("cargo:rerun-if-env-changed=BITSPIKE_STREAM");
     let model_path = path_from_env("BITSPIKE_MODEL", &fixtures.join("model-v1.bsm"));
     let vectors_path = path_from_env("BITSPIKE_VECTORS", &fixtures.join("model-v1.bsv"));
     let model = read(&model_path, "model");
-    let vectors = read(&vectors_path, "vector file");
     let file = ModelFile::parse(&model)
         .unwrap_or_else(|e| fail(&format!("{}: {e}", model_path.display())));
-    let v = Vectors::parse(&vectors)
-        .unwrap_or_else(|e| fail(&format!("{}: {e}", vectors_path.display())));
     let (input_len, output_len) = (file.input().shape.len(), file.output().shape.len());
-    if v.input_len() != input_len || v.output_len() != output_len {
-        fail(&format!(
-            "{} holds vectors of {} inputs -> {} outputs, but {} takes {} -> {}",
-            vectors_path.display(),
-            v.input_len(),
-            v.output_len(),
-            model_path.display(),
-            input_len,
-            output_len
-        ));
+    let (vectors, record_len, source) = match &stream {
+        Some(path) => {
+            let mut head = [0u8; STREAM_HEADER_LEN];
+            let ok = fs::File::open(path).and_then(|mut f| {
+                use std::io::Read;
+                f.read_exact(&mut head)
+            });
+            if let Err(e) = ok {
+                fail(&format!(
+                    "cannot read the stream file {}: {e}",
+                    path.display()
+                ));
+            }
+            let h = StreamHeader::parse(&head)
+                .unwrap_or_else(|e| fail(&format!("{}: {e}", path.display())));
+            if h.input_len != input_len || h.output_len != output_len {
+                fail(&format!(
+                    "{} holds records of {} inputs -> {} outputs, but {} takes {} -> {}",
+                    path.display(),
+                    h.input_len,
+                    h.output_len,
+                    model_path.display(),
+                    input_len,
+                    output_len
+                ));
+            }
+            let abs = std::path::absolute(path).unwrap_or_else(|_| path.clone());
+            let text = abs
+                .to_str()
+                .unwrap_or_else(|| fail("the stream path is not UTF-8"));
+            if text.contains('"') || text.contains('\\') {
+                fail("the stream path may not contain quotes or backslashes");
+            }
+            (
+                Vec::new(),
+                h.record_len().unwrap_or(1),
+                format!("Source::Stream(c\"{text}\")"),
+            )
+        }
+        None => (
+            read(&vectors_path, "vector file"),
+            1,
+            "Source::Embedded(VECTORS)".to_string(),
+        ),
+    };
+    if stream.is_none() {
+        let v = Vectors::parse(&vectors)
+            .unwrap_or_else(|e| fail(&format!("{}: {e}", vectors_path.display())));
+        check_fit(&v, input_len, output_len, &vectors_path, &model_path);
     }
     fs::write(out.join("model.bsm"), &model)
         .unwrap_or_else(|e| fail(&format!("cannot copy the model: {e}")));
@@ -89,10 +146,16 @@ pub fn build(memory_x: &str) {
          pub const OUTPUT_LEN: usize = {};\n\
          /// The embedded model file.\n\
          pub static MODEL: &[u8] = include_bytes!(concat!(env!(\"OUT_DIR\"), \"/model.bsm\"));\n\
-         /// The embedded golden vectors.\n\
-         pub static VECTORS: &[u8] = include_bytes!(concat!(env!(\"OUT_DIR\"), \"/vectors.bsv\"));",
+         /// The embedded golden vectors (empty when streaming).\n\
+         pub static VECTORS: &[u8] = include_bytes!(concat!(env!(\"OUT_DIR\"), \"/vectors.bsv\"));\n\
+         /// Bytes of one stream record (1 when the vectors are embedded).\n\
+         pub const RECORD_LEN: usize = {};\n\
+         /// Where the app takes its vectors from.\n\
+         pub const SOURCE: bitspike_board::Source<'static> = bitspike_board::{};",
         file.header().arena_bytes,
-        output_len
+        output_len,
+        record_len,
+        source
     );
     fs::write(out.join("embedded.rs"), code)
         .unwrap_or_else(|e| fail(&format!("cannot write embedded.rs: {e}")));

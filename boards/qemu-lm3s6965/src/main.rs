@@ -6,7 +6,7 @@
 #![no_std]
 #![no_main]
 
-use bitspike_board::{run, semihosting_exit, Board};
+use bitspike_board::{run, semihosting_exit, Board, Buffers};
 use cortex_m_rt::entry;
 
 include!(concat!(env!("OUT_DIR"), "/embedded.rs"));
@@ -27,15 +27,17 @@ impl Board for Lm3s6965 {
 
 static mut ARENA: [u8; ARENA_BYTES] = [0; ARENA_BYTES];
 static mut OUTPUT: [i32; OUTPUT_LEN] = [0; OUTPUT_LEN];
+static mut RECORD: [u8; RECORD_LEN] = [0; RECORD_LEN];
 
 #[entry]
 fn main() -> ! {
-    // SAFETY: the only references to ARENA and OUTPUT, taken once before anything else runs.
-    let (arena, output) = unsafe {
-        (
-            &mut *core::ptr::addr_of_mut!(ARENA),
-            &mut *core::ptr::addr_of_mut!(OUTPUT),
-        )
+    // SAFETY: the only references to the buffers, taken once before anything else runs.
+    let bufs = unsafe {
+        Buffers {
+            arena: &mut *core::ptr::addr_of_mut!(ARENA),
+            output: &mut *core::ptr::addr_of_mut!(OUTPUT),
+            record: &mut *core::ptr::addr_of_mut!(RECORD),
+        }
     };
-    run(&mut Lm3s6965, MODEL, VECTORS, arena, output)
+    run(&mut Lm3s6965, MODEL, SOURCE, bufs)
 }

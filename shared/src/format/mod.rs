@@ -117,6 +117,32 @@ pub fn crc32(data: &[u8]) -> u32 {
     CRC.checksum(data)
 }
 
+/// An incremental [`crc32`], for data that arrives in pieces (a streamed test set).
+pub struct Crc32(crc::Digest<'static, u32>);
+
+impl Crc32 {
+    /// A CRC over nothing yet.
+    pub fn new() -> Self {
+        Self(CRC.digest())
+    }
+
+    /// Add `data`.
+    pub fn update(&mut self, data: &[u8]) {
+        self.0.update(data);
+    }
+
+    /// The CRC of everything added.
+    pub fn finish(self) -> u32 {
+        self.0.finalize()
+    }
+}
+
+impl Default for Crc32 {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 /// A field of a tensor record, named in errors.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]

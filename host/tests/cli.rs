@@ -1,0 +1,242 @@
+//! The command line on bad input: one clear error line, a non-zero exit code, and nothing
+//! already written lost. Also resume and the not-yet-available training methods.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// Run the binary; commands that use torch get one thread (tests run side by side).
+fn bitspike(args: &[&str]) -> Output {
+    let torch = matches!(args, ["train", "qat", ..] | ["eval", ..] | ["export", ..]);
+    let mut c = Command::new(env!("CARGO_BIN_EXE_bitspike"));
+    c.args(args);
+    if torch {
+        c.args(["--threads", "1"]);
+    }
+    c.output().expect("run bitspike")
+}
+
+fn tmp(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("bitspike-cli-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// Exactly one line on stderr, starting with `error:` and containing `needle`.
+fn assert_error(o: &Output, code: i32, needle: &str) {
+    let e = stderr(o);
+    assert_eq!(o.status.code(), Some(code), "stderr: {e}");
+    assert_eq!(e.trim_end().lines().count(), 1, "one line expected: {e}");
+    assert!(e.starts_with("error: ") && e.contains(needle), "{e}");
+}
+
+fn train_digits(out: &Path, epochs: &str) -> Output {
+    bitspike(&[
+        "train",
+        "qat",
+        "--dataset",
+        "digits",
+        "--epochs",
+        epochs,
+        "--quiet",
+        "--out",
+        out.to_str().unwrap(),
+    ])
+}
+
+#[test]
+fn missing_dataset_names_the_fetch_command() {
+    let d = tmp("missing");
+    let o = bitspike(&[
+        "train",
+        "qat",
+        "--dataset",
+        "mnist",
+        "--data-dir",
+        "/nonexistent",
+        "--out",
+        d.join("run").to_str().unwrap(),
+    ]);
+    assert_error(&o, 1, "cargo xtask setup");
+    assert!(stderr(&o).contains("mnist not found"));
+}
+
+#[test]
+fn unknown_config_key_is_named() {
+    let d = tmp("config");
+    let cfg = d.join("c.toml");
+    std::fs::write(&cfg, "epochs = 1\nepochz = 3\n").unwrap();
+    let o = bitspike(&[
+        "train",
+        "qat",
+        "--config",
+        cfg.to_str().unwrap(),
+        "--out",
+        d.join("r").to_str().unwrap(),
+    ]);
+    assert_error(&o, 1, "epochz");
+    let o = bitspike(&[
+        "train",
+        "qat",
+        "--config",
+        d.join("none.toml").to_str().unwrap(),
+        "--out",
+        "x",
+    ]);
+    assert_error(&o, 1, "cannot read the config");
+}
+
+#[test]
+fn unsupported_bit_widths_are_refused() {
+    let d = tmp("bits");
+    for (flag, v, msg) in [
+        ("--weight-bits", "9", "weight bits 9 is not supported"),
+        ("--act-bits", "1", "activation bits 1 is not supported"),
+        ("--first-last-bits", "0", "first/last layer bits 0"),
+    ] {
+        let o = bitspike(&[
+            "train",
+            "qat",
+            "--dataset",
+            "digits",
+            flag,
+            v,
+            "--out",
+            d.join("r").to_str().unwrap(),
+        ]);
+        assert_error(&o, 1, msg);
+    }
+    assert!(
+        !d.join("r").exists(),
+        "nothing is written for a refused run"
+    );
+}
+
+#[test]
+fn methods_of_later_issues_say_so() {
+    for (m, issue) in [("ssql", "#7"), ("mps", "#6"), ("qac", "#5")] {
+        let o = bitspike(&["train", m]);
+        assert_error(&o, 2, issue);
+        assert!(stderr(&o).contains("not available yet"));
+    }
+}
+
+#[test]
+fn corrupt_checkpoint_and_existing_runs() {
+    let d = tmp("ckpt");
+    let run = d.join("run");
+    let o = train_digits(&run, "1");
+    assert!(o.status.success(), "{}", stderr(&o));
+    // Training again into the same folder would overwrite it: refused, files untouched.
+    let before = std::fs::read(run.join("weights.ot")).unwrap();
+    let o = train_digits(&run, "1");
+    assert_error(&o, 1, "already holds a run");
+    assert_eq!(std::fs::read(run.join("weights.ot")).unwrap(), before);
+    // A corrupt checkpoint.
+    std::fs::write(run.join("weights.ot"), b"not a checkpoint").unwrap();
+    let o = bitspike(&["eval", "--run", run.to_str().unwrap()]);
+    assert_error(&o, 1, "corrupt");
+    let o = bitspike(&[
+        "export",
+        "--run",
+        run.to_str().unwrap(),
+        "--out",
+        d.join("m.bsm").to_str().unwrap(),
+    ]);
+    assert_error(&o, 1, "corrupt");
+    assert!(!d.join("m.bsm").exists());
+    // Not a run at all.
+    let o = bitspike(&["eval", "--run", d.to_str().unwrap()]);
+    assert_error(&o, 1, "cannot read the config");
+}
+
+#[test]
+fn resume_finishes_an_interrupted_run() {
+    let d = tmp("resume");
+    let run = d.join("run");
+    assert!(train_digits(&run, "2").status.success());
+    // Pretend the run stopped after its first epoch.
+    let state = std::fs::read_to_string(run.join("state.json")).unwrap();
+    let state = state.replace("\"epochs_done\": 2", "\"epochs_done\": 1");
+    std::fs::write(run.join("state.json"), state).unwrap();
+    let o = bitspike(&[
+        "train",
+        "qat",
+        "--dataset",
+        "digits",
+        "--epochs",
+        "2",
+        "--quiet",
+        "--resume",
+        "--out",
+        run.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let log = std::fs::read_to_string(run.join("log.jsonl")).unwrap();
+    assert_eq!(
+        log.lines().count(),
+        3,
+        "epochs 1, 2, then 2 again after the resume"
+    );
+    // Resuming with other options is refused.
+    let o = bitspike(&[
+        "train",
+        "qat",
+        "--dataset",
+        "digits",
+        "--epochs",
+        "5",
+        "--resume",
+        "--out",
+        run.to_str().unwrap(),
+    ]);
+    assert_error(&o, 1, "--resume continues a run with its own configuration");
+}
+
+#[test]
+fn model_too_large_for_the_board_is_refused() {
+    use bitspike_core::def::{LayerDef, ModelDef};
+    use bitspike_core::layer::Shape;
+    // 300 000 8-bit weights: more than the 256 KiB flash of the lm3s6965.
+    let mut m = ModelDef::new(Shape::vector(3000), 255, 1.0);
+    let mut d = LayerDef::dense(0, 100, 8, vec![1; 300_000], None, Vec::new());
+    d.raw_output = true;
+    m.push(d);
+    let dir = tmp("big");
+    let path = dir.join("big.bsm");
+    std::fs::write(&path, bitspike_core::format::writer::write(&m).unwrap()).unwrap();
+    let o = bitspike(&[
+        "inspect",
+        path.to_str().unwrap(),
+        "--board",
+        "qemu-lm3s6965",
+    ]);
+    assert_error(&o, 1, "does not fit qemu-lm3s6965");
+    let o = bitspike(&[
+        "inspect",
+        path.to_str().unwrap(),
+        "--board",
+        "qemu-mps2-an386",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = bitspike(&["inspect", path.to_str().unwrap(), "--board", "nope"]);
+    assert_error(&o, 1, "unknown board");
+}
+
+#[test]
+fn corrupt_model_file_is_one_line() {
+    let dir = tmp("corrupt");
+    let path = dir.join("m.bsm");
+    std::fs::write(&path, b"BITSPIKE\x02\x00 and the rest").unwrap();
+    let o = bitspike(&["inspect", path.to_str().unwrap()]);
+    assert_error(&o, 1, "version 2 is newer");
+    let o = bitspike(&["inspect", dir.join("none.bsm").to_str().unwrap()]);
+    assert_error(&o, 1, "cannot read");
+    // A bad flag value is clap's usage error: exit code 2.
+    let o = bitspike(&["train", "qat", "--dataset", "cifar", "--out", "x"]);
+    assert_eq!(o.status.code(), Some(2));
+}
