@@ -456,18 +456,14 @@ fn export_run(
         write_file(v, &file)?;
         println!("wrote {} ({} golden vectors)", v.display(), r.inputs.len());
     }
-    if let Some(prefix) = stream {
+    if let Some(path) = stream {
         let r = eval::integer(&bytes, &data.test)?;
-        let file = bitspike_core::vectors::write(&r.inputs, &r.outputs)
+        let file = bitspike_core::vectors::write_stream(&r.inputs, &r.outputs, &r.labels)
             .context("vector lengths differ")?;
-        let v = prefix.with_extension("bsv");
-        let l = prefix.with_extension("labels");
-        write_file(&v, &file)?;
-        write_file(&l, &r.labels)?;
+        write_file(path, &file)?;
         println!(
-            "wrote {} and {} ({} test images; host integer accuracy {:.2} %)",
-            v.display(),
-            l.display(),
+            "wrote {} ({} test images; host integer accuracy {:.2} %)",
+            path.display(),
             r.labels.len(),
             100.0 * r.accuracy()
         );

@@ -23,7 +23,10 @@ pub const EPOCHS: u64 = 6;
 /// Run the demo.
 pub fn run(epochs: u64, board_name: &str) -> ExitCode {
     let mut s = Steps::new();
-    setup::all(&mut s);
+    setup::rust(&mut s);
+    setup::boards(&mut s);
+    setup::libtorch(&mut s);
+    setup::datasets(&mut s);
     if !s.ok() {
         return s.finish();
     }
