@@ -203,7 +203,7 @@ fn digits() -> Result<Dataset> {
     let labels: Vec<i64> = d.target.iter().map(|v| *v as i64).collect();
     // A fixed permutation, then 80 % train / 20 % test.
     let mut order: Vec<usize> = (0..n).collect();
-    let mut rng = bitspike_core::def::random::Rng::new(0xd161_75);
+    let mut rng = bitspike_core::def::random::Rng::new(0x00d1_6175);
     for i in (1..n).rev() {
         let j = rng.range(0, i as i64) as usize;
         order.swap(i, j);

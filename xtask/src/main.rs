@@ -383,6 +383,7 @@ fn test(fuzz_seconds: u64) -> ExitCode {
     );
     cross(&mut s);
     tasks::conformance(&mut s, None, false);
+    tasks::trained_on_qemu(&mut s);
     fuzz(&mut s, fuzz_seconds);
     s.finish()
 }

@@ -628,3 +628,73 @@ fn report(outcome: Result<bool, String>, want: &str) -> bool {
         }
     }
 }
+
+/// A trained, exported model on every emulated board: the host integer outputs of 64 test
+/// images (golden vectors written by `bitspike export`) must equal QEMU's.
+pub fn trained_on_qemu(steps: &mut Steps) {
+    let step = "trained model: digits QAT, export, golden vectors";
+    steps.begin(step);
+    let made = (|| -> Result<(PathBuf, PathBuf), String> {
+        let dir = work_dir("trained")?;
+        let run = dir.join("digits-run");
+        let _ = std::fs::remove_dir_all(&run);
+        let (model, vectors) = (dir.join("digits.bsm"), dir.join("digits.bsv"));
+        let r = run.to_string_lossy().into_owned();
+        bitspike(&[
+            "train",
+            "qat",
+            "--dataset",
+            "digits",
+            "--epochs",
+            "3",
+            "--lr",
+            "0.01",
+            "--quiet",
+            "--threads",
+            "1",
+            "--out",
+            &r,
+        ])?;
+        bitspike(&[
+            "export",
+            "--run",
+            &r,
+            "--threads",
+            "1",
+            "--out",
+            &model.to_string_lossy(),
+            "--vectors",
+            &vectors.to_string_lossy(),
+            "--count",
+            "64",
+        ])?;
+        Ok((model, vectors))
+    })();
+    steps.end(step, made.is_ok());
+    let (model, vectors) = match made {
+        Ok(m) => m,
+        Err(e) => return eprintln!("{e}"),
+    };
+    let boards = match board::all() {
+        Ok(b) => b.into_iter().filter(|b| b.qemu.is_some()),
+        Err(e) => return steps.fail("trained model: boards", &e),
+    };
+    for b in boards {
+        let step = format!(
+            "trained model: host integer == {} on 64 test images",
+            b.name
+        );
+        steps.begin(&step);
+        let ok = match measured(&b, "digits", &model, Data::Embedded(&vectors)) {
+            Ok(f) => {
+                println!("{} vectors, {} mismatches", f.vectors, f.mismatches);
+                f.vectors == 64 && f.mismatches == 0
+            }
+            Err(e) => {
+                eprintln!("{e}");
+                false
+            }
+        };
+        steps.end(&step, ok);
+    }
+}
