@@ -2,7 +2,7 @@
 //! installs; it never links the product (CONVENTIONS 10).
 //!
 //! ```text
-//! cargo xtask setup                          install what the other tasks need (idempotent)
+//! cargo xtask setup [--cuda]                 install what the other tasks need (idempotent)
 //! cargo xtask demo [--epochs N] [--board B] the main job: train, export, run on the emulated board
 //! cargo xtask test [--fuzz-seconds N]        everything CI proves (what .ci/run runs)
 //! cargo xtask cross                          cross-build shared and firmware for the MCU targets
@@ -68,7 +68,7 @@ pub fn cargo(args: &[&str]) -> Command {
 }
 
 const USAGE: &str = "usage: cargo xtask <task>
-  setup
+  setup [--cuda]
   demo [--epochs N] [--board B]
   test [--fuzz-seconds N]
   cross
@@ -170,8 +170,11 @@ fn main() -> ExitCode {
 fn dispatch(task: &str, rest: &[String]) -> Result<ExitCode, String> {
     Ok(match task {
         "setup" => {
-            Args::parse(rest, &[], &[])?;
+            let a = Args::parse(rest, &[], &["--cuda"])?;
             let mut s = Steps::new();
+            if a.has("--cuda") {
+                setup::libtorch_cuda(&mut s);
+            }
             setup::all(&mut s);
             s.finish()
         }

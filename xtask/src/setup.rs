@@ -233,7 +233,14 @@ pub fn libtorch_dir() -> std::path::PathBuf {
 pub fn libtorch(s: &mut Steps) {
     let dir = libtorch_dir();
     let stamp = dir.join("build-version");
-    if std::fs::read_to_string(&stamp).is_ok_and(|v| v.trim() == format!("{TORCH_VERSION}+cpu")) {
+    let version = std::fs::read_to_string(&stamp).unwrap_or_default();
+    // A CPU unpack, or a CUDA install made by `setup --cuda`: both are kept.
+    if [
+        format!("{TORCH_VERSION}+cpu"),
+        format!("{TORCH_VERSION}+cuda"),
+    ]
+    .contains(&version.trim().to_string())
+    {
         return;
     }
     let name = format!("setup: libtorch {TORCH_VERSION} (CPU) from the PyPI wheel");
@@ -444,4 +451,61 @@ pub fn datasets(s: &mut Steps) {
         }
         s.end(name, ok && ok_now("fashion-mnist"));
     }
+}
+
+/// `cargo xtask setup --cuda`: for machines with an NVIDIA GPU. Installs the full
+/// `torch==2.13.0` with its CUDA wheels (about 4.7 GB) into `.bitspike/venv-cuda` and points
+/// `.bitspike/libtorch` at that torch package, so that tch links `libtorch_cuda` and
+/// `--device auto` finds the GPU. Everything else is identical to the CPU setup. This path is
+/// not exercised by CI (its machines have no GPU).
+pub fn libtorch_cuda(s: &mut Steps) {
+    let name = format!("setup: libtorch {TORCH_VERSION} with CUDA (full torch wheel)");
+    s.begin(&name);
+    let ok = (|| -> Result<(), String> {
+        let venv = root().join(".bitspike/venv-cuda");
+        let run = |c: &mut std::process::Command| c.status().is_ok_and(|st| st.success());
+        if !run(cmd("python3", &["-m", "venv"]).arg(&venv)) {
+            return Err("python3 -m venv failed".into());
+        }
+        let py = venv.join("bin/python3");
+        let spec = format!("torch=={TORCH_VERSION}");
+        if !run(&mut cmd(
+            &py.to_string_lossy(),
+            &["-m", "pip", "install", "-q", &spec],
+        )) {
+            return Err(format!("pip install torch=={TORCH_VERSION} failed"));
+        }
+        let out = cmd(
+            &py.to_string_lossy(),
+            &[
+                "-c",
+                "import torch, os; print(os.path.dirname(torch.__file__))",
+            ],
+        )
+        .output()
+        .map_err(|e| e.to_string())?;
+        let torch_dir = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        if torch_dir.is_empty() {
+            return Err("cannot locate the installed torch package".into());
+        }
+        let dir = libtorch_dir();
+        let _ = std::fs::remove_dir_all(&dir);
+        let _ = std::fs::remove_file(&dir);
+        std::os::unix::fs::symlink(&torch_dir, &dir)
+            .map_err(|e| format!("{}: {e}", dir.display()))?;
+        std::fs::write(
+            Path::new(&torch_dir).join("build-version"),
+            format!("{TORCH_VERSION}+cuda\n"),
+        )
+        .map_err(|e| e.to_string())?;
+        println!(
+            "{} -> {torch_dir}; rebuild with `cargo build --release -p bitspike`",
+            dir.display()
+        );
+        Ok(())
+    })();
+    if let Err(e) = &ok {
+        eprintln!("{e}");
+    }
+    s.end(&name, ok.is_ok());
 }
