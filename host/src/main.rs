@@ -85,15 +85,16 @@ enum Command {
     /// Train a network.
     #[command(subcommand)]
     Train(TrainCommand),
-    /// Evaluate a trained run: fake-quant accuracy, and with --model the integer accuracy of its
-    /// exported file on the host integer executor.
+    /// Evaluate a trained run: fake-quant accuracy, and with --integer MODEL the integer accuracy
+    /// of its exported file on the host integer executor.
     Eval {
         /// The run folder.
         #[arg(long)]
         run: PathBuf,
-        /// An exported model file of the run to evaluate with integers too.
-        #[arg(long)]
-        model: Option<PathBuf>,
+        /// An exported model file of the run, evaluated with integers too (the host integer
+        /// executor: the firmware runtime built for the host).
+        #[arg(long, alias = "model", value_name = "MODEL")]
+        integer: Option<PathBuf>,
         /// Evaluate on the first N test images only.
         #[arg(long)]
         limit: Option<i64>,
@@ -319,11 +320,11 @@ fn run(cli: Cli) -> Result<ExitCode> {
         }
         Command::Eval {
             run,
-            model,
+            integer,
             limit,
             json,
             rt,
-        } => evaluate(&RunDir(run), model.as_deref(), limit, json, &rt)?,
+        } => evaluate(&RunDir(run), integer.as_deref(), limit, json, &rt)?,
         Command::Export {
             run,
             out,

@@ -25,6 +25,8 @@ pub struct LayerRow {
     pub bops: u64,
     /// Packed weight bytes.
     pub weight_bytes: usize,
+    /// Timesteps (1 for a non-spiking layer).
+    pub timesteps: u16,
 }
 
 /// A model's cost summary.
@@ -72,6 +74,7 @@ impl Summary {
                 } else {
                     0
                 },
+                timesteps: l.timesteps,
             });
         }
         let h = file.header();
@@ -110,8 +113,8 @@ impl fmt::Display for Summary {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(
             f,
-            "{:>3}  {:<8} {:>11} {:>11} {:>4} {:>4} {:>11} {:>13} {:>9}",
-            "#", "kind", "input", "output", "w", "x", "MACs", "BOPs", "w bytes"
+            "{:>3}  {:<8} {:>11} {:>11} {:>4} {:>4} {:>3} {:>11} {:>13} {:>9}",
+            "#", "kind", "input", "output", "w", "x", "T", "MACs", "BOPs", "w bytes"
         )?;
         for r in &self.layers {
             let g = &r.geometry;
@@ -122,13 +125,14 @@ impl fmt::Display for Summary {
             };
             writeln!(
                 f,
-                "{:>3}  {:<8} {:>11} {:>11} {:>4} {:>4} {:>11} {:>13} {:>9}",
+                "{:>3}  {:<8} {:>11} {:>11} {:>4} {:>4} {:>3} {:>11} {:>13} {:>9}",
                 r.index,
                 g.kind.name(),
                 shape(g.input),
                 shape(g.output),
                 w,
                 r.input_bits,
+                r.timesteps,
                 r.macs,
                 r.bops,
                 r.weight_bytes

@@ -84,7 +84,7 @@ fn demo(epochs: u64, board_name: &str) -> Result<String, String> {
         "eval",
         "--run",
         &run_s,
-        "--model",
+        "--integer",
         &model,
         "--json",
     ])
