@@ -28,7 +28,7 @@
 use anyhow::{bail, Context, Result};
 use bitspike_core::def::{LayerDef, ModelDef, Requant};
 use bitspike_core::layer::{LayerKind, Shape, Window};
-use bitspike_core::quant::quantize_multiplier;
+use bitspike_core::quant::multiplier_for;
 use tch::{Kind, Tensor};
 
 use crate::net::{Op, Params, QNet};
@@ -37,7 +37,7 @@ use crate::net::{Op, Params, QNet};
 const ADD_WEIGHT_BITS: i32 = 14;
 
 fn requant(layer: usize, real: f64) -> Result<Requant> {
-    let (multiplier, shift) = quantize_multiplier(real).with_context(|| {
+    let (multiplier, shift) = multiplier_for(real).with_context(|| {
         format!("layer {layer}: scale {real:e} cannot be expressed as a Q31 multiplier and shift")
     })?;
     Ok(Requant { multiplier, shift })
@@ -98,25 +98,33 @@ fn fold(
     let mut rq = Vec::new();
     for c in 0..s_w.len() {
         let r = s_in * s_w[c] * g[c];
-        let sign = if r < 0.0 { -1.0 } else { 1.0 };
-        let mag = r.abs().max(1e-30);
+        let mag = r.abs();
         let b = (h[c] / mag + 0.5).floor();
-        if b.abs() > i32::MAX as f64 / 2.0 {
-            bail!("layer {layer}, channel {c}: folded bias {b:e} does not fit the accumulator");
+        // A channel whose products cannot move its output by a code (BatchNorm's gamma is 0, or
+        // the scale underflows the Q31 multiplier) or whose bias swamps the accumulator outputs
+        // a constant: zero weights, multiplier 1, the constant as bias.
+        let moves =
+            (mag / s_out).partial_cmp(&(1.0 / 2f64.powi(31))) == Some(std::cmp::Ordering::Greater);
+        let fits = b.abs().partial_cmp(&((1u32 << 30) as f64)) == Some(std::cmp::Ordering::Less);
+        if !moves || !fits {
+            signs.push(0.0);
+            bias.push((h[c] / s_out + 0.5).floor().clamp(-1024.0, 1024.0) as i32);
+            rq.push(requant(layer, 1.0)?);
+            continue;
         }
-        signs.push(sign);
+        signs.push(if r < 0.0 { -1.0 } else { 1.0 });
         bias.push(b as i32);
         rq.push(requant(layer, mag / s_out)?);
     }
     Ok((signs, bias, rq))
 }
 
-/// Apply channel signs to row-major codes with `per` codes per output channel.
+/// Apply channel signs (-1, 0 or 1) to row-major codes with `per` codes per output channel.
 fn signed(codes: Vec<i8>, signs: &[f64], per: usize) -> Vec<i8> {
     codes
         .into_iter()
         .enumerate()
-        .map(|(i, v)| if signs[i / per.max(1)] < 0.0 { -v } else { v })
+        .map(|(i, v)| (signs[i / per.max(1)] * v as f64) as i8)
         .collect()
 }
 
@@ -268,4 +276,37 @@ fn hwc_columns(
     Ok(w.view([out, c, h, ww])
         .permute([0, 2, 3, 1])
         .reshape([out, -1]))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fold_flips_negative_scales_and_keeps_constant_channels() {
+        // Channel 0: ordinary; 1: negative BN scale; 2: gamma 0 (constant output h / s_out = 3).
+        let (signs, bias, rq) = fold(
+            0,
+            0.5,
+            &[0.1, 0.1, 0.1],
+            &[2.0, -2.0, 0.0],
+            &[0.25, 0.25, 0.3],
+            0.1,
+        )
+        .unwrap();
+        assert_eq!(signs, vec![1.0, -1.0, 0.0]);
+        // r = 0.1, bias = 0.25 / 0.1 = 2.5 -> 3; multiplier 0.1 / 0.1 = 1.
+        assert_eq!(bias, vec![3, 3, 3]);
+        for c in 0..3 {
+            let Requant { multiplier, shift } = rq[c];
+            // acc = 7 with the channel's weights; the constant channel's weights are zeroed.
+            let acc = if c == 2 { 0 } else { 7 };
+            let code = bitspike_core::quant::requantize(acc + bias[c], multiplier, shift, 0, 255);
+            assert_eq!(code, if c == 2 { 3 } else { 10 }, "channel {c}");
+        }
+        assert_eq!(
+            signed(vec![1, -2, 3, 4, 5, -6], &[1.0, -1.0, 0.0], 2),
+            vec![1, -2, -3, -4, 0, 0]
+        );
+    }
 }

@@ -96,7 +96,7 @@ enum Command {
         #[arg(long, alias = "model", value_name = "MODEL")]
         integer: Option<PathBuf>,
         /// Evaluate on the first N test images only.
-        #[arg(long)]
+        #[arg(long, value_parser = clap::value_parser!(i64).range(1..))]
         limit: Option<i64>,
         /// Print one JSON object instead of text.
         #[arg(long)]
@@ -116,7 +116,7 @@ enum Command {
         #[arg(long)]
         vectors: Option<PathBuf>,
         /// Number of golden vectors.
-        #[arg(long, default_value_t = 16)]
+        #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(i64).range(1..))]
         count: i64,
         /// Also write the whole test split as a stream file for a board (inputs, host integer
         /// outputs and labels; `cargo xtask qemu --stream`).
@@ -241,10 +241,13 @@ struct QatArgs {
 }
 
 impl QatArgs {
+    /// The configuration: the run's own when resuming, else `--config` or the defaults; then the
+    /// flags that were given.
     fn config(&self) -> Result<TrainConfig> {
-        let mut c = match &self.config {
-            Some(p) => TrainConfig::from_file(p)?,
-            None => TrainConfig::default(),
+        let mut c = match (&self.config, self.resume) {
+            (Some(p), _) => TrainConfig::from_file(p)?,
+            (None, true) => RunDir(self.out.clone()).read_config()?,
+            (None, false) => TrainConfig::default(),
         };
         macro_rules! set {
             ($($field:ident).+ = $value:expr) => {

@@ -57,7 +57,25 @@ pub fn round_ste(x: &Tensor) -> Tensor {
 
 /// `x` forward, gradient scaled by `g` backward (LSQ's gradient scale).
 pub fn grad_scale(x: &Tensor, g: f64) -> Tensor {
-    (x - x * g).detach() + x * g
+    let xg = x * g;
+    // Exactly `x` forward (no rounding of `x - x g + x g`), gradient times `g` backward.
+    x.detach() + (&xg - xg.detach())
+}
+
+/// The smallest learned step (or clip) a quantizer uses: an optimizer step may push a parameter
+/// to or below zero, and a step of zero would divide by zero.
+pub const MIN_STEP: f64 = 1e-6;
+
+/// Whether a quantizer's "initialised" flag (a non-trainable variable saved with the
+/// checkpoint) is still 0, and set it.
+fn first_use(flag: &Tensor) -> bool {
+    if flag.double_value(&[0]) != 0.0 {
+        return false;
+    }
+    tch::no_grad(|| {
+        let _ = flag.shallow_clone().fill_(1.0);
+    });
+    true
 }
 
 fn erf(x: f64) -> f64 {
@@ -147,8 +165,10 @@ pub struct WeightQuant {
     pub bits: u8,
     /// One step per output channel (true) or one for the tensor.
     pub per_channel: bool,
-    /// The learned step (LSQ, Trainable Lloyd); 0 until initialised from the weights.
+    /// The learned step (LSQ, Trainable Lloyd), initialised from the weights on first use.
     step: Option<Tensor>,
+    /// Whether `step` has been initialised (saved with the checkpoint).
+    initialised: Option<Tensor>,
 }
 
 impl WeightQuant {
@@ -161,13 +181,15 @@ impl WeightQuant {
         per_channel: bool,
     ) -> Self {
         let n = if per_channel { out } else { 1 };
-        let step = matches!(kind, WeightQuantizer::Lsq | WeightQuantizer::TrainableLloyd)
-            .then(|| path.var("wstep", &[n], Init::Const(0.0)));
+        let learned = matches!(kind, WeightQuantizer::Lsq | WeightQuantizer::TrainableLloyd);
+        let step = learned.then(|| path.var("wstep", &[n], Init::Const(1.0)));
+        let initialised = learned.then(|| path.zeros_no_train("wstep_init", &[1]));
         Self {
             kind,
             bits,
             per_channel,
             step,
+            initialised,
         }
     }
 
@@ -211,14 +233,14 @@ impl WeightQuant {
     pub fn step(&self, w: &Tensor) -> Tensor {
         match (&self.step, self.kind) {
             (Some(s), _) => {
-                if s.min().double_value(&[]) <= 0.0 {
+                if self.initialised.as_ref().is_some_and(first_use) {
                     let init = self.initial_step(w);
                     tch::no_grad(|| {
                         let mut s = s.shallow_clone();
                         s.copy_(&init);
                     });
                 }
-                s.shallow_clone()
+                s.clamp_min(MIN_STEP)
             }
             (None, WeightQuantizer::MaxAbs) => {
                 (self.stat(&w.detach(), |f| f.abs().amax(1, false)) / self.qmax()).clamp_min(1e-8)
@@ -269,9 +291,11 @@ pub struct ActQuant {
     pub kind: ActQuantizer,
     /// Level count `L` (codes `0..=L`).
     pub levels: i64,
-    /// The learned parameter: the step (LSQ, Trainable HWGQ), `alpha` (PACT) or `lambda` (QCFS);
-    /// 0 until initialised.
+    /// The learned parameter: the step (LSQ, Trainable HWGQ), `alpha` (PACT) or `lambda` (QCFS),
+    /// initialised on first use.
     param: Option<Tensor>,
+    /// Whether `param` has been initialised (saved with the checkpoint).
+    initialised: Option<Tensor>,
 }
 
 /// PACT's and QCFS's initial clip, for BatchNorm-ed pre-activations.
@@ -280,11 +304,26 @@ const INITIAL_CLIP: f64 = 4.0;
 impl ActQuant {
     /// A quantizer of `bits`-bit activations (`L = 2^b - 1`); its parameter lives in `path`.
     pub fn new(path: &nn::Path, kind: ActQuantizer, bits: u8) -> Self {
-        let param = (kind != ActQuantizer::Hwgq).then(|| path.var("astep", &[1], Init::Const(0.0)));
-        Self {
+        let learned = kind != ActQuantizer::Hwgq;
+        let levels = (1i64 << bits) - 1;
+        let mut q = Self {
             kind,
-            levels: (1i64 << bits) - 1,
-            param,
+            levels,
+            param: None,
+            initialised: None,
+        };
+        let start = q.default_param();
+        q.param = learned.then(|| path.var("astep", &[1], Init::Const(start)));
+        q.initialised = learned.then(|| path.zeros_no_train("astep_init", &[1]));
+        q
+    }
+
+    /// The parameter's value before any data was seen.
+    fn default_param(&self) -> f64 {
+        match self.kind {
+            ActQuantizer::Pact | ActQuantizer::Qcfs => INITIAL_CLIP,
+            ActQuantizer::Hwgq | ActQuantizer::TrainableHwgq => hwgq_step(self.bits()),
+            ActQuantizer::Lsq => 1.0,
         }
     }
 
@@ -305,19 +344,22 @@ impl ActQuant {
 
     fn param(&self, x: &Tensor) -> Option<Tensor> {
         let p = self.param.as_ref()?;
-        if p.double_value(&[0]) <= 0.0 {
+        if self.initialised.as_ref().is_some_and(first_use) {
             let v = self.init(x);
             tch::no_grad(|| {
                 let mut p = p.shallow_clone();
                 let _ = p.fill_(v);
             });
         }
-        Some(p.shallow_clone())
+        Some(p.clamp_min(MIN_STEP))
     }
 
     /// The step of one code (for export): `s`, `alpha / L` or `lambda / L`.
     pub fn step(&self) -> f64 {
-        let p = self.param.as_ref().map(|p| p.double_value(&[0]));
+        let p = self
+            .param
+            .as_ref()
+            .map(|p| p.double_value(&[0]).max(MIN_STEP));
         match self.kind {
             ActQuantizer::Hwgq => hwgq_step(self.bits()),
             ActQuantizer::Pact | ActQuantizer::Qcfs => {
@@ -427,6 +469,7 @@ mod tests {
         // Set the step by hand: 0.5; 3 bits -> codes -3..=3.
         tch::no_grad(|| {
             let _ = q.step.as_ref().unwrap().shallow_clone().fill_(0.5);
+            let _ = q.initialised.as_ref().unwrap().shallow_clone().fill_(1.0);
         });
         let w = t(&[0.1, 0.3, -0.8, 1.0, 2.0, -5.0])
             .view([1, 6])
@@ -481,6 +524,7 @@ mod tests {
         let q = ActQuant::new(&vs.root(), ActQuantizer::Pact, 2);
         tch::no_grad(|| {
             let _ = q.param.as_ref().unwrap().shallow_clone().fill_(3.0);
+            let _ = q.initialised.as_ref().unwrap().shallow_clone().fill_(1.0);
         });
         // L = 3, alpha = 3 -> step 1.
         let x = t(&[-1.0, 0.4, 0.6, 2.5, 3.5, 7.0]).set_requires_grad(true);
@@ -499,6 +543,7 @@ mod tests {
         let q = ActQuant::new(&vs.root(), ActQuantizer::Qcfs, 2);
         tch::no_grad(|| {
             let _ = q.param.as_ref().unwrap().shallow_clone().fill_(6.0);
+            let _ = q.initialised.as_ref().unwrap().shallow_clone().fill_(1.0);
         });
         // lambda 6, L 3: step 2; floor(x/2 + 1/2) clamped to 0..=3.
         let x = t(&[0.9, 1.0, 2.9, 3.0, 100.0, -4.0]);

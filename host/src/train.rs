@@ -1,10 +1,14 @@
 //! Quantization-aware training and the run folder it writes.
 //!
-//! A run folder holds `config.toml` (the resolved configuration), `weights.ot` (the tch
+//! A run folder holds `config.toml` (the resolved configuration), `weights-<epoch>.ot` (the tch
 //! VarStore: weights, BatchNorm statistics, quantizer parameters), `state.json` (epochs done,
-//! latest accuracy) and `log.jsonl` (one JSON object per evaluated epoch). Checkpoints are
-//! written to a temporary file and renamed, so an interrupted run leaves the previous checkpoint
-//! whole; `--resume` continues from it (the optimizer's moments restart).
+//! the weights file of that epoch, latest accuracy) and `log.jsonl` (one JSON object per epoch).
+//!
+//! A checkpoint commits in one step: the new weights file is written under a temporary name and
+//! renamed, then `state.json` (which names it) is replaced the same way, then the previous
+//! weights file is removed. A run stopped at any point leaves a `state.json` naming a whole
+//! weights file of the epoch it counts. `--resume` continues from there: it trims the log to the
+//! committed epochs, reseeds as an uninterrupted run would, and restarts the optimizer's moments.
 
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
@@ -28,6 +32,8 @@ pub struct State {
     pub test_accuracy: f64,
     /// Seconds of training so far.
     pub seconds: f64,
+    /// The weights file of `epochs_done` (in the run folder).
+    pub weights: String,
 }
 
 /// Paths of a run folder.
@@ -39,9 +45,13 @@ impl RunDir {
     pub fn config(&self) -> PathBuf {
         self.0.join("config.toml")
     }
-    /// `weights.ot`.
-    pub fn weights(&self) -> PathBuf {
-        self.0.join("weights.ot")
+    /// The committed weights file (named by `state.json`).
+    pub fn weights(&self) -> Result<PathBuf> {
+        let s = self.read_state()?;
+        if s.weights.is_empty() || s.weights.contains('/') {
+            bail!("{}: names no weights file", self.state().display());
+        }
+        Ok(self.0.join(s.weights))
     }
     /// `state.json`.
     pub fn state(&self) -> PathBuf {
@@ -99,10 +109,11 @@ pub fn build(cfg: &TrainConfig, data: &Dataset, device: Device) -> Result<Traine
 pub fn load(run: &RunDir, data: &Dataset, device: Device) -> Result<Trained> {
     let cfg = run.read_config()?;
     let mut t = build(&cfg, data, device)?;
-    t.vs.load(run.weights()).map_err(|e| {
+    let weights = run.weights()?;
+    t.vs.load(&weights).map_err(|e| {
         anyhow::anyhow!(
             "{}: corrupt or not this network's checkpoint ({})",
-            run.weights().display(),
+            weights.display(),
             first_line(&e.to_string())
         )
     })?;
@@ -143,15 +154,21 @@ pub fn train(cfg: &TrainConfig, data: &Dataset, o: &TrainOptions<'_>) -> Result<
         let saved = run.read_config()?;
         if &saved != cfg {
             bail!(
-                "{}: --resume continues a run with its own configuration; pass the same options or none",
+                "{}: --resume continues a run with its own configuration; pass no options that change it",
                 run.0.display()
             );
         }
-        run.read_state()?
-    } else {
+        // A run stopped before its first checkpoint starts over.
         if run.state().exists() {
+            run.read_state()?
+        } else {
+            State::default()
+        }
+    } else {
+        let busy = std::fs::read_dir(&run.0).is_ok_and(|mut d| d.next().is_some());
+        if busy {
             bail!(
-                "{} already holds a run: continue it with --resume or choose another --out",
+                "{} is not empty: continue a run there with --resume, or choose another --out",
                 run.0.display()
             );
         }
@@ -161,17 +178,25 @@ pub fn train(cfg: &TrainConfig, data: &Dataset, o: &TrainOptions<'_>) -> Result<
         write_atomic(&run.config(), text.as_bytes())?;
         State::default()
     };
-    tch::manual_seed(cfg.seed + state.epochs_done as i64);
+    tch::manual_seed(cfg.seed);
     let mut t = build(cfg, data, o.device)?;
-    if o.resume && run.weights().exists() {
-        t.vs.load(run.weights()).map_err(|e| {
+    if state.epochs_done > 0 {
+        let weights = run.weights()?;
+        t.vs.load(&weights).map_err(|e| {
             anyhow::anyhow!(
                 "{}: corrupt checkpoint ({})",
-                run.weights().display(),
+                weights.display(),
                 first_line(&e.to_string())
             )
         })?;
     }
+    // Keep the log to the committed epochs (a stop after a log line, before its checkpoint).
+    let log_text = std::fs::read_to_string(run.log()).unwrap_or_default();
+    let kept: Vec<&str> = log_text.lines().take(state.epochs_done).collect();
+    write_atomic(
+        &run.log(),
+        (kept.join("\n") + if kept.is_empty() { "" } else { "\n" }).as_bytes(),
+    )?;
     let mut opt = match cfg.optimizer {
         Optimizer::Adam => nn::Adam::default().build(&t.vs, cfg.lr)?,
         Optimizer::Sgd => nn::Sgd {
@@ -192,6 +217,9 @@ pub fn train(cfg: &TrainConfig, data: &Dataset, o: &TrainOptions<'_>) -> Result<
         .open(run.log())
         .with_context(|| format!("cannot open {}", run.log().display()))?;
     for epoch in state.epochs_done..cfg.epochs {
+        // Each epoch's shuffling and augmentation depend on the seed and the epoch only, so a
+        // resumed run sees what an uninterrupted one would.
+        tch::manual_seed(cfg.seed.wrapping_mul(1_000_003).wrapping_add(epoch as i64));
         let started = Instant::now();
         let bar = if o.progress {
             indicatif::ProgressBar::new(per_epoch as u64)
@@ -262,15 +290,25 @@ pub fn train(cfg: &TrainConfig, data: &Dataset, o: &TrainOptions<'_>) -> Result<
                     .unwrap_or_default()
             );
         }
-        let tmp = run.weights().with_extension("tmp");
-        t.vs.save(&tmp)
-            .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", tmp.display()))?;
-        std::fs::rename(&tmp, run.weights())
-            .with_context(|| format!("cannot write {}", run.weights().display()))?;
+        let previous = std::mem::replace(&mut state.weights, format!("weights-{}.ot", epoch + 1));
+        let file = run.0.join(&state.weights);
+        let tmp = file.with_extension("tmp");
+        t.vs.save(&tmp).map_err(|e| {
+            anyhow::anyhow!(
+                "cannot write {}: {}",
+                tmp.display(),
+                first_line(&e.to_string())
+            )
+        })?;
+        std::fs::rename(&tmp, &file).with_context(|| format!("cannot write {}", file.display()))?;
+        // The commit point: state.json now names the new weights.
         write_atomic(
             &run.state(),
             serde_json::to_string_pretty(&state)?.as_bytes(),
         )?;
+        if !previous.is_empty() && previous != state.weights {
+            let _ = std::fs::remove_file(run.0.join(previous));
+        }
     }
     Ok(state)
 }

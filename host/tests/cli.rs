@@ -132,12 +132,12 @@ fn corrupt_checkpoint_and_existing_runs() {
     let o = train_digits(&run, "1");
     assert!(o.status.success(), "{}", stderr(&o));
     // Training again into the same folder would overwrite it: refused, files untouched.
-    let before = std::fs::read(run.join("weights.ot")).unwrap();
+    let before = std::fs::read(run.join("weights-1.ot")).unwrap();
     let o = train_digits(&run, "1");
-    assert_error(&o, 1, "already holds a run");
-    assert_eq!(std::fs::read(run.join("weights.ot")).unwrap(), before);
+    assert_error(&o, 1, "is not empty");
+    assert_eq!(std::fs::read(run.join("weights-1.ot")).unwrap(), before);
     // A corrupt checkpoint.
-    std::fs::write(run.join("weights.ot"), b"not a checkpoint").unwrap();
+    std::fs::write(run.join("weights-1.ot"), b"not a checkpoint").unwrap();
     let o = bitspike(&["eval", "--run", run.to_str().unwrap()]);
     assert_error(&o, 1, "corrupt");
     let o = bitspike(&[
@@ -158,18 +158,40 @@ fn corrupt_checkpoint_and_existing_runs() {
 fn resume_finishes_an_interrupted_run() {
     let d = tmp("resume");
     let run = d.join("run");
-    assert!(train_digits(&run, "2").status.success());
-    // Pretend the run stopped after its first epoch.
-    let state = std::fs::read_to_string(run.join("state.json")).unwrap();
-    let state = state.replace("\"epochs_done\": 2", "\"epochs_done\": 1");
-    std::fs::write(run.join("state.json"), state).unwrap();
+    // Training is deterministic: two runs with one seed give the same weights.
+    let (a, b) = (d.join("a"), d.join("b"));
+    assert!(train_digits(&a, "1").status.success());
+    assert!(train_digits(&b, "1").status.success());
+    // (Checkpoints carry a random serialization id; the exported model files compare exactly.)
+    let export = |run: &Path| {
+        let out = run.join("m.bsm");
+        let o = bitspike(&[
+            "export",
+            "--run",
+            run.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+        ]);
+        assert!(o.status.success(), "{}", stderr(&o));
+        std::fs::read(out).unwrap()
+    };
+    assert_eq!(export(&a), export(&b));
+    // The same run, stopped after epoch 1: its state names epoch 1's weights, its log has a line
+    // for an epoch 2 that never committed.
+    assert!(train_digits(&run, "1").status.success());
+    let config = std::fs::read_to_string(run.join("config.toml")).unwrap();
+    std::fs::write(
+        run.join("config.toml"),
+        config.replace("epochs = 1", "epochs = 2"),
+    )
+    .unwrap();
+    let mut log = std::fs::read_to_string(run.join("log.jsonl")).unwrap();
+    log.push_str("{\"epoch\": 2, \"uncommitted\": true}\n");
+    std::fs::write(run.join("log.jsonl"), log).unwrap();
+    // Resume with no options: the run's own configuration.
     let o = bitspike(&[
         "train",
         "qat",
-        "--dataset",
-        "digits",
-        "--epochs",
-        "2",
         "--quiet",
         "--resume",
         "--out",
@@ -177,11 +199,15 @@ fn resume_finishes_an_interrupted_run() {
     ]);
     assert!(o.status.success(), "{}", stderr(&o));
     let log = std::fs::read_to_string(run.join("log.jsonl")).unwrap();
-    assert_eq!(
-        log.lines().count(),
-        3,
-        "epochs 1, 2, then 2 again after the resume"
+    assert_eq!(log.lines().count(), 2, "{log}");
+    assert!(!log.contains("uncommitted"));
+    assert!(
+        !run.join("weights-1.ot").exists(),
+        "the superseded checkpoint is removed"
     );
+    assert!(std::fs::read_to_string(run.join("state.json"))
+        .unwrap()
+        .contains("\"epochs_done\": 2"));
     // Resuming with other options is refused.
     let o = bitspike(&[
         "train",

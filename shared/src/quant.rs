@@ -107,6 +107,25 @@ pub const fn code_bits(levels: u8) -> u32 {
     }
 }
 
+/// The multiplier and shift the exporter writes for `real`: shift 0 whenever the multiplier
+/// keeps at least 16 significant bits (`2^-15 <= real < 1`), so that the requantization rounds
+/// once (`round(acc * m / 2^31)`), as the trainer's fake quantization does; otherwise the
+/// normalised pair of [`quantize_multiplier`].
+///
+/// Why: with a shift `s > 0` the contract rounds twice (in [`sat_mul_q31`], then in
+/// [`round_shift`]), which misrounds about `2^-(s+1)` of all values, a quarter of the sums for an
+/// average pool's `1/4` (`s = 1`). With the normalised pair `s` is small exactly when `real` is
+/// large; below `2^-15` it is 15 or more, and double rounding is negligible there.
+pub fn multiplier_for(real: f64) -> Option<(i32, i8)> {
+    if real.is_finite() && (1.0 / 32768.0..1.0).contains(&real) {
+        let m = (real * (1u64 << 31) as f64 + 0.5) as i64;
+        if m < 1i64 << 31 {
+            return Some((m as i32, 0));
+        }
+    }
+    quantize_multiplier(real)
+}
+
 /// A real scale factor expressed as a Q31 multiplier and a shift such that
 /// `real ~= multiplier / 2^31 * 2^-shift`, with `multiplier` in `[2^30, 2^31)` (or 0 for 0).
 ///
@@ -179,6 +198,26 @@ mod tests {
         assert_eq!(code_bits(16), 5);
         assert_eq!(code_bits(255), 8);
         assert_eq!(code_bits(0), 1);
+    }
+
+    #[test]
+    fn exported_multipliers_round_once() {
+        // An average pool's 1/4: sums 0..=7 must give round-half-up of sum / 4.
+        let (m, s) = multiplier_for(0.25).unwrap();
+        assert_eq!(s, 0);
+        let got: Vec<u8> = (0..8).map(|acc| requantize(acc, m, s, 0, 255)).collect();
+        assert_eq!(got, [0, 0, 1, 1, 1, 1, 2, 2]);
+        // The normalised pair rounds twice: 1 and 5 round up wrongly.
+        let (m, s) = quantize_multiplier(0.25).unwrap();
+        assert_eq!(s, 1);
+        let twice: Vec<u8> = (0..8).map(|acc| requantize(acc, m, s, 0, 255)).collect();
+        assert_eq!(twice, [0, 1, 1, 1, 1, 2, 2, 2]);
+        assert_eq!(multiplier_for(3.0), quantize_multiplier(3.0));
+        assert_eq!(multiplier_for(1e-6), quantize_multiplier(1e-6));
+        assert_eq!(
+            multiplier_for(0.999_999_999_9),
+            quantize_multiplier(0.999_999_999_9)
+        );
     }
 
     #[test]

@@ -297,7 +297,7 @@ pub fn measured(
 ) -> Result<Figures, String> {
     let built = board::build_with(board, model, data, &[])?;
     let run = board::run(board, &built, true, RUN_TIMEOUT)?;
-    if !run.passed() {
+    if !run.passed() || run.field("vectors").unwrap_or(0) == 0 {
         print_failure(&run);
         return Err(format!("{label} on {} did not pass", board.name));
     }

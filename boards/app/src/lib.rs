@@ -103,7 +103,8 @@ struct Tally {
     cycles: u32,
 }
 
-/// Run one inference between the markers and compare it with `expected(j)`.
+/// Run one inference between the markers and compare it with `expected(j)`; `false` when the
+/// inference itself failed (its output is then not a prediction).
 fn check<B: Board>(
     board: &mut B,
     interp: &mut bitspike_rt::Interpreter<'_, '_>,
@@ -112,7 +113,7 @@ fn check<B: Board>(
     output: &mut [i32],
     expected: impl Fn(usize) -> i32,
     t: &mut Tally,
-) {
+) -> bool {
     let before = board.cycles();
     bitspike_mark_start();
     let ran = interp.run(input, output);
@@ -124,7 +125,7 @@ fn check<B: Board>(
     if let Err(e) = ran {
         defmt::error!("vector {=usize}: {}", k, e);
         t.mismatches += 1;
-        return;
+        return false;
     }
     if let Some(j) = (0..output.len()).find(|&j| output[j] != expected(j)) {
         t.mismatches += 1;
@@ -138,6 +139,7 @@ fn check<B: Board>(
             );
         }
     }
+    true
 }
 
 fn i32_at(b: &[u8], at: usize) -> i32 {
@@ -176,8 +178,8 @@ fn run_stream<B: Board>(
             .map_err(|_| "the stream file is truncated")?;
         crc.update(record);
         let (input, rest) = record.split_at(input_len);
-        check(board, interp, k, input, output, |j| i32_at(rest, 4 * j), t);
-        if bitspike_rt::argmax(output) == rest.last().copied().unwrap_or(u8::MAX) as usize {
+        let ran = check(board, interp, k, input, output, |j| i32_at(rest, 4 * j), t);
+        if ran && bitspike_rt::argmax(output) == rest.last().copied().unwrap_or(u8::MAX) as usize {
             t.correct += 1;
         }
     }
@@ -258,7 +260,7 @@ pub fn run<B: Board>(board: &mut B, model: &[u8], source: Source<'_>, bufs: Buff
                 }
             };
             for k in 0..vectors.len() {
-                check(
+                let _ = check(
                     board,
                     &mut interp,
                     k,
@@ -277,6 +279,10 @@ pub fn run<B: Board>(board: &mut B, model: &[u8], source: Source<'_>, bufs: Buff
                 board.exit(EXIT_LOAD)
             }
         }
+    }
+    if t.vectors == 0 {
+        defmt::error!("no golden vectors: nothing was checked");
+        board.exit(EXIT_LOAD)
     }
     let stack = stack::peak();
     defmt::println!(
