@@ -331,3 +331,33 @@ unsafe fn HardFault(frame: &cortex_m_rt::ExceptionFrame) -> ! {
     defmt::error!("hard fault at pc {=u32:#x}", frame.pc());
     semihosting_exit(EXIT_FAULT)
 }
+
+/// The program entry of a board package: embeds what the build script chose (model, vectors or
+/// stream, buffer sizes), defines the static buffers, and runs the app on `$board`.
+///
+/// ```ignore
+/// bitspike_board::main!(MyBoard);
+/// ```
+#[macro_export]
+macro_rules! main {
+    ($board:expr) => {
+        include!(concat!(env!("OUT_DIR"), "/embedded.rs"));
+
+        static mut ARENA: [u8; ARENA_BYTES] = [0; ARENA_BYTES];
+        static mut OUTPUT: [i32; OUTPUT_LEN] = [0; OUTPUT_LEN];
+        static mut RECORD: [u8; RECORD_LEN] = [0; RECORD_LEN];
+
+        #[cortex_m_rt::entry]
+        fn main() -> ! {
+            // SAFETY: the only references to the buffers, taken once before anything else runs.
+            let bufs = unsafe {
+                $crate::Buffers {
+                    arena: &mut *core::ptr::addr_of_mut!(ARENA),
+                    output: &mut *core::ptr::addr_of_mut!(OUTPUT),
+                    record: &mut *core::ptr::addr_of_mut!(RECORD),
+                }
+            };
+            $crate::run(&mut $board, MODEL, SOURCE, bufs)
+        }
+    };
+}
