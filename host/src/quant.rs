@@ -62,10 +62,6 @@ pub fn grad_scale(x: &Tensor, g: f64) -> Tensor {
     x.detach() + (&xg - xg.detach())
 }
 
-/// The smallest learned step (or clip) a quantizer uses: an optimizer step may push a parameter
-/// to or below zero, and a step of zero would divide by zero.
-pub const MIN_STEP: f64 = 1e-6;
-
 /// Whether a quantizer's "initialised" flag (a non-trainable variable saved with the
 /// checkpoint) is still 0, and set it.
 fn first_use(flag: &Tensor) -> bool {
@@ -165,8 +161,11 @@ pub struct WeightQuant {
     pub bits: u8,
     /// One step per output channel (true) or one for the tensor.
     pub per_channel: bool,
-    /// The learned step (LSQ, Trainable Lloyd), initialised from the weights on first use.
-    step: Option<Tensor>,
+    /// The logarithm of the learned step (LSQ, Trainable Lloyd), initialised from the weights on
+    /// first use. Learning the logarithm keeps the step positive and makes an optimizer's
+    /// updates relative (with Adam a step of 0.01 would otherwise cross zero within a few
+    /// updates of size `lr`); the step's gradient is the papers', times the step.
+    log_step: Option<Tensor>,
     /// Whether `step` has been initialised (saved with the checkpoint).
     initialised: Option<Tensor>,
 }
@@ -182,13 +181,13 @@ impl WeightQuant {
     ) -> Self {
         let n = if per_channel { out } else { 1 };
         let learned = matches!(kind, WeightQuantizer::Lsq | WeightQuantizer::TrainableLloyd);
-        let step = learned.then(|| path.var("wstep", &[n], Init::Const(1.0)));
+        let log_step = learned.then(|| path.var("log_wstep", &[n], Init::Const(0.0)));
         let initialised = learned.then(|| path.zeros_no_train("wstep_init", &[1]));
         Self {
             kind,
             bits,
             per_channel,
-            step,
+            log_step,
             initialised,
         }
     }
@@ -231,16 +230,16 @@ impl WeightQuant {
 
     /// The step, shaped `[out]` or `[1]` (learned steps keep their gradient).
     pub fn step(&self, w: &Tensor) -> Tensor {
-        match (&self.step, self.kind) {
+        match (&self.log_step, self.kind) {
             (Some(s), _) => {
                 if self.initialised.as_ref().is_some_and(first_use) {
-                    let init = self.initial_step(w);
+                    let init = self.initial_step(w).log();
                     tch::no_grad(|| {
                         let mut s = s.shallow_clone();
                         s.copy_(&init);
                     });
                 }
-                s.clamp_min(MIN_STEP)
+                s.exp()
             }
             (None, WeightQuantizer::MaxAbs) => {
                 (self.stat(&w.detach(), |f| f.abs().amax(1, false)) / self.qmax()).clamp_min(1e-8)
@@ -291,9 +290,9 @@ pub struct ActQuant {
     pub kind: ActQuantizer,
     /// Level count `L` (codes `0..=L`).
     pub levels: i64,
-    /// The learned parameter: the step (LSQ, Trainable HWGQ), `alpha` (PACT) or `lambda` (QCFS),
-    /// initialised on first use.
-    param: Option<Tensor>,
+    /// The logarithm of the learned parameter: the step (LSQ, Trainable HWGQ), `alpha` (PACT) or
+    /// `lambda` (QCFS), initialised on first use (learned in the log domain, as the weight steps).
+    log_param: Option<Tensor>,
     /// Whether `param` has been initialised (saved with the checkpoint).
     initialised: Option<Tensor>,
 }
@@ -309,11 +308,11 @@ impl ActQuant {
         let mut q = Self {
             kind,
             levels,
-            param: None,
+            log_param: None,
             initialised: None,
         };
-        let start = q.default_param();
-        q.param = learned.then(|| path.var("astep", &[1], Init::Const(start)));
+        let start = q.default_param().ln();
+        q.log_param = learned.then(|| path.var("log_astep", &[1], Init::Const(start)));
         q.initialised = learned.then(|| path.zeros_no_train("astep_init", &[1]));
         q
     }
@@ -343,23 +342,20 @@ impl ActQuant {
     }
 
     fn param(&self, x: &Tensor) -> Option<Tensor> {
-        let p = self.param.as_ref()?;
+        let p = self.log_param.as_ref()?;
         if self.initialised.as_ref().is_some_and(first_use) {
-            let v = self.init(x);
+            let v = self.init(x).ln();
             tch::no_grad(|| {
                 let mut p = p.shallow_clone();
                 let _ = p.fill_(v);
             });
         }
-        Some(p.clamp_min(MIN_STEP))
+        Some(p.exp())
     }
 
     /// The step of one code (for export): `s`, `alpha / L` or `lambda / L`.
     pub fn step(&self) -> f64 {
-        let p = self
-            .param
-            .as_ref()
-            .map(|p| p.double_value(&[0]).max(MIN_STEP));
+        let p = self.log_param.as_ref().map(|p| p.double_value(&[0]).exp());
         match self.kind {
             ActQuantizer::Hwgq => hwgq_step(self.bits()),
             ActQuantizer::Pact | ActQuantizer::Qcfs => {
@@ -468,7 +464,12 @@ mod tests {
         let q = WeightQuant::new(&vs.root(), WeightQuantizer::Lsq, 3, 1, true);
         // Set the step by hand: 0.5; 3 bits -> codes -3..=3.
         tch::no_grad(|| {
-            let _ = q.step.as_ref().unwrap().shallow_clone().fill_(0.5);
+            let _ = q
+                .log_step
+                .as_ref()
+                .unwrap()
+                .shallow_clone()
+                .fill_(0.5f64.ln());
             let _ = q.initialised.as_ref().unwrap().shallow_clone().fill_(1.0);
         });
         let w = t(&[0.1, 0.3, -0.8, 1.0, 2.0, -5.0])
@@ -491,7 +492,8 @@ mod tests {
             })
             .sum();
         let g = 1.0 / (6.0f64 * 3.0).sqrt();
-        let got = q.step.as_ref().unwrap().grad().double_value(&[0]);
+        // The parameter is log(s): its gradient is s times the step's.
+        let got = q.log_step.as_ref().unwrap().grad().double_value(&[0]) / 0.5;
         assert!((got - inside * g).abs() < 1e-5, "{got} vs {}", inside * g);
         // Straight-through for w: 1 inside the clip range, 0 outside.
         assert_eq!(vals(&w.grad()), vec![1.0, 1.0, 1.0, 1.0, 0.0, 0.0]);
@@ -523,7 +525,12 @@ mod tests {
         let vs = vs();
         let q = ActQuant::new(&vs.root(), ActQuantizer::Pact, 2);
         tch::no_grad(|| {
-            let _ = q.param.as_ref().unwrap().shallow_clone().fill_(3.0);
+            let _ = q
+                .log_param
+                .as_ref()
+                .unwrap()
+                .shallow_clone()
+                .fill_(3f64.ln());
             let _ = q.initialised.as_ref().unwrap().shallow_clone().fill_(1.0);
         });
         // L = 3, alpha = 3 -> step 1.
@@ -531,10 +538,11 @@ mod tests {
         let y = q.forward(&x);
         assert_eq!(vals(&y), vec![0.0, 0.0, 1.0, 3.0, 3.0, 3.0]);
         y.sum(Kind::Float).backward();
-        // PACT: d y_q / d alpha = 1 where x >= alpha, else 0.
-        assert_eq!(q.param.as_ref().unwrap().grad().double_value(&[0]), 2.0);
+        // PACT: d y_q / d alpha = 1 where x >= alpha, else 0 (times alpha for log alpha).
+        let g = q.log_param.as_ref().unwrap().grad().double_value(&[0]) / 3.0;
+        assert!((g - 2.0).abs() < 1e-5, "{g}");
         assert_eq!(vals(&x.grad()), vec![0.0, 1.0, 1.0, 1.0, 0.0, 0.0]);
-        assert!((q.step() - 1.0).abs() < 1e-9);
+        assert!((q.step() - 1.0).abs() < 1e-6);
     }
 
     #[test]
@@ -542,7 +550,12 @@ mod tests {
         let vs = vs();
         let q = ActQuant::new(&vs.root(), ActQuantizer::Qcfs, 2);
         tch::no_grad(|| {
-            let _ = q.param.as_ref().unwrap().shallow_clone().fill_(6.0);
+            let _ = q
+                .log_param
+                .as_ref()
+                .unwrap()
+                .shallow_clone()
+                .fill_(6f64.ln());
             let _ = q.initialised.as_ref().unwrap().shallow_clone().fill_(1.0);
         });
         // lambda 6, L 3: step 2; floor(x/2 + 1/2) clamped to 0..=3.
