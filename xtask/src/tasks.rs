@@ -377,7 +377,7 @@ pub fn bench(board: &str) -> Result<(), String> {
     }
     let mut md = format!(
         "# Benchmarks on {}\n\nMade by `cargo xtask bench --board {}`: random weights (DESIGN.md, Data), \
-         reference kernels, release profile of `boards/Cargo.toml`. Instructions are QEMU TCG counts between \
+         the runtime's default kernels (optimized convolution and dense), release profile of `boards/Cargo.toml`. Instructions are QEMU TCG counts between \
          the inference markers (not cycles). Energy is the 45 nm analytic estimate (4.6 pJ per MAC), not a \
          measurement.\n\n| model | MACs | instructions / inference | instructions / MAC | flash B | RAM B (static + stack) | arena B | stack B | model B | 45 nm nJ |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
         board.name, board.name
