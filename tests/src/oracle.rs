@@ -444,23 +444,20 @@ pub mod gen {
 
     use bitspike_core::def::Requant;
 
-    /// SplitMix64: small, fast, and good enough for test data.
+    /// The project's SplitMix64 generator (`bitspike_core::def::random::Rng`: only test data comes
+    /// from it, no arithmetic under test), with the helpers these tests use.
     #[derive(Clone, Debug)]
-    pub struct Rng(u64);
+    pub struct Rng(bitspike_core::def::random::Rng);
 
     impl Rng {
         /// A generator seeded with `seed`.
         pub fn new(seed: u64) -> Self {
-            Self(seed)
+            Self(bitspike_core::def::random::Rng::new(seed))
         }
 
         /// The next 64 random bits.
         pub fn next_u64(&mut self) -> u64 {
-            self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-            let mut z = self.0;
-            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-            z ^ (z >> 31)
+            self.0.next_u64()
         }
 
         /// A uniform integer in `lo..=hi` (`lo <= hi`).
