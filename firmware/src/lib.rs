@@ -28,7 +28,7 @@ use core::fmt;
 #[cfg(feature = "counters")]
 use bitspike_core::format::MAX_LAYERS;
 use bitspike_core::format::{FormatError, ModelFile, TensorInfo, NONE};
-use bitspike_core::layer::{Dtype, LayerKind};
+use bitspike_core::layer::{Align, Dtype, LayerKind};
 
 pub use bitspike_core;
 use kernels::{reference, Stage, Weights};
@@ -43,8 +43,12 @@ pub use ops::{LayerOps, Ops};
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub enum Unsupported {
-    /// Spiking (integrate-and-fire) layers or layers with more than one timestep.
-    Spiking,
+    /// A spiking layer whose input is aligned by replication or truncation: the runtime
+    /// executes averaging alignment (the default, DESIGN.md); the other two exist in the host's
+    /// simulator for the ablation.
+    Alignment,
+    /// A layer that does not spike but has more than one timestep.
+    Timesteps,
 }
 
 /// Why the runtime refused a model, an arena or a call.
@@ -98,9 +102,14 @@ impl fmt::Display for Error {
         match *self {
             Self::Format(e) => e.fmt(f),
             Self::Unsupported { layer, feature } => match feature {
-                Unsupported::Spiking => write!(
+                Unsupported::Alignment => write!(
                     f,
-                    "layer {layer} is spiking (or has several timesteps), which this runtime \
+                    "layer {layer} aligns its input by replication or truncation; this runtime \
+                     executes averaging alignment only"
+                ),
+                Unsupported::Timesteps => write!(
+                    f,
+                    "layer {layer} has several timesteps but does not spike, which this runtime \
                      does not execute"
                 ),
             },
@@ -137,12 +146,15 @@ impl<'m> Model<'m> {
         let file = ModelFile::parse(bytes)?;
         for i in 0..file.layer_count() {
             let l = file.layer(i);
-            if l.spiking.is_some() || l.timesteps != 1 {
-                return Err(Error::Unsupported {
-                    layer: i as u16,
-                    feature: Unsupported::Spiking,
-                });
-            }
+            let feature = match l.spiking {
+                Some(_) if l.align != Align::Average => Unsupported::Alignment,
+                None if l.timesteps != 1 => Unsupported::Timesteps,
+                _ => continue,
+            };
+            return Err(Error::Unsupported {
+                layer: i as u16,
+                feature,
+            });
         }
         Ok(Self { file })
     }
@@ -312,7 +324,15 @@ impl Interpreter<'_, '_> {
             debug_assert!(false, "layer {i}: overlapping or out-of-range buffers");
             return ops.counts();
         };
-        let stage = if l.raw_output() {
+        let stage = if let Some(s) = l.spiking {
+            Stage::Fire {
+                threshold: s.threshold,
+                v0: s.v0,
+                bias: l.bias,
+                shift: s.shift,
+                timesteps: l.timesteps,
+            }
+        } else if l.raw_output() {
             Stage::Raw
         } else {
             Stage::Requantize {
@@ -333,7 +353,8 @@ impl Interpreter<'_, '_> {
         let weights = Weights {
             packed: l.weights,
             bits: l.weight_bits,
-            bias: l.bias,
+            // A spiking layer's bias enters the membrane, in its units (the `Fire` stage).
+            bias: if l.spiking.is_some() { None } else { l.bias },
         };
         match l.kind {
             LayerKind::Conv2d => fast::conv2d(&g, &weights, &stage, a, dst, &mut ops),
@@ -343,6 +364,14 @@ impl Interpreter<'_, '_> {
             LayerKind::GlobalAvgPool => reference::global_avg_pool(&g, &stage, a, dst),
             LayerKind::Add => reference::add(&g, l.add_weights, &stage, a, b, dst),
             LayerKind::Flatten => {}
+        }
+        // On spike counts, a weighted layer's work is synaptic events: each spike adds its
+        // weight once per synapse (DESIGN.md, event-driven), however the kernel computed it.
+        #[cfg(feature = "counters")]
+        if l.kind.has_weights() && spike_input(file, l.input as usize) {
+            let mut events = Ops::new();
+            events.accumulate(ops::synaptic_events(&g, a));
+            return events.counts();
         }
         ops.counts()
     }
@@ -364,6 +393,24 @@ impl Interpreter<'_, '_> {
                 accumulates: a.accumulates + b.accumulates,
             })
     }
+}
+
+/// Whether tensor `t` carries spike counts: the output of a spiking layer, or of pooling or
+/// flattening one. (Residual adds do not spike here: a spiking model has none.)
+#[cfg(feature = "counters")]
+fn spike_input(file: &ModelFile<'_>, mut t: usize) -> bool {
+    // Walk pass-through layers back to a producer; inputs are earlier tensors, so this ends.
+    for _ in 0..file.layer_count() {
+        if t == 0 {
+            return false;
+        }
+        let l = file.layer(t - 1);
+        match l.kind {
+            LayerKind::Conv2d | LayerKind::Dense | LayerKind::Add => return l.spiking.is_some(),
+            _ => t = l.input as usize,
+        }
+    }
+    false
 }
 
 /// Index of the largest element (the first on ties); 0 for an empty slice.

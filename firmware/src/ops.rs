@@ -4,6 +4,47 @@
 //! spiking engine) to an [`Ops`]. With the `counters` feature off, `Ops` is a zero-sized type and
 //! its methods are empty inline functions, so the calls vanish from the compiled kernels.
 
+/// Synaptic events of a convolution or dense layer `g` whose input holds spike counts: the sum,
+/// over every synapse, of the count of the input it reads (an input that fired `c` times adds
+/// its weight `c` times to every output it reaches). Padded positions have no synapse.
+#[cfg(feature = "counters")]
+pub fn synaptic_events(g: &bitspike_core::layer::Geometry, input: &[u8]) -> u64 {
+    use bitspike_core::layer::LayerKind;
+    let (inp, out, w) = (g.input, g.output, g.window);
+    if g.kind == LayerKind::Dense {
+        let spikes: u64 = input.iter().map(|&c| c as u64).sum();
+        return spikes * out.len() as u64;
+    }
+    let groups = g.groups.max(1) as usize;
+    let cin_g = inp.c as usize / groups;
+    let cout_g = out.c as usize / groups;
+    let mut events = 0u64;
+    for oy in 0..out.h as usize {
+        for ox in 0..out.w as usize {
+            for ky in 0..w.kh as usize {
+                let y = (oy * w.sh as usize + ky) as isize - w.ph as isize;
+                for kx in 0..w.kw as usize {
+                    let x = (ox * w.sw as usize + kx) as isize - w.pw as isize;
+                    if y < 0 || x < 0 || y >= inp.h as isize || x >= inp.w as isize {
+                        continue;
+                    }
+                    let at = (y as usize * inp.w as usize + x as usize) * inp.c as usize;
+                    for grp in 0..groups {
+                        let s: u64 = input
+                            .get(at + grp * cin_g..at + (grp + 1) * cin_g)
+                            .unwrap_or(&[])
+                            .iter()
+                            .map(|&c| c as u64)
+                            .sum();
+                        events += s * cout_g as u64;
+                    }
+                }
+            }
+        }
+    }
+    events
+}
+
 /// Operations one layer executed.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]

@@ -5,6 +5,7 @@
 //! * [`pack`]: packing of 2..=8 bit weights;
 //! * [`cost`]: MACs, BOPs (One-Shot MPS eq. S13), RAM (eq. S14), synaptic operations, energy;
 //! * [`format`](mod@format): the model file (reader `no_std` and zero-copy; writer behind `std`);
+//! * [`snn`]: the integer integrate-and-fire neuron and temporal alignment (the spiking contract);
 //! * [`vectors`]: golden vector files (inputs with the outputs the host computed);
 //! * [`def`] and [`plan`] (`std`): owned model definitions and the arena planner the exporter uses.
 //!
@@ -20,4 +21,5 @@ pub mod pack;
 #[cfg(feature = "std")]
 pub mod plan;
 pub mod quant;
+pub mod snn;
 pub mod vectors;

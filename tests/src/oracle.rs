@@ -162,8 +162,35 @@ impl Padded {
     }
 }
 
-/// How a requantizing layer turns an accumulator of channel `c` into an output value.
+/// A weighted layer's starting accumulator for channel `o`: its bias, except for a spiking layer,
+/// whose bias enters the membrane (see [`finish`]).
+fn start(l: &LayerDef, o: usize) -> i64 {
+    match (&l.spiking, &l.bias) {
+        (None, Some(b)) => b[o] as i64,
+        _ => 0,
+    }
+}
+
+/// How a layer turns an accumulator of channel `c` into an output value. A spiking layer runs
+/// the soft-reset integrate-and-fire neuron of the spiking contract in i64, step by step: the
+/// current `acc * 2^shift + bias` each of `timesteps` steps, `m = v + current`, fire when
+/// `m >= threshold` and subtract it; the output is the spike count.
 fn finish(l: &LayerDef, last: bool, acc: i64, c: usize) -> i32 {
+    if let Some(s) = &l.spiking {
+        let current = acc * (1i64 << s.shift) + l.bias.as_ref().map_or(0, |b| b[c] as i64);
+        let theta = s.threshold[c] as i64;
+        let mut v = s.v0[c] as i64;
+        let mut spikes = 0;
+        for _ in 0..l.timesteps {
+            v += current;
+            assert!(v.abs() < 1 << 31, "membrane left the i32 range");
+            if v >= theta {
+                v -= theta;
+                spikes += 1;
+            }
+        }
+        return spikes;
+    }
     let acc = acc as i32; // truncation = the device's wrapping i32 sum
     if l.raw_output {
         assert!(last, "raw output on a layer that is not the last");
@@ -206,7 +233,7 @@ fn conv2d(l: &LayerDef, last: bool, x: &Tensor, macs: &mut u64) -> Tensor {
         for ox in 0..ow {
             for o in 0..oc {
                 let group = o / cout_g;
-                let mut acc: i64 = l.bias.as_ref().map_or(0, |b| b[o] as i64);
+                let mut acc: i64 = start(l, o);
                 for ky in 0..kh {
                     for kx in 0..kw {
                         for ci in 0..cin_g {
@@ -247,7 +274,7 @@ fn dense(l: &LayerDef, last: bool, x: &Tensor, macs: &mut u64) -> Tensor {
     let mut values = Vec::with_capacity(out);
     for o in 0..out {
         let row = &l.weights[o * n..(o + 1) * n];
-        let mut acc: i64 = l.bias.as_ref().map_or(0, |b| b[o] as i64);
+        let mut acc: i64 = start(l, o);
         for (v, w) in flat.iter().zip(row) {
             acc += *v as i64 * *w as i64;
             *macs += 1;

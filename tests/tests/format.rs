@@ -396,6 +396,14 @@ fn other_fields_are_checked() {
             1,
             FormatError::Layer {
                 index: 0,
+                field: LayerField::MembraneShift,
+            },
+        ),
+        (
+            l0 + 19,
+            1,
+            FormatError::Layer {
+                index: 0,
                 field: LayerField::Reserved,
             },
         ),

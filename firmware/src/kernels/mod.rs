@@ -14,6 +14,7 @@ pub mod reference;
 
 use bitspike_core::format::I32s;
 use bitspike_core::quant::requantize;
+use bitspike_core::snn;
 
 /// A weighted layer's parameters as stored in the model file.
 #[derive(Clone, Copy, Debug)]
@@ -42,13 +43,29 @@ pub enum Stage<'a> {
     },
     /// Raw i32 accumulators, little-endian, four bytes per element.
     Raw,
+    /// Soft-reset integrate-and-fire neurons (the spiking contract, `bitspike_core::snn`): the
+    /// accumulator of spike counts, shifted into membrane units plus the bias, is the constant
+    /// input current of each of `timesteps` steps (averaging alignment); the output code is the
+    /// number of spikes, `0..=timesteps`.
+    Fire {
+        /// Threshold per output channel, membrane units.
+        threshold: I32s<'a>,
+        /// Initial potential per output channel, membrane units.
+        v0: I32s<'a>,
+        /// Bias per output channel, membrane units.
+        bias: Option<I32s<'a>>,
+        /// Membrane shift.
+        shift: u8,
+        /// Timesteps.
+        timesteps: u16,
+    },
 }
 
 impl Stage<'_> {
     /// Bytes per output element.
     pub const fn elem_size(&self) -> usize {
         match self {
-            Self::Requantize { .. } => 1,
+            Self::Requantize { .. } | Self::Fire { .. } => 1,
             Self::Raw => 4,
         }
     }
@@ -66,6 +83,19 @@ impl Stage<'_> {
                 let s = shifts.get(c).copied().unwrap_or(0) as i8;
                 if let Some(o) = out.get_mut(idx) {
                     *o = requantize(acc, multipliers.get(c), s, offset, levels);
+                }
+            }
+            Self::Fire {
+                threshold,
+                v0,
+                bias,
+                shift,
+                timesteps,
+            } => {
+                let i = snn::current(acc, shift, bias.map_or(0, |b| b.get(c)));
+                let n = snn::fire(i, v0.get(c), threshold.get(c), timesteps);
+                if let Some(o) = out.get_mut(idx) {
+                    *o = n.min(u8::MAX as u16) as u8;
                 }
             }
             Self::Raw => {

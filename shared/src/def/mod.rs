@@ -38,13 +38,17 @@ pub struct Requant {
 }
 
 /// Spiking parameters of an integrate-and-fire layer (QAC eq. 1-3), per output channel, in
-/// accumulator units.
+/// membrane units: accumulator units times `2^shift` (see [`crate::snn`]). A spiking layer's
+/// bias is in the same units.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SpikingDef {
     /// Firing threshold, `> 0`.
     pub threshold: Vec<i32>,
     /// Initial membrane potential.
     pub v0: Vec<i32>,
+    /// Membrane shift `k`: the accumulator is scaled by `2^k` before it enters the membrane,
+    /// `0..=`[`crate::snn::MAX_MEMBRANE_SHIFT`].
+    pub shift: u8,
 }
 
 /// One layer, owned.

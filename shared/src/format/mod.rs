@@ -44,7 +44,8 @@
 //!      4     2  input tensor               6  2  second input tensor (add), 0xFFFF otherwise
 //!      8     6  kh kw sh sw ph pw (u8 each; 0 for kinds without a window)
 //!     14     2  groups (conv; 1 otherwise)
-//!     16     2  timesteps T >= 1           18  2  reserved, 0
+//!     16     2  timesteps T >= 1           18  1  membrane shift (spiking; 0 otherwise)
+//!     19     1  reserved, 0
 //!     20     4  output offset (i32), added after scaling
 //!     24     4  add weights wa, wb (i16 each; add only, 0 otherwise)
 //!     28     4  weights offset    packed at `weight bits`, see crate::pack
@@ -53,6 +54,10 @@
 //!     40     4  shift offset      i8[out_c], each in MIN_SHIFT..=MAX_SHIFT
 //!     44     4  threshold offset  i32[out_c] > 0, 4-aligned (spiking)
 //!     48     4  initial potential offset i32[out_c], 4-aligned (spiking)
+//!               a spiking layer (conv or dense) has no multipliers, shifts or output offset:
+//!               its output codes are spike counts 0..=T (levels = T), its bias, threshold and
+//!               initial potential are in membrane units (accumulator << membrane shift), see
+//!               crate::snn
 //!     52     4  scratch bytes     56  4  scratch arena offset (0xFFFF_FFFF when no scratch)
 //!     60     4  reserved, 0
 //!
@@ -77,6 +82,7 @@ use core::fmt;
 use crate::layer::{Align, Dtype, Geometry, LayerKind, Shape, ShapeError, Window};
 use crate::pack;
 use crate::quant::{MAX_SHIFT, MIN_SHIFT};
+use crate::snn::MAX_MEMBRANE_SHIFT;
 
 /// The file's first eight bytes.
 pub const MAGIC: [u8; 8] = *b"BITSPIKE";
@@ -199,6 +205,11 @@ pub enum LayerField {
     Shift,
     /// Threshold array missing, out of bounds, misaligned, or a threshold <= 0.
     Threshold,
+    /// A membrane shift on a layer that does not spike, or above
+    /// [`crate::snn::MAX_MEMBRANE_SHIFT`].
+    MembraneShift,
+    /// The membrane potential of a spiking layer could leave the i32 range for some input.
+    Membrane,
     /// Initial potential array missing, out of bounds or misaligned.
     InitialPotential,
     /// Scratch outside the arena, or overlapping a tensor live during the layer.
@@ -305,6 +316,8 @@ impl fmt::Display for LayerField {
             Self::Multiplier => "multipliers (i32 >= 0 per channel, 4-aligned, inside the data)",
             Self::Shift => "shifts (i8 in -31..=31 per channel, inside the data section)",
             Self::Threshold => "thresholds (i32 > 0 per channel, spiking layers only)",
+            Self::MembraneShift => "membrane shift (0..=24, spiking layers only)",
+            Self::Membrane => "membrane range (v0 + timesteps x current + threshold < 2^31)",
             Self::InitialPotential => "initial potentials (i32 per channel, spiking only)",
             Self::Scratch => "scratch (inside the arena, clear of live tensors)",
             Self::Accumulator => "accumulator range (the largest |acc| must stay below 2^31)",
@@ -473,13 +486,15 @@ impl TensorInfo {
     }
 }
 
-/// Spiking parameters of a layer, read in place.
+/// Spiking parameters of a layer, read in place (units: [`crate::snn`]).
 #[derive(Clone, Copy, Debug)]
 pub struct SpikingView<'a> {
-    /// Firing threshold per output channel, in accumulator units (QAC eq. 3).
+    /// Firing threshold per output channel, in membrane units (QAC eq. 3).
     pub threshold: I32s<'a>,
-    /// Initial membrane potential per output channel, in accumulator units.
+    /// Initial membrane potential per output channel, in membrane units.
     pub v0: I32s<'a>,
+    /// Membrane shift: the accumulator enters the membrane scaled by `2^shift`.
+    pub shift: u8,
 }
 
 /// A layer record with its arrays, read in place.
@@ -688,6 +703,7 @@ impl<'a> ModelFile<'a> {
             (Some(t), Some(v)) if l.flags & LAYER_FLAG_SPIKING != 0 => Some(SpikingView {
                 threshold: I32s(t),
                 v0: I32s(v),
+                shift: rd_u8(b, o + 18),
             }),
             _ => None,
         };
@@ -787,7 +803,7 @@ impl<'a> ModelFile<'a> {
 
         if flags & !LAYER_FLAGS_KNOWN != 0
             || (flags & LAYER_FLAG_BIAS != 0 && !kind.has_weights())
-            || (spiking && !kind.has_weights())
+            || (spiking && (!kind.has_weights() || raw))
             || (raw && !kind.requantizes())
         {
             return err(LayerField::Flags);
@@ -795,8 +811,12 @@ impl<'a> ModelFile<'a> {
         if Align::from_u8(rd_u8(b, o + 3)).is_none() {
             return err(LayerField::Align);
         }
-        if rd_u16(b, o + 18) != 0 || rd_u32(b, o + 60) != 0 {
+        if rd_u8(b, o + 19) != 0 || rd_u32(b, o + 60) != 0 {
             return err(LayerField::Reserved);
+        }
+        let membrane_shift = rd_u8(b, o + 18);
+        if (!spiking && membrane_shift != 0) || membrane_shift > MAX_MEMBRANE_SHIFT {
+            return err(LayerField::MembraneShift);
         }
         // Inputs: earlier tensors holding codes.
         let in_ok = |t: u16| (t as usize) <= i && self.tensor(t as usize).dtype == Dtype::Code;
@@ -840,7 +860,7 @@ impl<'a> ModelFile<'a> {
             return err(LayerField::Timesteps);
         }
         if (kind != LayerKind::Add && l.add_weights != [0, 0])
-            || ((!kind.requantizes() || raw) && l.offset != 0)
+            || ((!kind.requantizes() || raw || spiking) && l.offset != 0)
         {
             return err(LayerField::Constants);
         }
@@ -866,7 +886,7 @@ impl<'a> ModelFile<'a> {
         if (flags & LAYER_FLAG_BIAS != 0) != l.bias.is_some() || (l.bias.is_none() && present(32)) {
             return err(LayerField::Bias);
         }
-        let rq = kind.requantizes() && !raw;
+        let rq = kind.requantizes() && !raw && !spiking;
         if rq {
             if l.multipliers.len() != c || l.multipliers.iter().any(|m| m < 0) {
                 return err(LayerField::Multiplier);
@@ -913,6 +933,9 @@ impl<'a> ModelFile<'a> {
             > i32::MAX as i64
         {
             return err(LayerField::Accumulator);
+        }
+        if membrane_bound(&l, &g, input.levels) > i32::MAX as i64 {
+            return err(LayerField::Membrane);
         }
         // Scratch inside the arena (overlap with live tensors is checked with the arena plan).
         match (l.scratch_bytes, l.scratch_offset) {
@@ -1037,9 +1060,13 @@ pub fn accumulator_bound(l: &LayerView<'_>, g: &Geometry, levels: u8, levels2: u
             let channels = g.channels().max(1) as u64;
             let fan_in = (g.weight_count() / channels) as i64;
             let w_max = 1i64 << (l.weight_bits.clamp(1, 8) - 1);
-            let bias = l
-                .bias
-                .map_or(0, |b| b.iter().map(|v| (v as i64).abs()).max().unwrap_or(0));
+            // A spiking layer adds its bias to the membrane, not to the accumulator.
+            let bias = match l.spiking {
+                Some(_) => 0,
+                None => l
+                    .bias
+                    .map_or(0, |b| b.iter().map(|v| (v as i64).abs()).max().unwrap_or(0)),
+            };
             bias.saturating_add(fan_in.saturating_mul(code).saturating_mul(w_max))
         }
         LayerKind::AvgPool => g.window.kh as i64 * g.window.kw as i64 * code,
@@ -1050,6 +1077,28 @@ pub fn accumulator_bound(l: &LayerView<'_>, g: &Geometry, levels: u8, levels2: u
         }
         LayerKind::MaxPool | LayerKind::Flatten => 0,
     }
+}
+
+/// The largest |membrane potential| a spiking layer can reach for inputs with codes up to
+/// `levels`: `max|v0| + T * max|current| + max theta`, with the current
+/// `(acc << shift) + bias` (see [`crate::snn`]); 0 for a layer that does not spike.
+pub fn membrane_bound(l: &LayerView<'_>, g: &Geometry, levels: u8) -> i64 {
+    let Some(s) = l.spiking else {
+        return 0;
+    };
+    let channels = g.channels().max(1) as u64;
+    let fan_in = (g.weight_count() / channels) as i64;
+    let w_max = 1i64 << (l.weight_bits.clamp(1, 8) - 1);
+    let max_abs = |a: Option<I32s<'_>>| {
+        a.map_or(0, |a| a.iter().map(|v| (v as i64).abs()).max().unwrap_or(0))
+    };
+    let acc = fan_in.saturating_mul(levels as i64).saturating_mul(w_max);
+    let current = acc
+        .saturating_mul(1i64 << s.shift.min(MAX_MEMBRANE_SHIFT))
+        .saturating_add(max_abs(l.bias));
+    max_abs(Some(s.v0))
+        .saturating_add((l.timesteps as i64).saturating_mul(current))
+        .saturating_add(max_abs(Some(s.threshold)))
 }
 
 /// Bytes of packed weights a layer with geometry `g` has at `bits`, or `None` when the weight

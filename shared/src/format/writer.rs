@@ -179,6 +179,7 @@ pub fn write(def: &ModelDef) -> Result<Vec<u8>, WriteError> {
         out[o + 8..o + 14].copy_from_slice(&[w.kh, w.kw, w.sh, w.sw, w.ph, w.pw]);
         put_u16(&mut out, o + 14, l.groups);
         put_u16(&mut out, o + 16, l.timesteps);
+        out[o + 18] = l.spiking.as_ref().map_or(0, |s| s.shift);
         put_u32(&mut out, o + 20, l.offset as u32);
         put_u16(&mut out, o + 24, l.add_weights[0] as u16);
         put_u16(&mut out, o + 26, l.add_weights[1] as u16);

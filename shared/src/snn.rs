@@ -1,0 +1,131 @@
+//! The integer spiking semantics (DESIGN.md, the spiking contract), as plain functions that the
+//! runtime, the host simulators and the tests share.
+//!
+//! # Units
+//!
+//! A spiking layer `l` reads the spike counts `c` (`0..=T_{l-1}`) of the layer before it, or sums
+//! of counts after a pooling layer, and computes `acc = sum(w * c)` exactly as a quantized layer
+//! computes it from codes. With averaging alignment the input current of each of its `T_l` steps
+//! is the count divided by `T_{l-1}` (QAC eq. 12-13) times the weights. That divide is not
+//! rounded: the membrane potential, the threshold and the initial potential are all kept in
+//! units of `1 / T_{l-1}` of a weighted spike, which are the accumulator units of the quantized
+//! network (a code of the previous layer is worth `theta_{l-1} / T_{l-1}`), scaled up by a
+//! per-layer power of two, the membrane shift `k`, so that rounding the real threshold, initial
+//! potential and bias to integers costs at most `2^-k` of an accumulator unit:
+//!
+//! ```text
+//! current = (acc << k) + bias          (bias already in membrane units)
+//! m = v + current;  s = (m >= theta);  v = m - s * theta      (QAC eq. 1-3, soft reset)
+//! ```
+//!
+//! The layer's output is its spike count over its `T_l` steps, `0..=T_l`: the next layer's input
+//! codes. With a constant current and `0 <= v0 < theta` the count is
+//! `clamp(floor((v0 + T * current) / theta), 0, T)`, the quantizer of QAC eq. 4-5; with
+//! `v0 = theta / 2` it rounds half up, like the trained network's quantizer.
+//!
+//! Replication and truncation feed binary spike steps instead of a constant current; in the
+//! same units a spike of layer `l-1` is worth `T_{l-1}`, see [`aligned_input`].
+//!
+//! The model file reader bounds `|v0| + T * max|current| + max theta` below `2^31` for every
+//! spiking layer, so the wrapping arithmetic here never wraps on a model that loads.
+
+use crate::layer::Align;
+
+/// The largest membrane shift a model may use.
+pub const MAX_MEMBRANE_SHIFT: u8 = 24;
+
+/// A layer's input current in membrane units: `(acc << shift) + bias`.
+#[inline(always)]
+pub const fn current(acc: i32, shift: u8, bias: i32) -> i32 {
+    acc.wrapping_shl(shift as u32).wrapping_add(bias)
+}
+
+/// One step of a soft-reset integrate-and-fire neuron (QAC eq. 1-3): integrate `current` into
+/// `v`, fire when the potential reaches `threshold`, subtract the threshold when it fires.
+#[inline(always)]
+pub fn step(v: &mut i32, current: i32, threshold: i32) -> bool {
+    let m = v.wrapping_add(current);
+    let fired = m >= threshold;
+    *v = if fired { m.wrapping_sub(threshold) } else { m };
+    fired
+}
+
+/// Spikes a neuron starting at `v0` fires in `timesteps` steps of a constant `current`.
+#[inline]
+pub fn fire(current: i32, v0: i32, threshold: i32, timesteps: u16) -> u16 {
+    let mut v = v0;
+    let mut n = 0u16;
+    for _ in 0..timesteps {
+        n += step(&mut v, current, threshold) as u16;
+    }
+    n
+}
+
+/// The step of a `t_in`-step train that step `t` of a `t_out`-step layer reads under `align`
+/// (replication: the nearest earlier step by integer indexing, `floor(t * t_in / t_out)`;
+/// truncation: the same step, or none past the train's end). `None` for averaging, which reads
+/// every step, and for truncated steps.
+pub const fn source_step(align: Align, t: usize, t_in: usize, t_out: usize) -> Option<usize> {
+    match align {
+        Align::Average => None,
+        Align::Replicate if t_out == 0 => None,
+        Align::Replicate => Some(t * t_in / t_out),
+        Align::Truncate if t < t_in => Some(t),
+        Align::Truncate => None,
+    }
+}
+
+/// The input of each of `out.len()` steps when a neuron's input train `train` (spikes, or spike
+/// sums after pooling, one value per step of the previous layer) is aligned by `align` (QAC
+/// section 4.3), in units of `1 / train.len()` of a spike:
+///
+/// * averaging (eq. 12-13): every step receives the train's sum (its mean, in these units);
+/// * replication: step `t` receives `T_in * train[floor(t * T_in / T_out)]`;
+/// * truncation: step `t` receives `T_in * train[t]` for `t < T_in`, nothing after.
+///
+/// An empty train gives zeros.
+pub fn aligned_input(align: Align, train: &[u8], out: &mut [u32]) {
+    let t_in = train.len();
+    let t_out = out.len();
+    let sum: u32 = train.iter().map(|&x| x as u32).sum();
+    for (t, o) in out.iter_mut().enumerate() {
+        *o = match align {
+            Align::Average => sum,
+            _ => match source_step(align, t, t_in, t_out) {
+                Some(s) => t_in as u32 * train.get(s).copied().unwrap_or(0) as u32,
+                None => 0,
+            },
+        };
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn neuron_follows_a_hand_worked_trace() {
+        // theta 10, v0 5, current 4: m = 9, 13 -> fire (3), 7, 11 -> fire (1).
+        let mut v = 5;
+        let trace: [(bool, i32); 4] = core::array::from_fn(|_| (step(&mut v, 4, 10), v));
+        assert_eq!(trace, [(false, 9), (true, 3), (false, 7), (true, 1)]);
+        assert_eq!(fire(4, 5, 10, 4), 2);
+        // A current above the threshold fires every step and the residue grows.
+        assert_eq!(fire(25, 0, 10, 3), 3);
+        // A negative current never fires.
+        assert_eq!(fire(-3, 9, 10, 8), 0);
+        assert_eq!(current(-3, 4, 5), -43);
+    }
+
+    #[test]
+    fn alignment_follows_hand_worked_examples() {
+        let train = [1u8, 0];
+        let mut out = [0u32; 3];
+        aligned_input(Align::Average, &train, &mut out);
+        assert_eq!(out, [1, 1, 1]); // 1/2 of a spike per step
+        aligned_input(Align::Replicate, &train, &mut out);
+        assert_eq!(out, [2, 2, 0]); // steps 0, 0, 1 (floor(t * 2 / 3))
+        aligned_input(Align::Truncate, &train, &mut out);
+        assert_eq!(out, [2, 0, 0]);
+    }
+}
