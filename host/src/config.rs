@@ -22,7 +22,13 @@
 //! act_bits = 4                # 2..=8
 //! first_last_bits = 8         # first and last layer weights
 //! weight_quantizer = "lsq"    # lsq | lloyd | trainable-lloyd | max-abs
-//! act_quantizer = "lsq"       # lsq | pact | hwgq | trainable-hwgq | qcfs
+//! act_quantizer = "lsq"       # lsq | pact | hwgq | trainable-hwgq | qcfs | qac
+//!
+//! [quant.qac]                 # act_quantizer = "qac" (`bitspike train qac` sets it)
+//! case = "t-alpha"            # n-d | n-alpha | d-alpha | t-alpha (QAC cases 1-4)
+//! initial_levels = 4.0        # every layer's starting level count (timesteps)
+//! fixed_levels = 0            # > 0: QCFS baseline, every layer frozen at this count
+//! level_penalty = 0.0         # weight of the mean learned level count in the loss
 //!
 //! [augment]
 //! crop_pad = 2                # random crop after zero padding (0: off)

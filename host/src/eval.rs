@@ -15,12 +15,22 @@ pub struct IntegerRun {
     pub outputs: Vec<Vec<i32>>,
     /// The labels.
     pub labels: Vec<u8>,
+    /// Multiply-accumulates over all samples (the runtime's counters).
+    pub macs: u64,
+    /// Accumulates (synaptic operations of spiking layers) over all samples.
+    pub accumulates: u64,
 }
 
 impl IntegerRun {
     /// Predicted class of every sample.
     pub fn predictions(&self) -> Vec<usize> {
         self.outputs.iter().map(|o| argmax(o)).collect()
+    }
+
+    /// Mean multiply-accumulates and accumulates per inference.
+    pub fn ops_per_inference(&self) -> (f64, f64) {
+        let n = self.labels.len().max(1) as f64;
+        (self.macs as f64 / n, self.accumulates as f64 / n)
     }
 
     /// Accuracy (0..1).
@@ -48,6 +58,8 @@ pub fn integer(model: &[u8], split: &Split) -> Result<IntegerRun> {
         inputs: Vec::with_capacity(n as usize),
         outputs: Vec::with_capacity(n as usize),
         labels: Vec::with_capacity(n as usize),
+        macs: 0,
+        accumulates: 0,
     };
     for i in 0..n {
         let input = split.hwc(i);
@@ -55,6 +67,9 @@ pub fn integer(model: &[u8], split: &Split) -> Result<IntegerRun> {
         interp
             .run(&input, &mut out)
             .map_err(|e| anyhow::anyhow!("sample {i}: {e}"))?;
+        let ops = interp.total_ops();
+        run.macs += ops.macs;
+        run.accumulates += ops.accumulates;
         run.inputs.push(input);
         run.outputs.push(out);
         run.labels

@@ -26,12 +26,14 @@
 //! moves a code; [`crate::eval`] measures the gap on whole test sets.
 
 use anyhow::{bail, Context, Result};
-use bitspike_core::def::{LayerDef, ModelDef, Requant};
+use bitspike_core::def::{LayerDef, ModelDef, Requant, SpikingDef};
 use bitspike_core::layer::{LayerKind, Shape, Window};
 use bitspike_core::quant::multiplier_for;
+use bitspike_core::snn::MAX_MEMBRANE_SHIFT;
 use tch::{Kind, Tensor};
 
 use crate::net::{Op, Params, QNet};
+use crate::snn::{Snn, SnnLayer};
 
 /// Bits of the integer weights of an add's inputs.
 const ADD_WEIGHT_BITS: i32 = 14;
@@ -119,6 +121,21 @@ fn fold(
     Ok((signs, bias, rq))
 }
 
+/// The largest |accumulator| of a layer with `fan_in` inputs of up to `levels` codes and
+/// `bits`-bit weights (the model file reader's bound, without the bias).
+fn acc_bound(fan_in: usize, levels: i64, bits: u8) -> f64 {
+    fan_in as f64 * levels as f64 * (1u64 << (bits - 1)) as f64
+}
+
+/// Make `l` a spiking layer of `timesteps` steps with `sp`'s parameters.
+fn with_spiking(mut l: LayerDef, sp: Option<(SpikingDef, u16)>) -> LayerDef {
+    if let Some((sp, t)) = sp {
+        l.spiking = Some(sp);
+        l.timesteps = t;
+    }
+    l
+}
+
 /// Apply channel signs (-1, 0 or 1) to row-major codes with `per` codes per output channel.
 fn signed(codes: Vec<i8>, signs: &[f64], per: usize) -> Vec<i8> {
     codes
@@ -128,10 +145,106 @@ fn signed(codes: Vec<i8>, signs: &[f64], per: usize) -> Vec<i8> {
         .collect()
 }
 
+/// Fold a spiking layer (see the module docs and [`bitspike_core::snn`]): with `r[c]` the real
+/// value of an accumulator unit and `h[c]` the folded bias, the real current is
+/// `r[c] acc + h[c]`; in membrane units `u[c] = |r[c]| / 2^k` the threshold, the initial
+/// potentials and the bias are rounded to integers. `k` is the largest membrane shift for which
+/// the model file reader's bound `max|v0| + T (B 2^k + max|bias|) + max theta` (B: the largest
+/// accumulator the inputs can produce) stays below `2^31`. Channels whose products cannot move
+/// the membrane (BatchNorm's gamma is 0) get zero weights, a current of `h` alone, and their
+/// own units (`theta = 2^12`).
+#[allow(clippy::too_many_arguments)]
+fn fold_spiking(
+    layer: usize,
+    s_in: f64,
+    s_w: &[f64],
+    g: &[f64],
+    h: &[f64],
+    sl: &SnnLayer,
+    acc_bound: f64,
+) -> Result<(Vec<f64>, Vec<i32>, SpikingDef)> {
+    let theta = sl.threshold.double_value(&[0]);
+    let v0 = Vec::<f64>::try_from(
+        sl.v0
+            .detach()
+            .to_kind(Kind::Double)
+            .to_device(tch::Device::Cpu),
+    )?;
+    let t = sl.timesteps as f64;
+    const CONSTANT_UNITS: f64 = 4096.0;
+    let c_n = s_w.len();
+    let r: Vec<f64> = (0..c_n).map(|c| s_in * s_w[c] * g[c]).collect();
+    let moves = |c: usize| r[c].abs() > theta * 1e-9;
+    for k in (0..=MAX_MEMBRANE_SHIFT).rev() {
+        let scale = (1u64 << k) as f64;
+        let mut signs = Vec::with_capacity(c_n);
+        let (mut th, mut v, mut b) = (Vec::new(), Vec::new(), Vec::new());
+        for c in 0..c_n {
+            let u = if moves(c) {
+                r[c].abs() / scale
+            } else {
+                theta / CONSTANT_UNITS
+            };
+            signs.push(if !moves(c) {
+                0.0
+            } else if r[c] < 0.0 {
+                -1.0
+            } else {
+                1.0
+            });
+            th.push((theta / u + 0.5).floor());
+            v.push((v0[c] / u + 0.5).floor());
+            b.push((h[c] / u + 0.5).floor());
+        }
+        let max = |x: &[f64]| x.iter().fold(0.0f64, |m, v| m.max(v.abs()));
+        let bound = max(&v) + t * (acc_bound * scale + max(&b)) + max(&th);
+        if bound < (i32::MAX - 1024) as f64 && th.iter().all(|&x| x >= 1.0) {
+            return Ok((
+                signs,
+                b.iter().map(|&x| x as i32).collect(),
+                SpikingDef {
+                    threshold: th.iter().map(|&x| x as i32).collect(),
+                    v0: v.iter().map(|&x| x as i32).collect(),
+                    shift: k,
+                },
+            ));
+        }
+    }
+    bail!(
+        "layer {layer}: its membrane potential cannot be held in 32 bits (threshold {theta:e}, \
+         {} timesteps)",
+        sl.timesteps
+    )
+}
+
 /// Build the integer model definition of a trained network.
 pub fn model_def(net: &QNet) -> Result<ModelDef> {
-    let shapes = net.spec.shapes()?;
     let steps = net.steps();
+    let levels = net.levels();
+    model_def_with(net, &steps, &levels, None)
+}
+
+/// Build the model definition of a converted spiking network: QAC's layers become
+/// integrate-and-fire layers (the spiking contract), the rest as in [`model_def`].
+pub fn model_def_snn(net: &QNet, snn: &Snn) -> Result<ModelDef> {
+    let (steps, levels) = snn.steps_and_levels(net)?;
+    model_def_with(net, &steps, &levels, Some(snn))
+}
+
+/// The quantized (non-spiking) network a spiking one runs the same arithmetic as: its layers
+/// requantize to `T_l` levels on the step `theta_l / T_l`, for comparing costs on the device.
+pub fn model_def_ann_of(net: &QNet, snn: &Snn) -> Result<ModelDef> {
+    let (steps, levels) = snn.steps_and_levels(net)?;
+    model_def_with(net, &steps, &levels, None)
+}
+
+fn model_def_with(
+    net: &QNet,
+    steps: &[f64],
+    all_levels: &[i64],
+    snn: Option<&Snn>,
+) -> Result<ModelDef> {
+    let shapes = net.spec.shapes()?;
     let [c0, h0, w0] = net.spec.input;
     let mut def = ModelDef::new(
         Shape::new(h0 as u16, w0 as u16, c0 as u16),
@@ -142,7 +255,14 @@ pub fn model_def(net: &QNet) -> Result<ModelDef> {
         for (i, (n, p)) in net.spec.nodes.iter().zip(&net.params).enumerate() {
             let input = n.input as u16;
             let (s_in, s_out) = (steps[n.input], steps[i + 1]);
-            let levels = net.levels[i + 1].clamp(0, 255) as u8;
+            if all_levels[i + 1] > 255 {
+                bail!(
+                    "layer {i}: {} output levels exceed the model file's 255 (a pool sums too many \
+                     spike counts: use fewer timesteps)",
+                    all_levels[i + 1]
+                );
+            }
+            let levels = all_levels[i + 1].clamp(0, 255) as u8;
             let layer = match (&n.op, p) {
                 (
                     Op::Conv {
@@ -158,10 +278,21 @@ pub fn model_def(net: &QNet) -> Result<ModelDef> {
                     let ohwi = w.permute([0, 2, 3, 1]).contiguous();
                     let (codes, s_w) = wq.codes(&ohwi);
                     let (g, h) = bn_fold(bn);
-                    let (signs, bias, rq) = fold(i, s_in, &s_w, &g, &h, s_out)?;
                     let per = codes.len() / *out as usize;
                     let window = Window::square(*k as u8, *stride as u8, *pad as u8);
-                    LayerDef::conv2d(
+                    let spiking = snn.and_then(|s| s.layer(i));
+                    let (signs, bias, rq, sp) = match spiking {
+                        Some(sl) => {
+                            let bound = acc_bound(per, all_levels[n.input], wq.bits);
+                            let (signs, bias, sp) = fold_spiking(i, s_in, &s_w, &g, &h, sl, bound)?;
+                            (signs, bias, Vec::new(), Some((sp, sl.timesteps)))
+                        }
+                        None => {
+                            let (signs, bias, rq) = fold(i, s_in, &s_w, &g, &h, s_out)?;
+                            (signs, bias, rq, None)
+                        }
+                    };
+                    let l = LayerDef::conv2d(
                         input,
                         *out as u16,
                         window,
@@ -171,7 +302,8 @@ pub fn model_def(net: &QNet) -> Result<ModelDef> {
                         Some(bias),
                         rq,
                     )
-                    .with_output(levels, s_out as f32)
+                    .with_output(levels, s_out as f32);
+                    with_spiking(l, sp)
                 }
                 (Op::Dense { out, hidden }, Params::Dense { w, b, wq, .. }) => {
                     let w = hwc_columns(w, shapes[n.input], &net.spec, n.input)?;
@@ -179,10 +311,22 @@ pub fn model_def(net: &QNet) -> Result<ModelDef> {
                     let bias_real = floats(b);
                     let out = *out as usize;
                     if *hidden {
-                        let (signs, bias, rq) =
-                            fold(i, s_in, &s_w, &vec![1.0; out], &bias_real, s_out)?;
                         let per = codes.len() / out;
-                        LayerDef::dense(
+                        let ones = vec![1.0; out];
+                        let (signs, bias, rq, sp) = match snn.and_then(|s| s.layer(i)) {
+                            Some(sl) => {
+                                let bound = acc_bound(per, all_levels[n.input], wq.bits);
+                                let (signs, bias, sp) =
+                                    fold_spiking(i, s_in, &s_w, &ones, &bias_real, sl, bound)?;
+                                (signs, bias, Vec::new(), Some((sp, sl.timesteps)))
+                            }
+                            None => {
+                                let (signs, bias, rq) =
+                                    fold(i, s_in, &s_w, &ones, &bias_real, s_out)?;
+                                (signs, bias, rq, None)
+                            }
+                        };
+                        let l = LayerDef::dense(
                             input,
                             out as u16,
                             wq.bits,
@@ -190,7 +334,8 @@ pub fn model_def(net: &QNet) -> Result<ModelDef> {
                             Some(bias),
                             rq,
                         )
-                        .with_output(levels, s_out as f32)
+                        .with_output(levels, s_out as f32);
+                        with_spiking(l, sp)
                     } else {
                         let unit = s_in * s_w[0];
                         let bias = bias_real
@@ -234,14 +379,15 @@ pub fn model_def(net: &QNet) -> Result<ModelDef> {
                     let mut l =
                         LayerDef::new(LayerKind::AvgPool, input).with_output(levels, s_out as f32);
                     l.window = Window::square(*k as u8, *stride as u8, 0);
-                    l.requant = vec![requant(i, 1.0 / (k * k) as f64)?; c];
+                    // 1 / (k k) on the input's step; QAC's exact sums keep the scale (M = 1).
+                    l.requant = vec![requant(i, s_in / (k * k) as f64 / s_out)?; c];
                     l
                 }
                 (Op::GlobalAvgPool, _) => {
                     let [c, h, w] = shapes[n.input];
                     let mut l = LayerDef::new(LayerKind::GlobalAvgPool, input)
                         .with_output(levels, s_out as f32);
-                    l.requant = vec![requant(i, 1.0 / (h * w) as f64)?; c as usize];
+                    l.requant = vec![requant(i, s_in / (h * w) as f64 / s_out)?; c as usize];
                     l
                 }
                 (Op::Flatten, _) => LayerDef::new(LayerKind::Flatten, input),

@@ -10,6 +10,8 @@ pub mod data;
 pub mod eval;
 pub mod export;
 pub mod net;
+pub mod qac;
 pub mod quant;
 pub mod report;
+pub mod snn;
 pub mod train;

@@ -10,6 +10,7 @@ use bitspike::data::{self, DatasetName};
 use bitspike::net::TrainArch;
 use bitspike::quant::{ActQuantizer, WeightQuantizer};
 use bitspike::report::Summary;
+use bitspike::snn::{self as snn_sim, AlignMode, Calibration, Snn};
 use bitspike::train::{self, RunDir, TrainOptions};
 use bitspike::{boards, eval, export};
 use bitspike_core::def::random::Rng;
@@ -104,6 +105,9 @@ enum Command {
         #[command(flatten)]
         rt: Runtime,
     },
+    /// Convert a QAC run to a mixed-timestep spiking network: simulate it, calibrate its
+    /// thresholds and initial potentials, export it, and run it with integers on the host.
+    Snn(Box<SnnArgs>),
     /// Export a trained run to a model file (and golden vectors).
     Export {
         /// The run folder.
@@ -179,6 +183,48 @@ enum Command {
     },
 }
 
+#[derive(Args)]
+struct SnnArgs {
+    /// The QAC run folder (its converted parameters are saved there as snn.json).
+    #[arg(long)]
+    run: PathBuf,
+    /// Temporal alignment between layers of different timesteps.
+    #[arg(long, value_enum, default_value_t = AlignMode::Average)]
+    align: AlignMode,
+    /// Calibration epochs over the calibration images (0: none).
+    #[arg(long, default_value_t = 4)]
+    calibrate: usize,
+    /// Unlabelled training images the calibration uses.
+    #[arg(long, default_value_t = 2048, value_parser = clap::value_parser!(i64).range(1..))]
+    calibration_images: i64,
+    /// Calibration learning rate (Adam, relative to each layer's threshold).
+    #[arg(long, default_value_t = 0.005)]
+    calibration_lr: f64,
+    /// Evaluate on the first N test images only.
+    #[arg(long, value_parser = clap::value_parser!(i64).range(1..))]
+    limit: Option<i64>,
+    /// Write the spiking model file here (and run it with integers on the host).
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Also write the same network as a quantized (non-spiking) model, for cost comparisons.
+    #[arg(long)]
+    ann_out: Option<PathBuf>,
+    /// Golden vectors of the spiking model (the first N test images).
+    #[arg(long)]
+    vectors: Option<PathBuf>,
+    /// Number of golden vectors.
+    #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(i64).range(1..))]
+    count: i64,
+    /// The whole test set with the host integer outputs, for a board run.
+    #[arg(long)]
+    stream: Option<PathBuf>,
+    /// Print one JSON object instead of text.
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    rt: Runtime,
+}
+
 #[derive(Subcommand)]
 enum TrainCommand {
     /// Quantization-aware training (LSQ, PACT, Lloyd/HWGQ, Trainable Lloyd, QCFS).
@@ -187,8 +233,48 @@ enum TrainCommand {
     Ssql,
     /// One-Shot MPS mixed-precision search (not yet available).
     Mps,
-    /// QAC mixed-timestep spiking networks (not yet available).
-    Qac,
+    /// QAC: quantization-aware training with a learned clip and level count (timesteps) per
+    /// layer, for conversion to a mixed-timestep spiking network (`bitspike snn`).
+    Qac(Box<QacArgs>),
+}
+
+#[derive(Args)]
+struct QacArgs {
+    #[command(flatten)]
+    base: QatArgs,
+    /// Which two quantizer parameters are learned (QAC cases 1-4).
+    #[arg(long, value_enum)]
+    case: Option<bitspike::qac::QacCase>,
+    /// Every layer's starting level count (timesteps).
+    #[arg(long)]
+    initial_levels: Option<f64>,
+    /// QCFS baseline: freeze every layer's level count at L (case t-alpha).
+    #[arg(long, value_name = "L")]
+    qcfs_levels: Option<u16>,
+    /// Weight of the mean learned level count in the loss.
+    #[arg(long)]
+    level_penalty: Option<f64>,
+}
+
+impl QacArgs {
+    fn config(&self) -> Result<TrainConfig> {
+        let mut c = self.base.config_unchecked()?;
+        c.quant.act_quantizer = ActQuantizer::Qac;
+        if let Some(v) = self.case {
+            c.quant.qac.case = v;
+        }
+        if let Some(v) = self.initial_levels {
+            c.quant.qac.initial_levels = v;
+        }
+        if let Some(v) = self.qcfs_levels {
+            c.quant.qac.fixed_levels = v;
+        }
+        if let Some(v) = self.level_penalty {
+            c.quant.qac.level_penalty = v;
+        }
+        c.check()?;
+        Ok(c)
+    }
 }
 
 #[derive(Args)]
@@ -244,6 +330,12 @@ impl QatArgs {
     /// The configuration: the run's own when resuming, else `--config` or the defaults; then the
     /// flags that were given.
     fn config(&self) -> Result<TrainConfig> {
+        let c = self.config_unchecked()?;
+        c.check()?;
+        Ok(c)
+    }
+
+    fn config_unchecked(&self) -> Result<TrainConfig> {
         let mut c = match (&self.config, self.resume) {
             (Some(p), _) => TrainConfig::from_file(p)?,
             (None, true) => RunDir(self.out.clone()).read_config()?,
@@ -270,9 +362,32 @@ impl QatArgs {
         set!(quant.first_last_bits = self.first_last_bits);
         set!(quant.weight_quantizer = self.weight_quantizer);
         set!(quant.act_quantizer = self.act_quantizer);
-        c.check()?;
         Ok(c)
     }
+}
+
+/// Train a configuration into the run folder of `a`.
+fn train_run(a: &QatArgs, cfg: TrainConfig) -> Result<()> {
+    let device = a.rt.device()?;
+    let data = data::load(cfg.dataset, &a.rt.data_dir())?;
+    let state = train::train(
+        &cfg,
+        &data,
+        &TrainOptions {
+            out: &a.out,
+            resume: a.resume,
+            device,
+            progress: !a.quiet,
+        },
+    )?;
+    println!(
+        "trained {} epochs in {:.0} s: fake-quant test accuracy {:.2} % ({})",
+        state.epochs_done,
+        state.seconds,
+        100.0 * state.test_accuracy,
+        a.out.display()
+    );
+    Ok(())
 }
 
 fn main() -> ExitCode {
@@ -288,33 +403,12 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
-        Command::Train(TrainCommand::Qat(a)) => {
-            let cfg = a.config()?;
-            let device = a.rt.device()?;
-            let data = data::load(cfg.dataset, &a.rt.data_dir())?;
-            let state = train::train(
-                &cfg,
-                &data,
-                &TrainOptions {
-                    out: &a.out,
-                    resume: a.resume,
-                    device,
-                    progress: !a.quiet,
-                },
-            )?;
-            println!(
-                "trained {} epochs in {:.0} s: fake-quant test accuracy {:.2} % ({})",
-                state.epochs_done,
-                state.seconds,
-                100.0 * state.test_accuracy,
-                a.out.display()
-            );
-        }
+        Command::Train(TrainCommand::Qat(a)) => train_run(&a, a.config()?)?,
+        Command::Train(TrainCommand::Qac(a)) => train_run(&a.base, a.config()?)?,
         Command::Train(t) => {
             let (name, issue) = match t {
                 TrainCommand::Ssql => ("ssql", 7),
-                TrainCommand::Mps => ("mps", 6),
-                _ => ("qac", 5),
+                _ => ("mps", 6),
             };
             eprintln!(
                 "error: `bitspike train {name}` is not available yet: it arrives with issue #{issue}; `bitspike train qat` works today"
@@ -345,6 +439,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             board.as_deref(),
             &rt,
         )?,
+        Command::Snn(a) => snn_run(&a)?,
         Command::Inspect { model, board } => inspect(&model, board.as_deref())?,
         Command::Report { run } => report(&RunDir(run))?,
         Command::Model {
@@ -470,6 +565,163 @@ fn export_run(
             path.display(),
             r.labels.len(),
             100.0 * r.accuracy()
+        );
+    }
+    Ok(())
+}
+
+/// `bitspike snn`: convert, evaluate, calibrate, export and run a QAC run (see `SnnArgs`).
+fn snn_run(a: &SnnArgs) -> Result<()> {
+    let run = RunDir(a.run.clone());
+    let cfg = run.read_config()?;
+    let device = a.rt.device()?;
+    let data = data::load(cfg.dataset, &a.rt.data_dir())?;
+    let t = train::load(&run, &data, device)?;
+    let limit = a.limit.unwrap_or(i64::MAX);
+    let mut snn = Snn::convert(&t.net, a.align)?;
+    let quiet = a.json;
+    let say = |s: String| {
+        if !quiet {
+            println!("{s}");
+        }
+    };
+    let timesteps: Vec<u16> = snn.layers.iter().map(|l| l.timesteps).collect();
+    say(format!(
+        "converted {} spiking layers, timesteps {:?} (average {:.2}), alignment {}",
+        snn.layers.len(),
+        timesteps,
+        snn.avg_timesteps(),
+        a.align.label()
+    ));
+    let base = snn_sim::evaluate(&t.net, &snn, &data.test, data.max_code, limit);
+    say(format!(
+        "quantized ANN (fake-quant, trained level counts) {:.2} %; SNN before calibration {:.2} % \
+         (logit MSE vs the ANN {:.4})",
+        100.0 * base.ann_accuracy,
+        100.0 * base.accuracy,
+        base.mse
+    ));
+    let mut calibrated = None;
+    if a.calibrate > 0 {
+        let c = Calibration {
+            epochs: a.calibrate,
+            images: a.calibration_images,
+            lr: a.calibration_lr,
+            ..Default::default()
+        };
+        if !(a.calibration_lr > 0.0 && a.calibration_lr.is_finite()) {
+            bail!("--calibration-lr must be positive");
+        }
+        let losses = snn_sim::calibrate(&t.net, &mut snn, &data.train, data.max_code, &c)?;
+        let shown: Vec<String> = losses.iter().map(|l| format!("{l:.4}")).collect();
+        say(format!("calibration loss per epoch: {}", shown.join(" ")));
+        let e = snn_sim::evaluate(&t.net, &snn, &data.test, data.max_code, limit);
+        say(format!(
+            "SNN after calibration ({} epochs on {} unlabelled training images, loss {:.4} -> \
+             {:.4}): {:.2} % (logit MSE {:.4})",
+            a.calibrate,
+            c.images.min(data.train.len()),
+            losses.first().copied().unwrap_or(f64::NAN),
+            losses.iter().copied().fold(f64::INFINITY, f64::min),
+            100.0 * e.accuracy,
+            e.mse
+        ));
+        calibrated = Some(e);
+    }
+    let file = snn.to_file();
+    train::write_atomic(
+        &run.0.join("snn.json"),
+        serde_json::to_string_pretty(&file)?.as_bytes(),
+    )?;
+    let float = calibrated.as_ref().unwrap_or(&base);
+    let mut integer = serde_json::Value::Null;
+    if let Some(out) = &a.out {
+        let def = export::model_def_snn(&t.net, &snn)?;
+        let bytes = write(&def).context("writing the model file")?;
+        let model = load_model(&bytes, out)?;
+        write_file(out, &bytes)?;
+        let test = data.test.take(limit.min(data.test.len()));
+        let r = eval::integer(&bytes, &test)?;
+        let agree = r
+            .predictions()
+            .iter()
+            .zip(&float.predictions)
+            .filter(|(a, b)| **a as i64 == **b)
+            .count();
+        let (macs, acs) = r.ops_per_inference();
+        let energy = bitspike_core::cost::energy_45nm_pj(macs as u64, acs as u64);
+        say(format!(
+            "wrote {} ({} bytes, arena {} bytes); host integer SNN {:.2} %, same prediction as \
+             the float simulator on {agree} of {} images; per inference {:.0} MACs + {:.0} \
+             synaptic operations = {:.2} uJ (45 nm estimate: 4.6 pJ/MAC, 0.9 pJ/AC)",
+            out.display(),
+            bytes.len(),
+            model.arena_bytes(),
+            100.0 * r.accuracy(),
+            r.labels.len(),
+            macs,
+            acs,
+            energy / 1e6
+        ));
+        let mut ann = serde_json::Value::Null;
+        if let Some(p) = &a.ann_out {
+            let d = export::model_def_ann_of(&t.net, &snn)?;
+            let b = write(&d).context("writing the quantized model file")?;
+            write_file(p, &b)?;
+            let ra = eval::integer(&b, &test)?;
+            let (m, _) = ra.ops_per_inference();
+            say(format!(
+                "wrote {} (the same network, quantized, not spiking: {:.2} %, {:.0} MACs = \
+                 {:.2} uJ, 45 nm estimate)",
+                p.display(),
+                100.0 * ra.accuracy(),
+                m,
+                bitspike_core::cost::energy_45nm_pj(m as u64, 0) / 1e6
+            ));
+            ann = serde_json::json!({
+                "model": p, "accuracy": ra.accuracy(), "macs": m,
+                "energy_45nm_uj": bitspike_core::cost::energy_45nm_pj(m as u64, 0) / 1e6,
+            });
+        }
+        if let Some(v) = &a.vectors {
+            let rv = eval::integer(&bytes, &data.test.take(a.count))?;
+            let f = bitspike_core::vectors::write(&rv.inputs, &rv.outputs)
+                .context("vector lengths differ")?;
+            write_file(v, &f)?;
+            say(format!(
+                "wrote {} ({} golden vectors)",
+                v.display(),
+                rv.inputs.len()
+            ));
+        }
+        if let Some(path) = &a.stream {
+            let rs = eval::integer(&bytes, &data.test)?;
+            let f = bitspike_core::vectors::write_stream(&rs.inputs, &rs.outputs, &rs.labels)
+                .context("vector lengths differ")?;
+            write_file(path, &f)?;
+            say(format!(
+                "wrote {} ({} test images)",
+                path.display(),
+                rs.labels.len()
+            ));
+        }
+        integer = serde_json::json!({
+            "model": out, "bytes": bytes.len(), "arena_bytes": model.arena_bytes(),
+            "accuracy": r.accuracy(), "agree_with_float": agree, "samples": r.labels.len(),
+            "macs": macs, "synops": acs, "energy_45nm_uj": energy / 1e6,
+            "ann": ann,
+        });
+    }
+    if a.json {
+        println!(
+            "{}",
+            serde_json::json!({
+                "run": run.0, "align": a.align, "timesteps": timesteps,
+                "avg_timesteps": snn.avg_timesteps(),
+                "ann_accuracy": base.ann_accuracy,
+                "snn_before": base, "snn_after": calibrated,
+                "integer": integer,
+            })
         );
     }
     Ok(())

@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 use tch::nn::{self, ModuleT};
 use tch::{Kind, Tensor};
 
+use crate::qac::QacConfig;
 use crate::quant::{ActQuant, ActQuantizer, WeightQuant, WeightQuantizer};
 
 /// One operation.
@@ -251,6 +252,23 @@ impl Spec {
         }
     }
 
+    /// The specification a spiking conversion needs (QAC Algorithm 1, lines 5-7): max pools
+    /// become average pools (a maximum of spike trains is not the spike train of a maximum).
+    /// Residual adds are refused: the spiking engine has no spiking add.
+    pub fn spiking(mut self) -> Result<Self> {
+        for (i, n) in self.nodes.iter_mut().enumerate() {
+            match n.op {
+                Op::MaxPool { k, stride } => n.op = Op::AvgPool { k, stride },
+                Op::Add { .. } => bail!(
+                    "node {i} is a residual add, which the spiking engine does not run: \
+                     QAC trains cnn, lenet and vgg"
+                ),
+                _ => {}
+            }
+        }
+        Ok(self)
+    }
+
     /// Shapes `[c, h, w]` of every tensor (0 = input), or an error naming the node whose
     /// shapes do not chain.
     pub fn shapes(&self) -> Result<Vec<[i64; 3]>> {
@@ -312,6 +330,8 @@ pub struct QuantConfig {
     pub weight_quantizer: WeightQuantizer,
     /// Activation quantizer.
     pub act_quantizer: ActQuantizer,
+    /// QAC settings (with `act_quantizer = "qac"`).
+    pub qac: QacConfig,
 }
 
 impl Default for QuantConfig {
@@ -322,6 +342,7 @@ impl Default for QuantConfig {
             first_last_bits: 8,
             weight_quantizer: WeightQuantizer::Lsq,
             act_quantizer: ActQuantizer::Lsq,
+            qac: QacConfig::default(),
         }
     }
 }
@@ -338,7 +359,7 @@ impl QuantConfig {
                 bail!("{name} {b} is not supported: use 2..=8");
             }
         }
-        Ok(())
+        self.qac.check()
     }
 }
 
@@ -385,8 +406,6 @@ pub struct QNet {
     pub quant: QuantConfig,
     /// Parameters per node.
     pub params: Vec<Params>,
-    /// Level count of every tensor (0 = input).
-    pub levels: Vec<i64>,
     /// Largest input code (the input step is its inverse).
     pub input_max: u8,
 }
@@ -396,6 +415,11 @@ impl QNet {
     /// decay), quantizer parameters in group 1 (none).
     pub fn new(vs: &nn::VarStore, spec: Spec, quant: QuantConfig, input_max: u8) -> Result<Self> {
         quant.check()?;
+        let spec = if quant.act_quantizer == ActQuantizer::Qac {
+            spec.spiking()?
+        } else {
+            spec
+        };
         let shapes = spec.shapes()?;
         let root = vs.root();
         let last_dense = spec
@@ -409,14 +433,16 @@ impl QNet {
             bail!("the logits layer must be the last node");
         }
         let mut params = Vec::new();
-        let mut levels = vec![input_max as i64];
-        let act_levels = (1i64 << quant.act_bits) - 1;
+        let act = |q: &nn::Path| match quant.act_quantizer {
+            ActQuantizer::Qac => ActQuant::new_qac(q, &quant.qac),
+            k => ActQuant::new(q, k, quant.act_bits),
+        };
         for (i, n) in spec.nodes.iter().enumerate() {
             let p = root.sub(format!("n{i}"));
             let q = p.set_group(1);
             let in_shape = shapes[n.input];
             let first = i == 0;
-            let (param, lv) = match n.op {
+            let param = match n.op {
                 Op::Conv { out, k, groups, .. } => {
                     let bits = if first {
                         quant.first_last_bits
@@ -426,8 +452,12 @@ impl QNet {
                     let w = p.kaiming_uniform("weight", &[out, in_shape[0] / groups, k, k]);
                     let bn = nn::batch_norm2d(&p / "bn", out, Default::default());
                     let wq = WeightQuant::new(&q, quant.weight_quantizer, bits, out, true);
-                    let aq = ActQuant::new(&q, quant.act_quantizer, quant.act_bits);
-                    (Params::Conv { w, bn, wq, aq }, act_levels)
+                    Params::Conv {
+                        w,
+                        bn,
+                        wq,
+                        aq: act(&q),
+                    }
                 }
                 Op::Dense { out, hidden } => {
                     let fan_in = in_shape.iter().product::<i64>();
@@ -448,40 +478,78 @@ impl QNet {
                     );
                     // The logits share one weight step, so that raw accumulators compare.
                     let wq = WeightQuant::new(&q, quant.weight_quantizer, bits, out, hidden);
-                    let aq = hidden.then(|| ActQuant::new(&q, quant.act_quantizer, quant.act_bits));
-                    (
-                        Params::Dense { w, b, wq, aq },
-                        if hidden { act_levels } else { 0 },
-                    )
+                    let aq = hidden.then(|| act(&q));
+                    Params::Dense { w, b, wq, aq }
                 }
-                Op::Add { .. } => (
-                    Params::Add {
-                        aq: ActQuant::new(&q, quant.act_quantizer, quant.act_bits),
-                    },
-                    act_levels,
-                ),
-                _ => (Params::None, levels[n.input]),
+                Op::Add { .. } => Params::Add { aq: act(&q) },
+                _ => Params::None,
             };
             params.push(param);
-            levels.push(lv);
         }
         Ok(Self {
             spec,
             quant,
             params,
-            levels,
             input_max,
         })
+    }
+
+    /// Whether the network is trained for a spiking conversion (QAC or its QCFS baseline):
+    /// its pools then sum codes exactly (levels and step scaled by the window) instead of
+    /// requantizing them, as the spiking network sums spikes.
+    pub fn is_qac(&self) -> bool {
+        self.quant.act_quantizer == ActQuantizer::Qac
+    }
+
+    /// The device the parameters live on.
+    pub fn device(&self) -> tch::Device {
+        self.params
+            .iter()
+            .find_map(|p| match p {
+                Params::Conv { w, .. } | Params::Dense { w, .. } => Some(w.device()),
+                _ => None,
+            })
+            .unwrap_or(tch::Device::Cpu)
+    }
+
+    /// The QAC quantizers, in node order, with their node index.
+    pub fn qac_layers(&self) -> Vec<(usize, &crate::qac::QacQuant)> {
+        self.params
+            .iter()
+            .enumerate()
+            .filter_map(|(i, p)| {
+                let aq = match p {
+                    Params::Conv { aq, .. } | Params::Add { aq } => aq,
+                    Params::Dense { aq: Some(aq), .. } => aq,
+                    _ => return None,
+                };
+                aq.qac.as_ref().map(|q| (i, q))
+            })
+            .collect()
+    }
+
+    /// How many inputs a pooling node sums (1 for other nodes).
+    fn pooled(&self, i: usize) -> i64 {
+        let n = &self.spec.nodes[i];
+        match n.op {
+            Op::AvgPool { k, .. } => k * k,
+            Op::GlobalAvgPool => {
+                let s = self.spec.shapes().map(|s| s[n.input]).unwrap_or([1, 1, 1]);
+                s[1] * s[2]
+            }
+            _ => 1,
+        }
     }
 
     /// The step (real value of one code) of every tensor, from the current quantizers.
     pub fn steps(&self) -> Vec<f64> {
         let mut s = vec![1.0 / self.input_max as f64];
-        for (n, p) in self.spec.nodes.iter().zip(&self.params) {
+        for (i, (n, p)) in self.spec.nodes.iter().zip(&self.params).enumerate() {
             let v = match p {
                 Params::Conv { aq, .. } | Params::Add { aq } => aq.step(),
                 Params::Dense { aq: Some(aq), .. } => aq.step(),
                 Params::Dense { aq: None, .. } => 0.0,
+                Params::None if self.is_qac() => s[n.input] / self.pooled(i) as f64,
                 Params::None => s[n.input],
             };
             s.push(v);
@@ -489,10 +557,30 @@ impl QNet {
         s
     }
 
+    /// The level count of every tensor (0 = input; 0 for raw logits), from the current
+    /// quantizers.
+    pub fn levels(&self) -> Vec<i64> {
+        let mut l = vec![self.input_max as i64];
+        for (i, (n, p)) in self.spec.nodes.iter().zip(&self.params).enumerate() {
+            let v = match p {
+                Params::Conv { aq, .. } | Params::Add { aq } => aq.levels(),
+                Params::Dense { aq: Some(aq), .. } => aq.levels(),
+                Params::Dense { aq: None, .. } => 0,
+                Params::None if self.is_qac() => l[n.input] * self.pooled(i),
+                Params::None => l[n.input],
+            };
+            l.push(v);
+        }
+        l
+    }
+
     /// Forward: `x` is `[N, C, H, W]` in `[0, 1]` (codes over `input_max`); returns the logits.
     pub fn forward_t(&self, x: &Tensor, train: bool) -> Tensor {
         let mut outs: Vec<Tensor> = vec![x.shallow_clone()];
         let mut steps = vec![1.0 / self.input_max as f64];
+        let levels = self.levels();
+        // QAC: pools sum spikes exactly, nothing to requantize (see `is_qac`).
+        let exact = self.is_qac();
         for (i, (n, p)) in self.spec.nodes.iter().zip(&self.params).enumerate() {
             let x = &outs[n.input];
             let (y, step) = match (&n.op, p) {
@@ -523,12 +611,20 @@ impl QNet {
                 (Op::AvgPool { k, stride }, _) => {
                     let s = steps[n.input];
                     let y = x.avg_pool2d([*k], [*stride], [0], false, true, None);
-                    (ActQuant::requantize_at(&y, s, self.levels[i + 1]), s)
+                    if exact {
+                        (y, s / (k * k) as f64)
+                    } else {
+                        (ActQuant::requantize_at(&y, s, levels[i + 1]), s)
+                    }
                 }
                 (Op::GlobalAvgPool, _) => {
                     let s = steps[n.input];
                     let y = x.mean_dim(&[2i64, 3][..], true, Kind::Float);
-                    (ActQuant::requantize_at(&y, s, self.levels[i + 1]), s)
+                    if exact {
+                        (y, s / self.pooled(i) as f64)
+                    } else {
+                        (ActQuant::requantize_at(&y, s, levels[i + 1]), s)
+                    }
                 }
                 (Op::Flatten, _) => (x.flatten(1, -1), steps[n.input]),
                 (Op::Add { other }, Params::Add { aq }) => {

@@ -48,6 +48,9 @@ pub enum ActQuantizer {
     /// QCFS clip-floor-shift (Bu et al. 2023, QAC eq. 5): `lambda / L * clamp(floor(x L / lambda +
     /// 1/2), 0, L)` with a learned threshold `lambda`.
     Qcfs,
+    /// QAC (section 4.2): a learned clip and a learned level count per layer, the network's
+    /// timesteps once converted to a spiking one (settings in `[quant.qac]`, [`crate::qac`]).
+    Qac,
 }
 
 /// `floor(x + 1/2)` forward, identity backward (the straight-through estimator).
@@ -295,6 +298,8 @@ pub struct ActQuant {
     log_param: Option<Tensor>,
     /// Whether `param` has been initialised (saved with the checkpoint).
     initialised: Option<Tensor>,
+    /// The QAC quantizer, for [`ActQuantizer::Qac`].
+    pub qac: Option<crate::qac::QacQuant>,
 }
 
 /// PACT's and QCFS's initial clip, for BatchNorm-ed pre-activations.
@@ -310,16 +315,41 @@ impl ActQuant {
             levels,
             log_param: None,
             initialised: None,
+            qac: None,
         };
+        if kind == ActQuantizer::Qac {
+            return q;
+        }
         let start = q.default_param().ln();
         q.log_param = learned.then(|| path.var("log_astep", &[1], Init::Const(start)));
         q.initialised = learned.then(|| path.zeros_no_train("astep_init", &[1]));
         q
     }
 
+    /// A QAC quantizer (its level count is learned; `levels` follows it, see [`Self::levels`]).
+    pub fn new_qac(path: &nn::Path, cfg: &crate::qac::QacConfig) -> Self {
+        let qac = crate::qac::QacQuant::new(path, cfg);
+        Self {
+            kind: ActQuantizer::Qac,
+            levels: qac.timesteps() as i64,
+            log_param: None,
+            initialised: None,
+            qac: Some(qac),
+        }
+    }
+
+    /// The level count `L` of the exported codes: fixed, or QAC's converted timesteps.
+    pub fn levels(&self) -> i64 {
+        match &self.qac {
+            Some(q) => q.timesteps() as i64,
+            None => self.levels,
+        }
+    }
+
     /// The parameter's value before any data was seen.
     fn default_param(&self) -> f64 {
         match self.kind {
+            ActQuantizer::Qac => 1.0,
             ActQuantizer::Pact | ActQuantizer::Qcfs => INITIAL_CLIP,
             ActQuantizer::Hwgq | ActQuantizer::TrainableHwgq => hwgq_step(self.bits()),
             ActQuantizer::Lsq => 1.0,
@@ -338,6 +368,7 @@ impl ActQuant {
             }
             ActQuantizer::Pact | ActQuantizer::Qcfs => INITIAL_CLIP,
             ActQuantizer::Hwgq | ActQuantizer::TrainableHwgq => hwgq_step(self.bits()),
+            ActQuantizer::Qac => 1.0,
         }
     }
 
@@ -353,8 +384,12 @@ impl ActQuant {
         Some(p.exp())
     }
 
-    /// The step of one code (for export): `s`, `alpha / L` or `lambda / L`.
+    /// The step of one code (for export): `s`, `alpha / L` or `lambda / L` (QAC: `alpha / T`
+    /// with the converted timesteps `T`).
     pub fn step(&self) -> f64 {
+        if let Some(q) = &self.qac {
+            return q.alpha() / q.timesteps() as f64;
+        }
         let p = self.log_param.as_ref().map(|p| p.double_value(&[0]).exp());
         match self.kind {
             ActQuantizer::Hwgq => hwgq_step(self.bits()),
@@ -367,8 +402,12 @@ impl ActQuant {
 
     /// Fake-quantize `x` to `clamp(floor(x/s + 1/2), 0, L) * s` (ReLU included).
     pub fn forward(&self, x: &Tensor) -> Tensor {
+        if let Some(q) = &self.qac {
+            return q.forward(x);
+        }
         let l = self.levels as f64;
         match self.kind {
+            ActQuantizer::Qac => x.relu(),
             ActQuantizer::Hwgq => {
                 let s = hwgq_step(self.bits());
                 round_ste(&(x / s).clamp(0.0, l)) * s

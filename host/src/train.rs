@@ -17,7 +17,7 @@ use std::time::Instant;
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 use tch::nn::{self, OptimizerConfig};
-use tch::{Device, Kind};
+use tch::{Device, Kind, Tensor};
 
 use crate::config::{Optimizer, TrainConfig};
 use crate::data::{self, Dataset};
@@ -247,7 +247,22 @@ pub fn train(cfg: &TrainConfig, data: &Dataset, o: &TrainOptions<'_>) -> Result<
             let x = data::augment(&x, &cfg.augment, data.name.flips());
             let y = data.train.labels.index_select(0, &idx).to_device(o.device);
             let logits = t.net.forward_t(&x, true);
-            let loss = logits.cross_entropy_for_logits(&y);
+            let mut loss = logits.cross_entropy_for_logits(&y);
+            // QAC's optional pressure towards fewer timesteps: the mean learned level count.
+            let penalty = cfg.quant.qac.level_penalty;
+            if penalty > 0.0 {
+                let learned: Vec<Tensor> = t
+                    .net
+                    .qac_layers()
+                    .into_iter()
+                    .filter(|(_, q)| q.learns_levels())
+                    .map(|(_, q)| q.levels_tensor())
+                    .collect();
+                if !learned.is_empty() {
+                    let n = learned.len() as f64;
+                    loss += Tensor::stack(&learned, 0).sum(Kind::Float) * (penalty / n);
+                }
+            }
             opt.backward_step(&loss);
             let k = idx.size()[0];
             loss_sum += loss.double_value(&[]) * k as f64;
@@ -277,6 +292,7 @@ pub fn train(cfg: &TrainConfig, data: &Dataset, o: &TrainOptions<'_>) -> Result<
             "test_accuracy_fake_quant": test,
             "lr": cfg.lr_at((epoch + 1) * per_epoch, total, epoch),
             "seconds": state.seconds,
+            "qac_levels": t.net.qac_layers().iter().map(|(_, q)| q.levels()).collect::<Vec<_>>(),
         });
         writeln!(log, "{line}").context("writing the log")?;
         if o.progress {
@@ -289,6 +305,14 @@ pub fn train(cfg: &TrainConfig, data: &Dataset, o: &TrainOptions<'_>) -> Result<
                 test.map(|a| format!(", test (fake-quant) {:.2} %", 100.0 * a))
                     .unwrap_or_default()
             );
+            let qac = t.net.qac_layers();
+            if !qac.is_empty() {
+                let levels: Vec<String> = qac
+                    .iter()
+                    .map(|(_, q)| format!("{:.2}", q.levels()))
+                    .collect();
+                eprintln!("  QAC level counts (timesteps): {}", levels.join(" "));
+            }
         }
         let previous = std::mem::replace(&mut state.weights, format!("weights-{}.ot", epoch + 1));
         let file = run.0.join(&state.weights);
