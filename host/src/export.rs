@@ -27,7 +27,7 @@
 
 use anyhow::{bail, Context, Result};
 use bitspike_core::def::{LayerDef, ModelDef, Requant, SpikingDef};
-use bitspike_core::layer::{LayerKind, Shape, Window};
+use bitspike_core::layer::{Align, LayerKind, Shape, Window};
 use bitspike_core::quant::multiplier_for;
 use bitspike_core::snn::MAX_MEMBRANE_SHIFT;
 use tch::{Kind, Tensor};
@@ -127,11 +127,12 @@ fn acc_bound(fan_in: usize, levels: i64, bits: u8) -> f64 {
     fan_in as f64 * levels as f64 * (1u64 << (bits - 1)) as f64
 }
 
-/// Make `l` a spiking layer of `timesteps` steps with `sp`'s parameters.
-fn with_spiking(mut l: LayerDef, sp: Option<(SpikingDef, u16)>) -> LayerDef {
-    if let Some((sp, t)) = sp {
+/// Make `l` a spiking layer with `sp`'s parameters, timesteps and input alignment.
+fn with_spiking(mut l: LayerDef, sp: Option<(SpikingDef, u16, Align)>) -> LayerDef {
+    if let Some((sp, t, align)) = sp {
         l.spiking = Some(sp);
         l.timesteps = t;
+        l.align = align;
     }
     l
 }
@@ -285,7 +286,8 @@ fn model_def_with(
                         Some(sl) => {
                             let bound = acc_bound(per, all_levels[n.input], wq.bits);
                             let (signs, bias, sp) = fold_spiking(i, s_in, &s_w, &g, &h, sl, bound)?;
-                            (signs, bias, Vec::new(), Some((sp, sl.timesteps)))
+                            let al = snn.map_or(Align::Average, |s| s.align_of(net, sl));
+                            (signs, bias, Vec::new(), Some((sp, sl.timesteps, al)))
                         }
                         None => {
                             let (signs, bias, rq) = fold(i, s_in, &s_w, &g, &h, s_out)?;
@@ -318,7 +320,8 @@ fn model_def_with(
                                 let bound = acc_bound(per, all_levels[n.input], wq.bits);
                                 let (signs, bias, sp) =
                                     fold_spiking(i, s_in, &s_w, &ones, &bias_real, sl, bound)?;
-                                (signs, bias, Vec::new(), Some((sp, sl.timesteps)))
+                                let al = snn.map_or(Align::Average, |s| s.align_of(net, sl));
+                                (signs, bias, Vec::new(), Some((sp, sl.timesteps, al)))
                             }
                             None => {
                                 let (signs, bias, rq) =

@@ -244,6 +244,23 @@ impl Snn {
         Ok((s, l))
     }
 
+    /// The timesteps of every tensor (0 = the input, one analog step): a spiking layer's own,
+    /// pass-through nodes their input's.
+    pub fn tensor_timesteps(&self, net: &QNet) -> Vec<u16> {
+        let mut t = vec![1u16];
+        for (i, n) in net.spec.nodes.iter().enumerate() {
+            let v = self.layer(i).map_or(t[n.input], |l| l.timesteps);
+            t.push(v);
+        }
+        t
+    }
+
+    /// The alignment of spiking layer `sl`'s input.
+    pub fn align_of(&self, net: &QNet, sl: &SnnLayer) -> Align {
+        let t_in = self.tensor_timesteps(net)[net.spec.nodes[sl.node].input];
+        self.align.for_pair(t_in, sl.timesteps)
+    }
+
     /// Align a `[T_in, N, ...]` train to `t_out` steps by `align`; `None` for averaging (the
     /// caller uses the mean, the same for every step).
     fn aligned(x: &Tensor, align: Align, t_out: u16) -> Option<Tensor> {

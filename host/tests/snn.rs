@@ -1,0 +1,201 @@
+//! QAC end to end on the digits (compiled in, seconds): training, conversion, the float
+//! simulator against the integer spiking network (the firmware runtime built for the host),
+//! calibration on held-out data, and the equivalence of averaging alignment with the quantized
+//! network (QAC Theorem 1).
+//!
+//! Stated tolerance (see `bitspike::snn`): the float simulator and the integer network make the
+//! same prediction on at least 99 % of the images, and their logits differ by at most 0.5 % of
+//! the float logits' range on every image.
+
+use bitspike::config::TrainConfig;
+use bitspike::data::{self, Augment, Dataset, DatasetName};
+use bitspike::net::TrainArch;
+use bitspike::qac::QacConfig;
+use bitspike::quant::ActQuantizer;
+use bitspike::snn::{self, AlignMode, Calibration, Snn};
+use bitspike::train::{self, RunDir, TrainOptions, Trained};
+use bitspike::{eval, export};
+use bitspike_core::format::writer::write;
+use bitspike_rt::{Error, Model, Unsupported};
+use tch::{Device, Kind, Tensor};
+
+fn train_qac(name: &str, qac: QacConfig, epochs: usize) -> (Dataset, Trained) {
+    tch::set_num_threads(1);
+    let data = data::load(DatasetName::Digits, &data::default_dir()).expect("digits");
+    let mut cfg = TrainConfig {
+        dataset: DatasetName::Digits,
+        arch: TrainArch::Cnn,
+        epochs,
+        lr: 0.01,
+        augment: Augment {
+            crop_pad: 0,
+            ..Augment::default()
+        },
+        ..TrainConfig::default()
+    };
+    cfg.quant.act_quantizer = ActQuantizer::Qac;
+    cfg.quant.qac = qac;
+    let dir = std::env::temp_dir().join(format!("bitspike-snn-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let opts = TrainOptions {
+        out: &dir,
+        resume: false,
+        device: Device::Cpu,
+        progress: false,
+    };
+    train::train(&cfg, &data, &opts).expect("training");
+    let t = train::load(&RunDir(dir.clone()), &data, Device::Cpu).expect("reload");
+    let _ = std::fs::remove_dir_all(&dir);
+    (data, t)
+}
+
+/// Float logits of the spiking network on the whole test split.
+fn float_logits(t: &Trained, snn: &Snn, data: &Dataset) -> Tensor {
+    tch::no_grad(|| {
+        let x = data::to_input(&data.test.images, data.max_code, Device::Cpu);
+        snn.forward(&t.net, &x, false)
+    })
+}
+
+#[test]
+fn qac_on_digits_converts_exports_and_calibrates() {
+    let (data, t) = train_qac("qac", QacConfig::default(), 15);
+    let mut snn = Snn::convert(&t.net, AlignMode::Average).expect("converts");
+    assert_eq!(snn.layers.len(), 3, "three convolutions spike");
+    let n = data.test.len();
+    let before = snn::evaluate(&t.net, &snn, &data.test, data.max_code, n);
+    assert!(
+        before.accuracy > 0.8,
+        "SNN accuracy {} on the digits",
+        before.accuracy
+    );
+
+    // Float simulator vs integer spiking network.
+    let def = export::model_def_snn(&t.net, &snn).expect("exports");
+    let scale = def.layers.last().expect("layers").scale as f64;
+    let bytes = write(&def).expect("valid model");
+    let r = eval::integer(&bytes, &data.test).expect("runs");
+    let agree = r
+        .predictions()
+        .iter()
+        .zip(&before.predictions)
+        .filter(|(a, b)| **a as i64 == **b)
+        .count();
+    assert!(
+        agree as f64 >= 0.99 * n as f64,
+        "float and integer predictions agree on {agree} of {n}"
+    );
+    let float: Vec<f32> = Vec::try_from(float_logits(&t, &snn, &data).flatten(0, -1)).unwrap();
+    let ints: Vec<f64> = r
+        .outputs
+        .iter()
+        .flatten()
+        .map(|&v| v as f64 * scale)
+        .collect();
+    let range = float.iter().fold(0f64, |m, &v| m.max((v as f64).abs()));
+    let worst = float
+        .iter()
+        .zip(&ints)
+        .fold(0f64, |m, (f, i)| m.max((*f as f64 - i).abs()));
+    eprintln!(
+        "digits QAC: timesteps {:?}, SNN {:.2} %, integer {:.2} %, agree {agree}/{n}, worst logit \
+         gap {worst:.4} of range {range:.2}",
+        snn.layers.iter().map(|l| l.timesteps).collect::<Vec<_>>(),
+        100.0 * before.accuracy,
+        100.0 * r.accuracy()
+    );
+    assert!(worst <= 0.005 * range, "logit gap {worst} vs range {range}");
+    // Spiking layers accumulate; only the first (analog input) layer multiplies.
+    let (macs, acs) = r.ops_per_inference();
+    assert!(acs > 0.0 && macs > 0.0);
+
+    // Calibration on training images lowers the output error on held-out (test) images.
+    let losses = snn::calibrate(
+        &t.net,
+        &mut snn,
+        &data.train,
+        data.max_code,
+        &Calibration {
+            epochs: 4,
+            images: 512,
+            batch: 64,
+            lr: 0.005,
+        },
+    )
+    .expect("calibrates");
+    let after = snn::evaluate(&t.net, &snn, &data.test, data.max_code, n);
+    eprintln!(
+        "calibration: loss {losses:?}; held-out MSE {:.5} -> {:.5}",
+        before.mse, after.mse
+    );
+    assert!(
+        after.mse < before.mse,
+        "held-out MSE {} -> {}",
+        before.mse,
+        after.mse
+    );
+    // The calibrated network still exports and loads.
+    let bytes = write(&export::model_def_snn(&t.net, &snn).expect("exports")).expect("valid");
+    Model::load(&bytes).expect("loads");
+}
+
+#[test]
+fn averaging_at_integer_level_counts_equals_the_quantized_network() {
+    // QCFS (every layer frozen at L = 4): integer T, so with averaging and v0 = theta / 2 the
+    // spiking network computes the quantized network's function (QAC Theorem 1).
+    let qcfs = QacConfig {
+        fixed_levels: 4,
+        ..QacConfig::default()
+    };
+    let (data, t) = train_qac("qcfs", qcfs, 4);
+    let snn = Snn::convert(&t.net, AlignMode::Average).expect("converts");
+    assert!(snn.layers.iter().all(|l| l.timesteps == 4));
+    let x = data::to_input(&data.test.images, data.max_code, Device::Cpu);
+    let (o, a) = tch::no_grad(|| (snn.forward(&t.net, &x, false), t.net.forward_t(&x, false)));
+    let gap = (&o - &a).abs().max().double_value(&[]);
+    let range = a.abs().max().double_value(&[]);
+    assert!(gap <= 1e-3 * range, "SNN vs ANN logits: {gap} of {range}");
+    let same = o
+        .argmax(-1, false)
+        .eq_tensor(&a.argmax(-1, false))
+        .sum(Kind::Int64)
+        .int64_value(&[]);
+    assert_eq!(same, data.test.len());
+
+    // Uniform T: replication passes trains through (standard SNN), averaging does not, and the
+    // two differ; at T = 1 every mode is the same network.
+    let repl = Snn {
+        align: AlignMode::Replicate,
+        ..snn.uniform(4)
+    };
+    let o_repl = tch::no_grad(|| repl.forward(&t.net, &x, false));
+    assert!((&o_repl - &o).abs().max().double_value(&[]) > 1e-3);
+    let one = snn.uniform(1);
+    let one_repl = Snn {
+        align: AlignMode::Replicate,
+        ..snn.uniform(1)
+    };
+    let (p, q) = tch::no_grad(|| {
+        (
+            one.forward(&t.net, &x, false),
+            one_repl.forward(&t.net, &x, false),
+        )
+    });
+    assert!((&p - &q).abs().max().double_value(&[]) < 1e-6);
+
+    // The runtime executes averaging only: a replication model says so when loaded.
+    let mixed = Snn {
+        align: AlignMode::Replicate,
+        ..snn.scaled(1)
+    };
+    let mut m = mixed;
+    m.layers[1].timesteps = 6; // expansion 4 -> 6 uses replication
+    let bytes = write(&export::model_def_snn(&t.net, &m).expect("exports")).expect("valid");
+    assert!(matches!(
+        Model::load(&bytes),
+        Err(Error::Unsupported {
+            feature: Unsupported::Alignment,
+            ..
+        })
+    ));
+}
