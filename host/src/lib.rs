@@ -11,6 +11,7 @@ pub mod eval;
 pub mod export;
 pub mod net;
 pub mod qac;
+pub mod qac_report;
 pub mod quant;
 pub mod report;
 pub mod snn;

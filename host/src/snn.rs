@@ -178,8 +178,8 @@ impl Snn {
         Ok(Self { layers, align })
     }
 
-    /// The same network with every layer's timesteps multiplied by `m` (QAC Table 5), capped at
-    /// [`MAX_TIMESTEPS`]. Thresholds and initial potentials are shared, not copied.
+    /// The same network with every layer's timesteps multiplied by `m` (QAC Table 5).
+    /// Thresholds and initial potentials are shared, not copied.
     pub fn scaled(&self, m: u16) -> Self {
         Self {
             layers: self
@@ -187,7 +187,7 @@ impl Snn {
                 .iter()
                 .map(|l| SnnLayer {
                     node: l.node,
-                    timesteps: (l.timesteps * m).min(MAX_TIMESTEPS),
+                    timesteps: l.timesteps.saturating_mul(m),
                     threshold: l.threshold.shallow_clone(),
                     v0: l.v0.shallow_clone(),
                 })

@@ -8,8 +8,6 @@ use crate::board::{self, Board, Built, Run};
 use crate::steps::Steps;
 use crate::{cargo, root};
 
-/// 45 nm analytic estimate, picojoules per MAC (the figure SNN papers use; Horowitz 2014).
-const PJ_PER_MAC_45NM: f64 = 4.6;
 /// Seconds a conformance or measurement run may take before it counts as a hang.
 pub const RUN_TIMEOUT: u64 = 300;
 
@@ -140,8 +138,14 @@ pub struct Figures {
     pub arena: u64,
     /// Peak stack bytes.
     pub stack: u64,
-    /// MACs per inference.
+    /// MACs per inference (for a spiking model: those of its layers that read analog inputs,
+    /// counted on the host for the inputs the board ran).
     pub macs: u64,
+    /// Synaptic operations (accumulates) per inference of a spiking model, counted on the host
+    /// for the inputs the board ran; 0 for a non-spiking model.
+    pub synops: u64,
+    /// Whether the model has spiking layers.
+    pub spiking: bool,
     /// Instructions per inference, per vector.
     pub insns: Vec<u64>,
     /// Vectors run and mismatches.
@@ -177,7 +181,7 @@ impl Figures {
 
     /// The 45 nm analytic estimate, nanojoules per inference.
     pub fn energy_nj(&self) -> f64 {
-        self.macs as f64 * PJ_PER_MAC_45NM / 1000.0
+        bitspike_core::cost::energy_45nm_pj(self.macs, self.synops) / 1000.0
     }
 
     /// A human-readable table.
@@ -217,16 +221,24 @@ impl Figures {
             "  compute  {mean:.0} instructions per inference (QEMU TCG count, not cycles; {} vectors, {lo}..{hi})",
             self.insns.len()
         );
-        let _ = writeln!(
-            t,
-            "           {} MACs, {:.2} instructions per MAC",
-            self.macs,
-            if self.macs > 0 {
-                mean / self.macs as f64
-            } else {
-                0.0
-            }
-        );
+        if self.spiking {
+            let _ = writeln!(
+                t,
+                "           spiking: {} MACs + {} synaptic operations per inference (host counters on the same inputs)",
+                self.macs, self.synops
+            );
+        } else {
+            let _ = writeln!(
+                t,
+                "           {} MACs, {:.2} instructions per MAC",
+                self.macs,
+                if self.macs > 0 {
+                    mean / self.macs as f64
+                } else {
+                    0.0
+                }
+            );
+        }
         match &board.energy {
             Some(e) => {
                 let _ = writeln!(
@@ -248,7 +260,7 @@ impl Figures {
         }
         let _ = writeln!(
             t,
-            "           45 nm analytic estimate: {:.1} nJ per inference (4.6 pJ per MAC; not a measurement)",
+            "           45 nm analytic estimate: {:.1} nJ per inference (4.6 pJ per MAC, 0.9 pJ per accumulate; not a measurement)",
             self.energy_nj()
         );
         let _ = writeln!(
@@ -264,7 +276,7 @@ impl Figures {
         let s = self.built.sizes;
         let (lo, hi) = self.insns_range();
         format!(
-            "{{\"board\":\"{}\",\"model\":\"{}\",\"flash\":{{\"text\":{},\"rodata\":{},\"data\":{},\"total\":{}}},\"ram\":{{\"data\":{},\"bss\":{},\"uninit\":{},\"stack\":{},\"total\":{}}},\"model_bytes\":{},\"arena\":{},\"instructions_per_inference\":{:.0},\"instructions_min\":{lo},\"instructions_max\":{hi},\"macs\":{},\"instructions_per_mac\":{:.3},\"energy_45nm_nj\":{:.3},\"vectors\":{},\"mismatches\":{}}}",
+            "{{\"board\":\"{}\",\"model\":\"{}\",\"flash\":{{\"text\":{},\"rodata\":{},\"data\":{},\"total\":{}}},\"ram\":{{\"data\":{},\"bss\":{},\"uninit\":{},\"stack\":{},\"total\":{}}},\"model_bytes\":{},\"arena\":{},\"instructions_per_inference\":{:.0},\"instructions_min\":{lo},\"instructions_max\":{hi},\"macs\":{},\"synops\":{},\"spiking\":{},\"instructions_per_mac\":{:.3},\"energy_45nm_nj\":{:.3},\"vectors\":{},\"mismatches\":{}}}",
             self.board,
             self.model,
             s.vector_table + s.text,
@@ -280,12 +292,58 @@ impl Figures {
             self.arena,
             self.insns_mean(),
             self.macs,
-            if self.macs > 0 { self.insns_mean() / self.macs as f64 } else { 0.0 },
+            self.synops,
+            self.spiking,
+            if self.macs > 0 && !self.spiking { self.insns_mean() / self.macs as f64 } else { 0.0 },
             self.energy_nj(),
             self.vectors,
             self.mismatches
         )
     }
+}
+
+/// Whether `model` spikes, and for a spiking model its mean MACs and synaptic operations per
+/// inference over the inputs of `data` (at most 256 of them), counted by the runtime built for
+/// the host.
+fn host_ops(model: &Path, data: Data<'_>) -> Result<(bool, Option<(u64, u64)>), String> {
+    use bitspike_core::vectors::{StreamHeader, Vectors, STREAM_HEADER_LEN};
+    let bytes =
+        std::fs::read(model).map_err(|e| format!("cannot read {}: {e}", model.display()))?;
+    let m = bitspike_rt::Model::load(&bytes).map_err(|e| format!("{}: {e}", model.display()))?;
+    let spiking = m.file().header().flags & bitspike_core::format::HEADER_FLAG_SPIKING != 0;
+    if !spiking {
+        return Ok((false, None));
+    }
+    let (path, stream) = match data {
+        Data::Embedded(p) => (p, false),
+        Data::Stream(p) => (p, true),
+    };
+    let d = std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let inputs: Vec<&[u8]> = if stream {
+        let h = StreamHeader::parse(&d).map_err(|e| format!("{}: {e:?}", path.display()))?;
+        let rec = h.record_len().unwrap_or(0);
+        (0..h.count.min(256))
+            .filter_map(|k| {
+                d.get(STREAM_HEADER_LEN + k * rec..)
+                    .and_then(|r| r.get(..h.input_len))
+            })
+            .collect()
+    } else {
+        let v = Vectors::parse(&d).map_err(|e| format!("{}: {e:?}", path.display()))?;
+        (0..v.len().min(256)).map(|k| v.input(k)).collect()
+    };
+    let mut arena = vec![0u8; m.arena_bytes()];
+    let mut it = m.bind(&mut arena).map_err(|e| e.to_string())?;
+    let mut out = vec![0i32; m.output_len()];
+    let (mut macs, mut acs) = (0u64, 0u64);
+    for x in &inputs {
+        it.run(x, &mut out).map_err(|e| e.to_string())?;
+        let o = it.total_ops();
+        macs += o.macs;
+        acs += o.accumulates;
+    }
+    let n = inputs.len().max(1) as u64;
+    Ok((true, Some((macs / n, acs / n))))
 }
 
 /// Build and run with instruction counting; the run must pass.
@@ -309,13 +367,20 @@ pub fn measured(
             run.field("vectors").unwrap_or(0)
         ));
     }
+    let (spiking, host_ops) = host_ops(model, data)?;
+    let (macs, synops) = match host_ops {
+        Some(ops) if spiking => ops,
+        _ => (run.field("macs").unwrap_or(0), 0),
+    };
     Ok(Figures {
         board: board.name.clone(),
         model: label.to_string(),
         model_bytes: run.field("model").unwrap_or(0),
         arena: run.field("arena").unwrap_or(0),
         stack: run.field("stack").unwrap_or(0),
-        macs: run.field("macs").unwrap_or(0),
+        macs,
+        synops,
+        spiking,
         vectors: run.field("vectors").unwrap_or(0),
         mismatches: run.field("mismatches").unwrap_or(0),
         cycles: run.field("cycles").unwrap_or(0),
@@ -629,24 +694,38 @@ fn report(outcome: Result<bool, String>, want: &str) -> bool {
     }
 }
 
-/// A trained, exported model on every emulated board: the host integer outputs of 64 test
-/// images (golden vectors written by `bitspike export`) must equal QEMU's.
+/// Trained, exported models on every emulated board: a QAT network and a QAC mixed-timestep
+/// spiking network, both trained on the digits; the host integer outputs of 64 test images
+/// (golden vectors written by `bitspike export` / `bitspike snn`) must equal QEMU's, bit for bit.
 pub fn trained_on_qemu(steps: &mut Steps) {
-    let step = "trained model: digits QAT, export, golden vectors";
-    steps.begin(step);
+    let qat: &[&str] = &["train", "qat", "--epochs", "3"];
+    let qac: &[&str] = &["train", "qac", "--epochs", "6"];
+    trained_case(steps, "digits QAT", "digits", qat, &["export"]);
+    trained_case(
+        steps,
+        "digits QAC spiking",
+        "digits-snn",
+        qac,
+        &["snn", "--calibrate", "1", "--calibration-images", "256"],
+    );
+}
+
+fn trained_case(steps: &mut Steps, what: &str, name: &str, train: &[&str], export: &[&str]) {
+    let step = format!("trained model: {what}, export, golden vectors");
+    steps.begin(&step);
     let made = (|| -> Result<(PathBuf, PathBuf), String> {
         let dir = work_dir("trained")?;
-        let run = dir.join("digits-run");
+        let run = dir.join(format!("{name}-run"));
         let _ = std::fs::remove_dir_all(&run);
-        let (model, vectors) = (dir.join("digits.bsm"), dir.join("digits.bsv"));
+        let (model, vectors) = (
+            dir.join(format!("{name}.bsm")),
+            dir.join(format!("{name}.bsv")),
+        );
         let r = run.to_string_lossy().into_owned();
-        bitspike(&[
-            "train",
-            "qat",
+        let mut args: Vec<&str> = train.to_vec();
+        args.extend([
             "--dataset",
             "digits",
-            "--epochs",
-            "3",
             "--lr",
             "0.01",
             "--quiet",
@@ -654,23 +733,26 @@ pub fn trained_on_qemu(steps: &mut Steps) {
             "1",
             "--out",
             &r,
-        ])?;
-        bitspike(&[
-            "export",
+        ]);
+        bitspike(&args)?;
+        let (m, v) = (model.to_string_lossy(), vectors.to_string_lossy());
+        let mut args: Vec<&str> = export.to_vec();
+        args.extend([
             "--run",
             &r,
             "--threads",
             "1",
             "--out",
-            &model.to_string_lossy(),
+            &m,
             "--vectors",
-            &vectors.to_string_lossy(),
+            &v,
             "--count",
             "64",
-        ])?;
+        ]);
+        bitspike(&args)?;
         Ok((model, vectors))
     })();
-    steps.end(step, made.is_ok());
+    steps.end(&step, made.is_ok());
     let (model, vectors) = match made {
         Ok(m) => m,
         Err(e) => return eprintln!("{e}"),
@@ -681,11 +763,11 @@ pub fn trained_on_qemu(steps: &mut Steps) {
     };
     for b in boards {
         let step = format!(
-            "trained model: host integer == {} on 64 test images",
+            "trained model: {what}: host integer == {} on 64 test images",
             b.name
         );
         steps.begin(&step);
-        let ok = match measured(&b, "digits", &model, Data::Embedded(&vectors)) {
+        let ok = match measured(&b, name, &model, Data::Embedded(&vectors)) {
             Ok(f) => {
                 println!("{} vectors, {} mismatches", f.vectors, f.mismatches);
                 f.vectors == 64 && f.mismatches == 0
