@@ -4,6 +4,7 @@
 //! ```text
 //! cargo xtask setup [--cuda]                 install what the other tasks need (idempotent)
 //! cargo xtask demo [--epochs N] [--board B] the main job: train, export, run on the emulated board
+//! cargo xtask qac [--epochs N] [--board B]  QAC: train, convert, calibrate, run the SNN on the board
 //! cargo xtask test [--fuzz-seconds N]        everything CI proves (what .ci/run runs)
 //! cargo xtask cross                          cross-build shared and firmware for the MCU targets
 //! cargo xtask qemu --board B --model M [--vectors V | --stream S]
@@ -22,6 +23,7 @@
 
 mod board;
 mod demo;
+mod qac;
 mod setup;
 mod steps;
 mod tasks;
@@ -70,6 +72,7 @@ pub fn cargo(args: &[&str]) -> Command {
 const USAGE: &str = "usage: cargo xtask <task>
   setup [--cuda]
   demo [--epochs N] [--board B]
+  qac [--epochs N] [--board B]
   test [--fuzz-seconds N]
   cross
   qemu --board B --model M [--vectors V | --stream S]
@@ -182,6 +185,11 @@ fn dispatch(task: &str, rest: &[String]) -> Result<ExitCode, String> {
             let a = Args::parse(rest, &["--epochs", "--board"], &[])?;
             let epochs = a.seconds("--epochs", demo::EPOCHS)?;
             demo::run(epochs, a.get("--board").unwrap_or("qemu-mps2-an386"))
+        }
+        "qac" => {
+            let a = Args::parse(rest, &["--epochs", "--board"], &[])?;
+            let epochs = a.seconds("--epochs", qac::EPOCHS)?;
+            qac::run(epochs, a.get("--board").unwrap_or("qemu-mps2-an386"))
         }
         "test" => {
             let a = Args::parse(rest, &["--fuzz-seconds"], &[])?;

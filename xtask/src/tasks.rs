@@ -6,6 +6,11 @@ use std::path::{Path, PathBuf};
 pub use crate::board::Data;
 use crate::board::{self, Board, Built, Run};
 use crate::steps::Steps;
+
+/// 45 nm analytic estimate, picojoules per MAC and per accumulate (the figures SNN papers use;
+/// Horowitz 2014; the same as `bitspike_core::cost`).
+const PJ_PER_MAC_45NM: f64 = 4.6;
+const PJ_PER_AC_45NM: f64 = 0.9;
 use crate::{cargo, root};
 
 /// Seconds a conformance or measurement run may take before it counts as a hang.
@@ -33,7 +38,7 @@ fn work_dir(sub: &str) -> Result<PathBuf, String> {
 }
 
 /// Golden vectors for `model`: the given file, or `count` fresh ones from the host executor.
-fn vectors_for(model: &Path, given: Option<&Path>, count: u32) -> Result<PathBuf, String> {
+pub fn vectors_for(model: &Path, given: Option<&Path>, count: u32) -> Result<PathBuf, String> {
     if let Some(v) = given {
         return Ok(v.to_path_buf());
     }
@@ -181,7 +186,7 @@ impl Figures {
 
     /// The 45 nm analytic estimate, nanojoules per inference.
     pub fn energy_nj(&self) -> f64 {
-        bitspike_core::cost::energy_45nm_pj(self.macs, self.synops) / 1000.0
+        (self.macs as f64 * PJ_PER_MAC_45NM + self.synops as f64 * PJ_PER_AC_45NM) / 1000.0
     }
 
     /// A human-readable table.
@@ -302,48 +307,57 @@ impl Figures {
     }
 }
 
-/// Whether `model` spikes, and for a spiking model its mean MACs and synaptic operations per
-/// inference over the inputs of `data` (at most 256 of them), counted by the runtime built for
-/// the host.
+/// Whether `model` spikes (its header's flag), and for a spiking model its mean MACs and
+/// synaptic operations per inference over the inputs of `data`, counted by `bitspike ops` (the
+/// runtime built for the host: spike counts depend on the data).
 fn host_ops(model: &Path, data: Data<'_>) -> Result<(bool, Option<(u64, u64)>), String> {
-    use bitspike_core::vectors::{StreamHeader, Vectors, STREAM_HEADER_LEN};
     let bytes =
         std::fs::read(model).map_err(|e| format!("cannot read {}: {e}", model.display()))?;
-    let m = bitspike_rt::Model::load(&bytes).map_err(|e| format!("{}: {e}", model.display()))?;
-    let spiking = m.file().header().flags & bitspike_core::format::HEADER_FLAG_SPIKING != 0;
+    // Model file header: magic at 0, flags (u32, bit 0 = spiking) at 16.
+    let spiking = bytes.len() >= 20 && &bytes[..8] == b"BITSPIKE" && bytes[16] & 1 != 0;
     if !spiking {
         return Ok((false, None));
     }
-    let (path, stream) = match data {
-        Data::Embedded(p) => (p, false),
-        Data::Stream(p) => (p, true),
+    let (flag, path) = match data {
+        Data::Embedded(p) => ("--vectors", p),
+        Data::Stream(p) => ("--stream", p),
     };
-    let d = std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-    let inputs: Vec<&[u8]> = if stream {
-        let h = StreamHeader::parse(&d).map_err(|e| format!("{}: {e:?}", path.display()))?;
-        let rec = h.record_len().unwrap_or(0);
-        (0..h.count.min(256))
-            .filter_map(|k| {
-                d.get(STREAM_HEADER_LEN + k * rec..)
-                    .and_then(|r| r.get(..h.input_len))
-            })
-            .collect()
-    } else {
-        let v = Vectors::parse(&d).map_err(|e| format!("{}: {e:?}", path.display()))?;
-        (0..v.len().min(256)).map(|k| v.input(k)).collect()
-    };
-    let mut arena = vec![0u8; m.arena_bytes()];
-    let mut it = m.bind(&mut arena).map_err(|e| e.to_string())?;
-    let mut out = vec![0i32; m.output_len()];
-    let (mut macs, mut acs) = (0u64, 0u64);
-    for x in &inputs {
-        it.run(x, &mut out).map_err(|e| e.to_string())?;
-        let o = it.total_ops();
-        macs += o.macs;
-        acs += o.accumulates;
+    let out = cargo(&[
+        "run",
+        "--release",
+        "--quiet",
+        "-p",
+        "bitspike",
+        "--",
+        "ops",
+        "--model",
+    ])
+    .arg(model)
+    .arg(flag)
+    .arg(path)
+    .output()
+    .map_err(|e| format!("cannot run cargo: {e}"))?;
+    if !out.status.success() {
+        return Err(format!(
+            "bitspike ops failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        ));
     }
-    let n = inputs.len().max(1) as u64;
-    Ok((true, Some((macs / n, acs / n))))
+    let text = String::from_utf8_lossy(&out.stdout);
+    let num = |k: &str| -> Option<u64> {
+        let at = text.find(&format!("\"{k}\":"))?;
+        let rest = &text[at + k.len() + 3..];
+        let end = rest.find([',', '}'])?;
+        rest[..end]
+            .trim()
+            .parse::<f64>()
+            .ok()
+            .map(|v| v.round() as u64)
+    };
+    match (num("macs"), num("synops")) {
+        (Some(m), Some(s)) => Ok((true, Some((m, s)))),
+        _ => Err(format!("bitspike ops printed no counts: {text}")),
+    }
 }
 
 /// Build and run with instruction counting; the run must pass.

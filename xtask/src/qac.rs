@@ -1,0 +1,217 @@
+//! `cargo xtask qac`: QAC end to end on Fashion-MNIST.
+//!
+//! 1. set up (libtorch, datasets, QEMU, the instruction counter);
+//! 2. train the small CNN with QAC (learned clip and level count per layer, max pools replaced by
+//!    average pools; 4-bit hidden weights, 8-bit first and last);
+//! 3. convert to a mixed-timestep spiking network, calibrate it, export it, and export the same
+//!    network as a quantized (non-spiking) model (`bitspike snn`);
+//! 4. run all 10 000 test images through the spiking model on the emulated board (streamed
+//!    through semihosting), every output checked against the host's, and measure the quantized
+//!    twin on the same board;
+//! 5. write QAC's tables for the run (`bitspike qac report`) and print a report.
+//!
+//! Files go to `target/bitspike/qac/` (the run folder is replaced every time).
+
+use std::fmt::Write as _;
+use std::process::ExitCode;
+
+use crate::steps::Steps;
+use crate::tasks::{self, bitspike, Data};
+use crate::{board, root, setup};
+
+/// Default training epochs.
+pub const EPOCHS: u64 = 6;
+
+/// Run it.
+pub fn run(epochs: u64, board_name: &str) -> ExitCode {
+    let mut s = Steps::new();
+    setup::rust(&mut s);
+    setup::boards(&mut s);
+    setup::libtorch(&mut s);
+    setup::datasets(&mut s);
+    if !s.ok() {
+        return s.finish();
+    }
+    match qac(epochs, board_name) {
+        Ok(report) => {
+            println!("\n{report}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The value of `"key":` in a flat JSON text (numbers only).
+fn number(json: &str, key: &str) -> Option<f64> {
+    let at = json.find(&format!("\"{key}\":"))?;
+    let rest = &json[at + key.len() + 3..];
+    let end = rest.find([',', '}']).unwrap_or(rest.len());
+    rest[..end].trim().parse().ok()
+}
+
+fn qac(epochs: u64, board_name: &str) -> Result<String, String> {
+    let board = board::load(board_name)?;
+    let dir = root().join("target/bitspike/qac");
+    let run = dir.join("run");
+    let _ = std::fs::remove_dir_all(&run);
+    std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    let p = |f: &str| dir.join(f).to_string_lossy().into_owned();
+    let run_s = run.to_string_lossy().into_owned();
+    println!("\n==> QAC training of the small CNN on Fashion-MNIST ({epochs} epochs)");
+    bitspike(&[
+        "train",
+        "qac",
+        "--dataset",
+        "fashion-mnist",
+        "--arch",
+        "cnn",
+        "--epochs",
+        &epochs.to_string(),
+        "--out",
+        &run_s,
+    ])?;
+    println!("\n==> conversion, calibration, export (spiking and quantized twin)");
+    let (model, ann, stream) = (p("snn.bsm"), p("ann.bsm"), p("test.bss"));
+    let out = crate::cargo(&[
+        "run",
+        "--release",
+        "--quiet",
+        "-p",
+        "bitspike",
+        "--",
+        "snn",
+        "--run",
+        &run_s,
+        "--out",
+        &model,
+        "--ann-out",
+        &ann,
+        "--stream",
+        &stream,
+        "--json",
+    ])
+    .output()
+    .map_err(|e| format!("cannot run cargo: {e}"))?;
+    if !out.status.success() {
+        return Err(format!(
+            "bitspike snn failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        ));
+    }
+    let json = String::from_utf8_lossy(&out.stdout).into_owned();
+    let json_path = p("snn.json");
+    std::fs::write(&json_path, &json).map_err(|e| format!("cannot write {json_path}: {e}"))?;
+    let get = |section: &str, key: &str| -> f64 {
+        json.find(&format!("\"{section}\":"))
+            .and_then(|at| number(&json[at..], key))
+            .unwrap_or(f64::NAN)
+    };
+    let ann_acc = number(&json, "ann_accuracy").unwrap_or(f64::NAN);
+    let avg_t = number(&json, "avg_timesteps").unwrap_or(f64::NAN);
+    let (before, after) = (get("snn_before", "accuracy"), get("snn_after", "accuracy"));
+    let (int_acc, synops, macs) = (
+        get("integer", "accuracy"),
+        get("integer", "synops"),
+        get("integer", "macs"),
+    );
+    let timesteps = json
+        .find("\"timesteps\":")
+        .map(|at| {
+            let rest = &json[at + 12..];
+            rest[..rest.find(']').map_or(0, |e| e + 1)].to_string()
+        })
+        .unwrap_or_default();
+
+    println!("\n==> QAC tables of the run");
+    bitspike(&["qac", "report", "--run", &run_s, "--out", &p("tables")])?;
+
+    println!(
+        "\n==> all test images through the spiking model on {}",
+        board.name
+    );
+    let f = tasks::measured(
+        &board,
+        "qac-snn",
+        model.as_ref(),
+        Data::Stream(stream.as_ref()),
+    )?;
+    let correct = f.correct.ok_or("the board reported no accuracy")?;
+    let device = correct as f64 / f.vectors.max(1) as f64;
+    println!("\n==> the quantized twin on {}", board.name);
+    let twin = tasks::measured(
+        &board,
+        "qac-ann",
+        ann.as_ref(),
+        Data::Embedded(tasks::vectors_for(ann.as_ref(), None, 8)?.as_path()),
+    )?;
+
+    let mut r = String::new();
+    let _ = writeln!(
+        r,
+        "bitspike qac: small CNN on Fashion-MNIST, QAC case 4 (t, alpha), {epochs} epochs"
+    );
+    let _ = writeln!(
+        r,
+        "  timesteps  {timesteps} per spiking layer, average {avg_t:.2}"
+    );
+    let _ = writeln!(
+        r,
+        "  accuracy   quantized ANN (fake-quant, tch)     {:.2} %",
+        100.0 * ann_acc
+    );
+    let _ = writeln!(
+        r,
+        "             SNN before calibration (float sim)  {:.2} %",
+        100.0 * before
+    );
+    let _ = writeln!(
+        r,
+        "             SNN after calibration (float sim)   {:.2} %",
+        100.0 * after
+    );
+    let _ = writeln!(
+        r,
+        "             SNN host integer (bitspike-rt)      {:.2} %",
+        100.0 * int_acc
+    );
+    let _ = writeln!(
+        r,
+        "             SNN device ({})         {:.2} %  ({} of {} images; {} outputs differ from the host's)",
+        board.name, 100.0 * device, correct, f.vectors, f.mismatches
+    );
+    let _ = writeln!(
+        r,
+        "  work       SNN {macs:.0} MACs (analog first layer) + {synops:.0} synaptic operations per inference; quantized twin {} MACs",
+        twin.macs
+    );
+    let _ = writeln!(
+        r,
+        "  energy     45 nm analytic estimate (4.6 pJ/MAC, 0.9 pJ/AC; not a measurement): SNN {:.1} nJ, quantized twin {:.1} nJ",
+        f.energy_nj(),
+        twin.energy_nj()
+    );
+    let _ = writeln!(
+        r,
+        "  device     SNN {:.0} instructions per inference vs quantized twin {:.0} (QEMU counts, not cycles)",
+        f.insns_mean(),
+        twin.insns_mean()
+    );
+    let _ = writeln!(
+        r,
+        "             flash {} B / {} B, RAM {} B / {} B (SNN / twin)",
+        f.built.sizes.flash(),
+        twin.built.sizes.flash(),
+        f.ram(),
+        twin.ram()
+    );
+    let _ = writeln!(r, "  files      {} (tables in tables/)", dir.display());
+    if f.mismatches != 0 || (device - int_acc).abs() > 1e-9 {
+        return Err(format!(
+            "{r}the device disagrees with the host integer executor"
+        ));
+    }
+    Ok(r)
+}
