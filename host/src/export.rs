@@ -21,6 +21,12 @@
 //! `round(2^14 s_b / max(s_a, s_b))`, then requantizes by `max(s_a, s_b) / 2^14 / s_out`.
 //! Weights are permuted to the device's layouts (OHWI; HWC-flattened dense inputs).
 //!
+//! A converted spiking network ([`model_def_snn`], [`crate::snn`]) exports its QAC layers as
+//! integrate-and-fire layers: no multiplier, the output codes are spike counts `0..=T_l` worth
+//! `theta_l / T_l`, and the threshold, the initial potentials and the bias are written in membrane
+//! units `|r[c]| / 2^k` (see `fold_spiking`); pools then sum counts exactly (`M = 1`, levels times
+//! the window). [`model_def_ann_of`] writes the same network as a quantized one, for comparisons.
+//!
 //! The fake-quant network and the integer model differ only where float32 rounding of a value
 //! within a hair of a rounding boundary, the bias rounding, or the Q31 multiplier's precision
 //! moves a code; [`crate::eval`] measures the gap on whole test sets.

@@ -1,8 +1,10 @@
 //! Deterministic model builders: the committed version-1 fixture and small random networks.
 
 use bitspike_core::def::random::{requant_for, Rng};
-use bitspike_core::def::{LayerDef, ModelDef};
+use bitspike_core::def::{LayerDef, ModelDef, Requant, SpikingDef};
 use bitspike_core::layer::{LayerKind, Shape, Window};
+
+use crate::oracle::gen;
 
 /// The version-1 fixture: every layer kind once, 8x8x1 input, deterministic weights.
 ///
@@ -90,3 +92,153 @@ pub const FIXTURE_PATH: &str = "fixtures/model-v1.bsm";
 pub const FIXTURE_EXPECTED_PATH: &str = "fixtures/model-v1.expected";
 /// The fixture's golden vectors (inputs and expected outputs), as board apps embed them.
 pub const FIXTURE_VECTORS_PATH: &str = "fixtures/model-v1.bsv";
+
+/// Random spiking parameters for a layer with `channels` outputs whose accumulator is typically
+/// `typical`: thresholds around `typical * 2^shift / T` (so counts spread over `0..=T`), initial
+/// potentials anywhere in `-theta..2*theta` (half of them at `theta / 2`), small biases.
+fn spiking(rng: &mut gen::Rng, channels: usize, typical: u64, t: u16) -> (SpikingDef, Vec<i32>) {
+    let shift = rng.int(0, 6) as u8;
+    let scale = 1i64 << shift;
+    let base = (typical as i64 * scale / t as i64).max(1);
+    let threshold: Vec<i32> = (0..channels)
+        .map(|_| rng.int((base / 2).max(1), base * 2) as i32)
+        .collect();
+    let v0 = threshold
+        .iter()
+        .map(|&th| {
+            if rng.chance(1, 2) {
+                th / 2
+            } else {
+                rng.int(-(th as i64), 2 * th as i64) as i32
+            }
+        })
+        .collect();
+    let bias = (0..channels).map(|_| rng.int(-base, base) as i32).collect();
+    (
+        SpikingDef {
+            threshold,
+            v0,
+            shift,
+        },
+        bias,
+    )
+}
+
+/// A spiking layer: no requantization, counts `0..=t`.
+fn spike(mut l: LayerDef, rng: &mut gen::Rng, channels: usize, typical: u64, t: u16) -> LayerDef {
+    let (s, bias) = spiking(rng, channels, typical, t);
+    l.spiking = Some(s);
+    l.bias = Some(bias);
+    l.requant = Vec::new();
+    l.timesteps = t;
+    l.levels = t as u8;
+    l
+}
+
+/// A random mixed-timestep spiking network (the random parts drawn from `seed`):
+///
+/// ```text
+/// t0 HxWxC input codes (analog, direct encoding: the same current every step)
+/// L0 conv 3x3 p1, C -> C1, spiking, T0 steps          -> t1 counts 0..=T0
+/// L1 average pool 2x2 s2 as a sum (levels 4*T0)       -> t2
+/// L2 conv 3x3 p1 (maybe grouped), spiking, T2 steps   -> t3 counts 0..=T2
+/// L3 flatten                                          -> t4
+/// L4 dense, spiking, T4 steps                         -> t5 counts 0..=T4
+/// L5 dense -> 10, raw i32 output                      -> t6
+/// ```
+pub fn spiking_model(seed: u64) -> ModelDef {
+    let mut rng = gen::Rng::new(seed);
+    let (h, w, c) = (
+        rng.int(4, 9) as u16 * 2,
+        rng.int(4, 9) as u16 * 2,
+        rng.int(1, 3) as u16,
+    );
+    let in_levels = gen::levels(&mut rng);
+    let mut def = ModelDef::new(Shape::new(h, w, c), in_levels, 1.0 / 255.0);
+    let mut steps = || rng.int(1, 8) as u16;
+    let (t0, t2, t4) = (steps(), steps(), steps());
+
+    let c1 = rng.int(2, 6) as u16;
+    let b = rng.int(2, 8) as u8;
+    let fan_in = 9 * c as usize;
+    let l = LayerDef::conv2d(
+        0,
+        c1,
+        Window::square(3, 1, 1),
+        1,
+        b,
+        gen::weights(&mut rng, c1 as usize * fan_in, b),
+        None,
+        Vec::new(),
+    );
+    let typ = gen::typical(fan_in, in_levels, b);
+    let t1 = def.push(spike(l, &mut rng, c1 as usize, typ, t0));
+
+    // Sum pooling: the identity requantization (2^30 with a left shift of 1 is exactly 1).
+    let mut pool = LayerDef::new(LayerKind::AvgPool, t1).with_output(4 * t0 as u8, 1.0);
+    pool.window = Window::square(2, 2, 0);
+    pool.requant = vec![
+        Requant {
+            multiplier: 1 << 30,
+            shift: -1,
+        };
+        c1 as usize
+    ];
+    let t2_ = def.push(pool);
+
+    let groups = if c1.is_multiple_of(2) && rng.chance(1, 2) {
+        2
+    } else {
+        1
+    };
+    let c3 = groups * rng.int(1, 4) as u16;
+    let b = rng.int(2, 8) as u8;
+    let fan_in = 9 * (c1 / groups) as usize;
+    let l = LayerDef::conv2d(
+        t2_,
+        c3,
+        Window::square(3, 1, 1),
+        groups,
+        b,
+        gen::weights(&mut rng, c3 as usize * fan_in, b),
+        None,
+        Vec::new(),
+    );
+    let typ = gen::typical(fan_in, 4 * t0 as u8, b);
+    let t3 = def.push(spike(l, &mut rng, c3 as usize, typ, t2));
+
+    let t4_ = def.push(LayerDef::new(LayerKind::Flatten, t3));
+    let n = (h / 2) as usize * (w / 2) as usize * c3 as usize;
+    let hidden = rng.int(4, 16) as u16;
+    let b = rng.int(2, 8) as u8;
+    let l = LayerDef::dense(
+        t4_,
+        hidden,
+        b,
+        gen::weights(&mut rng, hidden as usize * n, b),
+        None,
+        Vec::new(),
+    );
+    let typ = gen::typical(n, t2 as u8, b);
+    let t5 = def.push(spike(l, &mut rng, hidden as usize, typ, t4));
+
+    let b = rng.int(2, 8) as u8;
+    let mut out = LayerDef::dense(
+        t5,
+        10,
+        b,
+        gen::weights(&mut rng, 10 * hidden as usize, b),
+        Some(gen::bias(&mut rng, 10, 100)),
+        Vec::new(),
+    );
+    out.raw_output = true;
+    def.push(out);
+    def
+}
+
+/// The seed of the committed spiking fixture.
+pub const SNN_FIXTURE_SEED: u64 = 0x5b1c_e0;
+/// The committed spiking fixture (a [`spiking_model`]), relative to the tests crate.
+pub const SNN_FIXTURE_PATH: &str = "fixtures/snn-v1.bsm";
+/// Its golden vectors.
+pub const SNN_FIXTURE_VECTORS_PATH: &str = "fixtures/snn-v1.bsv";

@@ -496,8 +496,8 @@ pub fn bench(board: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// The conformance models: every layer kind at every weight width, the mixed-width demo, and
-/// the committed version-1 fixture.
+/// The conformance models: every layer kind at every weight width, the mixed-width demo, the
+/// committed version-1 fixture and the committed mixed-timestep spiking fixture.
 fn conformance_models() -> Result<Vec<(String, PathBuf, PathBuf)>, String> {
     let dir = work_dir("conformance")?;
     let mut out = Vec::new();
@@ -542,6 +542,11 @@ fn conformance_models() -> Result<Vec<(String, PathBuf, PathBuf)>, String> {
         "fixture-v1".into(),
         root().join("tests/fixtures/model-v1.bsm"),
         root().join("tests/fixtures/model-v1.bsv"),
+    ));
+    out.push((
+        "snn-fixture".into(),
+        root().join("tests/fixtures/snn-v1.bsm"),
+        root().join("tests/fixtures/snn-v1.bsv"),
     ));
     Ok(out)
 }
