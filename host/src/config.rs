@@ -26,9 +26,9 @@
 //!
 //! [quant.qac]                 # act_quantizer = "qac" (`bitspike train qac` sets it)
 //! case = "t-alpha"            # n-d | n-alpha | d-alpha | t-alpha (QAC cases 1-4)
-//! initial_levels = 4.0        # every layer's starting level count (timesteps)
+//! initial_levels = 3.0        # every layer's starting level count (timesteps)
 //! fixed_levels = 0            # > 0: QCFS baseline, every layer frozen at this count
-//! level_penalty = 0.0         # weight of the mean learned level count in the loss
+//! level_penalty = 0.01        # weight of the mean learned level count in the loss (0: paper)
 //!
 //! [augment]
 //! crop_pad = 2                # random crop after zero padding (0: off)

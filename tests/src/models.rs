@@ -237,7 +237,7 @@ pub fn spiking_model(seed: u64) -> ModelDef {
 }
 
 /// The seed of the committed spiking fixture.
-pub const SNN_FIXTURE_SEED: u64 = 0x5b1c_e0;
+pub const SNN_FIXTURE_SEED: u64 = 0x005b_1ce0;
 /// The committed spiking fixture (a [`spiking_model`]), relative to the tests crate.
 pub const SNN_FIXTURE_PATH: &str = "fixtures/snn-v1.bsm";
 /// Its golden vectors.
