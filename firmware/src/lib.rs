@@ -356,7 +356,17 @@ impl Interpreter<'_, '_> {
             // A spiking layer's bias enters the membrane, in its units (the `Fire` stage).
             bias: if l.spiking.is_some() { None } else { l.bias },
         };
+        #[cfg(feature = "event-driven")]
+        let events = l.spiking.is_some() && spike_input(file, l.input as usize);
+        #[cfg(not(feature = "event-driven"))]
+        let events = false;
         match l.kind {
+            LayerKind::Conv2d if events => {
+                kernels::optimized::conv2d_events(&g, &weights, &stage, a, dst, &mut ops)
+            }
+            LayerKind::Dense if events => {
+                kernels::optimized::dense_events(&g, &weights, &stage, a, dst, &mut ops)
+            }
             LayerKind::Conv2d => fast::conv2d(&g, &weights, &stage, a, dst, &mut ops),
             LayerKind::Dense => fast::dense(&g, &weights, &stage, a, dst, &mut ops),
             LayerKind::AvgPool => reference::avg_pool(&g, &stage, a, dst),
@@ -397,7 +407,7 @@ impl Interpreter<'_, '_> {
 
 /// Whether tensor `t` carries spike counts: the output of a spiking layer, or of pooling or
 /// flattening one. (Residual adds do not spike here: a spiking model has none.)
-#[cfg(feature = "counters")]
+#[cfg(any(feature = "counters", feature = "event-driven"))]
 fn spike_input(file: &ModelFile<'_>, mut t: usize) -> bool {
     // Walk pass-through layers back to a producer; inputs are earlier tensors, so this ends.
     for _ in 0..file.layer_count() {

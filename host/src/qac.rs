@@ -37,6 +37,8 @@ pub const MAX_TIMESTEPS: u16 = 63;
 #[serde(rename_all = "kebab-case")]
 pub enum QacCase {
     /// Case 1, `[n, d]`: `alpha = d 2^n`, `T = 2^n` (eq. 7).
+    #[serde(rename = "n-d")]
+    #[value(name = "n-d")]
     ND,
     /// Case 2, `[n, alpha]`: `d = alpha / 2^n`, `T = 2^n` (eq. 8).
     NAlpha,

@@ -1,6 +1,7 @@
 //! The optimized kernels against the reference kernels: bit-exact outputs and equal MAC counts
 //! on random shapes, strides, paddings, groups, bit widths and output stages (CONVENTIONS 4),
-//! including fan-ins beyond the optimized kernels' unpack buffer.
+//! including fan-ins beyond the optimized kernels' unpack buffer; and the event-driven kernels
+//! for spike counts (`conv2d_events`, `dense_events`) against the reference, on sparse counts.
 
 use bitspike_core::def::random::Rng;
 use bitspike_core::format::I32s;
@@ -74,6 +75,45 @@ fn run(c: &Case, optimized_kernel: bool) -> (Vec<u8>, u64) {
     (out, ops.counts().macs)
 }
 
+/// The event-driven kernel against the reference on spike counts `0..=t` (about half silent).
+fn run_events(c: &Case, t: u8, seed: u64) -> bool {
+    let mut rng = Rng::new(seed);
+    let counts: Vec<u8> = (0..c.g.input.len())
+        .map(|_| {
+            if rng.range(0, 1) == 0 {
+                0
+            } else {
+                rng.range(0, t as i64) as u8
+            }
+        })
+        .collect();
+    let c2 = Case {
+        input: counts,
+        packed: c.packed.clone(),
+        bias: c.bias.clone(),
+        mult: c.mult.clone(),
+        shifts: c.shifts.clone(),
+        ..*c
+    };
+    let w = Weights {
+        packed: &c2.packed,
+        bits: c2.bits,
+        bias: c2.bias.as_deref().map(I32s::new),
+    };
+    let stage = Stage::Raw;
+    let mut a = vec![0u8; c2.g.output.len() * 4];
+    let mut b = a.clone();
+    let mut ops = Ops::new();
+    if c2.g.kind == LayerKind::Conv2d {
+        optimized::conv2d_events(&c2.g, &w, &stage, &c2.input, &mut a, &mut ops);
+        reference::conv2d(&c2.g, &w, &stage, &c2.input, &mut b, &mut ops);
+    } else {
+        optimized::dense_events(&c2.g, &w, &stage, &c2.input, &mut a, &mut ops);
+        reference::dense(&c2.g, &w, &stage, &c2.input, &mut b, &mut ops);
+    }
+    a == b
+}
+
 fn conv_geometry() -> impl Strategy<Value = Geometry> {
     (
         (1u16..=9, 1u16..=9),
@@ -119,6 +159,19 @@ proptest! {
     fn conv2d_optimized_equals_reference(g in conv_geometry(), bits in 2u8..=8, seed in any::<u64>(), bias in any::<bool>(), raw in any::<bool>()) {
         let c = case(g, bits, seed, bias, raw);
         prop_assert_eq!(run(&c, true), run(&c, false));
+    }
+
+    #[test]
+    fn conv2d_events_equal_reference(g in conv_geometry(), bits in 2u8..=8, seed in any::<u64>(), t in 1u8..=20) {
+        let c = case(g, bits, seed, true, true);
+        prop_assert!(run_events(&c, t, seed ^ 1));
+    }
+
+    #[test]
+    fn dense_events_equal_reference(n in 1u16..=2600, out in 1u16..=6, bits in 2u8..=8, seed in any::<u64>(), t in 1u8..=20) {
+        let g = Geometry { kind: LayerKind::Dense, window: Window::default(), groups: 1, input: Shape::vector(n), output: Shape::vector(out) };
+        let c = case(g, bits, seed, true, true);
+        prop_assert!(run_events(&c, t, seed ^ 1));
     }
 
     #[test]

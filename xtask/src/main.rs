@@ -10,7 +10,7 @@
 //! cargo xtask qemu --board B --model M [--vectors V | --stream S]
 //!                                            build the board app with M, run it under QEMU
 //! cargo xtask size [--board B] [--model M]   section sizes of the board apps
-//! cargo xtask measure --board B --model M [--vectors V]
+//! cargo xtask measure --board B --model M [--vectors V] [--event-driven]
 //!                                            flash, RAM, stack, arena, instructions, MACs, energy
 //! cargo xtask bench [--board B]              benchmark figures into boards/bench/
 //! cargo xtask conformance [--board B] [--bless]
@@ -77,7 +77,7 @@ const USAGE: &str = "usage: cargo xtask <task>
   cross
   qemu --board B --model M [--vectors V | --stream S]
   size [--board B] [--model M]
-  measure --board B --model M [--vectors V]
+  measure --board B --model M [--vectors V] [--event-driven]
   bench [--board B]
   conformance [--board B] [--bless]
   fuzz [--seconds N]";
@@ -216,12 +216,22 @@ fn dispatch(task: &str, rest: &[String]) -> Result<ExitCode, String> {
             done(tasks::size(a.get("--board"), a.path("--model")?.as_deref()))
         }
         "measure" => {
-            let a = Args::parse(rest, &["--board", "--model", "--vectors"], &[])?;
+            let a = Args::parse(
+                rest,
+                &["--board", "--model", "--vectors"],
+                &["--event-driven"],
+            )?;
             let model = a.path("--model")?.ok_or("--model is required")?;
+            let features: &[&str] = if a.has("--event-driven") {
+                &["event-driven"]
+            } else {
+                &[]
+            };
             done(tasks::measure(
                 a.require("--board")?,
                 &model,
                 a.path("--vectors")?.as_deref(),
+                features,
             ))
         }
         "bench" => {

@@ -367,7 +367,18 @@ pub fn measured(
     model: &Path,
     data: Data<'_>,
 ) -> Result<Figures, String> {
-    let built = board::build_with(board, model, data, &[])?;
+    measured_with(board, label, model, data, &[])
+}
+
+/// [`measured`] with the board app built with cargo `features` (e.g. `event-driven`).
+pub fn measured_with(
+    board: &Board,
+    label: &str,
+    model: &Path,
+    data: Data<'_>,
+    features: &[&str],
+) -> Result<Figures, String> {
+    let built = board::build_with(board, model, data, features)?;
     let run = board::run(board, &built, true, RUN_TIMEOUT)?;
     if !run.passed() || run.field("vectors").unwrap_or(0) == 0 {
         print_failure(&run);
@@ -405,14 +416,19 @@ pub fn measured(
 }
 
 /// `cargo xtask measure --board B --model M [--vectors V]`.
-pub fn measure(board: &str, model: &Path, vectors: Option<&Path>) -> Result<(), String> {
+pub fn measure(
+    board: &str,
+    model: &Path,
+    vectors: Option<&Path>,
+    features: &[&str],
+) -> Result<(), String> {
     let board = board::load(board)?;
     let vectors = vectors_for(model, vectors, 4)?;
     let label = model
         .file_name()
         .map(|s| s.to_string_lossy().into_owned())
         .unwrap_or_default();
-    let f = measured(&board, &label, model, Data::Embedded(&vectors))?;
+    let f = measured_with(&board, &label, model, Data::Embedded(&vectors), features)?;
     print!("{}", f.table(&board));
     if f.cycles > 0 {
         println!(

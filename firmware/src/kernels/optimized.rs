@@ -45,6 +45,32 @@ fn dot(x: &[u8], w: &[i8]) -> i32 {
     acc
 }
 
+/// Event-driven `sum x[i] * w[i]` over spike counts: an input that did not fire costs a test,
+/// one that fired `n` times adds its weight `n` times (accumulates, no multiplies).
+#[inline(always)]
+fn events(x: &[u8], w: &[i8]) -> i32 {
+    let mut acc = 0i32;
+    for (&n, &wt) in x.iter().zip(w) {
+        if n != 0 {
+            let wt = wt as i32;
+            for _ in 0..n {
+                acc = acc.wrapping_add(wt);
+            }
+        }
+    }
+    acc
+}
+
+/// The inner sum of a kernel: multiply-accumulate, or event-driven accumulate.
+#[inline(always)]
+fn sum<const EVENTS: bool>(x: &[u8], w: &[i8]) -> i32 {
+    if EVENTS {
+        events(x, w)
+    } else {
+        dot(x, w)
+    }
+}
+
 /// Unpack weights `first .. first + out.len()` of a packed stream.
 #[inline]
 fn unpack_into(packed: &[u8], bits: u8, first: usize, out: &mut [i8]) {
@@ -68,6 +94,30 @@ fn valid(start: isize, kernel: usize, size: usize) -> (usize, usize) {
 
 /// 2-D convolution; the same contract as [`reference::conv2d`].
 pub fn conv2d(
+    g: &Geometry,
+    w: &Weights<'_>,
+    stage: &Stage<'_>,
+    input: &[u8],
+    output: &mut [u8],
+    ops: &mut Ops,
+) {
+    conv2d_with::<false>(g, w, stage, input, output, ops);
+}
+
+/// 2-D convolution over spike counts, event-driven (inputs that did not fire are skipped, the
+/// others add their weights once per spike); bit-exact with [`conv2d`].
+pub fn conv2d_events(
+    g: &Geometry,
+    w: &Weights<'_>,
+    stage: &Stage<'_>,
+    input: &[u8],
+    output: &mut [u8],
+    ops: &mut Ops,
+) {
+    conv2d_with::<true>(g, w, stage, input, output, ops);
+}
+
+fn conv2d_with<const EVENTS: bool>(
     g: &Geometry,
     w: &Weights<'_>,
     stage: &Stage<'_>,
@@ -112,7 +162,7 @@ pub fn conv2d(
                         let wat = (ky * kw + kx0) * c_in;
                         let xs = input.get(at..at + len).unwrap_or(&[]);
                         let ws = wrow.get(wat..wat + len).unwrap_or(&[]);
-                        acc = acc.wrapping_add(dot(xs, ws));
+                        acc = acc.wrapping_add(sum::<EVENTS>(xs, ws));
                         ops.mac(len as u64);
                     } else {
                         for kx in kx0..kx1 {
@@ -121,7 +171,7 @@ pub fn conv2d(
                             let wat = (ky * kw + kx) * cin_g;
                             let xs = input.get(at..at + cin_g).unwrap_or(&[]);
                             let ws = wrow.get(wat..wat + cin_g).unwrap_or(&[]);
-                            acc = acc.wrapping_add(dot(xs, ws));
+                            acc = acc.wrapping_add(sum::<EVENTS>(xs, ws));
                             ops.mac(cin_g as u64);
                         }
                     }
@@ -141,6 +191,29 @@ pub fn dense(
     output: &mut [u8],
     ops: &mut Ops,
 ) {
+    dense_with::<false>(g, w, stage, input, output, ops);
+}
+
+/// Fully connected layer over spike counts, event-driven; bit-exact with [`dense`].
+pub fn dense_events(
+    g: &Geometry,
+    w: &Weights<'_>,
+    stage: &Stage<'_>,
+    input: &[u8],
+    output: &mut [u8],
+    ops: &mut Ops,
+) {
+    dense_with::<true>(g, w, stage, input, output, ops);
+}
+
+fn dense_with<const EVENTS: bool>(
+    g: &Geometry,
+    w: &Weights<'_>,
+    stage: &Stage<'_>,
+    input: &[u8],
+    output: &mut [u8],
+    ops: &mut Ops,
+) {
     let n = g.input.len().min(input.len());
     let mut buf = [0i8; UNPACK_MAX];
     for o in 0..g.output.c as usize {
@@ -150,7 +223,7 @@ pub fn dense(
             let len = (n - at).min(UNPACK_MAX);
             let chunk = &mut buf[..len];
             unpack_into(w.packed, w.bits, o * g.input.len() + at, chunk);
-            acc = acc.wrapping_add(dot(&input[at..at + len], chunk));
+            acc = acc.wrapping_add(sum::<EVENTS>(&input[at..at + len], chunk));
             ops.mac(len as u64);
             at += len;
         }
