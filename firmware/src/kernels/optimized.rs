@@ -46,7 +46,8 @@ fn dot(x: &[u8], w: &[i8]) -> i32 {
 }
 
 /// Event-driven `sum x[i] * w[i]` over spike counts: an input that did not fire costs a test,
-/// one that fired `n` times adds its weight `n` times (accumulates, no multiplies).
+/// one that fired `n` times adds its weight `n` times. (The compiler may fold the repeated
+/// addition into one multiply; the result is the same integer.)
 #[inline(always)]
 fn events(x: &[u8], w: &[i8]) -> i32 {
     let mut acc = 0i32;
