@@ -631,6 +631,23 @@ mod tests {
     }
 
     #[test]
+    fn simulator_alignment_matches_the_integer_rule() {
+        // T_l = 4 -> T_{l+1} = 5, train 1 0 1 1 (one neuron): the float simulator's steps are
+        // the integer rule's (bitspike_core::snn::aligned_input) divided by T_l.
+        let train = [1u8, 0, 1, 1];
+        let x = Tensor::from_slice(&[1.0f32, 0.0, 1.0, 1.0]).view([4, 1, 1]);
+        for align in [Align::Replicate, Align::Truncate] {
+            let got: Vec<f32> =
+                Vec::try_from(Snn::aligned(&x, align, 5).unwrap().flatten(0, -1)).unwrap();
+            let mut want = [0u32; 5];
+            bitspike_core::snn::aligned_input(align, &train, &mut want);
+            let want: Vec<f32> = want.iter().map(|&v| v as f32 / 4.0).collect();
+            assert_eq!(got, want, "{align:?}");
+        }
+        assert!(Snn::aligned(&x, Align::Average, 5).is_none());
+    }
+
+    #[test]
     fn neurons_in_the_simulator_follow_the_integer_rule() {
         // One neuron layer driven directly: theta 1, v0 0.5, currents 0.3 for 4 steps:
         // 0.8, 1.1 fire -> 0.1, 0.4, 0.7: one spike; the integer rule gives the same.
