@@ -152,6 +152,8 @@ pub struct CaseRow {
     pub case: String,
     /// The run folder.
     pub run: String,
+    /// The run's level penalty (0: the paper's training).
+    pub level_penalty: f64,
     /// Mean learned level count (real valued) over the layers.
     pub avg_levels: f64,
     /// Mean `log2` of the learned level counts: the average activation bit width.
@@ -179,6 +181,7 @@ pub fn cases_report(runs: &[(String, &QNet)], data: &Dataset, limit: i64) -> Res
                 .map_or("-", |(_, q)| q.case.label())
                 .to_string(),
             run: run.clone(),
+            level_penalty: net.quant.qac.level_penalty,
             avg_levels: levels.iter().sum::<f64>() / n,
             avg_bits: levels.iter().map(|l| l.max(1.0).log2()).sum::<f64>() / n,
             avg_timesteps: snn.avg_timesteps(),
@@ -192,13 +195,14 @@ pub fn cases_report(runs: &[(String, &QNet)], data: &Dataset, limit: i64) -> Res
 /// The cases table as Markdown.
 pub fn cases_markdown(rows: &[CaseRow], title: &str) -> String {
     let mut m = format!(
-        "# QAC parameterisations on {title} (Figure 2 / 11)\n\n| case | average bits (log2 T) | average level count | average timesteps | ANN accuracy | SNN accuracy |\n| --- | --- | --- | --- | --- | --- |\n"
+        "# QAC parameterisations on {title} (Figure 2 / 11)\n\n| case | level penalty | average bits (log2 T) | average level count | average timesteps | ANN accuracy | SNN accuracy |\n| --- | --- | --- | --- | --- | --- | --- |\n"
     );
     for r in rows {
         let _ = writeln!(
             m,
-            "| {} | {:.2} | {:.2} | {:.2} | {} | {} |",
+            "| {} | {} | {:.2} | {:.2} | {:.2} | {} | {} |",
             r.case,
+            r.level_penalty,
             r.avg_bits,
             r.avg_levels,
             r.avg_timesteps,
