@@ -755,7 +755,7 @@ fn snn_run(a: &SnnArgs) -> Result<()> {
                 bitspike_core::cost::energy_45nm_pj(m as u64, 0) / 1e6
             ));
             ann = serde_json::json!({
-                "model": p, "accuracy": ra.accuracy(), "macs": m,
+                "model": p, "accuracy": ra.accuracy(), "twin_macs": m,
                 "energy_45nm_uj": bitspike_core::cost::energy_45nm_pj(m as u64, 0) / 1e6,
             });
         }
@@ -784,7 +784,7 @@ fn snn_run(a: &SnnArgs) -> Result<()> {
         integer = serde_json::json!({
             "model": out, "bytes": bytes.len(), "arena_bytes": model.arena_bytes(),
             "accuracy": r.accuracy(), "agree_with_float": agree, "samples": r.labels.len(),
-            "macs": macs, "synops": acs, "energy_45nm_uj": energy / 1e6,
+            "analog_macs": macs, "synops": acs, "energy_45nm_uj": energy / 1e6,
             "ann": ann,
         });
     }
