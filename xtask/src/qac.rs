@@ -187,6 +187,11 @@ fn qac(epochs: u64, board_name: &str) -> Result<String, String> {
     );
     let _ = writeln!(
         r,
+        "             quantized twin, host integer        {:.2} %  (the same layers requantized to T_l levels)",
+        100.0 * get("ann", "accuracy")
+    );
+    let _ = writeln!(
+        r,
         "  work       per inference, counted on the host over the test set: SNN {macs:.0} MACs (the \
          first layer reads the analog image) + {synops:.0} synaptic operations; quantized twin \
          {twin_macs:.0} MACs"
@@ -205,11 +210,14 @@ fn qac(epochs: u64, board_name: &str) -> Result<String, String> {
     );
     let _ = writeln!(
         r,
-        "             flash {} B / {} B, RAM {} B / {} B (SNN / twin)",
+        "  memory     SNN: flash {} B (model file {} B), RAM {} B (arena {} B, peak stack {} B); twin: model file {} B, arena {} B",
         f.built.sizes.flash(),
-        twin.built.sizes.flash(),
+        f.model_bytes,
         f.ram(),
-        twin.ram()
+        f.arena,
+        f.stack,
+        twin.model_bytes,
+        twin.arena
     );
     let _ = writeln!(r, "  files      {} (tables in tables/)", dir.display());
     if f.mismatches != 0 || (device - int_acc).abs() > 1e-9 {
