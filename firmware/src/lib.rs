@@ -16,7 +16,8 @@
 //! a model and an input give the same output on the host and on every MCU target.
 //!
 //! Invariants: after [`Model::load`] succeeds, [`Interpreter::run`] cannot fail except for the
-//! caller's slice lengths, which it checks before touching anything; nothing on the inference path
+//! caller's slice lengths and input codes above the input levels, which it checks before
+//! touching anything; nothing on the inference path
 //! allocates, panics or loops without a bound.
 #![no_std]
 
@@ -78,6 +79,16 @@ pub enum Error {
         /// Elements given.
         given: u32,
     },
+    /// An input code above the model's input level count (the arithmetic bounds checked at load
+    /// assume codes `0..=levels`).
+    InputCode {
+        /// Index of the first such code.
+        index: u32,
+        /// Its value.
+        value: u8,
+        /// The model's input level count.
+        levels: u8,
+    },
     /// The output slice does not have the model's output length.
     OutputLength {
         /// Elements the model produces.
@@ -122,6 +133,14 @@ impl fmt::Display for Error {
             Self::InputLength { expected, given } => {
                 write!(f, "input has {given} elements, the model takes {expected}")
             }
+            Self::InputCode {
+                index,
+                value,
+                levels,
+            } => write!(
+                f,
+                "input code {value} at index {index} is above the model's input levels 0..={levels}"
+            ),
             Self::OutputLength { expected, given } => {
                 write!(
                     f,
@@ -256,10 +275,12 @@ impl Interpreter<'_, '_> {
         &self.model
     }
 
-    /// Run one inference: `input` holds the input codes (HWC), `output` receives the network
-    /// output (codes widened to i32, or the raw accumulators of a raw-output last layer).
+    /// Run one inference: `input` holds the input codes (HWC, each at most the input tensor's
+    /// level count), `output` receives the network output (codes widened to i32, or the raw
+    /// accumulators of a raw-output last layer).
     ///
-    /// Fails only when a slice length differs from the model's, checked before anything runs.
+    /// Fails only when a slice length differs from the model's or an input code is above the
+    /// input levels, both checked before anything runs.
     pub fn run(&mut self, input: &[u8], output: &mut [i32]) -> Result<(), Error> {
         let file = *self.model.file();
         if input.len() != self.model.input_len() {
@@ -272,6 +293,14 @@ impl Interpreter<'_, '_> {
             return Err(Error::OutputLength {
                 expected: clamp_u32(self.model.output_len()),
                 given: clamp_u32(output.len()),
+            });
+        }
+        let levels = file.input().levels;
+        if let Some((i, &v)) = input.iter().enumerate().find(|(_, &v)| v > levels) {
+            return Err(Error::InputCode {
+                index: clamp_u32(i),
+                value: v,
+                levels,
             });
         }
         for i in 0..file.layer_count() {

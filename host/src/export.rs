@@ -181,7 +181,13 @@ fn fold_spiking(
     const CONSTANT_UNITS: f64 = 4096.0;
     let c_n = s_w.len();
     let r: Vec<f64> = (0..c_n).map(|c| s_in * s_w[c] * g[c]).collect();
-    let moves = |c: usize| r[c].abs() > theta * 1e-9;
+    // A channel moves its membrane if its own values fit 32 bits at shift 0; one whose gain is
+    // too small for that (a pruned BatchNorm channel) is a constant current, like gamma = 0.
+    let moves = |c: usize| {
+        let u = r[c].abs();
+        u > 0.0
+            && (v0[c].abs() + t * (acc_bound * u + h[c].abs()) + theta) / u < (1u64 << 30) as f64
+    };
     for k in (0..=MAX_MEMBRANE_SHIFT).rev() {
         let scale = (1u64 << k) as f64;
         let mut signs = Vec::with_capacity(c_n);
@@ -235,21 +241,80 @@ pub fn model_def(net: &QNet) -> Result<ModelDef> {
 /// integrate-and-fire layers (the spiking contract), the rest as in [`model_def`].
 pub fn model_def_snn(net: &QNet, snn: &Snn) -> Result<ModelDef> {
     let (steps, levels) = snn.steps_and_levels(net)?;
-    model_def_with(net, &steps, &levels, Some(snn))
+    model_def_with(net, &steps, &levels, Some((snn, true)))
 }
 
-/// The quantized (non-spiking) network a spiking one runs the same arithmetic as: its layers
-/// requantize to `T_l` levels on the step `theta_l / T_l`, for comparing costs on the device.
+/// The quantized (non-spiking) twin of a spiking network: its layers requantize to `T_l`
+/// levels on the step `theta_l / T_l`, with each channel's initial potential folded into the
+/// bias (`h + (v0 - theta/2) / T_l`), so that it computes the spiking network's counts exactly
+/// when `0 <= v0 < theta` (averaging alignment: `floor((v0 + T z) / theta)`), approximately for
+/// calibrated potentials outside that range; for comparing costs on the device.
 pub fn model_def_ann_of(net: &QNet, snn: &Snn) -> Result<ModelDef> {
     let (steps, levels) = snn.steps_and_levels(net)?;
-    model_def_with(net, &steps, &levels, None)
+    model_def_with(net, &steps, &levels, Some((snn, false)))
 }
 
+/// The bias `h` of a converted layer's quantized twin (see [`model_def_ann_of`]).
+fn twin_bias(h: &[f64], sl: &SnnLayer) -> Result<Vec<f64>> {
+    let theta = sl.threshold.double_value(&[0]);
+    let v0 = Vec::<f64>::try_from(
+        sl.v0
+            .detach()
+            .to_kind(Kind::Double)
+            .to_device(tch::Device::Cpu),
+    )?;
+    let t = sl.timesteps as f64;
+    Ok(h.iter()
+        .zip(&v0)
+        .map(|(h, v)| h + (v - theta / 2.0) / t)
+        .collect())
+}
+
+/// A folded layer: channel signs, integer biases, requantization, spiking parameters with the
+/// timesteps and input alignment.
+type Folded = (
+    Vec<f64>,
+    Vec<i32>,
+    Vec<Requant>,
+    Option<(SpikingDef, u16, Align)>,
+);
+
+/// Fold layer `i` (`(s_in, s_w, g, h, s_out)` as in [`fold`]): as a spiking layer, as its
+/// quantized twin, or plainly when `snn` does not convert it. `acc_bound` bounds its accumulator.
+fn fold_layer(
+    i: usize,
+    net: &QNet,
+    snn: Option<(&Snn, bool)>,
+    (s_in, s_w, g, h, s_out): (f64, &[f64], &[f64], &[f64], f64),
+    acc_bound: f64,
+) -> Result<Folded> {
+    match snn.and_then(|(s, spiking)| Some((s, s.layer(i)?, spiking))) {
+        Some((s, sl, true)) => {
+            let (signs, bias, sp) = fold_spiking(i, s_in, s_w, g, h, sl, acc_bound)?;
+            Ok((
+                signs,
+                bias,
+                Vec::new(),
+                Some((sp, sl.timesteps, s.align_of(net, sl))),
+            ))
+        }
+        Some((_, sl, false)) => {
+            let (signs, bias, rq) = fold(i, s_in, s_w, g, &twin_bias(h, sl)?, s_out)?;
+            Ok((signs, bias, rq, None))
+        }
+        None => {
+            let (signs, bias, rq) = fold(i, s_in, s_w, g, h, s_out)?;
+            Ok((signs, bias, rq, None))
+        }
+    }
+}
+
+/// `snn`: the converted network, and whether its layers spike (`false`: its quantized twin).
 fn model_def_with(
     net: &QNet,
     steps: &[f64],
     all_levels: &[i64],
-    snn: Option<&Snn>,
+    snn: Option<(&Snn, bool)>,
 ) -> Result<ModelDef> {
     let shapes = net.spec.shapes()?;
     let [c0, h0, w0] = net.spec.input;
@@ -287,19 +352,9 @@ fn model_def_with(
                     let (g, h) = bn_fold(bn);
                     let per = codes.len() / *out as usize;
                     let window = Window::square(*k as u8, *stride as u8, *pad as u8);
-                    let spiking = snn.and_then(|s| s.layer(i));
-                    let (signs, bias, rq, sp) = match spiking {
-                        Some(sl) => {
-                            let bound = acc_bound(per, all_levels[n.input], wq.bits);
-                            let (signs, bias, sp) = fold_spiking(i, s_in, &s_w, &g, &h, sl, bound)?;
-                            let al = snn.map_or(Align::Average, |s| s.align_of(net, sl));
-                            (signs, bias, Vec::new(), Some((sp, sl.timesteps, al)))
-                        }
-                        None => {
-                            let (signs, bias, rq) = fold(i, s_in, &s_w, &g, &h, s_out)?;
-                            (signs, bias, rq, None)
-                        }
-                    };
+                    let bound = acc_bound(per, all_levels[n.input], wq.bits);
+                    let (signs, bias, rq, sp) =
+                        fold_layer(i, net, snn, (s_in, &s_w, &g, &h, s_out), bound)?;
                     let l = LayerDef::conv2d(
                         input,
                         *out as u16,
@@ -321,20 +376,9 @@ fn model_def_with(
                     if *hidden {
                         let per = codes.len() / out;
                         let ones = vec![1.0; out];
-                        let (signs, bias, rq, sp) = match snn.and_then(|s| s.layer(i)) {
-                            Some(sl) => {
-                                let bound = acc_bound(per, all_levels[n.input], wq.bits);
-                                let (signs, bias, sp) =
-                                    fold_spiking(i, s_in, &s_w, &ones, &bias_real, sl, bound)?;
-                                let al = snn.map_or(Align::Average, |s| s.align_of(net, sl));
-                                (signs, bias, Vec::new(), Some((sp, sl.timesteps, al)))
-                            }
-                            None => {
-                                let (signs, bias, rq) =
-                                    fold(i, s_in, &s_w, &ones, &bias_real, s_out)?;
-                                (signs, bias, rq, None)
-                            }
-                        };
+                        let bound = acc_bound(per, all_levels[n.input], wq.bits);
+                        let (signs, bias, rq, sp) =
+                            fold_layer(i, net, snn, (s_in, &s_w, &ones, &bias_real, s_out), bound)?;
                         let l = LayerDef::dense(
                             input,
                             out as u16,

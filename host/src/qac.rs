@@ -231,12 +231,16 @@ impl QacQuant {
         self.init(x);
         let Derived { d, levels } = self.derived();
         let u = x / &d;
-        // (The clamp at T only matters for a non-integer T whose top code rounds past it.)
-        let t_max = levels.double_value(&[0]);
-        let inside = round_ste(&u).clamp(0.0, t_max) * &d;
+        let r = round_ste(&u);
+        let inside = &r * &d;
         let top = (&d * &levels).expand_as(x);
         let zero = x.zeros_like();
-        let q = inside.where_self(&u.le_tensor(&levels), &top);
+        // Above the clip, or (for a non-integer T) where the code rounds past T, the value is
+        // the clip itself, `d T`, with its gradients (eq. 7-10's outer rows).
+        let clipped = u
+            .gt_tensor(&levels)
+            .logical_or(&r.detach().gt_tensor(&levels));
+        let q = top.where_self(&clipped, &inside);
         zero.where_self(&u.lt(0.0), &q)
     }
 
@@ -362,6 +366,24 @@ mod tests {
             let (y, ga, gb) = grads(&q, -0.7);
             assert_eq!((y, ga, gb), (0.0, 0.0, 0.0), "{case:?}");
         }
+    }
+
+    #[test]
+    fn a_code_rounding_past_a_non_integer_level_count_is_the_clip() {
+        // Case 4, t = 2.7, alpha = 2.7 (d = 1): x = 2.6 rounds to 3 > t, so Q = alpha with the
+        // clip's gradients (0, 1); x = 1.2 is inside: Q = 1, gradients eq. 10.
+        let vs = nn::VarStore::new(Device::Cpu);
+        let q = QacQuant::new(&vs.root(), &QacConfig::default());
+        set(&q, 2.7, 2.7);
+        let (y, ga, gb) = grads(&q, 2.6);
+        assert!((y - 2.7).abs() < 1e-5 && ga.abs() < 1e-5 && (gb - 1.0).abs() < 1e-5);
+        let (y, ga, gb) = grads(&q, 1.2);
+        let e = 1.0 - 1.2;
+        assert!((y - 1.0).abs() < 1e-5);
+        assert!(
+            (ga + e / 2.7).abs() < 1e-5 && (gb - e / 2.7).abs() < 1e-5,
+            "{ga} {gb}"
+        );
     }
 
     #[test]

@@ -207,6 +207,30 @@ fn alignment_modes_follow_hand_worked_examples() {
 }
 
 #[test]
+fn input_codes_above_the_input_levels_are_refused() {
+    let mut def = network(9);
+    def.input.levels = 100;
+    let bytes = write(&def).expect("valid");
+    let model = Model::load(&bytes).expect("loads");
+    let mut arena = vec![0u8; model.arena_bytes()];
+    let mut interp = model.bind(&mut arena).expect("arena");
+    let mut input = vec![100u8; def.input.shape.len()];
+    let mut out = vec![0i32; 10];
+    interp
+        .run(&input, &mut out)
+        .expect("codes at the level count run");
+    input[3] = 101;
+    assert_eq!(
+        interp.run(&input, &mut out),
+        Err(Error::InputCode {
+            index: 3,
+            value: 101,
+            levels: 100
+        })
+    );
+}
+
+#[test]
 fn loader_refuses_what_the_engine_does_not_run() {
     let def = network(3);
     for (align, want) in [

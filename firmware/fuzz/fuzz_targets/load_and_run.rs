@@ -57,12 +57,20 @@ fuzz_target!(|data: &[u8]| {
     let Ok(mut interp) = model.bind(&mut arena) else {
         panic!("an arena of the declared size must bind");
     };
-    let input: Vec<u8> = (0..model.input_len())
+    let levels = file.input().levels;
+    let mut input: Vec<u8> = (0..model.input_len())
         .map(|i| bytes.get(i % bytes.len().max(1)).copied().unwrap_or(0))
         .collect();
     let mut output = vec![0i32; model.output_len()];
+    // Codes above the input levels are refused before anything runs.
+    if input.iter().any(|&v| v > levels) && interp.run(&input, &mut output).is_ok() {
+        panic!("an input code above the input levels must be refused");
+    }
+    for v in &mut input {
+        *v = (*v).min(levels);
+    }
     if interp.run(&input, &mut output).is_err() {
-        panic!("a loaded model with matching lengths must run");
+        panic!("a loaded model with matching lengths and codes must run");
     }
     // Executed MACs never exceed the analytic count (padding is skipped, never added).
     assert!(interp.total_ops().macs <= macs);
