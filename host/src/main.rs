@@ -211,13 +211,13 @@ struct SnnArgs {
     #[arg(long, value_enum, default_value_t = AlignMode::Average)]
     align: AlignMode,
     /// Calibration epochs over the calibration images (0: none).
-    #[arg(long, default_value_t = 4)]
+    #[arg(long, default_value_t = 8)]
     calibrate: usize,
     /// Unlabelled training images the calibration uses.
-    #[arg(long, default_value_t = 2048, value_parser = clap::value_parser!(i64).range(1..))]
+    #[arg(long, default_value_t = 4096, value_parser = clap::value_parser!(i64).range(1..))]
     calibration_images: i64,
     /// Calibration learning rate (Adam, relative to each layer's threshold).
-    #[arg(long, default_value_t = 0.005)]
+    #[arg(long, default_value_t = 0.002)]
     calibration_lr: f64,
     /// Evaluate on the first N test images only.
     #[arg(long, value_parser = clap::value_parser!(i64).range(1..))]

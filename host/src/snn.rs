@@ -531,10 +531,10 @@ pub struct Calibration {
 impl Default for Calibration {
     fn default() -> Self {
         Self {
-            epochs: 4,
-            images: 2048,
+            epochs: 8,
+            images: 4096,
             batch: 128,
-            lr: 0.005,
+            lr: 0.002,
         }
     }
 }
