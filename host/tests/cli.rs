@@ -118,11 +118,49 @@ fn unsupported_bit_widths_are_refused() {
 
 #[test]
 fn methods_of_later_issues_say_so() {
-    for (m, issue) in [("ssql", "#7"), ("mps", "#6"), ("qac", "#5")] {
+    for (m, issue) in [("ssql", "#7"), ("mps", "#6")] {
         let o = bitspike(&["train", m]);
         assert_error(&o, 2, issue);
         assert!(stderr(&o).contains("not available yet"));
     }
+}
+
+#[test]
+fn qac_bad_input_is_one_line() {
+    let d = tmp("qac");
+    let out = d.join("never");
+    let o = bitspike(&[
+        "train",
+        "qac",
+        "--dataset",
+        "digits",
+        "--qcfs-levels",
+        "99",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert_error(&o, 1, "fixed_levels 99 is out of range");
+    assert!(!out.exists(), "nothing written for a refused configuration");
+    let o = bitspike(&[
+        "train",
+        "qac",
+        "--dataset",
+        "digits",
+        "--qcfs-levels",
+        "4",
+        "--case",
+        "n-d",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert_error(&o, 1, "needs case t-alpha");
+    // A QAT run has nothing to convert to spikes.
+    let run = d.join("qat");
+    let o = train_digits(&run, "1");
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = bitspike(&["snn", "--run", run.to_str().unwrap()]);
+    assert_error(&o, 1, "not trained with QAC");
+    assert!(!run.join("snn.json").exists());
 }
 
 #[test]
