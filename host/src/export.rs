@@ -51,7 +51,8 @@ fn requant(layer: usize, real: f64) -> Result<Requant> {
     Ok(Requant { multiplier, shift })
 }
 
-fn floats(t: &Tensor) -> Vec<f64> {
+/// A tensor's values as f64, flattened (empty if it cannot be read).
+pub(crate) fn floats(t: &Tensor) -> Vec<f64> {
     Vec::<f64>::try_from(
         t.detach()
             .to_device(tch::Device::Cpu)
@@ -171,12 +172,7 @@ fn fold_spiking(
     acc_bound: f64,
 ) -> Result<(Vec<f64>, Vec<i32>, SpikingDef)> {
     let theta = sl.threshold.double_value(&[0]);
-    let v0 = Vec::<f64>::try_from(
-        sl.v0
-            .detach()
-            .to_kind(Kind::Double)
-            .to_device(tch::Device::Cpu),
-    )?;
+    let v0 = floats(&sl.v0);
     let t = sl.timesteps as f64;
     const CONSTANT_UNITS: f64 = 4096.0;
     let c_n = s_w.len();
@@ -255,19 +251,14 @@ pub fn model_def_ann_of(net: &QNet, snn: &Snn) -> Result<ModelDef> {
 }
 
 /// The bias `h` of a converted layer's quantized twin (see [`model_def_ann_of`]).
-fn twin_bias(h: &[f64], sl: &SnnLayer) -> Result<Vec<f64>> {
+fn twin_bias(h: &[f64], sl: &SnnLayer) -> Vec<f64> {
     let theta = sl.threshold.double_value(&[0]);
-    let v0 = Vec::<f64>::try_from(
-        sl.v0
-            .detach()
-            .to_kind(Kind::Double)
-            .to_device(tch::Device::Cpu),
-    )?;
+    let v0 = floats(&sl.v0);
     let t = sl.timesteps as f64;
-    Ok(h.iter()
+    h.iter()
         .zip(&v0)
         .map(|(h, v)| h + (v - theta / 2.0) / t)
-        .collect())
+        .collect()
 }
 
 /// A folded layer: channel signs, integer biases, requantization, spiking parameters with the
@@ -299,7 +290,7 @@ fn fold_layer(
             ))
         }
         Some((_, sl, false)) => {
-            let (signs, bias, rq) = fold(i, s_in, s_w, g, &twin_bias(h, sl)?, s_out)?;
+            let (signs, bias, rq) = fold(i, s_in, s_w, g, &twin_bias(h, sl), s_out)?;
             Ok((signs, bias, rq, None))
         }
         None => {

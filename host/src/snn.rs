@@ -40,9 +40,10 @@ use anyhow::{bail, Context, Result};
 use bitspike_core::layer::Align;
 use serde::{Deserialize, Serialize};
 use tch::nn::{self, ModuleT, OptimizerConfig};
-use tch::{Device, Kind, Tensor};
+use tch::{Kind, Tensor};
 
 use crate::data::{self, Split};
+use crate::export::floats;
 use crate::net::{Op, Params, QNet};
 use crate::qac::MAX_TIMESTEPS;
 
@@ -138,16 +139,6 @@ pub struct SnnFileLayer {
     pub threshold: f64,
     /// Initial potential per channel (real units).
     pub v0: Vec<f64>,
-}
-
-fn floats(t: &Tensor) -> Vec<f64> {
-    Vec::<f64>::try_from(
-        t.detach()
-            .to_kind(Kind::Double)
-            .to_device(Device::Cpu)
-            .flatten(0, -1),
-    )
-    .unwrap_or_default()
 }
 
 /// The Heaviside step `m >= theta`, with a sigmoid surrogate gradient when `surrogate`.
@@ -646,6 +637,7 @@ pub fn load_file(path: &std::path::Path) -> Result<Option<SnnFile>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tch::Device;
 
     #[test]
     fn alignment_policies_pick_by_direction() {

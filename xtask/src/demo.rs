@@ -22,6 +22,11 @@ pub const EPOCHS: u64 = 6;
 
 /// Run the demo.
 pub fn run(epochs: u64, board_name: &str) -> ExitCode {
+    after_setup(|| demo(epochs, board_name))
+}
+
+/// Set up what training and the boards need, then run `job` and print its report.
+pub fn after_setup(job: impl FnOnce() -> Result<String, String>) -> ExitCode {
     let mut s = Steps::new();
     setup::rust(&mut s);
     setup::boards(&mut s);
@@ -30,7 +35,7 @@ pub fn run(epochs: u64, board_name: &str) -> ExitCode {
     if !s.ok() {
         return s.finish();
     }
-    match demo(epochs, board_name) {
+    match job() {
         Ok(report) => {
             println!("\n{report}");
             ExitCode::SUCCESS
@@ -99,15 +104,7 @@ fn demo(epochs: u64, board_name: &str) -> Result<String, String> {
     let json = String::from_utf8_lossy(&out.stdout).into_owned();
     std::fs::write(&eval_json, &json).map_err(|e| format!("cannot write {eval_json}: {e}"))?;
     let field = |k: &str| -> Result<f64, String> {
-        let at = json
-            .find(&format!("\"{k}\":"))
-            .ok_or(format!("no {k} in the evaluation"))?;
-        let rest = &json[at + k.len() + 3..];
-        let end = rest.find([',', '}']).unwrap_or(rest.len());
-        rest[..end]
-            .trim()
-            .parse()
-            .map_err(|_| format!("bad {k} in the evaluation"))
+        tasks::json_number(&json, k).ok_or(format!("no number {k} in the evaluation"))
     };
     let (fake, integer) = (field("fake_quant_accuracy")?, field("integer_accuracy")?);
     println!(

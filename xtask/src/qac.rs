@@ -15,41 +15,15 @@
 use std::fmt::Write as _;
 use std::process::ExitCode;
 
-use crate::steps::Steps;
-use crate::tasks::{self, bitspike, Data};
-use crate::{board, root, setup};
+use crate::tasks::{self, bitspike, json_number, Data};
+use crate::{board, root};
 
 /// Default training epochs.
 pub const EPOCHS: u64 = 6;
 
 /// Run it.
 pub fn run(epochs: u64, board_name: &str) -> ExitCode {
-    let mut s = Steps::new();
-    setup::rust(&mut s);
-    setup::boards(&mut s);
-    setup::libtorch(&mut s);
-    setup::datasets(&mut s);
-    if !s.ok() {
-        return s.finish();
-    }
-    match qac(epochs, board_name) {
-        Ok(report) => {
-            println!("\n{report}");
-            ExitCode::SUCCESS
-        }
-        Err(e) => {
-            eprintln!("error: {e}");
-            ExitCode::FAILURE
-        }
-    }
-}
-
-/// The value of `"key":` in a flat JSON text (numbers only).
-fn number(json: &str, key: &str) -> Option<f64> {
-    let at = json.find(&format!("\"{key}\":"))?;
-    let rest = &json[at + key.len() + 3..];
-    let end = rest.find([',', '}']).unwrap_or(rest.len());
-    rest[..end].trim().parse().ok()
+    crate::demo::after_setup(|| qac(epochs, board_name))
 }
 
 fn qac(epochs: u64, board_name: &str) -> Result<String, String> {
@@ -106,11 +80,11 @@ fn qac(epochs: u64, board_name: &str) -> Result<String, String> {
     std::fs::write(&json_path, &json).map_err(|e| format!("cannot write {json_path}: {e}"))?;
     let get = |section: &str, key: &str| -> f64 {
         json.find(&format!("\"{section}\":"))
-            .and_then(|at| number(&json[at..], key))
+            .and_then(|at| json_number(&json[at..], key))
             .unwrap_or(f64::NAN)
     };
-    let ann_acc = number(&json, "ann_accuracy").unwrap_or(f64::NAN);
-    let avg_t = number(&json, "avg_timesteps").unwrap_or(f64::NAN);
+    let ann_acc = json_number(&json, "ann_accuracy").unwrap_or(f64::NAN);
+    let avg_t = json_number(&json, "avg_timesteps").unwrap_or(f64::NAN);
     let (before, after) = (get("snn_before", "accuracy"), get("snn_after", "accuracy"));
     let (int_acc, synops, macs, twin_macs) = (
         get("integer", "accuracy"),

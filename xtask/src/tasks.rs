@@ -307,6 +307,14 @@ impl Figures {
     }
 }
 
+/// The number after `"key":` in a flat JSON text (the first occurrence), if it parses.
+pub fn json_number(text: &str, key: &str) -> Option<f64> {
+    let at = text.find(&format!("\"{key}\":"))?;
+    let rest = &text[at + key.len() + 3..];
+    let end = rest.find([',', '}']).unwrap_or(rest.len());
+    rest[..end].trim().parse().ok()
+}
+
 /// Whether `model` spikes (its header's flag), and for a spiking model its mean MACs and
 /// synaptic operations per inference over the inputs of `data`, counted by `bitspike ops` (the
 /// runtime built for the host: spike counts depend on the data).
@@ -344,16 +352,7 @@ fn host_ops(model: &Path, data: Data<'_>) -> Result<(bool, Option<(u64, u64)>), 
         ));
     }
     let text = String::from_utf8_lossy(&out.stdout);
-    let num = |k: &str| -> Option<u64> {
-        let at = text.find(&format!("\"{k}\":"))?;
-        let rest = &text[at + k.len() + 3..];
-        let end = rest.find([',', '}'])?;
-        rest[..end]
-            .trim()
-            .parse::<f64>()
-            .ok()
-            .map(|v| v.round() as u64)
-    };
+    let num = |k: &str| json_number(&text, k).map(|v| v.round() as u64);
     match (num("macs"), num("synops")) {
         (Some(m), Some(s)) => Ok((true, Some((m, s)))),
         _ => Err(format!("bitspike ops printed no counts: {text}")),
