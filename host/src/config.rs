@@ -30,11 +30,17 @@
 //! fixed_levels = 0            # > 0: QCFS baseline, every layer frozen at this count
 //! level_penalty = 0.01        # weight of the mean learned level count in the loss (0: paper)
 //!
+//! [mixed]                     # a mixed-precision child (One-Shot MPS, `crate::mps`)
+//! weight_bits = []            # per convolution and dense layer; empty: the [quant] bits
+//! act_bits = []               # per activation quantizer; empty: the [quant] bits
+//!
 //! [augment]
 //! crop_pad = 2                # random crop after zero padding (0: off)
 //! flip = true                 # horizontal flips where the dataset allows them
 //! noise = 0.0                 # Gaussian noise on [0, 1] inputs
 //! ```
+//!
+//! A search run (`bitspike train mps`) also has an `[mps]` table (`crate::mps` lists its keys).
 
 use std::path::Path;
 
@@ -98,6 +104,10 @@ pub struct TrainConfig {
     pub eval_every: usize,
     /// Quantization.
     pub quant: QuantConfig,
+    /// Per-layer bit widths of a mixed-precision child (empty: uniform).
+    pub mixed: crate::mps::BitPlan,
+    /// A mixed-precision search's settings (a supernet run).
+    pub mps: Option<crate::mps::MpsConfig>,
     /// Augmentation.
     pub augment: Augment,
 }
@@ -119,6 +129,8 @@ impl Default for TrainConfig {
             seed: 1,
             eval_every: 1,
             quant: QuantConfig::default(),
+            mixed: crate::mps::BitPlan::default(),
+            mps: None,
             augment: Augment::default(),
         }
     }
@@ -140,6 +152,9 @@ impl TrainConfig {
     /// Check values that the types do not.
     pub fn check(&self) -> Result<()> {
         self.quant.check()?;
+        if let Some(m) = &self.mps {
+            m.check()?;
+        }
         anyhow::ensure!(self.epochs >= 1, "epochs must be at least 1");
         anyhow::ensure!(self.batch_size >= 1, "batch_size must be at least 1");
         anyhow::ensure!(self.lr > 0.0 && self.lr.is_finite(), "lr must be positive");

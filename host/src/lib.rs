@@ -9,6 +9,8 @@ pub mod config;
 pub mod data;
 pub mod eval;
 pub mod export;
+pub mod mps;
+pub mod mps_report;
 pub mod net;
 pub mod qac;
 pub mod qac_report;

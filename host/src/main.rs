@@ -7,6 +7,8 @@ use anyhow::{bail, Context, Result};
 use bitspike::builtin::{self, Arch};
 use bitspike::config::{Optimizer, Schedule, TrainConfig};
 use bitspike::data::{self, DatasetName};
+use bitspike::mps::{BitPlan, CostKind, Searcher};
+use bitspike::mps_report::{self, Choice, Front};
 use bitspike::net::TrainArch;
 use bitspike::quant::{ActQuantizer, WeightQuantizer};
 use bitspike::report::Summary;
@@ -103,6 +105,8 @@ enum Command {
         #[arg(long)]
         json: bool,
         #[command(flatten)]
+        point: PointArgs,
+        #[command(flatten)]
         rt: Runtime,
     },
     /// Convert a QAC run to a mixed-timestep spiking network: simulate it, calibrate its
@@ -145,12 +149,18 @@ enum Command {
         /// outputs and labels; `cargo xtask qemu --stream`).
         #[arg(long)]
         stream: Option<PathBuf>,
-        /// Refuse the export if the model does not fit this board's flash and RAM.
+        /// Refuse the export if the model does not fit this board's flash and RAM (for a
+        /// search run: export the most accurate front point that fits).
         #[arg(long)]
         board: Option<String>,
         #[command(flatten)]
+        point: PointArgs,
+        #[command(flatten)]
         rt: Runtime,
     },
+    /// Mixed-precision search results: the front, children, and the report beside baselines.
+    #[command(subcommand)]
+    Mps(MpsCommand),
     /// Validate a model file and print its layers, bit widths, timesteps, costs and arena.
     Inspect {
         /// The model file.
@@ -244,6 +254,101 @@ struct SnnArgs {
     rt: Runtime,
 }
 
+/// Which child of a search run (`bitspike train mps`) to use; ignored for other runs.
+#[derive(Args, Clone, Copy, Debug, Default)]
+struct PointArgs {
+    /// The K-th point of the run's Pareto front (0 = cheapest; `bitspike mps front`).
+    #[arg(long, value_name = "K")]
+    pareto_point: Option<usize>,
+    /// The most accurate front point with at most this many BOPs (eq. S13).
+    #[arg(long, value_name = "BOPS")]
+    max_bops: Option<f64>,
+    /// The most accurate front point with at most this many bytes of RAM (eq. S14).
+    #[arg(long, value_name = "BYTES")]
+    max_ram: Option<f64>,
+}
+
+impl PointArgs {
+    fn choice(&self) -> Choice {
+        Choice {
+            point: self.pareto_point,
+            max_bops: self.max_bops,
+            max_ram: self.max_ram,
+        }
+    }
+
+    fn given(&self) -> bool {
+        self.pareto_point.is_some() || self.max_bops.is_some() || self.max_ram.is_some()
+    }
+}
+
+#[derive(Subcommand)]
+enum MpsCommand {
+    /// Sweep eta over a search run's bit-width model, evaluate each distinct child and keep the
+    /// Pareto front (writes front.json into the run; Algorithm S1, lines 8-15).
+    Front {
+        /// The search run.
+        #[arg(long)]
+        run: PathBuf,
+        /// Penalties per sweep (this many linear and this many logarithmic values).
+        #[arg(long, default_value_t = 25, value_parser = clap::value_parser!(u64).range(2..))]
+        sweep: u64,
+        /// Also write front.md and the probability plots (Figures S6-S11) here.
+        #[arg(long)]
+        out: Option<PathBuf>,
+        #[command(flatten)]
+        rt: Runtime,
+    },
+    /// Train a child of a search run as a run of its own: fine-tuned from the supernet's weights
+    /// (Algorithm S1, line 16), or with --scratch from a fresh initialisation (standalone).
+    Child {
+        /// The search run.
+        #[arg(long)]
+        run: PathBuf,
+        /// The run folder to write.
+        #[arg(long)]
+        out: PathBuf,
+        /// Train from scratch instead of from the supernet's weights.
+        #[arg(long)]
+        scratch: bool,
+        /// Epochs (default: the search's).
+        #[arg(long)]
+        epochs: Option<usize>,
+        /// Learning rate (default: the search's).
+        #[arg(long)]
+        lr: Option<f64>,
+        /// No progress output.
+        #[arg(long)]
+        quiet: bool,
+        #[command(flatten)]
+        point: PointArgs,
+        #[command(flatten)]
+        rt: Runtime,
+    },
+    /// The Pareto table and plots of a search beside labelled trained runs (uniform baselines,
+    /// EdMIPS and DNAS children, standalone children for the correlation).
+    Report {
+        /// The One-Shot search run (with its front).
+        #[arg(long)]
+        front: PathBuf,
+        /// A trained run, `LABEL=DIR` (label `standalone` pairs with the front's children).
+        #[arg(long = "run", value_parser = parse_labelled)]
+        runs: Vec<(String, PathBuf)>,
+        /// Where to write pareto.{md,json,svg}, front.{md,json} and the probability plots.
+        #[arg(long)]
+        out: PathBuf,
+        #[command(flatten)]
+        rt: Runtime,
+    },
+}
+
+fn parse_labelled(s: &str) -> std::result::Result<(String, PathBuf), String> {
+    match s.split_once('=') {
+        Some((l, p)) if !l.is_empty() && !p.is_empty() => Ok((l.to_string(), PathBuf::from(p))),
+        _ => Err(format!("expected LABEL=DIR, got {s:?}")),
+    }
+}
+
 #[derive(Subcommand)]
 enum QacCommand {
     /// One QAC run: calibration (Table 3), alignment (Table 4) and timestep scaling (Table 5);
@@ -295,11 +400,89 @@ enum TrainCommand {
     Qat(Box<QatArgs>),
     /// SSQL self-supervised pretraining (not yet available).
     Ssql,
-    /// One-Shot MPS mixed-precision search (not yet available).
-    Mps,
+    /// Mixed-precision search: One-Shot MPS (one supernet for every penalty), or the EdMIPS
+    /// and DNAS baselines (one search per penalty); then `bitspike mps front`.
+    Mps(Box<MpsArgs>),
     /// QAC: quantization-aware training with a learned clip and level count (timesteps) per
     /// layer, for conversion to a mixed-timestep spiking network (`bitspike snn`).
     Qac(Box<QacArgs>),
+}
+
+#[derive(Args)]
+struct MpsArgs {
+    #[command(flatten)]
+    base: QatArgs,
+    /// Search algorithm.
+    #[arg(long, value_enum)]
+    searcher: Option<Searcher>,
+    /// Candidate weight bit widths, comma-separated.
+    #[arg(long, value_delimiter = ',')]
+    weight_candidates: Option<Vec<u8>>,
+    /// Candidate activation bit widths, comma-separated.
+    #[arg(long, value_delimiter = ',')]
+    act_candidates: Option<Vec<u8>>,
+    /// The hardware cost penalised.
+    #[arg(long, value_enum)]
+    cost: Option<CostKind>,
+    /// Penalty range `ETA0,ETA1` (EdMIPS and DNAS: one value).
+    #[arg(long, value_delimiter = ',', num_args = 1..=2)]
+    eta: Option<Vec<f64>>,
+    /// Bit-width model depth (1 or 2).
+    #[arg(long)]
+    model_depth: Option<usize>,
+    /// Learning rate of the bit-width model.
+    #[arg(long)]
+    lr_theta: Option<f64>,
+    /// Weight of the entropy term.
+    #[arg(long)]
+    entropy_weight: Option<f64>,
+    /// Training images held out (the last N) to evaluate children.
+    #[arg(long)]
+    validation: Option<i64>,
+}
+
+impl MpsArgs {
+    fn config(&self) -> Result<TrainConfig> {
+        let mut c = self.base.config_unchecked()?;
+        // Lloyd weights and HWGQ activations unless chosen (the supplement's search quantizer).
+        if self.base.weight_quantizer.is_none() && self.base.config.is_none() {
+            c.quant.weight_quantizer = WeightQuantizer::Lloyd;
+        }
+        if self.base.act_quantizer.is_none() && self.base.config.is_none() {
+            c.quant.act_quantizer = ActQuantizer::Hwgq;
+        }
+        let mut m = c.mps.take().unwrap_or_default();
+        if let Some(v) = self.searcher {
+            m.searcher = v;
+        }
+        if let Some(v) = &self.weight_candidates {
+            m.weight_bits = v.clone();
+        }
+        if let Some(v) = &self.act_candidates {
+            m.act_bits = v.clone();
+        }
+        if let Some(v) = self.cost {
+            m.cost = v;
+        }
+        if let Some(v) = &self.eta {
+            m.eta = [v[0], *v.last().unwrap_or(&v[0])];
+        }
+        if let Some(v) = self.model_depth {
+            m.model_depth = v;
+        }
+        if let Some(v) = self.lr_theta {
+            m.lr_theta = v;
+        }
+        if let Some(v) = self.entropy_weight {
+            m.entropy_weight = v;
+        }
+        if let Some(v) = self.validation {
+            m.validation = v;
+        }
+        c.mps = Some(m);
+        c.check()?;
+        Ok(c)
+    }
 }
 
 #[derive(Args)]
@@ -438,6 +621,7 @@ fn train_run(a: &QatArgs, cfg: TrainConfig) -> Result<()> {
         &cfg,
         &data,
         &TrainOptions {
+            init: None,
             out: &a.out,
             resume: a.resume,
             device,
@@ -469,23 +653,22 @@ fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
         Command::Train(TrainCommand::Qat(a)) => train_run(&a, a.config()?)?,
         Command::Train(TrainCommand::Qac(a)) => train_run(&a.base, a.config()?)?,
-        Command::Train(t) => {
-            let (name, issue) = match t {
-                TrainCommand::Ssql => ("ssql", 7),
-                _ => ("mps", 6),
-            };
+        Command::Train(TrainCommand::Mps(a)) => train_run(&a.base, a.config()?)?,
+        Command::Train(TrainCommand::Ssql) => {
             eprintln!(
-                "error: `bitspike train {name}` is not available yet: it arrives with issue #{issue}; `bitspike train qat` works today"
+                "error: `bitspike train ssql` is not available yet: it arrives with issue #7; `bitspike train qat` works today"
             );
             return Ok(ExitCode::from(2));
         }
+        Command::Mps(c) => mps_command(c)?,
         Command::Eval {
             run,
             integer,
             limit,
             json,
+            point,
             rt,
-        } => evaluate(&RunDir(run), integer.as_deref(), limit, json, &rt)?,
+        } => evaluate(&RunDir(run), integer.as_deref(), limit, json, &point, &rt)?,
         Command::Export {
             run,
             out,
@@ -493,6 +676,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             count,
             stream,
             board,
+            point,
             rt,
         } => export_run(
             &RunDir(run),
@@ -501,6 +685,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             count,
             stream.as_deref(),
             board.as_deref(),
+            &point,
             &rt,
         )?,
         Command::Snn(a) => snn_run(&a)?,
@@ -561,13 +746,14 @@ fn evaluate(
     model: Option<&Path>,
     limit: Option<i64>,
     json: bool,
+    point: &PointArgs,
     rt: &Runtime,
 ) -> Result<()> {
     let cfg = run.read_config()?;
     let device = rt.device()?;
     let data = data::load(cfg.dataset, &rt.data_dir())?;
     let test = data.test.take(limit.unwrap_or(i64::MAX));
-    let t = train::load(run, &data, device)?;
+    let t = load_trained(run, &cfg, &data, device, point)?;
     let fake = train::accuracy(&t.net, &test, data.max_code, device);
     let integer = match model {
         Some(p) => Some(eval::integer(&read(p)?, &test)?),
@@ -605,18 +791,59 @@ fn export_run(
     count: i64,
     stream: Option<&Path>,
     board: Option<&str>,
+    point: &PointArgs,
     rt: &Runtime,
 ) -> Result<()> {
     let cfg = run.read_config()?;
     let device = rt.device()?;
     let data = data::load(cfg.dataset, &rt.data_dir())?;
-    let t = train::load(run, &data, device)?;
-    let def = export::model_def(&t.net)?;
-    let bytes = write(&def).context("writing the model file")?;
+    let bytes = if cfg.mps.is_some() {
+        // A search run: the chosen front point, or the most accurate one that fits the board.
+        let front = Front::read(run)?;
+        let mut found = None;
+        let mut last_err = None;
+        for c in mps_report::candidates(&front, &point.choice())? {
+            let t = mps_report::child(run, &c.plan, &data, device)?;
+            let bytes = write(&export::model_def(&t.net)?).context("writing the model file")?;
+            let model = load_model(&bytes, out)?;
+            if let Some(b) = board {
+                if let Err(e) = boards::check_fit(b, bytes.len(), model.arena_bytes()) {
+                    last_err = Some(e);
+                    continue;
+                }
+            }
+            println!(
+                "front point {}: {} ({:.3} MBOPs, {:.0} B S14 RAM; child test accuracy {:.2} %)",
+                front.pareto().iter().position(|p| p.plan == c.plan).unwrap_or(0),
+                c.plan.label(),
+                c.bops / 1e6,
+                c.ram,
+                100.0 * c.test_accuracy
+            );
+            found = Some(bytes);
+            break;
+        }
+        match (found, last_err) {
+            (Some(b), _) => b,
+            (None, Some(e)) => bail!("no front point fits: {e:#}"),
+            (None, None) => bail!("no front point was chosen"),
+        }
+    } else {
+        if point.given() {
+            bail!(
+                "{} is not a search run: --pareto-point, --max-bops and --max-ram choose a point of a `bitspike train mps` run's front",
+                run.0.display()
+            );
+        }
+        let t = train::load(run, &data, device)?;
+        let bytes = write(&export::model_def(&t.net)?).context("writing the model file")?;
+        let model = load_model(&bytes, out)?;
+        if let Some(b) = board {
+            boards::check_fit(b, bytes.len(), model.arena_bytes())?;
+        }
+        bytes
+    };
     let model = load_model(&bytes, out)?;
-    if let Some(b) = board {
-        boards::check_fit(b, bytes.len(), model.arena_bytes())?;
-    }
     write_file(out, &bytes)?;
     println!(
         "wrote {} ({} bytes, arena {} bytes)",
@@ -642,6 +869,141 @@ fn export_run(
             r.labels.len(),
             100.0 * r.accuracy()
         );
+    }
+    Ok(())
+}
+
+/// The network of a run: the run's own, or for a search run the child `point` chooses.
+fn load_trained(
+    run: &RunDir,
+    cfg: &TrainConfig,
+    data: &data::Dataset,
+    device: tch::Device,
+    point: &PointArgs,
+) -> Result<train::Trained> {
+    if cfg.mps.is_none() {
+        if point.given() {
+            bail!(
+                "{} is not a search run: --pareto-point, --max-bops and --max-ram choose a point of a `bitspike train mps` run's front",
+                run.0.display()
+            );
+        }
+        return train::load(run, data, device);
+    }
+    let plan = search_plan(run, cfg, point, data, device)?;
+    mps_report::child(run, &plan, data, device)
+}
+
+/// The child a search run stands for: One-Shot's chosen front point, or the bit widths an
+/// EdMIPS or DNAS search selected (its most probable child).
+fn search_plan(
+    run: &RunDir,
+    cfg: &TrainConfig,
+    point: &PointArgs,
+    data: &data::Dataset,
+    device: tch::Device,
+) -> Result<BitPlan> {
+    let m = cfg.mps.clone().unwrap_or_default();
+    if m.searcher == Searcher::OneShot || point.given() {
+        let front = Front::read(run)?;
+        let c = mps_report::candidates(&front, &point.choice())?;
+        return Ok(c[0].plan.clone());
+    }
+    let t = train::load(run, data, device)?;
+    let s = t
+        .net
+        .mps
+        .as_ref()
+        .ok_or_else(|| anyhow::anyhow!("{}: no supernet", run.0.display()))?;
+    Ok(s.plan_at(m.eta[0]))
+}
+
+fn mps_command(c: MpsCommand) -> Result<()> {
+    match c {
+        MpsCommand::Front { run, sweep, out, rt } => {
+            let run = RunDir(run);
+            let cfg = run.read_config()?;
+            let data = data::load(cfg.dataset, &rt.data_dir())?;
+            let front = mps_report::extract(&run, &data, rt.device()?, sweep as usize)?;
+            print!("{}", mps_report::front_markdown(&front));
+            println!(
+                "{} distinct children from {} penalties ({} supernet evaluations, {:.0} s); {} on the Pareto front; supernet trained {:.0} s",
+                front.children.len(),
+                front.etas.len(),
+                front.evaluations,
+                front.front_seconds,
+                front.pareto().len(),
+                front.train_seconds
+            );
+            if let Some(dir) = out {
+                bitspike::qac_report::write_tables(
+                    &dir,
+                    "front",
+                    &mps_report::front_markdown(&front),
+                    &front,
+                )?;
+                mps_report::plot_probabilities(&front, &dir)?;
+            }
+        }
+        MpsCommand::Child {
+            run,
+            out,
+            scratch,
+            epochs,
+            lr,
+            quiet,
+            point,
+            rt,
+        } => {
+            let search = RunDir(run);
+            let cfg = search.read_config()?;
+            if cfg.mps.is_none() {
+                bail!("{} is not a search run", search.0.display());
+            }
+            let device = rt.device()?;
+            let data = data::load(cfg.dataset, &rt.data_dir())?;
+            let plan = search_plan(&search, &cfg, &point, &data, device)?;
+            let mut child = mps_report::child_config(&cfg, &plan);
+            if let Some(e) = epochs {
+                child.epochs = e;
+            }
+            if let Some(v) = lr {
+                child.lr = v;
+            }
+            child.check()?;
+            let weights = search.weights()?;
+            let state = train::train(
+                &child,
+                &data,
+                &TrainOptions {
+                    init: (!scratch).then_some(weights.as_path()),
+                    out: &out,
+                    resume: false,
+                    device,
+                    progress: !quiet,
+                },
+            )?;
+            println!(
+                "{} child {} trained {} epochs in {:.0} s: fake-quant test accuracy {:.2} % ({})",
+                if scratch { "standalone" } else { "fine-tuned" },
+                plan.label(),
+                state.epochs_done,
+                state.seconds,
+                100.0 * state.test_accuracy,
+                out.display()
+            );
+        }
+        MpsCommand::Report { front, runs, out, rt } => {
+            let run = RunDir(front);
+            let cfg = run.read_config()?;
+            let data = data::load(cfg.dataset, &rt.data_dir())?;
+            let r = mps_report::report(&run, &runs, &data, &out)?;
+            print!(
+                "{}",
+                std::fs::read_to_string(out.join("pareto.md")).unwrap_or_default()
+            );
+            let _ = r;
+        }
     }
     Ok(())
 }

@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 use tch::nn::{self, ModuleT};
 use tch::{Kind, Tensor};
 
+use crate::mps::{BitPlan, MpsConfig, Slots, Supernet};
 use crate::qac::QacConfig;
 use crate::quant::{ActQuant, ActQuantizer, WeightQuant, WeightQuantizer};
 
@@ -408,19 +409,54 @@ pub struct QNet {
     pub params: Vec<Params>,
     /// Largest input code (the input step is its inverse).
     pub input_max: u8,
+    /// The per-slot bit widths it was built with (empty: the uniform `quant` bits).
+    pub plan: BitPlan,
+    /// The supernet of a mixed-precision search (candidate quantizers and bit-width model).
+    pub mps: Option<Supernet>,
 }
 
 impl QNet {
     /// Build `spec` with its parameters in `vs`. Weights and BatchNorm are in group 0 (weight
     /// decay), quantizer parameters in group 1 (none).
     pub fn new(vs: &nn::VarStore, spec: Spec, quant: QuantConfig, input_max: u8) -> Result<Self> {
+        Self::with(vs, spec, quant, input_max, &BitPlan::default(), None)
+    }
+
+    /// Build `spec` as a training configuration describes it: uniform bits, a mixed-precision
+    /// child (`[mixed]`, quantizers under `n<i>/w<b>` and `n<i>/a<b>` so that a supernet's
+    /// checkpoint loads into it) or a supernet (`[mps]`).
+    pub fn build(
+        vs: &nn::VarStore,
+        spec: Spec,
+        cfg: &crate::config::TrainConfig,
+        input_max: u8,
+    ) -> Result<Self> {
+        Self::with(vs, spec, cfg.quant, input_max, &cfg.mixed, cfg.mps.as_ref())
+    }
+
+    fn with(
+        vs: &nn::VarStore,
+        spec: Spec,
+        quant: QuantConfig,
+        input_max: u8,
+        plan: &BitPlan,
+        mps: Option<&MpsConfig>,
+    ) -> Result<Self> {
         quant.check()?;
+        if mps.is_some() && !plan.is_empty() {
+            bail!("a search run ([mps]) takes no [mixed] bit plan");
+        }
+        if quant.act_quantizer == ActQuantizer::Qac && (mps.is_some() || !plan.is_empty()) {
+            bail!("QAC learns its own level counts: it takes no [mixed] plan or [mps] search");
+        }
         let spec = if quant.act_quantizer == ActQuantizer::Qac {
             spec.spiking()?
         } else {
             spec
         };
         let shapes = spec.shapes()?;
+        let slots = Slots::of(&spec, input_max)?;
+        slots.check(plan)?;
         let root = vs.root();
         let last_dense = spec
             .nodes
@@ -433,9 +469,43 @@ impl QNet {
             bail!("the logits layer must be the last node");
         }
         let mut params = Vec::new();
-        let act = |q: &nn::Path| match quant.act_quantizer {
-            ActQuantizer::Qac => ActQuant::new_qac(q, &quant.qac),
-            k => ActQuant::new(q, k, quant.act_bits),
+        // A supernet's own quantizers are placeholders without variables (its candidates
+        // run); a child's live under the bit width's name.
+        let top = |c: &[u8]| c.iter().copied().max().unwrap_or(8);
+        let act = |q: &nn::Path, i: usize| match (quant.act_quantizer, mps) {
+            (ActQuantizer::Qac, _) => ActQuant::new_qac(q, &quant.qac),
+            (_, Some(m)) => ActQuant::new(q, ActQuantizer::Hwgq, top(&m.act_bits)),
+            (k, None) => match slots.act_slot(i).filter(|_| !plan.is_empty()) {
+                Some(s) => {
+                    let b = plan.act_bits[s];
+                    ActQuant::new(&q.sub(format!("a{b}")), k, b)
+                }
+                None => ActQuant::new(q, k, quant.act_bits),
+            },
+        };
+        let wquant = |q: &nn::Path, i: usize, bits: u8, out: i64, per_channel: bool| {
+            match (mps, slots.weight_slot(i).filter(|_| !plan.is_empty())) {
+                (Some(m), _) => WeightQuant::new(
+                    q,
+                    WeightQuantizer::Lloyd,
+                    top(&m.weight_bits),
+                    out,
+                    per_channel,
+                ),
+                (None, Some(s)) => {
+                    let b = plan.weight_bits[s];
+                    WeightQuant::new(
+                        &q.sub(format!("w{b}")),
+                        quant.weight_quantizer,
+                        b,
+                        out,
+                        per_channel,
+                    )
+                }
+                (None, None) => {
+                    WeightQuant::new(q, quant.weight_quantizer, bits, out, per_channel)
+                }
+            }
         };
         for (i, n) in spec.nodes.iter().enumerate() {
             let p = root.sub(format!("n{i}"));
@@ -451,12 +521,12 @@ impl QNet {
                     };
                     let w = p.kaiming_uniform("weight", &[out, in_shape[0] / groups, k, k]);
                     let bn = nn::batch_norm2d(&p / "bn", out, Default::default());
-                    let wq = WeightQuant::new(&q, quant.weight_quantizer, bits, out, true);
+                    let wq = wquant(&q, i, bits, out, true);
                     Params::Conv {
                         w,
                         bn,
                         wq,
-                        aq: act(&q),
+                        aq: act(&q, i),
                     }
                 }
                 Op::Dense { out, hidden } => {
@@ -477,21 +547,58 @@ impl QNet {
                         },
                     );
                     // The logits share one weight step, so that raw accumulators compare.
-                    let wq = WeightQuant::new(&q, quant.weight_quantizer, bits, out, hidden);
-                    let aq = hidden.then(|| act(&q));
+                    let wq = wquant(&q, i, bits, out, hidden);
+                    let aq = hidden.then(|| act(&q, i));
                     Params::Dense { w, b, wq, aq }
                 }
-                Op::Add { .. } => Params::Add { aq: act(&q) },
+                Op::Add { .. } => Params::Add { aq: act(&q, i) },
                 _ => Params::None,
             };
             params.push(param);
         }
+        let mps = match mps {
+            Some(m) => Some(Supernet::new(
+                &root,
+                &spec,
+                slots,
+                m,
+                quant.weight_quantizer,
+                quant.act_quantizer,
+            )?),
+            None => None,
+        };
         Ok(Self {
             spec,
             quant,
             params,
             input_max,
+            plan: plan.clone(),
+            mps,
         })
+    }
+
+    /// The activation quantizer node `i` runs: its own, or the supernet's selected candidate.
+    fn act_q<'a>(&'a self, i: usize, aq: &'a ActQuant) -> &'a ActQuant {
+        match &self.mps {
+            Some(s) => s.slots.act_slot(i).map_or(aq, |k| s.current_act(k)),
+            None => aq,
+        }
+    }
+
+    /// Fake-quantize node `i`'s weight.
+    fn wfq(&self, i: usize, wq: &WeightQuant, w: &Tensor) -> Tensor {
+        match self.mps.as_ref().and_then(|s| Some((s, s.slots.weight_slot(i)?))) {
+            Some((s, k)) => s.weight(k, w),
+            None => wq.forward(w),
+        }
+    }
+
+    /// Fake-quantize node `i`'s activation.
+    fn afq(&self, i: usize, aq: &ActQuant, x: &Tensor) -> Tensor {
+        match self.mps.as_ref().and_then(|s| Some((s, s.slots.act_slot(i)?))) {
+            Some((s, k)) => s.act(k, x),
+            None => aq.forward(x),
+        }
     }
 
     /// Whether the network is trained for a spiking conversion (QAC or its QCFS baseline):
@@ -546,8 +653,8 @@ impl QNet {
         let mut s = vec![1.0 / self.input_max as f64];
         for (i, (n, p)) in self.spec.nodes.iter().zip(&self.params).enumerate() {
             let v = match p {
-                Params::Conv { aq, .. } | Params::Add { aq } => aq.step(),
-                Params::Dense { aq: Some(aq), .. } => aq.step(),
+                Params::Conv { aq, .. } | Params::Add { aq } => self.act_q(i, aq).step(),
+                Params::Dense { aq: Some(aq), .. } => self.act_q(i, aq).step(),
                 Params::Dense { aq: None, .. } => 0.0,
                 Params::None if self.is_qac() => s[n.input] / self.pooled(i) as f64,
                 Params::None => s[n.input],
@@ -563,8 +670,8 @@ impl QNet {
         let mut l = vec![self.input_max as i64];
         for (i, (n, p)) in self.spec.nodes.iter().zip(&self.params).enumerate() {
             let v = match p {
-                Params::Conv { aq, .. } | Params::Add { aq } => aq.levels(),
-                Params::Dense { aq: Some(aq), .. } => aq.levels(),
+                Params::Conv { aq, .. } | Params::Add { aq } => self.act_q(i, aq).levels(),
+                Params::Dense { aq: Some(aq), .. } => self.act_q(i, aq).levels(),
                 Params::Dense { aq: None, .. } => 0,
                 Params::None if self.is_qac() => l[n.input] * self.pooled(i),
                 Params::None => l[n.input],
@@ -594,15 +701,15 @@ impl QNet {
                     Params::Conv { w, bn, wq, aq },
                 ) => {
                     let z = x.conv2d(
-                        &wq.forward(w),
+                        &self.wfq(i, wq, w),
                         None::<Tensor>,
                         [*stride],
                         [*pad],
                         [1],
                         *groups,
                     );
-                    let y = aq.forward(&bn.forward_t(&z, train));
-                    (y, aq.step())
+                    let y = self.afq(i, aq, &bn.forward_t(&z, train));
+                    (y, self.act_q(i, aq).step())
                 }
                 (Op::MaxPool { k, stride }, _) => (
                     x.max_pool2d([*k], [*stride], [0], [1], false),
@@ -627,13 +734,14 @@ impl QNet {
                     }
                 }
                 (Op::Flatten, _) => (x.flatten(1, -1), steps[n.input]),
-                (Op::Add { other }, Params::Add { aq }) => {
-                    (aq.forward(&(x + &outs[*other])), aq.step())
-                }
+                (Op::Add { other }, Params::Add { aq }) => (
+                    self.afq(i, aq, &(x + &outs[*other])),
+                    self.act_q(i, aq).step(),
+                ),
                 (Op::Dense { .. }, Params::Dense { w, b, wq, aq }) => {
-                    let z = x.flatten(1, -1).linear(&wq.forward(w), Some(b));
+                    let z = x.flatten(1, -1).linear(&self.wfq(i, wq, w), Some(b));
                     match aq {
-                        Some(aq) => (aq.forward(&z), aq.step()),
+                        Some(aq) => (self.afq(i, aq, &z), self.act_q(i, aq).step()),
                         None => (z, 0.0),
                     }
                 }

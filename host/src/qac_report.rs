@@ -289,20 +289,38 @@ pub fn plot(
     series: &[(String, Vec<(f64, f64)>)],
     log_x: bool,
 ) -> Result<()> {
+    let pct: Vec<(String, Vec<(f64, f64)>)> = series
+        .iter()
+        .map(|(n, p)| (n.clone(), p.iter().map(|&(x, y)| (x, 100.0 * y)).collect()))
+        .collect();
+    plot_series(path, title, x_label, "accuracy (%)", &pct, log_x)
+}
+
+/// A line plot of `y` (as given, clamped to 0..=100 for the axis) against `x`, one series per
+/// `(name, points)`, to SVG.
+pub fn plot_series(
+    path: &Path,
+    title: &str,
+    x_label: &str,
+    y_label: &str,
+    series: &[(String, Vec<(f64, f64)>)],
+    log_x: bool,
+) -> Result<()> {
     let pts = series.iter().flat_map(|(_, p)| p.iter());
     let (mut x0, mut x1, mut y0, mut y1) = (f64::MAX, f64::MIN, f64::MAX, f64::MIN);
     for &(x, y) in pts {
         x0 = x0.min(x);
         x1 = x1.max(x);
-        y0 = y0.min(100.0 * y);
-        y1 = y1.max(100.0 * y);
+        y0 = y0.min(y);
+        y1 = y1.max(y);
     }
     if x0 > x1 {
         return Ok(());
     }
     let fx = |x: f64| if log_x { x.max(1e-9).log2() } else { x };
-    let (x0, x1) = (fx(x0), fx(x1).max(fx(x0) + 1.0));
-    let (y0, y1) = ((y0 - 2.0).max(0.0), (y1 + 1.0).min(100.0));
+    let (x0, x1) = (fx(x0), fx(x1).max(fx(x0) + 1e-9));
+    let pad = ((y1 - y0) * 0.05).max(0.5);
+    let (y0, y1) = ((y0 - pad).max(0.0), (y1 + pad).min(100.0));
     let root = SVGBackend::new(path, (720, 440)).into_drawing_area();
     let draw = || -> std::result::Result<(), Box<dyn std::error::Error>> {
         root.fill(&WHITE)?;
@@ -319,13 +337,13 @@ pub fn plot(
             } else {
                 x_label.to_string()
             })
-            .y_desc("accuracy (%)")
+            .y_desc(y_label)
             .draw()?;
         for (k, (name, p)) in series.iter().enumerate() {
             let color = Palette99::pick(k).to_rgba();
             chart
                 .draw_series(LineSeries::new(
-                    p.iter().map(|&(x, y)| (fx(x), 100.0 * y)),
+                    p.iter().map(|&(x, y)| (fx(x), y)),
                     color.stroke_width(2),
                 ))?
                 .label(name.clone())

@@ -101,7 +101,7 @@ pub fn build(cfg: &TrainConfig, data: &Dataset, device: Device) -> Result<Traine
     let vs = nn::VarStore::new(device);
     let s = data.shape;
     let spec = Spec::of(cfg.arch, [s.c as i64, s.h as i64, s.w as i64], data.classes);
-    let net = QNet::new(&vs, spec, cfg.quant, data.max_code)?;
+    let net = QNet::build(&vs, spec, cfg, data.max_code)?;
     Ok(Trained { vs, net })
 }
 
@@ -144,6 +144,9 @@ pub struct TrainOptions<'a> {
     pub device: Device,
     /// Show progress bars.
     pub progress: bool,
+    /// Start a new run from these weights (a checkpoint holding at least this network's
+    /// variables, e.g. a supernet's for one of its children) instead of a fresh initialisation.
+    pub init: Option<&'a Path>,
 }
 
 /// Train `cfg` on `data` into the run folder; returns the final state.
@@ -180,6 +183,15 @@ pub fn train(cfg: &TrainConfig, data: &Dataset, o: &TrainOptions<'_>) -> Result<
     };
     tch::manual_seed(cfg.seed);
     let mut t = build(cfg, data, o.device)?;
+    if let (Some(init), 0) = (o.init, state.epochs_done) {
+        t.vs.load(init).map_err(|e| {
+            anyhow::anyhow!(
+                "{}: cannot start from it ({})",
+                init.display(),
+                first_line(&e.to_string())
+            )
+        })?;
+    }
     if state.epochs_done > 0 {
         let weights = run.weights()?;
         t.vs.load(&weights).map_err(|e| {
@@ -207,8 +219,16 @@ pub fn train(cfg: &TrainConfig, data: &Dataset, o: &TrainOptions<'_>) -> Result<
     };
     opt.set_weight_decay_group(0, cfg.weight_decay);
     opt.set_weight_decay_group(1, 0.0);
-
-    let n = data.train.len();
+    opt.set_weight_decay_group(2, 0.0);
+    // A search holds out the last training images to evaluate its children on.
+    let holdout = cfg.mps.as_ref().map_or(0, |m| m.validation);
+    let n = data.train.len() - holdout;
+    if n < 1 {
+        bail!(
+            "mps validation {holdout} leaves no training images (the training split has {})",
+            data.train.len()
+        );
+    }
     let per_epoch = ((n + cfg.batch_size - 1) / cfg.batch_size) as usize;
     let total = per_epoch * cfg.epochs;
     let mut log = std::fs::OpenOptions::new()
@@ -239,6 +259,14 @@ pub fn train(cfg: &TrainConfig, data: &Dataset, o: &TrainOptions<'_>) -> Result<
             .enumerate()
         {
             opt.set_lr(cfg.lr_at(epoch * per_epoch + b, total, epoch));
+            // The bit-width model learns at its own constant rate; draw this step's penalty
+            // and relaxed child before the forward pass.
+            let search = t.net.mps.as_ref().map(|s| {
+                opt.set_lr_group(2, s.cfg.lr_theta);
+                let eta = s.sample_eta();
+                let progress = (epoch * per_epoch + b) as f64 / total.max(1) as f64;
+                s.begin_step(eta, progress)
+            });
             let x = data::to_input(
                 &data.train.images.index_select(0, &idx),
                 data.max_code,
@@ -248,6 +276,9 @@ pub fn train(cfg: &TrainConfig, data: &Dataset, o: &TrainOptions<'_>) -> Result<
             let y = data.train.labels.index_select(0, &idx).to_device(o.device);
             let logits = t.net.forward_t(&x, true);
             let mut loss = logits.cross_entropy_for_logits(&y);
+            if let Some(extra) = search {
+                loss += extra;
+            }
             // QAC's optional pressure towards fewer timesteps: the mean learned level count.
             let penalty = cfg.quant.qac.level_penalty;
             if penalty > 0.0 {
@@ -278,6 +309,15 @@ pub fn train(cfg: &TrainConfig, data: &Dataset, o: &TrainOptions<'_>) -> Result<
         state.epochs_done = epoch + 1;
         state.seconds += started.elapsed().as_secs_f64();
         let last = epoch + 1 == cfg.epochs;
+        // A supernet is evaluated as its most probable child at the middle penalty.
+        let mid = t.net.mps.as_ref().map(|s| {
+            let eta = (s.cfg.eta[0] * s.cfg.eta[1]).sqrt();
+            let plan = s.plan_at(eta);
+            (eta, plan)
+        });
+        if let (Some(s), Some((_, plan))) = (&t.net.mps, &mid) {
+            s.select(plan)?;
+        }
         let test = if last || (epoch + 1) % cfg.eval_every == 0 {
             let a = accuracy(&t.net, &data.test, data.max_code, o.device);
             state.test_accuracy = a;
@@ -293,6 +333,8 @@ pub fn train(cfg: &TrainConfig, data: &Dataset, o: &TrainOptions<'_>) -> Result<
             "lr": cfg.lr_at((epoch + 1) * per_epoch, total, epoch),
             "seconds": state.seconds,
             "qac_levels": t.net.qac_layers().iter().map(|(_, q)| q.levels()).collect::<Vec<_>>(),
+            "mps_mid_eta": mid.as_ref().map(|m| m.0),
+            "mps_mid_plan": mid.as_ref().map(|m| m.1.label()),
         });
         writeln!(log, "{line}").context("writing the log")?;
         if o.progress {
@@ -305,6 +347,9 @@ pub fn train(cfg: &TrainConfig, data: &Dataset, o: &TrainOptions<'_>) -> Result<
                 test.map(|a| format!(", test (fake-quant) {:.2} %", 100.0 * a))
                     .unwrap_or_default()
             );
+            if let Some((eta, plan)) = &mid {
+                eprintln!("  most probable child at eta {eta:.3}: {}", plan.label());
+            }
             let qac = t.net.qac_layers();
             if !qac.is_empty() {
                 let levels: Vec<String> = qac

@@ -57,6 +57,7 @@ fn train_qac_on(
     let dir = std::env::temp_dir().join(format!("bitspike-snn-{}-{name}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     let opts = TrainOptions {
+        init: None,
         out: &dir,
         resume: false,
         device: Device::Cpu,

@@ -20,6 +20,7 @@ fn run(cfg: &TrainConfig, name: &str) -> (f64, f64) {
     let dir = std::env::temp_dir().join(format!("bitspike-train-{}-{name}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     let opts = TrainOptions {
+        init: None,
         out: &dir,
         resume: false,
         device: Device::Cpu,
