@@ -146,13 +146,32 @@ pub fn lloyd_levels_step(n: usize, half: bool) -> f64 {
 /// The Lloyd weight step (in units of `std(w)`) for our symmetric `b`-bit grid of `2^b - 1`
 /// levels.
 pub fn lloyd_step(bits: u8) -> f64 {
-    lloyd_levels_step((1usize << bits) - 1, false)
+    cached(bits, false)
+}
+
+/// Lloyd's algorithm takes milliseconds; quantizers ask for their step on every forward pass,
+/// so the steps of 1..=8 bits are computed once.
+fn cached(bits: u8, half: bool) -> f64 {
+    static TABLE: std::sync::OnceLock<[[f64; 9]; 2]> = std::sync::OnceLock::new();
+    let t = TABLE.get_or_init(|| {
+        let mut t = [[1.0; 9]; 2];
+        for b in 1..=8u8 {
+            t[0][b as usize] = lloyd_levels_step((1usize << b) - 1, false);
+            t[1][b as usize] = lloyd_levels_step(1usize << b, true);
+        }
+        t
+    });
+    match t[half as usize].get(bits as usize) {
+        Some(&s) => s,
+        None if half => lloyd_levels_step(1usize << bits.min(16), true),
+        None => lloyd_levels_step((1usize << bits.min(16)) - 1, false),
+    }
 }
 
 /// The HWGQ activation step (in units of the pre-activation's standard deviation) for `b` bits:
 /// `2^b` levels of a half-normal density, as eq. S12.
 pub fn hwgq_step(bits: u8) -> f64 {
-    lloyd_levels_step(1usize << bits, true)
+    cached(bits, true)
 }
 
 /// A weight quantizer of one layer.

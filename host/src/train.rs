@@ -217,9 +217,20 @@ pub fn train(cfg: &TrainConfig, data: &Dataset, o: &TrainOptions<'_>) -> Result<
         }
         .build(&t.vs, cfg.lr)?,
     };
+    // Groups exist up to the largest one with a variable (Lloyd and HWGQ learn nothing in
+    // group 1, for instance); setting a missing one is an error in libtorch.
+    let groups = t
+        .vs
+        .variables_
+        .lock()
+        .map(|v| v.trainable_variables.iter().map(|v| v.group + 1).max())
+        .ok()
+        .flatten()
+        .unwrap_or(1);
     opt.set_weight_decay_group(0, cfg.weight_decay);
-    opt.set_weight_decay_group(1, 0.0);
-    opt.set_weight_decay_group(2, 0.0);
+    for g in 1..groups {
+        opt.set_weight_decay_group(g, 0.0);
+    }
     // A search holds out the last training images to evaluate its children on.
     let holdout = cfg.mps.as_ref().map_or(0, |m| m.validation);
     let n = data.train.len() - holdout;
