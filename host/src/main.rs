@@ -569,6 +569,13 @@ struct QatArgs {
     weight_quantizer: Option<WeightQuantizer>,
     #[arg(long, value_enum)]
     act_quantizer: Option<ActQuantizer>,
+    /// Mixed precision: weight bits of every convolution and dense layer, comma-separated
+    /// (`[mixed]`; `bitspike mps front` lists searched ones).
+    #[arg(long, value_delimiter = ',', requires = "act_plan")]
+    weight_plan: Option<Vec<u8>>,
+    /// Mixed precision: bits of every activation quantizer, comma-separated.
+    #[arg(long, value_delimiter = ',', requires = "weight_plan")]
+    act_plan: Option<Vec<u8>>,
     #[command(flatten)]
     rt: Runtime,
 }
@@ -609,6 +616,8 @@ impl QatArgs {
         set!(quant.first_last_bits = self.first_last_bits);
         set!(quant.weight_quantizer = self.weight_quantizer);
         set!(quant.act_quantizer = self.act_quantizer);
+        set!(mixed.weight_bits = self.weight_plan.clone());
+        set!(mixed.act_bits = self.act_plan.clone());
         Ok(c)
     }
 }

@@ -334,8 +334,9 @@ impl Slots {
     pub fn terms(&self, kind: CostKind) -> Vec<Term> {
         let mut t = Vec::new();
         if kind == CostKind::Ram {
+            // `I`, the image as stored: one byte per element (as the shared cost model).
             t.push(Term {
-                coef: self.input_elements as f64 * self.input_bits as f64 / 8.0,
+                coef: self.input_elements as f64,
                 weight: None,
                 act: None,
             });

@@ -734,17 +734,51 @@ fn report(outcome: Result<bool, String>, want: &str) -> bool {
 pub fn trained_on_qemu(steps: &mut Steps) {
     let qat: &[&str] = &["train", "qat", "--epochs", "3"];
     let qac: &[&str] = &["train", "qac", "--epochs", "6"];
-    trained_case(steps, "digits QAT", "digits", qat, &["export"]);
+    trained_case(steps, "digits QAT", "digits", qat, &[], &["export"]);
     trained_case(
         steps,
         "digits QAC spiking",
         "digits-snn",
         qac,
+        &[],
         &["snn", "--calibrate", "1", "--calibration-images", "256"],
+    );
+    // A mixed-precision child with different weight and input bits in every layer.
+    let mixed: &[&str] = &[
+        "train",
+        "qat",
+        "--epochs",
+        "3",
+        "--weight-quantizer",
+        "lloyd",
+        "--act-quantizer",
+        "hwgq",
+        "--weight-plan",
+        "8,2,4,6",
+        "--act-plan",
+        "4,3,8",
+    ];
+    trained_case(steps, "digits mixed precision", "digits-mixed", mixed, &[], &["export"]);
+    // A One-Shot search, its front, and a front point exported.
+    let search: &[&str] = &["train", "mps", "--epochs", "8", "--validation", "300"];
+    trained_case(
+        steps,
+        "digits One-Shot MPS front point",
+        "digits-mps",
+        search,
+        &["mps", "front", "--sweep", "8"],
+        &["export", "--pareto-point", "0"],
     );
 }
 
-fn trained_case(steps: &mut Steps, what: &str, name: &str, train: &[&str], export: &[&str]) {
+fn trained_case(
+    steps: &mut Steps,
+    what: &str,
+    name: &str,
+    train: &[&str],
+    between: &[&str],
+    export: &[&str],
+) {
     let step = format!("trained model: {what}, export, golden vectors");
     steps.begin(&step);
     let made = (|| -> Result<(PathBuf, PathBuf), String> {
@@ -769,6 +803,11 @@ fn trained_case(steps: &mut Steps, what: &str, name: &str, train: &[&str], expor
             &r,
         ]);
         bitspike(&args)?;
+        if !between.is_empty() {
+            let mut args: Vec<&str> = between.to_vec();
+            args.extend(["--run", &r, "--threads", "1"]);
+            bitspike(&args)?;
+        }
         let (m, v) = (model.to_string_lossy(), vectors.to_string_lossy());
         let mut args: Vec<&str> = export.to_vec();
         args.extend([
