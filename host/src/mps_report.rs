@@ -565,8 +565,13 @@ pub fn plot_probabilities(front: &Front, out: &Path) -> Result<()> {
                 )
             })
             .collect();
+        let kind = if cands == &front.weight_candidates {
+            "weights"
+        } else {
+            "output"
+        };
         let file = out.join(format!(
-            "probabilities-{s:02}-{}.svg",
+            "probabilities-{s:02}-{}-{kind}.svg",
             label.split(' ').next().unwrap_or("slot")
         ));
         plot_series(

@@ -5,6 +5,8 @@
 //! cargo xtask setup [--cuda]                 install what the other tasks need (idempotent)
 //! cargo xtask demo [--epochs N] [--board B] the main job: train, export, run on the emulated board
 //! cargo xtask qac [--epochs N] [--board B]  QAC: train, convert, calibrate, run the SNN on the board
+//! cargo xtask mps [--epochs N] [--board B] [--point K] [--baselines]
+//!                                            One-Shot MPS: search, front, a point on the board
 //! cargo xtask test [--fuzz-seconds N]        everything CI proves (what .ci/run runs)
 //! cargo xtask cross                          cross-build shared and firmware for the MCU targets
 //! cargo xtask qemu --board B --model M [--vectors V | --stream S]
@@ -23,6 +25,7 @@
 
 mod board;
 mod demo;
+mod mps;
 mod qac;
 mod setup;
 mod steps;
@@ -73,6 +76,7 @@ const USAGE: &str = "usage: cargo xtask <task>
   setup [--cuda]
   demo [--epochs N] [--board B]
   qac [--epochs N] [--board B]
+  mps [--epochs N] [--board B] [--point K] [--baselines]
   test [--fuzz-seconds N]
   cross
   qemu --board B --model M [--vectors V | --stream S]
@@ -185,6 +189,23 @@ fn dispatch(task: &str, rest: &[String]) -> Result<ExitCode, String> {
             let a = Args::parse(rest, &["--epochs", "--board"], &[])?;
             let epochs = a.seconds("--epochs", demo::EPOCHS)?;
             demo::run(epochs, a.get("--board").unwrap_or("qemu-mps2-an386"))
+        }
+        "mps" => {
+            let a = Args::parse(rest, &["--epochs", "--board", "--point"], &["--baselines"])?;
+            let epochs = a.seconds("--epochs", mps::EPOCHS)?;
+            let point = match a.get("--point") {
+                Some(v) => Some(
+                    v.parse::<usize>()
+                        .map_err(|_| format!("--point {v}: expected a front point number"))?,
+                ),
+                None => None,
+            };
+            mps::run(
+                epochs,
+                a.get("--board").unwrap_or("qemu-mps2-an386"),
+                point,
+                a.has("--baselines"),
+            )
         }
         "qac" => {
             let a = Args::parse(rest, &["--epochs", "--board"], &[])?;

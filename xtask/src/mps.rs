@@ -1,0 +1,356 @@
+//! `cargo xtask mps`: One-Shot MPS end to end on Fashion-MNIST.
+//!
+//! 1. set up (libtorch, datasets, QEMU, the instruction counter);
+//! 2. train the One-Shot supernet of the small CNN (Lloyd weights, HWGQ activations, candidates
+//!    {2, 4, 8} for every weight and input quantizer, BOPs penalty) once;
+//! 3. sweep the penalty, evaluate every distinct child and keep the Pareto front
+//!    (`bitspike mps front`);
+//! 4. export one front point (`--point K`, default the middle one) with all 10 000 test images,
+//!    run them on the emulated board, every output checked against the host's, and report.
+//!
+//! With `--baselines`, then (two jobs at a time, one torch thread each) under one budget rule:
+//! every search trains `--epochs` epochs (One-Shot once; EdMIPS and DNAS once per eta value);
+//! every selected architecture is fine-tuned `FINETUNE` epochs from its search's weights; every
+//! model trained from scratch (the uniform Lloyd, LSQ and PACT baselines and the standalone
+//! copies of One-Shot's children) trains `--epochs + FINETUNE` epochs. Then the report
+//! (`bitspike mps report`) goes to `docs/mps/`.
+//!
+//! Files go to `target/bitspike/mps/` (run folders are replaced every time).
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::{Child, ExitCode, Stdio};
+
+use crate::tasks::{self, bitspike, Data};
+use crate::{board, root};
+
+/// Default search epochs.
+pub const EPOCHS: u64 = 5;
+/// Fine-tuning epochs of a selected architecture.
+pub const FINETUNE: u64 = 2;
+/// EdMIPS and DNAS penalties (cost in units of the all-8-bit network's BOPs).
+const BASELINE_ETAS: [&str; 5] = ["0.03", "0.1", "0.3", "1", "3"];
+
+/// Run it.
+pub fn run(epochs: u64, board_name: &str, point: Option<usize>, baselines: bool) -> ExitCode {
+    crate::demo::after_setup(|| mps(epochs, board_name, point, baselines))
+}
+
+fn mps(
+    epochs: u64,
+    board_name: &str,
+    point: Option<usize>,
+    baselines: bool,
+) -> Result<String, String> {
+    let board = board::load(board_name)?;
+    let dir = root().join("target/bitspike/mps");
+    std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    let p = |f: &str| dir.join(f).to_string_lossy().into_owned();
+    let run = p("one-shot");
+    let _ = std::fs::remove_dir_all(&run);
+    println!("\n==> One-Shot MPS supernet of the small CNN on Fashion-MNIST ({epochs} epochs)");
+    bitspike(&[
+        "train",
+        "mps",
+        "--dataset",
+        "fashion-mnist",
+        "--arch",
+        "cnn",
+        "--epochs",
+        &epochs.to_string(),
+        "--out",
+        &run,
+    ])?;
+    println!("\n==> the front (Algorithm S1, lines 8-15)");
+    bitspike(&["mps", "front", "--run", &run, "--out", &p("front")])?;
+    let front = std::fs::read_to_string(Path::new(&run).join("front.json"))
+        .map_err(|e| format!("cannot read the front: {e}"))?;
+    let points = front.matches("\"pareto\": true").count();
+    if points == 0 {
+        return Err("the front is empty".into());
+    }
+    let k = point.unwrap_or(points / 2);
+    println!("\n==> export of front point {k} of {points}");
+    let (model, stream) = (p("point.bsm"), p("test.bss"));
+    bitspike(&[
+        "export",
+        "--run",
+        &run,
+        "--pareto-point",
+        &k.to_string(),
+        "--out",
+        &model,
+        "--stream",
+        &stream,
+    ])?;
+    println!(
+        "\n==> all test images through the child on {}",
+        board.name
+    );
+    let f = tasks::measured(&board, "mps-point", model.as_ref(), Data::Stream(stream.as_ref()))?;
+    let correct = f.correct.ok_or("the board reported no accuracy")?;
+    let device = correct as f64 / f.vectors.max(1) as f64;
+
+    let mut r = String::new();
+    let _ = writeln!(
+        r,
+        "bitspike mps: small CNN on Fashion-MNIST, One-Shot MPS (Lloyd/HWGQ, {{2,4,8}} bits, BOPs), {epochs} epochs"
+    );
+    let _ = writeln!(
+        r,
+        "  front      {points} Pareto points (table: {}); exported point {k}",
+        p("front/front.md")
+    );
+    let _ = writeln!(
+        r,
+        "  device     {}: {:.2} % ({} of {} test images; {} outputs differ from the host's)",
+        board.name,
+        100.0 * device,
+        correct,
+        f.vectors,
+        f.mismatches
+    );
+    let _ = writeln!(
+        r,
+        "  memory     flash {} B (model file {} B), RAM {} B (arena {} B, peak stack {} B)",
+        f.built.sizes.flash(),
+        f.model_bytes,
+        f.ram(),
+        f.arena,
+        f.stack
+    );
+    let _ = writeln!(
+        r,
+        "  device     {:.0} instructions per inference (QEMU counts, not cycles)",
+        f.insns_mean()
+    );
+    if f.mismatches != 0 {
+        return Err(format!(
+            "{r}the device disagrees with the host integer executor"
+        ));
+    }
+    if baselines {
+        let table = compare(&dir, &run, epochs, points)?;
+        let _ = writeln!(r, "  report     {table}");
+    }
+    let _ = writeln!(r, "  files      {}", dir.display());
+    Ok(r)
+}
+
+/// One job: commands run in order, output to a log file.
+struct Job {
+    name: String,
+    commands: Vec<Vec<String>>,
+}
+
+fn job(name: &str, commands: Vec<Vec<String>>) -> Job {
+    Job {
+        name: name.to_string(),
+        commands,
+    }
+}
+
+fn args(v: &[&str]) -> Vec<String> {
+    v.iter().map(|s| s.to_string()).collect()
+}
+
+/// Run `jobs` two at a time with the release binary, one torch thread each.
+fn pool(jobs: Vec<Job>, logs: &Path) -> Result<(), String> {
+    let bin = root().join("target/release/bitspike");
+    let start = |j: &Job, i: usize| -> Result<Child, String> {
+        let log = logs.join(format!("{}.log", j.name));
+        let out = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log)
+            .map_err(|e| format!("cannot open {}: {e}", log.display()))?;
+        let err = out.try_clone().map_err(|e| e.to_string())?;
+        let mut a = j.commands[i].clone();
+        a.extend(args(&["--threads", "1"]));
+        std::process::Command::new(&bin)
+            .args(&a)
+            .stdout(Stdio::from(out))
+            .stderr(Stdio::from(err))
+            .spawn()
+            .map_err(|e| format!("cannot run {}: {e}", bin.display()))
+    };
+    let mut queue: std::collections::VecDeque<Job> = jobs.into();
+    let mut running: Vec<(Job, usize, Child)> = Vec::new();
+    let mut failed = Vec::new();
+    loop {
+        while running.len() < 2 {
+            let Some(j) = queue.pop_front() else { break };
+            println!("  start {}", j.name);
+            let c = start(&j, 0)?;
+            running.push((j, 0, c));
+        }
+        if running.is_empty() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(500));
+        let mut k = 0;
+        while k < running.len() {
+            let done = running[k].2.try_wait().map_err(|e| e.to_string())?;
+            match done {
+                None => k += 1,
+                Some(status) => {
+                    let (j, i, _) = running.remove(k);
+                    if !status.success() {
+                        println!("  FAILED {} (log {}/{}.log)", j.name, logs.display(), j.name);
+                        failed.push(j.name.clone());
+                    } else if i + 1 < j.commands.len() {
+                        let c = start(&j, i + 1)?;
+                        running.insert(k, (j, i + 1, c));
+                        k += 1;
+                    } else {
+                        println!("  done  {}", j.name);
+                    }
+                }
+            }
+        }
+    }
+    if failed.is_empty() {
+        Ok(())
+    } else {
+        Err(format!("failed: {}", failed.join(", ")))
+    }
+}
+
+/// The baselines, fine-tuned and standalone children, and the report.
+fn compare(dir: &Path, search: &str, epochs: u64, points: usize) -> Result<String, String> {
+    let runs = dir.join("runs");
+    let _ = std::fs::remove_dir_all(&runs);
+    std::fs::create_dir_all(&runs).map_err(|e| format!("cannot create {}: {e}", runs.display()))?;
+    let r = |n: &str| runs.join(n).to_string_lossy().into_owned();
+    let full = (epochs + FINETUNE).to_string();
+    let (e_s, e_f) = (epochs.to_string(), FINETUNE.to_string());
+    let mut jobs = Vec::new();
+    let mut labelled: Vec<(String, String)> = Vec::new();
+    let common = ["--dataset", "fashion-mnist", "--arch", "cnn", "--quiet"];
+    for (name, wq, aq, bits) in [
+        ("Lloyd", "lloyd", "hwgq", &["8", "4", "2"][..]),
+        ("LSQ", "lsq", "lsq", &["8", "4", "2"][..]),
+        ("PACT", "max-abs", "pact", &["8", "4"][..]),
+    ] {
+        for b in bits {
+            let id = format!("{}-w{b}a{b}", name.to_lowercase());
+            let mut c = args(&["train", "qat"]);
+            c.extend(args(&common));
+            c.extend(args(&[
+                "--epochs",
+                &full,
+                "--weight-quantizer",
+                wq,
+                "--act-quantizer",
+                aq,
+                "--weight-bits",
+                b,
+                "--act-bits",
+                b,
+                "--first-last-bits",
+                b,
+                "--out",
+                &r(&id),
+            ]));
+            jobs.push(job(&id, vec![c]));
+            labelled.push((format!("{name} w{b}a{b}"), r(&id)));
+        }
+    }
+    for (label, searcher) in [("EdMIPS (Lloyd)", "edmips"), ("DNAS (Lloyd)", "dnas")] {
+        for eta in BASELINE_ETAS {
+            let id = format!("{searcher}-{eta}");
+            let mut s = args(&["train", "mps"]);
+            s.extend(args(&common));
+            s.extend(args(&[
+                "--searcher",
+                searcher,
+                "--eta",
+                eta,
+                "--epochs",
+                &e_s,
+                "--out",
+                &r(&format!("{id}-search")),
+            ]));
+            let f = args(&[
+                "mps",
+                "child",
+                "--run",
+                &r(&format!("{id}-search")),
+                "--epochs",
+                &e_f,
+                "--lr",
+                "0.001",
+                "--quiet",
+                "--out",
+                &r(&id),
+            ]);
+            jobs.push(job(&id, vec![s, f]));
+            labelled.push((label.to_string(), r(&id)));
+        }
+    }
+    // One-Shot's Pareto points: fine-tuned, and trained standalone for the correlation.
+    let chosen: Vec<usize> = if points <= 6 {
+        (0..points).collect()
+    } else {
+        (0..6).map(|i| i * (points - 1) / 5).collect()
+    };
+    for k in chosen {
+        let ks = k.to_string();
+        let ft = format!("one-shot-ft-{k}");
+        jobs.push(job(
+            &ft,
+            vec![args(&[
+                "mps",
+                "child",
+                "--run",
+                search,
+                "--pareto-point",
+                &ks,
+                "--epochs",
+                &e_f,
+                "--lr",
+                "0.001",
+                "--quiet",
+                "--out",
+                &r(&ft),
+            ])],
+        ));
+        labelled.push(("One-Shot (fine-tuned)".into(), r(&ft)));
+        let sa = format!("standalone-{k}");
+        jobs.push(job(
+            &sa,
+            vec![args(&[
+                "mps",
+                "child",
+                "--run",
+                search,
+                "--pareto-point",
+                &ks,
+                "--scratch",
+                "--epochs",
+                &full,
+                "--quiet",
+                "--out",
+                &r(&sa),
+            ])],
+        ));
+        labelled.push(("standalone".into(), r(&sa)));
+    }
+    println!(
+        "\n==> baselines: {} jobs, two at a time (logs in {})",
+        jobs.len(),
+        runs.display()
+    );
+    pool(jobs, &runs)?;
+    let out = root().join("docs/mps");
+    let mut c: Vec<String> = args(&["mps", "report", "--front", search]);
+    for (l, p) in &labelled {
+        c.push("--run".into());
+        c.push(format!("{l}={p}"));
+    }
+    c.push("--out".into());
+    c.push(out.to_string_lossy().into_owned());
+    let refs: Vec<&str> = c.iter().map(String::as_str).collect();
+    bitspike(&refs)?;
+    Ok(format!("{}", PathBuf::from(out).join("pareto.md").display()))
+}
