@@ -690,11 +690,13 @@ fn run(cli: Cli) -> Result<ExitCode> {
         } => export_run(
             &RunDir(run),
             &out,
-            vectors.as_deref(),
-            count,
-            stream.as_deref(),
-            board.as_deref(),
-            &point,
+            &ExportOpts {
+                vectors: vectors.as_deref(),
+                count,
+                stream: stream.as_deref(),
+                board: board.as_deref(),
+                point: &point,
+            },
             &rt,
         )?,
         Command::Snn(a) => snn_run(&a)?,
@@ -793,16 +795,23 @@ fn evaluate(
     Ok(())
 }
 
-fn export_run(
-    run: &RunDir,
-    out: &Path,
-    vectors: Option<&Path>,
+/// What `bitspike export` writes besides the model, and which model.
+struct ExportOpts<'a> {
+    vectors: Option<&'a Path>,
     count: i64,
-    stream: Option<&Path>,
-    board: Option<&str>,
-    point: &PointArgs,
-    rt: &Runtime,
-) -> Result<()> {
+    stream: Option<&'a Path>,
+    board: Option<&'a str>,
+    point: &'a PointArgs,
+}
+
+fn export_run(run: &RunDir, out: &Path, o: &ExportOpts<'_>, rt: &Runtime) -> Result<()> {
+    let ExportOpts {
+        vectors,
+        count,
+        stream,
+        board,
+        point,
+    } = *o;
     let cfg = run.read_config()?;
     let device = rt.device()?;
     let data = data::load(cfg.dataset, &rt.data_dir())?;
@@ -823,7 +832,11 @@ fn export_run(
             }
             println!(
                 "front point {}: {} ({:.3} MBOPs, {:.0} B S14 RAM; child test accuracy {:.2} %)",
-                front.pareto().iter().position(|p| p.plan == c.plan).unwrap_or(0),
+                front
+                    .pareto()
+                    .iter()
+                    .position(|p| p.plan == c.plan)
+                    .unwrap_or(0),
                 c.plan.label(),
                 c.bops / 1e6,
                 c.ram,
@@ -929,7 +942,12 @@ fn search_plan(
 
 fn mps_command(c: MpsCommand) -> Result<()> {
     match c {
-        MpsCommand::Front { run, sweep, out, rt } => {
+        MpsCommand::Front {
+            run,
+            sweep,
+            out,
+            rt,
+        } => {
             let run = RunDir(run);
             let cfg = run.read_config()?;
             let data = data::load(cfg.dataset, &rt.data_dir())?;
@@ -1002,7 +1020,12 @@ fn mps_command(c: MpsCommand) -> Result<()> {
                 out.display()
             );
         }
-        MpsCommand::Report { front, runs, out, rt } => {
+        MpsCommand::Report {
+            front,
+            runs,
+            out,
+            rt,
+        } => {
             let run = RunDir(front);
             let cfg = run.read_config()?;
             let data = data::load(cfg.dataset, &rt.data_dir())?;

@@ -140,16 +140,16 @@ impl MpsConfig {
     /// Check the values the types do not.
     pub fn check(&self) -> Result<()> {
         for (name, c) in [("weight", &self.weight_bits), ("act", &self.act_bits)] {
-            ensure!(!c.is_empty(), "mps {name}_bits: give at least one candidate");
+            ensure!(
+                !c.is_empty(),
+                "mps {name}_bits: give at least one candidate"
+            );
             for (i, &b) in c.iter().enumerate() {
                 ensure!(
                     (2..=8).contains(&b),
                     "mps {name}_bits: {b} is not supported: use 2..=8"
                 );
-                ensure!(
-                    !c[..i].contains(&b),
-                    "mps {name}_bits: {b} is listed twice"
-                );
+                ensure!(!c[..i].contains(&b), "mps {name}_bits: {b} is listed twice");
             }
         }
         let [e0, e1] = self.eta;
@@ -323,7 +323,10 @@ impl Slots {
             self.act_nodes.len()
         );
         for &b in plan.weight_bits.iter().chain(&plan.act_bits) {
-            ensure!((2..=8).contains(&b), "bit plan: {b} bits is not supported: use 2..=8");
+            ensure!(
+                (2..=8).contains(&b),
+                "bit plan: {b} bits is not supported: use 2..=8"
+            );
         }
         Ok(())
     }
@@ -472,9 +475,7 @@ impl Supernet {
             wq.push(
                 cfg.weight_bits
                     .iter()
-                    .map(|&b| {
-                        WeightQuant::new(&q.sub(format!("w{b}")), wkind, b, out, per_channel)
-                    })
+                    .map(|&b| WeightQuant::new(&q.sub(format!("w{b}")), wkind, b, out, per_channel))
                     .collect(),
             );
         }
@@ -561,7 +562,9 @@ impl Supernet {
             BitModel::Free(l) => l.shallow_clone(),
             BitModel::Mlp(l1, l2) => {
                 let dev = l1.ws.device();
-                let x = Tensor::from_slice(&[self.z(eta) as f32]).to_device(dev).view([1, 1]);
+                let x = Tensor::from_slice(&[self.z(eta) as f32])
+                    .to_device(dev)
+                    .view([1, 1]);
                 let h = l1.forward(&x);
                 match l2 {
                     Some(l2) => l2.forward(&h.relu()),
@@ -649,12 +652,14 @@ impl Supernet {
         let dev = probs.first().map_or(tch::Device::Cpu, |p| p.device());
         let mut total = Tensor::zeros([], (Kind::Float, dev));
         for t in &self.terms {
-            let mut v = Tensor::from(t.coef / self.unit).to_kind(Kind::Float).to_device(dev);
+            let mut v = Tensor::from(t.coef / self.unit)
+                .to_kind(Kind::Float)
+                .to_device(dev);
             if let Some(w) = t.weight {
-                v = v * &e[w];
+                v *= &e[w];
             }
             if let Some(a) = t.act {
-                v = v * &e[nw + a];
+                v *= &e[nw + a];
             }
             total += v;
         }
@@ -970,6 +975,11 @@ mod tests {
         assert!(lo > mid && mid > hi, "{lo} {mid} {hi}");
         // The argmax child at the largest penalty is cheaper than at the smallest.
         let c = |e| s.slots.cost(&s.plan_at(e), CostKind::Bops);
-        assert!(c(10.0) < c(0.01), "{:?} {:?}", s.plan_at(10.0), s.plan_at(0.01));
+        assert!(
+            c(10.0) < c(0.01),
+            "{:?} {:?}",
+            s.plan_at(10.0),
+            s.plan_at(0.01)
+        );
     }
 }

@@ -79,9 +79,7 @@ impl Front {
 
     /// How many of the slots are activation slots.
     pub fn act_slots(&self) -> usize {
-        self.children
-            .first()
-            .map_or(0, |c| c.plan.act_bits.len())
+        self.children.first().map_or(0, |c| c.plan.act_bits.len())
     }
 
     /// `front.json` of a run.
@@ -126,7 +124,13 @@ pub fn child(run: &RunDir, plan: &BitPlan, data: &Dataset, device: Device) -> Re
             e.to_string().lines().next().unwrap_or("")
         )
     })?;
-    mps::recalibrate_bn(&t.net, &data.train.images, data.max_code, BN_BATCHES, BN_BATCH);
+    mps::recalibrate_bn(
+        &t.net,
+        &data.train.images,
+        data.max_code,
+        BN_BATCHES,
+        BN_BATCH,
+    );
     Ok(t)
 }
 
@@ -311,7 +315,10 @@ pub fn front_markdown(front: &Front) -> String {
 }
 
 fn join(v: &[u8]) -> String {
-    v.iter().map(|b| b.to_string()).collect::<Vec<_>>().join(",")
+    v.iter()
+        .map(|b| b.to_string())
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 /// One labelled result of the report.
@@ -548,10 +555,11 @@ pub fn plot_probabilities(front: &Front, out: &Path) -> Result<()> {
     };
     for (s, label) in front.slot_labels.iter().enumerate() {
         let n = first.get(s).map_or(0, Vec::len);
-        let cands = if s < front.slot_labels.len() - front.act_slots() {
-            &front.weight_candidates
+        let weights = s < front.slot_labels.len() - front.act_slots();
+        let (cands, kind) = if weights {
+            (&front.weight_candidates, "weights")
         } else {
-            &front.act_candidates
+            (&front.act_candidates, "output")
         };
         let series: Vec<(String, Vec<(f64, f64)>)> = (0..n)
             .map(|j| {
@@ -565,11 +573,6 @@ pub fn plot_probabilities(front: &Front, out: &Path) -> Result<()> {
                 )
             })
             .collect();
-        let kind = if cands == &front.weight_candidates {
-            "weights"
-        } else {
-            "output"
-        };
         let file = out.join(format!(
             "probabilities-{s:02}-{}-{kind}.svg",
             label.split(' ').next().unwrap_or("slot")

@@ -483,29 +483,28 @@ impl QNet {
                 None => ActQuant::new(q, k, quant.act_bits),
             },
         };
-        let wquant = |q: &nn::Path, i: usize, bits: u8, out: i64, per_channel: bool| {
-            match (mps, slots.weight_slot(i).filter(|_| !plan.is_empty())) {
-                (Some(m), _) => WeightQuant::new(
-                    q,
-                    WeightQuantizer::Lloyd,
-                    top(&m.weight_bits),
+        let wquant = |q: &nn::Path, i: usize, bits: u8, out: i64, per_channel: bool| match (
+            mps,
+            slots.weight_slot(i).filter(|_| !plan.is_empty()),
+        ) {
+            (Some(m), _) => WeightQuant::new(
+                q,
+                WeightQuantizer::Lloyd,
+                top(&m.weight_bits),
+                out,
+                per_channel,
+            ),
+            (None, Some(s)) => {
+                let b = plan.weight_bits[s];
+                WeightQuant::new(
+                    &q.sub(format!("w{b}")),
+                    quant.weight_quantizer,
+                    b,
                     out,
                     per_channel,
-                ),
-                (None, Some(s)) => {
-                    let b = plan.weight_bits[s];
-                    WeightQuant::new(
-                        &q.sub(format!("w{b}")),
-                        quant.weight_quantizer,
-                        b,
-                        out,
-                        per_channel,
-                    )
-                }
-                (None, None) => {
-                    WeightQuant::new(q, quant.weight_quantizer, bits, out, per_channel)
-                }
+                )
             }
+            (None, None) => WeightQuant::new(q, quant.weight_quantizer, bits, out, per_channel),
         };
         for (i, n) in spec.nodes.iter().enumerate() {
             let p = root.sub(format!("n{i}"));
@@ -587,7 +586,11 @@ impl QNet {
 
     /// Fake-quantize node `i`'s weight.
     fn wfq(&self, i: usize, wq: &WeightQuant, w: &Tensor) -> Tensor {
-        match self.mps.as_ref().and_then(|s| Some((s, s.slots.weight_slot(i)?))) {
+        match self
+            .mps
+            .as_ref()
+            .and_then(|s| Some((s, s.slots.weight_slot(i)?)))
+        {
             Some((s, k)) => s.weight(k, w),
             None => wq.forward(w),
         }
@@ -595,7 +598,11 @@ impl QNet {
 
     /// Fake-quantize node `i`'s activation.
     fn afq(&self, i: usize, aq: &ActQuant, x: &Tensor) -> Tensor {
-        match self.mps.as_ref().and_then(|s| Some((s, s.slots.act_slot(i)?))) {
+        match self
+            .mps
+            .as_ref()
+            .and_then(|s| Some((s, s.slots.act_slot(i)?)))
+        {
             Some((s, k)) => s.act(k, x),
             None => aq.forward(x),
         }

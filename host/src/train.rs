@@ -175,14 +175,18 @@ pub fn train(cfg: &TrainConfig, data: &Dataset, o: &TrainOptions<'_>) -> Result<
                 run.0.display()
             );
         }
+        State::default()
+    };
+    tch::manual_seed(cfg.seed);
+    // Build before writing anything: a network the configuration cannot describe (a bit plan
+    // of the wrong length, say) leaves no run folder behind.
+    let mut t = build(cfg, data, o.device)?;
+    if !o.resume {
         std::fs::create_dir_all(&run.0)
             .with_context(|| format!("cannot create {}", run.0.display()))?;
         let text = toml::to_string(cfg).context("serializing the configuration")?;
         write_atomic(&run.config(), text.as_bytes())?;
-        State::default()
-    };
-    tch::manual_seed(cfg.seed);
-    let mut t = build(cfg, data, o.device)?;
+    }
     if let (Some(init), 0) = (o.init, state.epochs_done) {
         t.vs.load(init).map_err(|e| {
             anyhow::anyhow!(
@@ -219,14 +223,13 @@ pub fn train(cfg: &TrainConfig, data: &Dataset, o: &TrainOptions<'_>) -> Result<
     };
     // Groups exist up to the largest one with a variable (Lloyd and HWGQ learn nothing in
     // group 1, for instance); setting a missing one is an error in libtorch.
-    let groups = t
-        .vs
-        .variables_
-        .lock()
-        .map(|v| v.trainable_variables.iter().map(|v| v.group + 1).max())
-        .ok()
-        .flatten()
-        .unwrap_or(1);
+    let groups =
+        t.vs.variables_
+            .lock()
+            .map(|v| v.trainable_variables.iter().map(|v| v.group + 1).max())
+            .ok()
+            .flatten()
+            .unwrap_or(1);
     opt.set_weight_decay_group(0, cfg.weight_decay);
     for g in 1..groups {
         opt.set_weight_decay_group(g, 0.0);

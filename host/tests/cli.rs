@@ -118,11 +118,76 @@ fn unsupported_bit_widths_are_refused() {
 
 #[test]
 fn methods_of_later_issues_say_so() {
-    for (m, issue) in [("ssql", "#7"), ("mps", "#6")] {
-        let o = bitspike(&["train", m]);
-        assert_error(&o, 2, issue);
-        assert!(stderr(&o).contains("not available yet"));
+    let o = bitspike(&["train", "ssql"]);
+    assert_error(&o, 2, "#7");
+    assert!(stderr(&o).contains("not available yet"));
+}
+
+#[test]
+fn mps_bad_input_is_one_line() {
+    let d = tmp("mps");
+    let out = d.join("never");
+    let o_ = out.to_str().unwrap();
+    for (args, msg) in [
+        (
+            vec!["--weight-candidates", "2,9"],
+            "mps weight_bits: 9 is not supported",
+        ),
+        (vec!["--act-candidates", "4,4"], "4 is listed twice"),
+        (vec!["--eta", "5,1"], "need 0 < eta0 <= eta1"),
+        (vec!["--model-depth", "3"], "model_depth 3"),
+        (vec!["--act-quantizer", "qac"], "fixed-bit activation"),
+    ] {
+        let mut a = vec![
+            "train",
+            "mps",
+            "--dataset",
+            "digits",
+            "--quiet",
+            "--out",
+            o_,
+        ];
+        a.extend(args);
+        a.extend(["--threads", "1"]);
+        assert_error(&bitspike(&a), 1, msg);
     }
+    assert!(!out.exists(), "nothing is written for a refused search");
+    // A plan that does not match the network, and a front point of a run that is no search.
+    let run = d.join("qat");
+    let o = bitspike(&[
+        "train",
+        "qat",
+        "--dataset",
+        "digits",
+        "--weight-plan",
+        "4,4",
+        "--act-plan",
+        "4",
+        "--quiet",
+        "--out",
+        run.to_str().unwrap(),
+    ]);
+    assert_error(
+        &o,
+        1,
+        "this network has 4 weight and 3 activation quantizers",
+    );
+    assert!(!run.exists(), "nothing is written for a refused plan");
+    assert!(train_digits(&run, "1").status.success());
+    let m = d.join("m.bsm");
+    let o = bitspike(&[
+        "export",
+        "--run",
+        run.to_str().unwrap(),
+        "--pareto-point",
+        "0",
+        "--out",
+        m.to_str().unwrap(),
+    ]);
+    assert_error(&o, 1, "is not a search run");
+    assert!(!m.exists());
+    let o = bitspike(&["mps", "front", "--run", run.to_str().unwrap()]);
+    assert_error(&o, 1, "is not a search run");
 }
 
 #[test]

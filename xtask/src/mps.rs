@@ -18,7 +18,7 @@
 //! Files go to `target/bitspike/mps/` (run folders are replaced every time).
 
 use std::fmt::Write as _;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, ExitCode, Stdio};
 
 use crate::tasks::{self, bitspike, Data};
@@ -83,11 +83,13 @@ fn mps(
         "--stream",
         &stream,
     ])?;
-    println!(
-        "\n==> all test images through the child on {}",
-        board.name
-    );
-    let f = tasks::measured(&board, "mps-point", model.as_ref(), Data::Stream(stream.as_ref()))?;
+    println!("\n==> all test images through the child on {}", board.name);
+    let f = tasks::measured(
+        &board,
+        "mps-point",
+        model.as_ref(),
+        Data::Stream(stream.as_ref()),
+    )?;
     let correct = f.correct.ok_or("the board reported no accuracy")?;
     let device = correct as f64 / f.vectors.max(1) as f64;
 
@@ -196,7 +198,12 @@ fn pool(jobs: Vec<Job>, logs: &Path) -> Result<(), String> {
                 Some(status) => {
                     let (j, i, _) = running.remove(k);
                     if !status.success() {
-                        println!("  FAILED {} (log {}/{}.log)", j.name, logs.display(), j.name);
+                        println!(
+                            "  FAILED {} (log {}/{}.log)",
+                            j.name,
+                            logs.display(),
+                            j.name
+                        );
                         failed.push(j.name.clone());
                     } else if i + 1 < j.commands.len() {
                         let c = start(&j, i + 1)?;
@@ -352,5 +359,5 @@ fn compare(dir: &Path, search: &str, epochs: u64, points: usize) -> Result<Strin
     c.push(out.to_string_lossy().into_owned());
     let refs: Vec<&str> = c.iter().map(String::as_str).collect();
     bitspike(&refs)?;
-    Ok(format!("{}", PathBuf::from(out).join("pareto.md").display()))
+    Ok(out.join("pareto.md").display().to_string())
 }

@@ -758,7 +758,14 @@ pub fn trained_on_qemu(steps: &mut Steps) {
         "--act-plan",
         "4,3,8",
     ];
-    trained_case(steps, "digits mixed precision", "digits-mixed", mixed, &[], &["export"]);
+    trained_case(
+        steps,
+        "digits mixed precision",
+        "digits-mixed",
+        mixed,
+        &[],
+        &["export"],
+    );
     // A One-Shot search, its front, and a front point exported.
     let search: &[&str] = &["train", "mps", "--epochs", "8", "--validation", "300"];
     trained_case(
