@@ -905,6 +905,64 @@ mod tests {
     }
 
     #[test]
+    fn the_expected_cost_of_a_certain_choice_is_the_exact_cost() {
+        for kind in [CostKind::Bops, CostKind::Ram] {
+            let vs = nn::VarStore::new(tch::Device::Cpu);
+            let cfg = MpsConfig {
+                cost: kind,
+                ..Default::default()
+            };
+            let spec = Spec::of(TrainArch::Lenet, [1, 28, 28], 10);
+            let slots = Slots::of(&spec, 255).unwrap();
+            let s = Supernet::new(
+                &vs.root(),
+                &spec,
+                slots.clone(),
+                &cfg,
+                WeightQuantizer::Lloyd,
+                ActQuantizer::Hwgq,
+            )
+            .unwrap();
+            let plan = BitPlan {
+                weight_bits: vec![8, 2, 4, 2, 8],
+                act_bits: vec![4, 8, 2, 4],
+            };
+            let one_hot = |b: u8, c: &[u8]| {
+                let v: Vec<f32> = c.iter().map(|&x| (x == b) as i32 as f32).collect();
+                Tensor::from_slice(&v)
+            };
+            let probs: Vec<Tensor> = plan
+                .weight_bits
+                .iter()
+                .map(|&b| one_hot(b, &cfg.weight_bits))
+                .chain(plan.act_bits.iter().map(|&b| one_hot(b, &cfg.act_bits)))
+                .collect();
+            let got = s.expected_cost(&probs).double_value(&[]) * s.unit;
+            let want = slots.cost(&plan, kind);
+            assert!((got / want - 1.0).abs() < 1e-5, "{kind:?}: {got} vs {want}");
+            // The unit is the cost at the largest candidates.
+            assert_eq!(s.unit, slots.cost(&slots.uniform(8, 8), kind));
+            // Uniform probabilities: the expected bits are the candidates' mean (14/3) in
+            // every slot, and BOPs are bilinear in them.
+            if kind == CostKind::Bops {
+                let u: Vec<Tensor> = probs.iter().map(|p| p.ones_like() / 3.0).collect();
+                let m = 14.0 / 3.0;
+                let terms = slots.terms(kind);
+                let want: f64 = terms
+                    .iter()
+                    .map(|t| {
+                        t.coef
+                            * if t.weight.is_some() { m } else { 1.0 }
+                            * if t.act.is_some() { m } else { 1.0 }
+                    })
+                    .sum();
+                let got = s.expected_cost(&u).double_value(&[]) * s.unit;
+                assert!((got / want - 1.0).abs() < 1e-5, "{got} vs {want}");
+            }
+        }
+    }
+
+    #[test]
     fn pareto_keeps_exactly_the_undominated_points() {
         let pts = [
             (10.0, 0.80), // 0: front
