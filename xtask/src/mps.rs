@@ -1,7 +1,7 @@
 //! `cargo xtask mps`: One-Shot MPS end to end on Fashion-MNIST.
 //!
 //! 1. set up (libtorch, datasets, QEMU, the instruction counter);
-//! 2. train the One-Shot supernet of the small CNN (Lloyd weights, HWGQ activations, candidates
+//! 2. train the One-Shot supernet of LeNet-5 (Lloyd weights, HWGQ activations, candidates
 //!    {2, 4, 8} for every weight and input quantizer, BOPs penalty) once;
 //! 3. sweep the penalty, evaluate every distinct child and keep the Pareto front
 //!    (`bitspike mps front`);
@@ -25,11 +25,13 @@ use crate::tasks::{self, bitspike, Data};
 use crate::{board, root};
 
 /// Default search epochs.
-pub const EPOCHS: u64 = 5;
+pub const EPOCHS: u64 = 10;
 /// Fine-tuning epochs of a selected architecture.
-pub const FINETUNE: u64 = 2;
+pub const FINETUNE: u64 = 3;
 /// EdMIPS and DNAS penalties (cost in units of the all-8-bit network's BOPs).
-const BASELINE_ETAS: [&str; 5] = ["0.03", "0.1", "0.3", "1", "3"];
+const BASELINE_ETAS: [&str; 5] = ["0.01", "0.03", "0.1", "0.3", "1"];
+/// The network searched.
+const ARCH: &str = "lenet";
 
 /// Run it.
 pub fn run(epochs: u64, board_name: &str, point: Option<usize>, baselines: bool) -> ExitCode {
@@ -48,14 +50,14 @@ fn mps(
     let p = |f: &str| dir.join(f).to_string_lossy().into_owned();
     let run = p("one-shot");
     let _ = std::fs::remove_dir_all(&run);
-    println!("\n==> One-Shot MPS supernet of the small CNN on Fashion-MNIST ({epochs} epochs)");
+    println!("\n==> One-Shot MPS supernet of LeNet-5 on Fashion-MNIST ({epochs} epochs)");
     bitspike(&[
         "train",
         "mps",
         "--dataset",
         "fashion-mnist",
         "--arch",
-        "cnn",
+        ARCH,
         "--epochs",
         &epochs.to_string(),
         "--out",
@@ -96,7 +98,7 @@ fn mps(
     let mut r = String::new();
     let _ = writeln!(
         r,
-        "bitspike mps: small CNN on Fashion-MNIST, One-Shot MPS (Lloyd/HWGQ, {{2,4,8}} bits, BOPs), {epochs} epochs"
+        "bitspike mps: LeNet-5 on Fashion-MNIST, One-Shot MPS (Lloyd/HWGQ, {{2,4,8}} bits, BOPs), {epochs} epochs"
     );
     let _ = writeln!(
         r,
@@ -233,7 +235,7 @@ fn compare(dir: &Path, search: &str, epochs: u64, points: usize) -> Result<Strin
     let (e_s, e_f) = (epochs.to_string(), FINETUNE.to_string());
     let mut jobs = Vec::new();
     let mut labelled: Vec<(String, String)> = Vec::new();
-    let common = ["--dataset", "fashion-mnist", "--arch", "cnn", "--quiet"];
+    let common = ["--dataset", "fashion-mnist", "--arch", ARCH, "--quiet"];
     for (name, wq, aq, bits) in [
         ("Lloyd", "lloyd", "hwgq", &["8", "4", "2"][..]),
         ("LSQ", "lsq", "lsq", &["8", "4", "2"][..]),
@@ -296,10 +298,10 @@ fn compare(dir: &Path, search: &str, epochs: u64, points: usize) -> Result<Strin
         }
     }
     // One-Shot's Pareto points: fine-tuned, and trained standalone for the correlation.
-    let chosen: Vec<usize> = if points <= 6 {
+    let chosen: Vec<usize> = if points <= 8 {
         (0..points).collect()
     } else {
-        (0..6).map(|i| i * (points - 1) / 5).collect()
+        (0..8).map(|i| i * (points - 1) / 7).collect()
     };
     for k in chosen {
         let ks = k.to_string();
