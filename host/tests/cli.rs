@@ -136,7 +136,10 @@ fn mps_bad_input_is_one_line() {
         (vec!["--act-candidates", "4,4"], "4 is listed twice"),
         (vec!["--eta", "5,1"], "need 0 < eta0 <= eta1"),
         (vec!["--model-depth", "3"], "model_depth 3"),
-        (vec!["--act-quantizer", "qac"], "fixed-bit activation"),
+        (
+            vec!["--act-quantizer", "qac"],
+            "takes no [mixed] plan or [mps] search",
+        ),
     ] {
         let mut a = vec![
             "train",

@@ -30,6 +30,8 @@ pub const EPOCHS: u64 = 10;
 pub const FINETUNE: u64 = 3;
 /// EdMIPS and DNAS penalties (cost in units of the all-8-bit network's BOPs).
 const BASELINE_ETAS: [&str; 5] = ["0.01", "0.03", "0.1", "0.3", "1"];
+/// Penalties per sweep (linear and logarithmic each).
+const SWEEP: &str = "60";
 /// The network searched.
 const ARCH: &str = "lenet";
 
@@ -64,7 +66,16 @@ fn mps(
         &run,
     ])?;
     println!("\n==> the front (Algorithm S1, lines 8-15)");
-    bitspike(&["mps", "front", "--run", &run, "--out", &p("front")])?;
+    bitspike(&[
+        "mps",
+        "front",
+        "--run",
+        &run,
+        "--sweep",
+        SWEEP,
+        "--out",
+        &p("front"),
+    ])?;
     let front = std::fs::read_to_string(Path::new(&run).join("front.json"))
         .map_err(|e| format!("cannot read the front: {e}"))?;
     let points = front.matches("\"pareto\": true").count();
