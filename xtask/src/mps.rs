@@ -52,6 +52,7 @@ fn mps(
     let p = |f: &str| dir.join(f).to_string_lossy().into_owned();
     let run = p("one-shot");
     let _ = std::fs::remove_dir_all(&run);
+    let _ = std::fs::remove_dir_all(p("front"));
     println!("\n==> One-Shot MPS supernet of LeNet-5 on Fashion-MNIST ({epochs} epochs)");
     bitspike(&[
         "train",
@@ -363,6 +364,14 @@ fn compare(dir: &Path, search: &str, epochs: u64, points: usize) -> Result<Strin
     );
     pool(jobs, &runs)?;
     let out = root().join("docs/mps");
+    // Plots of an earlier network would stay beside the new ones.
+    if let Ok(d) = std::fs::read_dir(&out) {
+        for e in d.flatten() {
+            if e.file_name().to_string_lossy().starts_with("probabilities-") {
+                let _ = std::fs::remove_file(e.path());
+            }
+        }
+    }
     let mut c: Vec<String> = args(&["mps", "report", "--front", search]);
     for (l, p) in &labelled {
         c.push("--run".into());
