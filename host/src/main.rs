@@ -331,7 +331,8 @@ enum MpsCommand {
         /// The One-Shot search run (with its front).
         #[arg(long)]
         front: PathBuf,
-        /// A trained run, `LABEL=DIR` (label `standalone` pairs with the front's children).
+        /// A trained run, `LABEL=DIR` (label `standalone` pairs with the front's children; a
+        /// search run with a front adds its Pareto children).
         #[arg(long = "run", value_parser = parse_labelled)]
         runs: Vec<(String, PathBuf)>,
         /// Where to write pareto.{md,json,svg}, front.{md,json} and the probability plots.

@@ -432,8 +432,9 @@ pub fn run_point(method: &str, run: &Path, data: &Dataset) -> Result<Point> {
 }
 
 /// Build the report from a search run with its front, and labelled trained runs
-/// (`(label, run)`). Runs labelled `standalone` are children trained from scratch; they pair
-/// with the front's children of the same plan for the correlation (Figure S3).
+/// (`(label, run)`): a trained run gives one point, another search run its front's Pareto
+/// children. Runs labelled `standalone` are children trained from scratch; they pair with the
+/// front's children of the same plan for the correlation (Figure S3).
 pub fn report(
     search: &RunDir,
     runs: &[(String, PathBuf)],
@@ -441,20 +442,29 @@ pub fn report(
     out: &Path,
 ) -> Result<Report> {
     let front = Front::read(search)?;
-    let mut points: Vec<Point> = front
-        .pareto()
-        .into_iter()
-        .map(|c| Point {
-            method: "One-Shot (supernet child)".into(),
-            bops: c.bops,
-            ram: c.ram,
-            accuracy: c.test_accuracy,
-            plan: c.plan.clone(),
-            source: search.0.display().to_string(),
-        })
-        .collect();
+    let children = |f: &Front, label: &str, source: &Path| -> Vec<Point> {
+        f.pareto()
+            .into_iter()
+            .map(|c| Point {
+                method: label.into(),
+                bops: c.bops,
+                ram: c.ram,
+                accuracy: c.test_accuracy,
+                plan: c.plan.clone(),
+                source: source.display().to_string(),
+            })
+            .collect()
+    };
+    let mut points = children(&front, "One-Shot (supernet child)", &search.0);
     let mut pairs = Vec::new();
     for (label, run) in runs {
+        // Another search with a front (One-Shot with another quantizer, say): its Pareto
+        // children under the label.
+        let other = RunDir(run.clone());
+        if other.read_config()?.mps.is_some() {
+            points.extend(children(&Front::read(&other)?, label, run));
+            continue;
+        }
         let p = run_point(label, run, data)?;
         if label == "standalone" {
             if let Some(c) = front.children.iter().find(|c| c.plan == p.plan) {

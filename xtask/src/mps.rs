@@ -367,7 +367,10 @@ fn compare(dir: &Path, search: &str, epochs: u64, points: usize) -> Result<Strin
     // Plots of an earlier network would stay beside the new ones.
     if let Ok(d) = std::fs::read_dir(&out) {
         for e in d.flatten() {
-            if e.file_name().to_string_lossy().starts_with("probabilities-") {
+            if e.file_name()
+                .to_string_lossy()
+                .starts_with("probabilities-")
+            {
                 let _ = std::fs::remove_file(e.path());
             }
         }
