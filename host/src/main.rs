@@ -300,7 +300,9 @@ enum MpsCommand {
         rt: Runtime,
     },
     /// Train a child of a search run as a run of its own: fine-tuned from the supernet's weights
-    /// (Algorithm S1, line 16), or with --scratch from a fresh initialisation (standalone).
+    /// (Algorithm S1, line 16), or with --scratch from a fresh initialisation (standalone). The
+    /// child: the chosen front point (without a choice, the most accurate one) of a One-Shot
+    /// run, the most probable bit widths of an EdMIPS or DNAS search.
     Child {
         /// The search run.
         #[arg(long)]
@@ -1030,12 +1032,11 @@ fn mps_command(c: MpsCommand) -> Result<()> {
             let run = RunDir(front);
             let cfg = run.read_config()?;
             let data = data::load(cfg.dataset, &rt.data_dir())?;
-            let r = mps_report::report(&run, &runs, &data, &out)?;
+            mps_report::report(&run, &runs, &data, &out)?;
             print!(
                 "{}",
                 std::fs::read_to_string(out.join("pareto.md")).unwrap_or_default()
             );
-            let _ = r;
         }
     }
     Ok(())
