@@ -296,12 +296,12 @@ impl Slots {
         Ok(s)
     }
 
-    /// The weight slot of node `i`.
+    /// The weight slot of `node`.
     pub fn weight_slot(&self, node: usize) -> Option<usize> {
         self.weight_nodes.iter().position(|&n| n == node)
     }
 
-    /// The activation slot of node `i` (its own quantizer).
+    /// The activation slot of `node` (its own quantizer).
     pub fn act_slot(&self, node: usize) -> Option<usize> {
         self.act_nodes.iter().position(|&n| n == node)
     }
@@ -388,13 +388,15 @@ impl Slots {
         t
     }
 
-    /// The exact cost of `plan`: BOPs, or RAM in bytes (fractional bytes kept).
+    /// The exact cost of `plan`: BOPs, or RAM in bytes (fractional bytes kept). `plan` needs
+    /// an entry per slot ([`Self::check`], not empty); a missing one makes the cost NaN.
     pub fn cost(&self, plan: &BitPlan, kind: CostKind) -> f64 {
+        let bits = |v: &[u8], s: usize| v.get(s).map_or(f64::NAN, |&b| b as f64);
         self.terms(kind)
             .iter()
             .map(|t| {
-                let w = t.weight.map_or(1.0, |s| plan.weight_bits[s] as f64);
-                let a = t.act.map_or(1.0, |s| plan.act_bits[s] as f64);
+                let w = t.weight.map_or(1.0, |s| bits(&plan.weight_bits, s));
+                let a = t.act.map_or(1.0, |s| bits(&plan.act_bits, s));
                 t.coef * w * a
             })
             .sum()

@@ -181,6 +181,15 @@ pub fn train(cfg: &TrainConfig, data: &Dataset, o: &TrainOptions<'_>) -> Result<
     // Build before writing anything: a network the configuration cannot describe (a bit plan
     // of the wrong length, say) leaves no run folder behind.
     let mut t = build(cfg, data, o.device)?;
+    // A search holds out the last training images to evaluate its children on.
+    let holdout = cfg.mps.as_ref().map_or(0, |m| m.validation);
+    let n = data.train.len() - holdout;
+    if n < 1 {
+        bail!(
+            "mps validation {holdout} leaves no training images (the training split has {})",
+            data.train.len()
+        );
+    }
     if !o.resume {
         std::fs::create_dir_all(&run.0)
             .with_context(|| format!("cannot create {}", run.0.display()))?;
@@ -233,15 +242,6 @@ pub fn train(cfg: &TrainConfig, data: &Dataset, o: &TrainOptions<'_>) -> Result<
     opt.set_weight_decay_group(0, cfg.weight_decay);
     for g in 1..groups {
         opt.set_weight_decay_group(g, 0.0);
-    }
-    // A search holds out the last training images to evaluate its children on.
-    let holdout = cfg.mps.as_ref().map_or(0, |m| m.validation);
-    let n = data.train.len() - holdout;
-    if n < 1 {
-        bail!(
-            "mps validation {holdout} leaves no training images (the training split has {})",
-            data.train.len()
-        );
     }
     let per_epoch = ((n + cfg.batch_size - 1) / cfg.batch_size) as usize;
     let total = per_epoch * cfg.epochs;

@@ -136,6 +136,7 @@ fn mps_bad_input_is_one_line() {
         (vec!["--act-candidates", "4,4"], "4 is listed twice"),
         (vec!["--eta", "5,1"], "need 0 < eta0 <= eta1"),
         (vec!["--model-depth", "3"], "model_depth 3"),
+        (vec!["--validation", "5000"], "leaves no training images"),
         (
             vec!["--act-quantizer", "qac"],
             "takes no [mixed] plan or [mps] search",
