@@ -854,13 +854,8 @@ fn export_run(run: &RunDir, out: &Path, o: &ExportOpts<'_>, rt: &Runtime) -> Res
             (None, None) => bail!("no front point was chosen"),
         }
     } else {
-        if point.given() {
-            bail!(
-                "{} is not a search run: --pareto-point, --max-bops and --max-ram choose a point of a `bitspike train mps` run's front",
-                run.0.display()
-            );
-        }
-        let t = train::load(run, &data, device)?;
+        // Refuses a front point for a run that is no search.
+        let t = load_trained(run, &cfg, &data, device, point)?;
         let bytes = write(&export::model_def(&t.net)?).context("writing the model file")?;
         let model = load_model(&bytes, out)?;
         if let Some(b) = board {

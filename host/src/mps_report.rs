@@ -114,8 +114,7 @@ pub fn child_config(cfg: &TrainConfig, plan: &BitPlan) -> TrainConfig {
 /// recalibrated on the first [`BN_BATCHES`] batches of training images.
 pub fn child(run: &RunDir, plan: &BitPlan, data: &Dataset, device: Device) -> Result<Trained> {
     let cfg = child_config(&run.read_config()?, plan);
-    let t = train::build(&cfg, data, device)?;
-    let mut t = t;
+    let mut t = train::build(&cfg, data, device)?;
     let w = run.weights()?;
     t.vs.load(&w).map_err(|e| {
         anyhow::anyhow!(

@@ -317,45 +317,24 @@ fn compare(dir: &Path, search: &str, epochs: u64, points: usize) -> Result<Strin
     };
     for k in chosen {
         let ks = k.to_string();
-        let ft = format!("one-shot-ft-{k}");
-        jobs.push(job(
-            &ft,
-            vec![args(&[
-                "mps",
-                "child",
-                "--run",
-                search,
-                "--pareto-point",
-                &ks,
-                "--epochs",
-                &e_f,
-                "--lr",
-                "0.001",
-                "--quiet",
-                "--out",
-                &r(&ft),
-            ])],
-        ));
-        labelled.push(("One-Shot (fine-tuned)".into(), r(&ft)));
-        let sa = format!("standalone-{k}");
-        jobs.push(job(
-            &sa,
-            vec![args(&[
-                "mps",
-                "child",
-                "--run",
-                search,
-                "--pareto-point",
-                &ks,
-                "--scratch",
-                "--epochs",
-                &full,
-                "--quiet",
-                "--out",
-                &r(&sa),
-            ])],
-        ));
-        labelled.push(("standalone".into(), r(&sa)));
+        for (id, label, extra) in [
+            (
+                format!("one-shot-ft-{k}"),
+                "One-Shot (fine-tuned)",
+                &["--epochs", &e_f, "--lr", "0.001"][..],
+            ),
+            (
+                format!("standalone-{k}"),
+                "standalone",
+                &["--scratch", "--epochs", &full][..],
+            ),
+        ] {
+            let mut c = args(&["mps", "child", "--run", search, "--pareto-point", &ks]);
+            c.extend(args(extra));
+            c.extend(args(&["--quiet", "--out", &r(&id)]));
+            jobs.push(job(&id, vec![c]));
+            labelled.push((label.to_string(), r(&id)));
+        }
     }
     println!(
         "\n==> baselines: {} jobs, two at a time (logs in {})",
