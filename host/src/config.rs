@@ -108,6 +108,11 @@ pub struct TrainConfig {
     pub mixed: crate::mps::BitPlan,
     /// A mixed-precision search's settings (a supernet run).
     pub mps: Option<crate::mps::MpsConfig>,
+    /// Self-supervised pretraining settings (`bitspike train ssql`, [`crate::ssql`]).
+    pub ssql: Option<crate::ssql::SsqlConfig>,
+    /// Resize the dataset's images to `resize x resize` pixels (0: as they are), so that an
+    /// encoder pretrained on 28x28 images transfers to the 8x8 digits.
+    pub resize: i64,
     /// Augmentation.
     pub augment: Augment,
 }
@@ -131,6 +136,8 @@ impl Default for TrainConfig {
             quant: QuantConfig::default(),
             mixed: crate::mps::BitPlan::default(),
             mps: None,
+            ssql: None,
+            resize: 0,
             augment: Augment::default(),
         }
     }
@@ -155,6 +162,14 @@ impl TrainConfig {
         if let Some(m) = &self.mps {
             m.check()?;
         }
+        if let Some(s) = &self.ssql {
+            s.check()?;
+        }
+        anyhow::ensure!(
+            self.resize == 0 || (4..=256).contains(&self.resize),
+            "resize {}: use 0 (off) or 4..=256 pixels",
+            self.resize
+        );
         anyhow::ensure!(self.epochs >= 1, "epochs must be at least 1");
         anyhow::ensure!(self.batch_size >= 1, "batch_size must be at least 1");
         anyhow::ensure!(self.lr > 0.0 && self.lr.is_finite(), "lr must be positive");

@@ -117,6 +117,41 @@ pub fn load(name: DatasetName, dir: &Path) -> Result<Dataset> {
     }
 }
 
+/// Load the dataset a training configuration names, resized as it says (`resize`).
+pub fn load_for(cfg: &crate::config::TrainConfig, dir: &Path) -> Result<Dataset> {
+    let d = load(cfg.dataset, dir)?;
+    Ok(if cfg.resize > 0 {
+        resized(d, cfg.resize)
+    } else {
+        d
+    })
+}
+
+/// The dataset with every image resized to `size x size` (bilinear) and rescaled to 8-bit
+/// codes (`0..=255`), the form a 28x28 encoder takes the 8x8 digits in.
+pub fn resized(d: Dataset, size: i64) -> Dataset {
+    let max = d.max_code as f64;
+    let one = |s: Split| -> Split {
+        let x = s.images.to_kind(Kind::Float) / max;
+        let y = x.upsample_bilinear2d([size, size], false, None, None);
+        let codes = (y.clamp(0.0, 1.0) * 255.0 + 0.5)
+            .floor()
+            .to_kind(Kind::Uint8);
+        Split {
+            images: codes,
+            labels: s.labels,
+        }
+    };
+    Dataset {
+        name: d.name,
+        train: one(d.train),
+        test: one(d.test),
+        shape: Shape::new(size as u16, size as u16, d.shape.c),
+        classes: d.classes,
+        max_code: 255,
+    }
+}
+
 fn read_idx(path: &Path, name: DatasetName, dims: usize) -> Result<(Vec<usize>, Vec<u8>)> {
     let bytes = std::fs::read(path).map_err(|e| {
         anyhow::anyhow!(

@@ -17,4 +17,6 @@ pub mod qac_report;
 pub mod quant;
 pub mod report;
 pub mod snn;
+pub mod ssql;
+pub mod ssql_eval;
 pub mod train;

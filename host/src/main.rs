@@ -161,6 +161,9 @@ enum Command {
     /// Mixed-precision search results: the front, children, and the report beside baselines.
     #[command(subcommand)]
     Mps(MpsCommand),
+    /// Evaluate SSQL pretraining runs at every bit width and report them.
+    #[command(subcommand)]
+    Ssql(SsqlCommand),
     /// Validate a model file and print its layers, bit widths, timesteps, costs and arena.
     Inspect {
         /// The model file.
@@ -283,6 +286,62 @@ impl PointArgs {
 }
 
 #[derive(Subcommand)]
+enum SsqlCommand {
+    /// Linear evaluation and fine-tuning of a pretrained encoder, each quantized after training
+    /// at every bit width; weight statistics; optionally LSQ from the linear-evaluated network.
+    /// Writes results.json and one exportable run folder per (network, bit width).
+    Eval {
+        /// The pretraining run.
+        #[arg(long)]
+        run: PathBuf,
+        /// Evaluation dataset (default: the pretraining one; another one is a transfer).
+        #[arg(long, value_enum)]
+        on: Option<DatasetName>,
+        /// Where to write (must be empty or absent).
+        #[arg(long)]
+        out: PathBuf,
+        /// Bit widths, comma-separated (fp, 8w8a, 4w4a, 2w4a, ...).
+        #[arg(long, value_delimiter = ',')]
+        bits: Option<Vec<String>>,
+        /// Linear evaluation epochs.
+        #[arg(long)]
+        linear_epochs: Option<usize>,
+        /// Linear evaluation rate (on standardised features).
+        #[arg(long)]
+        linear_lr: Option<f64>,
+        /// Fine-tuning epochs (0: no fine-tuning).
+        #[arg(long)]
+        finetune_epochs: Option<usize>,
+        /// Fine-tuning rate.
+        #[arg(long)]
+        finetune_lr: Option<f64>,
+        /// Training images that calibrate the activation ranges.
+        #[arg(long)]
+        calibration: Option<i64>,
+        /// LSQ epochs from the linear-evaluated network (0: none).
+        #[arg(long)]
+        lsq_epochs: Option<usize>,
+        /// The bit width of that LSQ training.
+        #[arg(long)]
+        lsq_bits: Option<String>,
+        #[arg(long)]
+        quiet: bool,
+        #[command(flatten)]
+        rt: Runtime,
+    },
+    /// Tables in the layout of the SSQL appendix's Tables 11 and 12, weight statistics and the
+    /// LSQ comparison, from evaluation folders.
+    Report {
+        /// Evaluation folders (`bitspike ssql eval --out`).
+        #[arg(long = "eval", required = true)]
+        evals: Vec<PathBuf>,
+        /// Where to write results.md and results.json.
+        #[arg(long)]
+        out: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
 enum MpsCommand {
     /// Sweep eta over a search run's bit-width model, evaluate each distinct child and keep the
     /// Pareto front (writes front.json into the run; Algorithm S1, lines 8-15).
@@ -401,8 +460,9 @@ enum QacCommand {
 enum TrainCommand {
     /// Quantization-aware training (LSQ, PACT, Lloyd/HWGQ, Trainable Lloyd, QCFS).
     Qat(Box<QatArgs>),
-    /// SSQL self-supervised pretraining (not yet available).
-    Ssql,
+    /// SSQL self-supervised pretraining without labels (SimSiam, BYOL or MoCo v2, each with
+    /// SSQL's quantized branch or, with --baseline, without); then `bitspike ssql eval`.
+    Ssql(Box<SsqlArgs>),
     /// Mixed-precision search: One-Shot MPS (one supernet for every penalty), or the EdMIPS
     /// and DNAS baselines (one search per penalty); then `bitspike mps front`.
     Mps(Box<MpsArgs>),
@@ -489,6 +549,98 @@ impl MpsArgs {
 }
 
 #[derive(Args)]
+struct SsqlArgs {
+    #[command(flatten)]
+    base: QatArgs,
+    /// Self-supervised framework.
+    #[arg(long, value_enum)]
+    framework: Option<bitspike::ssql::Framework>,
+    /// The framework alone, without SSQL's quantized branch.
+    #[arg(long)]
+    baseline: bool,
+    /// Range of the weight bit width drawn each step, `LOW,HIGH` (inclusive).
+    #[arg(long, value_delimiter = ',', num_args = 2)]
+    weight_range: Option<Vec<u8>>,
+    /// Range of the activation bit width drawn each step, `LOW,HIGH` (inclusive).
+    #[arg(long, value_delimiter = ',', num_args = 2)]
+    act_range: Option<Vec<u8>>,
+    /// Projector output width.
+    #[arg(long)]
+    dim: Option<i64>,
+    /// BYOL target / MoCo key encoder momentum (default: 0.99 / 0.999).
+    #[arg(long)]
+    momentum: Option<f64>,
+    /// MoCo queue length.
+    #[arg(long)]
+    queue: Option<i64>,
+    /// MoCo temperature.
+    #[arg(long)]
+    temperature: Option<f64>,
+}
+
+impl SsqlArgs {
+    fn config(&self) -> Result<TrainConfig> {
+        let fresh = self.base.config.is_none();
+        let mut c = self.base.config_unchecked()?;
+        let mut s = c.ssql.take().unwrap_or_default();
+        if let Some(v) = self.framework {
+            s.framework = v;
+        }
+        s.quantize = s.quantize && !self.baseline;
+        if let Some(v) = &self.weight_range {
+            s.weight_bits = [v[0], v[1]];
+        }
+        if let Some(v) = &self.act_range {
+            s.act_bits = [v[0], v[1]];
+        }
+        if let Some(v) = self.dim {
+            s.dim = v;
+        }
+        if let Some(v) = self.momentum {
+            s.momentum = v;
+        }
+        if let Some(v) = self.queue {
+            s.queue = v;
+        }
+        if let Some(v) = self.temperature {
+            s.temperature = v;
+        }
+        // The pretraining defaults (Table 10 scaled; docs/ssql/README.md), unless given.
+        if fresh {
+            let b = &self.base;
+            if b.arch.is_none() {
+                c.arch = TrainArch::Lenet;
+            }
+            if b.optimizer.is_none() {
+                c.optimizer = Optimizer::Sgd;
+            }
+            if b.lr.is_none() {
+                c.lr = bitspike::ssql::default_lr(s.framework);
+            }
+            if b.batch_size.is_none() {
+                c.batch_size = 256;
+            }
+            if b.epochs.is_none() {
+                c.epochs = 15;
+            }
+            if b.weight_decay.is_none() {
+                c.weight_decay = 1e-4;
+            }
+            if b.schedule.is_none() {
+                c.schedule = Schedule::Cosine;
+            }
+        }
+        // One set of weights at every bit width: quantizers that learn nothing.
+        c.quant.weight_quantizer = WeightQuantizer::MaxAbs;
+        c.quant.act_quantizer = ActQuantizer::MinMax;
+        c.quant.first_last_bits = 8;
+        c.ssql = Some(s);
+        c.check()?;
+        Ok(c)
+    }
+}
+
+#[derive(Args)]
 struct QacArgs {
     #[command(flatten)]
     base: QatArgs,
@@ -538,6 +690,10 @@ struct QatArgs {
     /// Continue the interrupted run in --out.
     #[arg(long)]
     resume: bool,
+    /// Start from these weights (a checkpoint holding this network's weights, e.g. of a
+    /// pretrained or full-precision run; missing quantizer parameters initialise from data).
+    #[arg(long, conflicts_with = "resume")]
+    init: Option<PathBuf>,
     /// No progress output.
     #[arg(long)]
     quiet: bool,
@@ -628,12 +784,12 @@ impl QatArgs {
 /// Train a configuration into the run folder of `a`.
 fn train_run(a: &QatArgs, cfg: TrainConfig) -> Result<()> {
     let device = a.rt.device()?;
-    let data = data::load(cfg.dataset, &a.rt.data_dir())?;
+    let data = data::load_for(&cfg, &a.rt.data_dir())?;
     let state = train::train(
         &cfg,
         &data,
         &TrainOptions {
-            init: None,
+            init: a.init.as_deref(),
             out: &a.out,
             resume: a.resume,
             device,
@@ -666,12 +822,25 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Train(TrainCommand::Qat(a)) => train_run(&a, a.config()?)?,
         Command::Train(TrainCommand::Qac(a)) => train_run(&a.base, a.config()?)?,
         Command::Train(TrainCommand::Mps(a)) => train_run(&a.base, a.config()?)?,
-        Command::Train(TrainCommand::Ssql) => {
-            eprintln!(
-                "error: `bitspike train ssql` is not available yet: it arrives with issue #7; `bitspike train qat` works today"
+        Command::Train(TrainCommand::Ssql(a)) => {
+            let cfg = a.config()?;
+            if a.base.resume || a.base.init.is_some() {
+                bail!("a pretraining run starts fresh: --resume and --init are for `train qat`");
+            }
+            let device = a.base.rt.device()?;
+            let data = data::load_for(&cfg, &a.base.rt.data_dir())?;
+            let state = bitspike::ssql::pretrain(&cfg, &data, &a.base.out, device, !a.base.quiet)?;
+            println!(
+                "pretrained {} ({}) {} epochs in {:.0} s ({}); next: bitspike ssql eval --run {}",
+                cfg.ssql.as_ref().map(|s| s.method()).unwrap_or_default(),
+                cfg.dataset.as_str(),
+                state.epochs_done,
+                state.seconds,
+                a.base.out.display(),
+                a.base.out.display()
             );
-            return Ok(ExitCode::from(2));
         }
+        Command::Ssql(c) => ssql_command(c)?,
         Command::Mps(c) => mps_command(c)?,
         Command::Eval {
             run,
@@ -765,7 +934,7 @@ fn evaluate(
 ) -> Result<()> {
     let cfg = run.read_config()?;
     let device = rt.device()?;
-    let data = data::load(cfg.dataset, &rt.data_dir())?;
+    let data = data::load_for(&cfg, &rt.data_dir())?;
     let test = data.test.take(limit.unwrap_or(i64::MAX));
     let t = load_trained(run, &cfg, &data, device, point)?;
     let fake = train::accuracy(&t.net, &test, data.max_code, device);
@@ -817,7 +986,7 @@ fn export_run(run: &RunDir, out: &Path, o: &ExportOpts<'_>, rt: &Runtime) -> Res
     } = *o;
     let cfg = run.read_config()?;
     let device = rt.device()?;
-    let data = data::load(cfg.dataset, &rt.data_dir())?;
+    let data = data::load_for(&cfg, &rt.data_dir())?;
     let bytes = if cfg.mps.is_some() {
         // A search run: the chosen front point, or the most accurate one that fits the board.
         let front = Front::read(run)?;
@@ -938,6 +1107,85 @@ fn search_plan(
     Ok(s.plan_at(m.eta[0]))
 }
 
+fn ssql_command(c: SsqlCommand) -> Result<()> {
+    use bitspike::ssql_eval::{self, Bits, EvalConfig};
+    match c {
+        SsqlCommand::Eval {
+            run,
+            on,
+            out,
+            bits,
+            linear_epochs,
+            linear_lr,
+            finetune_epochs,
+            finetune_lr,
+            calibration,
+            lsq_epochs,
+            lsq_bits,
+            quiet,
+            rt,
+        } => {
+            let mut e = EvalConfig::default();
+            if let Some(b) = bits {
+                e.bits = b.iter().map(|s| s.parse()).collect::<Result<Vec<Bits>>>()?;
+            }
+            if let Some(v) = linear_epochs {
+                e.linear_epochs = v;
+            }
+            if let Some(v) = linear_lr {
+                e.linear_lr = v;
+            }
+            if let Some(v) = finetune_epochs {
+                e.finetune_epochs = v;
+            }
+            if let Some(v) = finetune_lr {
+                e.finetune_lr = v;
+            }
+            if let Some(v) = calibration {
+                e.calibration = v;
+            }
+            if let Some(v) = lsq_epochs {
+                e.lsq_epochs = v;
+            }
+            if let Some(v) = lsq_bits {
+                e.lsq_bits = v.parse()?;
+            }
+            e.check()?;
+            let pre = RunDir(run.clone()).read_config()?;
+            let on = on.unwrap_or(pre.dataset);
+            let device = rt.device()?;
+            let r = ssql_eval::evaluate(&run, on, &rt.data_dir(), &e, &out, device, !quiet)?;
+            print!("{}", ssql_eval::report(std::slice::from_ref(&r)));
+            println!("written: {}", out.display());
+        }
+        SsqlCommand::Report { evals, out } => {
+            let mut results = Vec::new();
+            for d in &evals {
+                let p = d.join("results.json");
+                let text = std::fs::read_to_string(&p).with_context(|| {
+                    format!(
+                        "{} is not an evaluation folder (no results.json)",
+                        d.display()
+                    )
+                })?;
+                let r: ssql_eval::EvalResult = serde_json::from_str(&text)
+                    .with_context(|| format!("{}: corrupt", p.display()))?;
+                results.push(r);
+            }
+            std::fs::create_dir_all(&out)
+                .with_context(|| format!("cannot create {}", out.display()))?;
+            let md = ssql_eval::report(&results);
+            train::write_atomic(&out.join("results.md"), md.as_bytes())?;
+            train::write_atomic(
+                &out.join("results.json"),
+                serde_json::to_string_pretty(&results)?.as_bytes(),
+            )?;
+            print!("{md}");
+        }
+    }
+    Ok(())
+}
+
 fn mps_command(c: MpsCommand) -> Result<()> {
     match c {
         MpsCommand::Front {
@@ -948,7 +1196,7 @@ fn mps_command(c: MpsCommand) -> Result<()> {
         } => {
             let run = RunDir(run);
             let cfg = run.read_config()?;
-            let data = data::load(cfg.dataset, &rt.data_dir())?;
+            let data = data::load_for(&cfg, &rt.data_dir())?;
             let front = mps_report::extract(&run, &data, rt.device()?, sweep as usize)?;
             print!("{}", mps_report::front_markdown(&front));
             println!(
@@ -986,7 +1234,7 @@ fn mps_command(c: MpsCommand) -> Result<()> {
                 bail!("{} is not a search run", search.0.display());
             }
             let device = rt.device()?;
-            let data = data::load(cfg.dataset, &rt.data_dir())?;
+            let data = data::load_for(&cfg, &rt.data_dir())?;
             let plan = search_plan(&search, &cfg, &point, &data, device)?;
             let mut child = mps_report::child_config(&cfg, &plan);
             if let Some(e) = epochs {
@@ -1026,7 +1274,7 @@ fn mps_command(c: MpsCommand) -> Result<()> {
         } => {
             let run = RunDir(front);
             let cfg = run.read_config()?;
-            let data = data::load(cfg.dataset, &rt.data_dir())?;
+            let data = data::load_for(&cfg, &rt.data_dir())?;
             mps_report::report(&run, &runs, &data, &out)?;
             print!(
                 "{}",
@@ -1042,7 +1290,7 @@ fn snn_run(a: &SnnArgs) -> Result<()> {
     let run = RunDir(a.run.clone());
     let cfg = run.read_config()?;
     let device = a.rt.device()?;
-    let data = data::load(cfg.dataset, &a.rt.data_dir())?;
+    let data = data::load_for(&cfg, &a.rt.data_dir())?;
     let t = train::load(&run, &data, device)?;
     let limit = a.limit.unwrap_or(i64::MAX);
     let mut snn = Snn::convert(&t.net, a.align)?;
@@ -1252,7 +1500,7 @@ fn load_runs(
 ) -> Result<(data::Dataset, Vec<(String, train::Trained)>)> {
     let device = rt.device()?;
     let first = RunDir(runs[0].clone()).read_config()?;
-    let data = data::load(first.dataset, &rt.data_dir())?;
+    let data = data::load_for(&first, &rt.data_dir())?;
     let mut out = Vec::new();
     for r in runs {
         let run = RunDir(r.clone());

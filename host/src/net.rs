@@ -398,6 +398,19 @@ pub enum Params {
     None,
 }
 
+/// How a network runs its quantizers.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Mode {
+    /// Fake-quantized, as the device computes (the default).
+    #[default]
+    Quantized,
+    /// Full precision: weights as they are, activations only through their ReLU.
+    Float,
+    /// Full precision, and every min-max activation quantizer observes its input
+    /// ([`crate::quant::ActQuant::observe`]).
+    Calibrate,
+}
+
 /// A quantized network ready to train.
 #[derive(Debug)]
 pub struct QNet {
@@ -413,6 +426,8 @@ pub struct QNet {
     pub plan: BitPlan,
     /// The supernet of a mixed-precision search (candidate quantizers and bit-width model).
     pub mps: Option<Supernet>,
+    /// How the quantizers run ([`Mode`]); changed through [`QNet::set_mode`].
+    mode: std::cell::Cell<Mode>,
 }
 
 impl QNet {
@@ -573,7 +588,64 @@ impl QNet {
             input_max,
             plan: plan.clone(),
             mps,
+            mode: Default::default(),
         })
+    }
+
+    /// Run the quantizers as `mode` says from now on.
+    pub fn set_mode(&self, mode: Mode) {
+        self.mode.set(mode);
+    }
+
+    /// How the quantizers run now.
+    pub fn mode(&self) -> Mode {
+        self.mode.get()
+    }
+
+    /// Switch every quantizer to `weight_bits` / `act_bits` (the first and last layers' weights
+    /// keep `first_last_bits`): one set of weights quantized at any bit width, as SSQL trains
+    /// and evaluates. Only quantizers that learn nothing (max-abs or Lloyd weights, min-max or
+    /// HWGQ activations) switch; others are an error.
+    pub fn set_bits(&mut self, weight_bits: u8, act_bits: u8) -> Result<()> {
+        if self.mps.is_some() || !self.plan.is_empty() || self.is_qac() {
+            bail!("a mixed-precision or QAC network has its own bit widths");
+        }
+        let last = self.params.len().saturating_sub(1);
+        for (i, p) in self.params.iter_mut().enumerate() {
+            let wb = if i == 0 || i == last {
+                self.quant.first_last_bits
+            } else {
+                weight_bits
+            };
+            match p {
+                Params::Conv { wq, aq, .. } => {
+                    wq.set_bits(wb)?;
+                    aq.set_bits(act_bits)?;
+                }
+                Params::Dense { wq, aq, .. } => {
+                    wq.set_bits(wb)?;
+                    if let Some(aq) = aq {
+                        aq.set_bits(act_bits)?;
+                    }
+                }
+                Params::Add { aq } => aq.set_bits(act_bits)?,
+                Params::None => {}
+            }
+        }
+        self.quant.weight_bits = weight_bits;
+        self.quant.act_bits = act_bits;
+        Ok(())
+    }
+
+    /// Forget every min-max quantizer's observed range (before a calibration pass).
+    pub fn reset_ranges(&self) {
+        for p in &self.params {
+            match p {
+                Params::Conv { aq, .. } | Params::Add { aq } => aq.reset_range(),
+                Params::Dense { aq: Some(aq), .. } => aq.reset_range(),
+                _ => {}
+            }
+        }
     }
 
     /// The activation quantizer node `i` runs: its own, or the supernet's selected candidate.
@@ -586,6 +658,9 @@ impl QNet {
 
     /// Fake-quantize node `i`'s weight.
     fn wfq(&self, i: usize, wq: &WeightQuant, w: &Tensor) -> Tensor {
+        if self.mode.get() != Mode::Quantized {
+            return w.shallow_clone();
+        }
         match self
             .mps
             .as_ref()
@@ -598,6 +673,15 @@ impl QNet {
 
     /// Fake-quantize node `i`'s activation.
     fn afq(&self, i: usize, aq: &ActQuant, x: &Tensor) -> Tensor {
+        match self.mode.get() {
+            Mode::Quantized => {}
+            Mode::Float => return x.relu(),
+            Mode::Calibrate => {
+                let y = x.relu();
+                aq.observe(&y);
+                return y;
+            }
+        }
         match self
             .mps
             .as_ref()
@@ -690,12 +774,45 @@ impl QNet {
 
     /// Forward: `x` is `[N, C, H, W]` in `[0, 1]` (codes over `input_max`); returns the logits.
     pub fn forward_t(&self, x: &Tensor, train: bool) -> Tensor {
+        let mut outs = self.outputs(x, train, self.spec.nodes.len());
+        outs.pop().unwrap_or_else(|| x.shallow_clone())
+    }
+
+    /// The features the logits layer reads, flattened to `[N, F]`: the encoder's output when
+    /// the network is a backbone with a linear head (self-supervised pretraining, linear
+    /// evaluation).
+    pub fn features(&self, x: &Tensor, train: bool) -> Tensor {
+        let last = self.spec.nodes.len() - 1;
+        let read = self.spec.nodes[last].input;
+        let mut outs = self.outputs(x, train, last);
+        outs.swap_remove(read).flatten(1, -1)
+    }
+
+    /// The number of features the logits layer reads.
+    pub fn feature_count(&self) -> i64 {
+        match self.params.last() {
+            Some(Params::Dense { w, .. }) => w.size()[1],
+            _ => 0,
+        }
+    }
+
+    /// Every tensor up to node `stop` (exclusive): the image, then each node's output.
+    fn outputs(&self, x: &Tensor, train: bool, stop: usize) -> Vec<Tensor> {
         let mut outs: Vec<Tensor> = vec![x.shallow_clone()];
         let mut steps = vec![1.0 / self.input_max as f64];
         let levels = self.levels();
-        // QAC: pools sum spikes exactly, nothing to requantize (see `is_qac`).
+        // QAC: pools sum spikes exactly, nothing to requantize (see `is_qac`); in full
+        // precision nothing is requantized either.
         let exact = self.is_qac();
-        for (i, (n, p)) in self.spec.nodes.iter().zip(&self.params).enumerate() {
+        let float = self.mode.get() != Mode::Quantized;
+        for (i, (n, p)) in self
+            .spec
+            .nodes
+            .iter()
+            .zip(&self.params)
+            .enumerate()
+            .take(stop)
+        {
             let x = &outs[n.input];
             let (y, step) = match (&n.op, p) {
                 (
@@ -725,7 +842,9 @@ impl QNet {
                 (Op::AvgPool { k, stride }, _) => {
                     let s = steps[n.input];
                     let y = x.avg_pool2d([*k], [*stride], [0], false, true, None);
-                    if exact {
+                    if float {
+                        (y, s)
+                    } else if exact {
                         (y, s / (k * k) as f64)
                     } else {
                         (ActQuant::requantize_at(&y, s, levels[i + 1]), s)
@@ -734,7 +853,9 @@ impl QNet {
                 (Op::GlobalAvgPool, _) => {
                     let s = steps[n.input];
                     let y = x.mean_dim(&[2i64, 3][..], true, Kind::Float);
-                    if exact {
+                    if float {
+                        (y, s)
+                    } else if exact {
                         (y, s / self.pooled(i) as f64)
                     } else {
                         (ActQuant::requantize_at(&y, s, levels[i + 1]), s)
@@ -757,7 +878,7 @@ impl QNet {
             outs.push(y);
             steps.push(step);
         }
-        outs.pop().unwrap_or_else(|| x.shallow_clone())
+        outs
     }
 }
 

@@ -51,6 +51,10 @@ pub enum ActQuantizer {
     /// QAC (section 4.2): a learned clip and a learned level count per layer, the network's
     /// timesteps once converted to a spiking one (settings in `[quant.qac]`, [`crate::qac`]).
     Qac,
+    /// Min-max calibration (SSQL's observer; post-training quantization): the largest value the
+    /// last calibration pass saw ([`crate::net::Mode::Calibrate`]) maps to the largest code.
+    /// Nothing is learned; the observed maximum is saved with the checkpoint.
+    MinMax,
 }
 
 /// `floor(x + 1/2)` forward, identity backward (the straight-through estimator).
@@ -214,6 +218,19 @@ impl WeightQuant {
         }
     }
 
+    /// Change the bit width of a quantizer that learns nothing (max-abs, Lloyd); a learned step
+    /// belongs to one bit width, so the others refuse.
+    pub fn set_bits(&mut self, bits: u8) -> anyhow::Result<()> {
+        anyhow::ensure!(
+            matches!(self.kind, WeightQuantizer::MaxAbs | WeightQuantizer::Lloyd),
+            "{:?} weights learn a step per bit width: their bits cannot be switched",
+            self.kind
+        );
+        anyhow::ensure!((2..=8).contains(&bits), "weight bits {bits}: use 2..=8");
+        self.bits = bits;
+        Ok(())
+    }
+
     /// The largest code, `2^(b-1) - 1`.
     pub fn qmax(&self) -> f64 {
         ((1i64 << (self.bits - 1)) - 1) as f64
@@ -319,6 +336,8 @@ pub struct ActQuant {
     initialised: Option<Tensor>,
     /// The QAC quantizer, for [`ActQuantizer::Qac`].
     pub qac: Option<crate::qac::QacQuant>,
+    /// The largest value calibration observed, for [`ActQuantizer::MinMax`] (a buffer, saved).
+    amax: Option<Tensor>,
 }
 
 /// PACT's and QCFS's initial clip, for BatchNorm-ed pre-activations.
@@ -327,7 +346,7 @@ const INITIAL_CLIP: f64 = 4.0;
 impl ActQuant {
     /// A quantizer of `bits`-bit activations (`L = 2^b - 1`); its parameter lives in `path`.
     pub fn new(path: &nn::Path, kind: ActQuantizer, bits: u8) -> Self {
-        let learned = kind != ActQuantizer::Hwgq;
+        let learned = !matches!(kind, ActQuantizer::Hwgq | ActQuantizer::MinMax);
         let levels = (1i64 << bits) - 1;
         let mut q = Self {
             kind,
@@ -335,8 +354,13 @@ impl ActQuant {
             log_param: None,
             initialised: None,
             qac: None,
+            amax: None,
         };
         if kind == ActQuantizer::Qac {
+            return q;
+        }
+        if kind == ActQuantizer::MinMax {
+            q.amax = Some(path.zeros_no_train("amax", &[1]));
             return q;
         }
         let start = q.default_param().ln();
@@ -354,6 +378,7 @@ impl ActQuant {
             log_param: None,
             initialised: None,
             qac: Some(qac),
+            amax: None,
         }
     }
 
@@ -368,7 +393,7 @@ impl ActQuant {
     /// The parameter's value before any data was seen.
     fn default_param(&self) -> f64 {
         match self.kind {
-            ActQuantizer::Qac => 1.0,
+            ActQuantizer::Qac | ActQuantizer::MinMax => 1.0,
             ActQuantizer::Pact | ActQuantizer::Qcfs => INITIAL_CLIP,
             ActQuantizer::Hwgq | ActQuantizer::TrainableHwgq => hwgq_step(self.bits()),
             ActQuantizer::Lsq => 1.0,
@@ -379,6 +404,46 @@ impl ActQuant {
         (64 - (self.levels as u64).leading_zeros()) as u8
     }
 
+    /// Change the bit width of a quantizer that learns nothing (HWGQ, min-max); learned
+    /// parameters belong to one bit width, so the others refuse.
+    pub fn set_bits(&mut self, bits: u8) -> anyhow::Result<()> {
+        anyhow::ensure!(
+            matches!(self.kind, ActQuantizer::Hwgq | ActQuantizer::MinMax),
+            "{:?} activations learn a parameter per bit width: their bits cannot be switched",
+            self.kind
+        );
+        anyhow::ensure!((1..=8).contains(&bits), "activation bits {bits}: use 1..=8");
+        self.levels = (1i64 << bits) - 1;
+        Ok(())
+    }
+
+    /// Min-max calibration: raise the observed maximum to `x`'s largest value.
+    pub fn observe(&self, x: &Tensor) {
+        if let Some(m) = &self.amax {
+            tch::no_grad(|| {
+                let top = x.detach().max().to_kind(Kind::Float).reshape([1]);
+                let mut m = m.shallow_clone();
+                let v = m.maximum(&top.to_device(m.device()));
+                m.copy_(&v);
+            });
+        }
+    }
+
+    /// Forget what calibration observed (before a new calibration pass).
+    pub fn reset_range(&self) {
+        if let Some(m) = &self.amax {
+            tch::no_grad(|| {
+                let _ = m.shallow_clone().zero_();
+            });
+        }
+    }
+
+    /// The min-max step `max / L` (a tiny positive step before any calibration).
+    fn minmax_step(&self) -> f64 {
+        let m = self.amax.as_ref().map_or(0.0, |m| m.double_value(&[0]));
+        (m / self.levels as f64).max(1e-8)
+    }
+
     fn init(&self, x: &Tensor) -> f64 {
         match self.kind {
             ActQuantizer::Lsq => {
@@ -387,7 +452,7 @@ impl ActQuant {
             }
             ActQuantizer::Pact | ActQuantizer::Qcfs => INITIAL_CLIP,
             ActQuantizer::Hwgq | ActQuantizer::TrainableHwgq => hwgq_step(self.bits()),
-            ActQuantizer::Qac => 1.0,
+            ActQuantizer::Qac | ActQuantizer::MinMax => 1.0,
         }
     }
 
@@ -412,6 +477,7 @@ impl ActQuant {
         let p = self.log_param.as_ref().map(|p| p.double_value(&[0]).exp());
         match self.kind {
             ActQuantizer::Hwgq => hwgq_step(self.bits()),
+            ActQuantizer::MinMax => self.minmax_step(),
             ActQuantizer::Pact | ActQuantizer::Qcfs => {
                 p.unwrap_or(INITIAL_CLIP) / self.levels as f64
             }
@@ -429,6 +495,10 @@ impl ActQuant {
             ActQuantizer::Qac => x.relu(),
             ActQuantizer::Hwgq => {
                 let s = hwgq_step(self.bits());
+                round_ste(&(x / s).clamp(0.0, l)) * s
+            }
+            ActQuantizer::MinMax => {
+                let s = self.minmax_step();
                 round_ste(&(x / s).clamp(0.0, l)) * s
             }
             ActQuantizer::Lsq | ActQuantizer::TrainableHwgq => {

@@ -81,6 +81,14 @@ fn first_line(s: &str) -> &str {
     s.lines().next().unwrap_or(s).trim_end_matches('.')
 }
 
+/// Whether a variable name is a quantizer's parameter (learned step, clip, its initialisation
+/// flag, an observed range, QAC's parameters) rather than a weight or BatchNorm statistic.
+fn is_quantizer_param(name: &str) -> bool {
+    let leaf = name.rsplit('.').next().unwrap_or(name);
+    ["log_wstep", "wstep_init", "log_astep", "astep_init", "amax"].contains(&leaf)
+        || leaf.starts_with("qac_")
+}
+
 /// Write `bytes` to `path` through a temporary file and a rename.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     let tmp = path.with_extension("tmp");
@@ -99,10 +107,15 @@ pub struct Trained {
 /// Build the network a configuration describes, for `data`'s input shape.
 pub fn build(cfg: &TrainConfig, data: &Dataset, device: Device) -> Result<Trained> {
     let vs = nn::VarStore::new(device);
+    let net = build_in(&vs, cfg, data)?;
+    Ok(Trained { vs, net })
+}
+
+/// Build the network a configuration describes with its parameters in `vs`.
+pub fn build_in(vs: &nn::VarStore, cfg: &TrainConfig, data: &Dataset) -> Result<QNet> {
     let s = data.shape;
     let spec = Spec::of(cfg.arch, [s.c as i64, s.h as i64, s.w as i64], data.classes);
-    let net = QNet::build(&vs, spec, cfg, data.max_code)?;
-    Ok(Trained { vs, net })
+    QNet::build(vs, spec, cfg, data.max_code)
 }
 
 /// Load a run's network and weights.
@@ -197,13 +210,27 @@ pub fn train(cfg: &TrainConfig, data: &Dataset, o: &TrainOptions<'_>) -> Result<
         write_atomic(&run.config(), text.as_bytes())?;
     }
     if let (Some(init), 0) = (o.init, state.epochs_done) {
-        t.vs.load(init).map_err(|e| {
+        let missing = t.vs.load_partial(init).map_err(|e| {
             anyhow::anyhow!(
                 "{}: cannot start from it ({})",
                 init.display(),
                 first_line(&e.to_string())
             )
         })?;
+        // Quantizer parameters may be new (QAT from a full-precision or differently quantized
+        // network): they initialise from the data on first use. Weights may not be.
+        let weights: Vec<&String> = missing.iter().filter(|n| !is_quantizer_param(n)).collect();
+        if !weights.is_empty() {
+            bail!(
+                "{}: cannot start from it (it lacks {})",
+                init.display(),
+                weights
+                    .iter()
+                    .map(|s| s.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+        }
     }
     if state.epochs_done > 0 {
         let weights = run.weights()?;

@@ -1,0 +1,728 @@
+//! SSQL: self-supervised pretraining that stays accurate at every bit width (Cao et al.,
+//! "Synergistic Self-supervised and Quantization Learning", ECCV 2022; appendix in the papers
+//! folder).
+//!
+//! One encoder (a [`QNet`] whose logits layer is the linear head of later evaluation) is
+//! pretrained without labels with SimSiam, BYOL or MoCo v2. With SSQL on, every step also
+//! runs the **same** encoder quantized at a weight and an activation bit width drawn uniformly
+//! from the configured ranges (2..=8 and 4..=8 by default), and the loss pairs the quantized
+//! branch with the full-precision targets:
+//!
+//! * the full-precision pass runs in [`Mode::Calibrate`]: it recalibrates every activation
+//!   quantizer's min-max range, because the weights changed since the last step;
+//! * weights are quantized per output channel, symmetric, by their largest magnitude (min-max);
+//!   activations by the largest value the full-precision pass saw; the first and last layers'
+//!   weights stay at `first_last_bits` (8);
+//! * the loss is the framework's loss of the full-precision branch and the same loss with the
+//!   quantized branch's predictions against the same (stop-gradient / momentum) targets,
+//!   averaged: [`ssql_pair`].
+//!
+//! The three frameworks, each also trainable without SSQL (the baselines):
+//!
+//! * **SimSiam**: projector, predictor, `D(p, z) = -cos(p, sg(z))`, symmetric
+//!   ([`simsiam_loss`]);
+//! * **BYOL**: a momentum target (encoder and projector, `t <- m t + (1 - m) o` after every
+//!   step, m = 0.99), `2 - 2 cos(p, t)`, symmetric ([`byol_loss`]);
+//! * **MoCo v2**: a momentum key encoder (m = 0.999), a queue of 4096 negatives, InfoNCE at
+//!   temperature 0.2 ([`infonce_loss`]).
+//!
+//! Evaluation (linear, fine-tuning, post-training quantization at any bit width) is in
+//! [`crate::ssql_eval`].
+
+use std::io::Write as _;
+use std::path::Path;
+use std::time::Instant;
+
+use anyhow::{bail, Context, Result};
+use serde::{Deserialize, Serialize};
+use tch::nn::{self, Module, ModuleT, OptimizerConfig};
+use tch::{Device, Kind, Tensor};
+
+use crate::config::TrainConfig;
+use crate::data::{self, Dataset};
+use crate::net::{Mode, QNet};
+use crate::train::{write_atomic, RunDir, State};
+
+/// The self-supervised framework.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum Framework {
+    /// SimSiam: predictor and stop-gradient, no negatives, no momentum encoder.
+    Simsiam,
+    /// BYOL: predictor and a momentum target network.
+    Byol,
+    /// MoCo v2: a momentum key encoder and a queue of negatives (InfoNCE).
+    Moco,
+}
+
+impl Framework {
+    /// The name reports use.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Simsiam => "SimSiam",
+            Self::Byol => "BYOL",
+            Self::Moco => "MoCo v2",
+        }
+    }
+}
+
+/// The pretraining rate of `bitspike train ssql` (SGD, batch 256, cosine): Table 10's rate of
+/// the framework (SimSiam and SSQL 0.05, MoCo v2 0.03; BYOL's 0.5 at batch 512 halved for our
+/// batch of 256). A baseline and its SSQL variant train with the same rate.
+pub fn default_lr(f: Framework) -> f64 {
+    match f {
+        Framework::Simsiam => 0.05,
+        Framework::Moco => 0.03,
+        Framework::Byol => 0.25,
+    }
+}
+
+/// The `[ssql]` table of a pretraining run. Every key is optional (these defaults); the
+/// optimizer, rate, epochs and batch size are the run's own keys.
+///
+/// ```toml
+/// [ssql]
+/// framework = "simsiam"   # simsiam | byol | moco
+/// quantize = true         # false: the framework alone (the baseline)
+/// weight_bits = [2, 8]    # the range a step's weight bit width is drawn from (inclusive)
+/// act_bits = [4, 8]       # the same for activations
+/// dim = 128               # projector output
+/// hidden = 256            # projector hidden width (and BYOL's predictor)
+/// predictor_hidden = 64   # SimSiam's predictor bottleneck
+/// momentum = 0.0          # BYOL / MoCo target momentum; 0: the framework's (0.99 / 0.999)
+/// queue = 4096            # MoCo negatives
+/// temperature = 0.2       # MoCo
+/// crop_scale = [0.35, 1.0] # random resized crop: the share of the image area kept
+/// rotation = 15.0         # largest rotation, degrees
+/// jitter = 0.4            # brightness and contrast jitter (factors 1 +- jitter)
+/// jitter_p = 0.8          # probability of the jitter
+/// ```
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SsqlConfig {
+    /// The framework.
+    pub framework: Framework,
+    /// Whether SSQL's quantized branch runs (false: the plain framework, the baseline).
+    pub quantize: bool,
+    /// Inclusive range of the weight bit width drawn each step.
+    pub weight_bits: [u8; 2],
+    /// Inclusive range of the activation bit width drawn each step.
+    pub act_bits: [u8; 2],
+    /// Projector output width.
+    pub dim: i64,
+    /// Projector hidden width (and BYOL's predictor's).
+    pub hidden: i64,
+    /// SimSiam's predictor bottleneck.
+    pub predictor_hidden: i64,
+    /// Momentum of BYOL's target / MoCo's key encoder; 0 takes the framework's default.
+    pub momentum: f64,
+    /// MoCo's queue length.
+    pub queue: i64,
+    /// MoCo's softmax temperature.
+    pub temperature: f64,
+    /// Random resized crop: the range of the kept share of the image area.
+    pub crop_scale: [f64; 2],
+    /// Largest random rotation, in degrees.
+    pub rotation: f64,
+    /// Brightness and contrast factors are drawn from `1 +- jitter`.
+    pub jitter: f64,
+    /// Probability that a view is jittered.
+    pub jitter_p: f64,
+}
+
+impl Default for SsqlConfig {
+    fn default() -> Self {
+        Self {
+            framework: Framework::Simsiam,
+            quantize: true,
+            weight_bits: [2, 8],
+            act_bits: [4, 8],
+            dim: 128,
+            hidden: 256,
+            predictor_hidden: 64,
+            momentum: 0.0,
+            queue: 4096,
+            temperature: 0.2,
+            crop_scale: [0.35, 1.0],
+            rotation: 15.0,
+            jitter: 0.4,
+            jitter_p: 0.8,
+        }
+    }
+}
+
+impl SsqlConfig {
+    /// The momentum in use: the configured one, or the framework's (BYOL 0.99, MoCo 0.999).
+    pub fn momentum(&self) -> f64 {
+        if self.momentum > 0.0 {
+            return self.momentum;
+        }
+        match self.framework {
+            Framework::Moco => 0.999,
+            _ => 0.99,
+        }
+    }
+
+    /// Refuse settings that cannot train.
+    pub fn check(&self) -> Result<()> {
+        let [wl, wh] = self.weight_bits;
+        let [al, ah] = self.act_bits;
+        anyhow::ensure!(
+            (2..=8).contains(&wl) && (2..=8).contains(&wh) && wl <= wh,
+            "ssql weight_bits [{wl}, {wh}]: use a range within 2..=8"
+        );
+        anyhow::ensure!(
+            (2..=8).contains(&al) && (2..=8).contains(&ah) && al <= ah,
+            "ssql act_bits [{al}, {ah}]: use a range within 2..=8"
+        );
+        anyhow::ensure!(
+            self.dim >= 1 && self.hidden >= 1 && self.predictor_hidden >= 1,
+            "ssql dim, hidden and predictor_hidden must be positive"
+        );
+        anyhow::ensure!(
+            self.momentum >= 0.0 && self.momentum < 1.0,
+            "ssql momentum must be in [0, 1)"
+        );
+        anyhow::ensure!(self.queue >= 1, "ssql queue must be at least 1");
+        anyhow::ensure!(
+            self.temperature > 0.0 && self.temperature.is_finite(),
+            "ssql temperature must be positive"
+        );
+        let [sl, sh] = self.crop_scale;
+        anyhow::ensure!(
+            sl > 0.0 && sl <= sh && sh <= 1.0,
+            "ssql crop_scale [{sl}, {sh}]: use 0 < low <= high <= 1"
+        );
+        anyhow::ensure!(
+            (0.0..1.0).contains(&self.jitter) && (0.0..=1.0).contains(&self.jitter_p),
+            "ssql jitter must be in [0, 1) and jitter_p in [0, 1]"
+        );
+        Ok(())
+    }
+
+    /// How reports name the method: "SimSiam" or "SimSiam+SSQL".
+    pub fn method(&self) -> String {
+        let f = self.framework.as_str();
+        if self.quantize {
+            format!("{f}+SSQL")
+        } else {
+            f.to_string()
+        }
+    }
+}
+
+/// Draws a step's bit widths uniformly from inclusive ranges (tch's generator, so a seeded
+/// run draws the same widths).
+#[derive(Clone, Copy, Debug)]
+pub struct BitSampler {
+    /// Weight bit range (inclusive).
+    pub weight: [u8; 2],
+    /// Activation bit range (inclusive).
+    pub act: [u8; 2],
+}
+
+impl BitSampler {
+    /// One draw: `(weight bits, activation bits)`.
+    pub fn draw(&self) -> (u8, u8) {
+        let pick = |[lo, hi]: [u8; 2]| {
+            let r = Tensor::randint_low(lo as i64, hi as i64 + 1, [1], (Kind::Int64, Device::Cpu));
+            r.int64_value(&[0]) as u8
+        };
+        (pick(self.weight), pick(self.act))
+    }
+}
+
+/// SimSiam's `D(p, z) = -cos(p, sg(z))`, averaged over the batch.
+pub fn neg_cosine(p: &Tensor, z: &Tensor) -> Tensor {
+    -cosine(p, &z.detach()).mean(Kind::Float)
+}
+
+/// Row-wise cosine similarity.
+fn cosine(a: &Tensor, b: &Tensor) -> Tensor {
+    let na = a.norm_scalaropt_dim(2, [1], false).clamp_min(1e-12);
+    let nb = b.norm_scalaropt_dim(2, [1], false).clamp_min(1e-12);
+    (a * b).sum_dim_intlist(&[1i64][..], false, Kind::Float) / (na * nb)
+}
+
+/// The symmetric SimSiam loss `D(p1, z2) / 2 + D(p2, z1) / 2` (targets stop-gradient).
+pub fn simsiam_loss(p1: &Tensor, p2: &Tensor, z1: &Tensor, z2: &Tensor) -> Tensor {
+    (neg_cosine(p1, z2) + neg_cosine(p2, z1)) * 0.5
+}
+
+/// The symmetric BYOL loss: `2 - 2 cos(p1, t2)` plus `2 - 2 cos(p2, t1)`, averaged over the
+/// batch (targets come from the momentum network and carry no gradient).
+pub fn byol_loss(p1: &Tensor, p2: &Tensor, t1: &Tensor, t2: &Tensor) -> Tensor {
+    let one = |p: &Tensor, t: &Tensor| cosine(p, &t.detach()) * -2.0 + 2.0;
+    (one(p1, t2) + one(p2, t1)).mean(Kind::Float)
+}
+
+/// MoCo's InfoNCE: queries `q` and keys `k` (`[N, D]`, L2-normalised here), negatives
+/// `queue` (`[D, K]`, normalised columns), cross-entropy with the positive key as class 0 of
+/// `[q.k, q.queue] / tau`. Keys and queue carry no gradient.
+pub fn infonce_loss(q: &Tensor, k: &Tensor, queue: &Tensor, tau: f64) -> Tensor {
+    let q = normalize(q);
+    let k = normalize(&k.detach());
+    let pos = (&q * &k).sum_dim_intlist(&[1i64][..], true, Kind::Float);
+    let neg = q.matmul(&queue.detach());
+    let logits = Tensor::cat(&[pos, neg], 1) / tau;
+    let labels = Tensor::zeros([q.size()[0]], (Kind::Int64, q.device()));
+    logits.cross_entropy_for_logits(&labels)
+}
+
+/// SSQL's combination of the full-precision loss and the quantized branch's loss (the same
+/// loss, quantized predictions against the same targets): their mean.
+pub fn ssql_pair(float_loss: &Tensor, quantized_loss: &Tensor) -> Tensor {
+    (float_loss + quantized_loss) * 0.5
+}
+
+/// L2-normalise rows.
+fn normalize(x: &Tensor) -> Tensor {
+    x / x.norm_scalaropt_dim(2, [1], true).clamp_min(1e-12)
+}
+
+/// `target <- m target + (1 - m) online` for every trainable variable of `online` (matched by
+/// name); BatchNorm statistics are copied. Both stores hold the same network.
+pub fn momentum_update(target: &nn::VarStore, online: &nn::VarStore, m: f64) -> Result<()> {
+    let on = online.variables();
+    let trainable: std::collections::HashSet<String> = {
+        let v = online
+            .variables_
+            .lock()
+            .map_err(|_| anyhow::anyhow!("variable store poisoned"))?;
+        v.named_variables
+            .iter()
+            .filter(|(_, t)| t.requires_grad())
+            .map(|(n, _)| n.clone())
+            .collect()
+    };
+    tch::no_grad(|| -> Result<()> {
+        for (name, t) in target.variables() {
+            let Some(o) = on.get(&name) else {
+                bail!("the momentum network has {name}, the online one does not");
+            };
+            let mut t = t.shallow_clone();
+            if trainable.contains(&name) {
+                let v = &t * m + o * (1.0 - m);
+                t.copy_(&v);
+            } else {
+                t.copy_(o);
+            }
+        }
+        Ok(())
+    })
+}
+
+/// A two-layer head: `Linear, BatchNorm, ReLU, Linear` and optionally a BatchNorm without
+/// affine parameters on the output (SimSiam's projector).
+#[derive(Debug)]
+pub struct Mlp {
+    l1: nn::Linear,
+    bn1: Option<nn::BatchNorm>,
+    l2: nn::Linear,
+    bn_out: Option<nn::BatchNorm>,
+}
+
+impl Mlp {
+    /// `inp -> hidden -> out`; `bn`: BatchNorm after the first layer; `bn_out`: after the second.
+    pub fn new(p: &nn::Path, inp: i64, hidden: i64, out: i64, bn: bool, bn_out: bool) -> Self {
+        let l1 = nn::linear(p / "l1", inp, hidden, Default::default());
+        let bn1 = bn.then(|| nn::batch_norm1d(p / "bn1", hidden, Default::default()));
+        let l2 = nn::linear(p / "l2", hidden, out, Default::default());
+        let bn_out = bn_out.then(|| {
+            nn::batch_norm1d(
+                p / "bn2",
+                out,
+                nn::BatchNormConfig {
+                    affine: false,
+                    ..Default::default()
+                },
+            )
+        });
+        Self {
+            l1,
+            bn1,
+            l2,
+            bn_out,
+        }
+    }
+}
+
+impl ModuleT for Mlp {
+    fn forward_t(&self, x: &Tensor, train: bool) -> Tensor {
+        let mut h = self.l1.forward(x);
+        if let Some(bn) = &self.bn1 {
+            h = bn.forward_t(&h, train);
+        }
+        let mut y = self.l2.forward(&h.relu());
+        if let Some(bn) = &self.bn_out {
+            y = bn.forward_t(&y, train);
+        }
+        y
+    }
+}
+
+/// The networks of one framework: the online encoder with its heads, and for BYOL / MoCo the
+/// momentum copy (encoder and projector) in a store of its own.
+pub struct Pretrainer {
+    /// Settings.
+    pub cfg: SsqlConfig,
+    /// Online parameters (encoder under `n<i>`, projector under `proj`, predictor under `pred`).
+    pub vs: nn::VarStore,
+    /// The encoder, whose logits layer is unused here.
+    pub net: QNet,
+    /// Projector.
+    pub proj: Mlp,
+    /// Predictor (SimSiam, BYOL).
+    pub pred: Option<Mlp>,
+    /// Momentum network (BYOL's target, MoCo's key encoder): store, encoder, projector.
+    pub momentum: Option<(nn::VarStore, QNet, Mlp)>,
+    /// MoCo's queue `[dim, queue]` and its write position.
+    pub queue: Option<(Tensor, i64)>,
+    bits: BitSampler,
+}
+
+impl Pretrainer {
+    /// Build the networks for `train` (its encoder) on `data`.
+    pub fn new(
+        train: &TrainConfig,
+        cfg: &SsqlConfig,
+        data: &Dataset,
+        device: Device,
+    ) -> Result<Self> {
+        cfg.check()?;
+        let enc = |vs: &nn::VarStore| -> Result<(QNet, Mlp)> {
+            let t = crate::train::build_in(vs, train, data)?;
+            let f = t.feature_count();
+            let proj = match cfg.framework {
+                Framework::Simsiam => {
+                    Mlp::new(&(vs.root() / "proj"), f, cfg.hidden, cfg.dim, true, true)
+                }
+                Framework::Byol => {
+                    Mlp::new(&(vs.root() / "proj"), f, cfg.hidden, cfg.dim, true, false)
+                }
+                Framework::Moco => {
+                    Mlp::new(&(vs.root() / "proj"), f, cfg.hidden, cfg.dim, false, false)
+                }
+            };
+            Ok((t, proj))
+        };
+        let vs = nn::VarStore::new(device);
+        let (net, proj) = enc(&vs)?;
+        let pred = match cfg.framework {
+            Framework::Simsiam => Some(Mlp::new(
+                &(vs.root() / "pred"),
+                cfg.dim,
+                cfg.predictor_hidden,
+                cfg.dim,
+                true,
+                false,
+            )),
+            Framework::Byol => Some(Mlp::new(
+                &(vs.root() / "pred"),
+                cfg.dim,
+                cfg.hidden,
+                cfg.dim,
+                true,
+                false,
+            )),
+            Framework::Moco => None,
+        };
+        let momentum = match cfg.framework {
+            Framework::Simsiam => None,
+            _ => {
+                let mut tvs = nn::VarStore::new(device);
+                let (tnet, tproj) = enc(&tvs)?;
+                tvs.copy(&vs)?;
+                tvs.freeze();
+                Some((tvs, tnet, tproj))
+            }
+        };
+        let queue = (cfg.framework == Framework::Moco).then(|| {
+            let q = Tensor::randn([cfg.dim, cfg.queue], (Kind::Float, device));
+            (&q / q.norm_scalaropt_dim(2, [0], true), 0)
+        });
+        Ok(Self {
+            cfg: cfg.clone(),
+            vs,
+            net,
+            proj,
+            pred,
+            momentum,
+            queue,
+            bits: BitSampler {
+                weight: cfg.weight_bits,
+                act: cfg.act_bits,
+            },
+        })
+    }
+
+    /// Projections of the online encoder on a view, in the encoder's current mode.
+    fn project(&self, x: &Tensor) -> Tensor {
+        self.proj.forward_t(&self.net.features(x, true), true)
+    }
+
+    /// The loss of one step on two views, and the bit widths of its quantized branch (none
+    /// for a baseline). Leaves the encoder in full precision.
+    pub fn loss(&mut self, v1: &Tensor, v2: &Tensor) -> Result<(Tensor, Option<(u8, u8)>)> {
+        let quantize = self.cfg.quantize;
+        // The full-precision pass recalibrates the activation ranges (the weights moved).
+        if quantize {
+            self.net.reset_ranges();
+            self.net.set_mode(Mode::Calibrate);
+        } else {
+            self.net.set_mode(Mode::Float);
+        }
+        let z1 = self.project(v1);
+        let z2 = self.project(v2);
+        let drawn = if quantize {
+            let (wb, ab) = self.bits.draw();
+            self.net.set_bits(wb, ab)?;
+            Some((wb, ab))
+        } else {
+            None
+        };
+        let loss = match self.cfg.framework {
+            Framework::Simsiam => {
+                let pred = self.pred.as_ref().context("SimSiam has a predictor")?;
+                let (p1, p2) = (pred.forward_t(&z1, true), pred.forward_t(&z2, true));
+                let fp = simsiam_loss(&p1, &p2, &z1, &z2);
+                if quantize {
+                    self.net.set_mode(Mode::Quantized);
+                    let q1 = pred.forward_t(&self.project(v1), true);
+                    let q2 = pred.forward_t(&self.project(v2), true);
+                    ssql_pair(&fp, &simsiam_loss(&q1, &q2, &z1, &z2))
+                } else {
+                    fp
+                }
+            }
+            Framework::Byol => {
+                let pred = self.pred.as_ref().context("BYOL has a predictor")?;
+                let (_, tnet, tproj) = self.momentum.as_ref().context("BYOL has a target")?;
+                let (t1, t2) = tch::no_grad(|| {
+                    tnet.set_mode(Mode::Float);
+                    let t = |x: &Tensor| tproj.forward_t(&tnet.features(x, true), true);
+                    (t(v1), t(v2))
+                });
+                let (p1, p2) = (pred.forward_t(&z1, true), pred.forward_t(&z2, true));
+                let fp = byol_loss(&p1, &p2, &t1, &t2);
+                if quantize {
+                    self.net.set_mode(Mode::Quantized);
+                    let q1 = pred.forward_t(&self.project(v1), true);
+                    let q2 = pred.forward_t(&self.project(v2), true);
+                    ssql_pair(&fp, &byol_loss(&q1, &q2, &t1, &t2))
+                } else {
+                    fp
+                }
+            }
+            Framework::Moco => {
+                let (_, knet, kproj) = self.momentum.as_ref().context("MoCo has a key encoder")?;
+                let (queue, _) = self.queue.as_ref().context("MoCo has a queue")?;
+                let k = tch::no_grad(|| {
+                    knet.set_mode(Mode::Float);
+                    normalize(&kproj.forward_t(&knet.features(v2, true), true))
+                });
+                let fp = infonce_loss(&z1, &k, queue, self.cfg.temperature);
+                let loss = if quantize {
+                    self.net.set_mode(Mode::Quantized);
+                    let q = self.project(v1);
+                    ssql_pair(&fp, &infonce_loss(&q, &k, queue, self.cfg.temperature))
+                } else {
+                    fp
+                };
+                self.enqueue(&k);
+                loss
+            }
+        };
+        self.net.set_mode(Mode::Float);
+        Ok((loss, drawn))
+    }
+
+    /// MoCo: write the keys into the queue (oldest first out).
+    fn enqueue(&mut self, k: &Tensor) {
+        if let Some((queue, ptr)) = &mut self.queue {
+            let len = queue.size()[1];
+            let n = k.size()[0].min(len);
+            tch::no_grad(|| {
+                let kt = k.narrow(0, 0, n).transpose(0, 1);
+                let first = n.min(len - *ptr);
+                queue.narrow(1, *ptr, first).copy_(&kt.narrow(1, 0, first));
+                if first < n {
+                    queue
+                        .narrow(1, 0, n - first)
+                        .copy_(&kt.narrow(1, first, n - first));
+                }
+            });
+            *ptr = (*ptr + n) % len;
+        }
+    }
+
+    /// After the optimizer's step: move the momentum network towards the online one.
+    pub fn after_step(&self) -> Result<()> {
+        if let Some((tvs, _, _)) = &self.momentum {
+            momentum_update(tvs, &self.vs, self.cfg.momentum())?;
+        }
+        Ok(())
+    }
+}
+
+/// Two random views of a float batch `[N, C, H, W]` in `[0, 1]`: random resized crop with a
+/// small rotation (one affine resampling), brightness and contrast jitter, horizontal flips
+/// where the dataset allows them.
+pub fn view(x: &Tensor, cfg: &SsqlConfig, flips: bool) -> Tensor {
+    let n = x.size()[0];
+    let dev = x.device();
+    let opts = (Kind::Float, dev);
+    let u = |lo: f64, hi: f64| Tensor::rand([n], opts) * (hi - lo) + lo;
+    let area = u(cfg.crop_scale[0], cfg.crop_scale[1]);
+    let ratio = (u((3.0f64 / 4.0).ln(), (4.0f64 / 3.0).ln())).exp();
+    let sx = (&area * &ratio).sqrt().clamp_max(1.0);
+    let sy = (&area / &ratio).sqrt().clamp_max(1.0);
+    let tx = (Tensor::rand([n], opts) * 2.0 - 1.0) * (1.0 - &sx);
+    let ty = (Tensor::rand([n], opts) * 2.0 - 1.0) * (1.0 - &sy);
+    let a = u(-cfg.rotation, cfg.rotation) * (std::f64::consts::PI / 180.0);
+    let (c, s) = (a.cos(), a.sin());
+    let mut sxf = sx.shallow_clone();
+    if flips {
+        let sign = Tensor::rand([n], opts).lt(0.5).to_kind(Kind::Float) * 2.0 - 1.0;
+        sxf = sxf * sign;
+    }
+    let row1 = Tensor::stack(&[&sxf * &c, -(&sy * &s), tx], 1);
+    let row2 = Tensor::stack(&[&sxf * &s, &sy * &c, ty], 1);
+    let theta = Tensor::stack(&[row1, row2], 1);
+    let grid = Tensor::affine_grid_generator(&theta, x.size(), false);
+    let mut y = x.grid_sampler(&grid, 0, 0, false);
+    if cfg.jitter > 0.0 {
+        let on = Tensor::rand([n, 1, 1, 1], opts).lt(cfg.jitter_p);
+        let j = cfg.jitter;
+        let b = Tensor::rand([n, 1, 1, 1], opts) * (2.0 * j) + (1.0 - j);
+        let k = Tensor::rand([n, 1, 1, 1], opts) * (2.0 * j) + (1.0 - j);
+        let mean = y.mean_dim(&[1i64, 2, 3][..], true, Kind::Float);
+        let jittered = ((&y - &mean) * k + &mean) * b;
+        y = jittered.where_self(&on, &y);
+    }
+    y.clamp(0.0, 1.0)
+}
+
+/// Pretrain without labels into the run folder `out` (`config.toml` with its `[ssql]` table,
+/// `weights-<epoch>.ot` holding encoder, projector and predictor, `state.json`, `log.jsonl`
+/// with the loss of every epoch). The schedule, optimizer and rate are `train`'s.
+pub fn pretrain(
+    train: &TrainConfig,
+    data: &Dataset,
+    out: &Path,
+    device: Device,
+    progress: bool,
+) -> Result<State> {
+    train.check()?;
+    let cfg = train
+        .ssql
+        .clone()
+        .context("a pretraining run needs an [ssql] table")?;
+    let run = RunDir(out.to_path_buf());
+    if std::fs::read_dir(out).is_ok_and(|mut d| d.next().is_some()) {
+        bail!("{} is not empty: choose another --out", out.display());
+    }
+    tch::manual_seed(train.seed);
+    let mut p = Pretrainer::new(train, &cfg, data, device)?;
+    std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
+    let text = toml::to_string(train).context("serializing the configuration")?;
+    write_atomic(&run.config(), text.as_bytes())?;
+    let mut opt = match train.optimizer {
+        crate::config::Optimizer::Adam => nn::Adam::default().build(&p.vs, train.lr)?,
+        crate::config::Optimizer::Sgd => nn::Sgd {
+            momentum: train.momentum,
+            ..Default::default()
+        }
+        .build(&p.vs, train.lr)?,
+    };
+    opt.set_weight_decay(train.weight_decay);
+    let n = data.train.len();
+    let per_epoch = ((n + train.batch_size - 1) / train.batch_size) as usize;
+    let total = per_epoch * train.epochs;
+    let mut log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(run.log())
+        .with_context(|| format!("cannot open {}", run.log().display()))?;
+    let mut state = State::default();
+    let flips = data.name.flips();
+    for epoch in 0..train.epochs {
+        tch::manual_seed(
+            train
+                .seed
+                .wrapping_mul(1_000_003)
+                .wrapping_add(epoch as i64),
+        );
+        let started = Instant::now();
+        let bar = if progress {
+            indicatif::ProgressBar::new(per_epoch as u64)
+        } else {
+            indicatif::ProgressBar::hidden()
+        };
+        bar.set_message(format!("{}/{}", epoch + 1, train.epochs));
+        let (mut loss_sum, mut steps) = (0.0, 0usize);
+        let mut drawn = std::collections::BTreeMap::<String, usize>::new();
+        for (b, idx) in data::batches(n, train.batch_size, true)
+            .into_iter()
+            .enumerate()
+        {
+            if idx.size()[0] < 2 {
+                continue; // BatchNorm needs two samples
+            }
+            opt.set_lr(train.lr_at(epoch * per_epoch + b, total, epoch));
+            let x = data::to_input(
+                &data.train.images.index_select(0, &idx),
+                data.max_code,
+                device,
+            );
+            let (v1, v2) = (view(&x, &cfg, flips), view(&x, &cfg, flips));
+            let (loss, bits) = p.loss(&v1, &v2)?;
+            opt.backward_step(&loss);
+            p.after_step()?;
+            let l = loss.double_value(&[]);
+            if !l.is_finite() {
+                bail!("the loss diverged at epoch {} (lower the rate)", epoch + 1);
+            }
+            loss_sum += l;
+            steps += 1;
+            if let Some((w, a)) = bits {
+                *drawn.entry(format!("{w}w{a}a")).or_default() += 1;
+            }
+            bar.inc(1);
+        }
+        bar.finish_and_clear();
+        let seconds = started.elapsed().as_secs_f64();
+        state.epochs_done = epoch + 1;
+        state.seconds += seconds;
+        let name = format!("weights-{}.ot", epoch + 1);
+        let tmp = out.join(format!("{name}.tmp"));
+        p.vs.save(&tmp)?;
+        std::fs::rename(&tmp, out.join(&name))
+            .with_context(|| format!("cannot write {}", out.join(&name).display()))?;
+        let previous = std::mem::replace(&mut state.weights, name);
+        write_atomic(
+            &run.state(),
+            serde_json::to_string_pretty(&state)?.as_bytes(),
+        )?;
+        if !previous.is_empty() {
+            let _ = std::fs::remove_file(out.join(previous));
+        }
+        let line = serde_json::json!({
+            "epoch": epoch + 1,
+            "loss": loss_sum / steps.max(1) as f64,
+            "seconds": seconds,
+            "bits_drawn": drawn,
+        });
+        writeln!(log, "{line}")?;
+        if progress {
+            eprintln!(
+                "epoch {}/{}: loss {:.4}, {:.0} s",
+                epoch + 1,
+                train.epochs,
+                loss_sum / steps.max(1) as f64,
+                seconds
+            );
+        }
+    }
+    Ok(state)
+}

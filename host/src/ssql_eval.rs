@@ -1,0 +1,858 @@
+//! Evaluation of self-supervised encoders at every bit width (SSQL's Tables 11 and 12).
+//!
+//! For a pretraining run ([`crate::ssql::pretrain`]) and an evaluation dataset (the pretraining
+//! set or a transfer set):
+//!
+//! 1. **Linear evaluation**: the encoder is frozen (BatchNorm statistics re-estimated in full
+//!    precision on the evaluation set's training images, as any frozen backbone on a new set
+//!    needs), its features are centred and scaled and a linear head is trained on them with SGD
+//!    (momentum 0.9, no weight decay, the rate divided by 10 at 60 % and 80 % of the epochs:
+//!    the appendix's schedule scaled from 100 epochs); the standardisation folds exactly into
+//!    the head, which becomes the network's logits layer.
+//! 2. **Fine-tuning**: from the linear-evaluated network, every weight trains with SGD (momentum
+//!    0.9, weight decay 1e-4, the same step schedule), full precision, light augmentation.
+//! 3. Each of the two networks is **quantized after training** at every requested bit width
+//!    (`8w8a`, `4w4a`, ...): weights per output channel by their largest magnitude, activations
+//!    by the largest value seen on `calibration` training images, first and last layers' weights
+//!    at 8 bits; test accuracy at each. Every (network, bit width) is written as a run folder
+//!    that `bitspike export` and `bitspike eval` take as they are.
+//!
+//! Also: statistics of the weight distributions (range, standard deviation, kurtosis, share
+//! beyond 3 sigma; the appendix's Fig. 7) of the pretrained and fine-tuned encoders, and
+//! optionally LSQ quantization-aware training started from the linear-evaluated network (the
+//! appendix's "better starting point").
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use serde::{Deserialize, Serialize};
+use tch::nn::{self, OptimizerConfig};
+use tch::{Device, Kind, Tensor};
+
+use crate::config::{Optimizer, Schedule, TrainConfig};
+use crate::data::{self, Dataset, DatasetName};
+use crate::net::{Mode, Params, QNet, QuantConfig};
+use crate::quant::{ActQuantizer, WeightQuantizer};
+use crate::train::{self, write_atomic, RunDir, State};
+
+/// A bit width to evaluate at: full precision or `Nw Ma`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(into = "String", try_from = "String")]
+pub enum Bits {
+    /// Full precision.
+    Float,
+    /// Weights and activations quantized.
+    Quantized {
+        /// Weight bits of the hidden layers (first and last stay at 8).
+        w: u8,
+        /// Activation bits.
+        a: u8,
+    },
+}
+
+impl std::fmt::Display for Bits {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Bits::Float => write!(f, "FP"),
+            Bits::Quantized { w, a } => write!(f, "{w}w{a}a"),
+        }
+    }
+}
+
+impl From<Bits> for String {
+    fn from(b: Bits) -> String {
+        b.to_string()
+    }
+}
+
+impl TryFrom<String> for Bits {
+    type Error = anyhow::Error;
+    fn try_from(s: String) -> Result<Self> {
+        s.parse()
+    }
+}
+
+impl std::str::FromStr for Bits {
+    type Err = anyhow::Error;
+    fn from_str(s: &str) -> Result<Self> {
+        let t = s.trim().to_ascii_lowercase();
+        if t == "fp" {
+            return Ok(Bits::Float);
+        }
+        let parsed = t
+            .strip_suffix('a')
+            .and_then(|r| r.split_once('w'))
+            .and_then(|(w, a)| Some((w.parse::<u8>().ok()?, a.parse::<u8>().ok()?)));
+        match parsed {
+            Some((w, a)) if (2..=8).contains(&w) && (2..=8).contains(&a) => {
+                Ok(Bits::Quantized { w, a })
+            }
+            _ => bail!("bit width {s:?}: write fp or <w>w<a>a with 2..=8 bits, e.g. 4w4a"),
+        }
+    }
+}
+
+/// The bit widths of the appendix's tables.
+pub fn default_bits() -> Vec<Bits> {
+    ["fp", "8w8a", "5w5a", "4w4a", "3w3a", "2w4a"]
+        .iter()
+        .filter_map(|s| s.parse().ok())
+        .collect()
+}
+
+/// Evaluation settings.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct EvalConfig {
+    /// Linear evaluation epochs (the appendix: 100).
+    pub linear_epochs: usize,
+    /// Linear evaluation's rate on standardised features.
+    pub linear_lr: f64,
+    /// Fine-tuning epochs (the appendix: 50); 0 skips fine-tuning.
+    pub finetune_epochs: usize,
+    /// Fine-tuning rate.
+    pub finetune_lr: f64,
+    /// Batch size of both.
+    pub batch: i64,
+    /// Training images that calibrate the activation ranges.
+    pub calibration: i64,
+    /// Bit widths to evaluate at.
+    pub bits: Vec<Bits>,
+    /// LSQ training epochs from the linear-evaluated network (0: none).
+    pub lsq_epochs: usize,
+    /// The bit width of that LSQ training.
+    pub lsq_bits: Bits,
+    /// Seed.
+    pub seed: i64,
+}
+
+impl Default for EvalConfig {
+    fn default() -> Self {
+        Self {
+            linear_epochs: 30,
+            linear_lr: 0.5,
+            finetune_epochs: 5,
+            finetune_lr: 0.01,
+            batch: 256,
+            calibration: 2048,
+            bits: default_bits(),
+            lsq_epochs: 0,
+            lsq_bits: Bits::Quantized { w: 2, a: 4 },
+            seed: 1,
+        }
+    }
+}
+
+impl EvalConfig {
+    /// Refuse settings that cannot run.
+    pub fn check(&self) -> Result<()> {
+        anyhow::ensure!(self.linear_epochs >= 1, "linear epochs must be at least 1");
+        anyhow::ensure!(
+            self.linear_lr > 0.0 && self.finetune_lr > 0.0,
+            "rates must be positive"
+        );
+        anyhow::ensure!(self.batch >= 2, "the batch size must be at least 2");
+        anyhow::ensure!(
+            self.calibration >= 1,
+            "calibration needs at least one image"
+        );
+        anyhow::ensure!(!self.bits.is_empty(), "no bit widths to evaluate at");
+        anyhow::ensure!(
+            matches!(self.lsq_bits, Bits::Quantized { .. }),
+            "the LSQ bit width must be quantized"
+        );
+        Ok(())
+    }
+}
+
+/// The classifier configuration of an evaluation: the encoder's architecture on `on`
+/// (resized to the encoder's input when the sizes differ), min-max post-training quantizers at
+/// `bits` (8/8 stands for full precision, which runs in [`Mode::Float`]).
+pub fn classifier_config(
+    pre: &TrainConfig,
+    on: DatasetName,
+    resize: i64,
+    bits: Bits,
+) -> TrainConfig {
+    let (w, a) = match bits {
+        Bits::Float => (8, 8),
+        Bits::Quantized { w, a } => (w, a),
+    };
+    TrainConfig {
+        dataset: on,
+        arch: pre.arch,
+        resize,
+        seed: pre.seed,
+        quant: QuantConfig {
+            weight_bits: w,
+            act_bits: a,
+            first_last_bits: 8,
+            weight_quantizer: WeightQuantizer::MaxAbs,
+            act_quantizer: ActQuantizer::MinMax,
+            ..QuantConfig::default()
+        },
+        ..TrainConfig::default()
+    }
+}
+
+/// Statistics of a weight distribution (the appendix's Fig. 7).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct WeightStats {
+    /// Layer name (`n<i>`) or `mean` for the average over layers.
+    pub layer: String,
+    /// Number of weights.
+    pub count: i64,
+    /// `max - min`.
+    pub range: f64,
+    /// Standard deviation.
+    pub std: f64,
+    /// Kurtosis `E[(w - mu)^4] / sigma^4` (3 for a normal distribution).
+    pub kurtosis: f64,
+    /// Share of weights with `|w - mu| > 3 sigma`.
+    pub outliers: f64,
+}
+
+/// Statistics of one tensor's values.
+pub fn stats_of(layer: &str, w: &Tensor) -> WeightStats {
+    let w = w.detach().to_kind(Kind::Double).flatten(0, -1);
+    let mu = w.mean(Kind::Double);
+    let d = &w - &mu;
+    let var = d.square().mean(Kind::Double).double_value(&[]);
+    let std = var.sqrt();
+    let m4 = d.pow_tensor_scalar(4).mean(Kind::Double).double_value(&[]);
+    let outliers = d
+        .abs()
+        .gt(3.0 * std)
+        .to_kind(Kind::Double)
+        .mean(Kind::Double)
+        .double_value(&[]);
+    WeightStats {
+        layer: layer.to_string(),
+        count: w.numel() as i64,
+        range: (w.max() - w.min()).double_value(&[]),
+        std,
+        kurtosis: if var > 0.0 { m4 / (var * var) } else { 0.0 },
+        outliers,
+    }
+}
+
+/// Statistics of every convolution and hidden dense layer of `net` (the encoder; the head is
+/// left out), then their mean over layers.
+pub fn weight_stats(net: &QNet) -> Vec<WeightStats> {
+    let last = net.params.len().saturating_sub(1);
+    let mut v: Vec<WeightStats> = net
+        .params
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| *i != last)
+        .filter_map(|(i, p)| match p {
+            Params::Conv { w, .. } | Params::Dense { w, .. } => Some(stats_of(&format!("n{i}"), w)),
+            _ => None,
+        })
+        .collect();
+    let n = v.len().max(1) as f64;
+    let mean = WeightStats {
+        layer: "mean".into(),
+        count: v.iter().map(|s| s.count).sum(),
+        range: v.iter().map(|s| s.range).sum::<f64>() / n,
+        std: v.iter().map(|s| s.std).sum::<f64>() / n,
+        kurtosis: v.iter().map(|s| s.kurtosis).sum::<f64>() / n,
+        outliers: v.iter().map(|s| s.outliers).sum::<f64>() / n,
+    };
+    v.push(mean);
+    v
+}
+
+/// Accuracy at one bit width of a classifier, in percent.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Point {
+    /// The bit width.
+    pub bits: Bits,
+    /// Test accuracy, %.
+    pub accuracy: f64,
+    /// The run folder of this (network, bit width), for `bitspike export`.
+    pub run: PathBuf,
+}
+
+/// What one evaluation measured (`results.json` of its folder).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct EvalResult {
+    /// "SimSiam", "SimSiam+SSQL", ...
+    pub method: String,
+    /// The pretraining dataset.
+    pub pretrained_on: DatasetName,
+    /// The evaluation dataset.
+    pub evaluated_on: DatasetName,
+    /// The pretraining run.
+    pub pretrain_run: PathBuf,
+    /// Settings.
+    pub config: EvalConfig,
+    /// Linear evaluation at every bit width.
+    pub linear: Vec<Point>,
+    /// Fine-tuning at every bit width (empty when skipped).
+    pub finetune: Vec<Point>,
+    /// Weight statistics of the pretrained encoder.
+    pub pretrained_weights: Vec<WeightStats>,
+    /// Weight statistics of the fine-tuned encoder.
+    pub finetuned_weights: Vec<WeightStats>,
+    /// LSQ from the linear-evaluated network: test accuracy (%) after every epoch.
+    pub lsq: Vec<f64>,
+    /// Seconds.
+    pub seconds: f64,
+}
+
+/// A classifier on the evaluation set with the pretrained encoder's weights.
+fn load_encoder(
+    pre_run: &RunDir,
+    pre: &TrainConfig,
+    cfg: &TrainConfig,
+    data: &Dataset,
+    device: Device,
+) -> Result<(nn::VarStore, QNet)> {
+    let mut vs = nn::VarStore::new(device);
+    let net = train::build_in(&vs, cfg, data)?;
+    let weights = pre_run.weights()?;
+    let missing = vs.load_partial(&weights).map_err(|e| {
+        anyhow::anyhow!(
+            "{}: corrupt or not this encoder's checkpoint ({})",
+            weights.display(),
+            e.to_string().lines().next().unwrap_or_default()
+        )
+    })?;
+    if !missing.is_empty() {
+        bail!(
+            "{}: not a {:?} encoder (missing {})",
+            weights.display(),
+            pre.arch,
+            missing.join(", ")
+        );
+    }
+    Ok((vs, net))
+}
+
+/// The tensors of `split` in batches, through `f`, concatenated.
+fn map_batches(
+    split: &data::Split,
+    max_code: u8,
+    device: Device,
+    f: impl Fn(&Tensor) -> Tensor,
+) -> Tensor {
+    tch::no_grad(|| {
+        let parts: Vec<Tensor> = data::batches(split.len(), 1000, false)
+            .into_iter()
+            .map(|idx| {
+                f(&data::to_input(
+                    &split.images.index_select(0, &idx),
+                    max_code,
+                    device,
+                ))
+            })
+            .collect();
+        Tensor::cat(&parts, 0)
+    })
+}
+
+/// The step schedule of linear evaluation and fine-tuning: the rate divided by 10 at 60 % and
+/// again at 80 % of the epochs.
+pub fn step_lr(lr: f64, epoch: usize, epochs: usize) -> f64 {
+    let t = epoch as f64 / epochs.max(1) as f64;
+    if t >= 0.8 {
+        lr * 0.01
+    } else if t >= 0.6 {
+        lr * 0.1
+    } else {
+        lr
+    }
+}
+
+/// Train a linear head on the frozen encoder's standardised features and fold it into the
+/// network's logits layer. Returns nothing; the network's logits layer is replaced.
+pub fn linear_eval(net: &QNet, data: &Dataset, e: &EvalConfig, device: Device) -> Result<()> {
+    net.set_mode(Mode::Float);
+    let train_f = map_batches(&data.train, data.max_code, device, |x| {
+        net.features(x, false)
+    });
+    // Centred per feature, scaled by one number (the mean feature deviation): a per-feature
+    // scale would blow up the folded weights of nearly constant features, and with them the
+    // 8-bit head's one step.
+    let mu = train_f.mean_dim(&[0i64][..], true, Kind::Float);
+    let sd = train_f
+        .std_dim(&[0i64][..], false, true)
+        .mean(Kind::Float)
+        .clamp_min(1e-6);
+    let z = (&train_f - &mu) / &sd;
+    let (n, f) = (z.size()[0], z.size()[1]);
+    let classes = data.classes;
+    let vs = nn::VarStore::new(device);
+    let head = nn::linear(
+        vs.root() / "head",
+        f,
+        classes,
+        nn::LinearConfig {
+            ws_init: nn::Init::Const(0.0),
+            bs_init: Some(nn::Init::Const(0.0)),
+            bias: true,
+        },
+    );
+    let mut opt = nn::Sgd {
+        momentum: 0.9,
+        ..Default::default()
+    }
+    .build(&vs, e.linear_lr)?;
+    let labels = data.train.labels.to_device(device);
+    for epoch in 0..e.linear_epochs {
+        opt.set_lr(step_lr(e.linear_lr, epoch, e.linear_epochs));
+        for idx in data::batches(n, e.batch, true) {
+            let idx = idx.to_device(device);
+            let logits = z.index_select(0, &idx).apply(&head);
+            let loss = logits.cross_entropy_for_logits(&labels.index_select(0, &idx));
+            opt.backward_step(&loss);
+        }
+    }
+    // logits = W (x - mu) / sd + b = (W / sd) x + (b - (W / sd) mu)
+    let Some(Params::Dense { w, b, .. }) = net.params.last() else {
+        bail!("the network's last layer is not a dense head");
+    };
+    tch::no_grad(|| {
+        let ws = &head.ws / &sd;
+        let bs = head.bs.as_ref().map_or_else(
+            || Tensor::zeros([classes], (Kind::Float, device)),
+            |b| b.shallow_clone(),
+        ) - ws.matmul(&mu.transpose(0, 1)).squeeze_dim(1);
+        w.shallow_clone().copy_(&ws);
+        b.shallow_clone().copy_(&bs);
+    });
+    Ok(())
+}
+
+/// Fine-tune every weight of `net` (full precision) with cross-entropy.
+pub fn finetune(
+    vs: &nn::VarStore,
+    net: &QNet,
+    data: &Dataset,
+    e: &EvalConfig,
+    device: Device,
+) -> Result<()> {
+    net.set_mode(Mode::Float);
+    let mut opt = nn::Sgd {
+        momentum: 0.9,
+        ..Default::default()
+    }
+    .build(vs, e.finetune_lr)?;
+    opt.set_weight_decay(1e-4);
+    let augment = data::Augment {
+        crop_pad: 2,
+        flip: true,
+        noise: 0.0,
+    };
+    for epoch in 0..e.finetune_epochs {
+        opt.set_lr(step_lr(e.finetune_lr, epoch, e.finetune_epochs));
+        for idx in data::batches(data.train.len(), e.batch, true) {
+            if idx.size()[0] < 2 {
+                continue;
+            }
+            let x = data::to_input(
+                &data.train.images.index_select(0, &idx),
+                data.max_code,
+                device,
+            );
+            let x = data::augment(&x, &augment, data.name.flips());
+            let y = data.train.labels.index_select(0, &idx).to_device(device);
+            let loss = net.forward_t(&x, true).cross_entropy_for_logits(&y);
+            opt.backward_step(&loss);
+        }
+    }
+    Ok(())
+}
+
+/// Quantize `net` after training at `bits` (calibrating the activation ranges on the first
+/// `calibration` training images) and return its test accuracy in percent; full precision
+/// runs in [`Mode::Float`]. The network is left in the mode it was evaluated in.
+pub fn quantized_accuracy(
+    net: &mut QNet,
+    data: &Dataset,
+    bits: Bits,
+    calibration: i64,
+    device: Device,
+) -> Result<f64> {
+    match bits {
+        Bits::Float => net.set_mode(Mode::Float),
+        Bits::Quantized { w, a } => {
+            net.set_bits(w, a)?;
+            calibrate(net, &data.train.take(calibration), data.max_code, device);
+            net.set_mode(Mode::Quantized);
+        }
+    }
+    Ok(100.0 * train::accuracy(net, &data.test, data.max_code, device))
+}
+
+/// Min-max calibration of every activation range on `split` (evaluation-mode BatchNorm).
+pub fn calibrate(net: &QNet, split: &data::Split, max_code: u8, device: Device) {
+    net.reset_ranges();
+    net.set_mode(Mode::Calibrate);
+    let _ = map_batches(split, max_code, device, |x| net.forward_t(x, false));
+}
+
+/// Save `vs` as a run folder with configuration `cfg` (exportable as it is).
+fn save_run(dir: &Path, cfg: &TrainConfig, vs: &nn::VarStore, accuracy: f64) -> Result<()> {
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let run = RunDir(dir.to_path_buf());
+    write_atomic(&run.config(), toml::to_string(cfg)?.as_bytes())?;
+    let tmp = dir.join("weights.ot.tmp");
+    vs.save(&tmp)?;
+    std::fs::rename(&tmp, dir.join("weights.ot"))
+        .with_context(|| format!("cannot write {}", dir.join("weights.ot").display()))?;
+    let state = State {
+        epochs_done: 0,
+        test_accuracy: accuracy / 100.0,
+        seconds: 0.0,
+        weights: "weights.ot".into(),
+    };
+    write_atomic(
+        &run.state(),
+        serde_json::to_string_pretty(&state)?.as_bytes(),
+    )
+}
+
+/// Every bit width of `e` for one trained classifier: accuracy and a run folder each.
+fn sweep(
+    vs: &nn::VarStore,
+    net: &mut QNet,
+    cfg_of: &dyn Fn(Bits) -> TrainConfig,
+    data: &Dataset,
+    e: &EvalConfig,
+    out: &Path,
+    device: Device,
+) -> Result<Vec<Point>> {
+    let mut points = Vec::new();
+    for &bits in &e.bits {
+        let accuracy = quantized_accuracy(net, data, bits, e.calibration, device)?;
+        let run = out.join(bits.to_string().to_ascii_lowercase());
+        save_run(&run, &cfg_of(bits), vs, accuracy)?;
+        points.push(Point {
+            bits,
+            accuracy,
+            run,
+        });
+    }
+    net.set_mode(Mode::Float);
+    Ok(points)
+}
+
+/// Evaluate the pretraining run `pre_run` on `on` into `out` (which must be empty or absent):
+/// linear evaluation and fine-tuning at every bit width, weight statistics, LSQ from the
+/// linear-evaluated network; `results.json` and one run folder per (network, bit width).
+pub fn evaluate(
+    pre_run: &Path,
+    on: DatasetName,
+    data_dir: &Path,
+    e: &EvalConfig,
+    out: &Path,
+    device: Device,
+    progress: bool,
+) -> Result<EvalResult> {
+    e.check()?;
+    let started = std::time::Instant::now();
+    let run = RunDir(pre_run.to_path_buf());
+    let pre = run.read_config()?;
+    let ssql = pre.ssql.clone().with_context(|| {
+        format!(
+            "{} is not an SSQL pretraining run (no [ssql] table)",
+            pre_run.display()
+        )
+    })?;
+    if std::fs::read_dir(out).is_ok_and(|mut d| d.next().is_some()) {
+        bail!("{} is not empty: choose another --out", out.display());
+    }
+    // The evaluation set in the encoder's input size.
+    let pre_data = data::load_for(&pre, data_dir)?;
+    let native = data::load(on, data_dir)?;
+    let resize = if native.shape == pre_data.shape {
+        0
+    } else if native.shape.c == pre_data.shape.c && pre_data.shape.h == pre_data.shape.w {
+        pre_data.shape.h as i64
+    } else {
+        bail!("{} images cannot feed this encoder", on.as_str());
+    };
+    let base = classifier_config(&pre, on, resize, Bits::Float);
+    let data = data::load_for(&base, data_dir)?;
+    drop((pre_data, native));
+    tch::manual_seed(e.seed);
+    let say = |s: &str| {
+        if progress {
+            eprintln!("{s}");
+        }
+    };
+    let cfg_of = |bits: Bits| classifier_config(&pre, on, resize, bits);
+    let (vs, mut net) = load_encoder(&run, &pre, &base, &data, device)?;
+    let pretrained_weights = weight_stats(&net);
+    net.set_mode(Mode::Float);
+    crate::mps::recalibrate_bn(&net, &data.train.images, data.max_code, 20, 256);
+    say("linear evaluation");
+    linear_eval(&net, &data, e, device)?;
+    let linear = sweep(
+        &vs,
+        &mut net,
+        &cfg_of,
+        &data,
+        e,
+        &out.join("linear"),
+        device,
+    )?;
+    let lsq = if e.lsq_epochs > 0 {
+        say("LSQ from the linear-evaluated network");
+        lsq_from(&linear, &cfg_of, e, &data, &out.join("lsq"), device)?
+    } else {
+        Vec::new()
+    };
+    let (finetune, finetuned_weights) = if e.finetune_epochs > 0 {
+        say("fine-tuning");
+        finetune(&vs, &net, &data, e, device)?;
+        let w = weight_stats(&net);
+        (
+            sweep(
+                &vs,
+                &mut net,
+                &cfg_of,
+                &data,
+                e,
+                &out.join("finetune"),
+                device,
+            )?,
+            w,
+        )
+    } else {
+        (Vec::new(), Vec::new())
+    };
+    let result = EvalResult {
+        method: ssql.method(),
+        pretrained_on: pre.dataset,
+        evaluated_on: on,
+        pretrain_run: pre_run.to_path_buf(),
+        config: e.clone(),
+        linear,
+        finetune,
+        pretrained_weights,
+        finetuned_weights,
+        lsq,
+        seconds: started.elapsed().as_secs_f64(),
+    };
+    write_atomic(
+        &out.join("results.json"),
+        serde_json::to_string_pretty(&result)?.as_bytes(),
+    )?;
+    Ok(result)
+}
+
+/// LSQ quantization-aware training at `e.lsq_bits` started from the linear-evaluated
+/// full-precision network; test accuracy (%) after each epoch.
+fn lsq_from(
+    linear: &[Point],
+    cfg_of: &dyn Fn(Bits) -> TrainConfig,
+    e: &EvalConfig,
+    data: &Dataset,
+    out: &Path,
+    device: Device,
+) -> Result<Vec<f64>> {
+    let Some(start) = linear
+        .iter()
+        .find(|p| p.bits == Bits::Float)
+        .or(linear.first())
+    else {
+        bail!("nothing was evaluated to start LSQ from");
+    };
+    let Bits::Quantized { w, a } = e.lsq_bits else {
+        bail!("the LSQ bit width must be quantized");
+    };
+    let mut cfg = cfg_of(e.lsq_bits);
+    cfg.quant.weight_bits = w;
+    cfg.quant.act_bits = a;
+    cfg.quant.weight_quantizer = WeightQuantizer::Lsq;
+    cfg.quant.act_quantizer = ActQuantizer::Lsq;
+    cfg.epochs = e.lsq_epochs;
+    cfg.optimizer = Optimizer::Sgd;
+    cfg.lr = 0.01;
+    cfg.schedule = Schedule::Cosine;
+    cfg.weight_decay = 1e-5;
+    let weights = RunDir(start.run.clone()).weights()?;
+    train::train(
+        &cfg,
+        data,
+        &train::TrainOptions {
+            out,
+            resume: false,
+            device,
+            progress: false,
+            init: Some(&weights),
+        },
+    )?;
+    let log = std::fs::read_to_string(RunDir(out.to_path_buf()).log())?;
+    Ok(log
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter_map(|v| v.get("test_accuracy_fake_quant").and_then(|a| a.as_f64()))
+        .map(|a| 100.0 * a)
+        .collect())
+}
+
+/// Accuracy at `bits` in `points`, if evaluated.
+fn at(points: &[Point], bits: Bits) -> Option<f64> {
+    points.iter().find(|p| p.bits == bits).map(|p| p.accuracy)
+}
+
+/// The drop from full precision at `bits`, in points.
+pub fn drop_at(points: &[Point], bits: Bits) -> Option<f64> {
+    Some(at(points, Bits::Float)? - at(points, bits)?)
+}
+
+/// Markdown tables of evaluations: the layout of the appendix's Table 11 (linear evaluation and
+/// fine-tuning at every bit width, per evaluation set and method), the drop from full
+/// precision with SSQL's against its baseline's (Table 12's comparison), weight statistics
+/// (Fig. 7) and LSQ from each network.
+pub fn report(results: &[EvalResult]) -> String {
+    use std::fmt::Write as _;
+    let mut s = String::new();
+    let bits: Vec<Bits> = {
+        let mut b: Vec<Bits> = Vec::new();
+        for r in results {
+            for p in r.linear.iter().chain(&r.finetune) {
+                if !b.contains(&p.bits) {
+                    b.push(p.bits);
+                }
+            }
+        }
+        b
+    };
+    let cell = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.2}"));
+    let head: Vec<String> = bits.iter().map(|b| b.to_string()).collect();
+    let _ = writeln!(
+        s,
+        "## Linear evaluation and fine-tuning, test accuracy % (Table 11 layout)\n"
+    );
+    let _ = writeln!(
+        s,
+        "| pretrained on | evaluated on | method | {} | {} |",
+        head.iter()
+            .map(|h| format!("linear {h}"))
+            .collect::<Vec<_>>()
+            .join(" | "),
+        head.iter()
+            .map(|h| format!("fine-tuned {h}"))
+            .collect::<Vec<_>>()
+            .join(" | ")
+    );
+    let _ = writeln!(s, "|---|---|---|{}", "---|".repeat(2 * bits.len()));
+    for r in results {
+        let _ = writeln!(
+            s,
+            "| {} | {} | {} | {} | {} |",
+            r.pretrained_on.as_str(),
+            r.evaluated_on.as_str(),
+            r.method,
+            bits.iter()
+                .map(|b| cell(at(&r.linear, *b)))
+                .collect::<Vec<_>>()
+                .join(" | "),
+            bits.iter()
+                .map(|b| cell(at(&r.finetune, *b)))
+                .collect::<Vec<_>>()
+                .join(" | ")
+        );
+    }
+    // SSQL against its baseline: same framework, same sets.
+    let q44 = Bits::Quantized { w: 4, a: 4 };
+    let q33 = Bits::Quantized { w: 3, a: 3 };
+    let _ = writeln!(
+        s,
+        "\n## Accuracy drop from full precision, linear evaluation (points)\n\n\
+         Target: SSQL's drop at 4w4a and 3w3a at most half of its baseline's.\n"
+    );
+    let _ = writeln!(
+        s,
+        "| pretrained on | evaluated on | framework | baseline 4w4a | SSQL 4w4a | baseline 3w3a | SSQL 3w3a | target met |"
+    );
+    let _ = writeln!(s, "|---|---|---|---|---|---|---|---|");
+    for q in results.iter().filter(|r| r.method.ends_with("+SSQL")) {
+        let base_name = q.method.trim_end_matches("+SSQL");
+        let Some(b) = results.iter().find(|r| {
+            r.method == base_name
+                && r.pretrained_on == q.pretrained_on
+                && r.evaluated_on == q.evaluated_on
+        }) else {
+            continue;
+        };
+        let d = |r: &EvalResult, bits| drop_at(&r.linear, bits);
+        let met = [q44, q33].iter().all(|&x| match (d(q, x), d(b, x)) {
+            (Some(dq), Some(db)) => dq <= 0.5 * db.max(0.0) || dq <= 0.0,
+            _ => false,
+        });
+        let _ = writeln!(
+            s,
+            "| {} | {} | {} | {} | {} | {} | {} | {} |",
+            q.pretrained_on.as_str(),
+            q.evaluated_on.as_str(),
+            base_name,
+            cell(d(b, q44)),
+            cell(d(q, q44)),
+            cell(d(b, q33)),
+            cell(d(q, q33)),
+            if met { "yes" } else { "no" }
+        );
+    }
+    let _ = writeln!(
+        s,
+        "\n## Weight distributions of the encoder (mean over its layers; Fig. 7)\n"
+    );
+    let _ = writeln!(
+        s,
+        "| pretrained on | evaluated on | method | encoder | range | std | kurtosis | beyond 3 sigma % |"
+    );
+    let _ = writeln!(s, "|---|---|---|---|---|---|---|---|");
+    for r in results {
+        for (what, w) in [
+            ("pretrained", &r.pretrained_weights),
+            ("fine-tuned", &r.finetuned_weights),
+        ] {
+            if let Some(m) = w.iter().find(|x| x.layer == "mean") {
+                let _ = writeln!(
+                    s,
+                    "| {} | {} | {} | {} | {:.4} | {:.4} | {:.2} | {:.3} |",
+                    r.pretrained_on.as_str(),
+                    r.evaluated_on.as_str(),
+                    r.method,
+                    what,
+                    m.range,
+                    m.std,
+                    m.kurtosis,
+                    100.0 * m.outliers
+                );
+            }
+        }
+    }
+    if results.iter().any(|r| !r.lsq.is_empty()) {
+        let _ = writeln!(
+            s,
+            "\n## LSQ from the linear-evaluated network (test accuracy % after each epoch)\n"
+        );
+        let _ = writeln!(
+            s,
+            "| pretrained on | evaluated on | method | bits | epochs |"
+        );
+        let _ = writeln!(s, "|---|---|---|---|---|");
+        for r in results.iter().filter(|r| !r.lsq.is_empty()) {
+            let _ = writeln!(
+                s,
+                "| {} | {} | {} | {} | {} |",
+                r.pretrained_on.as_str(),
+                r.evaluated_on.as_str(),
+                r.method,
+                r.config.lsq_bits,
+                r.lsq
+                    .iter()
+                    .map(|a| format!("{a:.2}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+        }
+    }
+    s
+}
