@@ -710,4 +710,35 @@ mod tests {
         assert_eq!(codes, vec![7, -3, 1, 4, -7, 1]);
         assert!((steps[0] - 0.1).abs() < 1e-7 && (steps[1] - 0.4 / 7.0).abs() < 1e-7);
     }
+
+    #[test]
+    fn min_max_maps_the_observed_maximum_to_the_top_code_at_any_bit_width() {
+        let vs = vs();
+        let mut q = ActQuant::new(&vs.root(), ActQuantizer::MinMax, 2);
+        q.observe(&Tensor::from_slice(&[0.5f32, 2.0]));
+        q.observe(&Tensor::from_slice(&[3.0f32, 1.0]));
+        assert!((q.step() - 1.0).abs() < 1e-9, "max 3 over L = 3");
+        let y = q.forward(&Tensor::from_slice(&[-1.0f32, 0.4, 1.6, 5.0]));
+        assert_eq!(Vec::<f32>::try_from(y).unwrap(), vec![0.0, 0.0, 2.0, 3.0]);
+        q.set_bits(4).unwrap();
+        assert!((q.step() - 0.2).abs() < 1e-7, "max 3 over L = 15");
+        q.reset_range();
+        q.observe(&Tensor::from_slice(&[1.5f32]));
+        assert!((q.step() - 0.1).abs() < 1e-7);
+        let mut lsq = ActQuant::new(&vs.root().sub("l"), ActQuantizer::Lsq, 4);
+        assert!(
+            lsq.set_bits(2).is_err(),
+            "a learned step belongs to one bit width"
+        );
+        let mut w = WeightQuant::new(&vs.root().sub("w"), WeightQuantizer::MaxAbs, 8, 2, true);
+        w.set_bits(3).unwrap();
+        let x = Tensor::from_slice(&[3.0f32, 1.4, -1.6, 0.2]).reshape([2, 2]);
+        // per row: max |w| 3 -> step 1 (codes -3..=3); 1.6 -> step 0.5333
+        let y = Vec::<f32>::try_from(w.forward(&x).flatten(0, -1)).unwrap();
+        assert_eq!(y[0], 3.0);
+        assert_eq!(y[1], 1.0);
+        assert!((y[2] + 1.6).abs() < 1e-6 && y[3].abs() < 1e-6);
+        let mut l = WeightQuant::new(&vs.root().sub("v"), WeightQuantizer::Lsq, 8, 2, true);
+        assert!(l.set_bits(3).is_err());
+    }
 }

@@ -378,6 +378,9 @@ pub struct Pretrainer {
     pub momentum: Option<(nn::VarStore, QNet, Mlp)>,
     /// MoCo's queue `[dim, queue]` and its write position.
     pub queue: Option<(Tensor, i64)>,
+    /// MoCo's keys of the last step, enqueued after the optimizer's step (the loss's graph
+    /// still reads the queue until then).
+    pending: Option<Tensor>,
     bits: BitSampler,
 }
 
@@ -449,6 +452,7 @@ impl Pretrainer {
             pred,
             momentum,
             queue,
+            pending: None,
             bits: BitSampler {
                 weight: cfg.weight_bits,
                 act: cfg.act_bits,
@@ -529,7 +533,7 @@ impl Pretrainer {
                 } else {
                     fp
                 };
-                self.enqueue(&k);
+                self.pending = Some(k);
                 loss
             }
         };
@@ -556,10 +560,14 @@ impl Pretrainer {
         }
     }
 
-    /// After the optimizer's step: move the momentum network towards the online one.
-    pub fn after_step(&self) -> Result<()> {
+    /// After the optimizer's step: move the momentum network towards the online one; MoCo
+    /// enqueues the step's keys.
+    pub fn after_step(&mut self) -> Result<()> {
         if let Some((tvs, _, _)) = &self.momentum {
             momentum_update(tvs, &self.vs, self.cfg.momentum())?;
+        }
+        if let Some(k) = self.pending.take() {
+            self.enqueue(&k);
         }
         Ok(())
     }
@@ -725,4 +733,171 @@ pub fn pretrain(
         }
     }
     Ok(state)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn t(rows: &[[f32; 2]]) -> Tensor {
+        let flat: Vec<f32> = rows.iter().flatten().copied().collect();
+        Tensor::from_slice(&flat).reshape([rows.len() as i64, 2])
+    }
+
+    fn close(a: &Tensor, b: f64) {
+        let v = a.double_value(&[]);
+        assert!((v - b).abs() < 1e-5, "{v} != {b}");
+    }
+
+    /// p1 = (1,0),(3,4); p2 = (0,1),(1,0); z1 = (0,-1),(0,1); z2 = (1,1),(3,4):
+    /// cos(p1, z2) = (1/sqrt 2, 1), cos(p2, z1) = (-1, 0).
+    fn fixed() -> (Tensor, Tensor, Tensor, Tensor) {
+        (
+            t(&[[1.0, 0.0], [3.0, 4.0]]),
+            t(&[[0.0, 1.0], [1.0, 0.0]]),
+            t(&[[0.0, -1.0], [0.0, 1.0]]),
+            t(&[[1.0, 1.0], [3.0, 4.0]]),
+        )
+    }
+
+    #[test]
+    fn simsiam_loss_by_hand() {
+        let (p1, p2, z1, z2) = fixed();
+        // D(p1, z2) = -(0.70711 + 1) / 2; D(p2, z1) = -(-1 + 0) / 2; mean of the two.
+        let d1 = -(std::f64::consts::FRAC_1_SQRT_2 + 1.0) / 2.0;
+        let d2 = 0.5;
+        close(&simsiam_loss(&p1, &p2, &z1, &z2), (d1 + d2) / 2.0);
+        close(&simsiam_loss(&p1, &p2, &z1, &z2), -0.1767767);
+    }
+
+    #[test]
+    fn byol_loss_by_hand() {
+        let (p1, p2, t1, t2) = fixed();
+        // rows: (2 - 2/sqrt 2) + (2 + 2) and (2 - 2) + (2 - 0); mean over the batch.
+        let r1 = 2.0 - std::f64::consts::SQRT_2 + 4.0;
+        let r2 = 0.0 + 2.0;
+        close(&byol_loss(&p1, &p2, &t1, &t2), (r1 + r2) / 2.0);
+        close(&byol_loss(&p1, &p2, &t1, &t2), 3.2928932);
+    }
+
+    #[test]
+    fn infonce_by_hand() {
+        // q = k = (1, 0); negatives (0, 1) and (-1, 0); tau 0.5: logits (2, 0, -2).
+        let q = t(&[[2.0, 0.0]]);
+        let k = t(&[[1.0, 0.0]]);
+        let queue = Tensor::from_slice(&[0.0f32, -1.0, 1.0, 0.0]).reshape([2, 2]);
+        let want = (1.0 + (-2.0f64).exp() + (-4.0f64).exp()).ln();
+        close(&infonce_loss(&q, &k, &queue, 0.5), want);
+        close(&infonce_loss(&q, &k, &queue, 0.5), 0.1429316);
+    }
+
+    #[test]
+    fn ssql_pairs_the_quantized_branch_with_the_float_targets() {
+        let (p1, p2, z1, z2) = fixed();
+        // The quantized branch predicts (1,0),(1,0) against the same targets:
+        // D(q1, z2) = -(0.70711 + 0.6) / 2, D(q2, z1) = -(0 + 0) / 2.
+        let q = t(&[[1.0, 0.0], [1.0, 0.0]]);
+        let fp = simsiam_loss(&p1, &p2, &z1, &z2);
+        let ql = simsiam_loss(&q, &q, &z1, &z2);
+        let q_by_hand = (-(std::f64::consts::FRAC_1_SQRT_2 + 0.6) / 2.0 + 0.0) / 2.0;
+        close(&ql, q_by_hand);
+        close(&ssql_pair(&fp, &ql), (-0.1767767 + q_by_hand) / 2.0);
+        // BYOL and MoCo pair the same way.
+        let b = byol_loss(&q, &q, &z1, &z2);
+        // rows: (2 - 2 * 0.70711) + (2 - 0) and (2 - 1.2) + (2 - 0)
+        close(
+            &b,
+            ((2.0 - std::f64::consts::SQRT_2 + 2.0) + (0.8 + 2.0)) / 2.0,
+        );
+        close(
+            &ssql_pair(&byol_loss(&p1, &p2, &z1, &z2), &b),
+            (3.2928932 + b.double_value(&[])) / 2.0,
+        );
+    }
+
+    #[test]
+    fn targets_get_no_gradient() {
+        let (p1, p2, z1, z2) = fixed();
+        let [p1, p2, z1, z2] = [p1, p2, z1, z2].map(|x| x.set_requires_grad(true));
+        for loss in [
+            simsiam_loss(&p1, &p2, &z1, &z2),
+            byol_loss(&p1, &p2, &z1, &z2),
+            infonce_loss(&p1, &z2, &z1.transpose(0, 1), 0.2),
+        ] {
+            for x in [&p1, &p2, &z1, &z2] {
+                let mut g = x.grad();
+                if g.defined() {
+                    let _ = g.zero_();
+                }
+            }
+            loss.backward();
+            let norm = |x: &Tensor| {
+                let g = x.grad();
+                if g.defined() {
+                    g.abs().sum(Kind::Float).double_value(&[])
+                } else {
+                    0.0
+                }
+            };
+            assert!(norm(&p1) > 0.0, "the prediction gets a gradient");
+            assert_eq!(norm(&z1), 0.0, "stop-gradient on the targets");
+            assert_eq!(norm(&z2), 0.0, "stop-gradient on the targets");
+        }
+    }
+
+    #[test]
+    fn bit_sampling_covers_exactly_the_ranges() {
+        tch::manual_seed(5);
+        let s = BitSampler {
+            weight: [2, 8],
+            act: [4, 8],
+        };
+        let mut w = std::collections::BTreeSet::new();
+        let mut a = std::collections::BTreeSet::new();
+        for _ in 0..2000 {
+            let (x, y) = s.draw();
+            w.insert(x);
+            a.insert(y);
+        }
+        assert_eq!(
+            w.into_iter().collect::<Vec<_>>(),
+            (2..=8).collect::<Vec<u8>>()
+        );
+        assert_eq!(
+            a.into_iter().collect::<Vec<_>>(),
+            (4..=8).collect::<Vec<u8>>()
+        );
+        let one = BitSampler {
+            weight: [3, 3],
+            act: [5, 5],
+        };
+        assert!((0..50).all(|_| one.draw() == (3, 5)));
+    }
+
+    #[test]
+    fn bad_settings_are_refused() {
+        let bad = |f: fn(&mut SsqlConfig)| {
+            let mut c = SsqlConfig::default();
+            f(&mut c);
+            c.check().is_err()
+        };
+        assert!(SsqlConfig::default().check().is_ok());
+        assert!(bad(|c| c.weight_bits = [1, 8]));
+        assert!(bad(|c| c.weight_bits = [6, 4]));
+        assert!(bad(|c| c.act_bits = [4, 9]));
+        assert!(bad(|c| c.momentum = 1.0));
+        assert!(bad(|c| c.crop_scale = [0.0, 1.0]));
+        assert!(bad(|c| c.temperature = 0.0));
+    }
+
+    #[test]
+    fn views_keep_shape_and_range_and_differ() {
+        tch::manual_seed(2);
+        let x = Tensor::rand([6, 1, 28, 28], (Kind::Float, Device::Cpu));
+        let c = SsqlConfig::default();
+        let (a, b) = (view(&x, &c, true), view(&x, &c, true));
+        assert_eq!(a.size(), x.size());
+        assert!(a.min().double_value(&[]) >= 0.0 && a.max().double_value(&[]) <= 1.0);
+        assert!((&a - &b).abs().max().double_value(&[]) > 0.1);
+    }
 }

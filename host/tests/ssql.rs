@@ -1,0 +1,232 @@
+//! SSQL across the crate: BYOL's and MoCo's momentum and stop-gradient rules on a tiny model,
+//! MoCo's queue, and a digits pretraining evaluated at two bit widths whose run folder exports
+//! to a model file that the integer executor runs as the fake-quantized network predicts.
+
+use std::collections::HashMap;
+
+use bitspike::config::TrainConfig;
+use bitspike::data::{self, DatasetName};
+use bitspike::net::{QuantConfig, TrainArch};
+use bitspike::quant::{ActQuantizer, WeightQuantizer};
+use bitspike::report::Summary;
+use bitspike::ssql::{self, Framework, Pretrainer, SsqlConfig};
+use bitspike::ssql_eval::{self, Bits, EvalConfig};
+use bitspike::train::{self, RunDir};
+use bitspike_core::format::ModelFile;
+use tch::nn::{self, OptimizerConfig};
+use tch::{Device, Kind, Tensor};
+
+fn config(framework: Framework) -> TrainConfig {
+    TrainConfig {
+        dataset: DatasetName::Digits,
+        arch: TrainArch::Cnn,
+        quant: QuantConfig {
+            weight_quantizer: WeightQuantizer::MaxAbs,
+            act_quantizer: ActQuantizer::MinMax,
+            first_last_bits: 8,
+            ..Default::default()
+        },
+        ssql: Some(SsqlConfig {
+            framework,
+            dim: 8,
+            hidden: 16,
+            predictor_hidden: 4,
+            queue: 40,
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+fn values(vs: &nn::VarStore) -> HashMap<String, Tensor> {
+    vs.variables()
+        .into_iter()
+        .map(|(k, v)| (k, v.detach().copy()))
+        .collect()
+}
+
+fn max_diff(a: &Tensor, b: &Tensor) -> f64 {
+    (a - b).abs().max().double_value(&[])
+}
+
+/// One step of `framework` on 16 digits: the momentum network gets no gradient and moves to
+/// `m t + (1 - m) o` (its BatchNorm statistics copied); the online encoder learns.
+fn one_step(framework: Framework) -> (Pretrainer, Option<Tensor>) {
+    tch::manual_seed(4);
+    let data = data::load(DatasetName::Digits, &data::default_dir()).unwrap();
+    let cfg = config(framework);
+    let mut p = Pretrainer::new(&cfg, cfg.ssql.as_ref().unwrap(), &data, Device::Cpu).unwrap();
+    let before_t = values(&p.momentum.as_ref().unwrap().0);
+    let before_o = values(&p.vs);
+    let queue0 = p.queue.as_ref().map(|(q, _)| q.copy());
+    // The momentum network starts as a copy of the online one.
+    for (k, v) in &before_t {
+        assert_eq!(max_diff(v, &before_o[k]), 0.0, "{k}");
+    }
+    let mut opt = nn::Sgd::default().build(&p.vs, 0.1).unwrap();
+    let x = data::to_input(
+        &data.train.images.narrow(0, 0, 16),
+        data.max_code,
+        Device::Cpu,
+    );
+    let c = cfg.ssql.clone().unwrap();
+    let (v1, v2) = (ssql::view(&x, &c, false), ssql::view(&x, &c, false));
+    let (loss, bits) = p.loss(&v1, &v2).unwrap();
+    let (wb, ab) = bits.expect("SSQL draws bit widths");
+    assert!((2..=8).contains(&wb) && (4..=8).contains(&ab));
+    opt.zero_grad();
+    loss.backward();
+    for (k, v) in p.momentum.as_ref().unwrap().0.variables() {
+        assert!(!v.requires_grad(), "{k} of the momentum network learns");
+        assert!(
+            !v.grad().defined(),
+            "{k} of the momentum network got a gradient"
+        );
+    }
+    let w0 = p.vs.variables()["n0.weight"].grad();
+    assert!(w0.abs().sum(Kind::Float).double_value(&[]) > 0.0);
+    opt.step();
+    p.after_step().unwrap();
+    let m = c.momentum();
+    let after_o = values(&p.vs);
+    let trainable: Vec<String> = {
+        let v = p.vs.variables_.lock().unwrap();
+        v.named_variables
+            .iter()
+            .filter(|(_, t)| t.requires_grad())
+            .map(|(n, _)| n.clone())
+            .collect()
+    };
+    let mut moved = 0;
+    for (k, t) in p.momentum.as_ref().unwrap().0.variables() {
+        let want = if trainable.contains(&k) {
+            &before_t[&k] * m + &after_o[&k] * (1.0 - m)
+        } else {
+            after_o[&k].shallow_clone()
+        };
+        assert!(max_diff(&t, &want) < 1e-6, "{k}");
+        if max_diff(&t, &before_t[&k]) > 0.0 {
+            moved += 1;
+        }
+    }
+    assert!(moved > 0, "the momentum network moved");
+    (p, queue0)
+}
+
+#[test]
+fn byol_target_follows_by_momentum_without_gradient() {
+    let (p, _) = one_step(Framework::Byol);
+    assert!((p.cfg.momentum() - 0.99).abs() < 1e-12);
+    assert!(p.pred.is_some() && p.queue.is_none());
+}
+
+#[test]
+fn moco_key_encoder_follows_by_momentum_and_keys_enter_the_queue() {
+    let (p, queue0) = one_step(Framework::Moco);
+    assert!((p.cfg.momentum() - 0.999).abs() < 1e-12);
+    let (queue, ptr) = p.queue.as_ref().unwrap();
+    assert_eq!(*ptr, 16, "16 keys written");
+    let queue0 = queue0.unwrap();
+    // The 16 oldest columns were replaced (each differs), the other 24 kept.
+    let changed = (queue - &queue0).abs().amax([0i64], false);
+    let changed = Vec::<f32>::try_from(changed).unwrap();
+    assert!(changed[..16].iter().all(|&d| d > 1e-3), "{changed:?}");
+    assert!(changed[16..].iter().all(|&d| d == 0.0), "{changed:?}");
+    // The written columns are unit vectors (normalised keys); the rest keep the random start.
+    let norms = queue.norm_scalaropt_dim(2, [0i64], false);
+    let n = Vec::<f32>::try_from(norms).unwrap();
+    assert!(n.iter().all(|v| (v - 1.0).abs() < 1e-5));
+    assert!(p.pred.is_none());
+}
+
+#[test]
+fn simsiam_has_no_momentum_network() {
+    let data = data::load(DatasetName::Digits, &data::default_dir()).unwrap();
+    let cfg = config(Framework::Simsiam);
+    let p = Pretrainer::new(&cfg, cfg.ssql.as_ref().unwrap(), &data, Device::Cpu).unwrap();
+    assert!(p.momentum.is_none() && p.queue.is_none() && p.pred.is_some());
+}
+
+#[test]
+fn a_digits_pretraining_evaluates_and_exports_at_its_bit_width() {
+    tch::set_num_threads(1);
+    let data = data::load(DatasetName::Digits, &data::default_dir()).unwrap();
+    let dir = std::env::temp_dir().join(format!("bitspike-ssql-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let mut cfg = config(Framework::Simsiam);
+    cfg.epochs = 3;
+    cfg.batch_size = 64;
+    cfg.optimizer = bitspike::config::Optimizer::Sgd;
+    cfg.lr = 0.05;
+    let pre = dir.join("pre");
+    let state = ssql::pretrain(&cfg, &data, &pre, Device::Cpu, false).unwrap();
+    assert_eq!(state.epochs_done, 3);
+    // A second pretraining into the same folder is refused, and leaves it as it was.
+    assert!(ssql::pretrain(&cfg, &data, &pre, Device::Cpu, false).is_err());
+    assert!(RunDir(pre.clone()).weights().unwrap().exists());
+    let log = std::fs::read_to_string(pre.join("log.jsonl")).unwrap();
+    assert_eq!(log.lines().count(), 3);
+    let e = EvalConfig {
+        linear_epochs: 20,
+        finetune_epochs: 2,
+        calibration: 512,
+        bits: vec![Bits::Float, "4w4a".parse().unwrap()],
+        ..Default::default()
+    };
+    let out = dir.join("eval");
+    let r = ssql_eval::evaluate(
+        &pre,
+        DatasetName::Digits,
+        &data::default_dir(),
+        &e,
+        &out,
+        Device::Cpu,
+        false,
+    )
+    .unwrap();
+    assert_eq!(r.method, "SimSiam+SSQL");
+    assert_eq!(r.linear.len(), 2);
+    assert_eq!(r.finetune.len(), 2);
+    // A linear head on a self-supervised encoder is far above chance (10 classes).
+    assert!(r.linear[0].accuracy > 40.0, "{:?}", r.linear);
+    assert_eq!(r.pretrained_weights.last().unwrap().layer, "mean");
+    // The 4w4a linear-evaluated network exports; the integer executor agrees with the
+    // fake-quantized network on nearly every test image.
+    let run = RunDir(r.linear[1].run.clone());
+    let rcfg = run.read_config().unwrap();
+    assert_eq!((rcfg.quant.weight_bits, rcfg.quant.act_bits), (4, 4));
+    let rdata = data::load_for(&rcfg, &data::default_dir()).unwrap();
+    let t = train::load(&run, &rdata, Device::Cpu).unwrap();
+    let fq = 100.0 * train::accuracy(&t.net, &rdata.test, rdata.max_code, Device::Cpu);
+    assert!(
+        (fq - r.linear[1].accuracy).abs() < 1e-9,
+        "the saved run reproduces the evaluation: {fq} vs {}",
+        r.linear[1].accuracy
+    );
+    let bytes = bitspike_core::format::writer::write(&bitspike::export::model_def(&t.net).unwrap())
+        .unwrap();
+    let file = ModelFile::parse(&bytes).unwrap();
+    let bits: Vec<u8> = Summary::of(&file)
+        .layers
+        .iter()
+        .filter(|l| l.weight_bits > 0)
+        .map(|l| l.weight_bits)
+        .collect();
+    assert_eq!(bits.first(), Some(&8));
+    assert_eq!(bits.last(), Some(&8));
+    assert!(bits[1..bits.len() - 1].iter().all(|&b| b == 4), "{bits:?}");
+    let int = bitspike::eval::integer(&bytes, &rdata.test).unwrap();
+    let ia = 100.0 * int.accuracy();
+    assert!((ia - fq).abs() < 3.0, "integer {ia} vs fake-quant {fq}");
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn digits_resize_to_the_encoder_input() {
+    let d = data::load(DatasetName::Digits, &data::default_dir()).unwrap();
+    let r = data::resized(d, 28);
+    assert_eq!(r.train.images.size(), vec![1437, 1, 28, 28]);
+    assert_eq!((r.shape.h, r.shape.w, r.max_code), (28, 28, 255));
+    let max = r.train.images.max().int64_value(&[]);
+    assert!(max > 200 && max <= 255);
+}
