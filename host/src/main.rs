@@ -559,10 +559,10 @@ struct SsqlArgs {
     #[arg(long)]
     baseline: bool,
     /// Range of the weight bit width drawn each step, `LOW,HIGH` (inclusive).
-    #[arg(long, value_delimiter = ',', num_args = 2)]
+    #[arg(long, value_delimiter = ',')]
     weight_range: Option<Vec<u8>>,
     /// Range of the activation bit width drawn each step, `LOW,HIGH` (inclusive).
-    #[arg(long, value_delimiter = ',', num_args = 2)]
+    #[arg(long, value_delimiter = ',')]
     act_range: Option<Vec<u8>>,
     /// Projector output width.
     #[arg(long)]
@@ -587,11 +587,17 @@ impl SsqlArgs {
             s.framework = v;
         }
         s.quantize = s.quantize && !self.baseline;
+        let range = |v: &[u8], flag: &str| -> Result<[u8; 2]> {
+            match v {
+                [lo, hi] => Ok([*lo, *hi]),
+                _ => bail!("--{flag} takes two bit widths, LOW,HIGH"),
+            }
+        };
         if let Some(v) = &self.weight_range {
-            s.weight_bits = [v[0], v[1]];
+            s.weight_bits = range(v, "weight-range")?;
         }
         if let Some(v) = &self.act_range {
-            s.act_bits = [v[0], v[1]];
+            s.act_bits = range(v, "act-range")?;
         }
         if let Some(v) = self.dim {
             s.dim = v;

@@ -592,7 +592,7 @@ pub fn view(x: &Tensor, cfg: &SsqlConfig, flips: bool) -> Tensor {
     let mut sxf = sx.shallow_clone();
     if flips {
         let sign = Tensor::rand([n], opts).lt(0.5).to_kind(Kind::Float) * 2.0 - 1.0;
-        sxf = sxf * sign;
+        sxf *= sign;
     }
     let row1 = Tensor::stack(&[&sxf * &c, -(&sy * &s), tx], 1);
     let row2 = Tensor::stack(&[&sxf * &s, &sy * &c, ty], 1);

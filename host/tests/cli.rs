@@ -1,5 +1,5 @@
 //! The command line on bad input: one clear error line, a non-zero exit code, and nothing
-//! already written lost. Also resume and the not-yet-available training methods.
+//! already written lost. Also resume.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -117,10 +117,56 @@ fn unsupported_bit_widths_are_refused() {
 }
 
 #[test]
-fn methods_of_later_issues_say_so() {
-    let o = bitspike(&["train", "ssql"]);
-    assert_error(&o, 2, "#7");
-    assert!(stderr(&o).contains("not available yet"));
+fn ssql_bad_input_is_one_line() {
+    let d = tmp("ssql");
+    let out = d.join("never");
+    let o_ = out.to_str().unwrap();
+    for (args, msg) in [
+        (vec!["--weight-range", "1,8"], "ssql weight_bits [1, 8]"),
+        (vec!["--act-range", "8,4"], "ssql act_bits [8, 4]"),
+        (vec!["--momentum", "1.5"], "momentum must be in [0, 1)"),
+        (vec!["--temperature", "0"], "temperature must be positive"),
+    ] {
+        let mut a = vec![
+            "train",
+            "ssql",
+            "--dataset",
+            "digits",
+            "--quiet",
+            "--out",
+            o_,
+        ];
+        a.extend(args);
+        a.extend(["--threads", "1"]);
+        assert_error(&bitspike(&a), 1, msg);
+    }
+    assert!(
+        !out.exists(),
+        "nothing is written for a refused pretraining"
+    );
+    // Evaluating something that is no pretraining run, or at a bit width that does not exist.
+    let run = d.join("qat");
+    let o = train_digits(&run, "1");
+    assert!(o.status.success(), "{}", stderr(&o));
+    let ev = d.join("eval");
+    let e_ = ev.to_str().unwrap();
+    let r_ = run.to_str().unwrap();
+    assert_error(
+        &bitspike(&["ssql", "eval", "--run", r_, "--out", e_, "--threads", "1"]),
+        1,
+        "is not an SSQL pretraining run",
+    );
+    assert_error(
+        &bitspike(&["ssql", "eval", "--run", r_, "--bits", "9w4a", "--out", e_]),
+        1,
+        "bit width \"9w4a\"",
+    );
+    assert_error(
+        &bitspike(&["ssql", "report", "--eval", r_, "--out", e_]),
+        1,
+        "is not an evaluation folder",
+    );
+    assert!(!ev.exists(), "nothing is written for a refused evaluation");
 }
 
 #[test]

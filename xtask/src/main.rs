@@ -7,6 +7,8 @@
 //! cargo xtask qac [--epochs N] [--board B]  QAC: train, convert, calibrate, run the SNN on the board
 //! cargo xtask mps [--epochs N] [--board B] [--point K] [--baselines]
 //!                                            One-Shot MPS: search, front, a point on the board
+//! cargo xtask ssql [--epochs N] [--board B] [--bits 4w4a] [--all]
+//!                                            SSQL: pretrain, evaluate at every bit width, a model on the board
 //! cargo xtask test [--fuzz-seconds N]        everything CI proves (what .ci/run runs)
 //! cargo xtask cross                          cross-build shared and firmware for the MCU targets
 //! cargo xtask qemu --board B --model M [--vectors V | --stream S]
@@ -28,6 +30,7 @@ mod demo;
 mod mps;
 mod qac;
 mod setup;
+mod ssql;
 mod steps;
 mod tasks;
 
@@ -77,6 +80,7 @@ const USAGE: &str = "usage: cargo xtask <task>
   demo [--epochs N] [--board B]
   qac [--epochs N] [--board B]
   mps [--epochs N] [--board B] [--point K] [--baselines]
+  ssql [--epochs N] [--board B] [--bits 4w4a] [--all]
   test [--fuzz-seconds N]
   cross
   qemu --board B --model M [--vectors V | --stream S]
@@ -205,6 +209,16 @@ fn dispatch(task: &str, rest: &[String]) -> Result<ExitCode, String> {
                 a.get("--board").unwrap_or("qemu-mps2-an386"),
                 point,
                 a.has("--baselines"),
+            )
+        }
+        "ssql" => {
+            let a = Args::parse(rest, &["--epochs", "--board", "--bits"], &["--all"])?;
+            let epochs = a.seconds("--epochs", ssql::EPOCHS)?;
+            ssql::run(
+                epochs,
+                a.get("--board").unwrap_or("qemu-mps2-an386"),
+                a.get("--bits").unwrap_or("4w4a"),
+                a.has("--all"),
             )
         }
         "qac" => {

@@ -154,24 +154,24 @@ fn mps(
 }
 
 /// One job: commands run in order, output to a log file.
-struct Job {
+pub(crate) struct Job {
     name: String,
     commands: Vec<Vec<String>>,
 }
 
-fn job(name: &str, commands: Vec<Vec<String>>) -> Job {
+pub(crate) fn job(name: &str, commands: Vec<Vec<String>>) -> Job {
     Job {
         name: name.to_string(),
         commands,
     }
 }
 
-fn args(v: &[&str]) -> Vec<String> {
+pub(crate) fn args(v: &[&str]) -> Vec<String> {
     v.iter().map(|s| s.to_string()).collect()
 }
 
 /// Run `jobs` two at a time with the release binary, one torch thread each.
-fn pool(jobs: Vec<Job>, logs: &Path) -> Result<(), String> {
+pub(crate) fn pool(jobs: Vec<Job>, logs: &Path) -> Result<(), String> {
     let bin = root().join("target/release/bitspike");
     let start = |j: &Job, i: usize| -> Result<Child, String> {
         let log = logs.join(format!("{}.log", j.name));

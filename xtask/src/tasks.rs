@@ -734,7 +734,7 @@ fn report(outcome: Result<bool, String>, want: &str) -> bool {
 pub fn trained_on_qemu(steps: &mut Steps) {
     let qat: &[&str] = &["train", "qat", "--epochs", "3"];
     let qac: &[&str] = &["train", "qac", "--epochs", "6"];
-    trained_case(steps, "digits QAT", "digits", qat, &[], &["export"]);
+    trained_case(steps, "digits QAT", "digits", qat, &[], &["export"], RUN);
     trained_case(
         steps,
         "digits QAC spiking",
@@ -742,6 +742,7 @@ pub fn trained_on_qemu(steps: &mut Steps) {
         qac,
         &[],
         &["snn", "--calibrate", "1", "--calibration-images", "256"],
+        RUN,
     );
     // A mixed-precision child with different weight and input bits in every layer.
     let mixed: &[&str] = &[
@@ -765,6 +766,7 @@ pub fn trained_on_qemu(steps: &mut Steps) {
         mixed,
         &[],
         &["export"],
+        RUN,
     );
     // A One-Shot search, its front, and a front point exported.
     let search: &[&str] = &["train", "mps", "--epochs", "8", "--validation", "300"];
@@ -775,8 +777,37 @@ pub fn trained_on_qemu(steps: &mut Steps) {
         search,
         &["mps", "front", "--sweep", "8"],
         &["export", "--pareto-point", "0"],
+        RUN,
+    );
+    // An SSQL pretraining, linear-evaluated and quantized after training at 4w4a.
+    let ssql: &[&str] = &["train", "ssql", "--epochs", "3", "--arch", "cnn"];
+    trained_case(
+        steps,
+        "digits SSQL linear-evaluated at 4w4a",
+        "digits-ssql",
+        ssql,
+        &[
+            "ssql",
+            "eval",
+            "--out",
+            "{run}-eval",
+            "--bits",
+            "4w4a",
+            "--linear-epochs",
+            "20",
+            "--finetune-epochs",
+            "0",
+            "--calibration",
+            "512",
+            "--quiet",
+        ],
+        &["export"],
+        "{run}-eval/linear/4w4a",
     );
 }
+
+/// The run folder a trained case writes (`{run}` in its arguments).
+const RUN: &str = "{run}";
 
 fn trained_case(
     steps: &mut Steps,
@@ -785,6 +816,7 @@ fn trained_case(
     train: &[&str],
     between: &[&str],
     export: &[&str],
+    export_run: &str,
 ) {
     let step = format!("trained model: {what}, export, golden vectors");
     steps.begin(&step);
@@ -792,6 +824,7 @@ fn trained_case(
         let dir = work_dir("trained")?;
         let run = dir.join(format!("{name}-run"));
         let _ = std::fs::remove_dir_all(&run);
+        let _ = std::fs::remove_dir_all(dir.join(format!("{name}-run-eval")));
         let (model, vectors) = (
             dir.join(format!("{name}.bsm")),
             dir.join(format!("{name}.bsv")),
@@ -811,15 +844,17 @@ fn trained_case(
         ]);
         bitspike(&args)?;
         if !between.is_empty() {
-            let mut args: Vec<&str> = between.to_vec();
+            let filled: Vec<String> = between.iter().map(|a| a.replace(RUN, &r)).collect();
+            let mut args: Vec<&str> = filled.iter().map(|a| a.as_str()).collect();
             args.extend(["--run", &r, "--threads", "1"]);
             bitspike(&args)?;
         }
         let (m, v) = (model.to_string_lossy(), vectors.to_string_lossy());
+        let from = export_run.replace(RUN, &r);
         let mut args: Vec<&str> = export.to_vec();
         args.extend([
             "--run",
-            &r,
+            &from,
             "--threads",
             "1",
             "--out",
