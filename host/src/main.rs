@@ -318,6 +318,9 @@ enum SsqlCommand {
         /// Training images that calibrate the activation ranges.
         #[arg(long)]
         calibration: Option<i64>,
+        /// Re-estimate BatchNorm statistics of the quantized network at each bit width.
+        #[arg(long)]
+        bn_per_bits: bool,
         /// LSQ epochs from the linear-evaluated network (0: none).
         #[arg(long)]
         lsq_epochs: Option<usize>,
@@ -1126,12 +1129,16 @@ fn ssql_command(c: SsqlCommand) -> Result<()> {
             finetune_epochs,
             finetune_lr,
             calibration,
+            bn_per_bits,
             lsq_epochs,
             lsq_bits,
             quiet,
             rt,
         } => {
-            let mut e = EvalConfig::default();
+            let mut e = EvalConfig {
+                bn_per_bits,
+                ..Default::default()
+            };
             if let Some(b) = bits {
                 e.bits = b.iter().map(|s| s.parse()).collect::<Result<Vec<Bits>>>()?;
             }

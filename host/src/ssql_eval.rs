@@ -115,6 +115,9 @@ pub struct EvalConfig {
     pub batch: i64,
     /// Training images that calibrate the activation ranges.
     pub calibration: i64,
+    /// Re-estimate the BatchNorm statistics of the quantized network at each bit width (on the
+    /// calibration images) instead of keeping the full-precision ones.
+    pub bn_per_bits: bool,
     /// Bit widths to evaluate at.
     pub bits: Vec<Bits>,
     /// LSQ training epochs from the linear-evaluated network (0: none).
@@ -131,9 +134,10 @@ impl Default for EvalConfig {
             linear_epochs: 30,
             linear_lr: 0.5,
             finetune_epochs: 5,
-            finetune_lr: 0.01,
+            finetune_lr: 0.001,
             batch: 256,
             calibration: 2048,
+            bn_per_bits: false,
             bits: default_bits(),
             lsq_epochs: 0,
             lsq_bits: Bits::Quantized { w: 2, a: 4 },
@@ -465,24 +469,57 @@ pub fn finetune(
 }
 
 /// Quantize `net` after training at `bits` (calibrating the activation ranges on the first
-/// `calibration` training images) and return its test accuracy in percent; full precision
-/// runs in [`Mode::Float`]. The network is left in the mode it was evaluated in.
+/// `calibration` training images, and with `bn` re-estimating BatchNorm's statistics of the
+/// quantized network on them) and return its test accuracy in percent; full precision runs in
+/// [`Mode::Float`]. The network is left in the mode it was evaluated in, BatchNorm statistics
+/// included.
 pub fn quantized_accuracy(
     net: &mut QNet,
     data: &Dataset,
     bits: Bits,
     calibration: i64,
+    bn: bool,
     device: Device,
 ) -> Result<f64> {
     match bits {
         Bits::Float => net.set_mode(Mode::Float),
         Bits::Quantized { w, a } => {
             net.set_bits(w, a)?;
-            calibrate(net, &data.train.take(calibration), data.max_code, device);
+            let cal = data.train.take(calibration);
+            calibrate(net, &cal, data.max_code, device);
             net.set_mode(Mode::Quantized);
+            if bn {
+                let batches = (cal.len() + 255) / 256;
+                crate::mps::recalibrate_bn(net, &cal.images, data.max_code, batches, 256);
+            }
         }
     }
     Ok(100.0 * train::accuracy(net, &data.test, data.max_code, device))
+}
+
+/// Copies of every BatchNorm's running statistics.
+fn bn_state(net: &QNet) -> Vec<(Tensor, Tensor)> {
+    net.params
+        .iter()
+        .filter_map(|p| match p {
+            Params::Conv { bn, .. } => Some((bn.running_mean.copy(), bn.running_var.copy())),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Put back statistics saved by [`bn_state`].
+fn restore_bn(net: &QNet, saved: &[(Tensor, Tensor)]) {
+    let bns = net.params.iter().filter_map(|p| match p {
+        Params::Conv { bn, .. } => Some(bn),
+        _ => None,
+    });
+    tch::no_grad(|| {
+        for (bn, (m, v)) in bns.zip(saved) {
+            bn.running_mean.shallow_clone().copy_(m);
+            bn.running_var.shallow_clone().copy_(v);
+        }
+    });
 }
 
 /// Min-max calibration of every activation range on `split` (evaluation-mode BatchNorm).
@@ -524,8 +561,10 @@ fn sweep(
     device: Device,
 ) -> Result<Vec<Point>> {
     let mut points = Vec::new();
+    let float_bn = bn_state(net);
     for &bits in &e.bits {
-        let accuracy = quantized_accuracy(net, data, bits, e.calibration, device)?;
+        restore_bn(net, &float_bn);
+        let accuracy = quantized_accuracy(net, data, bits, e.calibration, e.bn_per_bits, device)?;
         let run = out.join(bits.to_string().to_ascii_lowercase());
         save_run(&run, &cfg_of(bits), vs, accuracy)?;
         points.push(Point {
@@ -534,6 +573,7 @@ fn sweep(
             run,
         });
     }
+    restore_bn(net, &float_bn);
     net.set_mode(Mode::Float);
     Ok(points)
 }
