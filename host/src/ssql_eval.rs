@@ -275,6 +275,36 @@ pub struct Point {
     pub accuracy: f64,
     /// The run folder of this (network, bit width), for `bitspike export`.
     pub run: PathBuf,
+    /// How far the quantized encoder's features moved from the full-precision ones on the
+    /// first test images ([`feature_error`]); absent for full precision.
+    #[serde(default)]
+    pub features: Option<FeatureError>,
+}
+
+/// The quantized encoder's features against the full-precision ones, averaged over images.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct FeatureError {
+    /// Cosine similarity after subtracting the full-precision features' mean.
+    pub centred_cosine: f64,
+    /// Norm of the quantized features over the norm of the full-precision ones.
+    pub norm_ratio: f64,
+}
+
+/// Test images the feature error is measured on.
+const FEATURE_IMAGES: i64 = 2000;
+
+/// Compare quantized features `q` with full-precision features `f` (`[N, F]` each).
+pub fn feature_error(f: &Tensor, q: &Tensor) -> FeatureError {
+    let norm = |x: &Tensor| x.norm_scalaropt_dim(2, [1i64], false);
+    let mu = f.mean_dim(&[0i64][..], true, Kind::Float);
+    let (fc, qc) = (f - &mu, q - &mu);
+    let cos = (&fc * &qc).sum_dim_intlist(&[1i64][..], false, Kind::Float)
+        / (norm(&fc) * norm(&qc)).clamp_min(1e-12);
+    let ratio = norm(q) / norm(f).clamp_min(1e-12);
+    FeatureError {
+        centred_cosine: cos.mean(Kind::Float).double_value(&[]),
+        norm_ratio: ratio.mean(Kind::Float).double_value(&[]),
+    }
 }
 
 /// What one evaluation measured (`results.json` of its folder).
@@ -482,7 +512,13 @@ pub fn quantized_accuracy(
     device: Device,
 ) -> Result<f64> {
     match bits {
-        Bits::Float => net.set_mode(Mode::Float),
+        Bits::Float => {
+            // Measured in full precision; calibrated at 8w8a so that its saved run folder
+            // exports as the integer device runs it.
+            net.set_bits(8, 8)?;
+            calibrate(net, &data.train.take(calibration), data.max_code, device);
+            net.set_mode(Mode::Float);
+        }
         Bits::Quantized { w, a } => {
             net.set_bits(w, a)?;
             let cal = data.train.take(calibration);
@@ -562,15 +598,23 @@ fn sweep(
 ) -> Result<Vec<Point>> {
     let mut points = Vec::new();
     let float_bn = bn_state(net);
+    let probe = data.test.take(FEATURE_IMAGES);
+    net.set_mode(Mode::Float);
+    let float_features = map_batches(&probe, data.max_code, device, |x| net.features(x, false));
     for &bits in &e.bits {
         restore_bn(net, &float_bn);
         let accuracy = quantized_accuracy(net, data, bits, e.calibration, e.bn_per_bits, device)?;
+        let features = matches!(bits, Bits::Quantized { .. }).then(|| {
+            let q = map_batches(&probe, data.max_code, device, |x| net.features(x, false));
+            feature_error(&float_features, &q)
+        });
         let run = out.join(bits.to_string().to_ascii_lowercase());
         save_run(&run, &cfg_of(bits), vs, accuracy)?;
         points.push(Point {
             bits,
             accuracy,
             run,
+            features,
         });
     }
     restore_bn(net, &float_bn);
@@ -840,6 +884,43 @@ pub fn report(results: &[EvalResult]) -> String {
     }
     let _ = writeln!(
         s,
+        "\n## Feature error of the linear-evaluated encoder (centred cosine to full precision / norm ratio)\n"
+    );
+    let qbits: Vec<Bits> = bits.iter().copied().filter(|b| *b != Bits::Float).collect();
+    let _ = writeln!(
+        s,
+        "| pretrained on | evaluated on | method | {} |",
+        qbits
+            .iter()
+            .map(|b| b.to_string())
+            .collect::<Vec<_>>()
+            .join(" | ")
+    );
+    let _ = writeln!(s, "|---|---|---|{}", "---|".repeat(qbits.len()));
+    for r in results {
+        let cells: Vec<String> = qbits
+            .iter()
+            .map(|b| {
+                r.linear
+                    .iter()
+                    .find(|p| p.bits == *b)
+                    .and_then(|p| p.features)
+                    .map_or("-".into(), |f| {
+                        format!("{:.3} / {:.2}", f.centred_cosine, f.norm_ratio)
+                    })
+            })
+            .collect();
+        let _ = writeln!(
+            s,
+            "| {} | {} | {} | {} |",
+            r.pretrained_on.as_str(),
+            r.evaluated_on.as_str(),
+            r.method,
+            cells.join(" | ")
+        );
+    }
+    let _ = writeln!(
+        s,
         "\n## Weight distributions of the encoder (mean over its layers; Fig. 7)\n"
     );
     let _ = writeln!(
@@ -847,25 +928,37 @@ pub fn report(results: &[EvalResult]) -> String {
         "| pretrained on | evaluated on | method | encoder | range | std | kurtosis | beyond 3 sigma % |"
     );
     let _ = writeln!(s, "|---|---|---|---|---|---|---|---|");
+    let mut shown: Vec<(String, DatasetName)> = Vec::new();
     for r in results {
-        for (what, w) in [
-            ("pretrained", &r.pretrained_weights),
-            ("fine-tuned", &r.finetuned_weights),
-        ] {
-            if let Some(m) = w.iter().find(|x| x.layer == "mean") {
-                let _ = writeln!(
-                    s,
-                    "| {} | {} | {} | {} | {:.4} | {:.4} | {:.2} | {:.3} |",
-                    r.pretrained_on.as_str(),
-                    r.evaluated_on.as_str(),
-                    r.method,
-                    what,
-                    m.range,
-                    m.std,
-                    m.kurtosis,
-                    100.0 * m.outliers
-                );
-            }
+        // The pretrained encoder once per pretraining run, then each fine-tuned one.
+        let first = !shown.contains(&(r.method.clone(), r.pretrained_on));
+        if first {
+            shown.push((r.method.clone(), r.pretrained_on));
+        }
+        let rows = [
+            ("pretrained", &r.pretrained_weights, first),
+            ("fine-tuned", &r.finetuned_weights, true),
+        ];
+        for (what, w, show) in rows {
+            let Some(m) = w.iter().find(|x| x.layer == "mean").filter(|_| show) else {
+                continue;
+            };
+            let _ = writeln!(
+                s,
+                "| {} | {} | {} | {} | {:.4} | {:.4} | {:.2} | {:.3} |",
+                r.pretrained_on.as_str(),
+                if what == "pretrained" {
+                    "-"
+                } else {
+                    r.evaluated_on.as_str()
+                },
+                r.method,
+                what,
+                m.range,
+                m.std,
+                m.kurtosis,
+                100.0 * m.outliers
+            );
         }
     }
     if results.iter().any(|r| !r.lsq.is_empty()) {
@@ -895,4 +988,57 @@ pub fn report(results: &[EvalResult]) -> String {
         }
     }
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bit_widths_parse_and_print() {
+        assert_eq!("fp".parse::<Bits>().unwrap(), Bits::Float);
+        assert_eq!(
+            "2w4a".parse::<Bits>().unwrap(),
+            Bits::Quantized { w: 2, a: 4 }
+        );
+        assert_eq!(Bits::Quantized { w: 5, a: 5 }.to_string(), "5w5a");
+        for bad in ["9w4a", "4w1a", "w4a", "4w4", "44"] {
+            assert!(bad.parse::<Bits>().is_err(), "{bad}");
+        }
+        assert_eq!(default_bits().len(), 6);
+    }
+
+    #[test]
+    fn step_schedule_divides_at_sixty_and_eighty_percent() {
+        let lr: Vec<f64> = (0..10).map(|e| step_lr(1.0, e, 10)).collect();
+        assert_eq!(lr[5], 1.0);
+        assert!((lr[6] - 0.1).abs() < 1e-12 && (lr[7] - 0.1).abs() < 1e-12);
+        assert!((lr[8] - 0.01).abs() < 1e-12 && (lr[9] - 0.01).abs() < 1e-12);
+    }
+
+    #[test]
+    fn weight_statistics_by_hand() {
+        // -1, 1, -1, 1: mean 0, variance 1, fourth moment 1 -> kurtosis 1; nothing beyond 3.
+        let s = stats_of("x", &Tensor::from_slice(&[-1.0f32, 1.0, -1.0, 1.0]));
+        assert_eq!((s.count, s.range), (4, 2.0));
+        assert!((s.std - 1.0).abs() < 1e-12 && (s.kurtosis - 1.0).abs() < 1e-12);
+        assert_eq!(s.outliers, 0.0);
+        // 99 zeros and one 10: sigma = 0.995, the 10 is beyond 3 sigma.
+        let mut v = vec![0.0f32; 99];
+        v.push(10.0);
+        let s = stats_of("y", &Tensor::from_slice(&v));
+        assert!((s.outliers - 0.01).abs() < 1e-12);
+    }
+
+    #[test]
+    fn feature_error_by_hand() {
+        let f = Tensor::from_slice(&[1.0f32, 0.0, 0.0, 1.0]).reshape([2, 2]);
+        let same = feature_error(&f, &f);
+        assert!((same.centred_cosine - 1.0).abs() < 1e-6 && (same.norm_ratio - 1.0).abs() < 1e-6);
+        // q = 2 f: centred rows (1.5, -0.5) and (-0.5, 1.5) against (0.5, -0.5), (-0.5, 0.5):
+        // cosine 1 / (sqrt 0.5 sqrt 2.5) = 0.8944 each; norms double.
+        let e = feature_error(&f, &(&f * 2.0));
+        assert!((e.centred_cosine - 0.894_427).abs() < 1e-5, "{e:?}");
+        assert!((e.norm_ratio - 2.0).abs() < 1e-6);
+    }
 }

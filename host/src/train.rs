@@ -203,12 +203,7 @@ pub fn train(cfg: &TrainConfig, data: &Dataset, o: &TrainOptions<'_>) -> Result<
             data.train.len()
         );
     }
-    if !o.resume {
-        std::fs::create_dir_all(&run.0)
-            .with_context(|| format!("cannot create {}", run.0.display()))?;
-        let text = toml::to_string(cfg).context("serializing the configuration")?;
-        write_atomic(&run.config(), text.as_bytes())?;
-    }
+    // The starting weights load before anything is written: a bad file leaves no run folder.
     if let (Some(init), 0) = (o.init, state.epochs_done) {
         let missing = t.vs.load_partial(init).map_err(|e| {
             anyhow::anyhow!(
@@ -241,6 +236,12 @@ pub fn train(cfg: &TrainConfig, data: &Dataset, o: &TrainOptions<'_>) -> Result<
                 first_line(&e.to_string())
             )
         })?;
+    }
+    if !o.resume {
+        std::fs::create_dir_all(&run.0)
+            .with_context(|| format!("cannot create {}", run.0.display()))?;
+        let text = toml::to_string(cfg).context("serializing the configuration")?;
+        write_atomic(&run.config(), text.as_bytes())?;
     }
     // Keep the log to the committed epochs (a stop after a log line, before its checkpoint).
     let log_text = std::fs::read_to_string(run.log()).unwrap_or_default();

@@ -167,6 +167,30 @@ fn ssql_bad_input_is_one_line() {
         "is not an evaluation folder",
     );
     assert!(!ev.exists(), "nothing is written for a refused evaluation");
+    // QAT from weights that cannot be read, or that are not this network's.
+    let q = d.join("from");
+    let q_ = q.to_str().unwrap();
+    for (init, msg) in [
+        ("/nonexistent.ot".to_string(), "cannot start from it"),
+        (
+            run.join("config.toml").to_str().unwrap().to_string(),
+            "cannot start from it",
+        ),
+    ] {
+        let o = bitspike(&[
+            "train",
+            "qat",
+            "--dataset",
+            "digits",
+            "--init",
+            &init,
+            "--quiet",
+            "--out",
+            q_,
+        ]);
+        assert_error(&o, 1, msg);
+        assert!(!q.exists(), "nothing is written for a refused start");
+    }
 }
 
 #[test]
