@@ -393,6 +393,19 @@ impl Pretrainer {
         device: Device,
     ) -> Result<Self> {
         cfg.check()?;
+        let q = &train.quant;
+        let switchable = matches!(
+            q.weight_quantizer,
+            crate::quant::WeightQuantizer::MaxAbs | crate::quant::WeightQuantizer::Lloyd
+        ) && matches!(
+            q.act_quantizer,
+            crate::quant::ActQuantizer::MinMax | crate::quant::ActQuantizer::Hwgq
+        );
+        if cfg.quantize && !switchable {
+            bail!(
+                "SSQL switches bit widths every step: use max-abs (or lloyd) weights and min-max (or hwgq) activations"
+            );
+        }
         let enc = |vs: &nn::VarStore| -> Result<(QNet, Mlp)> {
             let t = crate::train::build_in(vs, train, data)?;
             let f = t.feature_count();
