@@ -104,9 +104,6 @@ fn mps(
         model.as_ref(),
         Data::Stream(stream.as_ref()),
     )?;
-    let correct = f.correct.ok_or("the board reported no accuracy")?;
-    let device = correct as f64 / f.vectors.max(1) as f64;
-
     let mut r = String::new();
     let _ = writeln!(
         r,
@@ -117,34 +114,7 @@ fn mps(
         "  front      {points} Pareto points (table: {}); exported point {k}",
         p("front/front.md")
     );
-    let _ = writeln!(
-        r,
-        "  device     {}: {:.2} % ({} of {} test images; {} outputs differ from the host's)",
-        board.name,
-        100.0 * device,
-        correct,
-        f.vectors,
-        f.mismatches
-    );
-    let _ = writeln!(
-        r,
-        "  memory     flash {} B (model file {} B), RAM {} B (arena {} B, peak stack {} B)",
-        f.built.sizes.flash(),
-        f.model_bytes,
-        f.ram(),
-        f.arena,
-        f.stack
-    );
-    let _ = writeln!(
-        r,
-        "  device     {:.0} instructions per inference (QEMU counts, not cycles)",
-        f.insns_mean()
-    );
-    if f.mismatches != 0 {
-        return Err(format!(
-            "{r}the device disagrees with the host integer executor"
-        ));
-    }
+    tasks::device_lines(&mut r, &board.name, &f)?;
     if baselines {
         let table = compare(&dir, &run, epochs, points)?;
         let _ = writeln!(r, "  report     {table}");

@@ -81,42 +81,13 @@ fn ssql(epochs: u64, board_name: &str, bits: &str, all: bool) -> Result<String, 
         model.as_ref(),
         Data::Stream(stream.as_ref()),
     )?;
-    let correct = f.correct.ok_or("the board reported no accuracy")?;
-    let device = correct as f64 / f.vectors.max(1) as f64;
     let mut r = String::new();
     let _ = writeln!(
         r,
         "bitspike ssql: LeNet-5 pretrained on Fashion-MNIST without labels (SimSiam+SSQL, {epochs} epochs), linear head, {bits}"
     );
     let _ = writeln!(r, "  tables     {eval}/results.json (printed above)");
-    let _ = writeln!(
-        r,
-        "  device     {}: {:.2} % ({} of {} test images; {} outputs differ from the host's)",
-        board.name,
-        100.0 * device,
-        correct,
-        f.vectors,
-        f.mismatches
-    );
-    let _ = writeln!(
-        r,
-        "  memory     flash {} B (model file {} B), RAM {} B (arena {} B, peak stack {} B)",
-        f.built.sizes.flash(),
-        f.model_bytes,
-        f.ram(),
-        f.arena,
-        f.stack
-    );
-    let _ = writeln!(
-        r,
-        "  device     {:.0} instructions per inference (QEMU counts, not cycles)",
-        f.insns_mean()
-    );
-    if f.mismatches != 0 {
-        return Err(format!(
-            "{r}the device disagrees with the host integer executor"
-        ));
-    }
+    tasks::device_lines(&mut r, &board.name, &f)?;
     if all {
         let table = compare(&dir, epochs)?;
         let _ = writeln!(r, "  report     {table}");

@@ -359,6 +359,41 @@ fn host_ops(model: &Path, data: Data<'_>) -> Result<(bool, Option<(u64, u64)>), 
     }
 }
 
+/// The device lines of a whole-test-set run (accuracy, memory, instructions) appended to `r`;
+/// an error carrying `r` when any output differs from the host's.
+pub fn device_lines(r: &mut String, board: &str, f: &Figures) -> Result<(), String> {
+    use std::fmt::Write as _;
+    let correct = f.correct.ok_or("the board reported no accuracy")?;
+    let _ = writeln!(
+        r,
+        "  device     {board}: {:.2} % ({} of {} test images; {} outputs differ from the host's)",
+        100.0 * correct as f64 / f.vectors.max(1) as f64,
+        correct,
+        f.vectors,
+        f.mismatches
+    );
+    let _ = writeln!(
+        r,
+        "  memory     flash {} B (model file {} B), RAM {} B (arena {} B, peak stack {} B)",
+        f.built.sizes.flash(),
+        f.model_bytes,
+        f.ram(),
+        f.arena,
+        f.stack
+    );
+    let _ = writeln!(
+        r,
+        "  device     {:.0} instructions per inference (QEMU counts, not cycles)",
+        f.insns_mean()
+    );
+    if f.mismatches != 0 {
+        return Err(format!(
+            "{r}the device disagrees with the host integer executor"
+        ));
+    }
+    Ok(())
+}
+
 /// Build and run with instruction counting; the run must pass.
 pub fn measured(
     board: &Board,
