@@ -630,7 +630,7 @@ impl SsqlArgs {
                 c.batch_size = 256;
             }
             if b.epochs.is_none() {
-                c.epochs = 15;
+                c.epochs = 10;
             }
             if b.weight_decay.is_none() {
                 c.weight_decay = 1e-4;
