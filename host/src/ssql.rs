@@ -35,7 +35,7 @@ use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
-use tch::nn::{self, Module, ModuleT, OptimizerConfig};
+use tch::nn::{self, Module, ModuleT};
 use tch::{Device, Kind, Tensor};
 
 use crate::config::TrainConfig;
@@ -499,34 +499,33 @@ impl Pretrainer {
             None
         };
         let loss = match self.cfg.framework {
-            Framework::Simsiam => {
-                let pred = self.pred.as_ref().context("SimSiam has a predictor")?;
+            Framework::Simsiam | Framework::Byol => {
+                let pred = self
+                    .pred
+                    .as_ref()
+                    .context("SimSiam and BYOL have a predictor")?;
+                // SimSiam's targets are its own projections (stop-gradient in the loss), BYOL's
+                // the momentum network's.
+                let (t1, t2) = match &self.momentum {
+                    Some((_, tnet, tproj)) => tch::no_grad(|| {
+                        tnet.set_mode(Mode::Float);
+                        let t = |x: &Tensor| tproj.forward_t(&tnet.features(x, true), true);
+                        (t(v1), t(v2))
+                    }),
+                    None => (z1.shallow_clone(), z2.shallow_clone()),
+                };
+                let objective: fn(&Tensor, &Tensor, &Tensor, &Tensor) -> Tensor =
+                    match self.cfg.framework {
+                        Framework::Byol => byol_loss,
+                        _ => simsiam_loss,
+                    };
                 let (p1, p2) = (pred.forward_t(&z1, true), pred.forward_t(&z2, true));
-                let fp = simsiam_loss(&p1, &p2, &z1, &z2);
+                let fp = objective(&p1, &p2, &t1, &t2);
                 if quantize {
                     self.net.set_mode(Mode::Quantized);
                     let q1 = pred.forward_t(&self.project(v1), true);
                     let q2 = pred.forward_t(&self.project(v2), true);
-                    ssql_pair(&fp, &simsiam_loss(&q1, &q2, &z1, &z2))
-                } else {
-                    fp
-                }
-            }
-            Framework::Byol => {
-                let pred = self.pred.as_ref().context("BYOL has a predictor")?;
-                let (_, tnet, tproj) = self.momentum.as_ref().context("BYOL has a target")?;
-                let (t1, t2) = tch::no_grad(|| {
-                    tnet.set_mode(Mode::Float);
-                    let t = |x: &Tensor| tproj.forward_t(&tnet.features(x, true), true);
-                    (t(v1), t(v2))
-                });
-                let (p1, p2) = (pred.forward_t(&z1, true), pred.forward_t(&z2, true));
-                let fp = byol_loss(&p1, &p2, &t1, &t2);
-                if quantize {
-                    self.net.set_mode(Mode::Quantized);
-                    let q1 = pred.forward_t(&self.project(v1), true);
-                    let q2 = pred.forward_t(&self.project(v2), true);
-                    ssql_pair(&fp, &byol_loss(&q1, &q2, &t1, &t2))
+                    ssql_pair(&fp, &objective(&q1, &q2, &t1, &t2))
                 } else {
                     fp
                 }
@@ -648,14 +647,7 @@ pub fn pretrain(
     std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
     let text = toml::to_string(train).context("serializing the configuration")?;
     write_atomic(&run.config(), text.as_bytes())?;
-    let mut opt = match train.optimizer {
-        crate::config::Optimizer::Adam => nn::Adam::default().build(&p.vs, train.lr)?,
-        crate::config::Optimizer::Sgd => nn::Sgd {
-            momentum: train.momentum,
-            ..Default::default()
-        }
-        .build(&p.vs, train.lr)?,
-    };
+    let mut opt = crate::train::optimizer(train, &p.vs)?;
     opt.set_weight_decay(train.weight_decay);
     let n = data.train.len();
     let per_epoch = ((n + train.batch_size - 1) / train.batch_size) as usize;
@@ -715,19 +707,7 @@ pub fn pretrain(
         let seconds = started.elapsed().as_secs_f64();
         state.epochs_done = epoch + 1;
         state.seconds += seconds;
-        let name = format!("weights-{}.ot", epoch + 1);
-        let tmp = out.join(format!("{name}.tmp"));
-        p.vs.save(&tmp)?;
-        std::fs::rename(&tmp, out.join(&name))
-            .with_context(|| format!("cannot write {}", out.join(&name).display()))?;
-        let previous = std::mem::replace(&mut state.weights, name);
-        write_atomic(
-            &run.state(),
-            serde_json::to_string_pretty(&state)?.as_bytes(),
-        )?;
-        if !previous.is_empty() {
-            let _ = std::fs::remove_file(out.join(previous));
-        }
+        crate::train::commit_checkpoint(&run, &p.vs, &mut state)?;
         let line = serde_json::json!({
             "epoch": epoch + 1,
             "loss": loss_sum / steps.max(1) as f64,

@@ -570,10 +570,7 @@ fn save_run(dir: &Path, cfg: &TrainConfig, vs: &nn::VarStore, accuracy: f64) -> 
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let run = RunDir(dir.to_path_buf());
     write_atomic(&run.config(), toml::to_string(cfg)?.as_bytes())?;
-    let tmp = dir.join("weights.ot.tmp");
-    vs.save(&tmp)?;
-    std::fs::rename(&tmp, dir.join("weights.ot"))
-        .with_context(|| format!("cannot write {}", dir.join("weights.ot").display()))?;
+    train::save_atomic(vs, &dir.join("weights.ot"))?;
     let state = State {
         epochs_done: 0,
         test_accuracy: accuracy / 100.0,

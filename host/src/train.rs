@@ -250,14 +250,7 @@ pub fn train(cfg: &TrainConfig, data: &Dataset, o: &TrainOptions<'_>) -> Result<
         &run.log(),
         (kept.join("\n") + if kept.is_empty() { "" } else { "\n" }).as_bytes(),
     )?;
-    let mut opt = match cfg.optimizer {
-        Optimizer::Adam => nn::Adam::default().build(&t.vs, cfg.lr)?,
-        Optimizer::Sgd => nn::Sgd {
-            momentum: cfg.momentum,
-            ..Default::default()
-        }
-        .build(&t.vs, cfg.lr)?,
-    };
+    let mut opt = optimizer(cfg, &t.vs)?;
     // Groups exist up to the largest one with a variable (Lloyd and HWGQ learn nothing in
     // group 1, for instance); setting a missing one is an error in libtorch.
     let groups =
@@ -401,25 +394,48 @@ pub fn train(cfg: &TrainConfig, data: &Dataset, o: &TrainOptions<'_>) -> Result<
                 eprintln!("  QAC level counts (timesteps): {}", levels.join(" "));
             }
         }
-        let previous = std::mem::replace(&mut state.weights, format!("weights-{}.ot", epoch + 1));
-        let file = run.0.join(&state.weights);
-        let tmp = file.with_extension("tmp");
-        t.vs.save(&tmp).map_err(|e| {
-            anyhow::anyhow!(
-                "cannot write {}: {}",
-                tmp.display(),
-                first_line(&e.to_string())
-            )
-        })?;
-        std::fs::rename(&tmp, &file).with_context(|| format!("cannot write {}", file.display()))?;
-        // The commit point: state.json now names the new weights.
-        write_atomic(
-            &run.state(),
-            serde_json::to_string_pretty(&state)?.as_bytes(),
-        )?;
-        if !previous.is_empty() && previous != state.weights {
-            let _ = std::fs::remove_file(run.0.join(previous));
-        }
+        commit_checkpoint(&run, &t.vs, &mut state)?;
     }
     Ok(state)
+}
+
+/// Save `vs` to `file` through a temporary file and a rename.
+pub fn save_atomic(vs: &nn::VarStore, file: &Path) -> Result<()> {
+    let tmp = file.with_extension("tmp");
+    vs.save(&tmp).map_err(|e| {
+        anyhow::anyhow!(
+            "cannot write {}: {}",
+            tmp.display(),
+            first_line(&e.to_string())
+        )
+    })?;
+    std::fs::rename(&tmp, file).with_context(|| format!("cannot write {}", file.display()))
+}
+
+/// Commit the checkpoint of `state.epochs_done` epochs: the weights file, then `state.json`
+/// naming it (the commit point), then the previous weights file is removed.
+pub fn commit_checkpoint(run: &RunDir, vs: &nn::VarStore, state: &mut State) -> Result<()> {
+    let name = format!("weights-{}.ot", state.epochs_done);
+    save_atomic(vs, &run.0.join(&name))?;
+    let previous = std::mem::replace(&mut state.weights, name);
+    write_atomic(
+        &run.state(),
+        serde_json::to_string_pretty(&state)?.as_bytes(),
+    )?;
+    if !previous.is_empty() && previous != state.weights {
+        let _ = std::fs::remove_file(run.0.join(previous));
+    }
+    Ok(())
+}
+
+/// The optimizer a configuration names, over every variable of `vs`, at rate `cfg.lr`.
+pub fn optimizer(cfg: &TrainConfig, vs: &nn::VarStore) -> Result<nn::Optimizer> {
+    Ok(match cfg.optimizer {
+        Optimizer::Adam => nn::Adam::default().build(vs, cfg.lr)?,
+        Optimizer::Sgd => nn::Sgd {
+            momentum: cfg.momentum,
+            ..Default::default()
+        }
+        .build(vs, cfg.lr)?,
+    })
 }
