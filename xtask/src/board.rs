@@ -21,10 +21,21 @@ pub struct Board {
     pub target: String,
     /// How QEMU emulates it, for emulated boards.
     pub qemu: Option<Qemu>,
+    /// How a debug probe reaches it, for real boards.
+    pub probe: Option<ProbeTarget>,
     /// Memory sizes.
     pub memory: Memory,
     /// Datasheet energy figures, for real boards.
     pub energy: Option<Energy>,
+}
+
+/// How probe-rs reaches a real board.
+#[derive(Clone, Debug, Deserialize)]
+pub struct ProbeTarget {
+    /// probe-rs's chip name (`probe-rs chip list`).
+    pub chip: String,
+    /// SWD clock in kHz (the probe's default when absent).
+    pub speed_khz: Option<u32>,
 }
 
 /// QEMU settings of an emulated board.
@@ -52,10 +63,23 @@ pub struct Energy {
     pub run_ua_per_mhz: f64,
     /// Supply voltage in volts.
     pub supply_v: f64,
-    /// Core clock in MHz.
+    /// Core clock in MHz (the firmware reports the clock it set up; the two must agree).
     pub clock_mhz: f64,
     /// Where the figures come from.
     pub source: String,
+}
+
+impl Energy {
+    /// Microjoules for `cycles` at the run current: `V x (uA/MHz x f) x cycles / f`, where the
+    /// clock cancels: `V x uA/MHz x cycles / 10^6` (DESIGN, "Measuring on a device").
+    pub fn microjoules(&self, cycles: f64) -> f64 {
+        self.supply_v * self.run_ua_per_mhz * cycles / 1e6
+    }
+
+    /// Milliseconds for `cycles` at the board's clock.
+    pub fn milliseconds(&self, cycles: f64) -> f64 {
+        cycles / (self.clock_mhz * 1e3)
+    }
 }
 
 fn boards_dir() -> PathBuf {
@@ -106,6 +130,8 @@ pub fn load(name: &str) -> Result<Board, String> {
 pub struct Sizes {
     /// `.vector_table`.
     pub vector_table: u64,
+    /// `.boot2` (the RP2040's second-stage bootloader, in flash before the vector table).
+    pub boot2: u64,
     /// `.text`.
     pub text: u64,
     /// `.rodata` (the embedded model and vectors live here).
@@ -121,7 +147,7 @@ pub struct Sizes {
 impl Sizes {
     /// Flash: vector table, code, read-only data and the initial image of `.data`.
     pub fn flash(&self) -> u64 {
-        self.vector_table + self.text + self.rodata + self.data
+        self.boot2 + self.vector_table + self.text + self.rodata + self.data
     }
 
     /// Static RAM: `.data`, `.bss` and `.uninit` (the stack comes on top).
@@ -234,6 +260,7 @@ pub fn build_with(
         let size = s.size();
         match s.name().unwrap_or("") {
             ".vector_table" => sizes.vector_table = size,
+            ".boot2" => sizes.boot2 = size,
             ".text" => sizes.text = size,
             ".rodata" => sizes.rodata = size,
             ".data" => sizes.data = size,
@@ -269,7 +296,8 @@ pub struct Run {
     pub log: String,
     /// QEMU's own error output.
     pub stderr: String,
-    /// The fields of the app's `bitspike-result` line, and of its `bitspike-accuracy` line.
+    /// The fields of the app's `bitspike-result` line, of its `bitspike-accuracy` line and the
+    /// code of its `bitspike-exit` line (`exit`).
     pub result: BTreeMap<String, String>,
     /// Instructions per inference, one per vector (when counted).
     pub insns: Vec<u64>,
@@ -285,6 +313,37 @@ impl Run {
     pub fn passed(&self) -> bool {
         self.exit == Some(0) && self.field("mismatches") == Some(0)
     }
+}
+
+/// The `key=value` fields of the app's `bitspike-result`, `bitspike-accuracy` and
+/// `bitspike-exit` lines in a decoded log (the exit line's `code` as `exit`).
+pub fn result_fields(log: &str) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    for l in log.lines() {
+        let l = l.trim();
+        let (fields, exit) = match l.strip_prefix("bitspike-exit ") {
+            Some(rest) => (rest, true),
+            None => match l
+                .strip_prefix("bitspike-result ")
+                .or_else(|| l.strip_prefix("bitspike-accuracy "))
+            {
+                Some(rest) => (rest, false),
+                None => continue,
+            },
+        };
+        for (k, v) in fields.split_whitespace().filter_map(|kv| kv.split_once('=')) {
+            let k = if exit && k == "code" { "exit" } else { k };
+            out.insert(k.to_string(), v.to_string());
+        }
+    }
+    out
+}
+
+/// The code of the app's `bitspike-exit` line, if `line` is one.
+pub fn exit_line(line: &str) -> Option<i32> {
+    line.trim()
+        .strip_prefix("bitspike-exit code=")
+        .and_then(|c| c.trim().parse().ok())
 }
 
 /// The instruction-counting plugin built by `cargo xtask setup`.
@@ -366,17 +425,7 @@ pub fn run(board: &Board, built: &Built, count: bool, timeout: u64) -> Result<Ru
     let code = qemu.status.code();
     let log = String::from_utf8_lossy(&decoded.stdout).into_owned()
         + &String::from_utf8_lossy(&decoded.stderr);
-    let result = log
-        .lines()
-        .filter_map(|l| {
-            let l = l.trim();
-            l.strip_prefix("bitspike-result ")
-                .or_else(|| l.strip_prefix("bitspike-accuracy "))
-        })
-        .flat_map(|rest| rest.split_whitespace())
-        .filter_map(|kv| kv.split_once('='))
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
+    let result = result_fields(&log);
     let insns = std::fs::read_to_string(&insns_file)
         .unwrap_or_default()
         .lines()

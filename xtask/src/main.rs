@@ -28,6 +28,7 @@
 mod board;
 mod demo;
 mod mps;
+mod probe;
 mod qac;
 mod setup;
 mod ssql;

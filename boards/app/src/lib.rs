@@ -4,19 +4,35 @@
 //! host executor computed, and reports over defmt:
 //!
 //! ```text
-//! bitspike-result board=.. vectors=.. mismatches=.. arena=.. stack=.. model=.. macs=.. cycles=..
+//! bitspike board=.. model=..B layers=.. arena=..B clock=..
+//! bitspike-result board=.. vectors=.. mismatches=.. arena=.. stack=.. model=.. macs=.. cycles=.. cycles_min=.. cycles_max=.. cycles_sum=.. clock=..
 //! bitspike-accuracy correct=.. of=..        (streamed, labelled test sets only)
+//! bitspike-exit code=..
 //! ```
 //!
-//! The golden vectors are embedded in flash, or streamed from a file on the host through
-//! semihosting when they are too large (a whole test set).
+//! then ends through the board: exit code 0 only when every vector matched. A model that does
+//! not load, a panic and a hard fault all end with a non-zero code; a hang is the runner's
+//! timeout. The `bitspike-exit` line is the verdict where no exit code reaches the host (a real
+//! board read over RTT); emulated boards print it too and also exit through semihosting.
 //!
-//! then exits through the board: 0 only when every vector matched. A model that does not load,
-//! a panic and a hard fault all exit non-zero; a hang is the runner's timeout.
+//! The transport is a feature (exactly one): `semihosting` (emulated boards: defmt over
+//! semihosting, exit codes, test sets streamed from host files) or `rtt` (real boards: defmt over
+//! RTT, read by the probe; the verdict also on an LED through [`show_and_park`]).
+//!
+//! The golden vectors are embedded in flash, or (semihosting only) streamed from a file on the
+//! host when they are too large (a whole test set).
 //!
 //! Each inference is bracketed by [`bitspike_mark_start`] and [`bitspike_mark_end`], whose
-//! addresses the QEMU instruction-counting plugin watches.
+//! addresses the QEMU instruction-counting plugin watches; real boards read their cycle counter
+//! around the same call.
 #![no_std]
+
+#[cfg(all(feature = "semihosting", feature = "rtt"))]
+compile_error!("bitspike-board: enable one transport, `semihosting` or `rtt`, not both");
+#[cfg(not(any(feature = "semihosting", feature = "rtt")))]
+compile_error!(
+    "bitspike-board: enable a transport: `semihosting` (emulated) or `rtt` (real boards)"
+);
 
 mod stack;
 
@@ -24,7 +40,12 @@ use bitspike_rt::bitspike_core::cost::macs;
 use bitspike_rt::bitspike_core::vectors::Vectors;
 use bitspike_rt::Model;
 
+#[cfg(feature = "rtt")]
+use defmt_rtt as _;
+#[cfg(feature = "semihosting")]
 use defmt_semihosting as _;
+use embedded_hal::delay::DelayNs;
+use embedded_hal::digital::OutputPin;
 
 /// Exit code: every vector matched.
 pub const EXIT_OK: i32 = 0;
@@ -32,6 +53,8 @@ pub const EXIT_OK: i32 = 0;
 pub const EXIT_MISMATCH: i32 = 1;
 /// Exit code: the model or the vectors did not load, or the arena is too small.
 pub const EXIT_LOAD: i32 = 2;
+/// Exit code: the board could not be set up (its peripherals were already taken).
+pub const EXIT_BOARD: i32 = 3;
 /// Exit code: a panic.
 pub const EXIT_PANIC: i32 = 101;
 /// Exit code: a hard fault.
@@ -42,12 +65,100 @@ pub trait Board {
     /// The board's name, as reports print it.
     const NAME: &'static str;
 
-    /// A free-running cycle (or tick) counter, where the board has one that works; read before
-    /// and after each inference as a cross-check of the instruction count.
+    /// The core clock the board set up, in hertz (0 on an emulated board, which has none that
+    /// means anything). The host checks it against `board.toml` before it turns cycles into time
+    /// and energy.
+    const CLOCK_HZ: u32;
+
+    /// A free-running cycle counter at the core clock (DWT's CYCCNT, or SysTick where the core
+    /// has no DWT counter), where the board has one that works; read before and after each
+    /// inference. Differences are taken modulo 2^32.
     fn cycles(&mut self) -> Option<u32>;
 
-    /// End the program with `code` (through semihosting on emulated boards).
+    /// End the program with `code`, 0 meaning every vector matched: through semihosting on
+    /// emulated boards; on real boards by showing the verdict ([`show_and_park`]).
     fn exit(&mut self, code: i32) -> !;
+}
+
+/// Show a verdict on an LED and stay there (real boards, after the `bitspike-exit` line): the
+/// LED on for `code == 0`, blinking at 5 Hz for a failure. Never returns; the probe keeps
+/// reading the log.
+pub fn show_and_park<L: OutputPin, D: DelayNs>(led: &mut L, delay: &mut D, code: i32) -> ! {
+    // A pin that cannot be driven leaves nothing to show; the log line has said it already.
+    if code == EXIT_OK {
+        let _ = led.set_high();
+        loop {
+            delay.delay_ms(1000);
+        }
+    }
+    loop {
+        let _ = led.set_high();
+        delay.delay_ms(100);
+        let _ = led.set_low();
+        delay.delay_ms(100);
+    }
+}
+
+/// An LED wired to light when its pin is low (nRF52840-DK's): [`OutputPin`] with the levels
+/// swapped, so that `set_high` lights it.
+pub struct ActiveLow<P>(pub P);
+
+impl<P: OutputPin> embedded_hal::digital::ErrorType for ActiveLow<P> {
+    type Error = P::Error;
+}
+
+impl<P: OutputPin> OutputPin for ActiveLow<P> {
+    fn set_high(&mut self) -> Result<(), Self::Error> {
+        self.0.set_low()
+    }
+
+    fn set_low(&mut self) -> Result<(), Self::Error> {
+        self.0.set_high()
+    }
+}
+
+/// A busy-wait [`DelayNs`] at a known core clock (`cortex_m::asm::delay`): enough for an LED.
+pub struct SpinDelay {
+    /// Core clock in hertz.
+    pub clock_hz: u32,
+}
+
+impl DelayNs for SpinDelay {
+    fn delay_ns(&mut self, ns: u32) {
+        let cycles = (u64::from(ns) * u64::from(self.clock_hz) / 1_000_000_000) as u32;
+        cortex_m::asm::delay(cycles.max(1));
+    }
+}
+
+/// The DWT cycle counter (Cortex-M3/M4/M7; feature `dwt`), started by [`DwtCycles::start`].
+#[cfg(feature = "dwt")]
+pub struct DwtCycles;
+
+#[cfg(feature = "dwt")]
+impl DwtCycles {
+    /// Enable tracing (DEMCR.TRCENA) and start CYCCNT from 0.
+    pub fn start(dcb: &mut cortex_m::peripheral::DCB, dwt: &mut cortex_m::peripheral::DWT) -> Self {
+        dcb.enable_trace();
+        dwt.set_cycle_count(0);
+        dwt.enable_cycle_counter();
+        Self
+    }
+
+    /// The counter now.
+    pub fn now(&self) -> u32 {
+        cortex_m::peripheral::DWT::cycle_count()
+    }
+}
+
+/// Print the verdict line the host waits for on a real board (emulated boards print it too).
+fn verdict(code: i32) {
+    defmt::println!("bitspike-exit code={=i32}", code);
+}
+
+/// Print the verdict and end through the board.
+fn finish<B: Board>(board: &mut B, code: i32) -> ! {
+    verdict(code);
+    board.exit(code)
 }
 
 /// Marks the start of one inference for the instruction counter. Never inlined, never merged
@@ -81,6 +192,7 @@ pub enum Source<'a> {
     Embedded(&'a [u8]),
     /// A stream file on the host, read record by record through semihosting
     /// (`bitspike_core::vectors::StreamHeader`): for test sets larger than the flash.
+    #[cfg(feature = "semihosting")]
     Stream(&'a core::ffi::CStr),
 }
 
@@ -100,7 +212,27 @@ struct Tally {
     vectors: usize,
     mismatches: usize,
     correct: usize,
+    /// Inferences whose cycles were counted; cycles of the last, the fewest, the most and their
+    /// sum.
+    counted: usize,
     cycles: u32,
+    cycles_min: u32,
+    cycles_max: u32,
+    cycles_sum: u64,
+}
+
+impl Tally {
+    fn add_cycles(&mut self, c: u32) {
+        self.cycles_min = if self.counted == 0 {
+            c
+        } else {
+            self.cycles_min.min(c)
+        };
+        self.counted += 1;
+        self.cycles_max = self.cycles_max.max(c);
+        self.cycles_sum += u64::from(c);
+        self.cycles = c;
+    }
 }
 
 /// Run one inference between the markers and compare it with `expected(j)`; `false` when the
@@ -119,7 +251,7 @@ fn check<B: Board>(
     let ran = interp.run(input, output);
     bitspike_mark_end();
     if let (Some(a), Some(b)) = (before, board.cycles()) {
-        t.cycles = b.wrapping_sub(a);
+        t.add_cycles(b.wrapping_sub(a));
     }
     t.vectors += 1;
     if let Err(e) = ran {
@@ -142,6 +274,7 @@ fn check<B: Board>(
     true
 }
 
+#[cfg(feature = "semihosting")]
 fn i32_at(b: &[u8], at: usize) -> i32 {
     match b.get(at..at + 4) {
         Some(s) => i32::from_le_bytes([s[0], s[1], s[2], s[3]]),
@@ -150,6 +283,7 @@ fn i32_at(b: &[u8], at: usize) -> i32 {
 }
 
 /// Run every streamed record; `Err` names what went wrong with the stream itself.
+#[cfg(feature = "semihosting")]
 fn run_stream<B: Board>(
     board: &mut B,
     interp: &mut bitspike_rt::Interpreter<'_, '_>,
@@ -200,11 +334,13 @@ pub fn run<B: Board>(board: &mut B, model: &[u8], source: Source<'_>, bufs: Buff
         output,
         record,
     } = bufs;
+    #[cfg(not(feature = "semihosting"))]
+    let _ = record;
     let model = match Model::load(model) {
         Ok(m) => m,
         Err(e) => {
             defmt::error!("model does not load: {}", e);
-            board.exit(EXIT_LOAD)
+            finish(board, EXIT_LOAD)
         }
     };
     if output.len() != model.output_len() {
@@ -213,7 +349,7 @@ pub fn run<B: Board>(board: &mut B, model: &[u8], source: Source<'_>, bufs: Buff
             output.len(),
             model.output_len()
         );
-        board.exit(EXIT_LOAD)
+        finish(board, EXIT_LOAD)
     }
     if cfg!(feature = "selftest-hang") {
         loop {
@@ -234,29 +370,31 @@ pub fn run<B: Board>(board: &mut B, model: &[u8], source: Source<'_>, bufs: Buff
         Ok(i) => i,
         Err(e) => {
             defmt::error!("arena: {}", e);
-            board.exit(EXIT_LOAD)
+            finish(board, EXIT_LOAD)
         }
     };
     defmt::println!(
-        "bitspike board={=str} model={=usize}B layers={=usize} arena={=usize}B",
+        "bitspike board={=str} model={=usize}B layers={=usize} arena={=usize}B clock={=u32}",
         B::NAME,
         file.bytes().len(),
         file.layer_count(),
-        arena_bytes
+        arena_bytes,
+        B::CLOCK_HZ
     );
     let mut t = Tally::default();
-    let labelled = matches!(source, Source::Stream(_));
+    #[cfg_attr(not(feature = "semihosting"), allow(unused_mut))]
+    let mut labelled = false;
     match source {
         Source::Embedded(bytes) => {
             let vectors = match Vectors::parse(bytes) {
                 Ok(v) if v.input_len() == input_len && v.output_len() == output.len() => v,
                 Ok(_) => {
                     defmt::error!("the vectors do not fit the model");
-                    board.exit(EXIT_LOAD)
+                    finish(board, EXIT_LOAD)
                 }
                 Err(e) => {
                     defmt::error!("vectors do not load: {}", e);
-                    board.exit(EXIT_LOAD)
+                    finish(board, EXIT_LOAD)
                 }
             };
             for k in 0..vectors.len() {
@@ -271,22 +409,24 @@ pub fn run<B: Board>(board: &mut B, model: &[u8], source: Source<'_>, bufs: Buff
                 );
             }
         }
+        #[cfg(feature = "semihosting")]
         Source::Stream(path) => {
+            labelled = true;
             if let Err(why) =
                 run_stream(board, &mut interp, path, input_len, output, record, &mut t)
             {
                 defmt::error!("stream: {=str}", why);
-                board.exit(EXIT_LOAD)
+                finish(board, EXIT_LOAD)
             }
         }
     }
     if t.vectors == 0 {
         defmt::error!("no golden vectors: nothing was checked");
-        board.exit(EXIT_LOAD)
+        finish(board, EXIT_LOAD)
     }
     let stack = stack::peak();
     defmt::println!(
-        "bitspike-result board={=str} vectors={=usize} mismatches={=usize} arena={=usize} stack={=usize} model={=usize} macs={=u64} cycles={=u32}",
+        "bitspike-result board={=str} vectors={=usize} mismatches={=usize} arena={=usize} stack={=usize} model={=usize} macs={=u64} cycles={=u32} cycles_min={=u32} cycles_max={=u32} cycles_sum={=u64} clock={=u32}",
         B::NAME,
         t.vectors,
         t.mismatches,
@@ -294,7 +434,11 @@ pub fn run<B: Board>(board: &mut B, model: &[u8], source: Source<'_>, bufs: Buff
         stack,
         file.bytes().len(),
         model_macs,
-        t.cycles
+        t.cycles,
+        t.cycles_min,
+        t.cycles_max,
+        t.cycles_sum,
+        B::CLOCK_HZ
     );
     if labelled {
         defmt::println!(
@@ -303,33 +447,48 @@ pub fn run<B: Board>(board: &mut B, model: &[u8], source: Source<'_>, bufs: Buff
             t.vectors
         );
     }
-    board.exit(if t.mismatches == 0 {
+    let code = if t.mismatches == 0 {
         EXIT_OK
     } else {
         EXIT_MISMATCH
-    })
+    };
+    finish(board, code)
 }
 
 /// Exit through semihosting: QEMU passes `code` to the shell (0 success, anything else failure).
+#[cfg(feature = "semihosting")]
 pub fn semihosting_exit(code: i32) -> ! {
     semihosting::process::exit(code)
+}
+
+/// End where no board is at hand (a panic, a fault, a board that cannot be set up): the
+/// verdict line, then the semihosting exit (emulated) or a parked core (real boards: the probe
+/// reads the line).
+pub fn abort(code: i32) -> ! {
+    verdict(code);
+    #[cfg(feature = "semihosting")]
+    semihosting_exit(code);
+    #[cfg(not(feature = "semihosting"))]
+    loop {
+        cortex_m::asm::nop();
+    }
 }
 
 #[panic_handler]
 fn panic(info: &core::panic::PanicInfo<'_>) -> ! {
     defmt::error!("panic: {}", defmt::Display2Format(info));
-    semihosting_exit(EXIT_PANIC)
+    abort(EXIT_PANIC)
 }
 
 #[defmt::panic_handler]
 fn defmt_panic() -> ! {
-    semihosting_exit(EXIT_PANIC)
+    abort(EXIT_PANIC)
 }
 
 #[cortex_m_rt::exception]
 unsafe fn HardFault(frame: &cortex_m_rt::ExceptionFrame) -> ! {
     defmt::error!("hard fault at pc {=u32:#x}", frame.pc());
-    semihosting_exit(EXIT_FAULT)
+    abort(EXIT_FAULT)
 }
 
 /// The program entry of a board package: embeds what the build script chose (model, vectors or

@@ -12,6 +12,7 @@ struct Lm3s6965;
 
 impl Board for Lm3s6965 {
     const NAME: &'static str = "qemu-lm3s6965";
+    const CLOCK_HZ: u32 = 0;
 
     fn cycles(&mut self) -> Option<u32> {
         None

@@ -16,6 +16,7 @@ struct Mps2An386;
 
 impl Board for Mps2An386 {
     const NAME: &'static str = "qemu-mps2-an386";
+    const CLOCK_HZ: u32 = 0;
 
     fn cycles(&mut self) -> Option<u32> {
         // SAFETY: a read-only memory-mapped counter of this board.
