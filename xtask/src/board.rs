@@ -12,6 +12,7 @@ use crate::{cargo, root};
 
 /// A board package's data.
 #[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Board {
     /// Package name (also the folder under `boards/`).
     pub name: String,
@@ -23,6 +24,13 @@ pub struct Board {
     pub qemu: Option<Qemu>,
     /// How a debug probe reaches it, for real boards.
     pub probe: Option<ProbeTarget>,
+    /// The core clock the firmware sets up, in MHz (real boards; the firmware reports its own,
+    /// and the two must agree).
+    pub clock_mhz: Option<f64>,
+    /// What counts cycles on a real board (`DWT CYCCNT`, `SysTick`).
+    pub cycle_counter: Option<String>,
+    /// Why a real board has no `[energy]` figures, where its datasheet gives none.
+    pub energy_note: Option<String>,
     /// Memory sizes.
     pub memory: Memory,
     /// Datasheet energy figures, for real boards.
@@ -31,6 +39,7 @@ pub struct Board {
 
 /// How probe-rs reaches a real board.
 #[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct ProbeTarget {
     /// probe-rs's chip name (`probe-rs chip list`).
     pub chip: String,
@@ -40,6 +49,7 @@ pub struct ProbeTarget {
 
 /// QEMU settings of an emulated board.
 #[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Qemu {
     /// `-machine`.
     pub machine: String,
@@ -49,6 +59,7 @@ pub struct Qemu {
 
 /// Memory sizes in bytes.
 #[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Memory {
     /// Flash.
     pub flash: u64,
@@ -58,13 +69,12 @@ pub struct Memory {
 
 /// Datasheet energy figures of a real board.
 #[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Energy {
     /// Run current per MHz at the board's clock, in microamperes.
     pub run_ua_per_mhz: f64,
     /// Supply voltage in volts.
     pub supply_v: f64,
-    /// Core clock in MHz (the firmware reports the clock it set up; the two must agree).
-    pub clock_mhz: f64,
     /// Where the figures come from.
     pub source: String,
 }
@@ -74,11 +84,6 @@ impl Energy {
     /// clock cancels: `V x uA/MHz x cycles / 10^6` (DESIGN, "Measuring on a device").
     pub fn microjoules(&self, cycles: f64) -> f64 {
         self.supply_v * self.run_ua_per_mhz * cycles / 1e6
-    }
-
-    /// Milliseconds for `cycles` at the board's clock.
-    pub fn milliseconds(&self, cycles: f64) -> f64 {
-        cycles / (self.clock_mhz * 1e3)
     }
 }
 
@@ -331,7 +336,10 @@ pub fn result_fields(log: &str) -> BTreeMap<String, String> {
                 None => continue,
             },
         };
-        for (k, v) in fields.split_whitespace().filter_map(|kv| kv.split_once('=')) {
+        for (k, v) in fields
+            .split_whitespace()
+            .filter_map(|kv| kv.split_once('='))
+        {
             let k = if exit && k == "code" { "exit" } else { k };
             out.insert(k.to_string(), v.to_string());
         }

@@ -173,9 +173,9 @@ fn demo(epochs: u64, board_name: &str) -> Result<String, String> {
         r,
         "  energy     45 nm analytic estimate {:.1} nJ per inference (4.6 pJ/MAC; not a measurement);\n             board figures: {}",
         f.energy_nj(),
-        match &board.energy {
-            Some(e) => format!("{:.1} uJ per inference at {} MHz ({})", mean * e.run_ua_per_mhz * e.supply_v / 1e6, e.clock_mhz, e.source),
-            None => "none (an emulated board has no datasheet figures)".into(),
+        match (f.datasheet_uj, &board.energy) {
+            (Some(uj), Some(e)) => format!("{uj:.1} uJ per inference (datasheet estimate: {})", e.source),
+            _ => "none (an emulated board has no datasheet figures)".into(),
         }
     );
     let _ = writeln!(r, "  files      {}", dir.display());

@@ -13,9 +13,13 @@
 //! cargo xtask cross                          cross-build shared and firmware for the MCU targets
 //! cargo xtask qemu --board B --model M [--vectors V | --stream S]
 //!                                            build the board app with M, run it under QEMU
-//! cargo xtask size [--board B] [--model M]   section sizes of the board apps
-//! cargo xtask measure --board B --model M [--vectors V] [--event-driven]
-//!                                            flash, RAM, stack, arena, instructions, MACs, energy
+//! cargo xtask flash --board B --model M [--vectors V] [--probe SEL]
+//!                                            a real board: build, flash (probe-rs), run, defmt log
+//! cargo xtask size [--board B] [--model M] [--check | --bless]
+//!                                            section sizes of the board apps
+//! cargo xtask measure --board B --model M [--vectors V] [--event-driven] [--probe SEL]
+//!                                            flash, RAM, stack, arena, instructions or cycles,
+//!                                            MACs, energy
 //! cargo xtask bench [--board B]              benchmark figures into boards/bench/
 //! cargo xtask conformance [--board B] [--bless]
 //!                                            host golden vectors == QEMU on every emulated board
@@ -85,8 +89,9 @@ const USAGE: &str = "usage: cargo xtask <task>
   test [--fuzz-seconds N]
   cross
   qemu --board B --model M [--vectors V | --stream S]
-  size [--board B] [--model M]
-  measure --board B --model M [--vectors V] [--event-driven]
+  flash --board B --model M [--vectors V] [--probe VID:PID[:SERIAL]]
+  size [--board B] [--model M] [--check | --bless]
+  measure --board B --model M [--vectors V] [--event-driven] [--probe VID:PID[:SERIAL]]
   bench [--board B]
   conformance [--board B] [--bless]
   fuzz [--seconds N]";
@@ -248,13 +253,33 @@ fn dispatch(task: &str, rest: &[String]) -> Result<ExitCode, String> {
             ))
         }
         "size" => {
-            let a = Args::parse(rest, &["--board", "--model"], &[])?;
-            done(tasks::size(a.get("--board"), a.path("--model")?.as_deref()))
+            let a = Args::parse(rest, &["--board", "--model"], &["--check", "--bless"])?;
+            let check = match (a.has("--check"), a.has("--bless")) {
+                (true, true) => return Err("--check and --bless exclude each other".into()),
+                (true, false) => tasks::SizeCheck::Check,
+                (false, true) => tasks::SizeCheck::Bless,
+                (false, false) => tasks::SizeCheck::Print,
+            };
+            done(tasks::size(
+                a.get("--board"),
+                a.path("--model")?.as_deref(),
+                check,
+            ))
+        }
+        "flash" => {
+            let a = Args::parse(rest, &["--board", "--model", "--vectors", "--probe"], &[])?;
+            let model = a.path("--model")?.ok_or("--model is required")?;
+            done(tasks::flash(
+                a.require("--board")?,
+                &model,
+                a.path("--vectors")?.as_deref(),
+                a.get("--probe"),
+            ))
         }
         "measure" => {
             let a = Args::parse(
                 rest,
-                &["--board", "--model", "--vectors"],
+                &["--board", "--model", "--vectors", "--probe"],
                 &["--event-driven"],
             )?;
             let model = a.path("--model")?.ok_or("--model is required")?;
@@ -268,6 +293,7 @@ fn dispatch(task: &str, rest: &[String]) -> Result<ExitCode, String> {
                 &model,
                 a.path("--vectors")?.as_deref(),
                 features,
+                a.get("--probe"),
             ))
         }
         "bench" => {
@@ -439,6 +465,13 @@ fn test(fuzz_seconds: u64) -> ExitCode {
         cargo(&["test", "--manifest-path", &fw, "--features", "counters"]),
     );
     cross(&mut s);
+    let step = "size: every board app builds for its target, sizes as committed";
+    s.begin(step);
+    let sized = tasks::size(None, None, tasks::SizeCheck::Check);
+    if let Err(e) = &sized {
+        eprintln!("{e}");
+    }
+    s.end(step, sized.is_ok());
     tasks::conformance(&mut s, None, false);
     tasks::trained_on_qemu(&mut s);
     fuzz(&mut s, fuzz_seconds);

@@ -121,7 +121,11 @@ pub struct ProbeRs {
 impl ProbeRs {
     /// Open the probe `selector` picks (`VID:PID[:SERIAL]`), or the only one connected, and
     /// attach to `chip` (probe-rs's name), at `speed_khz` when given.
-    pub fn open(chip: &str, selector: Option<&str>, speed_khz: Option<u32>) -> Result<Self, String> {
+    pub fn open(
+        chip: &str,
+        selector: Option<&str>,
+        speed_khz: Option<u32>,
+    ) -> Result<Self, String> {
         use probe_rs::probe::list::Lister;
         use probe_rs::probe::DebugProbeSelector;
         let lister = Lister::new();
@@ -196,15 +200,21 @@ impl ProbeRs {
 impl Probe for ProbeRs {
     fn flash(&mut self, elf: &Path) -> Result<(), String> {
         use probe_rs::flashing::{download_file_with_options, DownloadOptions, ElfLoader};
-        let bytes = std::fs::read(elf).map_err(|e| format!("cannot read {}: {e}", elf.display()))?;
+        let bytes =
+            std::fs::read(elf).map_err(|e| format!("cannot read {}: {e}", elf.display()))?;
         // The control block's address from the ELF (`_SEGGER_RTT`), so that no RAM is scanned.
         if let Ok(Some(at)) = probe_rs::rtt::find_rtt_control_block_in_raw_file(&bytes) {
             self.region = probe_rs::rtt::ScanRegion::Exact(at);
         }
         let mut options = DownloadOptions::default();
         options.verify = true;
-        download_file_with_options(&mut self.session, elf, ElfLoader(Default::default()), options)
-            .map_err(|e| e.to_string())
+        download_file_with_options(
+            &mut self.session,
+            elf,
+            ElfLoader(Default::default()),
+            options,
+        )
+        .map_err(|e| e.to_string())
     }
 
     fn reset_and_run(&mut self) -> Result<(), String> {
@@ -218,7 +228,8 @@ impl Probe for ProbeRs {
         // A control block left in RAM by the previous program must not be read as this one's.
         probe_rs::rtt::Rtt::clear_control_block(&mut core, &region)
             .map_err(|e| format!("cannot clear the RTT control block: {e}"))?;
-        core.run().map_err(|e| format!("cannot start the core: {e}"))?;
+        core.run()
+            .map_err(|e| format!("cannot start the core: {e}"))?;
         let rtt = probe_rs::rtt::try_attach_to_rtt(&mut core, Duration::from_secs(2), &region)
             .map_err(|e| format!("the app's RTT control block did not appear: {e}"))?;
         self.rtt = Some(rtt);
@@ -235,7 +246,9 @@ impl Probe for ProbeRs {
                 .core(0)
                 .map_err(|e| format!("cannot reach core 0: {e}"))?;
             match rtt.up_channel(0) {
-                Some(ch) => ch.read(&mut core, buf).map_err(|e| format!("RTT read: {e}")),
+                Some(ch) => ch
+                    .read(&mut core, buf)
+                    .map_err(|e| format!("RTT read: {e}")),
                 None => Err("the app has no RTT up channel".into()),
             }
         };
@@ -278,8 +291,14 @@ impl DefmtPrint {
             .map_err(|e| format!("cannot start defmt-print (run `cargo xtask setup`): {e}"))?;
         let (tx, lines) = channel();
         let outputs: [Option<Box<dyn Read + Send>>; 2] = [
-            child.stdout.take().map(|o| Box::new(o) as Box<dyn Read + Send>),
-            child.stderr.take().map(|o| Box::new(o) as Box<dyn Read + Send>),
+            child
+                .stdout
+                .take()
+                .map(|o| Box::new(o) as Box<dyn Read + Send>),
+            child
+                .stderr
+                .take()
+                .map(|o| Box::new(o) as Box<dyn Read + Send>),
         ];
         for out in outputs.into_iter().flatten() {
             let tx = tx.clone();
@@ -387,7 +406,8 @@ mod tests {
 
     impl Decoder for Lines {
         fn feed(&mut self, bytes: &[u8]) -> Result<Vec<String>, String> {
-            self.0.push_str(std::str::from_utf8(bytes).map_err(|e| e.to_string())?);
+            self.0
+                .push_str(std::str::from_utf8(bytes).map_err(|e| e.to_string())?);
             let mut out = Vec::new();
             while let Some(at) = self.0.find('\n') {
                 out.push(self.0[..at].to_string());
@@ -397,7 +417,8 @@ mod tests {
         }
     }
 
-    const START: &str = "bitspike board=stm32f4-discovery model=7096B layers=9 arena=7840B clock=168000000\n";
+    const START: &str =
+        "bitspike board=stm32f4-discovery model=7096B layers=9 arena=7840B clock=168000000\n";
     const RESULT: &str = "bitspike-result board=stm32f4-discovery vectors=8 mismatches=0 arena=7840 stack=1940 model=7096 macs=510912 cycles=4100000 cycles_min=4000000 cycles_max=4100000 cycles_sum=32400000 clock=168000000\n";
 
     fn run(probe: &mut FakeProbe, timeout_ms: u64) -> (Result<Run, String>, Vec<String>) {
@@ -455,7 +476,10 @@ mod tests {
     #[test]
     fn the_exit_line_is_the_verdict_even_with_a_clean_result_line() {
         // A result line that claims 0 mismatches does not pass without exit code 0.
-        let mut p = FakeProbe::new(&[START, RESULT, "bitspike-exit code=2\n"], CoreState::Running);
+        let mut p = FakeProbe::new(
+            &[START, RESULT, "bitspike-exit code=2\n"],
+            CoreState::Running,
+        );
         assert!(!run(&mut p, 5_000).0.unwrap().passed());
     }
 
@@ -475,7 +499,10 @@ mod tests {
     fn a_locked_up_or_halted_core_fails_with_the_log_so_far() {
         let mut p = FakeProbe::new(&[START], CoreState::LockedUp);
         let e = run(&mut p, 5_000).0.unwrap_err();
-        assert!(e.contains("locked up") && e.contains("clock=168000000"), "{e}");
+        assert!(
+            e.contains("locked up") && e.contains("clock=168000000"),
+            "{e}"
+        );
         let mut p = FakeProbe::new(&[START], CoreState::Halted("Breakpoint".into()));
         let e = run(&mut p, 5_000).0.unwrap_err();
         assert!(e.contains("halted (Breakpoint)"), "{e}");
@@ -493,7 +520,11 @@ mod tests {
     #[test]
     fn a_panic_reported_by_the_app_ends_the_run_with_its_code() {
         let mut p = FakeProbe::new(
-            &[START, "ERROR panic: index out of bounds\n", "bitspike-exit code=101\n"],
+            &[
+                START,
+                "ERROR panic: index out of bounds\n",
+                "bitspike-exit code=101\n",
+            ],
             CoreState::Running,
         );
         let r = run(&mut p, 5_000).0.unwrap();

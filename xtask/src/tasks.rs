@@ -94,39 +94,152 @@ pub fn qemu(
     }
 }
 
-/// `cargo xtask size [--board B] [--model M]`: section sizes of the board app(s).
-pub fn size(board: Option<&str>, model: Option<&Path>) -> Result<(), String> {
+/// `cargo xtask flash --board B --model M [--vectors V] [--probe SEL]`: build the board app
+/// with the model and golden vectors, flash it through probe-rs, run it, stream the defmt log
+/// and collect the verdict; `Ok` only when every output matched the host's.
+pub fn flash(
+    board: &str,
+    model: &Path,
+    vectors: Option<&Path>,
+    probe: Option<&str>,
+) -> Result<(), String> {
+    let board = board::load(board)?;
+    if board.qemu.is_some() {
+        return Err(format!(
+            "{} is an emulated board: run it with `cargo xtask qemu`",
+            board.name
+        ));
+    }
+    let vectors = vectors_for(model, vectors, 8)?;
+    let built = board::build(&board, model, &vectors, &[])?;
+    println!(
+        "{}: flashing {} ({} B of flash) through probe-rs",
+        board.name,
+        built.elf.display(),
+        built.sizes.flash()
+    );
+    let run = on_probe(&board, &built, probe, &mut |l| println!("{l}"))?;
+    if run.passed() {
+        let vectors = run.field("vectors").unwrap_or(0);
+        println!(
+            "{}: {vectors} vectors, 0 mismatches against the host executor, {:.0} cycles per inference",
+            board.name,
+            run.field("cycles_sum").unwrap_or(0) as f64 / vectors.max(1) as f64
+        );
+        Ok(())
+    } else if run.timed_out {
+        Err(format!(
+            "{}: no verdict within {RUN_TIMEOUT} s (a hang)",
+            board.name
+        ))
+    } else {
+        Err(format!(
+            "{}: the app ended with code {:?} ({} mismatches)",
+            board.name,
+            run.exit,
+            run.field("mismatches").unwrap_or(0)
+        ))
+    }
+}
+
+/// What `cargo xtask size` does with its table besides printing it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SizeCheck {
+    /// Print only.
+    Print,
+    /// Compare with the committed `boards/expected/sizes.txt` (the fixture model only).
+    Check,
+    /// Write `boards/expected/sizes.txt`.
+    Bless,
+}
+
+/// `cargo xtask size [--board B] [--model M] [--check | --bless]`: section sizes of the board
+/// app(s) built with a model (the committed v1 fixture by default), against each board's
+/// memory.
+pub fn size(board: Option<&str>, model: Option<&Path>, check: SizeCheck) -> Result<(), String> {
     let boards = match board {
         Some(b) => vec![board::load(b)?],
         None => board::all()?,
     };
     let fixture = root().join("tests/fixtures/model-v1.bsm");
     let model = model.unwrap_or(&fixture);
+    if check != SizeCheck::Print && (model != fixture || board.is_some()) {
+        return Err("--check and --bless compare every board with the fixture model: give neither --board nor --model".into());
+    }
     let vectors = if model == fixture {
         root().join("tests/fixtures/model-v1.bsv")
     } else {
         vectors_for(model, None, 2)?
     };
-    println!(
-        "{:<18} {:>8} {:>8} {:>8} {:>8} {:>8} {:>10} {:>10}",
-        "board", ".text", ".rodata", ".data", ".bss", ".uninit", "flash", "static RAM"
+    let mut text = format!(
+        "# cargo xtask size: every board app with {} embedded (bytes). Regenerate with\n\
+         # `cargo xtask size --bless`. RAM left = RAM - static RAM: what the stack may use.\n\
+         {:<18} {:>7} {:>8} {:>6} {:>7} {:>7} {:>8} {:>8} {:>8} {:>8} {:>8}\n",
+        model
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default(),
+        "board",
+        ".text",
+        ".rodata",
+        ".data",
+        ".bss",
+        ".uninit",
+        "flash",
+        "of",
+        "static",
+        "of RAM",
+        "RAM left"
     );
     for b in boards {
         let built = board::build(&b, model, &vectors, &[])?;
         let s = built.sizes;
-        println!(
-            "{:<18} {:>8} {:>8} {:>8} {:>8} {:>8} {:>10} {:>10}",
+        let _ = writeln!(
+            text,
+            "{:<18} {:>7} {:>8} {:>6} {:>7} {:>7} {:>8} {:>8} {:>8} {:>8} {:>8}",
             b.name,
-            s.vector_table + s.text,
+            s.boot2 + s.vector_table + s.text,
             s.rodata,
             s.data,
             s.bss,
             s.uninit,
             s.flash(),
-            s.ram_static()
+            b.memory.flash,
+            s.ram_static(),
+            b.memory.ram,
+            b.memory.ram as i64 - s.ram_static() as i64
         );
+        if s.flash() > b.memory.flash || s.ram_static() > b.memory.ram {
+            text.push_str(&format!(
+                "# {} does not fit on {}\n",
+                model.display(),
+                b.name
+            ));
+        }
     }
-    Ok(())
+    print!("{text}");
+    let path = root().join("boards/expected/sizes.txt");
+    match check {
+        SizeCheck::Print => Ok(()),
+        SizeCheck::Bless => {
+            std::fs::write(&path, &text)
+                .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+            println!("wrote {}", path.display());
+            Ok(())
+        }
+        SizeCheck::Check => {
+            let old = std::fs::read_to_string(&path).unwrap_or_default();
+            if old == text {
+                println!("matches {}", path.display());
+                Ok(())
+            } else {
+                Err(format!(
+                    "{} differs from this build:\n--- committed\n{old}+++ this build\n{text}if the change is deliberate: cargo xtask size --bless",
+                    path.display()
+                ))
+            }
+        }
+    }
 }
 
 /// Figures of one measured run.
@@ -157,8 +270,19 @@ pub struct Figures {
     pub vectors: u64,
     /// Mismatches against the host.
     pub mismatches: u64,
-    /// Board-side counter over the last inference (FPGAIO on mps2), if any.
+    /// Board-side counter over the last inference (FPGAIO on mps2, the cycle counter on a real
+    /// board), if any.
     pub cycles: u64,
+    /// Cycles per inference on a real board: mean, fewest and most over the vectors (0 when the
+    /// board counts none).
+    pub cycles_mean: f64,
+    /// Fewest and most cycles of one inference.
+    pub cycles_range: (u64, u64),
+    /// The core clock the firmware reported, in hertz (0 on emulated boards).
+    pub clock_hz: u64,
+    /// The board's datasheet energy estimate per inference in microjoules, from the cycles (real
+    /// boards only).
+    pub datasheet_uj: Option<f64>,
     /// Correct predictions, for a labelled (streamed) test set.
     pub correct: Option<u64>,
 }
@@ -221,11 +345,33 @@ impl Figures {
             self.ram(),
             board.memory.ram
         );
-        let _ = writeln!(
-            t,
-            "  compute  {mean:.0} instructions per inference (QEMU TCG count, not cycles; {} vectors, {lo}..{hi})",
-            self.insns.len()
-        );
+        let per_mac = |x: f64| {
+            if self.macs > 0 {
+                x / self.macs as f64
+            } else {
+                0.0
+            }
+        };
+        let counted = if self.insns.is_empty() {
+            let (lo, hi) = self.cycles_range;
+            let _ = writeln!(
+                t,
+                "  compute  {:.0} cycles per inference ({} at {:.0} MHz: {:.3} ms; {} vectors, {lo}..{hi})",
+                self.cycles_mean,
+                board.cycle_counter.as_deref().unwrap_or("cycle counter"),
+                self.clock_hz as f64 / 1e6,
+                self.cycles_mean / (self.clock_hz.max(1) as f64 / 1e3),
+                self.vectors
+            );
+            ("cycles", self.cycles_mean)
+        } else {
+            let _ = writeln!(
+                t,
+                "  compute  {mean:.0} instructions per inference (QEMU TCG count, not cycles; {} vectors, {lo}..{hi})",
+                self.insns.len()
+            );
+            ("instructions", mean)
+        };
         if self.spiking {
             let _ = writeln!(
                 t,
@@ -235,28 +381,43 @@ impl Figures {
         } else {
             let _ = writeln!(
                 t,
-                "           {} MACs, {:.2} instructions per MAC",
+                "           {} MACs, {:.2} {} per MAC",
                 self.macs,
-                if self.macs > 0 {
-                    mean / self.macs as f64
-                } else {
-                    0.0
-                }
+                per_mac(counted.1),
+                counted.0
             );
         }
-        match &board.energy {
-            Some(e) => {
+        match (&board.energy, self.insns.is_empty()) {
+            (None, true) => {
                 let _ = writeln!(
                     t,
-                    "  energy   board datasheet estimate: {:.1} uJ per inference if instructions were cycles ({} uA/MHz at {} V, {} MHz; {})",
-                    mean * e.run_ua_per_mhz * e.supply_v / 1e6,
-                    e.run_ua_per_mhz,
-                    e.supply_v,
-                    e.clock_mhz,
-                    e.source
+                    "  energy   datasheet estimate: none ({})",
+                    board
+                        .energy_note
+                        .as_deref()
+                        .unwrap_or("board.toml has no [energy] figures")
+                );
+                let _ = writeln!(
+                    t,
+                    "           measured: none (bitspike has no power-monitor support; see boards/README.md)"
                 );
             }
-            None => {
+            (Some(e), true) => {
+                let _ = writeln!(
+                    t,
+                    "  energy   datasheet estimate: {:.2} uJ per inference ({:.0} cycles x {} V x {} uA/MHz; {}; not a measurement)",
+                    self.datasheet_uj.unwrap_or_else(|| e.microjoules(self.cycles_mean)),
+                    self.cycles_mean,
+                    e.supply_v,
+                    e.run_ua_per_mhz,
+                    e.source
+                );
+                let _ = writeln!(
+                    t,
+                    "           measured: none (bitspike has no power-monitor support; see boards/README.md)"
+                );
+            }
+            _ => {
                 let _ = writeln!(
                     t,
                     "  energy   board figures: none (an emulated board has no datasheet figures)"
@@ -281,7 +442,7 @@ impl Figures {
         let s = self.built.sizes;
         let (lo, hi) = self.insns_range();
         format!(
-            "{{\"board\":\"{}\",\"model\":\"{}\",\"flash\":{{\"text\":{},\"rodata\":{},\"data\":{},\"total\":{}}},\"ram\":{{\"data\":{},\"bss\":{},\"uninit\":{},\"stack\":{},\"total\":{}}},\"model_bytes\":{},\"arena\":{},\"instructions_per_inference\":{:.0},\"instructions_min\":{lo},\"instructions_max\":{hi},\"macs\":{},\"synops\":{},\"spiking\":{},\"instructions_per_mac\":{:.3},\"energy_45nm_nj\":{:.3},\"vectors\":{},\"mismatches\":{}}}",
+            "{{\"board\":\"{}\",\"model\":\"{}\",\"flash\":{{\"text\":{},\"rodata\":{},\"data\":{},\"total\":{}}},\"ram\":{{\"data\":{},\"bss\":{},\"uninit\":{},\"stack\":{},\"total\":{}}},\"model_bytes\":{},\"arena\":{},\"instructions_per_inference\":{:.0},\"instructions_min\":{lo},\"instructions_max\":{hi},\"macs\":{},\"synops\":{},\"spiking\":{},\"instructions_per_mac\":{:.3},\"energy_45nm_nj\":{:.3},\"cycles_per_inference\":{:.0},\"cycles_min\":{},\"cycles_max\":{},\"clock_hz\":{},\"energy_datasheet_uj\":{},\"vectors\":{},\"mismatches\":{}}}",
             self.board,
             self.model,
             s.vector_table + s.text,
@@ -301,6 +462,12 @@ impl Figures {
             self.spiking,
             if self.macs > 0 && !self.spiking { self.insns_mean() / self.macs as f64 } else { 0.0 },
             self.energy_nj(),
+            self.cycles_mean,
+            self.cycles_range.0,
+            self.cycles_range.1,
+            self.clock_hz,
+            self.datasheet_uj
+                .map_or_else(|| "null".to_string(), |e| format!("{e:.3}")),
             self.vectors,
             self.mismatches
         )
@@ -412,21 +579,110 @@ pub fn measured_with(
     data: Data<'_>,
     features: &[&str],
 ) -> Result<Figures, String> {
+    measured_on(board, label, model, data, features, None)
+}
+
+/// Build and run on `board`: under QEMU with instruction counting for an emulated board,
+/// through the debug probe `probe` picks (or the only one) for a real board.
+pub fn measured_on(
+    board: &Board,
+    label: &str,
+    model: &Path,
+    data: Data<'_>,
+    features: &[&str],
+    probe: Option<&str>,
+) -> Result<Figures, String> {
+    if board.qemu.is_none() {
+        if let Data::Stream(_) = data {
+            return Err(format!(
+                "{} is a real board: it takes embedded golden vectors, not a stream (streams need semihosting)",
+                board.name
+            ));
+        }
+    }
     let built = board::build_with(board, model, data, features)?;
-    let run = board::run(board, &built, true, RUN_TIMEOUT)?;
-    if !run.passed() || run.field("vectors").unwrap_or(0) == 0 {
+    let run = if board.qemu.is_some() {
+        board::run(board, &built, true, RUN_TIMEOUT)?
+    } else {
+        on_probe(board, &built, probe, &mut |_| {})?
+    };
+    let ops = host_ops(model, data)?;
+    figures(board, label, built, run, ops)
+}
+
+/// Flash and run a built app on a real board through its probe (`probe-rs`), at most
+/// [`RUN_TIMEOUT`] seconds; every decoded log line goes to `echo`.
+pub fn on_probe(
+    board: &Board,
+    built: &Built,
+    probe: Option<&str>,
+    echo: &mut dyn FnMut(&str),
+) -> Result<Run, String> {
+    let target = board.probe.as_ref().ok_or_else(|| {
+        format!(
+            "{}: board.toml has no [probe] section: neither emulated nor reachable by a probe",
+            board.name
+        )
+    })?;
+    let mut p = crate::probe::ProbeRs::open(&target.chip, probe, target.speed_khz)?;
+    let mut decoder = crate::probe::DefmtPrint::start(&built.elf)?;
+    crate::probe::session(
+        &mut p,
+        &mut decoder,
+        &built.elf,
+        std::time::Duration::from_secs(RUN_TIMEOUT),
+        echo,
+    )
+}
+
+/// The figures of a finished run on `board`, or why the run does not count: it did not pass,
+/// an emulated run lacks an instruction count per vector, or a real board reported another
+/// clock than its `board.toml` or no cycles. `ops` is [`host_ops`]'s answer for the model.
+pub fn figures(
+    board: &Board,
+    label: &str,
+    built: Built,
+    run: Run,
+    ops: (bool, Option<(u64, u64)>),
+) -> Result<Figures, String> {
+    let vectors = run.field("vectors").unwrap_or(0);
+    if !run.passed() || vectors == 0 {
         print_failure(&run);
         return Err(format!("{label} on {} did not pass", board.name));
     }
-    if run.insns.len() as u64 != run.field("vectors").unwrap_or(0) {
-        return Err(format!(
-            "{label} on {}: {} instruction counts for {} vectors",
-            board.name,
-            run.insns.len(),
-            run.field("vectors").unwrap_or(0)
-        ));
+    let clock_hz = run.field("clock").unwrap_or(0);
+    let (mut cycles_mean, mut cycles_range, mut datasheet_uj) = (0.0, (0, 0), None);
+    if board.qemu.is_some() {
+        if run.insns.len() as u64 != vectors {
+            return Err(format!(
+                "{label} on {}: {} instruction counts for {vectors} vectors",
+                board.name,
+                run.insns.len()
+            ));
+        }
+    } else {
+        let sum = run.field("cycles_sum").unwrap_or(0);
+        if sum == 0 {
+            return Err(format!(
+                "{label} on {}: the board counted no cycles",
+                board.name
+            ));
+        }
+        cycles_mean = sum as f64 / vectors as f64;
+        cycles_range = (
+            run.field("cycles_min").unwrap_or(0),
+            run.field("cycles_max").unwrap_or(0),
+        );
+        let mhz = board.clock_mhz.unwrap_or(0.0);
+        if clock_hz != (mhz * 1e6).round() as u64 {
+            return Err(format!(
+                "{label} on {}: the firmware set up {clock_hz} Hz but board.toml says clock_mhz = {mhz}: fix one of them",
+                board.name
+            ));
+        }
+        datasheet_uj = board.energy.as_ref().map(|e| e.microjoules(cycles_mean));
     }
-    let (spiking, host_ops) = host_ops(model, data)?;
+    let (spiking, host_ops) = ops;
     let (macs, synops) = match host_ops {
         Some(ops) if spiking => ops,
         _ => (run.field("macs").unwrap_or(0), 0),
@@ -440,9 +696,13 @@ pub fn measured_with(
         macs,
         synops,
         spiking,
-        vectors: run.field("vectors").unwrap_or(0),
+        vectors,
         mismatches: run.field("mismatches").unwrap_or(0),
         cycles: run.field("cycles").unwrap_or(0),
+        cycles_mean,
+        cycles_range,
+        clock_hz,
+        datasheet_uj,
         correct: run.field("correct"),
         insns: run.insns,
         built,
@@ -455,6 +715,7 @@ pub fn measure(
     model: &Path,
     vectors: Option<&Path>,
     features: &[&str],
+    probe: Option<&str>,
 ) -> Result<(), String> {
     let board = board::load(board)?;
     let vectors = vectors_for(model, vectors, 4)?;
@@ -462,9 +723,16 @@ pub fn measure(
         .file_name()
         .map(|s| s.to_string_lossy().into_owned())
         .unwrap_or_default();
-    let f = measured_with(&board, &label, model, Data::Embedded(&vectors), features)?;
+    let f = measured_on(
+        &board,
+        &label,
+        model,
+        Data::Embedded(&vectors),
+        features,
+        probe,
+    )?;
     print!("{}", f.table(&board));
-    if f.cycles > 0 {
+    if f.cycles > 0 && board.qemu.is_some() {
         println!(
             "  cross-check: board counter {} ticks over the last inference",
             f.cycles
@@ -928,5 +1196,138 @@ fn trained_case(
             }
         };
         steps.end(&step, ok);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::board::Sizes;
+
+    /// A finished real-board run as the probe session returns it.
+    fn run_with(board: &str, cycles_sum: u64, vectors: u64, clock: u64) -> Run {
+        let log = format!(
+            "bitspike-result board={board} vectors={vectors} mismatches=0 arena=7840 stack=1940 model=7096 macs=510912 cycles=1 cycles_min=90 cycles_max=110 cycles_sum={cycles_sum} clock={clock}\nbitspike-exit code=0\n"
+        );
+        Run {
+            exit: Some(0),
+            timed_out: false,
+            result: board::result_fields(&log),
+            log,
+            stderr: String::new(),
+            insns: Vec::new(),
+        }
+    }
+
+    fn built() -> Built {
+        Built {
+            elf: PathBuf::from("app.elf"),
+            sizes: Sizes::default(),
+            marks: None,
+        }
+    }
+
+    /// Datasheet energy per inference from the cycles, by hand for each real board:
+    /// 4 vectors, 4 000 000 cycles in all, so 1 000 000 cycles per inference; energy in uJ is
+    /// V x uA/MHz x cycles / 10^6.
+    #[test]
+    fn energy_per_inference_of_every_real_board_by_hand() {
+        let cases: [(&str, u64, Option<f64>, f64); 4] = [
+            // 3.0 V x 238 uA/MHz x 10^6 cycles / 10^6 = 714 uJ; 10^6 cycles at 168 MHz.
+            ("stm32f4-discovery", 168_000_000, Some(714.0), 5.952),
+            // 3.3 V x 110 uA/MHz = 363 uJ; at 120 MHz 8.333 ms.
+            ("nucleo-l4r5zi", 120_000_000, Some(363.0), 8.333),
+            // 3.0 V x 51.6 uA/MHz = 154.8 uJ; at 64 MHz 15.625 ms.
+            ("nrf52840-dk", 64_000_000, Some(154.8), 15.625),
+            // No datasheet run current: no energy figure is made up; at 133 MHz 7.519 ms.
+            ("rpi-pico", 133_000_000, None, 7.519),
+        ];
+        for (name, clock, uj, ms) in cases {
+            let b = board::load(name).unwrap();
+            assert!(
+                b.qemu.is_none() && b.probe.is_some(),
+                "{name} is a real board"
+            );
+            let f = figures(
+                &b,
+                "m",
+                built(),
+                run_with(name, 4_000_000, 4, clock),
+                (false, None),
+            )
+            .unwrap();
+            assert_eq!(f.cycles_mean, 1_000_000.0, "{name}");
+            assert_eq!(f.cycles_range, (90, 110), "{name}");
+            match (f.datasheet_uj, uj) {
+                (Some(got), Some(want)) => assert!((got - want).abs() < 1e-9, "{name}: {got} uJ"),
+                (None, None) => assert!(b.energy_note.is_some(), "{name} says why it has none"),
+                other => panic!("{name}: {other:?}"),
+            }
+            let table = f.table(&b);
+            assert!(
+                table.contains(&format!("{ms:.3} ms")),
+                "{name}: the time at {clock} Hz in\n{table}"
+            );
+            assert!(table.contains("cycles per inference"), "{table}");
+            assert!(!table.contains("instructions per inference"), "{table}");
+            let json = f.json();
+            assert_eq!(json_number(&json, "cycles_per_inference"), Some(1e6));
+            assert_eq!(json_number(&json, "clock_hz"), Some(clock as f64));
+        }
+    }
+
+    #[test]
+    fn a_clock_other_than_the_board_data_fails() {
+        let b = board::load("stm32f4-discovery").unwrap();
+        let e = figures(
+            &b,
+            "m",
+            built(),
+            run_with(&b.name, 4_000, 4, 16_000_000),
+            (false, None),
+        )
+        .err()
+        .unwrap();
+        assert!(
+            e.contains("16000000 Hz") && e.contains("clock_mhz = 168"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn a_real_board_that_counted_no_cycles_or_did_not_pass_gives_no_figures() {
+        let b = board::load("nrf52840-dk").unwrap();
+        let e = figures(
+            &b,
+            "m",
+            built(),
+            run_with(&b.name, 0, 4, 64_000_000),
+            (false, None),
+        )
+        .err()
+        .unwrap();
+        assert!(e.contains("counted no cycles"), "{e}");
+        let mut r = run_with(&b.name, 4_000, 4, 64_000_000);
+        r.exit = Some(1);
+        assert!(figures(&b, "m", built(), r, (false, None)).is_err());
+    }
+
+    #[test]
+    fn every_board_names_a_way_to_run_it() {
+        for b in board::all().unwrap() {
+            match (&b.qemu, &b.probe) {
+                (Some(_), None) => assert!(b.energy.is_none(), "{}", b.name),
+                (None, Some(p)) => {
+                    assert!(!p.chip.is_empty());
+                    assert!(
+                        b.clock_mhz.is_some() && b.cycle_counter.is_some(),
+                        "{}",
+                        b.name
+                    );
+                    assert!(b.energy.is_some() || b.energy_note.is_some(), "{}", b.name);
+                }
+                _ => panic!("{}: exactly one of [qemu] and [probe]", b.name),
+            }
+        }
     }
 }
