@@ -270,6 +270,105 @@ impl Probe for ProbeRs {
     }
 }
 
+/// An emulated board behind the [`Probe`] seam: "flashing" keeps the ELF, running starts QEMU
+/// with semihosting, and the log is QEMU's standard output (the same defmt frames the app sends
+/// over RTT on a real board). It tests [`session`] and [`DefmtPrint`] on real frames. QEMU's
+/// exit after the verdict stands for a real board's parked core, so the state stays `Running`.
+pub struct QemuProbe {
+    machine: String,
+    cpu: Option<String>,
+    elf: Option<std::path::PathBuf>,
+    child: Option<Child>,
+    chunks: Option<Receiver<Vec<u8>>>,
+    pending: Vec<u8>,
+}
+
+impl QemuProbe {
+    /// QEMU's `-machine` and `-cpu` for the board.
+    pub fn new(machine: &str, cpu: Option<&str>) -> Self {
+        Self {
+            machine: machine.to_string(),
+            cpu: cpu.map(str::to_string),
+            elf: None,
+            child: None,
+            chunks: None,
+            pending: Vec::new(),
+        }
+    }
+}
+
+impl Probe for QemuProbe {
+    fn flash(&mut self, elf: &Path) -> Result<(), String> {
+        if !elf.is_file() {
+            return Err(format!("{}: no such file", elf.display()));
+        }
+        self.elf = Some(elf.to_path_buf());
+        Ok(())
+    }
+
+    fn reset_and_run(&mut self) -> Result<(), String> {
+        let elf = self.elf.as_ref().ok_or("nothing was flashed")?;
+        let mut c = Command::new("qemu-system-arm");
+        c.args(["-machine", &self.machine]);
+        if let Some(cpu) = &self.cpu {
+            c.args(["-cpu", cpu]);
+        }
+        c.args([
+            "-display",
+            "none",
+            "-monitor",
+            "none",
+            "-serial",
+            "null",
+            "-semihosting-config",
+            "enable=on,target=native",
+            "-kernel",
+        ])
+        .arg(elf)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null());
+        let mut child = c
+            .spawn()
+            .map_err(|e| format!("cannot start qemu-system-arm: {e}"))?;
+        let mut out = child.stdout.take().ok_or("no QEMU output")?;
+        let (tx, rx) = channel();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 1024];
+            while let Ok(n) = out.read(&mut buf) {
+                if n == 0 || tx.send(buf[..n].to_vec()).is_err() {
+                    break;
+                }
+            }
+        });
+        self.child = Some(child);
+        self.chunks = Some(rx);
+        Ok(())
+    }
+
+    fn read_log(&mut self, buf: &mut [u8]) -> Result<usize, String> {
+        let rx = self.chunks.as_ref().ok_or("QEMU is not running")?;
+        self.pending.extend(rx.try_iter().flatten());
+        let n = self.pending.len().min(buf.len());
+        buf[..n].copy_from_slice(&self.pending[..n]);
+        self.pending.drain(..n);
+        Ok(n)
+    }
+
+    fn state(&mut self) -> Result<CoreState, String> {
+        Ok(CoreState::Running)
+    }
+}
+
+impl Drop for QemuProbe {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
 /// The `defmt-print` decoder (`cargo xtask setup` installs it), fed through its standard input;
 /// its output and error lines come back through a channel.
 pub struct DefmtPrint {

@@ -964,7 +964,77 @@ pub fn conformance(steps: &mut Steps, board: Option<&str>, bless: bool) {
         };
         steps.end(&step, ok);
         selftests(steps, b, &models);
+        probe_session_on_qemu(steps, b);
     }
+}
+
+/// The real-board path on an emulated board: the session logic and the `defmt-print` decoder
+/// behind the [`crate::probe::Probe`] seam, with QEMU in the probe's place; a run of the fixture
+/// must pass with the same result fields as `board::run`, and one with a wrong expected value
+/// must end with exit code 1.
+pub fn probe_session_on_qemu(steps: &mut Steps, b: &Board) {
+    let Some(q) = &b.qemu else { return };
+    let step = format!(
+        "probe session: verdict and defmt decoding through the probe seam, QEMU {} as the probe",
+        b.name
+    );
+    steps.begin(&step);
+    let outcome = (|| -> Result<(), String> {
+        let fixture = root().join("tests/fixtures/model-v1.bsm");
+        let mut results = Vec::new();
+        for (vectors, want) in [
+            (root().join("tests/fixtures/model-v1.bsv"), 0),
+            (work_dir("selftest")?.join("fixture-v1-wrong.bsv"), 1),
+        ] {
+            if want == 1 {
+                bitspike(&[
+                    "golden",
+                    "--model",
+                    &fixture.to_string_lossy(),
+                    "--count",
+                    "3",
+                    "--perturb",
+                    "1",
+                    "--out",
+                    &vectors.to_string_lossy(),
+                ])?;
+            }
+            let built = board::build(b, &fixture, &vectors, &[])?;
+            let mut probe = crate::probe::QemuProbe::new(&q.machine, q.cpu.as_deref());
+            let mut decoder = crate::probe::DefmtPrint::start(&built.elf)?;
+            let run = crate::probe::session(
+                &mut probe,
+                &mut decoder,
+                &built.elf,
+                std::time::Duration::from_secs(RUN_TIMEOUT),
+                &mut |_| {},
+            )?;
+            if run.exit != Some(want) {
+                print_failure(&run);
+                return Err(format!("expected exit code {want}, got {:?}", run.exit));
+            }
+            results.push(run);
+        }
+        let (good, bad) = (&results[0], &results[1]);
+        if !good.passed() || good.field("vectors") != Some(6) || good.field("macs").is_none() {
+            return Err(format!(
+                "the passing run's result is incomplete: {:?}",
+                good.result
+            ));
+        }
+        if bad.field("mismatches") != Some(1) {
+            return Err(format!("the wrong vector gave {:?}", bad.result));
+        }
+        println!(
+            "passing run: exit 0, {:?} vectors; wrong vector: exit 1, 1 mismatch",
+            good.field("vectors")
+        );
+        Ok(())
+    })();
+    if let Err(e) = &outcome {
+        eprintln!("{e}");
+    }
+    steps.end(&step, outcome.is_ok());
 }
 
 /// A wrong expected output, a hang and a panic must each fail a board run.
