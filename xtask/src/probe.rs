@@ -225,9 +225,12 @@ impl Probe for ProbeRs {
             .map_err(|e| format!("cannot reach core 0: {e}"))?;
         core.reset_and_halt(Duration::from_millis(500))
             .map_err(|e| format!("cannot reset the core: {e}"))?;
-        // A control block left in RAM by the previous program must not be read as this one's.
-        probe_rs::rtt::Rtt::clear_control_block(&mut core, &region)
-            .map_err(|e| format!("cannot clear the RTT control block: {e}"))?;
+        // A control block left at the same address by the previous program must not be read as
+        // this one's before the new program's start-up code has written its own.
+        if let probe_rs::rtt::ScanRegion::Exact(_) = region {
+            probe_rs::rtt::Rtt::clear_control_block(&mut core, &region)
+                .map_err(|e| format!("cannot clear the RTT control block: {e}"))?;
+        }
         core.run()
             .map_err(|e| format!("cannot start the core: {e}"))?;
         let rtt = probe_rs::rtt::try_attach_to_rtt(&mut core, Duration::from_secs(2), &region)
