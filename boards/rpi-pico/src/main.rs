@@ -74,12 +74,22 @@ impl SysTickCycles {
         loop {
             let wraps = WRAPS.load(Ordering::Relaxed);
             let left = SYST::get_current();
-            // A wrap between the two reads would pair an old count with a new value: read again.
-            if WRAPS.load(Ordering::Relaxed) == wraps {
-                return wraps
-                    .wrapping_mul(SYST_RELOAD + 1)
-                    .wrapping_add(SYST_RELOAD - left);
+            let pending = cortex_m::peripheral::SCB::is_pendst_pending();
+            // The handler ran between the reads: the count and the value may not belong
+            // together, read again.
+            if WRAPS.load(Ordering::Relaxed) != wraps {
+                continue;
             }
+            // A wrap whose exception has not been taken yet is not in `wraps`: count it when
+            // the value was read after it (just reloaded, so in the upper half).
+            let wraps = if pending && left > SYST_RELOAD / 2 {
+                wraps.wrapping_add(1)
+            } else {
+                wraps
+            };
+            return wraps
+                .wrapping_mul(SYST_RELOAD + 1)
+                .wrapping_add(SYST_RELOAD - left);
         }
     }
 }
