@@ -57,6 +57,31 @@ pub struct Qemu {
     pub cpu: Option<String>,
 }
 
+impl Qemu {
+    /// `qemu-system-arm`'s arguments for the board, up to `-kernel`: the machine and cpu, no
+    /// display, monitor or serial, semihosting on (the app's output is QEMU's standard output).
+    pub fn args(&self) -> Vec<String> {
+        let mut a = vec!["-machine".to_string(), self.machine.clone()];
+        if let Some(cpu) = &self.cpu {
+            a.extend(["-cpu".to_string(), cpu.clone()]);
+        }
+        a.extend(
+            [
+                "-display",
+                "none",
+                "-monitor",
+                "none",
+                "-serial",
+                "null",
+                "-semihosting-config",
+                "enable=on,target=native",
+            ]
+            .map(String::from),
+        );
+        a
+    }
+}
+
 /// Memory sizes in bytes.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -369,26 +394,8 @@ pub fn run(board: &Board, built: &Built, count: bool, timeout: u64) -> Result<Ru
     let insns_file = built.elf.with_extension("insns");
     let _ = std::fs::remove_file(&insns_file);
     let mut c = Command::new("timeout");
-    c.args([
-        "--signal=KILL",
-        &timeout.to_string(),
-        "qemu-system-arm",
-        "-machine",
-        &q.machine,
-    ]);
-    if let Some(cpu) = &q.cpu {
-        c.args(["-cpu", cpu]);
-    }
-    c.args([
-        "-display",
-        "none",
-        "-monitor",
-        "none",
-        "-serial",
-        "null",
-        "-semihosting-config",
-        "enable=on,target=native",
-    ]);
+    c.args(["--signal=KILL", &timeout.to_string(), "qemu-system-arm"]);
+    c.args(q.args());
     if count {
         let plugin = plugin_path();
         if !plugin.is_file() {

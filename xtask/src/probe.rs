@@ -278,8 +278,7 @@ impl Probe for ProbeRs {
 /// over RTT on a real board). It tests [`session`] and [`DefmtPrint`] on real frames. QEMU's
 /// exit after the verdict stands for a real board's parked core, so the state stays `Running`.
 pub struct QemuProbe {
-    machine: String,
-    cpu: Option<String>,
+    qemu: crate::board::Qemu,
     elf: Option<std::path::PathBuf>,
     child: Option<Child>,
     chunks: Option<Receiver<Vec<u8>>>,
@@ -287,11 +286,10 @@ pub struct QemuProbe {
 }
 
 impl QemuProbe {
-    /// QEMU's `-machine` and `-cpu` for the board.
-    pub fn new(machine: &str, cpu: Option<&str>) -> Self {
+    /// The emulated board's QEMU settings.
+    pub fn new(qemu: &crate::board::Qemu) -> Self {
         Self {
-            machine: machine.to_string(),
-            cpu: cpu.map(str::to_string),
+            qemu: qemu.clone(),
             elf: None,
             child: None,
             chunks: None,
@@ -312,25 +310,12 @@ impl Probe for QemuProbe {
     fn reset_and_run(&mut self) -> Result<(), String> {
         let elf = self.elf.as_ref().ok_or("nothing was flashed")?;
         let mut c = Command::new("qemu-system-arm");
-        c.args(["-machine", &self.machine]);
-        if let Some(cpu) = &self.cpu {
-            c.args(["-cpu", cpu]);
-        }
-        c.args([
-            "-display",
-            "none",
-            "-monitor",
-            "none",
-            "-serial",
-            "null",
-            "-semihosting-config",
-            "enable=on,target=native",
-            "-kernel",
-        ])
-        .arg(elf)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null());
+        c.args(self.qemu.args())
+            .arg("-kernel")
+            .arg(elf)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null());
         let mut child = c
             .spawn()
             .map_err(|e| format!("cannot start qemu-system-arm: {e}"))?;

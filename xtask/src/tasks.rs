@@ -1000,7 +1000,7 @@ pub fn probe_session_on_qemu(steps: &mut Steps, b: &Board) {
                 ])?;
             }
             let built = board::build(b, &fixture, &vectors, &[])?;
-            let mut probe = crate::probe::QemuProbe::new(&q.machine, q.cpu.as_deref());
+            let mut probe = crate::probe::QemuProbe::new(q);
             let mut decoder = crate::probe::DefmtPrint::start(&built.elf)?;
             let run = crate::probe::session(
                 &mut probe,

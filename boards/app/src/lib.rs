@@ -99,6 +99,22 @@ pub fn show_and_park<L: OutputPin, D: DelayNs>(led: &mut L, delay: &mut D, code:
     }
 }
 
+/// [`show_and_park`] on a board with two LEDs: `pass` on for `code == 0`, `fail` blinking
+/// otherwise, timed by [`SpinDelay`] at `clock_hz`.
+pub fn show_on_two_leds<P: OutputPin, F: OutputPin>(
+    pass: &mut P,
+    fail: &mut F,
+    clock_hz: u32,
+    code: i32,
+) -> ! {
+    let mut delay = SpinDelay { clock_hz };
+    if code == EXIT_OK {
+        show_and_park(pass, &mut delay, code)
+    } else {
+        show_and_park(fail, &mut delay, code)
+    }
+}
+
 /// An LED wired to light when its pin is low (nRF52840-DK's): [`OutputPin`] with the levels
 /// swapped, so that `set_high` lights it.
 pub struct ActiveLow<P>(pub P);

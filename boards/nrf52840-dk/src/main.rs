@@ -8,7 +8,7 @@
 #![no_std]
 #![no_main]
 
-use bitspike_board::{abort, show_and_park, ActiveLow, Board, DwtCycles, SpinDelay, EXIT_BOARD};
+use bitspike_board::{abort, show_on_two_leds, ActiveLow, Board, DwtCycles, EXIT_BOARD};
 use nrf52840_hal::clocks::Clocks;
 use nrf52840_hal::gpio::{p0, Level, Output, Pin, PushPull};
 use nrf52840_hal::pac;
@@ -49,12 +49,7 @@ impl Board for Dk {
     }
 
     fn exit(&mut self, code: i32) -> ! {
-        let mut delay = SpinDelay { clock_hz: CLOCK_HZ };
-        if code == 0 {
-            show_and_park(&mut self.led1, &mut delay, code)
-        } else {
-            show_and_park(&mut self.led2, &mut delay, code)
-        }
+        show_on_two_leds(&mut self.led1, &mut self.led2, CLOCK_HZ, code)
     }
 }
 

@@ -15,7 +15,7 @@
 use core::convert::Infallible;
 use core::ptr::{read_volatile, write_volatile};
 
-use bitspike_board::{abort, show_and_park, Board, DwtCycles, SpinDelay, EXIT_BOARD};
+use bitspike_board::{abort, show_on_two_leds, Board, DwtCycles, EXIT_BOARD};
 use embedded_hal::digital::{ErrorType, OutputPin};
 
 /// The core clock set up below (must equal `clock_mhz` in `board.toml`).
@@ -154,12 +154,7 @@ impl Board for Nucleo {
     }
 
     fn exit(&mut self, code: i32) -> ! {
-        let mut delay = SpinDelay { clock_hz: CLOCK_HZ };
-        if code == 0 {
-            show_and_park(&mut self.green, &mut delay, code)
-        } else {
-            show_and_park(&mut self.red, &mut delay, code)
-        }
+        show_on_two_leds(&mut self.green, &mut self.red, CLOCK_HZ, code)
     }
 }
 

@@ -7,7 +7,7 @@
 #![no_std]
 #![no_main]
 
-use bitspike_board::{abort, show_and_park, Board, DwtCycles, SpinDelay, EXIT_BOARD};
+use bitspike_board::{abort, show_on_two_leds, Board, DwtCycles, EXIT_BOARD};
 use stm32f4xx_hal::gpio::{Output, Pin};
 use stm32f4xx_hal::pac;
 use stm32f4xx_hal::prelude::*;
@@ -47,12 +47,7 @@ impl Board for Discovery {
     }
 
     fn exit(&mut self, code: i32) -> ! {
-        let mut delay = SpinDelay { clock_hz: CLOCK_HZ };
-        if code == 0 {
-            show_and_park(&mut self.green, &mut delay, code)
-        } else {
-            show_and_park(&mut self.red, &mut delay, code)
-        }
+        show_on_two_leds(&mut self.green, &mut self.red, CLOCK_HZ, code)
     }
 }
 
