@@ -4,9 +4,10 @@
 //! The probe is a seam ([`Probe`]): [`ProbeRs`] drives a real one through the probe-rs library
 //! (CMSIS-DAP, ST-LINK, J-Link and the other probes probe-rs knows); [`session`], the logic on
 //! top (waiting for the `bitspike-exit` line, the timeout, a core that locks up or halts, a
-//! flash that fails), is the same for every probe and is tested against a fake one. The log
-//! bytes are defmt frames, decoded by a [`Decoder`]: [`DefmtPrint`] runs the same `defmt-print`
-//! that decodes the emulated boards' output.
+//! flash that fails), is the same for every probe and is tested against a fake one, and, with
+//! an emulated board in the probe's place ([`QemuProbe`]), on real defmt frames. The log bytes
+//! are decoded by a [`Decoder`]: [`DefmtPrint`] runs the same `defmt-print` that decodes the
+//! emulated boards' output.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::Path;
