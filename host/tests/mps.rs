@@ -3,6 +3,8 @@
 //! BatchNorm recalibration averages batch statistics; a search, its front and a front point end
 //! to end on digits.
 
+mod common;
+
 use bitspike::config::TrainConfig;
 use bitspike::data::{self, DatasetName};
 use bitspike::mps::{self, BitPlan, CostKind, MpsConfig, Slots};
@@ -32,6 +34,7 @@ fn plan() -> BitPlan {
 
 #[test]
 fn a_child_exports_its_bits_and_the_searched_costs() {
+    let _one = common::seeded();
     tch::manual_seed(1);
     let vs = nn::VarStore::new(Device::Cpu);
     let cfg = TrainConfig {
@@ -61,6 +64,7 @@ fn a_child_exports_its_bits_and_the_searched_costs() {
 
 #[test]
 fn a_child_is_the_supernet_at_its_plan() {
+    let _one = common::seeded();
     // Trainable quantizers: every candidate has its own learned step, which the child must
     // find under the same name.
     tch::manual_seed(2);
@@ -109,6 +113,7 @@ fn a_child_is_the_supernet_at_its_plan() {
 
 #[test]
 fn batchnorm_recalibration_averages_the_batch_statistics() {
+    let _one = common::seeded();
     tch::manual_seed(3);
     let vs = nn::VarStore::new(Device::Cpu);
     let net = QNet::new(
@@ -144,6 +149,7 @@ fn batchnorm_recalibration_averages_the_batch_statistics() {
 
 #[test]
 fn a_search_its_front_and_a_point_on_digits() {
+    let _one = common::seeded();
     tch::set_num_threads(1);
     let data = data::load(DatasetName::Digits, &data::default_dir()).unwrap();
     let dir = std::env::temp_dir().join(format!("bitspike-mps-search-{}", std::process::id()));
@@ -224,6 +230,7 @@ fn a_search_its_front_and_a_point_on_digits() {
 
 #[test]
 fn correlations() {
+    let _one = common::seeded();
     let p = [(1.0, 2.0), (2.0, 4.0), (3.0, 6.5), (4.0, 8.0)];
     assert!((mps_report::pearson(&p).unwrap() - 0.99586).abs() < 1e-4);
     assert_eq!(mps_report::spearman(&p), Some(1.0));

@@ -8,6 +8,8 @@
 //! same prediction on at least 99 % of the images, and their logits differ by at most 0.5 % of
 //! the float logits' range on every image.
 
+mod common;
+
 use bitspike::config::TrainConfig;
 use bitspike::data::{self, Augment, Dataset, DatasetName};
 use bitspike::net::TrainArch;
@@ -79,6 +81,7 @@ fn float_logits(t: &Trained, snn: &Snn, data: &Dataset) -> Tensor {
 
 #[test]
 fn qac_on_digits_converts_exports_and_calibrates() {
+    let _one = common::seeded();
     let (data, t) = train_qac("qac", QacConfig::default(), 15);
     let snn = Snn::convert(&t.net, AlignMode::Average).expect("converts");
     assert_eq!(snn.layers.len(), 3, "three convolutions spike");
@@ -132,6 +135,7 @@ fn qac_on_digits_converts_exports_and_calibrates() {
 
 #[test]
 fn calibration_lowers_the_held_out_error_on_fashion_mnist() {
+    let _one = common::seeded();
     // The small CNN after 2 QAC epochs; calibration on 2048 unlabelled training images, the
     // error measured on 2000 test images it never saw.
     let (data, t) = train_qac_on(
@@ -189,6 +193,7 @@ fn calibration_lowers_the_held_out_error_on_fashion_mnist() {
 
 #[test]
 fn averaging_at_integer_level_counts_equals_the_quantized_network() {
+    let _one = common::seeded();
     // QCFS (every layer frozen at L = 4): integer T, so with averaging and v0 = theta / 2 the
     // spiking network computes the quantized network's function (QAC Theorem 1).
     let qcfs = QacConfig {

@@ -2,6 +2,8 @@
 //! MoCo's queue, and a digits pretraining evaluated at two bit widths whose run folder exports
 //! to a model file that the integer executor runs as the fake-quantized network predicts.
 
+mod common;
+
 use std::collections::HashMap;
 
 use bitspike::config::TrainConfig;
@@ -15,14 +17,6 @@ use bitspike::train::{self, RunDir};
 use bitspike_core::format::ModelFile;
 use tch::nn::{self, OptimizerConfig};
 use tch::{Device, Kind, Tensor};
-
-/// tch's random generator is global: tests that seed it run one at a time, so that each sees
-/// the numbers its seed gives.
-static SEEDED: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
-fn seeded() -> std::sync::MutexGuard<'static, ()> {
-    SEEDED.lock().unwrap_or_else(|e| e.into_inner())
-}
 
 fn config(framework: Framework) -> TrainConfig {
     TrainConfig {
@@ -60,7 +54,7 @@ fn max_diff(a: &Tensor, b: &Tensor) -> f64 {
 /// One step of `framework` on 16 digits: the momentum network gets no gradient and moves to
 /// `m t + (1 - m) o` (its BatchNorm statistics copied); the online encoder learns.
 fn one_step(framework: Framework) -> (Pretrainer, Option<Tensor>) {
-    let _one = seeded();
+    let _one = common::seeded();
     tch::manual_seed(4);
     let data = data::load(DatasetName::Digits, &data::default_dir()).unwrap();
     let cfg = config(framework);
@@ -150,7 +144,7 @@ fn moco_key_encoder_follows_by_momentum_and_keys_enter_the_queue() {
 
 #[test]
 fn simsiam_has_no_momentum_network() {
-    let _one = seeded();
+    let _one = common::seeded();
     let data = data::load(DatasetName::Digits, &data::default_dir()).unwrap();
     let cfg = config(Framework::Simsiam);
     let p = Pretrainer::new(&cfg, cfg.ssql.as_ref().unwrap(), &data, Device::Cpu).unwrap();
@@ -159,7 +153,7 @@ fn simsiam_has_no_momentum_network() {
 
 #[test]
 fn a_digits_pretraining_evaluates_and_exports_at_its_bit_width() {
-    let _one = seeded();
+    let _one = common::seeded();
     tch::set_num_threads(1);
     let data = data::load(DatasetName::Digits, &data::default_dir()).unwrap();
     let dir = std::env::temp_dir().join(format!("bitspike-ssql-{}", std::process::id()));

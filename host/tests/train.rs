@@ -6,6 +6,8 @@
 //!   activations, the integer accuracy on all 10 000 test images must be within 0.3 points of
 //!   the fake-quant accuracy.
 
+mod common;
+
 use bitspike::config::TrainConfig;
 use bitspike::data::{self, Augment, DatasetName};
 use bitspike::train::{self, RunDir, TrainOptions};
@@ -14,6 +16,7 @@ use bitspike_core::format::writer::write;
 use tch::Device;
 
 fn run(cfg: &TrainConfig, name: &str) -> (f64, f64) {
+    let _one = common::seeded();
     tch::set_num_threads(1);
     let data =
         data::load(cfg.dataset, &data::default_dir()).expect("dataset (run `cargo xtask setup`)");
