@@ -58,6 +58,7 @@ mod tests {
 
     #[test]
     fn fit_checks_both_memories() {
+        let _one = crate::seeded();
         assert!(check_fit("qemu-lm3s6965", 100_000, 40_000).is_ok());
         let e = check_fit("qemu-lm3s6965", 300_000, 1000)
             .unwrap_err()

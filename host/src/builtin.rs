@@ -251,6 +251,7 @@ mod tests {
 
     #[test]
     fn every_arch_writes_and_resnet8_has_the_mlperf_cost() {
+        let _one = crate::seeded();
         for arch in [Arch::Demo, Arch::Kinds, Arch::Cnn28, Arch::Resnet8] {
             for bits in [2, 4, 8] {
                 let def = build(arch, bits, 3);

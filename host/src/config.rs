@@ -197,6 +197,7 @@ mod tests {
 
     #[test]
     fn defaults_and_overrides_parse() {
+        let _one = crate::seeded();
         let c = TrainConfig::from_toml("epochs = 2\n[quant]\nweight_bits = 2\n").unwrap();
         assert_eq!(c.epochs, 2);
         assert_eq!(c.quant.weight_bits, 2);
@@ -219,6 +220,7 @@ mod tests {
 
     #[test]
     fn unknown_keys_and_bad_values_are_named() {
+        let _one = crate::seeded();
         let e = TrainConfig::from_toml("epochz = 2")
             .unwrap_err()
             .to_string();
@@ -233,6 +235,7 @@ mod tests {
 
     #[test]
     fn schedules() {
+        let _one = crate::seeded();
         let mut c = TrainConfig::default();
         assert!((c.lr_at(0, 100, 0) - c.lr).abs() < 1e-12);
         assert!(c.lr_at(100, 100, 3).abs() < 1e-12);

@@ -333,6 +333,7 @@ mod tests {
 
     #[test]
     fn digits_load_and_split() {
+        let _one = crate::seeded();
         let d = load(DatasetName::Digits, Path::new("/nonexistent")).unwrap();
         assert_eq!((d.train.len(), d.test.len()), (1437, 360));
         assert_eq!(d.train.images.size(), vec![1437, 1, 8, 8]);
@@ -344,6 +345,7 @@ mod tests {
 
     #[test]
     fn missing_dataset_names_the_fetch_command() {
+        let _one = crate::seeded();
         let e = load(DatasetName::FashionMnist, Path::new("/nonexistent")).unwrap_err();
         let msg = format!("{e:#}");
         assert!(
@@ -354,6 +356,7 @@ mod tests {
 
     #[test]
     fn augment_keeps_shape_and_range() {
+        let _one = crate::seeded();
         tch::manual_seed(3);
         let x = Tensor::rand([4, 1, 8, 8], (Kind::Float, Device::Cpu));
         let a = Augment {

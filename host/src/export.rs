@@ -474,6 +474,7 @@ mod tests {
 
     #[test]
     fn fold_flips_negative_scales_and_keeps_constant_channels() {
+        let _one = crate::seeded();
         // Channel 0: ordinary; 1: negative BN scale; 2: gamma 0 (constant output h / s_out = 3).
         let (signs, bias, rq) = fold(
             0,

@@ -895,6 +895,7 @@ mod tests {
 
     #[test]
     fn bops_and_ram_of_a_small_network_by_hand() {
+        let _one = crate::seeded();
         let s = Slots::of(&tiny(), 255).unwrap();
         assert_eq!(s.weight_nodes, vec![0, 3]);
         assert_eq!(s.act_nodes, vec![0]);
@@ -915,6 +916,7 @@ mod tests {
 
     #[test]
     fn the_expected_cost_of_a_certain_choice_is_the_exact_cost() {
+        let _one = crate::seeded();
         for kind in [CostKind::Bops, CostKind::Ram] {
             let vs = nn::VarStore::new(tch::Device::Cpu);
             let cfg = MpsConfig {
@@ -973,6 +975,7 @@ mod tests {
 
     #[test]
     fn pareto_keeps_exactly_the_undominated_points() {
+        let _one = crate::seeded();
         let pts = [
             (10.0, 0.80), // 0: front
             (12.0, 0.79), // 1: dominated by 0
@@ -990,6 +993,7 @@ mod tests {
 
     #[test]
     fn sweep_is_linear_and_logarithmic() {
+        let _one = crate::seeded();
         let v = sweep([0.01, 1.0], 3);
         let want = [0.01, 0.1, 0.505, 1.0];
         assert_eq!(v.len(), want.len(), "{v:?}");
@@ -1000,6 +1004,7 @@ mod tests {
 
     #[test]
     fn higher_eta_lowers_the_learned_expected_cost() {
+        let _one = crate::seeded();
         // A tiny supernet on random data: the bit-width model alone trains (the task loss is
         // the same for all eta values on average), so the hardware term decides.
         tch::manual_seed(3);

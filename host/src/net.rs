@@ -895,6 +895,7 @@ mod tests {
 
     #[test]
     fn every_arch_builds_and_runs_on_mnist_and_digits_shapes() {
+        let _one = crate::seeded();
         for arch in [
             TrainArch::Cnn,
             TrainArch::Lenet,
@@ -917,6 +918,7 @@ mod tests {
 
     #[test]
     fn bad_bits_are_refused() {
+        let _one = crate::seeded();
         let vs = nn::VarStore::new(Device::Cpu);
         let spec = Spec::of(TrainArch::Cnn, [1, 8, 8], 10);
         let q = QuantConfig {

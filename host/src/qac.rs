@@ -313,6 +313,7 @@ mod tests {
 
     #[test]
     fn gradients_follow_eq_7_to_10() {
+        let _one = crate::seeded();
         let vs = nn::VarStore::new(Device::Cpu);
         let ln2 = std::f64::consts::LN_2;
         // x values inside (0 <= x <= alpha), away from rounding ties, and above the clip.
@@ -370,6 +371,7 @@ mod tests {
 
     #[test]
     fn a_code_rounding_past_a_non_integer_level_count_is_the_clip() {
+        let _one = crate::seeded();
         // Case 4, t = 2.7, alpha = 2.7 (d = 1): x = 2.6 rounds to 3 > t, so Q = alpha with the
         // clip's gradients (0, 1); x = 1.2 is inside: Q = 1, gradients eq. 10.
         let vs = nn::VarStore::new(Device::Cpu);
@@ -388,6 +390,7 @@ mod tests {
 
     #[test]
     fn qcfs_freezes_the_level_count() {
+        let _one = crate::seeded();
         let vs = nn::VarStore::new(Device::Cpu);
         let cfg = QacConfig {
             fixed_levels: 8,
@@ -411,6 +414,7 @@ mod tests {
 
     #[test]
     fn timesteps_round_half_up_and_clamp() {
+        let _one = crate::seeded();
         assert_eq!(timesteps_of(2.49), 2);
         assert_eq!(timesteps_of(2.5), 3);
         assert_eq!(timesteps_of(0.2), 1);

@@ -558,6 +558,7 @@ mod tests {
 
     #[test]
     fn lloyd_steps_reproduce_the_supplement_tables() {
+        let _one = crate::seeded();
         // One-Shot MPS eq. S10 (normal, 2^b levels) and S12 (half-normal, 2^b levels). At 2 and
         // 4 bits Lloyd's algorithm gives the tables' steps; at 8 bits it converges to wider
         // outer levels than the table's (0.0394 vs 0.0365 for S10: the asymptotic p^(1/3) point
@@ -582,12 +583,14 @@ mod tests {
 
     #[test]
     fn round_half_up_matches_the_device() {
+        let _one = crate::seeded();
         let x = t(&[-1.5, -0.5, 0.5, 1.5, 2.49]);
         assert_eq!(vals(&round_ste(&x)), vec![-1.0, 0.0, 1.0, 2.0, 2.0]);
     }
 
     #[test]
     fn lsq_weight_forward_and_step_gradient() {
+        let _one = crate::seeded();
         let vs = vs();
         let q = WeightQuant::new(&vs.root(), WeightQuantizer::Lsq, 3, 1, true);
         // Set the step by hand: 0.5; 3 bits -> codes -3..=3.
@@ -629,6 +632,7 @@ mod tests {
 
     #[test]
     fn lsq_step_gradient_matches_finite_differences_without_scale() {
+        let _one = crate::seeded();
         // With the gradient scale removed, the LSQ gradient of sum(q) w.r.t. s is the
         // straight-through derivative; compare with a finite difference of the smooth part
         // (round held fixed) on values away from rounding boundaries.
@@ -650,6 +654,7 @@ mod tests {
 
     #[test]
     fn pact_alpha_gradient_counts_clipped_values() {
+        let _one = crate::seeded();
         let vs = vs();
         let q = ActQuant::new(&vs.root(), ActQuantizer::Pact, 2);
         tch::no_grad(|| {
@@ -675,6 +680,7 @@ mod tests {
 
     #[test]
     fn qcfs_and_hwgq_forward() {
+        let _one = crate::seeded();
         let vs = vs();
         let q = ActQuant::new(&vs.root(), ActQuantizer::Qcfs, 2);
         tch::no_grad(|| {
@@ -698,6 +704,7 @@ mod tests {
 
     #[test]
     fn lsq_activation_initialises_from_data_and_exports_codes() {
+        let _one = crate::seeded();
         let vs = vs();
         let q = ActQuant::new(&vs.root(), ActQuantizer::Lsq, 4);
         let x = t(&[1.0, 2.0, 3.0, 4.0]).view([1, 4]);
@@ -713,6 +720,7 @@ mod tests {
 
     #[test]
     fn min_max_maps_the_observed_maximum_to_the_top_code_at_any_bit_width() {
+        let _one = crate::seeded();
         let vs = vs();
         let mut q = ActQuant::new(&vs.root(), ActQuantizer::MinMax, 2);
         q.observe(&Tensor::from_slice(&[0.5f32, 2.0]));

@@ -641,6 +641,7 @@ mod tests {
 
     #[test]
     fn alignment_policies_pick_by_direction() {
+        let _one = crate::seeded();
         use AlignMode::*;
         assert_eq!(Average.for_pair(2, 5), Align::Average);
         assert_eq!(ReplAver.for_pair(2, 5), Align::Replicate);
@@ -653,6 +654,7 @@ mod tests {
 
     #[test]
     fn simulator_alignment_matches_the_integer_rule() {
+        let _one = crate::seeded();
         // T_l = 4 -> T_{l+1} = 5, train 1 0 1 1 (one neuron): the float simulator's steps are
         // the integer rule's (bitspike_core::snn::aligned_input) divided by T_l.
         let train = [1u8, 0, 1, 1];
@@ -670,6 +672,7 @@ mod tests {
 
     #[test]
     fn neurons_in_the_simulator_follow_the_integer_rule() {
+        let _one = crate::seeded();
         // One neuron layer driven directly: theta 1, v0 0.5, currents 0.3 for 4 steps:
         // 0.8, 1.1 fire -> 0.1, 0.4, 0.7: one spike; the integer rule gives the same.
         let sl = SnnLayer {

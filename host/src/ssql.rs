@@ -755,6 +755,7 @@ mod tests {
 
     #[test]
     fn simsiam_loss_by_hand() {
+        let _one = crate::seeded();
         let (p1, p2, z1, z2) = fixed();
         // D(p1, z2) = -(0.70711 + 1) / 2; D(p2, z1) = -(-1 + 0) / 2; mean of the two.
         let d1 = -(std::f64::consts::FRAC_1_SQRT_2 + 1.0) / 2.0;
@@ -765,6 +766,7 @@ mod tests {
 
     #[test]
     fn byol_loss_by_hand() {
+        let _one = crate::seeded();
         let (p1, p2, t1, t2) = fixed();
         // rows: (2 - 2/sqrt 2) + (2 + 2) and (2 - 2) + (2 - 0); mean over the batch.
         let r1 = 2.0 - std::f64::consts::SQRT_2 + 4.0;
@@ -775,6 +777,7 @@ mod tests {
 
     #[test]
     fn infonce_by_hand() {
+        let _one = crate::seeded();
         // q = k = (1, 0); negatives (0, 1) and (-1, 0); tau 0.5: logits (2, 0, -2).
         let q = t(&[[2.0, 0.0]]);
         let k = t(&[[1.0, 0.0]]);
@@ -786,6 +789,7 @@ mod tests {
 
     #[test]
     fn ssql_pairs_the_quantized_branch_with_the_float_targets() {
+        let _one = crate::seeded();
         let (p1, p2, z1, z2) = fixed();
         // The quantized branch predicts (1,0),(1,0) against the same targets:
         // D(q1, z2) = -(0.70711 + 0.6) / 2, D(q2, z1) = -(0 + 0) / 2.
@@ -810,6 +814,7 @@ mod tests {
 
     #[test]
     fn targets_get_no_gradient() {
+        let _one = crate::seeded();
         let (p1, p2, z1, z2) = fixed();
         let [p1, p2, z1, z2] = [p1, p2, z1, z2].map(|x| x.set_requires_grad(true));
         for loss in [
@@ -840,6 +845,7 @@ mod tests {
 
     #[test]
     fn bit_sampling_covers_exactly_the_ranges() {
+        let _one = crate::seeded();
         tch::manual_seed(5);
         let s = BitSampler {
             weight: [2, 8],
@@ -869,6 +875,7 @@ mod tests {
 
     #[test]
     fn bad_settings_are_refused() {
+        let _one = crate::seeded();
         let bad = |f: fn(&mut SsqlConfig)| {
             let mut c = SsqlConfig::default();
             f(&mut c);
@@ -885,6 +892,7 @@ mod tests {
 
     #[test]
     fn views_keep_shape_and_range_and_differ() {
+        let _one = crate::seeded();
         tch::manual_seed(2);
         let x = Tensor::rand([6, 1, 28, 28], (Kind::Float, Device::Cpu));
         let c = SsqlConfig::default();

@@ -993,6 +993,7 @@ mod tests {
 
     #[test]
     fn bit_widths_parse_and_print() {
+        let _one = crate::seeded();
         assert_eq!("fp".parse::<Bits>().unwrap(), Bits::Float);
         assert_eq!(
             "2w4a".parse::<Bits>().unwrap(),
@@ -1007,6 +1008,7 @@ mod tests {
 
     #[test]
     fn step_schedule_divides_at_sixty_and_eighty_percent() {
+        let _one = crate::seeded();
         let lr: Vec<f64> = (0..10).map(|e| step_lr(1.0, e, 10)).collect();
         assert_eq!(lr[5], 1.0);
         assert!((lr[6] - 0.1).abs() < 1e-12 && (lr[7] - 0.1).abs() < 1e-12);
@@ -1015,6 +1017,7 @@ mod tests {
 
     #[test]
     fn weight_statistics_by_hand() {
+        let _one = crate::seeded();
         // -1, 1, -1, 1: mean 0, variance 1, fourth moment 1 -> kurtosis 1; nothing beyond 3.
         let s = stats_of("x", &Tensor::from_slice(&[-1.0f32, 1.0, -1.0, 1.0]));
         assert_eq!((s.count, s.range), (4, 2.0));
@@ -1029,6 +1032,7 @@ mod tests {
 
     #[test]
     fn feature_error_by_hand() {
+        let _one = crate::seeded();
         let f = Tensor::from_slice(&[1.0f32, 0.0, 0.0, 1.0]).reshape([2, 2]);
         let same = feature_error(&f, &f);
         assert!((same.centred_cosine - 1.0).abs() < 1e-6 && (same.norm_ratio - 1.0).abs() < 1e-6);
