@@ -567,6 +567,9 @@ struct SsqlArgs {
     /// Range of the activation bit width drawn each step, `LOW,HIGH` (inclusive).
     #[arg(long, value_delimiter = ',')]
     act_range: Option<Vec<u8>>,
+    /// The statistics the quantized branch's BatchNorm layers normalize with.
+    #[arg(long, value_enum)]
+    quantized_bn: Option<bitspike::ssql::QuantizedBn>,
     /// Projector output width.
     #[arg(long)]
     dim: Option<i64>,
@@ -601,6 +604,9 @@ impl SsqlArgs {
         }
         if let Some(v) = &self.act_range {
             s.act_bits = range(v, "act-range")?;
+        }
+        if let Some(v) = self.quantized_bn {
+            s.quantized_bn = v;
         }
         if let Some(v) = self.dim {
             s.dim = v;

@@ -66,6 +66,21 @@ impl Framework {
     }
 }
 
+/// Which statistics the quantized branch's BatchNorm layers normalize with.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum QuantizedBn {
+    /// The quantized batch's own statistics: BatchNorm re-centres and re-scales whatever
+    /// quantization did to each channel, so the encoder learns to be robust up to that
+    /// correction (evaluate it with BatchNorm re-estimated per bit width).
+    #[default]
+    Batch,
+    /// The running statistics the full-precision passes keep: the quantized branch sees the
+    /// shifts and scale changes quantization causes, as a post-training quantized network
+    /// with full-precision BatchNorm statistics (folded into the weights) does.
+    Float,
+}
+
 /// The pretraining rate of `bitspike train ssql` (SGD, batch 256, cosine): Table 10's rate of
 /// the framework (SimSiam and SSQL 0.05, MoCo v2 0.03; BYOL's 0.5 at batch 512 halved for our
 /// batch of 256). A baseline and its SSQL variant train with the same rate.
@@ -86,6 +101,7 @@ pub fn default_lr(f: Framework) -> f64 {
 /// quantize = true         # false: the framework alone (the baseline)
 /// weight_bits = [2, 8]    # the range a step's weight bit width is drawn from (inclusive)
 /// act_bits = [4, 8]       # the same for activations
+/// quantized_bn = "batch"  # batch | float: the quantized branch's BatchNorm statistics
 /// dim = 128               # projector output
 /// hidden = 256            # projector hidden width (and BYOL's predictor)
 /// predictor_hidden = 64   # SimSiam's predictor bottleneck
@@ -108,6 +124,8 @@ pub struct SsqlConfig {
     pub weight_bits: [u8; 2],
     /// Inclusive range of the activation bit width drawn each step.
     pub act_bits: [u8; 2],
+    /// The statistics the quantized branch's BatchNorm layers use.
+    pub quantized_bn: QuantizedBn,
     /// Projector output width.
     pub dim: i64,
     /// Projector hidden width (and BYOL's predictor's).
@@ -137,6 +155,7 @@ impl Default for SsqlConfig {
             quantize: true,
             weight_bits: [2, 8],
             act_bits: [4, 8],
+            quantized_bn: QuantizedBn::Batch,
             dim: 128,
             hidden: 256,
             predictor_hidden: 64,
@@ -478,6 +497,21 @@ impl Pretrainer {
         self.proj.forward_t(&self.net.features(x, true), true)
     }
 
+    /// The encoder's features on a view, quantized at its current bit widths (this leaves
+    /// it in [`Mode::Quantized`]); its BatchNorm layers normalize with the configured
+    /// statistics ([`QuantizedBn`]), and only `Batch` updates their running statistics.
+    pub fn quantized_features(&self, x: &Tensor) -> Tensor {
+        self.net.set_mode(Mode::Quantized);
+        let batch = self.cfg.quantized_bn == QuantizedBn::Batch;
+        self.net.features(x, batch)
+    }
+
+    /// Projections of the quantized encoder on a view (the projector, in full precision,
+    /// normalizes with its batch's statistics).
+    fn project_quantized(&self, x: &Tensor) -> Tensor {
+        self.proj.forward_t(&self.quantized_features(x), true)
+    }
+
     /// The loss of one step on two views, and the bit widths of its quantized branch (none
     /// for a baseline). Leaves the encoder in full precision.
     pub fn loss(&mut self, v1: &Tensor, v2: &Tensor) -> Result<(Tensor, Option<(u8, u8)>)> {
@@ -523,8 +557,8 @@ impl Pretrainer {
                 let fp = objective(&p1, &p2, &t1, &t2);
                 if quantize {
                     self.net.set_mode(Mode::Quantized);
-                    let q1 = pred.forward_t(&self.project(v1), true);
-                    let q2 = pred.forward_t(&self.project(v2), true);
+                    let q1 = pred.forward_t(&self.project_quantized(v1), true);
+                    let q2 = pred.forward_t(&self.project_quantized(v2), true);
                     ssql_pair(&fp, &objective(&q1, &q2, &t1, &t2))
                 } else {
                     fp
@@ -540,7 +574,7 @@ impl Pretrainer {
                 let fp = infonce_loss(&z1, &k, queue, self.cfg.temperature);
                 let loss = if quantize {
                     self.net.set_mode(Mode::Quantized);
-                    let q = self.project(v1);
+                    let q = self.project_quantized(v1);
                     ssql_pair(&fp, &infonce_loss(&q, &k, queue, self.cfg.temperature))
                 } else {
                     fp

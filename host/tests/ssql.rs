@@ -11,7 +11,7 @@ use bitspike::data::{self, DatasetName};
 use bitspike::net::{QuantConfig, TrainArch};
 use bitspike::quant::{ActQuantizer, WeightQuantizer};
 use bitspike::report::Summary;
-use bitspike::ssql::{self, Framework, Pretrainer, SsqlConfig};
+use bitspike::ssql::{self, Framework, Pretrainer, QuantizedBn, SsqlConfig};
 use bitspike::ssql_eval::{self, Bits, EvalConfig};
 use bitspike::train::{self, RunDir};
 use bitspike_core::format::ModelFile;
@@ -149,6 +149,59 @@ fn simsiam_has_no_momentum_network() {
     let cfg = config(Framework::Simsiam);
     let p = Pretrainer::new(&cfg, cfg.ssql.as_ref().unwrap(), &data, Device::Cpu).unwrap();
     assert!(p.momentum.is_none() && p.queue.is_none() && p.pred.is_some());
+}
+
+/// The quantized branch's BatchNorm: with `Batch` it normalizes each batch by its own
+/// statistics (a sample's features depend on the rest of its batch) and updates the running
+/// statistics; with `Float` it uses the full-precision running statistics and changes nothing.
+#[test]
+fn the_quantized_branch_normalizes_with_the_configured_statistics() {
+    let _one = common::seeded();
+    tch::manual_seed(6);
+    let data = data::load(DatasetName::Digits, &data::default_dir()).unwrap();
+    let x = data::to_input(
+        &data.train.images.narrow(0, 0, 16),
+        data.max_code,
+        Device::Cpu,
+    );
+    for bn in [QuantizedBn::Batch, QuantizedBn::Float] {
+        let mut cfg = config(Framework::Simsiam);
+        cfg.ssql.as_mut().unwrap().quantized_bn = bn;
+        let mut p = Pretrainer::new(&cfg, cfg.ssql.as_ref().unwrap(), &data, Device::Cpu).unwrap();
+        // A few full-precision training passes move the running statistics off their start.
+        p.net.set_mode(bitspike::net::Mode::Calibrate);
+        p.net.reset_ranges();
+        for _ in 0..3 {
+            let _ = p.net.features(&x, true);
+        }
+        p.net.set_bits(4, 4).unwrap();
+        let before = values(&p.vs);
+        let whole = p.quantized_features(&x);
+        let part = p.quantized_features(&x.narrow(0, 0, 4));
+        let moved: Vec<String> = values(&p.vs)
+            .into_iter()
+            .filter(|(k, v)| max_diff(v, &before[k]) > 0.0)
+            .map(|(k, _)| k)
+            .collect();
+        let gap = max_diff(&whole.narrow(0, 0, 4), &part);
+        match bn {
+            QuantizedBn::Batch => {
+                assert!(gap > 1e-3, "batch statistics depend on the batch: {gap}");
+                assert!(
+                    moved.iter().any(|k| k.ends_with("running_mean")),
+                    "the running statistics follow the quantized batches: {moved:?}"
+                );
+            }
+            QuantizedBn::Float => {
+                assert!(
+                    gap < 1e-5,
+                    "running statistics do not depend on the batch: {gap}"
+                );
+                assert!(moved.is_empty(), "nothing changes: {moved:?}");
+            }
+        }
+        assert!(whole.abs().sum(Kind::Float).double_value(&[]) > 0.0);
+    }
 }
 
 #[test]
