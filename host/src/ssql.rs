@@ -219,13 +219,14 @@ impl SsqlConfig {
         Ok(())
     }
 
-    /// How reports name the method: "SimSiam" or "SimSiam+SSQL".
+    /// How reports name the method: "SimSiam", "SimSiam+SSQL", or "SimSiam+SSQL (float BN)"
+    /// when the quantized branch normalizes with the full-precision statistics.
     pub fn method(&self) -> String {
         let f = self.framework.as_str();
-        if self.quantize {
-            format!("{f}+SSQL")
-        } else {
-            f.to_string()
+        match (self.quantize, self.quantized_bn) {
+            (false, _) => f.to_string(),
+            (true, QuantizedBn::Batch) => format!("{f}+SSQL"),
+            (true, QuantizedBn::Float) => format!("{f}+SSQL (float BN)"),
         }
     }
 }

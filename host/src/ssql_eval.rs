@@ -785,6 +785,16 @@ pub fn drop_at(points: &[Point], bits: Bits) -> Option<f64> {
     Some(at(points, Bits::Float)? - at(points, bits)?)
 }
 
+/// How the tables name an evaluation: its pretraining method, and "BN per bits" when its
+/// post-training quantization re-estimated BatchNorm at each bit width.
+fn label(r: &EvalResult) -> String {
+    if r.config.bn_per_bits {
+        format!("{} [BN per bits]", r.method)
+    } else {
+        r.method.clone()
+    }
+}
+
 /// Markdown tables of evaluations: the layout of the appendix's Table 11 (linear evaluation and
 /// fine-tuning at every bit width, per evaluation set and method), the drop from full
 /// precision with SSQL's against its baseline's (Table 12's comparison), weight statistics
@@ -828,7 +838,7 @@ pub fn report(results: &[EvalResult]) -> String {
             "| {} | {} | {} | {} | {} |",
             r.pretrained_on.as_str(),
             r.evaluated_on.as_str(),
-            r.method,
+            label(r),
             bits.iter()
                 .map(|b| cell(at(&r.linear, *b)))
                 .collect::<Vec<_>>()
@@ -839,7 +849,7 @@ pub fn report(results: &[EvalResult]) -> String {
                 .join(" | ")
         );
     }
-    // SSQL against its baseline: same framework, same sets.
+    // SSQL against its baseline: same framework, same sets, same post-training quantization.
     let q44 = Bits::Quantized { w: 4, a: 4 };
     let q33 = Bits::Quantized { w: 3, a: 3 };
     let _ = writeln!(
@@ -849,15 +859,18 @@ pub fn report(results: &[EvalResult]) -> String {
     );
     let _ = writeln!(
         s,
-        "| pretrained on | evaluated on | framework | baseline 4w4a | SSQL 4w4a | baseline 3w3a | SSQL 3w3a | target met |"
+        "| pretrained on | evaluated on | baseline | SSQL | baseline 4w4a | SSQL 4w4a | baseline 3w3a | SSQL 3w3a | target met |"
     );
-    let _ = writeln!(s, "|---|---|---|---|---|---|---|---|");
-    for q in results.iter().filter(|r| r.method.ends_with("+SSQL")) {
-        let base_name = q.method.trim_end_matches("+SSQL");
+    let _ = writeln!(s, "|---|---|---|---|---|---|---|---|---|");
+    for q in results.iter() {
+        let Some((base_name, _)) = q.method.split_once("+SSQL") else {
+            continue;
+        };
         let Some(b) = results.iter().find(|r| {
             r.method == base_name
                 && r.pretrained_on == q.pretrained_on
                 && r.evaluated_on == q.evaluated_on
+                && r.config.bn_per_bits == q.config.bn_per_bits
         }) else {
             continue;
         };
@@ -868,10 +881,11 @@ pub fn report(results: &[EvalResult]) -> String {
         });
         let _ = writeln!(
             s,
-            "| {} | {} | {} | {} | {} | {} | {} | {} |",
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} |",
             q.pretrained_on.as_str(),
             q.evaluated_on.as_str(),
-            base_name,
+            label(b),
+            label(q),
             cell(d(b, q44)),
             cell(d(q, q44)),
             cell(d(b, q33)),
@@ -912,7 +926,7 @@ pub fn report(results: &[EvalResult]) -> String {
             "| {} | {} | {} | {} |",
             r.pretrained_on.as_str(),
             r.evaluated_on.as_str(),
-            r.method,
+            label(r),
             cells.join(" | ")
         );
     }
@@ -928,9 +942,9 @@ pub fn report(results: &[EvalResult]) -> String {
     let mut shown: Vec<(String, DatasetName)> = Vec::new();
     for r in results {
         // The pretrained encoder once per pretraining run, then each fine-tuned one.
-        let first = !shown.contains(&(r.method.clone(), r.pretrained_on));
+        let first = !shown.contains(&(label(r), r.pretrained_on));
         if first {
-            shown.push((r.method.clone(), r.pretrained_on));
+            shown.push((label(r), r.pretrained_on));
         }
         let rows = [
             ("pretrained", &r.pretrained_weights, first),
@@ -949,7 +963,7 @@ pub fn report(results: &[EvalResult]) -> String {
                 } else {
                     r.evaluated_on.as_str()
                 },
-                r.method,
+                label(r),
                 what,
                 m.range,
                 m.std,
@@ -974,7 +988,7 @@ pub fn report(results: &[EvalResult]) -> String {
                 "| {} | {} | {} | {} | {} |",
                 r.pretrained_on.as_str(),
                 r.evaluated_on.as_str(),
-                r.method,
+                label(r),
                 r.config.lsq_bits,
                 r.lsq
                     .iter()
@@ -990,6 +1004,64 @@ pub fn report(results: &[EvalResult]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn result(method: &str, bn_per_bits: bool, fp: f64, w4a4: f64, w3a3: f64) -> EvalResult {
+        let point = |bits, accuracy| Point {
+            bits,
+            accuracy,
+            run: PathBuf::new(),
+            features: None,
+        };
+        EvalResult {
+            method: method.into(),
+            pretrained_on: DatasetName::FashionMnist,
+            evaluated_on: DatasetName::FashionMnist,
+            pretrain_run: PathBuf::new(),
+            config: EvalConfig {
+                bn_per_bits,
+                ..Default::default()
+            },
+            linear: vec![
+                point(Bits::Float, fp),
+                point(Bits::Quantized { w: 4, a: 4 }, w4a4),
+                point(Bits::Quantized { w: 3, a: 3 }, w3a3),
+            ],
+            finetune: Vec::new(),
+            pretrained_weights: Vec::new(),
+            finetuned_weights: Vec::new(),
+            lsq: Vec::new(),
+            seconds: 0.0,
+        }
+    }
+
+    /// Each SSQL evaluation is compared with the baseline evaluated by the same post-training
+    /// quantization, and the target holds only when both drops are at most half.
+    #[test]
+    fn the_target_pairs_evaluations_of_the_same_quantization() {
+        let _one = crate::seeded();
+        let md = report(&[
+            result("SimSiam", false, 80.0, 60.0, 30.0),
+            result("SimSiam", true, 80.0, 70.0, 60.0),
+            result("SimSiam+SSQL", false, 80.0, 71.0, 56.0),
+            result("SimSiam+SSQL (float BN)", false, 80.0, 70.0, 50.0),
+            result("SimSiam+SSQL", true, 80.0, 76.0, 70.0),
+        ]);
+        let rows: Vec<&str> = md
+            .lines()
+            .skip_while(|l| !l.starts_with("## Accuracy drop"))
+            .skip(1)
+            .take_while(|l| !l.starts_with("## "))
+            .filter(|l| l.starts_with("| fashion-mnist"))
+            .collect();
+        assert_eq!(
+            rows,
+            [
+                "| fashion-mnist | fashion-mnist | SimSiam | SimSiam+SSQL | 20.00 | 9.00 | 50.00 | 24.00 | yes |",
+                "| fashion-mnist | fashion-mnist | SimSiam | SimSiam+SSQL (float BN) | 20.00 | 10.00 | 50.00 | 30.00 | no |",
+                "| fashion-mnist | fashion-mnist | SimSiam [BN per bits] | SimSiam+SSQL [BN per bits] | 10.00 | 4.00 | 20.00 | 10.00 | yes |",
+            ]
+        );
+    }
 
     #[test]
     fn bit_widths_parse_and_print() {
