@@ -75,9 +75,11 @@ pub enum QuantizedBn {
     /// correction (evaluate it with BatchNorm re-estimated per bit width).
     #[default]
     Batch,
-    /// The running statistics the full-precision passes keep: the quantized branch sees the
-    /// shifts and scale changes quantization causes, as a post-training quantized network
-    /// with full-precision BatchNorm statistics (folded into the weights) does.
+    /// The running statistics the full-precision passes keep, in every BatchNorm of the
+    /// quantized branch (encoder, projector, predictor): the branch sees the shifts and scale
+    /// changes quantization causes, as a post-training quantized network with
+    /// full-precision BatchNorm statistics (folded into the weights) and a linear head fitted
+    /// in full precision does.
     Float,
 }
 
@@ -498,19 +500,20 @@ impl Pretrainer {
         self.proj.forward_t(&self.net.features(x, true), true)
     }
 
-    /// The encoder's features on a view, quantized at its current bit widths (this leaves
-    /// it in [`Mode::Quantized`]); its BatchNorm layers normalize with the configured
-    /// statistics ([`QuantizedBn`]), and only `Batch` updates their running statistics.
-    pub fn quantized_features(&self, x: &Tensor) -> Tensor {
-        self.net.set_mode(Mode::Quantized);
-        let batch = self.cfg.quantized_bn == QuantizedBn::Batch;
-        self.net.features(x, batch)
+    /// Whether the quantized branch's BatchNorm layers normalize with their batch's
+    /// statistics ([`QuantizedBn::Batch`]) rather than the running ones.
+    fn quantized_batch_stats(&self) -> bool {
+        self.cfg.quantized_bn == QuantizedBn::Batch
     }
 
-    /// Projections of the quantized encoder on a view (the projector, in full precision,
-    /// normalizes with its batch's statistics).
-    fn project_quantized(&self, x: &Tensor) -> Tensor {
-        self.proj.forward_t(&self.quantized_features(x), true)
+    /// The projections of the encoder quantized at its current bit widths on a view (this
+    /// leaves it in [`Mode::Quantized`]). Every BatchNorm of the branch, the encoder's and the
+    /// full-precision projector's, normalizes with the configured statistics
+    /// ([`QuantizedBn`]); only `Batch` updates their running statistics.
+    pub fn quantized_projection(&self, x: &Tensor) -> Tensor {
+        self.net.set_mode(Mode::Quantized);
+        let batch = self.quantized_batch_stats();
+        self.proj.forward_t(&self.net.features(x, batch), batch)
     }
 
     /// The loss of one step on two views, and the bit widths of its quantized branch (none
@@ -558,8 +561,10 @@ impl Pretrainer {
                 let fp = objective(&p1, &p2, &t1, &t2);
                 if quantize {
                     self.net.set_mode(Mode::Quantized);
-                    let q1 = pred.forward_t(&self.project_quantized(v1), true);
-                    let q2 = pred.forward_t(&self.project_quantized(v2), true);
+                    // The predictor's BatchNorm too, as the configuration says.
+                    let batch = self.quantized_batch_stats();
+                    let q1 = pred.forward_t(&self.quantized_projection(v1), batch);
+                    let q2 = pred.forward_t(&self.quantized_projection(v2), batch);
                     ssql_pair(&fp, &objective(&q1, &q2, &t1, &t2))
                 } else {
                     fp
@@ -575,7 +580,7 @@ impl Pretrainer {
                 let fp = infonce_loss(&z1, &k, queue, self.cfg.temperature);
                 let loss = if quantize {
                     self.net.set_mode(Mode::Quantized);
-                    let q = self.project_quantized(v1);
+                    let q = self.quantized_projection(v1);
                     ssql_pair(&fp, &infonce_loss(&q, &k, queue, self.cfg.temperature))
                 } else {
                     fp

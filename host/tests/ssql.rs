@@ -151,9 +151,10 @@ fn simsiam_has_no_momentum_network() {
     assert!(p.momentum.is_none() && p.queue.is_none() && p.pred.is_some());
 }
 
-/// The quantized branch's BatchNorm: with `Batch` it normalizes each batch by its own
-/// statistics (a sample's features depend on the rest of its batch) and updates the running
-/// statistics; with `Float` it uses the full-precision running statistics and changes nothing.
+/// The quantized branch's BatchNorm (encoder and projector): with `Batch` it normalizes each
+/// batch by its own statistics (a sample's projection depends on the rest of its batch) and
+/// updates the running statistics; with `Float` it uses the full-precision running statistics
+/// and changes nothing.
 #[test]
 fn the_quantized_branch_normalizes_with_the_configured_statistics() {
     let _one = common::seeded();
@@ -176,8 +177,8 @@ fn the_quantized_branch_normalizes_with_the_configured_statistics() {
         }
         p.net.set_bits(4, 4).unwrap();
         let before = values(&p.vs);
-        let whole = p.quantized_features(&x);
-        let part = p.quantized_features(&x.narrow(0, 0, 4));
+        let whole = p.quantized_projection(&x);
+        let part = p.quantized_projection(&x.narrow(0, 0, 4));
         let moved: Vec<String> = values(&p.vs)
             .into_iter()
             .filter(|(k, v)| max_diff(v, &before[k]) > 0.0)
