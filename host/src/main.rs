@@ -321,6 +321,10 @@ enum SsqlCommand {
         /// Re-estimate BatchNorm statistics of the quantized network at each bit width.
         #[arg(long)]
         bn_per_bits: bool,
+        /// Quantize the first layer's output and the features the head reads at this width at
+        /// every bit width (as the first and last layers' weights stay at 8 bits).
+        #[arg(long)]
+        edge_act_bits: Option<u8>,
         /// LSQ epochs from the linear-evaluated network (0: none).
         #[arg(long)]
         lsq_epochs: Option<usize>,
@@ -739,6 +743,10 @@ struct QatArgs {
     /// Weight bits of the first and last layers (2..=8).
     #[arg(long)]
     first_last_bits: Option<u8>,
+    /// Activation bits of the first layer's output and of the features the last layer reads
+    /// (2..=8; default: --act-bits).
+    #[arg(long)]
+    edge_act_bits: Option<u8>,
     #[arg(long, value_enum)]
     weight_quantizer: Option<WeightQuantizer>,
     #[arg(long, value_enum)]
@@ -788,6 +796,9 @@ impl QatArgs {
         set!(quant.weight_bits = self.weight_bits);
         set!(quant.act_bits = self.act_bits);
         set!(quant.first_last_bits = self.first_last_bits);
+        if self.edge_act_bits.is_some() {
+            c.quant.edge_act_bits = self.edge_act_bits;
+        }
         set!(quant.weight_quantizer = self.weight_quantizer);
         set!(quant.act_quantizer = self.act_quantizer);
         set!(mixed.weight_bits = self.weight_plan.clone());
@@ -1136,6 +1147,7 @@ fn ssql_command(c: SsqlCommand) -> Result<()> {
             finetune_lr,
             calibration,
             bn_per_bits,
+            edge_act_bits,
             lsq_epochs,
             lsq_bits,
             quiet,
@@ -1143,6 +1155,7 @@ fn ssql_command(c: SsqlCommand) -> Result<()> {
         } => {
             let mut e = EvalConfig {
                 bn_per_bits,
+                edge_act_bits,
                 ..Default::default()
             };
             if let Some(b) = bits {

@@ -123,6 +123,41 @@ impl Builder {
 }
 
 impl Spec {
+    /// The nodes whose activation quantizers make the edge activations: the first node's
+    /// output and the codes the logits layer reads (found back from its input through pools
+    /// and flattens, which keep their input's codes).
+    pub fn edge_nodes(&self) -> Vec<usize> {
+        let quantizes = |op: &Op| {
+            matches!(
+                op,
+                Op::Conv { .. } | Op::Add { .. } | Op::Dense { hidden: true, .. }
+            )
+        };
+        let mut nodes = Vec::new();
+        if self.nodes.first().is_some_and(|n| quantizes(&n.op)) {
+            nodes.push(0);
+        }
+        let Some(mut t) = self.nodes.last().map(|n| n.input) else {
+            return nodes;
+        };
+        while t > 0 {
+            let n = &self.nodes[t - 1];
+            if quantizes(&n.op) {
+                if !nodes.contains(&(t - 1)) {
+                    nodes.push(t - 1);
+                }
+                break;
+            }
+            match n.op {
+                Op::MaxPool { .. } | Op::AvgPool { .. } | Op::GlobalAvgPool | Op::Flatten => {
+                    t = n.input
+                }
+                _ => break,
+            }
+        }
+        nodes
+    }
+
     /// The specification of `arch` for `[c, h, w]` inputs and `classes` classes.
     pub fn of(arch: TrainArch, input: [i64; 3], classes: i64) -> Self {
         let mut b = Builder { nodes: Vec::new() };
@@ -327,6 +362,10 @@ pub struct QuantConfig {
     pub act_bits: u8,
     /// Weight bits of the first and the last layer (the usual policy keeps them at 8).
     pub first_last_bits: u8,
+    /// Activation bits of the edge activations, the first layer's output and the features
+    /// the logits layer reads ([`Spec::edge_nodes`]); none: `act_bits` like the others.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub edge_act_bits: Option<u8>,
     /// Weight quantizer.
     pub weight_quantizer: WeightQuantizer,
     /// Activation quantizer.
@@ -341,6 +380,7 @@ impl Default for QuantConfig {
             weight_bits: 4,
             act_bits: 4,
             first_last_bits: 8,
+            edge_act_bits: None,
             weight_quantizer: WeightQuantizer::Lsq,
             act_quantizer: ActQuantizer::Lsq,
             qac: QacConfig::default(),
@@ -355,6 +395,7 @@ impl QuantConfig {
             ("weight bits", self.weight_bits),
             ("activation bits", self.act_bits),
             ("first/last layer bits", self.first_last_bits),
+            ("edge activation bits", self.edge_act_bits.unwrap_or(8)),
         ] {
             if !(2..=8).contains(&b) {
                 bail!("{name} {b} is not supported: use 2..=8");
@@ -487,6 +528,7 @@ impl QNet {
         // A supernet's own quantizers are placeholders without variables (its candidates
         // run); a child's live under the bit width's name.
         let top = |c: &[u8]| c.iter().copied().max().unwrap_or(8);
+        let edges = spec.edge_nodes();
         let act = |q: &nn::Path, i: usize| match (quant.act_quantizer, mps) {
             (ActQuantizer::Qac, _) => ActQuant::new_qac(q, &quant.qac),
             (_, Some(m)) => ActQuant::new(q, ActQuantizer::Hwgq, top(&m.act_bits)),
@@ -495,7 +537,10 @@ impl QNet {
                     let b = plan.act_bits[s];
                     ActQuant::new(&q.sub(format!("a{b}")), k, b)
                 }
-                None => ActQuant::new(q, k, quant.act_bits),
+                None => {
+                    let edge = quant.edge_act_bits.filter(|_| edges.contains(&i));
+                    ActQuant::new(q, k, edge.unwrap_or(quant.act_bits))
+                }
             },
         };
         let wquant = |q: &nn::Path, i: usize, bits: u8, out: i64, per_channel: bool| match (
@@ -603,7 +648,7 @@ impl QNet {
     }
 
     /// Switch every quantizer to `weight_bits` / `act_bits` (the first and last layers' weights
-    /// keep `first_last_bits`): one set of weights quantized at any bit width, as SSQL trains
+    /// keep `first_last_bits`, the edge activations `edge_act_bits` when set): one set of weights quantized at any bit width, as SSQL trains
     /// and evaluates. Only quantizers that learn nothing (max-abs or Lloyd weights, min-max or
     /// HWGQ activations) switch; others are an error.
     pub fn set_bits(&mut self, weight_bits: u8, act_bits: u8) -> Result<()> {
@@ -634,6 +679,21 @@ impl QNet {
         }
         self.quant.weight_bits = weight_bits;
         self.quant.act_bits = act_bits;
+        if let Some(b) = self.quant.edge_act_bits {
+            self.set_edge_act_bits(b)?;
+        }
+        Ok(())
+    }
+
+    /// Quantize the edge activations ([`Spec::edge_nodes`]) at `bits`.
+    fn set_edge_act_bits(&mut self, bits: u8) -> Result<()> {
+        for i in self.spec.edge_nodes() {
+            match &mut self.params[i] {
+                Params::Conv { aq, .. } | Params::Add { aq } => aq.set_bits(bits)?,
+                Params::Dense { aq: Some(aq), .. } => aq.set_bits(bits)?,
+                _ => {}
+            }
+        }
         Ok(())
     }
 
@@ -914,6 +974,54 @@ mod tests {
                 assert_eq!(y.size(), vec![2, 10], "{arch:?} {input:?}");
             }
         }
+    }
+
+    /// The edge activations are the first layer's output and the codes the logits layer
+    /// reads; they keep `edge_act_bits` when built and when the bit widths switch.
+    #[test]
+    fn edge_activations_keep_their_bit_width() {
+        let _one = crate::seeded();
+        let cnn = Spec::of(TrainArch::Cnn, [1, 28, 28], 10);
+        // conv, pool, conv, pool, conv, pool, flatten, dense: the last conv feeds the head.
+        assert_eq!(cnn.edge_nodes(), vec![0, 4]);
+        let small = Spec::of(TrainArch::Cnn, [1, 8, 8], 10);
+        // conv, pool, conv, conv, global average pool, flatten, dense.
+        assert_eq!(small.edge_nodes(), vec![0, 3]);
+        let res = Spec::of(TrainArch::Resnet8, [3, 32, 32], 10);
+        let e = res.edge_nodes();
+        assert_eq!(e[0], 0);
+        assert!(
+            matches!(res.nodes[e[1]].op, Op::Add { .. }),
+            "{:?}",
+            res.nodes[e[1]]
+        );
+
+        let vs = nn::VarStore::new(Device::Cpu);
+        let q = QuantConfig {
+            weight_bits: 4,
+            act_bits: 4,
+            edge_act_bits: Some(8),
+            weight_quantizer: WeightQuantizer::MaxAbs,
+            act_quantizer: ActQuantizer::MinMax,
+            ..Default::default()
+        };
+        let mut net = QNet::new(&vs, cnn, q, 255).unwrap();
+        // levels()[0] is the input; node i's output is levels()[i + 1].
+        let at = |net: &QNet| {
+            let l = net.levels();
+            [l[1], l[3], l[5], l[7]]
+        };
+        assert_eq!(at(&net), [255, 15, 255, 255]);
+        net.set_bits(3, 3).unwrap();
+        assert_eq!(at(&net), [255, 7, 255, 255]);
+        net.quant.edge_act_bits = None;
+        net.set_bits(3, 3).unwrap();
+        assert_eq!(at(&net), [7, 7, 7, 7]);
+        let bad = QuantConfig {
+            edge_act_bits: Some(9),
+            ..Default::default()
+        };
+        assert!(bad.check().is_err());
     }
 
     #[test]

@@ -118,6 +118,11 @@ pub struct EvalConfig {
     /// Re-estimate the BatchNorm statistics of the quantized network at each bit width (on the
     /// calibration images) instead of keeping the full-precision ones.
     pub bn_per_bits: bool,
+    /// Quantize the first layer's output and the features the head reads at this width at
+    /// every bit width (`edge_act_bits` of the quantization settings); none: at the bit width's
+    /// own.
+    #[serde(default)]
+    pub edge_act_bits: Option<u8>,
     /// Bit widths to evaluate at.
     pub bits: Vec<Bits>,
     /// LSQ training epochs from the linear-evaluated network (0: none).
@@ -138,6 +143,7 @@ impl Default for EvalConfig {
             batch: 256,
             calibration: 2048,
             bn_per_bits: false,
+            edge_act_bits: None,
             bits: default_bits(),
             lsq_epochs: 0,
             lsq_bits: Bits::Quantized { w: 2, a: 4 },
@@ -160,6 +166,10 @@ impl EvalConfig {
             "calibration needs at least one image"
         );
         anyhow::ensure!(!self.bits.is_empty(), "no bit widths to evaluate at");
+        anyhow::ensure!(
+            self.edge_act_bits.is_none_or(|b| (2..=8).contains(&b)),
+            "edge activation bits must be in 2..=8"
+        );
         anyhow::ensure!(
             matches!(self.lsq_bits, Bits::Quantized { .. }),
             "the LSQ bit width must be quantized"
@@ -499,32 +509,33 @@ pub fn finetune(
 }
 
 /// Quantize `net` after training at `bits` (calibrating the activation ranges on the first
-/// `calibration` training images, and with `bn` re-estimating BatchNorm's statistics of the
-/// quantized network on them) and return its test accuracy in percent; full precision runs in
-/// [`Mode::Float`]. The network is left in the mode it was evaluated in, BatchNorm statistics
-/// included.
+/// `e.calibration` training images, with `e.edge_act_bits` at the edges, and with
+/// `e.bn_per_bits` re-estimating BatchNorm's statistics of the quantized network on them) and
+/// return its test accuracy in percent; full precision runs in [`Mode::Float`]. The network
+/// is left in the mode it was evaluated in, BatchNorm statistics included.
 pub fn quantized_accuracy(
     net: &mut QNet,
     data: &Dataset,
     bits: Bits,
-    calibration: i64,
-    bn: bool,
+    e: &EvalConfig,
     device: Device,
 ) -> Result<f64> {
+    let cal = data.train.take(e.calibration);
     match bits {
         Bits::Float => {
             // Measured in full precision; calibrated at 8w8a so that its saved run folder
             // exports as the integer device runs it.
+            net.quant.edge_act_bits = None;
             net.set_bits(8, 8)?;
-            calibrate(net, &data.train.take(calibration), data.max_code, device);
+            calibrate(net, &cal, data.max_code, device);
             net.set_mode(Mode::Float);
         }
         Bits::Quantized { w, a } => {
+            net.quant.edge_act_bits = e.edge_act_bits;
             net.set_bits(w, a)?;
-            let cal = data.train.take(calibration);
             calibrate(net, &cal, data.max_code, device);
             net.set_mode(Mode::Quantized);
-            if bn {
+            if e.bn_per_bits {
                 let batches = (cal.len() + 255) / 256;
                 crate::mps::recalibrate_bn(net, &cal.images, data.max_code, batches, 256);
             }
@@ -600,7 +611,7 @@ fn sweep(
     let float_features = map_batches(&probe, data.max_code, device, |x| net.features(x, false));
     for &bits in &e.bits {
         restore_bn(net, &float_bn);
-        let accuracy = quantized_accuracy(net, data, bits, e.calibration, e.bn_per_bits, device)?;
+        let accuracy = quantized_accuracy(net, data, bits, e, device)?;
         let features = matches!(bits, Bits::Quantized { .. }).then(|| {
             let q = map_batches(&probe, data.max_code, device, |x| net.features(x, false));
             feature_error(&float_features, &q)
@@ -663,7 +674,13 @@ pub fn evaluate(
             eprintln!("{s}");
         }
     };
-    let cfg_of = |bits: Bits| classifier_config(&pre, on, resize, bits);
+    let cfg_of = |bits: Bits| {
+        let mut c = classifier_config(&pre, on, resize, bits);
+        if matches!(bits, Bits::Quantized { .. }) {
+            c.quant.edge_act_bits = e.edge_act_bits;
+        }
+        c
+    };
     let (vs, mut net) = load_encoder(&run, &pre, &base, &data, device)?;
     let pretrained_weights = weight_stats(&net);
     net.set_mode(Mode::Float);
@@ -788,11 +805,14 @@ pub fn drop_at(points: &[Point], bits: Bits) -> Option<f64> {
 /// How the tables name an evaluation: its pretraining method, and "BN per bits" when its
 /// post-training quantization re-estimated BatchNorm at each bit width.
 fn label(r: &EvalResult) -> String {
+    let mut l = r.method.clone();
     if r.config.bn_per_bits {
-        format!("{} [BN per bits]", r.method)
-    } else {
-        r.method.clone()
+        l.push_str(" [BN per bits]");
     }
+    if let Some(b) = r.config.edge_act_bits {
+        l.push_str(&format!(" [edges {b}a]"));
+    }
+    l
 }
 
 /// Markdown tables of evaluations: the layout of the appendix's Table 11 (linear evaluation and
@@ -871,6 +891,7 @@ pub fn report(results: &[EvalResult]) -> String {
                 && r.pretrained_on == q.pretrained_on
                 && r.evaluated_on == q.evaluated_on
                 && r.config.bn_per_bits == q.config.bn_per_bits
+                && r.config.edge_act_bits == q.config.edge_act_bits
         }) else {
             continue;
         };

@@ -277,6 +277,54 @@ fn a_digits_pretraining_evaluates_and_exports_at_its_bit_width() {
     let int = bitspike::eval::integer(&bytes, &rdata.test).unwrap();
     let ia = 100.0 * int.accuracy();
     assert!((ia - fq).abs() < 3.0, "integer {ia} vs fake-quant {fq}");
+
+    // With 8-bit edge activations the 3w3a run folder keeps them and exports them: the layer
+    // after the first reads 8-bit codes, the next one 3-bit, the head 8-bit; the integer
+    // executor agrees with the fake-quantized network.
+    let e = EvalConfig {
+        linear_epochs: 5,
+        finetune_epochs: 0,
+        calibration: 512,
+        edge_act_bits: Some(8),
+        bits: vec![Bits::Float, "3w3a".parse().unwrap()],
+        ..Default::default()
+    };
+    let r = ssql_eval::evaluate(
+        &pre,
+        DatasetName::Digits,
+        &data::default_dir(),
+        &e,
+        &dir.join("eval-edges"),
+        Device::Cpu,
+        false,
+    )
+    .unwrap();
+    let run = RunDir(r.linear[1].run.clone());
+    let rcfg = run.read_config().unwrap();
+    assert_eq!(rcfg.quant.edge_act_bits, Some(8));
+    let t = train::load(&run, &rdata, Device::Cpu).unwrap();
+    let fq = 100.0 * train::accuracy(&t.net, &rdata.test, rdata.max_code, Device::Cpu);
+    assert!(
+        (fq - r.linear[1].accuracy).abs() < 1e-9,
+        "{fq} vs {:?}",
+        r.linear
+    );
+    let bytes = bitspike_core::format::writer::write(&bitspike::export::model_def(&t.net).unwrap())
+        .unwrap();
+    let file = ModelFile::parse(&bytes).unwrap();
+    let inputs: Vec<u32> = Summary::of(&file)
+        .layers
+        .iter()
+        .filter(|l| l.weight_bits > 0)
+        .map(|l| l.input_bits)
+        .collect();
+    // The digits' codes 0..=16 take 5 bits.
+    assert_eq!(inputs, [5, 8, 3, 8], "input bits of the four layers");
+    let ia = 100.0
+        * bitspike::eval::integer(&bytes, &rdata.test)
+            .unwrap()
+            .accuracy();
+    assert!((ia - fq).abs() < 3.0, "integer {ia} vs fake-quant {fq}");
     let _ = std::fs::remove_dir_all(dir);
 }
 
