@@ -1027,6 +1027,17 @@ mod tests {
     use super::*;
 
     fn result(method: &str, bn_per_bits: bool, fp: f64, w4a4: f64, w3a3: f64) -> EvalResult {
+        edged(method, bn_per_bits, None, fp, w4a4, w3a3)
+    }
+
+    fn edged(
+        method: &str,
+        bn_per_bits: bool,
+        edge_act_bits: Option<u8>,
+        fp: f64,
+        w4a4: f64,
+        w3a3: f64,
+    ) -> EvalResult {
         let point = |bits, accuracy| Point {
             bits,
             accuracy,
@@ -1040,6 +1051,7 @@ mod tests {
             pretrain_run: PathBuf::new(),
             config: EvalConfig {
                 bn_per_bits,
+                edge_act_bits,
                 ..Default::default()
             },
             linear: vec![
@@ -1066,6 +1078,8 @@ mod tests {
             result("SimSiam+SSQL", false, 80.0, 71.0, 56.0),
             result("SimSiam+SSQL (float BN)", false, 80.0, 70.0, 50.0),
             result("SimSiam+SSQL", true, 80.0, 76.0, 70.0),
+            edged("SimSiam+SSQL", false, Some(8), 80.0, 79.0, 75.0),
+            edged("SimSiam", false, Some(8), 80.0, 78.0, 70.0),
         ]);
         let rows: Vec<&str> = md
             .lines()
@@ -1080,6 +1094,7 @@ mod tests {
                 "| fashion-mnist | fashion-mnist | SimSiam | SimSiam+SSQL | 20.00 | 9.00 | 50.00 | 24.00 | yes |",
                 "| fashion-mnist | fashion-mnist | SimSiam | SimSiam+SSQL (float BN) | 20.00 | 10.00 | 50.00 | 30.00 | no |",
                 "| fashion-mnist | fashion-mnist | SimSiam [BN per bits] | SimSiam+SSQL [BN per bits] | 10.00 | 4.00 | 20.00 | 10.00 | yes |",
+                "| fashion-mnist | fashion-mnist | SimSiam [edges 8a] | SimSiam+SSQL [edges 8a] | 2.00 | 1.00 | 10.00 | 5.00 | yes |",
             ]
         );
     }
