@@ -221,14 +221,28 @@ impl SsqlConfig {
         Ok(())
     }
 
-    /// How reports name the method: "SimSiam", "SimSiam+SSQL", or "SimSiam+SSQL (float BN)"
-    /// when the quantized branch normalizes with the full-precision statistics.
+    /// How reports name the method: "SimSiam", "SimSiam+SSQL", and for SSQL settings other
+    /// than the defaults their list, e.g. "SimSiam+SSQL (float BN, a3-8)".
     pub fn method(&self) -> String {
         let f = self.framework.as_str();
-        match (self.quantize, self.quantized_bn) {
-            (false, _) => f.to_string(),
-            (true, QuantizedBn::Batch) => format!("{f}+SSQL"),
-            (true, QuantizedBn::Float) => format!("{f}+SSQL (float BN)"),
+        if !self.quantize {
+            return f.to_string();
+        }
+        let d = Self::default();
+        let mut notes = Vec::new();
+        if self.quantized_bn == QuantizedBn::Float {
+            notes.push("float BN".to_string());
+        }
+        if self.weight_bits != d.weight_bits {
+            notes.push(format!("w{}-{}", self.weight_bits[0], self.weight_bits[1]));
+        }
+        if self.act_bits != d.act_bits {
+            notes.push(format!("a{}-{}", self.act_bits[0], self.act_bits[1]));
+        }
+        if notes.is_empty() {
+            format!("{f}+SSQL")
+        } else {
+            format!("{f}+SSQL ({})", notes.join(", "))
         }
     }
 }
@@ -911,6 +925,18 @@ mod tests {
             act: [5, 5],
         };
         assert!((0..50).all(|_| one.draw() == (3, 5)));
+    }
+
+    #[test]
+    fn methods_name_their_settings() {
+        let _one = crate::seeded();
+        let mut c = SsqlConfig::default();
+        assert_eq!(c.method(), "SimSiam+SSQL");
+        c.quantized_bn = QuantizedBn::Float;
+        c.act_bits = [3, 8];
+        assert_eq!(c.method(), "SimSiam+SSQL (float BN, a3-8)");
+        c.quantize = false;
+        assert_eq!(c.method(), "SimSiam");
     }
 
     #[test]

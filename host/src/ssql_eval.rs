@@ -722,7 +722,11 @@ pub fn evaluate(
         (Vec::new(), Vec::new())
     };
     let result = EvalResult {
-        method: ssql.method(),
+        method: match pre.quant.edge_act_bits.filter(|_| ssql.quantize) {
+            // Pretrained with edge activations at their own width.
+            Some(b) => format!("{} [trained edges {b}a]", ssql.method()),
+            None => ssql.method(),
+        },
         pretrained_on: pre.dataset,
         evaluated_on: on,
         pretrain_run: pre_run.to_path_buf(),
