@@ -363,7 +363,8 @@ pub struct QuantConfig {
     /// Weight bits of the first and the last layer (the usual policy keeps them at 8).
     pub first_last_bits: u8,
     /// Activation bits of the edge activations, the first layer's output and the features
-    /// the logits layer reads ([`Spec::edge_nodes`]); none: `act_bits` like the others.
+    /// the logits layer reads ([`Spec::edge_nodes`]); none: `act_bits` like the others. A
+    /// mixed-precision plan, a supernet or QAC sets every width itself and ignores it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub edge_act_bits: Option<u8>,
     /// Weight quantizer.
@@ -648,8 +649,8 @@ impl QNet {
     }
 
     /// Switch every quantizer to `weight_bits` / `act_bits` (the first and last layers' weights
-    /// keep `first_last_bits`, the edge activations `edge_act_bits` when set): one set of weights quantized at any bit width, as SSQL trains
-    /// and evaluates. Only quantizers that learn nothing (max-abs or Lloyd weights, min-max or
+    /// keep `first_last_bits`, the edge activations `edge_act_bits` when set): one set of
+    /// weights quantized at any bit width, as SSQL trains and evaluates. Only quantizers that learn nothing (max-abs or Lloyd weights, min-max or
     /// HWGQ activations) switch; others are an error.
     pub fn set_bits(&mut self, weight_bits: u8, act_bits: u8) -> Result<()> {
         if self.mps.is_some() || !self.plan.is_empty() || self.is_qac() {
