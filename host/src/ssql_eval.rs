@@ -806,8 +806,9 @@ pub fn drop_at(points: &[Point], bits: Bits) -> Option<f64> {
     Some(at(points, Bits::Float)? - at(points, bits)?)
 }
 
-/// How the tables name an evaluation: its pretraining method, and "BN per bits" when its
-/// post-training quantization re-estimated BatchNorm at each bit width.
+/// How the tables name an evaluation: its pretraining method, "BN per bits" when its
+/// post-training quantization re-estimated BatchNorm at each bit width, and "edges Na" when it
+/// kept the edge activations at N bits.
 fn label(r: &EvalResult) -> String {
     let mut l = r.method.clone();
     if r.config.bn_per_bits {
