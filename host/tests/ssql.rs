@@ -205,6 +205,19 @@ fn the_quantized_branch_normalizes_with_the_configured_statistics() {
     }
 }
 
+/// The model file of `net` and the summary rows of its layers with weights.
+fn export(net: &bitspike::net::QNet) -> (Vec<u8>, Vec<bitspike::report::LayerRow>) {
+    let bytes =
+        bitspike_core::format::writer::write(&bitspike::export::model_def(net).unwrap()).unwrap();
+    let file = ModelFile::parse(&bytes).unwrap();
+    let layers = Summary::of(&file)
+        .layers
+        .into_iter()
+        .filter(|l| l.weight_bits > 0)
+        .collect();
+    (bytes, layers)
+}
+
 #[test]
 fn a_digits_pretraining_evaluates_and_exports_at_its_bit_width() {
     let _one = common::seeded();
@@ -262,15 +275,8 @@ fn a_digits_pretraining_evaluates_and_exports_at_its_bit_width() {
         "the saved run reproduces the evaluation: {fq} vs {}",
         r.linear[1].accuracy
     );
-    let bytes = bitspike_core::format::writer::write(&bitspike::export::model_def(&t.net).unwrap())
-        .unwrap();
-    let file = ModelFile::parse(&bytes).unwrap();
-    let bits: Vec<u8> = Summary::of(&file)
-        .layers
-        .iter()
-        .filter(|l| l.weight_bits > 0)
-        .map(|l| l.weight_bits)
-        .collect();
+    let (bytes, layers) = export(&t.net);
+    let bits: Vec<u8> = layers.iter().map(|l| l.weight_bits).collect();
     assert_eq!(bits.first(), Some(&8));
     assert_eq!(bits.last(), Some(&8));
     assert!(bits[1..bits.len() - 1].iter().all(|&b| b == 4), "{bits:?}");
@@ -309,15 +315,8 @@ fn a_digits_pretraining_evaluates_and_exports_at_its_bit_width() {
         "{fq} vs {:?}",
         r.linear
     );
-    let bytes = bitspike_core::format::writer::write(&bitspike::export::model_def(&t.net).unwrap())
-        .unwrap();
-    let file = ModelFile::parse(&bytes).unwrap();
-    let inputs: Vec<u32> = Summary::of(&file)
-        .layers
-        .iter()
-        .filter(|l| l.weight_bits > 0)
-        .map(|l| l.input_bits)
-        .collect();
+    let (bytes, layers) = export(&t.net);
+    let inputs: Vec<u32> = layers.iter().map(|l| l.input_bits).collect();
     // The digits' codes 0..=16 take 5 bits.
     assert_eq!(inputs, [5, 8, 3, 8], "input bits of the four layers");
     let ia = 100.0
