@@ -325,6 +325,10 @@ enum SsqlCommand {
         /// every bit width (as the first and last layers' weights stay at 8 bits).
         #[arg(long)]
         edge_act_bits: Option<u8>,
+        /// Calibrate activation ranges to the clip of least squared error at each bit width
+        /// instead of the observed maximum (always, for encoders pretrained that way).
+        #[arg(long)]
+        mse_clip: bool,
         /// LSQ epochs from the linear-evaluated network (0: none).
         #[arg(long)]
         lsq_epochs: Option<usize>,
@@ -574,6 +578,10 @@ struct SsqlArgs {
     /// The statistics the quantized branch's BatchNorm layers normalize with.
     #[arg(long, value_enum)]
     quantized_bn: Option<bitspike::ssql::QuantizedBn>,
+    /// Calibrate the quantized branch's activation ranges to the clip of least squared error
+    /// at each drawn bit width instead of the observed maximum.
+    #[arg(long)]
+    mse_clip: bool,
     /// Projector output width.
     #[arg(long)]
     dim: Option<i64>,
@@ -651,7 +659,11 @@ impl SsqlArgs {
         }
         // One set of weights at every bit width: quantizers that learn nothing.
         c.quant.weight_quantizer = WeightQuantizer::MaxAbs;
-        c.quant.act_quantizer = ActQuantizer::MinMax;
+        c.quant.act_quantizer = if self.mse_clip || c.quant.act_quantizer == ActQuantizer::Mse {
+            ActQuantizer::Mse
+        } else {
+            ActQuantizer::MinMax
+        };
         c.quant.first_last_bits = 8;
         c.ssql = Some(s);
         c.check()?;
@@ -1148,6 +1160,7 @@ fn ssql_command(c: SsqlCommand) -> Result<()> {
             calibration,
             bn_per_bits,
             edge_act_bits,
+            mse_clip,
             lsq_epochs,
             lsq_bits,
             quiet,
@@ -1156,6 +1169,7 @@ fn ssql_command(c: SsqlCommand) -> Result<()> {
             let mut e = EvalConfig {
                 bn_per_bits,
                 edge_act_bits,
+                mse_clip,
                 ..Default::default()
             };
             if let Some(b) = bits {

@@ -709,6 +709,23 @@ impl QNet {
         }
     }
 
+    /// Settle every calibrated range at the current bit widths (MSE clips are fitted to what
+    /// calibration saw; min-max ranges already are), so that the checkpoint holds them even if
+    /// no quantized pass follows.
+    pub fn fit_ranges(&self) {
+        for p in &self.params {
+            match p {
+                Params::Conv { aq, .. } | Params::Add { aq } => {
+                    let _ = aq.step();
+                }
+                Params::Dense { aq: Some(aq), .. } => {
+                    let _ = aq.step();
+                }
+                _ => {}
+            }
+        }
+    }
+
     /// The activation quantizer node `i` runs: its own, or the supernet's selected candidate.
     fn act_q<'a>(&'a self, i: usize, aq: &'a ActQuant) -> &'a ActQuant {
         match &self.mps {

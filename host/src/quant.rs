@@ -55,6 +55,11 @@ pub enum ActQuantizer {
     /// last calibration pass saw ([`crate::net::Mode::Calibrate`]) maps to the largest code.
     /// Nothing is learned; the observed maximum is saved with the checkpoint.
     MinMax,
+    /// MSE-clipped calibration: what the last calibration pass saw is kept as histograms, and
+    /// at the current bit width the clip that minimises the squared quantization error over
+    /// them maps to the largest code (fitted again when the bit width changes). Nothing is
+    /// learned; the fitted clip is saved with the checkpoint in place of the maximum.
+    Mse,
 }
 
 /// `floor(x + 1/2)` forward, identity backward (the straight-through estimator).
@@ -336,8 +341,58 @@ pub struct ActQuant {
     initialised: Option<Tensor>,
     /// The QAC quantizer, for [`ActQuantizer::Qac`].
     pub qac: Option<crate::qac::QacQuant>,
-    /// The largest value calibration observed, for [`ActQuantizer::MinMax`] (a buffer, saved).
+    /// The largest value calibration observed, for [`ActQuantizer::MinMax`] (a buffer, saved);
+    /// for [`ActQuantizer::Mse`] the fitted clip.
     amax: Option<Tensor>,
+    /// [`ActQuantizer::Mse`]: the histograms calibration observed and whether the clip in
+    /// `amax` still has to be fitted to them.
+    seen: std::sync::Mutex<Seen>,
+}
+
+/// Histograms of the positive activations of one calibration pass, for MSE clipping.
+#[derive(Debug, Default)]
+struct Seen {
+    /// One `(counts, top)` per observed tensor: [`HIST_BINS`] equal bins over `(0, top]`.
+    hists: Vec<(Vec<f64>, f64)>,
+    /// The clip has not been fitted since the last observation or bit-width change.
+    stale: bool,
+}
+
+/// Bins of a calibration histogram.
+const HIST_BINS: i64 = 1024;
+
+/// Candidate clips of the MSE search: `k / CLIP_STEPS` of the largest value, `k = 1..=CLIP_STEPS`.
+const CLIP_STEPS: usize = 200;
+
+/// The clip in `(0, top]` (top: the largest of the histograms') whose quantization on
+/// `levels` levels, `min(floor(x L / c + 1/2), L) c / L`, has the least squared error over the
+/// histograms (each bin counted at its centre); 0 when nothing positive was seen.
+pub fn mse_clip(hists: &[(Vec<f64>, f64)], levels: i64) -> f64 {
+    let top = hists.iter().map(|h| h.1).fold(0.0, f64::max);
+    if top <= 0.0 {
+        return 0.0;
+    }
+    let l = levels as f64;
+    let mut best = (f64::INFINITY, top);
+    for k in 1..=CLIP_STEPS {
+        let c = top * k as f64 / CLIP_STEPS as f64;
+        let s = c / l;
+        let mut err = 0.0;
+        for (counts, t) in hists {
+            let w = t / counts.len() as f64;
+            for (i, &n) in counts.iter().enumerate() {
+                if n > 0.0 {
+                    let x = (i as f64 + 0.5) * w;
+                    let q = (x / s + 0.5).floor().min(l) * s;
+                    err += n * (q - x) * (q - x);
+                }
+            }
+        }
+        if err < best.0 {
+            best = (err, c);
+        }
+    }
+    best.1
 }
 
 /// PACT's and QCFS's initial clip, for BatchNorm-ed pre-activations.
@@ -346,7 +401,10 @@ const INITIAL_CLIP: f64 = 4.0;
 impl ActQuant {
     /// A quantizer of `bits`-bit activations (`L = 2^b - 1`); its parameter lives in `path`.
     pub fn new(path: &nn::Path, kind: ActQuantizer, bits: u8) -> Self {
-        let learned = !matches!(kind, ActQuantizer::Hwgq | ActQuantizer::MinMax);
+        let learned = !matches!(
+            kind,
+            ActQuantizer::Hwgq | ActQuantizer::MinMax | ActQuantizer::Mse
+        );
         let levels = (1i64 << bits) - 1;
         let mut q = Self {
             kind,
@@ -355,11 +413,12 @@ impl ActQuant {
             initialised: None,
             qac: None,
             amax: None,
+            seen: Default::default(),
         };
         if kind == ActQuantizer::Qac {
             return q;
         }
-        if kind == ActQuantizer::MinMax {
+        if matches!(kind, ActQuantizer::MinMax | ActQuantizer::Mse) {
             q.amax = Some(path.zeros_no_train("amax", &[1]));
             return q;
         }
@@ -379,6 +438,7 @@ impl ActQuant {
             initialised: None,
             qac: Some(qac),
             amax: None,
+            seen: Default::default(),
         }
     }
 
@@ -393,7 +453,7 @@ impl ActQuant {
     /// The parameter's value before any data was seen.
     fn default_param(&self) -> f64 {
         match self.kind {
-            ActQuantizer::Qac | ActQuantizer::MinMax => 1.0,
+            ActQuantizer::Qac | ActQuantizer::MinMax | ActQuantizer::Mse => 1.0,
             ActQuantizer::Pact | ActQuantizer::Qcfs => INITIAL_CLIP,
             ActQuantizer::Hwgq | ActQuantizer::TrainableHwgq => hwgq_step(self.bits()),
             ActQuantizer::Lsq => 1.0,
@@ -404,24 +464,56 @@ impl ActQuant {
         (64 - (self.levels as u64).leading_zeros()) as u8
     }
 
-    /// Change the bit width of a quantizer that learns nothing (HWGQ, min-max); learned
+    /// Change the bit width of a quantizer that learns nothing (HWGQ, min-max, MSE); learned
     /// parameters belong to one bit width, so the others refuse.
     pub fn set_bits(&mut self, bits: u8) -> anyhow::Result<()> {
         anyhow::ensure!(
-            matches!(self.kind, ActQuantizer::Hwgq | ActQuantizer::MinMax),
+            matches!(
+                self.kind,
+                ActQuantizer::Hwgq | ActQuantizer::MinMax | ActQuantizer::Mse
+            ),
             "{:?} activations learn a parameter per bit width: their bits cannot be switched",
             self.kind
         );
         anyhow::ensure!((1..=8).contains(&bits), "activation bits {bits}: use 1..=8");
-        self.levels = (1i64 << bits) - 1;
+        let levels = (1i64 << bits) - 1;
+        if levels != self.levels {
+            self.levels = levels;
+            self.seen_mut().stale = true;
+        }
         Ok(())
     }
 
-    /// Min-max calibration: raise the observed maximum to `x`'s largest value.
+    fn seen_mut(&self) -> std::sync::MutexGuard<'_, Seen> {
+        self.seen.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Calibration: raise the observed maximum to `x`'s largest value (MSE: also keep the
+    /// histogram of `x`'s positive values).
     pub fn observe(&self, x: &Tensor) {
         if let Some(m) = &self.amax {
             tch::no_grad(|| {
-                let top = x.detach().max().to_kind(Kind::Float).reshape([1]);
+                let x = x.detach().to_kind(Kind::Float);
+                let top = x.max().reshape([1]);
+                if self.kind == ActQuantizer::Mse {
+                    let t = top.double_value(&[0]);
+                    if t > 0.0 {
+                        // Zeros (most of a ReLU's output) cost nothing at any clip:
+                        // positive values only.
+                        let v = x.masked_select(&x.gt(0.0));
+                        let bins = (v * (HIST_BINS as f64 / t))
+                            .floor()
+                            .clamp(0.0, (HIST_BINS - 1) as f64)
+                            .to_kind(Kind::Int64)
+                            .bincount::<Tensor>(None, HIST_BINS);
+                        let counts =
+                            Vec::<f64>::try_from(bins.to_kind(Kind::Double)).unwrap_or_default();
+                        let mut seen = self.seen_mut();
+                        seen.hists.push((counts, t));
+                        seen.stale = true;
+                    }
+                    return;
+                }
                 let mut m = m.shallow_clone();
                 let v = m.maximum(&top.to_device(m.device()));
                 m.copy_(&v);
@@ -435,11 +527,26 @@ impl ActQuant {
             tch::no_grad(|| {
                 let _ = m.shallow_clone().zero_();
             });
+            *self.seen_mut() = Seen::default();
         }
     }
 
-    /// The min-max step `max / L` (a tiny positive step before any calibration).
+    /// The step `max / L` (MSE: `clip / L`, the clip fitted first if it is stale and there are
+    /// histograms; a reloaded checkpoint keeps its saved clip; a tiny
+    /// positive step before any calibration).
     fn minmax_step(&self) -> f64 {
+        if self.kind == ActQuantizer::Mse {
+            let mut seen = self.seen_mut();
+            if seen.stale && !seen.hists.is_empty() {
+                seen.stale = false;
+                let c = mse_clip(&seen.hists, self.levels);
+                if let Some(m) = &self.amax {
+                    tch::no_grad(|| {
+                        let _ = m.shallow_clone().fill_(c);
+                    });
+                }
+            }
+        }
         let m = self.amax.as_ref().map_or(0.0, |m| m.double_value(&[0]));
         (m / self.levels as f64).max(1e-8)
     }
@@ -452,7 +559,7 @@ impl ActQuant {
             }
             ActQuantizer::Pact | ActQuantizer::Qcfs => INITIAL_CLIP,
             ActQuantizer::Hwgq | ActQuantizer::TrainableHwgq => hwgq_step(self.bits()),
-            ActQuantizer::Qac | ActQuantizer::MinMax => 1.0,
+            ActQuantizer::Qac | ActQuantizer::MinMax | ActQuantizer::Mse => 1.0,
         }
     }
 
@@ -477,7 +584,7 @@ impl ActQuant {
         let p = self.log_param.as_ref().map(|p| p.double_value(&[0]).exp());
         match self.kind {
             ActQuantizer::Hwgq => hwgq_step(self.bits()),
-            ActQuantizer::MinMax => self.minmax_step(),
+            ActQuantizer::MinMax | ActQuantizer::Mse => self.minmax_step(),
             ActQuantizer::Pact | ActQuantizer::Qcfs => {
                 p.unwrap_or(INITIAL_CLIP) / self.levels as f64
             }
@@ -497,7 +604,7 @@ impl ActQuant {
                 let s = hwgq_step(self.bits());
                 round_ste(&(x / s).clamp(0.0, l)) * s
             }
-            ActQuantizer::MinMax => {
+            ActQuantizer::MinMax | ActQuantizer::Mse => {
                 let s = self.minmax_step();
                 round_ste(&(x / s).clamp(0.0, l)) * s
             }
@@ -716,6 +823,60 @@ mod tests {
         let (codes, steps) = w.codes(&wt);
         assert_eq!(codes, vec![7, -3, 1, 4, -7, 1]);
         assert!((steps[0] - 0.1).abs() < 1e-7 && (steps[1] - 0.4 / 7.0).abs() < 1e-7);
+    }
+
+    #[test]
+    fn the_mse_clip_by_hand() {
+        // 100 values in the bin centred on 1.5 and one outlier at 9.5, 3 levels: the error is
+        // 100 (q(1.5) - 1.5)^2 + (9.5 - c)^2 for clips below 9.5, least on the grid at c = 4.9
+        // (step 1.6333: 1.5 -> 1.6333, 1.778 + 21.16); the maximum costs 225, 4.5 costs 25.
+        let mut counts = vec![0.0; 10];
+        counts[1] = 100.0;
+        counts[9] = 1.0;
+        let c = mse_clip(&[(counts.clone(), 10.0)], 3);
+        assert!((c - 4.9).abs() < 1e-9, "clip {c}");
+        // Many levels make clipping the outlier the larger cost: the clip moves up.
+        assert!(mse_clip(&[(counts, 10.0)], 255) > 9.0);
+        assert_eq!(mse_clip(&[], 3), 0.0, "nothing seen");
+    }
+
+    #[test]
+    fn mse_calibration_fits_its_clip_at_each_bit_width() {
+        let _one = crate::seeded();
+        let vs = vs();
+        let mut q = ActQuant::new(&vs.root(), ActQuantizer::Mse, 2);
+        // Half zeros (free at any clip), a bulk below 1 and one outlier at 8.
+        let bulk = Tensor::rand([4000], (Kind::Float, tch::Device::Cpu));
+        let x = Tensor::cat(
+            &[
+                Tensor::zeros([4000], (Kind::Float, tch::Device::Cpu)),
+                bulk,
+                Tensor::from_slice(&[8.0f32]),
+            ],
+            0,
+        );
+        q.observe(&x);
+        let s2 = q.step();
+        assert!(
+            s2 < 0.5 && s2 > 0.1,
+            "2-bit step {s2}: the outlier is clipped"
+        );
+        q.set_bits(8).unwrap();
+        let s8 = q.step();
+        assert!(
+            s8 * 255.0 <= 8.0 + 1e-6 && s8 * 255.0 > s2 * 3.0,
+            "8-bit clip {}",
+            s8 * 255.0
+        );
+        // The clip is what the checkpoint keeps: a fresh quantizer loading it has the step.
+        let vs2 = nn::VarStore::new(tch::Device::Cpu);
+        let r = ActQuant::new(&vs2.root(), ActQuantizer::Mse, 8);
+        tch::no_grad(|| {
+            let _ = r.amax.as_ref().unwrap().shallow_clone().fill_(s8 * 255.0);
+        });
+        assert!((r.step() - s8).abs() < 1e-9, "a reloaded clip stays");
+        q.reset_range();
+        assert!(q.step() <= 1e-8, "nothing observed since the reset");
     }
 
     #[test]

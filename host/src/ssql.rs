@@ -435,11 +435,13 @@ impl Pretrainer {
             crate::quant::WeightQuantizer::MaxAbs | crate::quant::WeightQuantizer::Lloyd
         ) && matches!(
             q.act_quantizer,
-            crate::quant::ActQuantizer::MinMax | crate::quant::ActQuantizer::Hwgq
+            crate::quant::ActQuantizer::MinMax
+                | crate::quant::ActQuantizer::Mse
+                | crate::quant::ActQuantizer::Hwgq
         );
         if cfg.quantize && !switchable {
             bail!(
-                "SSQL switches bit widths every step: use max-abs (or lloyd) weights and min-max (or hwgq) activations"
+                "SSQL switches bit widths every step: use max-abs (or lloyd) weights and min-max (mse, or hwgq) activations"
             );
         }
         let enc = |vs: &nn::VarStore| -> Result<(QNet, Mlp)> {

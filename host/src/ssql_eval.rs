@@ -123,6 +123,11 @@ pub struct EvalConfig {
     /// own.
     #[serde(default)]
     pub edge_act_bits: Option<u8>,
+    /// Calibrate each activation range to the clip of least squared error at the bit width
+    /// ([`ActQuantizer::Mse`]) instead of the largest value seen; always on for encoders
+    /// pretrained that way.
+    #[serde(default)]
+    pub mse_clip: bool,
     /// Bit widths to evaluate at.
     pub bits: Vec<Bits>,
     /// LSQ training epochs from the linear-evaluated network (0: none).
@@ -144,6 +149,7 @@ impl Default for EvalConfig {
             calibration: 2048,
             bn_per_bits: false,
             edge_act_bits: None,
+            mse_clip: false,
             bits: default_bits(),
             lsq_epochs: 0,
             lsq_bits: Bits::Quantized { w: 2, a: 4 },
@@ -569,11 +575,13 @@ fn restore_bn(net: &QNet, saved: &[(Tensor, Tensor)]) {
     });
 }
 
-/// Min-max calibration of every activation range on `split` (evaluation-mode BatchNorm).
+/// Calibration of every activation range on `split` (evaluation-mode BatchNorm): min-max, or
+/// MSE clips fitted at the current bit widths.
 pub fn calibrate(net: &QNet, split: &data::Split, max_code: u8, device: Device) {
     net.reset_ranges();
     net.set_mode(Mode::Calibrate);
     let _ = map_batches(split, max_code, device, |x| net.forward_t(x, false));
+    net.fit_ranges();
 }
 
 /// Save `vs` as a run folder with configuration `cfg` (exportable as it is).
@@ -665,7 +673,16 @@ pub fn evaluate(
     } else {
         bail!("{} images cannot feed this encoder", on.as_str());
     };
-    let base = classifier_config(&pre, on, resize, Bits::Float);
+    let mut e = e.clone();
+    e.mse_clip |= pre.quant.act_quantizer == ActQuantizer::Mse;
+    let e = &e;
+    let act = if e.mse_clip {
+        ActQuantizer::Mse
+    } else {
+        ActQuantizer::MinMax
+    };
+    let mut base = classifier_config(&pre, on, resize, Bits::Float);
+    base.quant.act_quantizer = act;
     let data = data::load_for(&base, data_dir)?;
     drop((pre_data, native));
     tch::manual_seed(e.seed);
@@ -676,6 +693,7 @@ pub fn evaluate(
     };
     let cfg_of = |bits: Bits| {
         let mut c = classifier_config(&pre, on, resize, bits);
+        c.quant.act_quantizer = act;
         if matches!(bits, Bits::Quantized { .. }) {
             c.quant.edge_act_bits = e.edge_act_bits;
         }
@@ -722,10 +740,18 @@ pub fn evaluate(
         (Vec::new(), Vec::new())
     };
     let result = EvalResult {
-        method: match pre.quant.edge_act_bits.filter(|_| ssql.quantize) {
-            // Pretrained with edge activations at their own width.
-            Some(b) => format!("{} [trained edges {b}a]", ssql.method()),
-            None => ssql.method(),
+        method: {
+            let mut m = ssql.method();
+            if ssql.quantize {
+                // Pretrained with edge activations at their own width, or MSE clips.
+                if let Some(b) = pre.quant.edge_act_bits {
+                    m.push_str(&format!(" [trained edges {b}a]"));
+                }
+                if pre.quant.act_quantizer == ActQuantizer::Mse {
+                    m.push_str(" [trained MSE clip]");
+                }
+            }
+            m
         },
         pretrained_on: pre.dataset,
         evaluated_on: on,
@@ -817,6 +843,9 @@ fn label(r: &EvalResult) -> String {
     if let Some(b) = r.config.edge_act_bits {
         l.push_str(&format!(" [edges {b}a]"));
     }
+    if r.config.mse_clip {
+        l.push_str(" [MSE clip]");
+    }
     l
 }
 
@@ -896,6 +925,7 @@ pub fn report(results: &[EvalResult]) -> String {
                 && r.pretrained_on == q.pretrained_on
                 && r.evaluated_on == q.evaluated_on
                 && r.config.bn_per_bits == q.config.bn_per_bits
+                && r.config.mse_clip == q.config.mse_clip
                 && r.config.edge_act_bits == q.config.edge_act_bits
         }) else {
             continue;
@@ -1085,6 +1115,16 @@ mod tests {
             result("SimSiam+SSQL", true, 80.0, 76.0, 70.0),
             edged("SimSiam+SSQL", false, Some(8), 80.0, 79.0, 75.0),
             edged("SimSiam", false, Some(8), 80.0, 78.0, 70.0),
+            {
+                let mut r = edged("SimSiam+SSQL", false, Some(8), 80.0, 79.5, 77.0);
+                r.config.mse_clip = true;
+                r
+            },
+            {
+                let mut r = edged("SimSiam", false, Some(8), 80.0, 79.0, 74.0);
+                r.config.mse_clip = true;
+                r
+            },
         ]);
         let rows: Vec<&str> = md
             .lines()
@@ -1100,6 +1140,7 @@ mod tests {
                 "| fashion-mnist | fashion-mnist | SimSiam | SimSiam+SSQL (float BN) | 20.00 | 10.00 | 50.00 | 30.00 | no |",
                 "| fashion-mnist | fashion-mnist | SimSiam [BN per bits] | SimSiam+SSQL [BN per bits] | 10.00 | 4.00 | 20.00 | 10.00 | yes |",
                 "| fashion-mnist | fashion-mnist | SimSiam [edges 8a] | SimSiam+SSQL [edges 8a] | 2.00 | 1.00 | 10.00 | 5.00 | yes |",
+                "| fashion-mnist | fashion-mnist | SimSiam [edges 8a] [MSE clip] | SimSiam+SSQL [edges 8a] [MSE clip] | 1.00 | 0.50 | 6.00 | 3.00 | yes |",
             ]
         );
     }
