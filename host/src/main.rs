@@ -329,6 +329,10 @@ enum SsqlCommand {
         /// instead of the observed maximum (always, for encoders pretrained that way).
         #[arg(long)]
         mse_clip: bool,
+        /// Linear evaluation: train a head at each quantized bit width on the quantized,
+        /// frozen encoder's features instead of quantizing the full-precision head.
+        #[arg(long)]
+        head_per_bits: bool,
         /// LSQ epochs from the linear-evaluated network (0: none).
         #[arg(long)]
         lsq_epochs: Option<usize>,
@@ -1161,6 +1165,7 @@ fn ssql_command(c: SsqlCommand) -> Result<()> {
             bn_per_bits,
             edge_act_bits,
             mse_clip,
+            head_per_bits,
             lsq_epochs,
             lsq_bits,
             quiet,
@@ -1170,6 +1175,7 @@ fn ssql_command(c: SsqlCommand) -> Result<()> {
                 bn_per_bits,
                 edge_act_bits,
                 mse_clip,
+                head_per_bits,
                 ..Default::default()
             };
             if let Some(b) = bits {

@@ -128,6 +128,11 @@ pub struct EvalConfig {
     /// pretrained that way.
     #[serde(default)]
     pub mse_clip: bool,
+    /// Linear evaluation trains a head at each quantized bit width on the quantized, frozen
+    /// encoder's features (the quantization calibrated first), instead of quantizing the
+    /// full-precision head with the encoder. Fine-tuning is unaffected.
+    #[serde(default)]
+    pub head_per_bits: bool,
     /// Bit widths to evaluate at.
     pub bits: Vec<Bits>,
     /// LSQ training epochs from the linear-evaluated network (0: none).
@@ -150,6 +155,7 @@ impl Default for EvalConfig {
             bn_per_bits: false,
             edge_act_bits: None,
             mse_clip: false,
+            head_per_bits: false,
             bits: default_bits(),
             lsq_epochs: 0,
             lsq_bits: Bits::Quantized { w: 2, a: 4 },
@@ -418,6 +424,13 @@ pub fn step_lr(lr: f64, epoch: usize, epochs: usize) -> f64 {
 /// network's logits layer. Returns nothing; the network's logits layer is replaced.
 pub fn linear_eval(net: &QNet, data: &Dataset, e: &EvalConfig, device: Device) -> Result<()> {
     net.set_mode(Mode::Float);
+    fit_head(net, data, e, device)
+}
+
+/// Train a linear head on the standardised features `net` computes in its current mode (full
+/// precision, or quantized and calibrated) on the training images, and fold it into the
+/// network's logits layer.
+fn fit_head(net: &QNet, data: &Dataset, e: &EvalConfig, device: Device) -> Result<()> {
     let train_f = map_batches(&data.train, data.max_code, device, |x| {
         net.features(x, false)
     });
@@ -474,6 +487,24 @@ pub fn linear_eval(net: &QNet, data: &Dataset, e: &EvalConfig, device: Device) -
     Ok(())
 }
 
+/// Copies of the logits layer's weight and bias.
+fn head_state(net: &QNet) -> Option<(Tensor, Tensor)> {
+    match net.params.last() {
+        Some(Params::Dense { w, b, .. }) => Some((w.copy(), b.copy())),
+        _ => None,
+    }
+}
+
+/// Put back a logits layer saved by [`head_state`].
+fn restore_head(net: &QNet, saved: &Option<(Tensor, Tensor)>) {
+    if let (Some(Params::Dense { w, b, .. }), Some((sw, sb))) = (net.params.last(), saved) {
+        tch::no_grad(|| {
+            w.shallow_clone().copy_(sw);
+            b.shallow_clone().copy_(sb);
+        });
+    }
+}
+
 /// Fine-tune every weight of `net` (full precision) with cross-entropy.
 pub fn finetune(
     vs: &nn::VarStore,
@@ -526,6 +557,18 @@ pub fn quantized_accuracy(
     e: &EvalConfig,
     device: Device,
 ) -> Result<f64> {
+    quantize_at(net, data, bits, e, device)?;
+    Ok(100.0 * train::accuracy(net, &data.test, data.max_code, device))
+}
+
+/// Put `net` in the state [`quantized_accuracy`] measures it in at `bits`.
+fn quantize_at(
+    net: &mut QNet,
+    data: &Dataset,
+    bits: Bits,
+    e: &EvalConfig,
+    device: Device,
+) -> Result<()> {
     let cal = data.train.take(e.calibration);
     match bits {
         Bits::Float => {
@@ -547,7 +590,7 @@ pub fn quantized_accuracy(
             }
         }
     }
-    Ok(100.0 * train::accuracy(net, &data.test, data.max_code, device))
+    Ok(())
 }
 
 /// Copies of every BatchNorm's running statistics.
@@ -603,23 +646,33 @@ fn save_run(dir: &Path, cfg: &TrainConfig, vs: &nn::VarStore, accuracy: f64) -> 
 }
 
 /// Every bit width of `e` for one trained classifier: accuracy and a run folder each.
+/// With `head_per_bits`, each quantized bit width trains its own linear head on the quantized
+/// encoder's features (the full-precision head is put back after each).
+#[allow(clippy::too_many_arguments)]
 fn sweep(
     vs: &nn::VarStore,
     net: &mut QNet,
     cfg_of: &dyn Fn(Bits) -> TrainConfig,
     data: &Dataset,
     e: &EvalConfig,
+    head_per_bits: bool,
     out: &Path,
     device: Device,
 ) -> Result<Vec<Point>> {
     let mut points = Vec::new();
     let float_bn = bn_state(net);
+    let float_head = head_state(net);
     let probe = data.test.take(FEATURE_IMAGES);
     net.set_mode(Mode::Float);
     let float_features = map_batches(&probe, data.max_code, device, |x| net.features(x, false));
     for &bits in &e.bits {
         restore_bn(net, &float_bn);
-        let accuracy = quantized_accuracy(net, data, bits, e, device)?;
+        restore_head(net, &float_head);
+        quantize_at(net, data, bits, e, device)?;
+        if head_per_bits && matches!(bits, Bits::Quantized { .. }) {
+            fit_head(net, data, e, device)?;
+        }
+        let accuracy = 100.0 * train::accuracy(net, &data.test, data.max_code, device);
         let features = matches!(bits, Bits::Quantized { .. }).then(|| {
             let q = map_batches(&probe, data.max_code, device, |x| net.features(x, false));
             feature_error(&float_features, &q)
@@ -634,6 +687,7 @@ fn sweep(
         });
     }
     restore_bn(net, &float_bn);
+    restore_head(net, &float_head);
     net.set_mode(Mode::Float);
     Ok(points)
 }
@@ -711,6 +765,7 @@ pub fn evaluate(
         &cfg_of,
         &data,
         e,
+        e.head_per_bits,
         &out.join("linear"),
         device,
     )?;
@@ -731,6 +786,7 @@ pub fn evaluate(
                 &cfg_of,
                 &data,
                 e,
+                false,
                 &out.join("finetune"),
                 device,
             )?,
@@ -833,8 +889,9 @@ pub fn drop_at(points: &[Point], bits: Bits) -> Option<f64> {
 }
 
 /// How the tables name an evaluation: its pretraining method, "BN per bits" when its
-/// post-training quantization re-estimated BatchNorm at each bit width, and "edges Na" when it
-/// kept the edge activations at N bits.
+/// post-training quantization re-estimated BatchNorm at each bit width, "edges Na" when it
+/// kept the edge activations at N bits, "MSE clip" when its ranges were MSE clips, and "head
+/// per bits" when each bit width trained its own linear head.
 fn label(r: &EvalResult) -> String {
     let mut l = r.method.clone();
     if r.config.bn_per_bits {
@@ -845,6 +902,9 @@ fn label(r: &EvalResult) -> String {
     }
     if r.config.mse_clip {
         l.push_str(" [MSE clip]");
+    }
+    if r.config.head_per_bits {
+        l.push_str(" [head per bits]");
     }
     l
 }
@@ -926,6 +986,7 @@ pub fn report(results: &[EvalResult]) -> String {
                 && r.evaluated_on == q.evaluated_on
                 && r.config.bn_per_bits == q.config.bn_per_bits
                 && r.config.mse_clip == q.config.mse_clip
+                && r.config.head_per_bits == q.config.head_per_bits
                 && r.config.edge_act_bits == q.config.edge_act_bits
         }) else {
             continue;
@@ -1125,6 +1186,16 @@ mod tests {
                 r.config.mse_clip = true;
                 r
             },
+            {
+                let mut r = edged("SimSiam+SSQL", false, Some(8), 80.0, 79.0, 76.0);
+                r.config.head_per_bits = true;
+                r
+            },
+            {
+                let mut r = edged("SimSiam", false, Some(8), 80.0, 78.0, 72.0);
+                r.config.head_per_bits = true;
+                r
+            },
         ]);
         let rows: Vec<&str> = md
             .lines()
@@ -1141,6 +1212,7 @@ mod tests {
                 "| fashion-mnist | fashion-mnist | SimSiam [BN per bits] | SimSiam+SSQL [BN per bits] | 10.00 | 4.00 | 20.00 | 10.00 | yes |",
                 "| fashion-mnist | fashion-mnist | SimSiam [edges 8a] | SimSiam+SSQL [edges 8a] | 2.00 | 1.00 | 10.00 | 5.00 | yes |",
                 "| fashion-mnist | fashion-mnist | SimSiam [edges 8a] [MSE clip] | SimSiam+SSQL [edges 8a] [MSE clip] | 1.00 | 0.50 | 6.00 | 3.00 | yes |",
+                "| fashion-mnist | fashion-mnist | SimSiam [edges 8a] [head per bits] | SimSiam+SSQL [edges 8a] [head per bits] | 2.00 | 1.00 | 8.00 | 4.00 | yes |",
             ]
         );
     }

@@ -324,6 +324,57 @@ fn a_digits_pretraining_evaluates_and_exports_at_its_bit_width() {
             .unwrap()
             .accuracy();
     assert!((ia - fq).abs() < 3.0, "integer {ia} vs fake-quant {fq}");
+
+    // A head per bit width: full precision is evaluated exactly as before; the 3w3a network
+    // carries its own head, trained on the quantized encoder's features, and still exports.
+    let eh = EvalConfig {
+        head_per_bits: true,
+        ..e
+    };
+    let rh = ssql_eval::evaluate(
+        &pre,
+        DatasetName::Digits,
+        &data::default_dir(),
+        &eh,
+        &dir.join("eval-head"),
+        Device::Cpu,
+        false,
+    )
+    .unwrap();
+    assert_eq!(rh.linear[0].accuracy, r.linear[0].accuracy);
+    let head = |run: &std::path::Path| {
+        let run = RunDir(run.to_path_buf());
+        let c = run.read_config().unwrap();
+        let t = train::load(&run, &rdata, Device::Cpu).unwrap();
+        let Some(bitspike::net::Params::Dense { w, .. }) = t.net.params.last() else {
+            panic!("no dense head");
+        };
+        let acc = 100.0 * train::accuracy(&t.net, &rdata.test, rdata.max_code, Device::Cpu);
+        (c, w.copy(), acc, t)
+    };
+    let (_, float_head, _, _) = head(&rh.linear[0].run);
+    let (_, shared_head, _, _) = head(&r.linear[1].run);
+    let (hcfg, own_head, acc, t) = head(&rh.linear[1].run);
+    assert!(
+        max_diff(&float_head, &shared_head) < 1e-9,
+        "without it the head is shared"
+    );
+    assert!(
+        max_diff(&float_head, &own_head) > 1e-3,
+        "with it 3w3a has its own head"
+    );
+    assert!(
+        (acc - rh.linear[1].accuracy).abs() < 1e-9,
+        "{acc} vs {:?}",
+        rh.linear
+    );
+    assert_eq!(hcfg.quant.edge_act_bits, Some(8));
+    let (bytes, _) = export(&t.net);
+    let ia = 100.0
+        * bitspike::eval::integer(&bytes, &rdata.test)
+            .unwrap()
+            .accuracy();
+    assert!((ia - acc).abs() < 3.0, "integer {ia} vs fake-quant {acc}");
     let _ = std::fs::remove_dir_all(dir);
 }
 
