@@ -246,16 +246,19 @@ fn a_digits_pretraining_evaluates_and_exports_at_its_bit_width() {
         ..Default::default()
     };
     let out = dir.join("eval");
-    let r = ssql_eval::evaluate(
-        &pre,
-        DatasetName::Digits,
-        &data::default_dir(),
-        &e,
-        &out,
-        Device::Cpu,
-        false,
-    )
-    .unwrap();
+    let evaluate = |e: &EvalConfig, out: &std::path::Path| {
+        ssql_eval::evaluate(
+            &pre,
+            DatasetName::Digits,
+            &data::default_dir(),
+            e,
+            out,
+            Device::Cpu,
+            false,
+        )
+        .unwrap()
+    };
+    let r = evaluate(&e, &out);
     assert_eq!(r.method, "SimSiam+SSQL");
     assert_eq!(r.linear.len(), 2);
     assert_eq!(r.finetune.len(), 2);
@@ -295,16 +298,7 @@ fn a_digits_pretraining_evaluates_and_exports_at_its_bit_width() {
         bits: vec![Bits::Float, "3w3a".parse().unwrap()],
         ..Default::default()
     };
-    let r = ssql_eval::evaluate(
-        &pre,
-        DatasetName::Digits,
-        &data::default_dir(),
-        &e,
-        &dir.join("eval-edges"),
-        Device::Cpu,
-        false,
-    )
-    .unwrap();
+    let r = evaluate(&e, &dir.join("eval-edges"));
     let run = RunDir(r.linear[1].run.clone());
     let rcfg = run.read_config().unwrap();
     assert_eq!(rcfg.quant.edge_act_bits, Some(8));
@@ -331,16 +325,7 @@ fn a_digits_pretraining_evaluates_and_exports_at_its_bit_width() {
         head_per_bits: true,
         ..e
     };
-    let rh = ssql_eval::evaluate(
-        &pre,
-        DatasetName::Digits,
-        &data::default_dir(),
-        &eh,
-        &dir.join("eval-head"),
-        Device::Cpu,
-        false,
-    )
-    .unwrap();
+    let rh = evaluate(&eh, &dir.join("eval-head"));
     assert_eq!(rh.linear[0].accuracy, r.linear[0].accuracy);
     let head = |run: &std::path::Path| {
         let run = RunDir(run.to_path_buf());
