@@ -545,23 +545,11 @@ pub fn finetune(
     Ok(())
 }
 
-/// Quantize `net` after training at `bits` (calibrating the activation ranges on the first
+/// Quantize `net` after training at `bits`: calibrate the activation ranges on the first
 /// `e.calibration` training images, with `e.edge_act_bits` at the edges, and with
-/// `e.bn_per_bits` re-estimating BatchNorm's statistics of the quantized network on them) and
-/// return its test accuracy in percent; full precision runs in [`Mode::Float`]. The network
-/// is left in the mode it was evaluated in, BatchNorm statistics included.
-pub fn quantized_accuracy(
-    net: &mut QNet,
-    data: &Dataset,
-    bits: Bits,
-    e: &EvalConfig,
-    device: Device,
-) -> Result<f64> {
-    quantize_at(net, data, bits, e, device)?;
-    Ok(100.0 * train::accuracy(net, &data.test, data.max_code, device))
-}
-
-/// Put `net` in the state [`quantized_accuracy`] measures it in at `bits`.
+/// `e.bn_per_bits` re-estimate BatchNorm's statistics of the quantized network on them; full
+/// precision runs in [`Mode::Float`]. The network is left in that mode, BatchNorm statistics
+/// included, ready to be measured.
 fn quantize_at(
     net: &mut QNet,
     data: &Dataset,
