@@ -1220,8 +1220,16 @@ fn ssql_command(c: SsqlCommand) -> Result<()> {
                         d.display()
                     )
                 })?;
-                let r: ssql_eval::EvalResult = serde_json::from_str(&text)
+                let mut r: ssql_eval::EvalResult = serde_json::from_str(&text)
                     .with_context(|| format!("{}: corrupt", p.display()))?;
+                // Evaluations written before the seed was recorded: the pretraining run's,
+                // when that run is still there.
+                if r.pretrain_seed.is_none() {
+                    r.pretrain_seed = RunDir(r.pretrain_run.clone())
+                        .read_config()
+                        .ok()
+                        .map(|c| c.seed);
+                }
                 results.push(r);
             }
             std::fs::create_dir_all(&out)

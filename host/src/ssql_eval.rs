@@ -340,6 +340,9 @@ pub struct EvalResult {
     pub evaluated_on: DatasetName,
     /// The pretraining run.
     pub pretrain_run: PathBuf,
+    /// The pretraining run's seed (absent in results written before it was recorded).
+    #[serde(default)]
+    pub pretrain_seed: Option<i64>,
     /// Settings.
     pub config: EvalConfig,
     /// Linear evaluation at every bit width.
@@ -800,6 +803,7 @@ pub fn evaluate(
         pretrained_on: pre.dataset,
         evaluated_on: on,
         pretrain_run: pre_run.to_path_buf(),
+        pretrain_seed: Some(pre.seed),
         config: e.clone(),
         linear,
         finetune,
@@ -897,6 +901,192 @@ fn label(r: &EvalResult) -> String {
     l
 }
 
+/// The baseline evaluated the same way as the SSQL evaluation `q`: the same framework without
+/// SSQL, the same pretraining and evaluation sets and the same post-training quantization;
+/// the one pretrained with `q`'s seed when there is one.
+fn baseline_of<'a>(q: &EvalResult, results: &'a [EvalResult]) -> Option<&'a EvalResult> {
+    let (base_name, _) = q.method.split_once("+SSQL")?;
+    let same = |r: &&EvalResult| {
+        r.method == base_name
+            && r.pretrained_on == q.pretrained_on
+            && r.evaluated_on == q.evaluated_on
+            && r.config.bn_per_bits == q.config.bn_per_bits
+            && r.config.mse_clip == q.config.mse_clip
+            && r.config.head_per_bits == q.config.head_per_bits
+            && r.config.edge_act_bits == q.config.edge_act_bits
+    };
+    results
+        .iter()
+        .filter(same)
+        .find(|r| r.pretrain_seed.is_some() && r.pretrain_seed == q.pretrain_seed)
+        .or_else(|| results.iter().find(same))
+}
+
+/// SSQL's target on drops from full precision: at most half of the baseline's (or none).
+fn halves(ssql: f64, baseline: f64) -> bool {
+    ssql <= 0.5 * baseline.max(0.0) || ssql <= 0.0
+}
+
+/// Mean and sample standard deviation (0 for a single value).
+pub fn mean_sd(v: &[f64]) -> (f64, f64) {
+    let n = v.len() as f64;
+    if v.is_empty() {
+        return (f64::NAN, f64::NAN);
+    }
+    let mean = v.iter().sum::<f64>() / n;
+    let sd = if v.len() < 2 {
+        0.0
+    } else {
+        (v.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1.0)).sqrt()
+    };
+    (mean, sd)
+}
+
+/// What the drop table compares: the pretraining and evaluation sets, the baseline's and SSQL's
+/// labels.
+type PairKey = (DatasetName, DatasetName, String, String);
+
+/// The (baseline, SSQL) pairs of evaluations compared under one key, one pair per seed.
+type PairGroup<'a> = (PairKey, Vec<(&'a EvalResult, &'a EvalResult)>);
+
+/// The tables over pretraining seeds: each evaluation's linear accuracy as mean and standard
+/// deviation over the encoders pretrained the same way with different seeds (Table 12
+/// layout), and each SSQL-against-baseline comparison of the drop table over its seeds: mean
+/// drops, the ratio of the mean drops, whether the means meet the target, and in how many
+/// seeds' pairs it is met.
+fn over_seeds(results: &[EvalResult], groups: &[PairGroup<'_>], bits: &[Bits]) -> String {
+    use std::fmt::Write as _;
+    let mut s = String::new();
+    let seeds_of = |rs: &[&EvalResult]| {
+        rs.iter()
+            .map(|r| r.pretrain_seed.map_or("-".into(), |x| x.to_string()))
+            .collect::<Vec<String>>()
+            .join(", ")
+    };
+    let stat = |v: Vec<f64>| {
+        if v.is_empty() {
+            "-".to_string()
+        } else {
+            let (m, sd) = mean_sd(&v);
+            format!("{m:.2} ± {sd:.2}")
+        }
+    };
+    let _ = writeln!(
+        s,
+        "\n## Over pretraining seeds: linear evaluation, test accuracy %, mean ± standard deviation (Table 12 layout)\n"
+    );
+    let _ = writeln!(
+        s,
+        "| pretrained on | evaluated on | method | seeds | {} |",
+        bits.iter()
+            .map(|b| b.to_string())
+            .collect::<Vec<_>>()
+            .join(" | ")
+    );
+    let _ = writeln!(s, "|---|---|---|---|{}", "---|".repeat(bits.len()));
+    let mut done: Vec<(DatasetName, DatasetName, String)> = Vec::new();
+    for r in results {
+        let key = (r.pretrained_on, r.evaluated_on, label(r));
+        if done.contains(&key) {
+            continue;
+        }
+        let same: Vec<&EvalResult> = results
+            .iter()
+            .filter(|x| (x.pretrained_on, x.evaluated_on, label(x)) == key)
+            .collect();
+        done.push(key);
+        if same.len() < 2 {
+            continue;
+        }
+        let cells: Vec<String> = bits
+            .iter()
+            .map(|b| stat(same.iter().filter_map(|x| at(&x.linear, *b)).collect()))
+            .collect();
+        let _ = writeln!(
+            s,
+            "| {} | {} | {} | {} | {} |",
+            r.pretrained_on.as_str(),
+            r.evaluated_on.as_str(),
+            label(r),
+            seeds_of(&same),
+            cells.join(" | ")
+        );
+    }
+    let q44 = Bits::Quantized { w: 4, a: 4 };
+    let q33 = Bits::Quantized { w: 3, a: 3 };
+    let _ = writeln!(
+        s,
+        "\n## Accuracy drop over pretraining seeds, linear evaluation (points, mean ± standard deviation)\n\n\
+         Ratio: SSQL's mean drop over the baseline's. Target met on the means: both ratios at \
+         most 0.5; per seed: the pairs of the table above that meet it.\n"
+    );
+    let _ = writeln!(
+        s,
+        "| pretrained on | evaluated on | baseline | SSQL | seeds (baseline; SSQL) | baseline 4w4a | SSQL 4w4a | baseline 3w3a | SSQL 3w3a | ratio 4w4a | ratio 3w3a | target met on the means | per seed |"
+    );
+    let _ = writeln!(s, "|---|---|---|---|---|---|---|---|---|---|---|---|---|");
+    for ((pre, on, bl, ql), pairs) in groups {
+        // Each evaluation once, however many pairs it is in.
+        let mut bs: Vec<&EvalResult> = Vec::new();
+        let mut qs: Vec<&EvalResult> = Vec::new();
+        for (b, q) in pairs {
+            if !bs.iter().any(|x| std::ptr::eq(*x, *b)) {
+                bs.push(b);
+            }
+            if !qs.iter().any(|x| std::ptr::eq(*x, *q)) {
+                qs.push(q);
+            }
+        }
+        let drops = |rs: &[&EvalResult], bits| -> Vec<f64> {
+            rs.iter().filter_map(|r| drop_at(&r.linear, bits)).collect()
+        };
+        let mean = |v: Vec<f64>| mean_sd(&v).0;
+        let ratio = |bits| mean(drops(&qs, bits)) / mean(drops(&bs, bits));
+        let met_on_means = [q44, q33].iter().all(|&x| {
+            let (dq, db) = (mean(drops(&qs, x)), mean(drops(&bs, x)));
+            dq.is_finite() && db.is_finite() && halves(dq, db)
+        });
+        let per_seed = pairs
+            .iter()
+            .filter(|(b, q)| {
+                [q44, q33]
+                    .iter()
+                    .all(|&x| match (drop_at(&q.linear, x), drop_at(&b.linear, x)) {
+                        (Some(dq), Some(db)) => halves(dq, db),
+                        _ => false,
+                    })
+            })
+            .count();
+        let r2 = |v: f64| {
+            if v.is_finite() {
+                format!("{v:.2}")
+            } else {
+                "-".into()
+            }
+        };
+        let _ = writeln!(
+            s,
+            "| {} | {} | {} | {} | {}; {} | {} | {} | {} | {} | {} | {} | {} | {} of {} |",
+            pre.as_str(),
+            on.as_str(),
+            bl,
+            ql,
+            seeds_of(&bs),
+            seeds_of(&qs),
+            stat(drops(&bs, q44)),
+            stat(drops(&qs, q44)),
+            stat(drops(&bs, q33)),
+            stat(drops(&qs, q33)),
+            r2(ratio(q44)),
+            r2(ratio(q33)),
+            if met_on_means { "yes" } else { "no" },
+            per_seed,
+            pairs.len()
+        );
+    }
+    s
+}
+
 /// Markdown tables of evaluations: the layout of the appendix's Table 11 (linear evaluation and
 /// fine-tuning at every bit width, per evaluation set and method), the drop from full
 /// precision with SSQL's against its baseline's (Table 12's comparison), weight statistics
@@ -916,6 +1106,14 @@ pub fn report(results: &[EvalResult]) -> String {
         b
     };
     let cell = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.2}"));
+    // With evaluations of encoders pretrained with different seeds, rows name their seed.
+    let seeds: Vec<Option<i64>> = results.iter().map(|r| r.pretrain_seed).collect();
+    let several_seeds = seeds.iter().any(|x| *x != seeds[0]);
+    let shown = |r: &EvalResult| match (several_seeds, r.pretrain_seed) {
+        (false, _) => label(r),
+        (true, Some(seed)) => format!("{} · seed {seed}", label(r)),
+        (true, None) => format!("{} · seed -", label(r)),
+    };
     let head: Vec<String> = bits.iter().map(|b| b.to_string()).collect();
     let _ = writeln!(
         s,
@@ -940,7 +1138,7 @@ pub fn report(results: &[EvalResult]) -> String {
             "| {} | {} | {} | {} | {} |",
             r.pretrained_on.as_str(),
             r.evaluated_on.as_str(),
-            label(r),
+            shown(r),
             bits.iter()
                 .map(|b| cell(at(&r.linear, *b)))
                 .collect::<Vec<_>>()
@@ -964,24 +1162,15 @@ pub fn report(results: &[EvalResult]) -> String {
         "| pretrained on | evaluated on | baseline | SSQL | baseline 4w4a | SSQL 4w4a | baseline 3w3a | SSQL 3w3a | target met |"
     );
     let _ = writeln!(s, "|---|---|---|---|---|---|---|---|---|");
+    // Each pair, grouped by what was compared: (sets, baseline label, SSQL label).
+    let mut groups: Vec<PairGroup<'_>> = Vec::new();
     for q in results.iter() {
-        let Some((base_name, _)) = q.method.split_once("+SSQL") else {
-            continue;
-        };
-        let Some(b) = results.iter().find(|r| {
-            r.method == base_name
-                && r.pretrained_on == q.pretrained_on
-                && r.evaluated_on == q.evaluated_on
-                && r.config.bn_per_bits == q.config.bn_per_bits
-                && r.config.mse_clip == q.config.mse_clip
-                && r.config.head_per_bits == q.config.head_per_bits
-                && r.config.edge_act_bits == q.config.edge_act_bits
-        }) else {
+        let Some(b) = baseline_of(q, results) else {
             continue;
         };
         let d = |r: &EvalResult, bits| drop_at(&r.linear, bits);
         let met = [q44, q33].iter().all(|&x| match (d(q, x), d(b, x)) {
-            (Some(dq), Some(db)) => dq <= 0.5 * db.max(0.0) || dq <= 0.0,
+            (Some(dq), Some(db)) => halves(dq, db),
             _ => false,
         });
         let _ = writeln!(
@@ -989,14 +1178,22 @@ pub fn report(results: &[EvalResult]) -> String {
             "| {} | {} | {} | {} | {} | {} | {} | {} | {} |",
             q.pretrained_on.as_str(),
             q.evaluated_on.as_str(),
-            label(b),
-            label(q),
+            shown(b),
+            shown(q),
             cell(d(b, q44)),
             cell(d(q, q44)),
             cell(d(b, q33)),
             cell(d(q, q33)),
             if met { "yes" } else { "no" }
         );
+        let key = (q.pretrained_on, q.evaluated_on, label(b), label(q));
+        match groups.iter_mut().find(|(k, _)| *k == key) {
+            Some((_, pairs)) => pairs.push((b, q)),
+            None => groups.push((key, vec![(b, q)])),
+        }
+    }
+    if groups.iter().any(|(_, pairs)| pairs.len() > 1) {
+        s.push_str(&over_seeds(results, &groups, &bits));
     }
     let _ = writeln!(
         s,
@@ -1031,7 +1228,7 @@ pub fn report(results: &[EvalResult]) -> String {
             "| {} | {} | {} | {} |",
             r.pretrained_on.as_str(),
             r.evaluated_on.as_str(),
-            label(r),
+            shown(r),
             cells.join(" | ")
         );
     }
@@ -1044,12 +1241,12 @@ pub fn report(results: &[EvalResult]) -> String {
         "| pretrained on | evaluated on | method | encoder | range | std | kurtosis | beyond 3 sigma % |"
     );
     let _ = writeln!(s, "|---|---|---|---|---|---|---|---|");
-    let mut shown: Vec<(String, DatasetName)> = Vec::new();
+    let mut encoders: Vec<(String, DatasetName)> = Vec::new();
     for r in results {
         // The pretrained encoder once per pretraining run, then each fine-tuned one.
-        let first = !shown.contains(&(label(r), r.pretrained_on));
+        let first = !encoders.contains(&(shown(r), r.pretrained_on));
         if first {
-            shown.push((label(r), r.pretrained_on));
+            encoders.push((shown(r), r.pretrained_on));
         }
         let rows = [
             ("pretrained", &r.pretrained_weights, first),
@@ -1068,7 +1265,7 @@ pub fn report(results: &[EvalResult]) -> String {
                 } else {
                     r.evaluated_on.as_str()
                 },
-                label(r),
+                shown(r),
                 what,
                 m.range,
                 m.std,
@@ -1093,7 +1290,7 @@ pub fn report(results: &[EvalResult]) -> String {
                 "| {} | {} | {} | {} | {} |",
                 r.pretrained_on.as_str(),
                 r.evaluated_on.as_str(),
-                label(r),
+                shown(r),
                 r.config.lsq_bits,
                 r.lsq
                     .iter()
@@ -1133,6 +1330,7 @@ mod tests {
             pretrained_on: DatasetName::FashionMnist,
             evaluated_on: DatasetName::FashionMnist,
             pretrain_run: PathBuf::new(),
+            pretrain_seed: None,
             config: EvalConfig {
                 bn_per_bits,
                 edge_act_bits,
@@ -1203,6 +1401,53 @@ mod tests {
                 "| fashion-mnist | fashion-mnist | SimSiam [edges 8a] [head per bits] | SimSiam+SSQL [edges 8a] [head per bits] | 2.00 | 1.00 | 8.00 | 4.00 | yes |",
             ]
         );
+    }
+
+    /// Over seeds, each SSQL encoder is paired with the baseline of its own seed, and the means,
+    /// standard deviations, ratios and the target are taken over the seeds.
+    #[test]
+    fn seeds_pair_by_seed_and_average() {
+        let _one = crate::seeded();
+        let seeded = |method: &str, seed: i64, w4a4: f64, w3a3: f64| {
+            let mut r = result(method, false, 80.0, w4a4, w3a3);
+            r.pretrain_seed = Some(seed);
+            r
+        };
+        let md = report(&[
+            seeded("SimSiam", 1, 70.0, 60.0),
+            seeded("SimSiam", 2, 68.0, 56.0),
+            seeded("SimSiam", 3, 72.0, 58.0),
+            seeded("SimSiam+SSQL", 3, 75.0, 66.0),
+            seeded("SimSiam+SSQL", 1, 76.0, 70.0),
+            seeded("SimSiam+SSQL", 2, 74.0, 71.0),
+        ]);
+        let section = |title: &str| -> Vec<String> {
+            md.lines()
+                .skip_while(|l| !l.starts_with(title))
+                .skip(1)
+                .take_while(|l| !l.starts_with("## "))
+                .filter(|l| l.starts_with("| fashion-mnist"))
+                .map(String::from)
+                .collect()
+        };
+        assert_eq!(
+            section("## Accuracy drop from full precision")[0],
+            "| fashion-mnist | fashion-mnist | SimSiam · seed 3 | SimSiam+SSQL · seed 3 | 8.00 | 5.00 | 22.00 | 14.00 | no |"
+        );
+        assert_eq!(
+            section("## Over pretraining seeds")[0],
+            "| fashion-mnist | fashion-mnist | SimSiam | 1, 2, 3 | 80.00 ± 0.00 | 70.00 ± 2.00 | 58.00 ± 2.00 |"
+        );
+        assert_eq!(
+            section("## Accuracy drop over pretraining seeds"),
+            ["| fashion-mnist | fashion-mnist | SimSiam | SimSiam+SSQL | 3, 1, 2; 3, 1, 2 | 10.00 ± 2.00 | 5.00 ± 1.00 | 22.00 ± 2.00 | 11.00 ± 2.65 | 0.50 | 0.50 | yes | 2 of 3 |"]
+        );
+        // One seed: no seed in the names and no tables over seeds.
+        let one = report(&[
+            seeded("SimSiam", 1, 70.0, 60.0),
+            seeded("SimSiam+SSQL", 1, 76.0, 70.0),
+        ]);
+        assert!(!one.contains("seed 1") && !one.contains("## Over pretraining seeds"));
     }
 
     #[test]
