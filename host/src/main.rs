@@ -1222,13 +1222,16 @@ fn ssql_command(c: SsqlCommand) -> Result<()> {
                 })?;
                 let mut r: ssql_eval::EvalResult = serde_json::from_str(&text)
                     .with_context(|| format!("{}: corrupt", p.display()))?;
-                // Evaluations written before the seed was recorded: the pretraining run's,
-                // when that run is still there.
-                if r.pretrain_seed.is_none() {
-                    r.pretrain_seed = RunDir(r.pretrain_run.clone())
-                        .read_config()
-                        .ok()
-                        .map(|c| c.seed);
+                // Evaluations written before the seed and the pretraining settings were
+                // recorded: the pretraining run's, when that run is still there.
+                if r.pretrain_seed.is_none() || r.pretraining.is_none() {
+                    if let Ok(pre) = RunDir(r.pretrain_run.clone()).read_config() {
+                        r.pretrain_seed.get_or_insert(pre.seed);
+                        if let Some(ssql) = &pre.ssql {
+                            r.pretraining
+                                .get_or_insert_with(|| ssql_eval::pretraining_of(&pre, ssql));
+                        }
+                    }
                 }
                 results.push(r);
             }

@@ -33,6 +33,7 @@ use crate::config::{Optimizer, Schedule, TrainConfig};
 use crate::data::{self, Dataset, DatasetName};
 use crate::net::{Mode, Params, QNet, QuantConfig};
 use crate::quant::{ActQuantizer, WeightQuantizer};
+use crate::ssql::SsqlConfig;
 use crate::train::{self, write_atomic, RunDir, State};
 
 /// A bit width to evaluate at: full precision or `Nw Ma`.
@@ -343,6 +344,10 @@ pub struct EvalResult {
     /// The pretraining run's seed (absent in results written before it was recorded).
     #[serde(default)]
     pub pretrain_seed: Option<i64>,
+    /// The pretraining settings an SSQL encoder shares with its baseline ([`pretraining_of`];
+    /// absent in results written before it was recorded).
+    #[serde(default)]
+    pub pretraining: Option<String>,
     /// Settings.
     pub config: EvalConfig,
     /// Linear evaluation at every bit width.
@@ -804,6 +809,7 @@ pub fn evaluate(
         evaluated_on: on,
         pretrain_run: pre_run.to_path_buf(),
         pretrain_seed: Some(pre.seed),
+        pretraining: Some(pretraining_of(&pre, &ssql)),
         config: e.clone(),
         linear,
         finetune,
@@ -880,6 +886,22 @@ pub fn drop_at(points: &[Point], bits: Bits) -> Option<f64> {
     Some(at(points, Bits::Float)? - at(points, bits)?)
 }
 
+/// The pretraining settings an SSQL encoder and its baseline share, and must share to be
+/// compared: architecture, schedule, and the projector's and predictor's widths. The method
+/// ([`SsqlConfig::method`]) names what differs between the two.
+pub fn pretraining_of(pre: &TrainConfig, ssql: &SsqlConfig) -> String {
+    format!(
+        "{}, {} epochs, batch {}, lr {}, projector {}-{}, predictor {}",
+        format!("{:?}", pre.arch).to_lowercase(),
+        pre.epochs,
+        pre.batch_size,
+        pre.lr,
+        ssql.hidden,
+        ssql.dim,
+        ssql.predictor_hidden
+    )
+}
+
 /// How the tables name an evaluation: its pretraining method, "BN per bits" when its
 /// post-training quantization re-estimated BatchNorm at each bit width, "edges Na" when it
 /// kept the edge activations at N bits, "MSE clip" when its ranges were MSE clips, and "head
@@ -914,6 +936,9 @@ fn baseline_of<'a>(q: &EvalResult, results: &'a [EvalResult]) -> Option<&'a Eval
             && r.config.mse_clip == q.config.mse_clip
             && r.config.head_per_bits == q.config.head_per_bits
             && r.config.edge_act_bits == q.config.edge_act_bits
+            && (r.pretraining == q.pretraining
+                || r.pretraining.is_none()
+                || q.pretraining.is_none())
     };
     results
         .iter()
@@ -954,7 +979,12 @@ type PairGroup<'a> = (PairKey, Vec<(&'a EvalResult, &'a EvalResult)>);
 /// layout), and each SSQL-against-baseline comparison of the drop table over its seeds: mean
 /// drops, the ratio of the mean drops, whether the means meet the target, and in how many
 /// seeds' pairs it is met.
-fn over_seeds(results: &[EvalResult], groups: &[PairGroup<'_>], bits: &[Bits]) -> String {
+fn over_seeds(
+    results: &[EvalResult],
+    groups: &[PairGroup<'_>],
+    bits: &[Bits],
+    named: &dyn Fn(&EvalResult) -> String,
+) -> String {
     use std::fmt::Write as _;
     let mut s = String::new();
     let seeds_of = |rs: &[&EvalResult]| {
@@ -986,13 +1016,13 @@ fn over_seeds(results: &[EvalResult], groups: &[PairGroup<'_>], bits: &[Bits]) -
     let _ = writeln!(s, "|---|---|---|---|{}", "---|".repeat(bits.len()));
     let mut done: Vec<(DatasetName, DatasetName, String)> = Vec::new();
     for r in results {
-        let key = (r.pretrained_on, r.evaluated_on, label(r));
+        let key = (r.pretrained_on, r.evaluated_on, named(r));
         if done.contains(&key) {
             continue;
         }
         let same: Vec<&EvalResult> = results
             .iter()
-            .filter(|x| (x.pretrained_on, x.evaluated_on, label(x)) == key)
+            .filter(|x| (x.pretrained_on, x.evaluated_on, named(x)) == key)
             .collect();
         done.push(key);
         if same.len() < 2 {
@@ -1007,7 +1037,7 @@ fn over_seeds(results: &[EvalResult], groups: &[PairGroup<'_>], bits: &[Bits]) -
             "| {} | {} | {} | {} | {} |",
             r.pretrained_on.as_str(),
             r.evaluated_on.as_str(),
-            label(r),
+            named(r),
             seeds_of(&same),
             cells.join(" | ")
         );
@@ -1107,12 +1137,19 @@ pub fn report(results: &[EvalResult]) -> String {
     };
     let cell = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.2}"));
     // With evaluations of encoders pretrained with different seeds, rows name their seed.
-    let seeds: Vec<Option<i64>> = results.iter().map(|r| r.pretrain_seed).collect();
-    let several_seeds = seeds.iter().any(|x| *x != seeds[0]);
+    // With encoders pretrained with different settings, rows name the settings too.
+    let several =
+        |f: &dyn Fn(&EvalResult) -> String| results.iter().any(|r| f(r) != f(&results[0]));
+    let several_seeds = several(&|r| format!("{:?}", r.pretrain_seed));
+    let several_pretrainings = several(&|r| format!("{:?}", r.pretraining));
+    let named = |r: &EvalResult| match (several_pretrainings, &r.pretraining) {
+        (true, Some(p)) => format!("{} · {p}", label(r)),
+        _ => label(r),
+    };
     let shown = |r: &EvalResult| match (several_seeds, r.pretrain_seed) {
-        (false, _) => label(r),
-        (true, Some(seed)) => format!("{} · seed {seed}", label(r)),
-        (true, None) => format!("{} · seed -", label(r)),
+        (false, _) => named(r),
+        (true, Some(seed)) => format!("{} · seed {seed}", named(r)),
+        (true, None) => format!("{} · seed -", named(r)),
     };
     let head: Vec<String> = bits.iter().map(|b| b.to_string()).collect();
     let _ = writeln!(
@@ -1186,14 +1223,14 @@ pub fn report(results: &[EvalResult]) -> String {
             cell(d(q, q33)),
             if met { "yes" } else { "no" }
         );
-        let key = (q.pretrained_on, q.evaluated_on, label(b), label(q));
+        let key = (q.pretrained_on, q.evaluated_on, named(b), named(q));
         match groups.iter_mut().find(|(k, _)| *k == key) {
             Some((_, pairs)) => pairs.push((b, q)),
             None => groups.push((key, vec![(b, q)])),
         }
     }
     if groups.iter().any(|(_, pairs)| pairs.len() > 1) {
-        s.push_str(&over_seeds(results, &groups, &bits));
+        s.push_str(&over_seeds(results, &groups, &bits, &named));
     }
     let _ = writeln!(
         s,
@@ -1331,6 +1368,7 @@ mod tests {
             evaluated_on: DatasetName::FashionMnist,
             pretrain_run: PathBuf::new(),
             pretrain_seed: None,
+            pretraining: None,
             config: EvalConfig {
                 bn_per_bits,
                 edge_act_bits,
@@ -1448,6 +1486,34 @@ mod tests {
             seeded("SimSiam+SSQL", 1, 76.0, 70.0),
         ]);
         assert!(!one.contains("seed 1") && !one.contains("## Over pretraining seeds"));
+    }
+
+    /// An SSQL encoder is compared only with a baseline pretrained with the same shared
+    /// settings, and the rows name the settings when the report mixes them.
+    #[test]
+    fn pairs_share_the_pretraining_settings() {
+        let _one = crate::seeded();
+        let pretrained = |method: &str, pretraining: &str, w4a4: f64, w3a3: f64| {
+            let mut r = result(method, false, 80.0, w4a4, w3a3);
+            r.pretraining = Some(pretraining.into());
+            r
+        };
+        let md = report(&[
+            pretrained("SimSiam", "cnn, 20 epochs", 70.0, 60.0),
+            pretrained("SimSiam", "cnn, 12 epochs", 76.0, 72.0),
+            pretrained("SimSiam+SSQL", "cnn, 12 epochs", 77.0, 74.0),
+        ]);
+        let rows: Vec<&str> = md
+            .lines()
+            .skip_while(|l| !l.starts_with("## Accuracy drop"))
+            .skip(1)
+            .take_while(|l| !l.starts_with("## "))
+            .filter(|l| l.starts_with("| fashion-mnist"))
+            .collect();
+        assert_eq!(
+            rows,
+            ["| fashion-mnist | fashion-mnist | SimSiam · cnn, 12 epochs | SimSiam+SSQL · cnn, 12 epochs | 4.00 | 3.00 | 8.00 | 6.00 | no |"]
+        );
     }
 
     #[test]
