@@ -952,6 +952,15 @@ fn halves(ssql: f64, baseline: f64) -> bool {
     ssql <= 0.5 * baseline.max(0.0) || ssql <= 0.0
 }
 
+/// `v`, with the values that print as -0.00 printed as 0.00.
+fn unsigned_zero(v: f64) -> f64 {
+    if v.abs() < 0.005 {
+        0.0
+    } else {
+        v
+    }
+}
+
 /// Mean and sample standard deviation (0 for a single value).
 pub fn mean_sd(v: &[f64]) -> (f64, f64) {
     let n = v.len() as f64;
@@ -998,7 +1007,7 @@ fn over_seeds(
             "-".to_string()
         } else {
             let (m, sd) = mean_sd(&v);
-            format!("{m:.2} ± {sd:.2}")
+            format!("{:.2} ± {sd:.2}", unsigned_zero(m))
         }
     };
     let _ = writeln!(
@@ -1071,7 +1080,15 @@ fn over_seeds(
             rs.iter().filter_map(|r| drop_at(&r.linear, bits)).collect()
         };
         let mean = |v: Vec<f64>| mean_sd(&v).0;
-        let ratio = |bits| mean(drops(&qs, bits)) / mean(drops(&bs, bits));
+        // A ratio only of a baseline drop there is (at least 0.01 points).
+        let ratio = |bits| {
+            let db = mean(drops(&bs, bits));
+            if db >= 0.01 {
+                mean(drops(&qs, bits)) / db
+            } else {
+                f64::NAN
+            }
+        };
         let met_on_means = [q44, q33].iter().all(|&x| {
             let (dq, db) = (mean(drops(&qs, x)), mean(drops(&bs, x)));
             dq.is_finite() && db.is_finite() && halves(dq, db)
@@ -1089,7 +1106,7 @@ fn over_seeds(
             .count();
         let r2 = |v: f64| {
             if v.is_finite() {
-                format!("{v:.2}")
+                format!("{:.2}", unsigned_zero(v))
             } else {
                 "-".into()
             }
@@ -1135,7 +1152,7 @@ pub fn report(results: &[EvalResult]) -> String {
         }
         b
     };
-    let cell = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.2}"));
+    let cell = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{:.2}", unsigned_zero(v)));
     // With evaluations of encoders pretrained with different seeds, rows name their seed.
     // With encoders pretrained with different settings, rows name the settings too.
     let several =
@@ -1480,6 +1497,16 @@ mod tests {
             section("## Accuracy drop over pretraining seeds"),
             ["| fashion-mnist | fashion-mnist | SimSiam | SimSiam+SSQL | 3, 1, 2; 3, 1, 2 | 10.00 ± 2.00 | 5.00 ± 1.00 | 22.00 ± 2.00 | 11.00 ± 2.65 | 0.50 | 0.50 | yes | 2 of 3 |"]
         );
+        // A baseline that loses nothing has no ratio; SSQL losing nothing either meets the target.
+        let flat = report(&[
+            seeded("SimSiam", 1, 80.0, 80.0),
+            seeded("SimSiam", 2, 80.0, 80.0),
+            seeded("SimSiam+SSQL", 1, 80.0, 80.0),
+            seeded("SimSiam+SSQL", 2, 80.0, 80.0),
+        ]);
+        assert!(flat.contains(
+            "| 1, 2; 1, 2 | 0.00 ± 0.00 | 0.00 ± 0.00 | 0.00 ± 0.00 | 0.00 ± 0.00 | - | - | yes | 2 of 2 |"
+        ));
         // One seed: no seed in the names and no tables over seeds.
         let one = report(&[
             seeded("SimSiam", 1, 70.0, 60.0),
