@@ -1137,7 +1137,9 @@ fn over_seeds(
 /// Markdown tables of evaluations: the layout of the appendix's Table 11 (linear evaluation and
 /// fine-tuning at every bit width, per evaluation set and method), the drop from full
 /// precision with SSQL's against its baseline's (Table 12's comparison), weight statistics
-/// (Fig. 7) and LSQ from each network.
+/// (Fig. 7) and LSQ from each network. With encoders pretrained with several seeds, rows name
+/// their seed, each SSQL encoder is compared with the baseline of its seed, and tables over
+/// the seeds follow the drop table ([`mean_sd`]).
 pub fn report(results: &[EvalResult]) -> String {
     use std::fmt::Write as _;
     let mut s = String::new();
