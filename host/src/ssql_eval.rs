@@ -1363,6 +1363,16 @@ pub fn report(results: &[EvalResult]) -> String {
 mod tests {
     use super::*;
 
+    /// The table rows of a report's section whose title starts with `title`.
+    fn section<'a>(md: &'a str, title: &str) -> Vec<&'a str> {
+        md.lines()
+            .skip_while(|l| !l.starts_with(title))
+            .skip(1)
+            .take_while(|l| !l.starts_with("## "))
+            .filter(|l| l.starts_with("| fashion-mnist"))
+            .collect()
+    }
+
     fn result(method: &str, bn_per_bits: bool, fp: f64, w4a4: f64, w3a3: f64) -> EvalResult {
         edged(method, bn_per_bits, None, fp, w4a4, w3a3)
     }
@@ -1440,13 +1450,7 @@ mod tests {
                 r
             },
         ]);
-        let rows: Vec<&str> = md
-            .lines()
-            .skip_while(|l| !l.starts_with("## Accuracy drop"))
-            .skip(1)
-            .take_while(|l| !l.starts_with("## "))
-            .filter(|l| l.starts_with("| fashion-mnist"))
-            .collect();
+        let rows = section(&md, "## Accuracy drop");
         assert_eq!(
             rows,
             [
@@ -1478,25 +1482,16 @@ mod tests {
             seeded("SimSiam+SSQL", 1, 76.0, 70.0),
             seeded("SimSiam+SSQL", 2, 74.0, 71.0),
         ]);
-        let section = |title: &str| -> Vec<String> {
-            md.lines()
-                .skip_while(|l| !l.starts_with(title))
-                .skip(1)
-                .take_while(|l| !l.starts_with("## "))
-                .filter(|l| l.starts_with("| fashion-mnist"))
-                .map(String::from)
-                .collect()
-        };
         assert_eq!(
-            section("## Accuracy drop from full precision")[0],
+            section(&md, "## Accuracy drop from full precision")[0],
             "| fashion-mnist | fashion-mnist | SimSiam · seed 3 | SimSiam+SSQL · seed 3 | 8.00 | 5.00 | 22.00 | 14.00 | no |"
         );
         assert_eq!(
-            section("## Over pretraining seeds")[0],
+            section(&md, "## Over pretraining seeds")[0],
             "| fashion-mnist | fashion-mnist | SimSiam | 1, 2, 3 | 80.00 ± 0.00 | 70.00 ± 2.00 | 58.00 ± 2.00 |"
         );
         assert_eq!(
-            section("## Accuracy drop over pretraining seeds"),
+            section(&md, "## Accuracy drop over pretraining seeds"),
             ["| fashion-mnist | fashion-mnist | SimSiam | SimSiam+SSQL | 3, 1, 2; 3, 1, 2 | 10.00 ± 2.00 | 5.00 ± 1.00 | 22.00 ± 2.00 | 11.00 ± 2.65 | 0.50 | 0.50 | yes | 2 of 3 |"]
         );
         // A baseline that loses nothing has no ratio; SSQL losing nothing either meets the target.
@@ -1532,13 +1527,7 @@ mod tests {
             pretrained("SimSiam", "cnn, 12 epochs", 76.0, 72.0),
             pretrained("SimSiam+SSQL", "cnn, 12 epochs", 77.0, 74.0),
         ]);
-        let rows: Vec<&str> = md
-            .lines()
-            .skip_while(|l| !l.starts_with("## Accuracy drop"))
-            .skip(1)
-            .take_while(|l| !l.starts_with("## "))
-            .filter(|l| l.starts_with("| fashion-mnist"))
-            .collect();
+        let rows = section(&md, "## Accuracy drop");
         assert_eq!(
             rows,
             ["| fashion-mnist | fashion-mnist | SimSiam · cnn, 12 epochs | SimSiam+SSQL · cnn, 12 epochs | 4.00 | 3.00 | 8.00 | 6.00 | no |"]
