@@ -952,6 +952,20 @@ fn halves(ssql: f64, baseline: f64) -> bool {
     ssql <= 0.5 * baseline.max(0.0) || ssql <= 0.0
 }
 
+/// Whether SSQL evaluation `q` meets the target against baseline `b`: its linear-evaluation
+/// drops at 4w4a and 3w3a both at most half of the baseline's ([`halves`]).
+fn pair_meets_target(b: &EvalResult, q: &EvalResult) -> bool {
+    [
+        Bits::Quantized { w: 4, a: 4 },
+        Bits::Quantized { w: 3, a: 3 },
+    ]
+    .iter()
+    .all(|&x| match (drop_at(&q.linear, x), drop_at(&b.linear, x)) {
+        (Some(dq), Some(db)) => halves(dq, db),
+        _ => false,
+    })
+}
+
 /// `v`, with the values that print as -0.00 printed as 0.00.
 fn unsigned_zero(v: f64) -> f64 {
     if v.abs() < 0.005 {
@@ -1095,14 +1109,7 @@ fn over_seeds(
         });
         let per_seed = pairs
             .iter()
-            .filter(|(b, q)| {
-                [q44, q33]
-                    .iter()
-                    .all(|&x| match (drop_at(&q.linear, x), drop_at(&b.linear, x)) {
-                        (Some(dq), Some(db)) => halves(dq, db),
-                        _ => false,
-                    })
-            })
+            .filter(|(b, q)| pair_meets_target(b, q))
             .count();
         let r2 = |v: f64| {
             if v.is_finite() {
@@ -1225,10 +1232,7 @@ pub fn report(results: &[EvalResult]) -> String {
             continue;
         };
         let d = |r: &EvalResult, bits| drop_at(&r.linear, bits);
-        let met = [q44, q33].iter().all(|&x| match (d(q, x), d(b, x)) {
-            (Some(dq), Some(db)) => halves(dq, db),
-            _ => false,
-        });
+        let met = pair_meets_target(b, q);
         let _ = writeln!(
             s,
             "| {} | {} | {} | {} | {} | {} | {} | {} | {} |",
