@@ -32,13 +32,18 @@ use bitspike_core::format::{FormatError, ModelFile, TensorInfo, NONE};
 use bitspike_core::layer::{Align, Dtype, LayerKind};
 
 pub use bitspike_core;
-use kernels::{reference, Stage, Weights};
+use bitspike_core::kernel::{self, Choice, Isa, Kernel};
+use kernels::{gather, optimized, reference, Stage, Weights};
 
-#[cfg(not(feature = "reference-kernels"))]
-use kernels::optimized as fast;
-#[cfg(feature = "reference-kernels")]
-use kernels::reference as fast;
 pub use ops::{LayerOps, Ops};
+
+/// The instruction set this build's kernels use: [`Isa::Dsp`] on Armv7E-M (Cortex-M4, M7),
+/// [`Isa::Portable`] elsewhere.
+pub const ISA: Isa = if cfg!(bitspike_dsp) {
+    Isa::Dsp
+} else {
+    Isa::Portable
+};
 
 /// A feature of a valid model file that this runtime does not execute yet.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -183,6 +188,25 @@ impl<'m> Model<'m> {
         &self.file
     }
 
+    /// The kernel layer `i` runs on in this build, and why (see [`bitspike_core::kernel`]).
+    pub fn kernel(&self, i: usize) -> Choice {
+        let file = &self.file;
+        let l = file.layer(i);
+        let g = file.geometry_of(&l, i);
+        #[cfg(feature = "event-driven")]
+        let events = l.spiking.is_some() && spike_input(file, l.input as usize);
+        #[cfg(not(feature = "event-driven"))]
+        let events = false;
+        kernel::choose(
+            &g,
+            l.weight_bits,
+            l.scratch_bytes,
+            ISA,
+            cfg!(feature = "reference-kernels"),
+            events,
+        )
+    }
+
     /// Bytes of arena the model needs.
     pub const fn arena_bytes(&self) -> usize {
         self.file.header().arena_bytes as usize
@@ -240,33 +264,62 @@ fn loc(t: &TensorInfo) -> Loc {
     }
 }
 
-/// Split the arena into the output range (mutable) and the two input views (immutable). The
-/// loader has checked that live tensors do not overlap; a view that would overlap is `None`.
+/// The views one layer works on: its inputs (read-only), its output and its scratch.
+struct Views<'x> {
+    a: &'x [u8],
+    b: &'x [u8],
+    out: &'x mut [u8],
+    scratch: &'x mut [u8],
+}
+
+/// Split the arena into the output and scratch ranges (mutable) and the two input views
+/// (immutable). The loader has checked that live tensors and scratch do not overlap; a view that
+/// would overlap is `None`. An empty scratch range gives an empty slice.
 fn views<'x>(
     arena: &'x mut [u8],
     input: &'x [u8],
     a: Loc,
     b: Option<Loc>,
     out: (usize, usize),
-) -> Option<(&'x [u8], &'x [u8], &'x mut [u8])> {
-    let (head, rest) = arena.split_at_mut_checked(out.0)?;
-    let (dst, tail) = rest.split_at_mut_checked(out.1)?;
-    let (head, tail): (&'x [u8], &'x [u8]) = (head, tail);
-    let end = out.0 + out.1;
+    scratch: (usize, usize),
+) -> Option<Views<'x>> {
+    // The two mutable ranges in address order; an empty scratch sits right after the output.
+    let scratch = if scratch.1 == 0 {
+        (out.0.checked_add(out.1)?, 0)
+    } else {
+        scratch
+    };
+    let out_first = out.0 <= scratch.0;
+    let (first, second) = if out_first {
+        (out, scratch)
+    } else {
+        (scratch, out)
+    };
+    let first_end = first.0.checked_add(first.1)?;
+    let second_end = second.0.checked_add(second.1)?;
+    let (head, rest) = arena.split_at_mut_checked(first.0)?;
+    let (m1, rest) = rest.split_at_mut_checked(first.1)?;
+    let (mid, rest) = rest.split_at_mut_checked(second.0.checked_sub(first_end)?)?;
+    let (m2, tail) = rest.split_at_mut_checked(second.1)?;
+    let (head, mid, tail): (&'x [u8], &'x [u8], &'x [u8]) = (head, mid, tail);
     let view = |l: Loc| -> Option<&'x [u8]> {
         match l {
             Loc::Input => Some(input),
-            Loc::Arena(o, n) if o + n <= out.0 => head.get(o..o + n),
-            Loc::Arena(o, n) if o >= end => tail.get(o - end..o - end + n),
+            Loc::Arena(o, n) if o + n <= first.0 => head.get(o..o + n),
+            Loc::Arena(o, n) if o >= first_end && o + n <= second.0 => {
+                mid.get(o - first_end..o - first_end + n)
+            }
+            Loc::Arena(o, n) if o >= second_end => tail.get(o - second_end..o - second_end + n),
             Loc::Arena(..) => None,
         }
     };
-    let va = view(a)?;
-    let vb = match b {
+    let a = view(a)?;
+    let b = match b {
         Some(b) => view(b)?,
         None => &[],
     };
-    Some((va, vb, dst))
+    let (out, scratch) = if out_first { (m1, m2) } else { (m2, m1) };
+    Some(Views { a, b, out, scratch })
 }
 
 impl Interpreter<'_, '_> {
@@ -282,6 +335,17 @@ impl Interpreter<'_, '_> {
     /// Fails only when a slice length differs from the model's or an input code is above the
     /// input levels, both checked before anything runs.
     pub fn run(&mut self, input: &[u8], output: &mut [i32]) -> Result<(), Error> {
+        self.run_observed(input, output, |_| {})
+    }
+
+    /// [`run`](Self::run), calling `after_layer(i)` after each layer `i` (for per-layer
+    /// profiles: a board calls a marker function the instruction counter watches).
+    pub fn run_observed(
+        &mut self,
+        input: &[u8],
+        output: &mut [i32],
+        mut after_layer: impl FnMut(usize),
+    ) -> Result<(), Error> {
         let file = *self.model.file();
         if input.len() != self.model.input_len() {
             return Err(Error::InputLength {
@@ -311,6 +375,7 @@ impl Interpreter<'_, '_> {
             }
             #[cfg(not(feature = "counters"))]
             let _ = counts;
+            after_layer(i);
         }
         // Copy the network output out.
         let out_t = file.output();
@@ -349,7 +414,18 @@ impl Interpreter<'_, '_> {
             debug_assert!(false, "layer {i}: output outside the arena");
             return ops.counts();
         };
-        let Some((a, b, dst)) = views(self.arena, input, loc(&in_a), in_b, (oo, on)) else {
+        let scratch = if l.scratch_offset == NONE {
+            (0, 0)
+        } else {
+            (l.scratch_offset as usize, l.scratch_bytes as usize)
+        };
+        let Some(Views {
+            a,
+            b,
+            out: dst,
+            scratch,
+        }) = views(self.arena, input, loc(&in_a), in_b, (oo, on), scratch)
+        else {
             debug_assert!(false, "layer {i}: overlapping or out-of-range buffers");
             return ops.counts();
         };
@@ -385,24 +461,36 @@ impl Interpreter<'_, '_> {
             // A spiking layer's bias enters the membrane, in its units (the `Fire` stage).
             bias: if l.spiking.is_some() { None } else { l.bias },
         };
-        #[cfg(feature = "event-driven")]
-        let events = l.spiking.is_some() && spike_input(file, l.input as usize);
-        #[cfg(not(feature = "event-driven"))]
-        let events = false;
-        match l.kind {
-            LayerKind::Conv2d if events => {
-                kernels::optimized::conv2d_events(&g, &weights, &stage, a, dst, &mut ops)
+        let kernel = self.model.kernel(i).kernel;
+        let (w, st, sc) = (&weights, &stage, scratch);
+        // A fast kernel that finds its preconditions unmet (it checks them again) writes
+        // nothing and returns false: the reference kernel then runs the layer.
+        let done = match (l.kind, kernel) {
+            (LayerKind::Conv2d, Kernel::Gather) => gather::conv2d(&g, w, st, a, dst, sc, &mut ops),
+            (LayerKind::Conv2d, Kernel::Row) => optimized::conv2d(&g, w, st, a, dst, sc, &mut ops),
+            (LayerKind::Conv2d, Kernel::Events) => {
+                optimized::conv2d_events(&g, w, st, a, dst, sc, &mut ops)
             }
-            LayerKind::Dense if events => {
-                kernels::optimized::dense_events(&g, &weights, &stage, a, dst, &mut ops)
+            (LayerKind::Dense, Kernel::Row) => optimized::dense(&g, w, st, a, dst, sc, &mut ops),
+            (LayerKind::Dense, Kernel::Events) => {
+                optimized::dense_events(&g, w, st, a, dst, sc, &mut ops)
             }
-            LayerKind::Conv2d => fast::conv2d(&g, &weights, &stage, a, dst, &mut ops),
-            LayerKind::Dense => fast::dense(&g, &weights, &stage, a, dst, &mut ops),
-            LayerKind::AvgPool => reference::avg_pool(&g, &stage, a, dst),
-            LayerKind::MaxPool => reference::max_pool(&g, a, dst),
-            LayerKind::GlobalAvgPool => reference::global_avg_pool(&g, &stage, a, dst),
-            LayerKind::Add => reference::add(&g, l.add_weights, &stage, a, b, dst),
-            LayerKind::Flatten => {}
+            (LayerKind::Add, Kernel::Elementwise) => {
+                optimized::add(&g, l.add_weights, st, a, b, dst);
+                true
+            }
+            _ => false,
+        };
+        if !done {
+            match l.kind {
+                LayerKind::Conv2d => reference::conv2d(&g, w, st, a, dst, &mut ops),
+                LayerKind::Dense => reference::dense(&g, w, st, a, dst, &mut ops),
+                LayerKind::AvgPool => reference::avg_pool(&g, st, a, dst),
+                LayerKind::MaxPool => reference::max_pool(&g, a, dst),
+                LayerKind::GlobalAvgPool => reference::global_avg_pool(&g, st, a, dst),
+                LayerKind::Add => reference::add(&g, l.add_weights, st, a, b, dst),
+                LayerKind::Flatten => {}
+            }
         }
         // On spike counts, a weighted layer's work is synaptic events: each spike adds its
         // weight once per synapse (DESIGN.md, event-driven), however the kernel computed it.
@@ -480,26 +568,62 @@ mod tests {
     fn views_split_around_the_output() {
         let mut arena = [0u8, 1, 2, 3, 4, 5, 6, 7, 8, 9];
         let input = [42u8; 3];
-        let (a, b, out) = views(
+        let v = views(
             &mut arena,
             &input,
             Loc::Arena(0, 2),
             Some(Loc::Arena(7, 3)),
             (3, 4),
+            (0, 0),
         )
         .unwrap();
         assert_eq!(
-            (a, b, &*out),
-            (&[0u8, 1][..], &[7u8, 8, 9][..], &[3u8, 4, 5, 6][..])
+            (v.a, v.b, &*v.out, &*v.scratch),
+            (
+                &[0u8, 1][..],
+                &[7u8, 8, 9][..],
+                &[3u8, 4, 5, 6][..],
+                &[][..]
+            )
         );
-        let (a, b, _) = views(&mut arena, &input, Loc::Input, None, (0, 10)).unwrap();
-        assert_eq!((a, b), (&input[..], &[][..]));
-        // An input overlapping the output is refused, not aliased.
-        assert!(views(&mut arena, &input, Loc::Arena(2, 2), None, (3, 4)).is_none());
-        assert!(views(&mut arena, &input, Loc::Arena(6, 2), None, (3, 4)).is_none());
+        let v = views(&mut arena, &input, Loc::Input, None, (0, 10), (0, 0)).unwrap();
+        assert_eq!((v.a, v.b), (&input[..], &[][..]));
+        // Scratch before the output, an input between them and one after both.
+        let v = views(
+            &mut arena,
+            &input,
+            Loc::Arena(3, 2),
+            Some(Loc::Arena(8, 2)),
+            (5, 3),
+            (0, 3),
+        )
+        .unwrap();
+        assert_eq!(
+            (v.a, v.b, &*v.out, &*v.scratch),
+            (
+                &[3u8, 4][..],
+                &[8u8, 9][..],
+                &[5u8, 6, 7][..],
+                &[0u8, 1, 2][..]
+            )
+        );
+        // Scratch after the output, an input before both.
+        let v = views(&mut arena, &input, Loc::Arena(0, 1), None, (1, 2), (6, 4)).unwrap();
+        assert_eq!(
+            (v.a, &*v.out, &*v.scratch),
+            (&[0u8][..], &[1u8, 2][..], &[6u8, 7, 8, 9][..])
+        );
+        // An input overlapping the output or the scratch is refused, not aliased.
+        assert!(views(&mut arena, &input, Loc::Arena(2, 2), None, (3, 4), (0, 0)).is_none());
+        assert!(views(&mut arena, &input, Loc::Arena(6, 2), None, (3, 4), (0, 0)).is_none());
+        assert!(views(&mut arena, &input, Loc::Arena(0, 2), None, (3, 2), (1, 2)).is_none());
+        // Output and scratch overlapping each other are refused.
+        assert!(views(&mut arena, &input, Loc::Input, None, (3, 4), (5, 2)).is_none());
+        assert!(views(&mut arena, &input, Loc::Input, None, (5, 2), (3, 4)).is_none());
         // Ranges past the arena are refused.
-        assert!(views(&mut arena, &input, Loc::Input, None, (8, 4)).is_none());
-        assert!(views(&mut arena, &input, Loc::Arena(8, 4), None, (0, 2)).is_none());
+        assert!(views(&mut arena, &input, Loc::Input, None, (8, 4), (0, 0)).is_none());
+        assert!(views(&mut arena, &input, Loc::Arena(8, 4), None, (0, 2), (0, 0)).is_none());
+        assert!(views(&mut arena, &input, Loc::Input, None, (0, 2), (8, 4)).is_none());
     }
 
     #[test]

@@ -5,6 +5,7 @@ use std::fmt;
 
 use bitspike_core::cost::{bops, macs, ram_s14};
 use bitspike_core::format::{weight_bytes, ModelFile};
+use bitspike_core::kernel::{choose, Choice, Isa, Reason};
 use bitspike_core::layer::{Geometry, Shape};
 use bitspike_core::quant::code_bits;
 
@@ -27,6 +28,10 @@ pub struct LayerRow {
     pub weight_bytes: usize,
     /// Timesteps (1 for a non-spiking layer).
     pub timesteps: u16,
+    /// Scratch bytes the file gives the layer.
+    pub scratch_bytes: u32,
+    /// The kernel the default runtime build runs the layer on, on Armv7E-M (DSP) and elsewhere.
+    pub kernels: [Choice; 2],
 }
 
 /// A model's cost summary.
@@ -75,6 +80,9 @@ impl Summary {
                     0
                 },
                 timesteps: l.timesteps,
+                scratch_bytes: l.scratch_bytes,
+                kernels: [Isa::Dsp, Isa::Portable]
+                    .map(|isa| choose(&g, l.weight_bits, l.scratch_bytes, isa, false, false)),
             });
         }
         let h = file.header();
@@ -113,8 +121,9 @@ impl fmt::Display for Summary {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(
             f,
-            "{:>3}  {:<8} {:>11} {:>11} {:>4} {:>4} {:>3} {:>11} {:>13} {:>9}",
-            "#", "kind", "input", "output", "w", "x", "T", "MACs", "BOPs", "w bytes"
+            "{:>3}  {:<8} {:>11} {:>11} {:>4} {:>4} {:>3} {:>11} {:>13} {:>9} {:>8}  \
+             kernel (Cortex-M4/M7 DSP, other targets)",
+            "#", "kind", "input", "output", "w", "x", "T", "MACs", "BOPs", "w bytes", "scratch",
         )?;
         for r in &self.layers {
             let g = &r.geometry;
@@ -123,9 +132,23 @@ impl fmt::Display for Summary {
             } else {
                 "-".into()
             };
+            let [dsp, other] = r.kernels;
+            let kernel = if dsp.kernel == other.kernel {
+                dsp.kernel.name().to_string()
+            } else {
+                format!("{}, {}", dsp.kernel.name(), other.kernel.name())
+            };
+            let why = match dsp.reason {
+                Reason::ScratchShort { needed, given } => {
+                    format!(
+                        " (the file gives {given} B of scratch, the fast kernel needs {needed} B)"
+                    )
+                }
+                _ => String::new(),
+            };
             writeln!(
                 f,
-                "{:>3}  {:<8} {:>11} {:>11} {:>4} {:>4} {:>3} {:>11} {:>13} {:>9}",
+                "{:>3}  {:<8} {:>11} {:>11} {:>4} {:>4} {:>3} {:>11} {:>13} {:>9} {:>8}  {kernel}{why}",
                 r.index,
                 g.kind.name(),
                 shape(g.input),
@@ -135,7 +158,8 @@ impl fmt::Display for Summary {
                 r.timesteps,
                 r.macs,
                 r.bops,
-                r.weight_bytes
+                r.weight_bytes,
+                r.scratch_bytes
             )?;
         }
         writeln!(
@@ -144,6 +168,12 @@ impl fmt::Display for Summary {
             self.macs(),
             self.bops(),
             self.weight_bytes()
+        )?;
+        writeln!(
+            f,
+            "kernels: gather (four output pixels per pass, inputs as 16-bit lanes in scratch, two \
+             MACs per SMLAD on the DSP), row (weights unpacked per output channel), elementwise, \
+             reference (no faster kernel for the kind, or too little scratch)"
         )?;
         writeln!(
             f,

@@ -2,6 +2,7 @@
 //!
 //! * [`layer`]: the layer kinds, their geometry and shape rules;
 //! * [`quant`]: the integer semantics (Q31 multiply, rounding shift, requantize, clamp);
+//! * [`kernel`]: which kernel runs each layer, and the scratch it needs;
 //! * [`pack`]: packing of 2..=8 bit weights;
 //! * [`cost`]: MACs, BOPs (One-Shot MPS eq. S13), RAM (eq. S14), synaptic operations, energy;
 //! * [`format`](mod@format): the model file (reader `no_std` and zero-copy; writer behind `std`);
@@ -16,6 +17,7 @@ pub mod cost;
 #[cfg(feature = "std")]
 pub mod def;
 pub mod format;
+pub mod kernel;
 pub mod layer;
 pub mod pack;
 #[cfg(feature = "std")]

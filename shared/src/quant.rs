@@ -82,6 +82,146 @@ pub const fn requantize(acc: i32, multiplier: i32, shift: i8, offset: i32, level
     clamp_code(scaled.saturating_add(offset), levels)
 }
 
+/// One channel's requantization prepared once, then applied to many accumulators: the same
+/// result as [`requantize`] for every accumulator, with one 64-bit multiply-add and one shift.
+///
+/// For `shift >= 0` the two roundings of the contract fold into one: `floor((floor(p / 2^31 +
+/// 1/2) + 2^(s-1)) / 2^s) = floor((p + 2^30 + 2^(30+s)) / 2^(31+s))` (the inner floor can move out
+/// because the added term is an integer), where `p = acc * m` and `m >= 0` keeps the product's
+/// rounding from saturating. A negative shift keeps the contract's saturating left shift first.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Requantizer {
+    multiplier: i32,
+    add: i64,
+    /// Right shift of the high word (`31 + s - 32`), for `s > 0`.
+    high_shift: u32,
+    /// `s > 0`: the result is the high word shifted; otherwise the product shifted by 31.
+    high: bool,
+    left: u32,
+    offset: i32,
+    levels: u8,
+}
+
+impl Requantizer {
+    /// Prepare `requantize(_, multiplier, shift, offset, levels)`; `None` for a negative
+    /// multiplier or a shift outside [`MIN_SHIFT`]`..=`[`MAX_SHIFT`] (which a validated model
+    /// never has), for which callers keep [`requantize`].
+    #[inline]
+    pub const fn new(multiplier: i32, shift: i8, offset: i32, levels: u8) -> Option<Self> {
+        if multiplier < 0 || shift < MIN_SHIFT || shift > MAX_SHIFT {
+            return None;
+        }
+        // add = 2^30 + 2^(30 + s) for s > 0, built from 32-bit shifts (cheap on a 32-bit core).
+        let (add, high_shift, high, left) = if shift > 1 {
+            let hi = 1u32 << (shift as u32 - 2);
+            (
+                (((hi as u64) << 32) | (1 << 30)) as i64,
+                shift as u32 - 1,
+                true,
+                0,
+            )
+        } else if shift == 1 {
+            (0xC000_0000, 0, true, 0)
+        } else {
+            (1i64 << 30, 0, false, (-(shift as i32)) as u32)
+        };
+        Some(Self {
+            multiplier,
+            add,
+            high_shift,
+            high,
+            left,
+            offset,
+            levels,
+        })
+    }
+
+    /// The per-channel part as 16 bytes (multiplier, rounding term, shifts), for a kernel that
+    /// prepares every channel once per layer in its scratch; [`Self::decode`] reverses it.
+    #[inline]
+    pub const fn encode(&self) -> [u8; 16] {
+        let m = self.multiplier.to_le_bytes();
+        let a = self.add.to_le_bytes();
+        [
+            m[0],
+            m[1],
+            m[2],
+            m[3],
+            a[0],
+            a[1],
+            a[2],
+            a[3],
+            a[4],
+            a[5],
+            a[6],
+            a[7],
+            self.high_shift as u8,
+            self.high as u8,
+            self.left as u8,
+            0,
+        ]
+    }
+
+    /// The requantizer [`Self::encode`] wrote, with the layer's `offset` and `levels`.
+    #[inline(always)]
+    pub const fn decode(b: &[u8; 16], offset: i32, levels: u8) -> Self {
+        Self {
+            multiplier: i32::from_le_bytes([b[0], b[1], b[2], b[3]]),
+            add: i64::from_le_bytes([b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11]]),
+            high_shift: (b[12] & 31) as u32,
+            high: b[13] != 0,
+            left: (b[14] & 31) as u32,
+            offset,
+            levels,
+        }
+    }
+
+    /// Whether [`Self::apply_positive_shift`] applies: a right shift (`shift > 0`), the usual
+    /// case of a layer that scales down.
+    #[inline(always)]
+    pub const fn positive_shift(&self) -> bool {
+        self.high && self.left == 0
+    }
+
+    /// [`Self::apply`] for a requantizer with [`Self::positive_shift`]: one multiply-accumulate,
+    /// one shift, the offset and the clamp, no branch on the shift's sign.
+    #[inline(always)]
+    pub const fn apply_positive_shift(&self, acc: i32) -> u8 {
+        let v = (acc as i64) * (self.multiplier as i64) + self.add;
+        let scaled = ((v >> 32) as i32) >> self.high_shift;
+        clamp_code(scaled.saturating_add(self.offset), self.levels)
+    }
+
+    /// The code for accumulator `acc`.
+    #[inline(always)]
+    pub const fn apply(&self, acc: i32) -> u8 {
+        // The contract's saturating left shift, in 32 bits (`left <= 31`).
+        let x = if self.left == 0 {
+            acc
+        } else {
+            let r = acc << self.left;
+            if r >> self.left == acc {
+                r
+            } else if acc < 0 {
+                i32::MIN
+            } else {
+                i32::MAX
+            }
+        };
+        // One 32x32->64 multiply-accumulate: |x * m| < 2^62 and add <= 2^30 + 2^61, so no
+        // overflow; the result fits i32.
+        let v = (x as i64) * (self.multiplier as i64) + self.add;
+        // A shift of 32 or more is the high word shifted (floor of a floor: exact), which a
+        // 32-bit core does in one instruction.
+        let scaled = if self.high {
+            ((v >> 32) as i32) >> self.high_shift
+        } else {
+            (v >> 31) as i32
+        };
+        clamp_code(scaled.saturating_add(self.offset), self.levels)
+    }
+}
+
 /// Saturate an i64 into the i32 range.
 #[inline]
 pub const fn saturate_i64(x: i64) -> i32 {

@@ -1,7 +1,8 @@
 //! Requantization against an independent wide-integer oracle, with the edge cases named.
 
 use bitspike_core::quant::{
-    clamp_code, quantize_multiplier, requantize, round_shift, sat_mul_q31, MAX_SHIFT, MIN_SHIFT,
+    clamp_code, quantize_multiplier, requantize, round_shift, sat_mul_q31, Requantizer, MAX_SHIFT,
+    MIN_SHIFT,
 };
 use proptest::prelude::*;
 
@@ -83,6 +84,24 @@ proptest! {
     }
 
     #[test]
+    fn prepared_requantizer_matches_the_contract(
+        acc in edgy_i32(),
+        m in prop_oneof![0i32..=i32::MAX, Just(i32::MAX), Just(1 << 30), Just(0)],
+        s in MIN_SHIFT..=MAX_SHIFT,
+        offset in prop_oneof![-300i32..300, edgy_i32()],
+        levels in any::<u8>(),
+    ) {
+        let r = Requantizer::new(m, s, offset, levels).unwrap();
+        prop_assert_eq!(r.apply(acc), oracle_requant(acc, m, s, offset, levels));
+        if r.positive_shift() {
+            prop_assert_eq!(r.apply_positive_shift(acc), r.apply(acc));
+        }
+        prop_assert_eq!(r.positive_shift(), s > 0);
+        // Through the 16-byte form a kernel keeps in its scratch.
+        prop_assert_eq!(Requantizer::decode(&r.encode(), offset, levels), r);
+    }
+
+    #[test]
     fn clamp_matches_oracle(x in edgy_i32(), levels in any::<u8>()) {
         prop_assert_eq!(clamp_code(x, levels) as i128, (x as i128).clamp(0, levels as i128));
     }
@@ -100,6 +119,10 @@ proptest! {
 
 #[test]
 fn named_edge_cases() {
+    // The prepared requantizer refuses what a validated model never has.
+    assert_eq!(Requantizer::new(-1, 0, 0, 15), None);
+    assert_eq!(Requantizer::new(1, MAX_SHIFT + 1, 0, 15), None);
+    assert_eq!(Requantizer::new(1, MIN_SHIFT - 1, 0, 15), None);
     // The only saturating product.
     assert_eq!(sat_mul_q31(i32::MIN, i32::MIN), i32::MAX);
     assert_eq!(oracle_mul(i32::MIN, i32::MIN), i32::MAX);

@@ -1,13 +1,22 @@
-//! The optimized kernels against the reference kernels: bit-exact outputs and equal MAC counts
-//! on random shapes, strides, paddings, groups, bit widths and output stages (CONVENTIONS 4),
-//! including fan-ins beyond the optimized kernels' unpack buffer; and the event-driven kernels
-//! for spike counts (`conv2d_events`, `dense_events`) against the reference, on sparse counts.
+//! Every implementation of the weighted layers against the reference kernels, through one
+//! generic suite (`bitspike_rt::kernels::WeightedKernel`): bit-exact outputs and equal MAC counts
+//! on random shapes, strides, paddings (up to beyond the kernel), groups, bit widths 2..=8, input
+//! levels and output stages; scratch at every alignment; and too little scratch, where a kernel
+//! must decline without writing anything. The event-driven kernels run on sparse spike counts.
+//!
+//! On the host the gather kernel runs its portable model of the DSP lanes (`gather::lanes`), so
+//! the layout logic is tested here; the assembly runs the same models under QEMU on the
+//! Cortex-M4 (`cargo xtask conformance`).
 
 use bitspike_core::def::random::Rng;
 use bitspike_core::format::I32s;
+use bitspike_core::kernel::scratch_bytes;
 use bitspike_core::layer::{Geometry, LayerKind, Shape, Window};
 use bitspike_core::pack::{pack, packed_len};
-use bitspike_rt::kernels::{optimized, reference, Stage, Weights};
+use bitspike_rt::kernels::gather::lanes;
+use bitspike_rt::kernels::{
+    reference, Events, Gather, Reference, Row, Stage, WeightedKernel, Weights,
+};
 use bitspike_rt::Ops;
 use proptest::prelude::*;
 
@@ -22,7 +31,7 @@ struct Case {
     input: Vec<u8>,
 }
 
-fn case(g: Geometry, bits: u8, seed: u64, bias: bool, raw: bool) -> Case {
+fn case(g: Geometry, bits: u8, seed: u64, bias: bool, raw: bool, levels: u8) -> Case {
     let mut rng = Rng::new(seed);
     let n = g.weight_count() as usize;
     let w = rng.weights(n, bits);
@@ -40,17 +49,12 @@ fn case(g: Geometry, bits: u8, seed: u64, bias: bool, raw: bool) -> Case {
             .collect()),
         shifts: (0..c).map(|_| rng.range(-2, 12) as i8 as u8).collect(),
         raw,
-        input: rng.codes(g.input.len(), 255),
+        input: rng.codes(g.input.len(), levels),
     }
 }
 
-fn run(c: &Case, optimized_kernel: bool) -> (Vec<u8>, u64) {
-    let w = Weights {
-        packed: &c.packed,
-        bits: c.bits,
-        bias: c.bias.as_deref().map(I32s::new),
-    };
-    let stage = if c.raw {
+fn stage(c: &Case) -> Stage<'_> {
+    if c.raw {
         Stage::Raw
     } else {
         Stage::Requantize {
@@ -59,24 +63,57 @@ fn run(c: &Case, optimized_kernel: bool) -> (Vec<u8>, u64) {
             offset: 3,
             levels: 200,
         }
-    };
-    let mut out = vec![0u8; c.g.output.len() * stage.elem_size()];
-    let mut ops = Ops::new();
-    match (c.g.kind, optimized_kernel) {
-        (LayerKind::Conv2d, true) => {
-            optimized::conv2d(&c.g, &w, &stage, &c.input, &mut out, &mut ops)
-        }
-        (LayerKind::Conv2d, false) => {
-            reference::conv2d(&c.g, &w, &stage, &c.input, &mut out, &mut ops)
-        }
-        (_, true) => optimized::dense(&c.g, &w, &stage, &c.input, &mut out, &mut ops),
-        (_, false) => reference::dense(&c.g, &w, &stage, &c.input, &mut out, &mut ops),
     }
-    (out, ops.counts().macs)
+}
+
+/// Run `K` on `c` with `scratch`; `None` when it declined. Output bytes start at 0x5A so that a
+/// kernel that declines after writing is caught.
+fn run<K: WeightedKernel>(c: &Case, scratch: &mut [u8]) -> Option<(Vec<u8>, u64)> {
+    let w = Weights {
+        packed: &c.packed,
+        bits: c.bits,
+        bias: c.bias.as_deref().map(I32s::new),
+    };
+    let st = stage(c);
+    let mut out = vec![0x5Au8; c.g.output.len() * st.elem_size()];
+    let mut ops = Ops::new();
+    let ran = match c.g.kind {
+        LayerKind::Conv2d => K::conv2d(&c.g, &w, &st, &c.input, &mut out, scratch, &mut ops),
+        _ => K::dense(&c.g, &w, &st, &c.input, &mut out, scratch, &mut ops),
+    };
+    if !ran {
+        assert!(
+            out.iter().all(|&b| b == 0x5A),
+            "{} declined after writing",
+            K::NAME
+        );
+        return None;
+    }
+    Some((out, ops.counts().macs))
+}
+
+/// `K` against the reference: with the scratch the model file gives it, at each of the four
+/// alignments, it must run (when `must_run`) and agree; with too little it may decline.
+fn check<K: WeightedKernel>(c: &Case, must_run: bool) -> Result<(), TestCaseError> {
+    let want = run::<Reference>(c, &mut []).unwrap();
+    let need = scratch_bytes(&c.g, c.bits) as usize;
+    let mut buf = vec![0xC3u8; need + 3];
+    for off in 0..4 {
+        match run::<K>(c, &mut buf[off..off + need]) {
+            Some(got) => prop_assert_eq!(&got, &want, "{} at offset {}", K::NAME, off),
+            None => prop_assert!(!must_run, "{} declined with enough scratch", K::NAME),
+        }
+    }
+    for short in [0, need / 2, need.saturating_sub(4)] {
+        if let Some(got) = run::<K>(c, &mut buf[..short]) {
+            prop_assert_eq!(&got, &want, "{} with {} bytes of scratch", K::NAME, short);
+        }
+    }
+    Ok(())
 }
 
 /// The event-driven kernel against the reference on spike counts `0..=t` (about half silent).
-fn run_events(c: &Case, t: u8, seed: u64) -> bool {
+fn check_events(c: &Case, t: u8, seed: u64) -> Result<(), TestCaseError> {
     let mut rng = Rng::new(seed);
     let counts: Vec<u8> = (0..c.g.input.len())
         .map(|_| {
@@ -93,33 +130,18 @@ fn run_events(c: &Case, t: u8, seed: u64) -> bool {
         bias: c.bias.clone(),
         mult: c.mult.clone(),
         shifts: c.shifts.clone(),
+        raw: true,
         ..*c
     };
-    let w = Weights {
-        packed: &c2.packed,
-        bits: c2.bits,
-        bias: c2.bias.as_deref().map(I32s::new),
-    };
-    let stage = Stage::Raw;
-    let mut a = vec![0u8; c2.g.output.len() * 4];
-    let mut b = a.clone();
-    let mut ops = Ops::new();
-    if c2.g.kind == LayerKind::Conv2d {
-        optimized::conv2d_events(&c2.g, &w, &stage, &c2.input, &mut a, &mut ops);
-        reference::conv2d(&c2.g, &w, &stage, &c2.input, &mut b, &mut ops);
-    } else {
-        optimized::dense_events(&c2.g, &w, &stage, &c2.input, &mut a, &mut ops);
-        reference::dense(&c2.g, &w, &stage, &c2.input, &mut b, &mut ops);
-    }
-    a == b
+    check::<Events>(&c2, true)
 }
 
 fn conv_geometry() -> impl Strategy<Value = Geometry> {
     (
         (1u16..=9, 1u16..=9),
-        (1u8..=4, 1u8..=4, 1u8..=3, 1u8..=3),
-        (0u8..=3, 0u8..=3),
-        (1u16..=3, 1u16..=3, 1u16..=3),
+        (1u8..=5, 1u8..=5, 1u8..=3, 1u8..=3),
+        (0u8..=6, 0u8..=6),
+        (1u16..=3, 1u16..=5, 1u16..=5),
     )
         .prop_filter_map(
             "window must fit",
@@ -130,8 +152,8 @@ fn conv_geometry() -> impl Strategy<Value = Geometry> {
                     kw,
                     sh,
                     sw,
-                    ph: ph.min(kh - 1),
-                    pw: pw.min(kw - 1),
+                    ph,
+                    pw,
                 };
                 let output = bitspike_core::layer::infer_output(
                     LayerKind::Conv2d,
@@ -152,52 +174,128 @@ fn conv_geometry() -> impl Strategy<Value = Geometry> {
         )
 }
 
+fn dense_geometry(n: u16, out: u16) -> Geometry {
+    Geometry {
+        kind: LayerKind::Dense,
+        window: Window::default(),
+        groups: 1,
+        input: Shape::vector(n),
+        output: Shape::vector(out),
+    }
+}
+
+fn levels() -> impl Strategy<Value = u8> {
+    prop_oneof![Just(1u8), Just(3), Just(15), Just(255), 1u8..=255]
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 1500, failure_persistence: None, ..ProptestConfig::default() })]
 
     #[test]
-    fn conv2d_optimized_equals_reference(g in conv_geometry(), bits in 2u8..=8, seed in any::<u64>(), bias in any::<bool>(), raw in any::<bool>()) {
-        let c = case(g, bits, seed, bias, raw);
-        prop_assert_eq!(run(&c, true), run(&c, false));
+    fn conv2d_every_kernel_equals_reference(g in conv_geometry(), bits in 2u8..=8, seed in any::<u64>(), bias in any::<bool>(), raw in any::<bool>(), levels in levels()) {
+        let c = case(g, bits, seed, bias, raw, levels);
+        check::<Row>(&c, true)?;
+        check::<Gather>(&c, g.groups == 1)?;
     }
 
     #[test]
     fn conv2d_events_equal_reference(g in conv_geometry(), bits in 2u8..=8, seed in any::<u64>(), t in 1u8..=20) {
-        let c = case(g, bits, seed, true, true);
-        prop_assert!(run_events(&c, t, seed ^ 1));
+        let c = case(g, bits, seed, true, true, 255);
+        check_events(&c, t, seed ^ 1)?;
+    }
+
+    #[test]
+    fn dense_every_kernel_equals_reference(n in 1u16..=2600, out in 1u16..=6, bits in 2u8..=8, seed in any::<u64>(), bias in any::<bool>(), raw in any::<bool>(), levels in levels()) {
+        let c = case(dense_geometry(n, out), bits, seed, bias, raw, levels);
+        check::<Row>(&c, true)?;
+        check::<Gather>(&c, false)?;
     }
 
     #[test]
     fn dense_events_equal_reference(n in 1u16..=2600, out in 1u16..=6, bits in 2u8..=8, seed in any::<u64>(), t in 1u8..=20) {
-        let g = Geometry { kind: LayerKind::Dense, window: Window::default(), groups: 1, input: Shape::vector(n), output: Shape::vector(out) };
-        let c = case(g, bits, seed, true, true);
-        prop_assert!(run_events(&c, t, seed ^ 1));
+        let c = case(dense_geometry(n, out), bits, seed, true, true, 255);
+        check_events(&c, t, seed ^ 1)?;
     }
 
+    /// The portable lane instructions against their definitions on whole words.
     #[test]
-    fn dense_optimized_equals_reference(n in 1u16..=2600, out in 1u16..=6, bits in 2u8..=8, seed in any::<u64>(), bias in any::<bool>(), raw in any::<bool>()) {
-        let g = Geometry { kind: LayerKind::Dense, window: Window::default(), groups: 1, input: Shape::vector(n), output: Shape::vector(out) };
-        let c = case(g, bits, seed, bias, raw);
-        prop_assert_eq!(run(&c, true), run(&c, false));
+    fn lane_instructions_match_their_definitions(a in any::<u32>(), b in any::<u32>(), acc in any::<i32>()) {
+        let s = lanes::sxtb16(a);
+        prop_assert_eq!(s as u16 as i16, a as u8 as i8 as i16);
+        prop_assert_eq!((s >> 16) as u16 as i16, (a >> 16) as u8 as i8 as i16);
+        let want = acc as i64
+            + (a as u16 as i16 as i64) * (b as u16 as i16 as i64)
+            + ((a >> 16) as u16 as i16 as i64) * ((b >> 16) as u16 as i16 as i64);
+        prop_assert_eq!(lanes::smlad(a, b, acc), want as i32);
     }
 }
 
+/// Large fan-ins (3x3 over 128 channels, 7x7 over 21) run on the fast kernels with the scratch
+/// the file gives them: no fallback cliff at any fan-in.
 #[test]
-fn conv2d_beyond_the_unpack_buffer_matches() {
-    // Fan-in 3 * 3 * 120 = 1080 > UNPACK_MAX: the optimized kernel falls back.
-    const { assert!(3 * 3 * 120 > optimized::UNPACK_MAX) };
-    let input = Shape::new(4, 4, 120);
-    let window = Window::square(3, 1, 1);
-    let output = Shape::new(4, 4, 2);
-    let g = Geometry {
-        kind: LayerKind::Conv2d,
-        window,
-        groups: 1,
-        input,
-        output,
-    };
-    for bits in [2, 5, 8] {
-        let c = case(g, bits, bits as u64, true, false);
-        assert_eq!(run(&c, true), run(&c, false));
+fn large_fan_ins_run_fast() {
+    for (c_in, k) in [(128u16, 3u8), (21, 7), (120, 3)] {
+        let input = Shape::new(5, 5, c_in);
+        let window = Window::square(k, 1, k / 2);
+        let g = Geometry {
+            kind: LayerKind::Conv2d,
+            window,
+            groups: 1,
+            input,
+            output: Shape::new(5, 5, 3),
+        };
+        for bits in [2, 4, 5, 8] {
+            let c = case(g, bits, bits as u64, true, false, 15);
+            check::<Gather>(&c, true).unwrap();
+            check::<Row>(&c, true).unwrap();
+        }
     }
+}
+
+/// The weight pairs of one word, by hand: 8-bit via SXTB16 (w0, w2) and (w1, w3); 4-bit and
+/// 2-bit as offset-binary fields (w_j + 8 | w_j+4 + 8) and (w_j + 2 | w_j+8 + 2).
+#[test]
+fn weight_pairs_by_hand() {
+    let mut out = [0u32; 8];
+    // Bytes 1, -2, 3, -4.
+    lanes::pairs(u32::from_le_bytes([1, 0xFE, 3, 0xFC]), 8, &mut out);
+    assert_eq!(out[0], (3 << 16) | 1);
+    assert_eq!(out[1], (0xFFFC << 16) | 0xFFFE);
+    // Nibbles 0..7 = -8, -1, 0, 1, 7, 2, -3, 4.
+    let nib: [i8; 8] = [-8, -1, 0, 1, 7, 2, -3, 4];
+    let mut word = 0u32;
+    for (k, &v) in nib.iter().enumerate() {
+        word |= ((v as u8 & 0xF) as u32) << (4 * k);
+    }
+    lanes::pairs(word, 4, &mut out);
+    for j in 0..4 {
+        let lo = (nib[j] + 8) as u32;
+        let hi = (nib[j + 4] + 8) as u32;
+        assert_eq!(out[j], lo | (hi << 16), "pair {j}");
+    }
+    // 2-bit fields k = (k % 4) - 2.
+    let mut word = 0u32;
+    for k in 0..16 {
+        word |= (((k % 4) as u32 + 2) & 3) << (2 * k);
+    }
+    lanes::pairs(word, 2, &mut out);
+    for (j, &o) in out.iter().enumerate() {
+        assert_eq!(o, (j % 4) as u32 | (((j + 8) % 4) as u32) << 16, "pair {j}");
+    }
+}
+
+/// A reference-only check that the suite's reference runs at all (it is the oracle above).
+#[test]
+fn reference_ignores_scratch() {
+    let g = dense_geometry(7, 2);
+    let c = case(g, 3, 1, true, true, 255);
+    let st = stage(&c);
+    let w = Weights {
+        packed: &c.packed,
+        bits: c.bits,
+        bias: c.bias.as_deref().map(I32s::new),
+    };
+    let mut out = vec![0u8; 8];
+    reference::dense(&g, &w, &st, &c.input, &mut out, &mut Ops::new());
+    assert_eq!(run::<Reference>(&c, &mut []).unwrap().0, out);
 }

@@ -196,6 +196,8 @@ pub struct Built {
     /// Addresses of the start and end markers (absent when the app never reaches an inference,
     /// as in the runner's self-tests, and the linker drops them).
     pub marks: Option<(u64, u64)>,
+    /// Address of the per-layer marker, when the app has one.
+    pub layer_mark: Option<u64>,
 }
 
 fn path_prefix_flags() -> String {
@@ -307,6 +309,7 @@ pub fn build_with(
     Ok(Built {
         sizes,
         marks: symbol("bitspike_mark_start").zip(symbol("bitspike_mark_end")),
+        layer_mark: symbol("bitspike_mark_layer"),
         elf: keep,
     })
 }
@@ -331,6 +334,9 @@ pub struct Run {
     pub result: BTreeMap<String, String>,
     /// Instructions per inference, one per vector (when counted).
     pub insns: Vec<u64>,
+    /// Per vector, the instructions from the start of the inference to the end of each layer
+    /// (when counted and the app marks layers).
+    pub layers: Vec<Vec<u64>>,
 }
 
 impl Run {
@@ -411,8 +417,12 @@ pub fn run(board: &Board, built: &Built, count: bool, timeout: u64) -> Result<Ru
             )
         })?;
         c.args(["-icount", "shift=0,sleep=off", "-plugin"]);
+        let layer = built
+            .layer_mark
+            .map(|a| format!(",layer={a:#x}"))
+            .unwrap_or_default();
         c.arg(format!(
-            "{},start={start:#x},end={end:#x},out={}",
+            "{},start={start:#x},end={end:#x}{layer},out={}",
             plugin.display(),
             insns_file.display()
         ));
@@ -441,11 +451,20 @@ pub fn run(board: &Board, built: &Built, count: bool, timeout: u64) -> Result<Ru
     let log = String::from_utf8_lossy(&decoded.stdout).into_owned()
         + &String::from_utf8_lossy(&decoded.stderr);
     let result = result_fields(&log);
-    let insns = std::fs::read_to_string(&insns_file)
-        .unwrap_or_default()
+    let counts = std::fs::read_to_string(&insns_file).unwrap_or_default();
+    let insns = counts
         .lines()
         .filter_map(|l| l.strip_prefix("insns "))
         .filter_map(|n| n.trim().parse().ok())
+        .collect();
+    let layers = counts
+        .lines()
+        .filter_map(|l| l.strip_prefix("layers"))
+        .map(|l| {
+            l.split_whitespace()
+                .filter_map(|n| n.parse().ok())
+                .collect()
+        })
         .collect();
     Ok(Run {
         exit: code,
@@ -454,5 +473,6 @@ pub fn run(board: &Board, built: &Built, count: bool, timeout: u64) -> Result<Ru
         stderr: String::from_utf8_lossy(&qemu.stderr).into_owned(),
         result,
         insns,
+        layers,
     })
 }

@@ -77,6 +77,7 @@ pub fn session(
         log,
         stderr: String::new(),
         insns: Vec::new(),
+        layers: Vec::new(),
     };
     loop {
         let n = probe.read_log(&mut buf)?;

@@ -266,6 +266,8 @@ pub struct Figures {
     pub spiking: bool,
     /// Instructions per inference, per vector.
     pub insns: Vec<u64>,
+    /// Instructions of each layer in the first inference (empty when not counted per layer).
+    pub layer_insns: Vec<u64>,
     /// Vectors run and mismatches.
     pub vectors: u64,
     /// Mismatches against the host.
@@ -704,6 +706,19 @@ pub fn figures(
         clock_hz,
         datasheet_uj,
         correct: run.field("correct"),
+        layer_insns: run
+            .layers
+            .first()
+            .map(|c| {
+                c.iter()
+                    .scan(0u64, |prev, &n| {
+                        let d = n.saturating_sub(*prev);
+                        *prev = n;
+                        Some(d)
+                    })
+                    .collect()
+            })
+            .unwrap_or_default(),
         insns: run.insns,
         built,
     })
@@ -770,7 +785,9 @@ pub fn bench(board: &str) -> Result<(), String> {
         let vectors = vectors_for(&model, None, count)?;
         let f = measured(&board, label, &model, Data::Embedded(&vectors))?;
         print!("{}", f.table(&board));
-        rows.push(f);
+        let layers = layer_table(&board, &model, &f)?;
+        print!("{layers}");
+        rows.push((f, layers));
     }
     let mut md = format!(
         "# Benchmarks on {}\n\nMade by `cargo xtask bench --board {}`: random weights (DESIGN.md, Data), \
@@ -780,7 +797,7 @@ pub fn bench(board: &str) -> Result<(), String> {
         board.name, board.name
     );
     let mut json = String::from("[\n");
-    for (i, f) in rows.iter().enumerate() {
+    for (i, (f, _)) in rows.iter().enumerate() {
         let mean = f.insns_mean();
         let _ = writeln!(
             md,
@@ -804,6 +821,10 @@ pub fn bench(board: &str) -> Result<(), String> {
         );
     }
     json.push_str("]\n");
+    md.push_str("\n## Per layer\n\nInstructions of each layer in the first inference (the runtime calls a marker after each layer; the counter records how far it got). The kernel is the one the runtime chose for the layer on this board.\n");
+    for (f, layers) in &rows {
+        let _ = write!(md, "\n### {}\n\n{layers}", f.model);
+    }
     let out = root().join("boards/bench");
     std::fs::create_dir_all(&out).map_err(|e| format!("cannot create {}: {e}", out.display()))?;
     for (ext, text) in [("md", &md), ("json", &json)] {
@@ -812,6 +833,50 @@ pub fn bench(board: &str) -> Result<(), String> {
         println!("wrote {}", p.display());
     }
     Ok(())
+}
+
+/// Per-layer figures of one measured model as a Markdown table: kind, shapes, weight bits,
+/// the kernel the runtime chose on `board`, MACs, instructions and instructions per MAC.
+fn layer_table(board: &Board, model: &Path, f: &Figures) -> Result<String, String> {
+    use bitspike_core::kernel::{choose, Isa};
+    let bytes = std::fs::read(model).map_err(|e| format!("{}: {e}", model.display()))?;
+    let file = bitspike_core::format::ModelFile::parse(&bytes)
+        .map_err(|e| format!("{}: {e}", model.display()))?;
+    let isa = if board.target.starts_with("thumbv7em") {
+        Isa::Dsp
+    } else {
+        Isa::Portable
+    };
+    let shape = |s: bitspike_core::layer::Shape| format!("{}x{}x{}", s.h, s.w, s.c);
+    let mut t = String::from(
+        "| # | kind | input | output | w bits | kernel | MACs | instructions | per MAC |\n|---:|---|---|---|---:|---|---:|---:|---:|\n",
+    );
+    for i in 0..file.layer_count() {
+        let l = file.layer(i);
+        let g = file.geometry(i);
+        let macs = bitspike_core::cost::macs(&g);
+        let insns = f.layer_insns.get(i).copied().unwrap_or(0);
+        let kernel = choose(&g, l.weight_bits, l.scratch_bytes, isa, false, false).kernel;
+        let per = if macs > 0 {
+            format!("{:.2}", insns as f64 / macs as f64)
+        } else {
+            "-".into()
+        };
+        let _ = writeln!(
+            t,
+            "| {i} | {} | {} | {} | {} | {} | {macs} | {insns} | {per} |",
+            g.kind.name(),
+            shape(g.input),
+            shape(g.output),
+            if l.weight_bits > 0 {
+                l.weight_bits.to_string()
+            } else {
+                "-".into()
+            },
+            kernel.name(),
+        );
+    }
+    Ok(t)
 }
 
 /// The conformance models: every layer kind at every weight width, the mixed-width demo, the
@@ -1286,6 +1351,7 @@ mod tests {
             log,
             stderr: String::new(),
             insns: Vec::new(),
+            layers: Vec::new(),
         }
     }
 
@@ -1294,6 +1360,7 @@ mod tests {
             elf: PathBuf::from("app.elf"),
             sizes: Sizes::default(),
             marks: None,
+            layer_mark: None,
         }
     }
 

@@ -192,6 +192,14 @@ pub extern "C" fn bitspike_mark_end() {
     mark(2);
 }
 
+/// Called after each layer of a counted inference: the instruction counter records how far it
+/// got, which gives per-layer instruction counts.
+#[no_mangle]
+#[inline(never)]
+pub extern "C" fn bitspike_mark_layer() {
+    mark(3);
+}
+
 static MARK: core::sync::atomic::AtomicU32 = core::sync::atomic::AtomicU32::new(0);
 
 /// A volatile store: the optimizer may neither drop it nor the marker call around it.
@@ -264,7 +272,7 @@ fn check<B: Board>(
 ) -> bool {
     let before = board.cycles();
     bitspike_mark_start();
-    let ran = interp.run(input, output);
+    let ran = interp.run_observed(input, output, |_| bitspike_mark_layer());
     bitspike_mark_end();
     if let (Some(a), Some(b)) = (before, board.cycles()) {
         t.add_cycles(b.wrapping_sub(a));

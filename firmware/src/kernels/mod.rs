@@ -9,12 +9,125 @@
 //! (the runtime checks them once per layer before the call); kernels then index in bounds by
 //! construction.
 
+#[cfg(bitspike_dsp)]
+mod dsp;
+pub mod gather;
 pub mod optimized;
 pub mod reference;
 
 use bitspike_core::format::I32s;
-use bitspike_core::quant::requantize;
+use bitspike_core::layer::Geometry;
+use bitspike_core::quant::{requantize, Requantizer};
 use bitspike_core::snn;
+
+use crate::ops::Ops;
+
+/// An implementation of the weighted layers (convolution and dense). Every implementation
+/// computes what [`Reference`] computes, bit for bit; one that cannot run a layer (too little
+/// scratch, a geometry outside its preconditions) writes nothing and returns `false`, and the
+/// runtime runs the reference kernel instead. The test suite runs every implementation through
+/// the same generic checks.
+pub trait WeightedKernel {
+    /// Name for reports and test failures.
+    const NAME: &'static str;
+
+    /// 2-D convolution (the contract of [`reference::conv2d`]).
+    #[allow(clippy::too_many_arguments)]
+    fn conv2d(
+        g: &Geometry,
+        w: &Weights<'_>,
+        stage: &Stage<'_>,
+        input: &[u8],
+        output: &mut [u8],
+        scratch: &mut [u8],
+        ops: &mut Ops,
+    ) -> bool;
+
+    /// Fully connected layer (the contract of [`reference::dense`]).
+    #[allow(clippy::too_many_arguments)]
+    fn dense(
+        g: &Geometry,
+        w: &Weights<'_>,
+        stage: &Stage<'_>,
+        input: &[u8],
+        output: &mut [u8],
+        scratch: &mut [u8],
+        ops: &mut Ops,
+    ) -> bool;
+}
+
+/// The reference kernels ([`reference`]); they need no scratch and always run.
+pub struct Reference;
+/// The row kernels ([`optimized`]).
+pub struct Row;
+/// The gather convolution ([`gather`]); dense layers decline (they run on [`Row`]).
+pub struct Gather;
+/// The event-driven row kernels for spike counts ([`optimized::conv2d_events`]).
+pub struct Events;
+
+macro_rules! weighted {
+    ($t:ty, $name:literal, $conv:expr, $dense:expr) => {
+        impl WeightedKernel for $t {
+            const NAME: &'static str = $name;
+            #[inline]
+            fn conv2d(
+                g: &Geometry,
+                w: &Weights<'_>,
+                stage: &Stage<'_>,
+                input: &[u8],
+                output: &mut [u8],
+                scratch: &mut [u8],
+                ops: &mut Ops,
+            ) -> bool {
+                $conv(g, w, stage, input, output, scratch, ops)
+            }
+            #[inline]
+            fn dense(
+                g: &Geometry,
+                w: &Weights<'_>,
+                stage: &Stage<'_>,
+                input: &[u8],
+                output: &mut [u8],
+                scratch: &mut [u8],
+                ops: &mut Ops,
+            ) -> bool {
+                $dense(g, w, stage, input, output, scratch, ops)
+            }
+        }
+    };
+}
+
+weighted!(
+    Reference,
+    "reference",
+    |g, w, s, i, o, _: &mut [u8], ops| {
+        reference::conv2d(g, w, s, i, o, ops);
+        true
+    },
+    |g, w, s, i, o, _: &mut [u8], ops| {
+        reference::dense(g, w, s, i, o, ops);
+        true
+    }
+);
+weighted!(Row, "row", optimized::conv2d, optimized::dense);
+weighted!(
+    Gather,
+    "gather",
+    gather::conv2d,
+    |_: &Geometry,
+     _: &Weights<'_>,
+     _: &Stage<'_>,
+     _: &[u8],
+     _: &mut [u8],
+     _: &mut [u8],
+     _: &mut Ops| false
+);
+weighted!(
+    Events,
+    "events",
+    optimized::conv2d_events,
+    optimized::dense_events
+);
 
 /// A weighted layer's parameters as stored in the model file.
 #[derive(Clone, Copy, Debug)]
@@ -61,13 +174,31 @@ pub enum Stage<'a> {
     },
 }
 
-impl Stage<'_> {
+impl<'a> Stage<'a> {
     /// Bytes per output element.
     pub const fn elem_size(&self) -> usize {
         match self {
             Self::Requantize { .. } | Self::Fire { .. } => 1,
             Self::Raw => 4,
         }
+    }
+
+    /// Channel `c`'s output step, prepared once for the many outputs of that channel.
+    #[inline]
+    pub fn channel(&self, c: usize) -> ChannelStage<'_, 'a> {
+        if let Self::Requantize {
+            multipliers,
+            shifts,
+            offset,
+            levels,
+        } = *self
+        {
+            let s = shifts.get(c).copied().unwrap_or(0) as i8;
+            if let Some(r) = Requantizer::new(multipliers.get(c), s, offset, levels) {
+                return ChannelStage::Requantize(r);
+            }
+        }
+        ChannelStage::Other(self, c)
     }
 
     /// Store output element `idx` of channel `c` from accumulator `acc`.
@@ -104,6 +235,30 @@ impl Stage<'_> {
                     o.copy_from_slice(&acc.to_le_bytes());
                 }
             }
+        }
+    }
+}
+
+/// One channel's output step (see [`Stage::channel`]).
+#[derive(Clone, Copy, Debug)]
+pub enum ChannelStage<'s, 'a> {
+    /// Requantization with the channel's parameters read once.
+    Requantize(Requantizer),
+    /// Any other stage, through [`Stage::store`].
+    Other(&'s Stage<'a>, usize),
+}
+
+impl ChannelStage<'_, '_> {
+    /// Store output element `idx` from accumulator `acc`; the same bytes as [`Stage::store`].
+    #[inline(always)]
+    pub fn store(&self, out: &mut [u8], idx: usize, acc: i32) {
+        match self {
+            Self::Requantize(r) => {
+                if let Some(o) = out.get_mut(idx) {
+                    *o = r.apply(acc);
+                }
+            }
+            Self::Other(stage, c) => stage.store(out, idx, *c, acc),
         }
     }
 }

@@ -1,31 +1,31 @@
-//! Optimized convolution and dense kernels, bit-exact with [`super::reference`].
+//! The row kernels: convolution (any groups) and dense, bit-exact with [`super::reference`].
 //!
 //! What makes them faster, with the same arithmetic (i32 accumulation, the same order of
 //! products does not matter for exact integer sums, the same output stage):
 //!
-//! * weights are unpacked once per output channel into a stack buffer of [`UNPACK_MAX`] bytes,
-//!   not once per multiply;
+//! * weights are unpacked once per output channel into the layer's scratch (dense layers in
+//!   chunks of [`ROW_CHUNK`]), not once per multiply;
 //! * the valid kernel window of each output pixel is computed once, so the inner loops have no
 //!   padding tests;
 //! * with one group, the `kw x C` input values of a kernel row are contiguous in HWC, so each
 //!   kernel row is a single dot product of two slices.
 //!
-//! Layers whose per-channel fan-in exceeds [`UNPACK_MAX`] use the reference convolution; dense
-//! layers process such rows in chunks. Tested bit-exact against the reference kernels on random
-//! shapes (`tests/tests/optimized.rs`) and against the independent oracle through the runtime.
+//! A kernel returns `false`, having written nothing, when its scratch is shorter than
+//! [`bitspike_core::kernel::scratch_bytes`] asks; the runtime then runs the reference kernel.
+//! Tested bit-exact against the reference kernels on random shapes (`tests/tests/optimized.rs`)
+//! and against the independent oracle through the runtime.
 
+use bitspike_core::kernel::ROW_CHUNK;
 use bitspike_core::layer::Geometry;
 use bitspike_core::pack::unpack_one;
 
-use super::{reference, Stage, Weights};
+use super::{Stage, Weights};
 use crate::ops::Ops;
 
-/// Weights of one output channel unpacked at once (bytes of stack).
-pub const UNPACK_MAX: usize = 1024;
-
-/// `sum x[i] * w[i]` over two slices of one length, wrapping like the device's adders.
+/// `sum x[i] * w[i]` over two slices of one length (`w` holds i8 weights as bytes), wrapping
+/// like the device's adders.
 #[inline(always)]
-fn dot(x: &[u8], w: &[i8]) -> i32 {
+fn dot(x: &[u8], w: &[u8]) -> i32 {
     let n = x.len().min(w.len());
     let (x, w) = (&x[..n], &w[..n]);
     let mut acc = 0i32;
@@ -33,14 +33,14 @@ fn dot(x: &[u8], w: &[i8]) -> i32 {
     let mut xs = x.chunks_exact(4);
     let mut ws = w.chunks_exact(4);
     for (a, b) in (&mut xs).zip(&mut ws) {
-        let p = (a[0] as i32 * b[0] as i32)
-            .wrapping_add(a[1] as i32 * b[1] as i32)
-            .wrapping_add(a[2] as i32 * b[2] as i32)
-            .wrapping_add(a[3] as i32 * b[3] as i32);
+        let p = (a[0] as i32 * b[0] as i8 as i32)
+            .wrapping_add(a[1] as i32 * b[1] as i8 as i32)
+            .wrapping_add(a[2] as i32 * b[2] as i8 as i32)
+            .wrapping_add(a[3] as i32 * b[3] as i8 as i32);
         acc = acc.wrapping_add(p);
     }
     for (&a, &b) in xs.remainder().iter().zip(ws.remainder()) {
-        acc = acc.wrapping_add(a as i32 * b as i32);
+        acc = acc.wrapping_add(a as i32 * b as i8 as i32);
     }
     acc
 }
@@ -49,11 +49,11 @@ fn dot(x: &[u8], w: &[i8]) -> i32 {
 /// one that fired `n` times adds its weight `n` times. (The compiler may fold the repeated
 /// addition into one multiply; the result is the same integer.)
 #[inline(always)]
-fn events(x: &[u8], w: &[i8]) -> i32 {
+fn events(x: &[u8], w: &[u8]) -> i32 {
     let mut acc = 0i32;
     for (&n, &wt) in x.iter().zip(w) {
         if n != 0 {
-            let wt = wt as i32;
+            let wt = wt as i8 as i32;
             for _ in 0..n {
                 acc = acc.wrapping_add(wt);
             }
@@ -64,7 +64,7 @@ fn events(x: &[u8], w: &[i8]) -> i32 {
 
 /// The inner sum of a kernel: multiply-accumulate, or event-driven accumulate.
 #[inline(always)]
-fn sum<const EVENTS: bool>(x: &[u8], w: &[i8]) -> i32 {
+fn sum<const EVENTS: bool>(x: &[u8], w: &[u8]) -> i32 {
     if EVENTS {
         events(x, w)
     } else {
@@ -72,11 +72,11 @@ fn sum<const EVENTS: bool>(x: &[u8], w: &[i8]) -> i32 {
     }
 }
 
-/// Unpack weights `first .. first + out.len()` of a packed stream.
+/// Unpack weights `first .. first + out.len()` of a packed stream, as i8 bytes.
 #[inline]
-fn unpack_into(packed: &[u8], bits: u8, first: usize, out: &mut [i8]) {
+fn unpack_into(packed: &[u8], bits: u8, first: usize, out: &mut [u8]) {
     for (k, o) in out.iter_mut().enumerate() {
-        *o = unpack_one(packed, bits, first + k);
+        *o = unpack_one(packed, bits, first + k) as u8;
     }
 }
 
@@ -93,16 +93,17 @@ fn valid(start: isize, kernel: usize, size: usize) -> (usize, usize) {
     (lo.min(hi), hi)
 }
 
-/// 2-D convolution; the same contract as [`reference::conv2d`].
+/// 2-D convolution; the same contract as [`super::reference::conv2d`].
 pub fn conv2d(
     g: &Geometry,
     w: &Weights<'_>,
     stage: &Stage<'_>,
     input: &[u8],
     output: &mut [u8],
+    scratch: &mut [u8],
     ops: &mut Ops,
-) {
-    conv2d_with::<false>(g, w, stage, input, output, ops);
+) -> bool {
+    conv2d_with::<false>(g, w, stage, input, output, scratch, ops)
 }
 
 /// 2-D convolution over spike counts, event-driven (inputs that did not fire are skipped, the
@@ -113,9 +114,10 @@ pub fn conv2d_events(
     stage: &Stage<'_>,
     input: &[u8],
     output: &mut [u8],
+    scratch: &mut [u8],
     ops: &mut Ops,
-) {
-    conv2d_with::<true>(g, w, stage, input, output, ops);
+) -> bool {
+    conv2d_with::<true>(g, w, stage, input, output, scratch, ops)
 }
 
 fn conv2d_with<const EVENTS: bool>(
@@ -124,8 +126,9 @@ fn conv2d_with<const EVENTS: bool>(
     stage: &Stage<'_>,
     input: &[u8],
     output: &mut [u8],
+    scratch: &mut [u8],
     ops: &mut Ops,
-) {
+) -> bool {
     let win = g.window;
     let (inp, out) = (g.input, g.output);
     let groups = g.groups.max(1) as usize;
@@ -134,18 +137,16 @@ fn conv2d_with<const EVENTS: bool>(
     let cout_g = (c_out / groups).max(1);
     let (kh, kw) = (win.kh as usize, win.kw as usize);
     let fan = kh * kw * cin_g;
-    if fan > UNPACK_MAX {
-        reference::conv2d(g, w, stage, input, output, ops);
-        return;
-    }
+    let Some(wrow) = scratch.get_mut(..fan) else {
+        return false;
+    };
     let (ih, iw) = (inp.h as usize, inp.w as usize);
-    let mut buf = [0i8; UNPACK_MAX];
     for o in 0..c_out {
-        let wrow = &mut buf[..fan];
         unpack_into(w.packed, w.bits, o * fan, wrow);
         let wrow = &*wrow;
         let grp = o / cout_g;
         let bias = w.bias.map_or(0, |b| b.get(o));
+        let out_c = stage.channel(o);
         for oy in 0..out.h as usize {
             let y0 = (oy * win.sh as usize) as isize - win.ph as isize;
             let (ky0, ky1) = valid(y0, kh, ih);
@@ -156,6 +157,9 @@ fn conv2d_with<const EVENTS: bool>(
                 for ky in ky0..ky1 {
                     let iy = (y0 + ky as isize) as usize;
                     if groups == 1 {
+                        if kx1 == kx0 {
+                            continue; // the whole row lies in the padding
+                        }
                         // One contiguous run of (kx1 - kx0) * C values.
                         let ix = (x0 + kx0 as isize) as usize;
                         let len = (kx1 - kx0) * c_in;
@@ -177,22 +181,24 @@ fn conv2d_with<const EVENTS: bool>(
                         }
                     }
                 }
-                stage.store(output, (oy * out.w as usize + ox) * c_out + o, o, acc);
+                out_c.store(output, (oy * out.w as usize + ox) * c_out + o, acc);
             }
         }
     }
+    true
 }
 
-/// Fully connected layer; the same contract as [`reference::dense`].
+/// Fully connected layer; the same contract as [`super::reference::dense`].
 pub fn dense(
     g: &Geometry,
     w: &Weights<'_>,
     stage: &Stage<'_>,
     input: &[u8],
     output: &mut [u8],
+    scratch: &mut [u8],
     ops: &mut Ops,
-) {
-    dense_with::<false>(g, w, stage, input, output, ops);
+) -> bool {
+    dense_with::<false>(g, w, stage, input, output, scratch, ops)
 }
 
 /// Fully connected layer over spike counts, event-driven; bit-exact with [`dense`].
@@ -202,9 +208,10 @@ pub fn dense_events(
     stage: &Stage<'_>,
     input: &[u8],
     output: &mut [u8],
+    scratch: &mut [u8],
     ops: &mut Ops,
-) {
-    dense_with::<true>(g, w, stage, input, output, ops);
+) -> bool {
+    dense_with::<true>(g, w, stage, input, output, scratch, ops)
 }
 
 fn dense_with<const EVENTS: bool>(
@@ -213,15 +220,18 @@ fn dense_with<const EVENTS: bool>(
     stage: &Stage<'_>,
     input: &[u8],
     output: &mut [u8],
+    scratch: &mut [u8],
     ops: &mut Ops,
-) {
+) -> bool {
     let n = g.input.len().min(input.len());
-    let mut buf = [0i8; UNPACK_MAX];
+    let Some(buf) = scratch.get_mut(..n.min(ROW_CHUNK)) else {
+        return false;
+    };
     for o in 0..g.output.c as usize {
         let mut acc = w.bias.map_or(0, |b| b.get(o));
         let mut at = 0;
         while at < n {
-            let len = (n - at).min(UNPACK_MAX);
+            let len = (n - at).min(ROW_CHUNK);
             let chunk = &mut buf[..len];
             unpack_into(w.packed, w.bits, o * g.input.len() + at, chunk);
             acc = acc.wrapping_add(sum::<EVENTS>(&input[at..at + len], chunk));
@@ -229,6 +239,31 @@ fn dense_with<const EVENTS: bool>(
             at += len;
         }
         stage.store(output, o, o, acc);
+    }
+    true
+}
+
+/// Residual add, channel by channel (each channel's output step prepared once); the same
+/// contract as [`super::reference::add`].
+pub fn add(
+    g: &Geometry,
+    weights: [i16; 2],
+    stage: &Stage<'_>,
+    a: &[u8],
+    b: &[u8],
+    output: &mut [u8],
+) {
+    let c_n = (g.output.c as usize).max(1);
+    let n = g.output.len().min(a.len()).min(b.len()).min(output.len());
+    let (wa, wb) = (weights[0] as i32, weights[1] as i32);
+    for c in 0..c_n.min(n) {
+        let out = stage.channel(c);
+        let mut i = c;
+        while i < n {
+            let acc = (a[i] as i32 * wa).wrapping_add(b[i] as i32 * wb);
+            out.store(output, i, acc);
+            i += c_n;
+        }
     }
 }
 

@@ -91,7 +91,8 @@ pub struct LayerDef {
     pub align: Align,
     /// Spiking parameters, for integrate-and-fire layers.
     pub spiking: Option<SpikingDef>,
-    /// Scratch bytes the layer's kernel needs.
+    /// Scratch bytes the layer asks for; the writer raises it to what the runtime's kernel for
+    /// the layer needs ([`crate::kernel::scratch_bytes`]).
     pub scratch_bytes: u32,
 }
 

@@ -8,6 +8,7 @@ use core::fmt;
 
 use super::*;
 use crate::def::{LayerDef, ModelDef};
+use crate::kernel;
 use crate::pack::{self, PackError};
 use crate::plan::{plan, PlanLayer};
 
@@ -121,6 +122,13 @@ pub fn write(def: &ModelDef) -> Result<Vec<u8>, WriteError> {
         .tensors()
         .map_err(|(layer, error)| WriteError::Shape { layer, error })?;
     let geoms = def.geometries_of(&tensors);
+    // Each layer gets at least the scratch of the kernel the runtime will choose for it.
+    let scratch: Vec<u32> = def
+        .layers
+        .iter()
+        .zip(&geoms)
+        .map(|(l, g)| l.scratch_bytes.max(kernel::scratch_bytes(g, l.weight_bits)))
+        .collect();
 
     let plan = plan(
         &def.layers
@@ -130,7 +138,7 @@ pub fn write(def: &ModelDef) -> Result<Vec<u8>, WriteError> {
                 kind: l.kind,
                 inputs: [Some(l.input), l.input2],
                 output_bytes: tensors[i + 1].bytes(),
-                scratch_bytes: l.scratch_bytes as usize,
+                scratch_bytes: scratch[i] as usize,
             })
             .collect::<Vec<_>>(),
     );
@@ -186,7 +194,7 @@ pub fn write(def: &ModelDef) -> Result<Vec<u8>, WriteError> {
         for (k, off) in offs.iter().enumerate() {
             put_u32(&mut out, o + 28 + 4 * k, *off);
         }
-        put_u32(&mut out, o + 52, l.scratch_bytes);
+        put_u32(&mut out, o + 52, scratch[i]);
         put_u32(&mut out, o + 56, plan.scratch_offsets[i]);
     }
     if out.len() > u32::MAX as usize {
@@ -194,12 +202,7 @@ pub fn write(def: &ModelDef) -> Result<Vec<u8>, WriteError> {
     }
 
     // Header last: it carries the payload length and both CRCs.
-    let peak_scratch = def
-        .layers
-        .iter()
-        .map(|l| l.scratch_bytes)
-        .max()
-        .unwrap_or(0);
+    let peak_scratch = scratch.iter().copied().max().unwrap_or(0);
     let payload_len = (out.len() - HEADER_LEN) as u32;
     let payload_crc = crc32(&out[HEADER_LEN..]);
     out[..8].copy_from_slice(&MAGIC);

@@ -1,0 +1,560 @@
+//! The gather convolution: four output pixels per pass, their input windows as 16-bit lanes in
+//! the layer's scratch, two products per multiply.
+//!
+//! For a pass over output pixels `p0 .. p0 + 4`, each pixel's window (`kh x kw x C` codes, zeros
+//! where it hangs over the padding) is copied once into a byte column, then spread into 32-bit
+//! words of two 16-bit lanes. Each output channel then runs a micro-kernel over those words
+//! that reads every weight once for the four pixels:
+//!
+//! * 8-bit weights: one 32-bit load gives weights `w0..w3`; `SXTB16` makes the lane pairs
+//!   `(w0, w2)` and (rotated by 8) `(w1, w3)`, so the inputs are laid out as `(x0 | x2)`,
+//!   `(x1 | x3)`;
+//! * 4-bit weights: one load gives eight; flipping the sign bits (`EOR 0x8888_8888`) makes
+//!   each field `w + 8`, unsigned, and `(word >> 4j) & 0x000F_000F` is the pair `(w_j, w_j+4)`;
+//!   the kernel subtracts `8 x (sum of the pixel's codes)` once per output, exactly;
+//! * 2-bit weights: sixteen per load, `EOR 0xAAAA_AAAA`, pairs `(w_j, w_j+8)`, minus `2 x sum`;
+//! * other widths (and rows that start inside a byte) are unpacked to 8 bits per output
+//!   channel first.
+//!
+//! A lane block is [`block`] inputs; within it, word `j` of pixel `p` holds inputs `j` and
+//! `j + block / 2` and sits at word `j * 4 + p`, so that the micro-kernel streams through the
+//! lanes with one load per two multiplies. `SMLAD` accumulates two 16x16 products into 32 bits;
+//! the sums wrap like the device's adders, and the loader's accumulator bound keeps the true
+//! result inside i32, so the offset trick's intermediate sums cannot change it.
+//!
+//! On Armv7E-M the micro-kernels are assembly ([`super::dsp`]); elsewhere [`lanes`] runs the
+//! same layout in portable Rust, instruction by instruction, so the host tests the layout.
+
+use bitspike_core::kernel::{block, gather_layout, in_place, PIXELS, TABLE_ENTRY};
+use bitspike_core::layer::Geometry;
+use bitspike_core::quant::Requantizer;
+
+use super::{ChannelStage, Stage, Weights};
+use crate::ops::Ops;
+
+/// Read a little-endian u32 at byte `at` (0 past the end).
+#[inline(always)]
+fn rd(b: &[u8], at: usize) -> u32 {
+    match b.get(at..at + 4) {
+        Some(s) => u32::from_le_bytes([s[0], s[1], s[2], s[3]]),
+        None => 0,
+    }
+}
+
+/// Portable models of the DSP instructions the micro-kernels use, and the micro-kernels built
+/// from them: bit-exact with the assembly, lane by lane.
+pub mod lanes {
+    use super::rd;
+
+    /// `SXTB16`: sign-extend bytes 0 and 2 into the low and high 16-bit lanes.
+    #[inline(always)]
+    pub const fn sxtb16(v: u32) -> u32 {
+        let lo = (v as u8 as i8 as i16) as u16 as u32;
+        let hi = ((v >> 16) as u8 as i8 as i16) as u16 as u32;
+        lo | (hi << 16)
+    }
+
+    /// `SMLAD`: `acc + lo(a) * lo(b) + hi(a) * hi(b)`, lanes signed 16-bit, wrapping.
+    #[inline(always)]
+    pub const fn smlad(a: u32, b: u32, acc: i32) -> i32 {
+        let p0 = (a as u16 as i16 as i32) * (b as u16 as i16 as i32);
+        let p1 = ((a >> 16) as u16 as i16 as i32) * ((b >> 16) as u16 as i16 as i32);
+        acc.wrapping_add(p0).wrapping_add(p1)
+    }
+
+    /// The weight lane pairs one 32-bit word of `bits`-bit weights unpacks into, in the
+    /// gather layout's order (see the module docs); `out` gets `block(bits) / 2` words.
+    #[inline(always)]
+    pub fn pairs(word: u32, bits: u8, out: &mut [u32; 8]) {
+        match bits {
+            4 => {
+                let e = word ^ 0x8888_8888;
+                for (j, o) in out.iter_mut().take(4).enumerate() {
+                    *o = (e >> (4 * j)) & 0x000F_000F;
+                }
+            }
+            2 => {
+                let e = word ^ 0xAAAA_AAAA;
+                for (j, o) in out.iter_mut().enumerate() {
+                    *o = (e >> (2 * j)) & 0x0003_0003;
+                }
+            }
+            _ => {
+                out[0] = sxtb16(word);
+                out[1] = sxtb16(word.rotate_right(8));
+            }
+        }
+    }
+
+    /// Four pixels' sums over `blocks` lane blocks: `lanes` in the gather layout, `weights`
+    /// one 32-bit word per block.
+    pub fn micro4(bits: u8, lanes: &[u8], weights: &[u8], blocks: usize) -> [i32; 4] {
+        let half = super::block(bits) / 2;
+        let mut acc = [0i32; 4];
+        let mut w = [0u32; 8];
+        for b in 0..blocks {
+            pairs(rd(weights, 4 * b), bits, &mut w);
+            for (j, &wj) in w.iter().enumerate().take(half) {
+                let at = (b * half + j) * 16;
+                for (p, a) in acc.iter_mut().enumerate() {
+                    *a = smlad(rd(lanes, at + 4 * p), wj, *a);
+                }
+            }
+        }
+        acc
+    }
+}
+
+/// The micro-kernel for this target: assembly on Armv7E-M, the portable model elsewhere.
+#[inline(always)]
+fn micro4(bits: u8, lanes: &[u8], weights: &[u8], blocks: usize) -> [i32; 4] {
+    #[cfg(bitspike_dsp)]
+    if let Some(acc) = super::dsp::micro4(bits, lanes, weights, blocks) {
+        return acc;
+    }
+    lanes::micro4(bits, lanes, weights, blocks)
+}
+
+/// Unpack `out.len()` weights of a `bits`-bit stream from index `first`, as 8-bit bytes.
+fn unpack_row(packed: &[u8], bits: u8, first: usize, out: &mut [u8]) {
+    let bits = bits as usize;
+    let mask = (1u32 << bits) - 1;
+    let shift = 32 - bits as u32;
+    let mut b = first * bits;
+    for o in out.iter_mut() {
+        let field = (rd_lenient(packed, b / 8) >> (b % 8)) & mask;
+        *o = (((field << shift) as i32) >> shift) as i8 as u8;
+        b += bits;
+    }
+}
+
+/// Little-endian u32 at byte `at`, missing bytes past the end read as 0.
+#[inline(always)]
+fn rd_lenient(b: &[u8], at: usize) -> u32 {
+    match b.get(at..at + 4) {
+        Some(s) => u32::from_le_bytes([s[0], s[1], s[2], s[3]]),
+        None => {
+            let mut v = 0u32;
+            for k in 0..4 {
+                v |= (b.get(at + k).copied().unwrap_or(0) as u32) << (8 * k);
+            }
+            v
+        }
+    }
+}
+
+/// Copy the window of output pixel `(oy, ox)` into `col` (`fan` codes in OHWI order, zeros in
+/// the padding; `col` past `fan` is left as is). Returns how many positions lie inside the
+/// input. With `words`, every run is a whole number of 32-bit words (`C % 4 == 0`) and moves a
+/// word at a time.
+#[inline(always)]
+fn window(g: &Geometry, input: &[u8], oy: usize, ox: usize, col: &mut [u8], words: bool) -> usize {
+    let w = g.window;
+    let (ih, iw, c) = (g.input.h as usize, g.input.w as usize, g.input.c as usize);
+    let (kh, kw) = (w.kh as usize, w.kw as usize);
+    let y0 = (oy * w.sh as usize) as isize - w.ph as isize;
+    let x0 = (ox * w.sw as usize) as isize - w.pw as isize;
+    // Valid kx range, the same for every row.
+    let kx0 = if x0 < 0 { (-x0) as usize } else { 0 }.min(kw);
+    let kx1 = (iw as isize - x0).clamp(0, kw as isize) as usize;
+    let kx1 = kx1.max(kx0);
+    let row = kw * c;
+    let run = (kx1 - kx0) * c;
+    let mut valid = 0;
+    for (ky, dst) in col.chunks_exact_mut(row).take(kh).enumerate() {
+        let iy = y0 + ky as isize;
+        if iy < 0 || iy >= ih as isize || run == 0 {
+            zero(dst);
+            continue;
+        }
+        let (before, rest) = dst.split_at_mut(kx0 * c);
+        zero(before);
+        let (mid, after) = rest.split_at_mut(run);
+        // With a run, `x0 + kx0` is a column inside the input.
+        let at = (iy as usize * iw + (x0 + kx0 as isize).max(0) as usize) * c;
+        if let Some(src) = input.get(at..at + run) {
+            if words {
+                for (d, s) in mid.chunks_exact_mut(4).zip(src.chunks_exact(4)) {
+                    d.copy_from_slice(s);
+                }
+            } else {
+                for (d, &s) in mid.iter_mut().zip(src) {
+                    *d = s;
+                }
+            }
+            valid += run;
+        }
+        zero(after);
+    }
+    valid
+}
+
+/// Zero a short run of bytes.
+#[inline(always)]
+fn zero(b: &mut [u8]) {
+    for x in b {
+        *x = 0;
+    }
+}
+
+/// Spread a byte column into pixel slot `P` of the lanes (see the module docs); returns the sum
+/// of the column's codes when `SUM` (the sub-byte kernels' offset correction needs it).
+#[inline(always)]
+fn spread<const P: usize, const SUM: bool>(col: &[u8], bits: u8, lanes: &mut [u8]) -> u32 {
+    const M: u32 = 0x00FF_00FF;
+    let rd = |c: &[u8]| u32::from_le_bytes([c[0], c[1], c[2], c[3]]);
+    let put = |d: &mut [u8], v: u32| d.copy_from_slice(&v.to_le_bytes());
+    let b = block(bits);
+    let mut sum = 0u32;
+    if b == 4 {
+        // Per block of four codes: (x0 | x2), (x1 | x3) straight from one word.
+        for (c, l) in col.chunks_exact(4).zip(lanes.chunks_exact_mut(32)) {
+            let v = rd(c);
+            put(&mut l[4 * P..4 * P + 4], v & M);
+            put(&mut l[16 + 4 * P..16 + 4 * P + 4], (v >> 8) & M);
+            if SUM {
+                let t = (v & M) + ((v >> 8) & M);
+                sum += (t & 0xFFFF) + (t >> 16);
+            }
+        }
+        return sum;
+    }
+    // Blocks of 8 or 16 codes: word j pairs code j with code j + b/2. Code words q (first half)
+    // and q + b/8 (second half) give lane words 4q .. 4q + 3.
+    let half_words = b / 8;
+    for (c, l) in col.chunks_exact(b).zip(lanes.chunks_exact_mut(b * 8)) {
+        let (lo, hi) = c.split_at(b / 2);
+        for q in 0..half_words {
+            let va = rd(&lo[4 * q..]);
+            let vb = rd(&hi[4 * q..]);
+            let (ea, eb) = (va & M, vb & M);
+            let (oa, ob) = ((va >> 8) & M, (vb >> 8) & M);
+            let words = [
+                (ea & 0xFFFF) | (eb << 16),
+                (oa & 0xFFFF) | (ob << 16),
+                (ea >> 16) | (eb & 0xFFFF_0000),
+                (oa >> 16) | (ob & 0xFFFF_0000),
+            ];
+            for (j, &wd) in words.iter().enumerate() {
+                let at = ((4 * q + j) * 4 + P) * 4;
+                put(&mut l[at..at + 4], wd);
+            }
+            if SUM {
+                let t = ea + eb + oa + ob;
+                sum += (t & 0xFFFF) + (t >> 16);
+            }
+        }
+    }
+    sum
+}
+
+/// Zero pixel slot `P` of whole lane blocks (`b * 8` bytes each).
+#[inline(always)]
+fn zero_slot<const P: usize>(lanes: &mut [u8], b: usize) {
+    for l in lanes.chunks_exact_mut(b * 8) {
+        for j in 0..b / 2 {
+            let at = (j * 4 + P) * 4;
+            l[at..at + 4].copy_from_slice(&[0; 4]);
+        }
+    }
+}
+
+/// Gather output pixel `(oy, ox)` straight from the input into pixel slot `P` of the lanes, when
+/// every kernel position's `C` codes are whole lane blocks (`C % block == 0`). Returns the sum of
+/// the codes (with `SUM`) and how many positions lie inside the input.
+#[inline(always)]
+fn gather_direct<const P: usize, const SUM: bool>(
+    g: &Geometry,
+    input: &[u8],
+    oy: usize,
+    ox: usize,
+    bits: u8,
+    lanes: &mut [u8],
+) -> (u32, usize) {
+    let w = g.window;
+    let (ih, iw, c) = (g.input.h as usize, g.input.w as usize, g.input.c as usize);
+    let (kh, kw) = (w.kh as usize, w.kw as usize);
+    let b = block(bits);
+    let y0 = (oy * w.sh as usize) as isize - w.ph as isize;
+    let x0 = (ox * w.sw as usize) as isize - w.pw as isize;
+    let kx0 = if x0 < 0 { (-x0) as usize } else { 0 }.min(kw);
+    let kx1 = ((iw as isize - x0).clamp(0, kw as isize) as usize).max(kx0);
+    let run = (kx1 - kx0) * c;
+    // Lane bytes per code: 4 pixels x 2 bytes.
+    let row = kw * c * 8;
+    let (mut sum, mut valid) = (0, 0);
+    for (ky, lrow) in lanes.chunks_exact_mut(row).take(kh).enumerate() {
+        let iy = y0 + ky as isize;
+        if iy < 0 || iy >= ih as isize || run == 0 {
+            zero_slot::<P>(lrow, b);
+            continue;
+        }
+        let (before, rest) = lrow.split_at_mut(kx0 * c * 8);
+        zero_slot::<P>(before, b);
+        let (mid, after) = rest.split_at_mut(run * 8);
+        let at = (iy as usize * iw + (x0 + kx0 as isize).max(0) as usize) * c;
+        if let Some(src) = input.get(at..at + run) {
+            sum += spread::<P, SUM>(src, bits, mid);
+            valid += run;
+        }
+        zero_slot::<P>(after, b);
+    }
+    (sum, valid)
+}
+
+/// One pixel into slot `P`: straight from the input when `direct`, else through the byte
+/// column.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn pixel<const P: usize, const SUM: bool>(
+    g: &Geometry,
+    input: &[u8],
+    q: Option<(usize, usize)>,
+    bits: u8,
+    direct: bool,
+    col: &mut [u8],
+    lanes: &mut [u8],
+) -> (u32, usize) {
+    match q {
+        Some((oy, ox)) if direct => gather_direct::<P, SUM>(g, input, oy, ox, bits, lanes),
+        Some((oy, ox)) => {
+            let words = g.input.c.is_multiple_of(4);
+            let valid = window(g, input, oy, ox, col, words);
+            (spread::<P, SUM>(col, bits, lanes), valid)
+        }
+        None => {
+            zero_slot::<P>(lanes, block(bits));
+            (0, 0)
+        }
+    }
+}
+
+/// [`pixel`] into a runtime slot.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn pixel_to<const SUM: bool>(
+    g: &Geometry,
+    input: &[u8],
+    q: Option<(usize, usize)>,
+    bits: u8,
+    direct: bool,
+    col: &mut [u8],
+    lanes: &mut [u8],
+    p: usize,
+) -> (u32, usize) {
+    match p {
+        0 => pixel::<0, SUM>(g, input, q, bits, direct, col, lanes),
+        1 => pixel::<1, SUM>(g, input, q, bits, direct, col, lanes),
+        2 => pixel::<2, SUM>(g, input, q, bits, direct, col, lanes),
+        _ => pixel::<3, SUM>(g, input, q, bits, direct, col, lanes),
+    }
+}
+
+/// What every output channel of one pass shares.
+struct Pass<'a> {
+    /// The four pixels' lanes.
+    lanes: &'a [u8],
+    /// Lane blocks per pixel.
+    blocks: usize,
+    /// Bits the micro-kernel reads.
+    bits: u8,
+    /// `offset x (sum of codes)` to subtract per pixel (sub-byte offset binary), else zeros.
+    correction: [i32; PIXELS],
+    /// Pixels of the pass that exist (the last pass may have fewer than four).
+    n: usize,
+    /// Output index of the pass's first pixel, channel 0.
+    at: usize,
+}
+
+/// Where the output channels' weights rows come from.
+struct Rows<'a> {
+    w: &'a Weights<'a>,
+    /// Rows read in place (8, 4, 2 bits) or unpacked to 8 bits first.
+    direct: bool,
+    fan: usize,
+    padded: usize,
+    /// Bytes one row takes in place.
+    row_bytes: usize,
+}
+
+impl Rows<'_> {
+    /// Channel `o`'s row as the micro-kernel reads it (one word per lane block); `row` is
+    /// scratch for a row that must be unpacked or copied.
+    #[inline(always)]
+    fn get<'r>(&'r self, o: usize, row: &'r mut [u8]) -> &'r [u8] {
+        let (fan, padded, rb) = (self.fan, self.padded, self.row_bytes);
+        if self.direct {
+            let at = o * fan * self.w.bits as usize / 8;
+            if let Some(ws) = self.w.packed.get(at..at + rb) {
+                return ws;
+            }
+            // The last rows: copy what there is, zeros after it (they meet zero inputs in the
+            // padding of the lanes).
+            let dst = &mut row[..rb];
+            zero(dst);
+            let src = self.w.packed.get(at..).unwrap_or(&[]);
+            let k = src.len().min(rb);
+            dst[..k].copy_from_slice(&src[..k]);
+            dst
+        } else {
+            unpack_row(self.w.packed, self.w.bits, o * fan, &mut row[..fan]);
+            zero(&mut row[fan..padded]);
+            &row[..padded]
+        }
+    }
+}
+
+/// Every output channel of one pass: the micro-kernel, then the output step of its four
+/// outputs. `table` holds the channels' prepared requantizers when `tabled`.
+#[inline(never)]
+#[allow(clippy::too_many_arguments)]
+fn channels(
+    pass: &Pass<'_>,
+    rows: &Rows<'_>,
+    stage: &Stage<'_>,
+    tabled: Option<(&[u8], i32, u8)>,
+    row: &mut [u8],
+    output: &mut [u8],
+    c_out: usize,
+) {
+    for o in 0..c_out {
+        let ws = rows.get(o, row);
+        let mut acc = micro4(pass.bits, pass.lanes, ws, pass.blocks);
+        let bias = rows.w.bias.map_or(0, |b| b.get(o));
+        for (a, &c) in acc.iter_mut().zip(&pass.correction) {
+            *a = a.wrapping_sub(c).wrapping_add(bias);
+        }
+        let at = pass.at + o;
+        if let Some((table, offset, levels)) = tabled {
+            if let Some(&[b0, b1, b2, b3, b4, b5, b6, b7, b8, b9, b10, b11, b12, b13, b14, b15]) =
+                table.get(o * TABLE_ENTRY..(o + 1) * TABLE_ENTRY)
+            {
+                let r = Requantizer::decode(
+                    &[
+                        b0, b1, b2, b3, b4, b5, b6, b7, b8, b9, b10, b11, b12, b13, b14, b15,
+                    ],
+                    offset,
+                    levels,
+                );
+                if r.positive_shift() && pass.n == PIXELS {
+                    if let Some(dst) = output.get_mut(at..=at + 3 * c_out) {
+                        let c = c_out;
+                        dst[0] = r.apply_positive_shift(acc[0]);
+                        dst[c] = r.apply_positive_shift(acc[1]);
+                        dst[2 * c] = r.apply_positive_shift(acc[2]);
+                        dst[3 * c] = r.apply_positive_shift(acc[3]);
+                        continue;
+                    }
+                }
+                let out = ChannelStage::Requantize(r);
+                for (p, &a) in acc.iter().enumerate().take(pass.n) {
+                    out.store(output, at + p * c_out, a);
+                }
+                continue;
+            }
+        }
+        let out = stage.channel(o);
+        for (p, &a) in acc.iter().enumerate().take(pass.n) {
+            out.store(output, at + p * c_out, a);
+        }
+    }
+}
+
+/// Prepare every channel's requantizer in `table`; the layer's offset and levels when the stage
+/// requantizes and every channel's parameters are valid, else `None`.
+fn prepare(stage: &Stage<'_>, table: &mut [u8], c_out: usize) -> Option<(i32, u8)> {
+    let Stage::Requantize {
+        multipliers,
+        shifts,
+        offset,
+        levels,
+    } = *stage
+    else {
+        return None;
+    };
+    for (o, t) in table.chunks_exact_mut(TABLE_ENTRY).take(c_out).enumerate() {
+        let s = shifts.get(o).copied().unwrap_or(0) as i8;
+        let r = Requantizer::new(multipliers.get(o), s, offset, levels)?;
+        t.copy_from_slice(&r.encode());
+    }
+    Some((offset, levels))
+}
+
+/// 2-D convolution with one group through the gather kernel; the same contract as
+/// [`super::reference::conv2d`]. Returns `false`, having written nothing, when `scratch` is
+/// shorter than [`bitspike_core::kernel::scratch_bytes`] asks or the layer has several groups.
+pub fn conv2d(
+    g: &Geometry,
+    w: &Weights<'_>,
+    stage: &Stage<'_>,
+    input: &[u8],
+    output: &mut [u8],
+    scratch: &mut [u8],
+    ops: &mut Ops,
+) -> bool {
+    if g.groups > 1 {
+        return false;
+    }
+    let c_in = g.input.c as usize;
+    let c_out = g.output.c as usize;
+    let fan = g.window.kh as usize * g.window.kw as usize * c_in;
+    let layout = gather_layout(fan, w.bits, c_out);
+    let align = (4 - scratch.as_ptr() as usize % 4) % 4;
+    let Some(scratch) = scratch.get_mut(align..align + layout.bytes) else {
+        return false;
+    };
+    let (lanes, rest) = scratch.split_at_mut(layout.column);
+    let (col, rest) = rest.split_at_mut(layout.padded);
+    let (row, table) = rest.split_at_mut(layout.padded);
+    let padded = layout.padded;
+    let direct = in_place(w.bits, fan);
+    // Bits the micro-kernel reads: the layer's in place, 8 after unpacking.
+    let bits = if direct { w.bits } else { 8 };
+    let offset = match bits {
+        4 => 8,
+        2 => 2,
+        _ => 0,
+    };
+    let rows = Rows {
+        w,
+        direct,
+        fan,
+        padded,
+        row_bytes: padded * bits as usize / 8,
+    };
+    let tabled = prepare(stage, table, c_out);
+    let tabled = tabled.map(|(off, lv)| (&*table, off, lv));
+    zero(col);
+    // Each kernel position's codes are whole lane blocks: gather without the byte column.
+    let direct_gather = c_in.is_multiple_of(block(bits));
+    let (oh, ow) = (g.output.h as usize, g.output.w as usize);
+    let pixels = oh * ow;
+    let mut macs = 0;
+    let mut p0 = 0;
+    while p0 < pixels {
+        let n = (pixels - p0).min(PIXELS);
+        let mut correction = [0i32; PIXELS];
+        for (p, corr) in correction.iter_mut().enumerate() {
+            let q = (p < n).then(|| ((p0 + p) / ow, (p0 + p) % ow));
+            let (s, valid) = if offset != 0 {
+                pixel_to::<true>(g, input, q, bits, direct_gather, col, lanes, p)
+            } else {
+                pixel_to::<false>(g, input, q, bits, direct_gather, col, lanes, p)
+            };
+            *corr = offset * s as i32;
+            macs += valid;
+        }
+        let pass = Pass {
+            lanes,
+            blocks: padded / block(bits),
+            bits,
+            correction,
+            n,
+            at: p0 * c_out,
+        };
+        channels(&pass, &rows, stage, tabled, row, output, c_out);
+        p0 += n;
+    }
+    ops.mac(macs as u64 * c_out as u64);
+    true
+}

@@ -1,0 +1,340 @@
+//! Which kernel runs each layer, and the scratch it needs: one decision that the exporter (to
+//! size and place the scratch), the runtime (to run the layer) and `inspect` (to report it) share.
+//!
+//! The fast convolution and dense kernels ("gather" kernels) copy the input window of four
+//! output pixels into the layer's scratch as 16-bit lanes (see the runtime's `kernels::gather`),
+//! then multiply them two at a time (`SMLAD` on cores with the DSP extension, a portable model of
+//! it elsewhere). The scratch they need depends only on the layer's geometry and weight width, so
+//! the model file can carry it and the arena planner can place it (live during the layer only).
+//!
+//! A layer runs on a slower path, never with a wrong result, when its file gives it less scratch
+//! than [`scratch_bytes`] (for example a file written before this kernel existed).
+
+use crate::layer::{Geometry, LayerKind};
+
+/// The instruction-set features the runtime was built for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum Isa {
+    /// Armv7E-M (Cortex-M4, M7): the DSP extension's `SMLAD` and `SXTB16`, in hand-written
+    /// assembly.
+    Dsp,
+    /// Everything else (Cortex-M0+/M3, the host): the same kernels in portable Rust.
+    Portable,
+}
+
+impl Isa {
+    /// Short name for reports.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Self::Dsp => "dsp",
+            Self::Portable => "portable",
+        }
+    }
+}
+
+/// The kernel a layer runs on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum Kernel {
+    /// The reference kernel (one product at a time), or the only kernel of a layer kind without
+    /// a faster one.
+    Reference,
+    /// The row kernel: weights unpacked per output channel into scratch, a dot product per
+    /// kernel row (convolutions with groups, dense layers).
+    Row,
+    /// The gather kernel: four output pixels per pass, inputs as 16-bit lanes in scratch, two
+    /// products per multiply (`SMLAD` on [`Isa::Dsp`]).
+    Gather,
+    /// An element-wise kernel with per-channel parameters read once per channel (residual add).
+    Elementwise,
+    /// Event-driven accumulation over spike counts (the runtime's `event-driven` feature).
+    Events,
+}
+
+impl Kernel {
+    /// Short name for reports.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Self::Reference => "reference",
+            Self::Row => "row",
+            Self::Gather => "gather",
+            Self::Elementwise => "elementwise",
+            Self::Events => "events",
+        }
+    }
+}
+
+/// Why a layer got its kernel.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum Reason {
+    /// The fastest kernel for this layer kind and width.
+    Fastest,
+    /// The runtime was built with `reference-kernels`.
+    ReferenceBuild,
+    /// The model file gives the layer less scratch than the fast kernel needs.
+    ScratchShort {
+        /// Bytes the fast kernel needs.
+        needed: u32,
+        /// Bytes the file gives.
+        given: u32,
+    },
+    /// The layer kind has no faster kernel.
+    NoFastKernel,
+    /// Spiking input with event-driven accumulation selected.
+    EventDriven,
+}
+
+/// The kernel a layer runs on and why.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct Choice {
+    /// The kernel.
+    pub kernel: Kernel,
+    /// Why.
+    pub reason: Reason,
+}
+
+/// Output pixels the gather kernel computes per pass.
+pub const PIXELS: usize = 4;
+
+/// Inputs per lane block for `bits`-bit weights: the gather kernel pairs input `j` with input
+/// `j + block / 2` of each block, the order in which one 32-bit word of weights unpacks into
+/// 16-bit lanes (`SXTB16` on bytes; a mask on 4-bit and 2-bit fields).
+pub const fn block(bits: u8) -> usize {
+    match bits {
+        4 => 8,
+        2 => 16,
+        _ => 4,
+    }
+}
+
+/// Whether `bits`-bit weights with `fan` weights per output channel are read in place (every
+/// channel's row starts on a byte and the width unpacks in registers): 8, 4 and 2 bits. Other
+/// widths, and rows that start inside a byte, are unpacked to 8 bits per output channel first.
+pub const fn in_place(bits: u8, fan: usize) -> bool {
+    matches!(bits, 8 | 4 | 2) && (fan * bits as usize).is_multiple_of(8)
+}
+
+/// Per output channel, the number of inputs (its fan-in) of a convolution or dense layer.
+pub const fn fan_in(g: &Geometry) -> usize {
+    match g.kind {
+        LayerKind::Dense => g.input.len(),
+        _ => {
+            let groups = if g.groups == 0 { 1 } else { g.groups as usize };
+            g.window.kh as usize * g.window.kw as usize * (g.input.c as usize / groups)
+        }
+    }
+}
+
+/// Whether a convolution is depthwise: one input channel per group.
+pub const fn depthwise(g: &Geometry) -> bool {
+    matches!(g.kind, LayerKind::Conv2d) && g.groups > 1 && g.input.c == g.groups
+}
+
+/// Layout of the gather kernel's scratch for one layer (byte offsets from a 4-aligned start).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct GatherLayout {
+    /// The fan-in rounded up to a whole number of lane blocks.
+    pub padded: usize,
+    /// Offset of the lanes: `PIXELS * padded` 16-bit values (words of two lanes).
+    pub lanes: usize,
+    /// Offset of one pixel's window as bytes, `padded` long.
+    pub column: usize,
+    /// Offset of one output channel's weights unpacked to 8 bits (or copied, at the end of the
+    /// weights), `padded` long.
+    pub row: usize,
+    /// Offset of the output channels' requantization, prepared once per layer:
+    /// [`TABLE_ENTRY`] bytes per channel.
+    pub table: usize,
+    /// Bytes in all (without the up to 3 bytes that align the start).
+    pub bytes: usize,
+}
+
+/// Bytes of one output channel's prepared requantization in the gather kernel's scratch
+/// (`bitspike_core::quant::Requantizer::encode`).
+pub const TABLE_ENTRY: usize = 16;
+
+/// The gather kernel's scratch layout for `fan` inputs per output channel at `bits`-bit weights
+/// and `channels` output channels.
+pub const fn gather_layout(fan: usize, bits: u8, channels: usize) -> GatherLayout {
+    let b = block(bits);
+    let padded = fan.div_ceil(b) * b;
+    let lanes = 0;
+    let column = lanes + PIXELS * padded * 2;
+    let row = column + padded;
+    let table = row + padded;
+    GatherLayout {
+        padded,
+        lanes,
+        column,
+        row,
+        table,
+        bytes: table + TABLE_ENTRY * channels,
+    }
+}
+
+/// The fast kernel of a layer kind, if it has one.
+const fn fast_kernel(g: &Geometry) -> Option<Kernel> {
+    match g.kind {
+        LayerKind::Conv2d if g.groups > 1 => Some(Kernel::Row),
+        LayerKind::Conv2d => Some(Kernel::Gather),
+        LayerKind::Dense => Some(Kernel::Row),
+        LayerKind::Add => Some(Kernel::Elementwise),
+        _ => None,
+    }
+}
+
+/// Scratch bytes layer `g` with `bits`-bit weights needs for its fastest kernel (0 when that
+/// kernel needs none), including 3 bytes for aligning the start to 4: the gather kernel's
+/// [`gather_layout`]; the row kernel one output channel's weights at 8 bits (dense layers
+/// unpack rows longer than [`ROW_CHUNK`] in chunks of it).
+pub const fn scratch_bytes(g: &Geometry, bits: u8) -> u32 {
+    let n = match fast_kernel(g) {
+        Some(Kernel::Gather) => gather_layout(fan_in(g), bits, g.output.c as usize).bytes,
+        Some(Kernel::Row) => {
+            let fan = fan_in(g);
+            let fan = if matches!(g.kind, LayerKind::Dense) && fan > ROW_CHUNK {
+                ROW_CHUNK
+            } else {
+                fan
+            };
+            fan.div_ceil(4) * 4
+        }
+        _ => return 0,
+    };
+    let n = n + 3;
+    if n > u32::MAX as usize {
+        u32::MAX
+    } else {
+        n as u32
+    }
+}
+
+/// The longest run of a dense layer's weights the row kernel unpacks at once.
+pub const ROW_CHUNK: usize = 1024;
+
+/// The kernel layer `g` (weights at `bits`, `given` scratch bytes in its file) runs on, on `isa`.
+///
+/// `reference` is the runtime's `reference-kernels` build; `events` says the layer reads spike
+/// counts and the runtime accumulates them event by event.
+pub const fn choose(
+    g: &Geometry,
+    bits: u8,
+    given: u32,
+    isa: Isa,
+    reference: bool,
+    events: bool,
+) -> Choice {
+    let _ = isa; // both ISAs choose alike; the kernels' inner loops differ
+    let Some(fast) = fast_kernel(g) else {
+        return Choice {
+            kernel: Kernel::Reference,
+            reason: Reason::NoFastKernel,
+        };
+    };
+    if reference {
+        return Choice {
+            kernel: Kernel::Reference,
+            reason: Reason::ReferenceBuild,
+        };
+    }
+    if events && g.kind.has_weights() {
+        return Choice {
+            kernel: Kernel::Events,
+            reason: Reason::EventDriven,
+        };
+    }
+    let needed = scratch_bytes(g, bits);
+    if given < needed {
+        return Choice {
+            kernel: Kernel::Reference,
+            reason: Reason::ScratchShort { needed, given },
+        };
+    }
+    Choice {
+        kernel: fast,
+        reason: Reason::Fastest,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::layer::{Shape, Window};
+
+    fn conv(c_in: u16, c_out: u16, k: u8, groups: u16) -> Geometry {
+        Geometry {
+            kind: LayerKind::Conv2d,
+            window: Window::square(k, 1, 1),
+            groups,
+            input: Shape::new(8, 8, c_in),
+            output: Shape::new(8, 8, c_out),
+        }
+    }
+
+    #[test]
+    fn scratch_follows_the_layout() {
+        // 3x3 over 16 channels at 8 bits: fan 144, four pixels of 16-bit lanes, a column, a row
+        // and 16 bytes of requantization per output channel.
+        let g = conv(16, 32, 3, 1);
+        assert_eq!(fan_in(&g), 144);
+        assert_eq!(
+            scratch_bytes(&g, 8),
+            (144 * 8 + 144 + 144 + 32 * 16 + 3) as u32
+        );
+        // 4-bit rounds the fan up to blocks of 8, 2-bit to blocks of 16.
+        let g = conv(3, 16, 3, 1);
+        assert_eq!(gather_layout(27, 4, 1).padded, 32);
+        assert_eq!(gather_layout(27, 2, 1).padded, 32);
+        assert_eq!(gather_layout(27, 8, 1).padded, 28);
+        assert_eq!(scratch_bytes(&g, 8), (28 * 10 + 16 * 16 + 3) as u32);
+        // Pools and adds need none; grouped convolutions one row of 8-bit weights.
+        let mut p = g;
+        p.kind = LayerKind::MaxPool;
+        assert_eq!(scratch_bytes(&p, 0), 0);
+        p.kind = LayerKind::Add;
+        assert_eq!(scratch_bytes(&p, 0), 0);
+        let d = conv(8, 8, 3, 8);
+        assert!(depthwise(&d));
+        assert_eq!(scratch_bytes(&d, 3), (12 + 3) as u32);
+    }
+
+    #[test]
+    fn short_scratch_and_reference_builds_choose_the_reference() {
+        let g = conv(16, 32, 3, 1);
+        let need = scratch_bytes(&g, 4);
+        let c = choose(&g, 4, need, Isa::Dsp, false, false);
+        assert_eq!((c.kernel, c.reason), (Kernel::Gather, Reason::Fastest));
+        let c = choose(&g, 4, need - 1, Isa::Dsp, false, false);
+        assert_eq!(c.kernel, Kernel::Reference);
+        assert_eq!(
+            c.reason,
+            Reason::ScratchShort {
+                needed: need,
+                given: need - 1
+            }
+        );
+        let c = choose(&g, 4, need, Isa::Portable, true, false);
+        assert_eq!(c.reason, Reason::ReferenceBuild);
+        assert_eq!(
+            choose(&conv(8, 8, 3, 2), 8, u32::MAX, Isa::Dsp, false, false).kernel,
+            Kernel::Row
+        );
+        assert_eq!(
+            choose(&g, 8, need, Isa::Dsp, false, true).kernel,
+            Kernel::Events
+        );
+    }
+
+    #[test]
+    fn in_place_widths_start_on_bytes() {
+        assert!(in_place(8, 27));
+        assert!(in_place(4, 144));
+        assert!(!in_place(4, 27));
+        assert!(in_place(2, 36));
+        assert!(!in_place(2, 9));
+        assert!(!in_place(3, 64));
+    }
+}
