@@ -148,6 +148,12 @@ pub struct GatherLayout {
     /// Offset of the output channels' requantization, prepared once per layer:
     /// [`TABLE_ENTRY`] bytes per channel.
     pub table: usize,
+    /// Offset of every output channel's weights unpacked to 8 bits once per layer (`channels *
+    /// padded` bytes), for weights not read in place when that takes at most [`UNPACKED_MAX`]
+    /// bytes; otherwise empty, and each pass unpacks each row again into `row`.
+    pub unpacked: usize,
+    /// Bytes of `unpacked` (0 when rows are read in place or unpacked per pass).
+    pub unpacked_bytes: usize,
     /// Bytes in all (without the up to 3 bytes that align the start).
     pub bytes: usize,
 }
@@ -165,15 +171,28 @@ pub const fn gather_layout(fan: usize, bits: u8, channels: usize) -> GatherLayou
     let column = lanes + PIXELS * padded * 2;
     let row = column + padded;
     let table = row + padded;
+    let unpacked = table + TABLE_ENTRY * channels;
+    let unpacked_bytes = if !in_place(bits, fan) && channels * padded <= UNPACKED_MAX {
+        channels * padded
+    } else {
+        0
+    };
     GatherLayout {
         padded,
         lanes,
         column,
         row,
         table,
-        bytes: table + TABLE_ENTRY * channels,
+        unpacked,
+        unpacked_bytes,
+        bytes: unpacked + unpacked_bytes,
     }
 }
+
+/// The most scratch the gather kernel spends on keeping a layer's weights unpacked to 8 bits
+/// (weights not read in place: 3, 5, 6, 7 bits, or rows that start inside a byte). Larger layers
+/// unpack each row once per pass of four pixels instead.
+pub const UNPACKED_MAX: usize = 2048;
 
 /// The fast kernel of a layer kind, if it has one.
 const fn fast_kernel(g: &Geometry) -> Option<Kernel> {
@@ -290,6 +309,14 @@ mod tests {
         assert_eq!(gather_layout(27, 2, 1).padded, 32);
         assert_eq!(gather_layout(27, 8, 1).padded, 28);
         assert_eq!(scratch_bytes(&g, 8), (28 * 10 + 16 * 16 + 3) as u32);
+        // Rows not read in place are kept unpacked when they are small: 16 rows of 32 bytes.
+        assert_eq!(
+            scratch_bytes(&g, 4),
+            (32 * 10 + 16 * 16 + 16 * 32 + 3) as u32
+        );
+        assert_eq!(gather_layout(27, 4, 16).unpacked_bytes, 512);
+        assert_eq!(gather_layout(27 * 100, 3, 16).unpacked_bytes, 0);
+        assert_eq!(gather_layout(144, 4, 16).unpacked_bytes, 0);
         // Pools and adds need none; grouped convolutions one row of 8-bit weights.
         let mut p = g;
         p.kind = LayerKind::MaxPool;

@@ -140,15 +140,47 @@ fn committed_v1_fixture_keeps_loading_and_computing() {
         );
         assert_eq!(&oracle::run(&def, input), want, "oracle disagrees");
     }
-    // The writer still produces the committed bytes, apart from the producer version and the
-    // header CRC that covers it.
+    // The committed file predates the kernels' scratch: every layer runs on the reference path
+    // (checked above). The writer now gives each layer the scratch of its fast kernel, which
+    // moves the arena plan; everything else it writes is still the committed bytes.
+    assert!((0..model.file().layer_count()).all(|i| model.file().layer(i).scratch_bytes == 0));
     let mut now = write(&def).unwrap();
+    let now_model = Model::load(&now).unwrap();
+    let (layers, tensors) = (now_model.file().layer_count(), layers_and_tensors(&bytes));
+    assert_eq!((layers, tensors.1), (tensors.0, tensors.1));
+    for (i, l) in (0..layers).map(|i| (i, now_model.file().layer(i))) {
+        let g = now_model.file().geometry(i);
+        assert_eq!(
+            l.scratch_bytes,
+            bitspike_core::kernel::scratch_bytes(&g, l.weight_bits),
+            "layer {i} gets its kernel's scratch"
+        );
+    }
     let mut old = bytes.clone();
     for b in [&mut now, &mut old] {
-        b[12..16].fill(0);
-        b[60..64].fill(0);
+        // Producer version, payload CRC, arena bytes, peak live and peak scratch, header CRC.
+        for r in [12..16, 24..32, 48..56, 60..64] {
+            b[r].fill(0);
+        }
+        // Each tensor's arena offset.
+        for t in 0..tensors.1 {
+            let o = HEADER_LEN + t * TENSOR_RECORD_LEN + 8;
+            b[o..o + 4].fill(0);
+        }
+        // Each layer's scratch bytes and offset.
+        let table = HEADER_LEN + tensors.1 * TENSOR_RECORD_LEN;
+        for i in 0..tensors.0 {
+            let o = table + i * LAYER_RECORD_LEN + 52;
+            b[o..o + 8].fill(0);
+        }
     }
     assert_eq!(now, old, "the writer's version-1 output changed");
+}
+
+/// Layer and tensor counts from a file's header.
+fn layers_and_tensors(b: &[u8]) -> (usize, usize) {
+    let u16_at = |o: usize| u16::from_le_bytes([b[o], b[o + 1]]) as usize;
+    (u16_at(34), u16_at(32))
 }
 
 #[test]

@@ -3,7 +3,8 @@
 //!
 //! Each micro-kernel reads `blocks` lane blocks of four pixels (see [`super::gather`]) and one
 //! 32-bit word of packed weights per block, and returns the four pixels' sums. The safe wrapper
-//! [`micro4`] checks every precondition the assembly relies on before it runs:
+//! [`Lanes`] checks every precondition the assembly relies on before it runs (the lanes' once
+//! per pass in [`Lanes::new`], the weights' at each call in [`Lanes::micro4`]):
 //!
 //! * `blocks >= 1` (the loop runs at least once);
 //! * `lanes` holds at least `blocks * block / 2 * 16` bytes and starts on a 4-byte boundary
@@ -74,25 +75,90 @@ macro_rules! crumb {
     };
 }
 
-/// Four pixels' sums over `blocks` blocks of `bits`-bit weights (8, 4 or 2), or `None` when a
-/// precondition fails (the caller then runs the portable model).
-#[inline]
-pub fn micro4(bits: u8, lanes: &[u8], weights: &[u8], blocks: usize) -> Option<[i32; 4]> {
-    let lane_bytes = blocks.checked_mul(block(bits) / 2 * 16)?;
-    if blocks == 0
-        || !matches!(bits, 8 | 4 | 2)
-        || lanes.len() < lane_bytes
-        || weights.len() < blocks.checked_mul(4)?
-        || !(lanes.as_ptr() as usize).is_multiple_of(4)
-    {
-        return None;
+/// Four lane words from code words `{va}` (codes j .. j+3) and `{vb}` (codes j + b/2 ..): the
+/// pairs (0, 0'), (1, 1'), (2, 2'), (3, 3') stored at `$o`, `$o + 16`, `$o + 32`, `$o + 48`
+/// bytes from `{dst}`; both words' bytes added to `{s}`.
+macro_rules! quad {
+    ($o:literal) => {
+        concat!(
+            "usada8 {s}, {va}, {zero}, {s}\n",
+            "usada8 {s}, {vb}, {zero}, {s}\n",
+            "uxtb16 {ea}, {va}\n",
+            "uxtb16 {eb}, {vb}\n",
+            "pkhbt {t}, {ea}, {eb}, lsl #16\n",
+            "str {t}, [{dst}, #",
+            $o,
+            "]\n",
+            "pkhtb {t}, {eb}, {ea}, asr #16\n",
+            "str {t}, [{dst}, #",
+            $o,
+            " + 32]\n",
+            "uxtb16 {ea}, {va}, ror #8\n",
+            "uxtb16 {eb}, {vb}, ror #8\n",
+            "pkhbt {t}, {ea}, {eb}, lsl #16\n",
+            "str {t}, [{dst}, #",
+            $o,
+            " + 16]\n",
+            "pkhtb {t}, {eb}, {ea}, asr #16\n",
+            "str {t}, [{dst}, #",
+            $o,
+            " + 48]\n",
+        )
+    };
+}
+
+/// The lanes of one pass, checked once for every micro-kernel call of the pass: `blocks >= 1`,
+/// a width of 8, 4 or 2 bits, `lanes` long enough for `blocks` blocks and word-aligned (`LDRD`).
+/// The fields are private: only [`Lanes::new`] makes one.
+#[derive(Clone, Copy)]
+pub struct Lanes<'a> {
+    lanes: &'a [u8],
+    blocks: usize,
+    bits: u8,
+}
+
+impl<'a> Lanes<'a> {
+    /// Check the pass's preconditions; `None` when one fails (the caller then runs the portable
+    /// model).
+    #[inline]
+    pub fn new(bits: u8, lanes: &'a [u8], blocks: usize) -> Option<Self> {
+        let lane_bytes = blocks.checked_mul(block(bits) / 2 * 16)?;
+        if blocks == 0
+            || !matches!(bits, 8 | 4 | 2)
+            || lanes.len() < lane_bytes
+            || !(lanes.as_ptr() as usize).is_multiple_of(4)
+        {
+            return None;
+        }
+        Some(Self {
+            lanes,
+            blocks,
+            bits,
+        })
     }
-    let (mut a0, mut a1, mut a2, mut a3) = (0i32, 0i32, 0i32, 0i32);
+
+    /// Four pixels' sums over the pass's blocks, starting from `init`, with one 32-bit word of
+    /// weights per block; `None` when `weights` is shorter than that.
+    #[inline(always)]
+    pub fn micro4(&self, weights: &[u8], init: [i32; 4]) -> Option<[i32; 4]> {
+        if weights.len() < self.blocks.checked_mul(4)? {
+            return None;
+        }
+        Some(micro4(self.bits, self.lanes, weights, self.blocks, init))
+    }
+}
+
+/// The assembly loops; the caller ([`Lanes::micro4`]) has checked every precondition listed in
+/// the module docs.
+#[inline(always)]
+fn micro4(bits: u8, lanes: &[u8], weights: &[u8], blocks: usize, init: [i32; 4]) -> [i32; 4] {
+    let [mut a0, mut a1, mut a2, mut a3] = init;
     let xp = lanes.as_ptr();
     let wp = weights.as_ptr();
-    // SAFETY: checked above: `blocks >= 1`; the loop reads `4 * blocks` bytes from `wp` (in
-    // `weights`) and `lane_bytes` bytes from `xp` (in `lanes`, word-aligned for LDRD). The
-    // assembly writes only the listed registers and the flags, and does not use the stack.
+    // SAFETY: checked by `Lanes::new` and `Lanes::micro4`: `blocks >= 1`; the loop reads
+    // `4 * blocks` bytes from `wp` (in `weights`) and `blocks * block(bits) / 2 * 16` bytes from
+    // `xp` (in `lanes`, word-aligned for LDRD). The assembly writes only the listed registers
+    // and the flags, and does not use the stack.
     unsafe {
         match bits {
             8 => asm!(
@@ -181,5 +247,103 @@ pub fn micro4(bits: u8, lanes: &[u8], weights: &[u8], blocks: usize) -> Option<[
             ),
         }
     }
-    Some([a0, a1, a2, a3])
+    [a0, a1, a2, a3]
+}
+
+/// Spread `codes` into one pixel slot of the gather lanes (the assembly twin of the portable
+/// `gather::spread`: same words at the same offsets), and return the sum of the codes
+/// (`USADA8`). `lanes` starts at the slot's first word. `None`, having written nothing, when
+/// `codes` is not a whole number of lane blocks of [`block`]`(bits)` codes or `lanes` is
+/// shorter than the last block's last word.
+#[inline]
+pub fn spread(codes: &[u8], bits: u8, lanes: &mut [u8]) -> Option<u32> {
+    let b = block(bits);
+    if !codes.len().is_multiple_of(b) {
+        return None;
+    }
+    let n = codes.len() / b;
+    if n == 0 {
+        return Some(0);
+    }
+    // The last word a block writes ends 12 bytes before the block's end (slot 0 of 4).
+    let need = (n - 1).checked_mul(b * 8)?.checked_add(b * 8 - 12)?;
+    if lanes.len() < need {
+        return None;
+    }
+    let mut sum = 0u32;
+    let src = codes.as_ptr();
+    let dst = lanes.as_mut_ptr();
+    // SAFETY: checked above: `n >= 1` blocks; the loop reads `n * b` bytes from `src` (all of
+    // `codes`) with LDR, and writes words at offsets below `need` from `dst` (inside `lanes`)
+    // with STR; both allow unaligned addresses on Armv7-M. Only the listed registers and the
+    // flags change; the stack is not used.
+    unsafe {
+        match b {
+            4 => asm!(
+                "2:",
+                "ldr {v}, [{src}], #4",
+                "usada8 {s}, {v}, {zero}, {s}",
+                "uxtb16 {a}, {v}",
+                "uxtb16 {v}, {v}, ror #8",
+                "str {a}, [{dst}]",
+                "str {v}, [{dst}, #16]",
+                "add {dst}, {dst}, #32",
+                "subs {n}, {n}, #1",
+                "bne 2b",
+                src = inout(reg) src => _,
+                dst = inout(reg) dst => _,
+                n = inout(reg) n => _,
+                s = inout(reg) sum,
+                zero = in(reg) 0u32,
+                v = out(reg) _,
+                a = out(reg) _,
+                options(nostack),
+            ),
+            8 => asm!(
+                "2:",
+                "ldr {va}, [{src}], #4",
+                "ldr {vb}, [{src}], #4",
+                quad!(0),
+                "add {dst}, {dst}, #64",
+                "subs {n}, {n}, #1",
+                "bne 2b",
+                src = inout(reg) src => _,
+                dst = inout(reg) dst => _,
+                n = inout(reg) n => _,
+                s = inout(reg) sum,
+                zero = in(reg) 0u32,
+                va = out(reg) _,
+                vb = out(reg) _,
+                ea = out(reg) _,
+                eb = out(reg) _,
+                t = out(reg) _,
+                options(nostack),
+            ),
+            _ => asm!(
+                "2:",
+                "ldr {va}, [{src}]",
+                "ldr {vb}, [{src}, #8]",
+                quad!(0),
+                "ldr {va}, [{src}, #4]",
+                "ldr {vb}, [{src}, #12]",
+                quad!(64),
+                "add {src}, {src}, #16",
+                "add {dst}, {dst}, #128",
+                "subs {n}, {n}, #1",
+                "bne 2b",
+                src = inout(reg) src => _,
+                dst = inout(reg) dst => _,
+                n = inout(reg) n => _,
+                s = inout(reg) sum,
+                zero = in(reg) 0u32,
+                va = out(reg) _,
+                vb = out(reg) _,
+                ea = out(reg) _,
+                eb = out(reg) _,
+                t = out(reg) _,
+                options(nostack),
+            ),
+        }
+    }
+    Some(sum)
 }

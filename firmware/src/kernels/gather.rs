@@ -86,11 +86,17 @@ pub mod lanes {
         }
     }
 
-    /// Four pixels' sums over `blocks` lane blocks: `lanes` in the gather layout, `weights`
-    /// one 32-bit word per block.
-    pub fn micro4(bits: u8, lanes: &[u8], weights: &[u8], blocks: usize) -> [i32; 4] {
+    /// Four pixels' sums over `blocks` lane blocks, starting from `init`: `lanes` in the gather
+    /// layout, `weights` one 32-bit word per block.
+    pub fn micro4(
+        bits: u8,
+        lanes: &[u8],
+        weights: &[u8],
+        blocks: usize,
+        init: [i32; 4],
+    ) -> [i32; 4] {
         let half = super::block(bits) / 2;
-        let mut acc = [0i32; 4];
+        let mut acc = init;
         let mut w = [0u32; 8];
         for b in 0..blocks {
             pairs(rd(weights, 4 * b), bits, &mut w);
@@ -105,14 +111,37 @@ pub mod lanes {
     }
 }
 
-/// The micro-kernel for this target: assembly on Armv7E-M, the portable model elsewhere.
-#[inline(always)]
-fn micro4(bits: u8, lanes: &[u8], weights: &[u8], blocks: usize) -> [i32; 4] {
+/// The micro-kernel for this target: assembly on Armv7E-M (through the lanes checked once per
+/// pass), the portable model elsewhere or when a check fails.
+#[derive(Clone, Copy)]
+struct Micro<'a> {
+    bits: u8,
+    lanes: &'a [u8],
+    blocks: usize,
     #[cfg(bitspike_dsp)]
-    if let Some(acc) = super::dsp::micro4(bits, lanes, weights, blocks) {
-        return acc;
+    dsp: Option<super::dsp::Lanes<'a>>,
+}
+
+impl<'a> Micro<'a> {
+    #[inline(always)]
+    fn new(bits: u8, lanes: &'a [u8], blocks: usize) -> Self {
+        Self {
+            bits,
+            lanes,
+            blocks,
+            #[cfg(bitspike_dsp)]
+            dsp: super::dsp::Lanes::new(bits, lanes, blocks),
+        }
     }
-    lanes::micro4(bits, lanes, weights, blocks)
+
+    #[inline(always)]
+    fn run(&self, weights: &[u8], init: [i32; 4]) -> [i32; 4] {
+        #[cfg(bitspike_dsp)]
+        if let Some(acc) = self.dsp.and_then(|l| l.micro4(weights, init)) {
+            return acc;
+        }
+        lanes::micro4(self.bits, self.lanes, weights, self.blocks, init)
+    }
 }
 
 /// Unpack `out.len()` weights of a `bits`-bit stream from index `first`, as 8-bit bytes.
@@ -197,80 +226,109 @@ fn zero(b: &mut [u8]) {
     }
 }
 
-/// Spread a byte column into pixel slot `P` of the lanes (see the module docs); returns the sum
-/// of the column's codes when `SUM` (the sub-byte kernels' offset correction needs it).
+/// Spread codes into one pixel slot of the lanes (see the module docs): `lanes` starts at the
+/// slot's first word (`4 * p` bytes into the lane blocks), so every word of the slot sits at a
+/// fixed offset in its block. Returns the sum of the codes when `sum` (the sub-byte kernels'
+/// offset correction needs it).
 #[inline(always)]
-fn spread<const P: usize, const SUM: bool>(col: &[u8], bits: u8, lanes: &mut [u8]) -> u32 {
+fn spread(codes: &[u8], bits: u8, lanes: &mut [u8], sum: bool) -> u32 {
+    #[cfg(bitspike_dsp)]
+    if let Some(total) = super::dsp::spread(codes, bits, lanes) {
+        return total;
+    }
+    spread_portable(codes, bits, lanes, sum)
+}
+
+/// [`spread`] in portable Rust (every target; the reference for the assembly).
+#[inline(always)]
+fn spread_portable(codes: &[u8], bits: u8, lanes: &mut [u8], sum: bool) -> u32 {
     const M: u32 = 0x00FF_00FF;
-    let rd = |c: &[u8]| u32::from_le_bytes([c[0], c[1], c[2], c[3]]);
-    let put = |d: &mut [u8], v: u32| d.copy_from_slice(&v.to_le_bytes());
-    let b = block(bits);
-    let mut sum = 0u32;
-    if b == 4 {
-        // Per block of four codes: (x0 | x2), (x1 | x3) straight from one word.
-        for (c, l) in col.chunks_exact(4).zip(lanes.chunks_exact_mut(32)) {
-            let v = rd(c);
-            put(&mut l[4 * P..4 * P + 4], v & M);
-            put(&mut l[16 + 4 * P..16 + 4 * P + 4], (v >> 8) & M);
-            if SUM {
-                let t = (v & M) + ((v >> 8) & M);
-                sum += (t & 0xFFFF) + (t >> 16);
+    let rd = |c: &[u8]| match c.get(..4) {
+        Some(&[a, b, c, d]) => u32::from_le_bytes([a, b, c, d]),
+        _ => 0,
+    };
+    let put = |l: &mut [u8], at: usize, v: u32| {
+        if let Some(d) = l.get_mut(at..at + 4) {
+            d.copy_from_slice(&v.to_le_bytes());
+        }
+    };
+    let mut total = 0u32;
+    let mut quad = |va: u32, vb: u32, l: &mut [u8]| {
+        let (ea, eb) = (va & M, vb & M);
+        let (oa, ob) = ((va >> 8) & M, (vb >> 8) & M);
+        put(l, 0, (ea & 0xFFFF) | (eb << 16));
+        put(l, 16, (oa & 0xFFFF) | (ob << 16));
+        put(l, 32, (ea >> 16) | (eb & 0xFFFF_0000));
+        put(l, 48, (oa >> 16) | (ob & 0xFFFF_0000));
+        if sum {
+            let t = ea + eb + oa + ob;
+            total += (t & 0xFFFF) + (t >> 16);
+        }
+    };
+    match block(bits) {
+        4 => {
+            // Per block of four codes: (x0 | x2), (x1 | x3) straight from one word.
+            for (c, l) in codes.chunks_exact(4).zip(lanes.chunks_mut(32)) {
+                let v = rd(c);
+                put(l, 0, v & M);
+                put(l, 16, (v >> 8) & M);
+                if sum {
+                    let t = (v & M) + ((v >> 8) & M);
+                    total += (t & 0xFFFF) + (t >> 16);
+                }
             }
         }
-        return sum;
-    }
-    // Blocks of 8 or 16 codes: word j pairs code j with code j + b/2. Code words q (first half)
-    // and q + b/8 (second half) give lane words 4q .. 4q + 3.
-    let half_words = b / 8;
-    for (c, l) in col.chunks_exact(b).zip(lanes.chunks_exact_mut(b * 8)) {
-        let (lo, hi) = c.split_at(b / 2);
-        for q in 0..half_words {
-            let va = rd(&lo[4 * q..]);
-            let vb = rd(&hi[4 * q..]);
-            let (ea, eb) = (va & M, vb & M);
-            let (oa, ob) = ((va >> 8) & M, (vb >> 8) & M);
-            let words = [
-                (ea & 0xFFFF) | (eb << 16),
-                (oa & 0xFFFF) | (ob << 16),
-                (ea >> 16) | (eb & 0xFFFF_0000),
-                (oa >> 16) | (ob & 0xFFFF_0000),
-            ];
-            for (j, &wd) in words.iter().enumerate() {
-                let at = ((4 * q + j) * 4 + P) * 4;
-                put(&mut l[at..at + 4], wd);
+        // Blocks of 8 or 16 codes: word j pairs code j with code j + b/2; code words q and
+        // q + b/8 give lane words 4q .. 4q + 3.
+        8 => {
+            for (c, l) in codes.chunks_exact(8).zip(lanes.chunks_mut(64)) {
+                quad(rd(c), rd(&c[4..]), l);
             }
-            if SUM {
-                let t = ea + eb + oa + ob;
-                sum += (t & 0xFFFF) + (t >> 16);
+        }
+        _ => {
+            for (c, l) in codes.chunks_exact(16).zip(lanes.chunks_mut(128)) {
+                let (l0, l1) = l.split_at_mut(l.len().min(64));
+                quad(rd(c), rd(&c[8..]), l0);
+                quad(rd(&c[4..]), rd(&c[12..]), l1);
             }
         }
     }
-    sum
+    total
 }
 
-/// Zero pixel slot `P` of whole lane blocks (`b * 8` bytes each).
+/// Zero one pixel slot of `lanes.len() / (b * 8)` lane blocks (`lanes` starts at the slot, as
+/// for [`spread`]).
 #[inline(always)]
-fn zero_slot<const P: usize>(lanes: &mut [u8], b: usize) {
-    for l in lanes.chunks_exact_mut(b * 8) {
+fn zero_slot(lanes: &mut [u8], b: usize) {
+    for l in lanes.chunks_mut(b * 8) {
         for j in 0..b / 2 {
-            let at = (j * 4 + P) * 4;
-            l[at..at + 4].copy_from_slice(&[0; 4]);
+            if let Some(d) = l.get_mut(16 * j..16 * j + 4) {
+                d.copy_from_slice(&[0; 4]);
+            }
         }
     }
 }
 
-/// Gather output pixel `(oy, ox)` straight from the input into pixel slot `P` of the lanes, when
-/// every kernel position's `C` codes are whole lane blocks (`C % block == 0`). Returns the sum of
-/// the codes (with `SUM`) and how many positions lie inside the input.
-#[inline(always)]
-fn gather_direct<const P: usize, const SUM: bool>(
+/// Gather output pixel `(oy, ox)` into its slot of the lanes (`lanes` starts at the slot).
+/// Straight from the input when every kernel position's `C` codes are whole lane blocks
+/// (`direct`), else through the byte column `col`. Returns the sum of the codes (when `sum`)
+/// and how many positions lie inside the input.
+#[inline(never)]
+#[allow(clippy::too_many_arguments)]
+fn gather_pixel(
     g: &Geometry,
     input: &[u8],
-    oy: usize,
-    ox: usize,
+    (oy, ox): (usize, usize),
     bits: u8,
+    direct: bool,
+    sum: bool,
+    col: &mut [u8],
     lanes: &mut [u8],
 ) -> (u32, usize) {
+    if !direct {
+        let valid = window(g, input, oy, ox, col, g.input.c.is_multiple_of(4));
+        return (spread(col, bits, lanes, sum), valid);
+    }
     let w = g.window;
     let (ih, iw, c) = (g.input.h as usize, g.input.w as usize, g.input.c as usize);
     let (kh, kw) = (w.kh as usize, w.kw as usize);
@@ -282,72 +340,24 @@ fn gather_direct<const P: usize, const SUM: bool>(
     let run = (kx1 - kx0) * c;
     // Lane bytes per code: 4 pixels x 2 bytes.
     let row = kw * c * 8;
-    let (mut sum, mut valid) = (0, 0);
-    for (ky, lrow) in lanes.chunks_exact_mut(row).take(kh).enumerate() {
+    let (mut total, mut valid) = (0, 0);
+    for (ky, lrow) in lanes.chunks_mut(row).take(kh).enumerate() {
         let iy = y0 + ky as isize;
         if iy < 0 || iy >= ih as isize || run == 0 {
-            zero_slot::<P>(lrow, b);
+            zero_slot(lrow, b);
             continue;
         }
-        let (before, rest) = lrow.split_at_mut(kx0 * c * 8);
-        zero_slot::<P>(before, b);
-        let (mid, after) = rest.split_at_mut(run * 8);
+        let (before, rest) = lrow.split_at_mut((kx0 * c * 8).min(lrow.len()));
+        zero_slot(before, b);
+        let (mid, after) = rest.split_at_mut((run * 8).min(rest.len()));
         let at = (iy as usize * iw + (x0 + kx0 as isize).max(0) as usize) * c;
         if let Some(src) = input.get(at..at + run) {
-            sum += spread::<P, SUM>(src, bits, mid);
+            total += spread(src, bits, mid, sum);
             valid += run;
         }
-        zero_slot::<P>(after, b);
+        zero_slot(after, b);
     }
-    (sum, valid)
-}
-
-/// One pixel into slot `P`: straight from the input when `direct`, else through the byte
-/// column.
-#[inline(always)]
-#[allow(clippy::too_many_arguments)]
-fn pixel<const P: usize, const SUM: bool>(
-    g: &Geometry,
-    input: &[u8],
-    q: Option<(usize, usize)>,
-    bits: u8,
-    direct: bool,
-    col: &mut [u8],
-    lanes: &mut [u8],
-) -> (u32, usize) {
-    match q {
-        Some((oy, ox)) if direct => gather_direct::<P, SUM>(g, input, oy, ox, bits, lanes),
-        Some((oy, ox)) => {
-            let words = g.input.c.is_multiple_of(4);
-            let valid = window(g, input, oy, ox, col, words);
-            (spread::<P, SUM>(col, bits, lanes), valid)
-        }
-        None => {
-            zero_slot::<P>(lanes, block(bits));
-            (0, 0)
-        }
-    }
-}
-
-/// [`pixel`] into a runtime slot.
-#[inline(always)]
-#[allow(clippy::too_many_arguments)]
-fn pixel_to<const SUM: bool>(
-    g: &Geometry,
-    input: &[u8],
-    q: Option<(usize, usize)>,
-    bits: u8,
-    direct: bool,
-    col: &mut [u8],
-    lanes: &mut [u8],
-    p: usize,
-) -> (u32, usize) {
-    match p {
-        0 => pixel::<0, SUM>(g, input, q, bits, direct, col, lanes),
-        1 => pixel::<1, SUM>(g, input, q, bits, direct, col, lanes),
-        2 => pixel::<2, SUM>(g, input, q, bits, direct, col, lanes),
-        _ => pixel::<3, SUM>(g, input, q, bits, direct, col, lanes),
-    }
+    (total, valid)
 }
 
 /// What every output channel of one pass shares.
@@ -371,6 +381,9 @@ struct Rows<'a> {
     w: &'a Weights<'a>,
     /// Rows read in place (8, 4, 2 bits) or unpacked to 8 bits first.
     direct: bool,
+    /// Every row unpacked once per layer (`padded` bytes each), when not read in place and
+    /// small enough; empty otherwise.
+    unpacked: &'a [u8],
     fan: usize,
     padded: usize,
     /// Bytes one row takes in place.
@@ -396,6 +409,8 @@ impl Rows<'_> {
             let k = src.len().min(rb);
             dst[..k].copy_from_slice(&src[..k]);
             dst
+        } else if let Some(r) = self.unpacked.get(o * padded..(o + 1) * padded) {
+            r
         } else {
             unpack_row(self.w.packed, self.w.bits, o * fan, &mut row[..fan]);
             zero(&mut row[fan..padded]);
@@ -417,13 +432,18 @@ fn channels(
     output: &mut [u8],
     c_out: usize,
 ) {
+    let micro = Micro::new(pass.bits, pass.lanes, pass.blocks);
+    let [c0, c1, c2, c3] = pass.correction;
     for o in 0..c_out {
         let ws = rows.get(o, row);
-        let mut acc = micro4(pass.bits, pass.lanes, ws, pass.blocks);
         let bias = rows.w.bias.map_or(0, |b| b.get(o));
-        for (a, &c) in acc.iter_mut().zip(&pass.correction) {
-            *a = a.wrapping_sub(c).wrapping_add(bias);
-        }
+        let init = [
+            bias.wrapping_sub(c0),
+            bias.wrapping_sub(c1),
+            bias.wrapping_sub(c2),
+            bias.wrapping_sub(c3),
+        ];
+        let acc = micro.run(ws, init);
         let at = pass.at + o;
         if let Some((table, offset, levels)) = tabled {
             if let Some(&[b0, b1, b2, b3, b4, b5, b6, b7, b8, b9, b10, b11, b12, b13, b14, b15]) =
@@ -505,7 +525,9 @@ pub fn conv2d(
     };
     let (lanes, rest) = scratch.split_at_mut(layout.column);
     let (col, rest) = rest.split_at_mut(layout.padded);
-    let (row, table) = rest.split_at_mut(layout.padded);
+    let (row, rest) = rest.split_at_mut(layout.padded);
+    let (table, unpacked) = rest.split_at_mut(layout.unpacked - layout.table);
+    let unpacked = &mut unpacked[..layout.unpacked_bytes];
     let padded = layout.padded;
     let direct = in_place(w.bits, fan);
     // Bits the micro-kernel reads: the layer's in place, 8 after unpacking.
@@ -515,9 +537,14 @@ pub fn conv2d(
         2 => 2,
         _ => 0,
     };
+    for (o, r) in unpacked.chunks_exact_mut(padded).enumerate() {
+        unpack_row(w.packed, w.bits, o * fan, &mut r[..fan]);
+        zero(&mut r[fan..]);
+    }
     let rows = Rows {
         w,
         direct,
+        unpacked,
         fan,
         padded,
         row_bytes: padded * bits as usize / 8,
@@ -535,14 +562,16 @@ pub fn conv2d(
         let n = (pixels - p0).min(PIXELS);
         let mut correction = [0i32; PIXELS];
         for (p, corr) in correction.iter_mut().enumerate() {
-            let q = (p < n).then(|| ((p0 + p) / ow, (p0 + p) % ow));
-            let (s, valid) = if offset != 0 {
-                pixel_to::<true>(g, input, q, bits, direct_gather, col, lanes, p)
+            let slot = lanes.get_mut(4 * p..).unwrap_or(&mut []);
+            if p < n {
+                let q = ((p0 + p) / ow, (p0 + p) % ow);
+                let (s, valid) =
+                    gather_pixel(g, input, q, bits, direct_gather, offset != 0, col, slot);
+                *corr = offset * s as i32;
+                macs += valid;
             } else {
-                pixel_to::<false>(g, input, q, bits, direct_gather, col, lanes, p)
-            };
-            *corr = offset * s as i32;
-            macs += valid;
+                zero_slot(slot, block(bits));
+            }
         }
         let pass = Pass {
             lanes,
