@@ -475,8 +475,19 @@ impl Interpreter<'_, '_> {
             (LayerKind::Dense, Kernel::Events) => {
                 optimized::dense_events(&g, w, st, a, dst, sc, &mut ops)
             }
+            (LayerKind::Conv2d, Kernel::Depthwise) => {
+                optimized::depthwise(&g, w, st, a, dst, sc, &mut ops)
+            }
             (LayerKind::Add, Kernel::Elementwise) => {
                 optimized::add(&g, l.add_weights, st, a, b, dst);
+                true
+            }
+            (LayerKind::MaxPool, Kernel::Pool) => {
+                optimized::max_pool(&g, a, dst);
+                true
+            }
+            (LayerKind::AvgPool, Kernel::Pool) => {
+                optimized::avg_pool(&g, st, a, dst);
                 true
             }
             _ => false,

@@ -1,6 +1,8 @@
 //! Built-in architectures with deterministic random weights, built from the shared layer
 //! definitions: the demo network, a network with every layer kind at one weight width (for
-//! conformance runs), a small 28x28 CNN and MLPerf Tiny's image-classification ResNet-8.
+//! conformance runs), small 28x28 CNNs (the one `cargo xtask demo` trains among them), MLPerf
+//! Tiny's image-classification ResNet-8 (at one width or a mixed plan) and keyword-spotting
+//! DS-CNN, and a mixed-timestep spiking CNN with its quantized twin.
 //!
 //! Random weights serve where only speed, memory and bit-exactness matter (DESIGN.md, "Data"):
 //! benchmarks and host-versus-device conformance. Requantization maps each layer's expected
@@ -8,7 +10,7 @@
 //! codes spread over their range instead of saturating.
 
 use bitspike_core::def::random::{requant_for, Rng};
-use bitspike_core::def::{LayerDef, ModelDef};
+use bitspike_core::def::{LayerDef, ModelDef, SpikingDef};
 use bitspike_core::layer::{LayerKind, Shape, Window};
 
 /// The built-in architectures.
@@ -22,6 +24,21 @@ pub enum Arch {
     Cnn28,
     /// MLPerf Tiny image classification ResNet-8 on 32x32x3 (16/32/64 filters, ~12.5 M MACs).
     Resnet8,
+    /// ResNet-8 with a mixed per-layer plan of the kind One-Shot MPS selects: first and last
+    /// layers and the 1x1 shortcuts at 8 bits, the first stack at 4, deeper 3x3 layers at 2 and 4
+    /// (a fixed plan, not a search result; `--bits` is ignored).
+    Resnet8Mixed,
+    /// The small CNN `cargo xtask demo` trains, on 28x28x1: conv3x3 (8) - maxpool - conv3x3 (16)
+    /// - maxpool - conv3x3 (32) - maxpool - dense (10); first and last layers at 8 bits.
+    Cnn,
+    /// MLPerf Tiny keyword-spotting DS-CNN on 49x10x1 MFCCs: conv 10x4/2 (64), four depthwise
+    /// 3x3 + pointwise 1x1 (64) blocks, global average pool, dense (12); ~2.7 M MACs.
+    Dscnn,
+    /// [`Arch::Cnn`] with average pools, its three convolutions spiking for 3, 2 and 3
+    /// timesteps (integrate-and-fire, soft reset), as `bitspike snn` exports a QAC network.
+    Snn,
+    /// The quantized twin of [`Arch::Snn`]: the same layers, each requantized to `T` levels.
+    SnnTwin,
 }
 
 /// Output levels of every hidden layer (4-bit activations).
@@ -60,17 +77,75 @@ impl Builder {
 
     /// A convolution with `bits`-bit weights, a bias, and `HIDDEN_LEVELS` output levels.
     pub fn conv(&mut self, input: u16, out_c: u16, window: Window, groups: u16, bits: u8) -> u16 {
+        self.conv_to(input, out_c, window, groups, bits, HIDDEN_LEVELS)
+    }
+
+    /// A convolution with `bits`-bit weights, a bias, and `levels` output levels.
+    pub fn conv_to(
+        &mut self,
+        input: u16,
+        out_c: u16,
+        window: Window,
+        groups: u16,
+        bits: u8,
+        levels: u8,
+    ) -> u16 {
+        let (w, span) = self.conv_weights(input, out_c, window, groups, bits);
+        let bias = (0..out_c)
+            .map(|_| self.rng.range(0, (span / 4.0) as i64) as i32)
+            .collect();
+        let rq = requant_for(&mut self.rng, out_c as usize, span, levels);
+        let layer = LayerDef::conv2d(input, out_c, window, groups, bits, w, Some(bias), rq)
+            .with_output(levels, 0.1);
+        self.push(layer, levels)
+    }
+
+    /// Random weights of a convolution and the spread of its accumulator.
+    fn conv_weights(
+        &mut self,
+        input: u16,
+        out_c: u16,
+        window: Window,
+        groups: u16,
+        bits: u8,
+    ) -> (Vec<i8>, f64) {
         let cin = self.channels(input);
         let fan_in = window.kh as usize * window.kw as usize * cin / groups.max(1) as usize;
         let w = self.rng.weights(out_c as usize * fan_in, bits);
         let span = (fan_in as f64).sqrt() * (1u32 << (bits - 1)) as f64 * self.in_levels(input);
-        let bias = (0..out_c)
-            .map(|_| self.rng.range(0, (span / 4.0) as i64) as i32)
+        (w, span)
+    }
+
+    /// A spiking convolution: integrate-and-fire neurons run `t` timesteps on the accumulator
+    /// as constant current (soft reset, initial potential half the threshold); the output is the
+    /// spike count `0..=t`. Thresholds spread the counts over their range.
+    pub fn conv_spiking(
+        &mut self,
+        input: u16,
+        out_c: u16,
+        window: Window,
+        bits: u8,
+        t: u16,
+    ) -> u16 {
+        let (w, span) = self.conv_weights(input, out_c, window, 1, bits);
+        let shift = 2u8;
+        let base = (span * f64::from(1u32 << shift) / f64::from(t)).max(2.0);
+        let threshold: Vec<i32> = (0..out_c)
+            .map(|_| (base * (0.75 + self.rng.range(0, 50) as f64 / 100.0)) as i32)
             .collect();
-        let rq = requant_for(&mut self.rng, out_c as usize, span, HIDDEN_LEVELS);
-        let layer = LayerDef::conv2d(input, out_c, window, groups, bits, w, Some(bias), rq)
-            .with_output(HIDDEN_LEVELS, 0.1);
-        self.push(layer, HIDDEN_LEVELS)
+        let v0 = threshold.iter().map(|&th| th / 2).collect();
+        let bias = (0..out_c)
+            .map(|_| self.rng.range(0, (base / 4.0) as i64) as i32)
+            .collect();
+        let mut l = LayerDef::conv2d(input, out_c, window, 1, bits, w, Some(bias), Vec::new())
+            .with_output(t as u8, 0.1);
+        l.spiking = Some(SpikingDef {
+            threshold,
+            v0,
+            shift,
+        });
+        l.timesteps = t;
+        self.push(l, t as u8)
     }
 
     /// A dense layer writing raw i32 logits (the network output).
@@ -110,12 +185,17 @@ impl Builder {
 
     /// An average pool.
     pub fn avg_pool(&mut self, input: u16, window: Window) -> u16 {
+        self.avg_pool_to(input, window, HIDDEN_LEVELS)
+    }
+
+    /// An average pool to `levels` output levels.
+    pub fn avg_pool_to(&mut self, input: u16, window: Window, levels: u8) -> u16 {
         let c = self.channels(input);
-        let mut l = LayerDef::new(LayerKind::AvgPool, input).with_output(HIDDEN_LEVELS, 0.1);
+        let mut l = LayerDef::new(LayerKind::AvgPool, input).with_output(levels, 0.1);
         l.window = window;
         let span = window.kh as f64 * window.kw as f64 * self.in_levels(input);
-        l.requant = requant_for(&mut self.rng, c, span, HIDDEN_LEVELS);
-        self.push(l, HIDDEN_LEVELS)
+        l.requant = requant_for(&mut self.rng, c, span, levels);
+        self.push(l, levels)
     }
 
     /// A global average pool over `positions` spatial positions.
@@ -146,15 +226,21 @@ pub fn build(arch: Arch, bits: u8, seed: u64) -> ModelDef {
         Arch::Kinds => kinds(bits, seed),
         Arch::Cnn28 => cnn28(bits, seed),
         Arch::Resnet8 => resnet8(bits, seed),
+        Arch::Resnet8Mixed => resnet8_with(&RESNET8_MIXED, seed),
+        Arch::Cnn => cnn(bits, seed),
+        Arch::Dscnn => dscnn(bits, seed),
+        Arch::Snn => snn(bits, seed, true),
+        Arch::SnnTwin => snn(bits, seed, false),
     }
 }
 
 /// Input shape of `arch`.
 pub fn input_shape(arch: Arch) -> Shape {
     match arch {
-        Arch::Demo | Arch::Cnn28 => Shape::new(28, 28, 1),
+        Arch::Demo | Arch::Cnn28 | Arch::Cnn | Arch::Snn | Arch::SnnTwin => Shape::new(28, 28, 1),
         Arch::Kinds => Shape::new(8, 8, 2),
-        Arch::Resnet8 => Shape::new(32, 32, 3),
+        Arch::Resnet8 | Arch::Resnet8Mixed => Shape::new(32, 32, 3),
+        Arch::Dscnn => Shape::new(49, 10, 1),
     }
 }
 
@@ -224,22 +310,101 @@ pub fn cnn28(bits: u8, seed: u64) -> ModelDef {
 /// residual stacks of 16, 32 and 64 filters (the second and third downsample by 2 with a 1x1
 /// shortcut conv), an 8x8 average pool, and a dense layer of 10. BatchNorm is folded.
 pub fn resnet8(bits: u8, seed: u64) -> ModelDef {
+    resnet8_with(&[bits; 10], seed)
+}
+
+/// The mixed plan of [`Arch::Resnet8Mixed`], in [`resnet8_with`]'s order.
+pub const RESNET8_MIXED: [u8; 10] = [8, 4, 4, 4, 2, 8, 2, 2, 8, 8];
+
+/// ResNet-8 with per-layer weight bits, in order: the first conv, each stack's two 3x3 convs
+/// and (stacks 2 and 3) its 1x1 shortcut, the dense layer.
+pub fn resnet8_with(plan: &[u8; 10], seed: u64) -> ModelDef {
     let mut b = Builder::new(input_shape(Arch::Resnet8), seed);
+    let mut bits = plan.iter().copied();
+    let mut next = || bits.next().unwrap_or(8);
     let k3 = |s| Window::square(3, s, 1);
-    let mut x = b.conv(0, 16, k3(1), 1, bits);
+    let first = next();
+    let mut x = b.conv(0, 16, k3(1), 1, first);
     for (filters, stride) in [(16u16, 1u8), (32, 2), (64, 2)] {
-        let y = b.conv(x, filters, k3(stride), 1, bits);
-        let y = b.conv(y, filters, k3(1), 1, bits);
+        let y = b.conv(x, filters, k3(stride), 1, next());
+        let y = b.conv(y, filters, k3(1), 1, next());
         let shortcut = if stride == 1 {
             x
         } else {
-            b.conv(x, filters, Window::square(1, stride, 0), 1, bits)
+            b.conv(x, filters, Window::square(1, stride, 0), 1, next())
         };
         x = b.add(shortcut, y);
     }
     let p = b.global_avg_pool(x, 64);
     let f = b.flatten(p);
-    b.logits(f, 10, bits);
+    b.logits(f, 10, next());
+    b.finish()
+}
+
+/// The small CNN `cargo xtask demo` trains (28x28x1), with random weights: 3x3 convs of 8, 16
+/// and 32 filters (padding 1), each followed by a 2x2 max pool, and a dense layer of 10; the
+/// first and last layers at 8 bits, the others at `bits`.
+pub fn cnn(bits: u8, seed: u64) -> ModelDef {
+    let mut b = Builder::new(input_shape(Arch::Cnn), seed);
+    let k3 = Window::square(3, 1, 1);
+    let pool = Window::square(2, 2, 0);
+    let t = b.conv(0, 8, k3, 1, 8);
+    let t = b.max_pool(t, pool);
+    let t = b.conv(t, 16, k3, 1, bits);
+    let t = b.max_pool(t, pool);
+    let t = b.conv(t, 32, k3, 1, bits);
+    let t = b.max_pool(t, pool);
+    let t = b.flatten(t);
+    b.logits(t, 10, 8);
+    b.finish()
+}
+
+/// MLPerf Tiny's keyword-spotting DS-CNN (49x10x1): a 10x4 conv of 64 filters with stride 2
+/// (padding 5 and 1: 25x5 out), four blocks of a depthwise 3x3 and a pointwise 1x1 conv of 64,
+/// a global average pool and a dense layer of 12; weights at `bits` (the first and last at 8).
+pub fn dscnn(bits: u8, seed: u64) -> ModelDef {
+    let mut b = Builder::new(input_shape(Arch::Dscnn), seed);
+    let first = Window {
+        kh: 10,
+        kw: 4,
+        sh: 2,
+        sw: 2,
+        ph: 5,
+        pw: 1,
+    };
+    let mut t = b.conv(0, 64, first, 1, 8);
+    for _ in 0..4 {
+        t = b.conv(t, 64, Window::square(3, 1, 1), 64, bits);
+        t = b.conv(t, 64, Window::square(1, 1, 0), 1, bits);
+    }
+    let t = b.global_avg_pool(t, 25 * 5);
+    let t = b.flatten(t);
+    b.logits(t, 12, 8);
+    b.finish()
+}
+
+/// Timesteps of [`Arch::Snn`]'s three convolutions (QAC's converted small CNN, `cargo xtask qac`).
+pub const SNN_TIMESTEPS: [u16; 3] = [3, 2, 3];
+
+/// [`Arch::Cnn`] with 2x2 average pools (QAC replaces max pools), spiking (`spiking`) or its
+/// quantized twin: each convolution requantized to `T` levels instead of firing `T` times.
+pub fn snn(bits: u8, seed: u64, spiking: bool) -> ModelDef {
+    let mut b = Builder::new(input_shape(Arch::Snn), seed);
+    let k3 = Window::square(3, 1, 1);
+    let pool = Window::square(2, 2, 0);
+    let mut t = 0;
+    for (i, (&steps, filters)) in SNN_TIMESTEPS.iter().zip([8u16, 16, 32]).enumerate() {
+        let w = if i == 0 { 8 } else { bits };
+        t = if spiking {
+            b.conv_spiking(t, filters, k3, w, steps)
+        } else {
+            b.conv_to(t, filters, k3, 1, w, steps as u8)
+        };
+        // The pool's sum of four counts keeps every level: 4 T levels.
+        t = b.avg_pool_to(t, pool, 4 * steps as u8);
+    }
+    let t = b.flatten(t);
+    b.logits(t, 10, 8);
     b.finish()
 }
 
@@ -252,7 +417,17 @@ mod tests {
     #[test]
     fn every_arch_writes_and_resnet8_has_the_mlperf_cost() {
         let _one = crate::seeded();
-        for arch in [Arch::Demo, Arch::Kinds, Arch::Cnn28, Arch::Resnet8] {
+        for arch in [
+            Arch::Demo,
+            Arch::Kinds,
+            Arch::Cnn28,
+            Arch::Resnet8,
+            Arch::Resnet8Mixed,
+            Arch::Cnn,
+            Arch::Dscnn,
+            Arch::Snn,
+            Arch::SnnTwin,
+        ] {
             for bits in [2, 4, 8] {
                 let def = build(arch, bits, 3);
                 write(&def).unwrap_or_else(|e| panic!("{arch:?} {bits}: {e}"));
@@ -268,5 +443,26 @@ mod tests {
             .map(|l| l.kind.name())
             .collect();
         assert_eq!(kinds.len(), 7, "{kinds:?}");
+        // The demo CNN's and DS-CNN's MACs (DS-CNN: MLPerf Tiny quotes about 2.7 M).
+        let total = |d: ModelDef| -> u64 { d.geometries().unwrap().iter().map(macs).sum() };
+        assert_eq!(total(cnn(4, 1)), 510_912);
+        assert_eq!(total(dscnn(8, 1)), 320_000 + 4 * (72_000 + 512_000) + 768);
+        // The spiking CNN and its twin share every weight; only the twin requantizes.
+        let (s, q) = (snn(4, 1, true), snn(4, 1, false));
+        for (a, b) in s.layers.iter().zip(&q.layers) {
+            assert_eq!((a.kind, &a.weights), (b.kind, &b.weights));
+            if a.kind == LayerKind::Conv2d {
+                assert!(a.spiking.is_some() && a.requant.is_empty());
+                assert!(b.spiking.is_none() && !b.requant.is_empty());
+                assert_eq!(a.levels, b.levels, "T levels either way");
+            }
+        }
+        assert_eq!(
+            s.layers
+                .iter()
+                .filter_map(|l| l.spiking.as_ref().map(|_| l.timesteps))
+                .collect::<Vec<_>>(),
+            SNN_TIMESTEPS
+        );
     }
 }

@@ -1,11 +1,11 @@
 //! Which kernel runs each layer, and the scratch it needs: one decision that the exporter (to
 //! size and place the scratch), the runtime (to run the layer) and `inspect` (to report it) share.
 //!
-//! The fast convolution and dense kernels ("gather" kernels) copy the input window of four
-//! output pixels into the layer's scratch as 16-bit lanes (see the runtime's `kernels::gather`),
-//! then multiply them two at a time (`SMLAD` on cores with the DSP extension, a portable model of
-//! it elsewhere). The scratch they need depends only on the layer's geometry and weight width, so
-//! the model file can carry it and the arena planner can place it (live during the layer only).
+//! On cores with the DSP extension (Cortex-M4, M7) the gather kernel runs convolutions: it copies
+//! the input window of four output pixels into the layer's scratch as 16-bit lanes (see the
+//! runtime's `kernels::gather`), then multiplies them two at a time (`SMLAD`). Elsewhere the row
+//! kernel runs them. The scratch depends only on the layer's geometry and weight width, so the
+//! model file can carry it and the arena planner can place it (live during the layer only).
 //!
 //! A layer runs on a slower path, never with a wrong result, when its file gives it less scratch
 //! than [`scratch_bytes`] (for example a file written before this kernel existed).
@@ -48,6 +48,12 @@ pub enum Kernel {
     Gather,
     /// An element-wise kernel with per-channel parameters read once per channel (residual add).
     Elementwise,
+    /// The pooling kernels: the window's valid range computed once per output pixel, each
+    /// channel's output step prepared once.
+    Pool,
+    /// The depthwise kernel: one input channel per group, all channels of a pixel at once, the
+    /// weights transposed once per layer in scratch.
+    Depthwise,
     /// Event-driven accumulation over spike counts (the runtime's `event-driven` feature).
     Events,
 }
@@ -60,6 +66,8 @@ impl Kernel {
             Self::Row => "row",
             Self::Gather => "gather",
             Self::Elementwise => "elementwise",
+            Self::Pool => "pool",
+            Self::Depthwise => "depthwise",
             Self::Events => "events",
         }
     }
@@ -96,8 +104,12 @@ pub struct Choice {
     pub reason: Reason,
 }
 
-/// Output pixels the gather kernel computes per pass.
+/// Output pixels the gather kernel's micro-kernel computes per call.
 pub const PIXELS: usize = 4;
+
+/// Output pixels the gather kernel computes per pass (two micro-kernel calls per output channel,
+/// which share the channel's weights row, bias and output step).
+pub const PASS: usize = 8;
 
 /// Inputs per lane block for `bits`-bit weights: the gather kernel pairs input `j` with input
 /// `j + block / 2` of each block, the order in which one 32-bit word of weights unpacks into
@@ -138,7 +150,8 @@ pub const fn depthwise(g: &Geometry) -> bool {
 pub struct GatherLayout {
     /// The fan-in rounded up to a whole number of lane blocks.
     pub padded: usize,
-    /// Offset of the lanes: `PIXELS * padded` 16-bit values (words of two lanes).
+    /// Offset of the lanes: `PASS * padded` 16-bit values (words of two lanes), two halves of
+    /// `PIXELS` pixels.
     pub lanes: usize,
     /// Offset of one pixel's window as bytes, `padded` long.
     pub column: usize,
@@ -168,7 +181,7 @@ pub const fn gather_layout(fan: usize, bits: u8, channels: usize) -> GatherLayou
     let b = block(bits);
     let padded = fan.div_ceil(b) * b;
     let lanes = 0;
-    let column = lanes + PIXELS * padded * 2;
+    let column = lanes + PASS * padded * 2;
     let row = column + padded;
     let table = row + padded;
     let unpacked = table + TABLE_ENTRY * channels;
@@ -194,25 +207,31 @@ pub const fn gather_layout(fan: usize, bits: u8, channels: usize) -> GatherLayou
 /// unpack each row once per pass of four pixels instead.
 pub const UNPACKED_MAX: usize = 2048;
 
-/// The fast kernel of a layer kind, if it has one.
-const fn fast_kernel(g: &Geometry) -> Option<Kernel> {
+/// The fast kernel of a layer kind on `isa`, if it has one. Without the DSP extension the
+/// gather kernel's lanes cost more to multiply than they save (each 16-bit lane is extracted
+/// before its multiply), so convolutions run on the row kernel there.
+const fn fast_kernel(g: &Geometry, isa: Isa) -> Option<Kernel> {
     match g.kind {
+        LayerKind::Conv2d if depthwise(g) && g.output.c == g.input.c => Some(Kernel::Depthwise),
         LayerKind::Conv2d if g.groups > 1 => Some(Kernel::Row),
+        LayerKind::Conv2d if matches!(isa, Isa::Portable) => Some(Kernel::Row),
         LayerKind::Conv2d => Some(Kernel::Gather),
         LayerKind::Dense => Some(Kernel::Row),
         LayerKind::Add => Some(Kernel::Elementwise),
+        LayerKind::MaxPool | LayerKind::AvgPool => Some(Kernel::Pool),
         _ => None,
     }
 }
 
-/// Scratch bytes layer `g` with `bits`-bit weights needs for its fastest kernel (0 when that
-/// kernel needs none), including 3 bytes for aligning the start to 4: the gather kernel's
-/// [`gather_layout`]; the row kernel one output channel's weights at 8 bits (dense layers
-/// unpack rows longer than [`ROW_CHUNK`] in chunks of it).
+/// Scratch bytes layer `g` with `bits`-bit weights needs for its fastest kernel on any target
+/// (0 when no kernel for it needs any), including 3 bytes for aligning the start to 4: the
+/// gather kernel's [`gather_layout`] for convolutions with one group (the row kernel that runs
+/// them without the DSP extension uses part of it); otherwise the row kernel's one output
+/// channel of weights at 8 bits (dense layers unpack rows longer than [`ROW_CHUNK`] in chunks).
 pub const fn scratch_bytes(g: &Geometry, bits: u8) -> u32 {
-    let n = match fast_kernel(g) {
+    let n = match fast_kernel(g, Isa::Dsp) {
         Some(Kernel::Gather) => gather_layout(fan_in(g), bits, g.output.c as usize).bytes,
-        Some(Kernel::Row) => {
+        Some(Kernel::Row | Kernel::Depthwise) => {
             let fan = fan_in(g);
             let fan = if matches!(g.kind, LayerKind::Dense) && fan > ROW_CHUNK {
                 ROW_CHUNK
@@ -246,8 +265,7 @@ pub const fn choose(
     reference: bool,
     events: bool,
 ) -> Choice {
-    let _ = isa; // both ISAs choose alike; the kernels' inner loops differ
-    let Some(fast) = fast_kernel(g) else {
+    let Some(fast) = fast_kernel(g, isa) else {
         return Choice {
             kernel: Kernel::Reference,
             reason: Reason::NoFastKernel,
@@ -295,24 +313,24 @@ mod tests {
 
     #[test]
     fn scratch_follows_the_layout() {
-        // 3x3 over 16 channels at 8 bits: fan 144, four pixels of 16-bit lanes, a column, a row
-        // and 16 bytes of requantization per output channel.
+        // 3x3 over 16 channels at 8 bits: fan 144, eight pixels of 16-bit lanes, a column, a
+        // row and 16 bytes of requantization per output channel.
         let g = conv(16, 32, 3, 1);
         assert_eq!(fan_in(&g), 144);
         assert_eq!(
             scratch_bytes(&g, 8),
-            (144 * 8 + 144 + 144 + 32 * 16 + 3) as u32
+            (144 * 16 + 144 + 144 + 32 * 16 + 3) as u32
         );
         // 4-bit rounds the fan up to blocks of 8, 2-bit to blocks of 16.
         let g = conv(3, 16, 3, 1);
         assert_eq!(gather_layout(27, 4, 1).padded, 32);
         assert_eq!(gather_layout(27, 2, 1).padded, 32);
         assert_eq!(gather_layout(27, 8, 1).padded, 28);
-        assert_eq!(scratch_bytes(&g, 8), (28 * 10 + 16 * 16 + 3) as u32);
+        assert_eq!(scratch_bytes(&g, 8), (28 * 18 + 16 * 16 + 3) as u32);
         // Rows not read in place are kept unpacked when they are small: 16 rows of 32 bytes.
         assert_eq!(
             scratch_bytes(&g, 4),
-            (32 * 10 + 16 * 16 + 16 * 32 + 3) as u32
+            (32 * 18 + 16 * 16 + 16 * 32 + 3) as u32
         );
         assert_eq!(gather_layout(27, 4, 16).unpacked_bytes, 512);
         assert_eq!(gather_layout(27 * 100, 3, 16).unpacked_bytes, 0);
@@ -345,8 +363,20 @@ mod tests {
         );
         let c = choose(&g, 4, need, Isa::Portable, true, false);
         assert_eq!(c.reason, Reason::ReferenceBuild);
+        // Without the DSP extension a convolution runs on the row kernel, in the same scratch.
+        let c = choose(&g, 4, need, Isa::Portable, false, false);
+        assert_eq!((c.kernel, c.reason), (Kernel::Row, Reason::Fastest));
         assert_eq!(
             choose(&conv(8, 8, 3, 2), 8, u32::MAX, Isa::Dsp, false, false).kernel,
+            Kernel::Row
+        );
+        assert_eq!(
+            choose(&conv(8, 8, 3, 8), 8, u32::MAX, Isa::Portable, false, false).kernel,
+            Kernel::Depthwise
+        );
+        // A depth multiplier (two outputs per input channel) runs on the row kernel.
+        assert_eq!(
+            choose(&conv(8, 16, 3, 8), 8, u32::MAX, Isa::Dsp, false, false).kernel,
             Kernel::Row
         );
         assert_eq!(

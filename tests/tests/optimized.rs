@@ -15,7 +15,7 @@ use bitspike_core::layer::{Geometry, LayerKind, Shape, Window};
 use bitspike_core::pack::{pack, packed_len};
 use bitspike_rt::kernels::gather::lanes;
 use bitspike_rt::kernels::{
-    reference, Events, Gather, Reference, Row, Stage, WeightedKernel, Weights,
+    optimized, reference, Depthwise, Events, Gather, Reference, Row, Stage, WeightedKernel, Weights,
 };
 use bitspike_rt::Ops;
 use proptest::prelude::*;
@@ -174,6 +174,39 @@ fn conv_geometry() -> impl Strategy<Value = Geometry> {
         )
 }
 
+/// Depthwise convolutions: one input channel per group, as many outputs, any window.
+fn depthwise_geometry() -> impl Strategy<Value = Geometry> {
+    (
+        (1u16..=9, 1u16..=9, 1u16..=12),
+        (1u8..=5, 1u8..=5, 1u8..=3, 1u8..=3),
+        (0u8..=6, 0u8..=6),
+    )
+        .prop_filter_map(
+            "window must fit",
+            |((h, w, c), (kh, kw, sh, sw), (ph, pw))| {
+                let input = Shape::new(h, w, c);
+                let window = Window {
+                    kh,
+                    kw,
+                    sh,
+                    sw,
+                    ph,
+                    pw,
+                };
+                let output =
+                    bitspike_core::layer::infer_output(LayerKind::Conv2d, window, c, c, input)
+                        .ok()?;
+                Some(Geometry {
+                    kind: LayerKind::Conv2d,
+                    window,
+                    groups: c,
+                    input,
+                    output,
+                })
+            },
+        )
+}
+
 fn dense_geometry(n: u16, out: u16) -> Geometry {
     Geometry {
         kind: LayerKind::Dense,
@@ -196,6 +229,42 @@ proptest! {
         let c = case(g, bits, seed, bias, raw, levels);
         check::<Row>(&c, true)?;
         check::<Gather>(&c, g.groups == 1)?;
+        let dw = g.groups > 1 && g.input.c == g.groups && g.output.c == g.groups;
+        check::<Depthwise>(&c, dw)?;
+    }
+
+    #[test]
+    fn depthwise_equals_reference(g in depthwise_geometry(), bits in 2u8..=8, seed in any::<u64>(), bias in any::<bool>(), raw in any::<bool>(), levels in levels()) {
+        let c = case(g, bits, seed, bias, raw, levels);
+        check::<Depthwise>(&c, true)?;
+        check::<Row>(&c, true)?;
+    }
+
+    #[test]
+    fn pools_equal_reference(g in conv_geometry(), seed in any::<u64>(), levels in levels(), avg in any::<bool>()) {
+        // A convolution's window over its input, as a pool (pools keep the channels).
+        let kind = if avg { LayerKind::AvgPool } else { LayerKind::MaxPool };
+        let Ok(output) = bitspike_core::layer::infer_output(kind, g.window, 1, 0, g.input) else {
+            return Ok(());
+        };
+        let g = Geometry { kind, groups: 1, output, ..g };
+        let mut rng = Rng::new(seed);
+        let input = rng.codes(g.input.len(), levels);
+        let c = g.input.c as usize;
+        let mult: Vec<u8> = (0..c)
+            .flat_map(|_| (rng.range(1 << 29, i32::MAX as i64) as i32).to_le_bytes())
+            .collect();
+        let shifts: Vec<u8> = (0..c).map(|_| rng.range(-2, 6) as i8 as u8).collect();
+        let st = Stage::Requantize { multipliers: I32s::new(&mult), shifts: &shifts, offset: 3, levels: 200 };
+        let (mut a, mut b) = (vec![0x5Au8; output.len()], vec![0xA5u8; output.len()]);
+        if avg {
+            optimized::avg_pool(&g, &st, &input, &mut a);
+            reference::avg_pool(&g, &st, &input, &mut b);
+        } else {
+            optimized::max_pool(&g, &input, &mut a);
+            reference::max_pool(&g, &input, &mut b);
+        }
+        prop_assert_eq!(a, b);
     }
 
     #[test]
@@ -215,6 +284,16 @@ proptest! {
     fn dense_events_equal_reference(n in 1u16..=2600, out in 1u16..=6, bits in 2u8..=8, seed in any::<u64>(), t in 1u8..=20) {
         let c = case(dense_geometry(n, out), bits, seed, true, true, 255);
         check_events(&c, t, seed ^ 1)?;
+    }
+
+    /// The row unpacker against the format's one-value reader, at every width and offset,
+    /// through the end of the stream.
+    #[test]
+    fn unpacked_rows_match_unpack_one(bytes in proptest::collection::vec(any::<u8>(), 0..40), bits in 0u8..=9, first in 0usize..80, n in 0usize..80) {
+        let mut out = vec![0u8; n];
+        bitspike_rt::kernels::unpack_row(&bytes, bits, first, &mut out);
+        let want: Vec<u8> = (0..n).map(|k| bitspike_core::pack::unpack_one(&bytes, bits, first + k) as u8).collect();
+        prop_assert_eq!(out, want);
     }
 
     /// The portable lane instructions against their definitions on whole words.

@@ -757,13 +757,23 @@ pub fn measure(
     Ok(())
 }
 
-/// The benchmark models: (label, `bitspike model` arguments, vectors).
-const BENCH: [(&str, &str, u8, u32); 4] = [
+/// The benchmark models: (label, `bitspike model --arch`, weight bits, vectors).
+const BENCH: [(&str, &str, u8, u32); 10] = [
     ("resnet8-int8", "resnet8", 8, 1),
     ("resnet8-w4", "resnet8", 4, 1),
+    ("resnet8-w2", "resnet8", 2, 1),
+    ("resnet8-mixed", "resnet8-mixed", 8, 1),
+    ("cnn-w4", "cnn", 4, 2),
+    ("cnn-int8", "cnn", 8, 2),
+    ("dscnn-int8", "dscnn", 8, 1),
+    ("snn-qac", "snn", 4, 2),
+    ("snn-twin", "snn-twin", 4, 2),
     ("cnn28-int8", "cnn28", 8, 2),
-    ("cnn28-w4", "cnn28", 4, 2),
 ];
+
+/// ARM's CMSIS-NN on the ResNet-8 layers, measured by us under the same QEMU (`qemu-mps2-an386`,
+/// Cortex-M4) and instruction counter: int8 kernels, and the 4-bit-weight path.
+const CMSIS_NN_RESNET8: [(&str, u64); 2] = [("int8", 29_840_000), ("4-bit weights", 51_850_000)];
 
 /// `cargo xtask bench [--board B]`: benchmark figures, printed and written to
 /// `boards/bench/<board>.{md,json}` (committed, so that a change shows in a diff).
@@ -790,22 +800,30 @@ pub fn bench(board: &str) -> Result<(), String> {
         rows.push((f, layers));
     }
     let mut md = format!(
-        "# Benchmarks on {}\n\nMade by `cargo xtask bench --board {}`: random weights (DESIGN.md, Data), \
-         the runtime's default kernels (optimized convolution and dense), release profile of `boards/Cargo.toml`. Instructions are QEMU TCG counts between \
-         the inference markers (not cycles). Energy is the 45 nm analytic estimate (4.6 pJ per MAC), not a \
-         measurement.\n\n| model | MACs | instructions / inference | instructions / MAC | flash B | RAM B (static + stack) | arena B | stack B | model B | 45 nm nJ |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
+        "# Benchmarks on {}\n\nMade by `cargo xtask bench --board {}`: random weights (speed, memory and bit-exactness do not depend on them), \
+         the runtime's default kernels for the board's core, release profile of `boards/Cargo.toml`. \
+         Instructions are QEMU TCG counts between the inference markers (not cycles); MACs count \
+         the products inside the input (padding skipped); for a spiking model, instructions per MAC \
+         are left out (its work is synaptic operations). `.text` is the board app's code: the runtime \
+         with every kernel, the board harness, defmt and semihosting. Energy is the 45 nm analytic \
+         estimate (4.6 pJ per MAC), not a measurement.\n\n\
+         | model | MACs | instructions / inference | instructions / MAC | .text B | flash B | RAM B (static + stack) | arena B | stack B | model B | 45 nm nJ |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
         board.name, board.name
     );
-    let mut json = String::from("[\n");
-    for (i, (f, _)) in rows.iter().enumerate() {
+    for (f, _) in &rows {
         let mean = f.insns_mean();
+        let per_mac = if f.spiking {
+            "-".to_string()
+        } else {
+            format!("{:.2}", mean / f.macs.max(1) as f64)
+        };
         let _ = writeln!(
             md,
-            "| {} | {} | {:.0} | {:.2} | {} | {} | {} | {} | {} | {:.1} |",
+            "| {} | {} | {:.0} | {per_mac} | {} | {} | {} | {} | {} | {} | {:.1} |",
             f.model,
             f.macs,
             mean,
-            mean / f.macs.max(1) as f64,
+            f.built.sizes.text,
             f.built.sizes.flash(),
             f.ram(),
             f.arena,
@@ -813,6 +831,43 @@ pub fn bench(board: &str) -> Result<(), String> {
             f.model_bytes,
             f.energy_nj()
         );
+    }
+    let insns = |label: &str| {
+        rows.iter()
+            .find(|(f, _)| f.model == label)
+            .map_or(0.0, |(f, _)| f.insns_mean())
+    };
+    if board
+        .qemu
+        .as_ref()
+        .is_some_and(|q| q.cpu.as_deref() == Some("cortex-m4"))
+    {
+        let int8 = insns("resnet8-int8");
+        let _ = write!(
+            md,
+            "\n## Beside CMSIS-NN\n\nARM's CMSIS-NN (int8 kernels: im2col to 16 bits and SMLAD) on the same \
+             ResNet-8 layers, measured by us under the same QEMU and instruction counter, against \
+             bitspike on this board:\n\n| ResNet-8 | CMSIS-NN instructions | bitspike instructions | bitspike / CMSIS-NN |\n|---|---:|---:|---:|\n"
+        );
+        for ((what, cmsis), ours) in CMSIS_NN_RESNET8.iter().zip(["resnet8-int8", "resnet8-w4"]) {
+            let b = insns(ours);
+            let _ = writeln!(
+                md,
+                "| {what} | {cmsis} | {b:.0} | {:.2} |",
+                b / *cmsis as f64
+            );
+        }
+        let _ = write!(
+            md,
+            "\nSub-byte weights against bitspike's own int8: 4-bit {:.3}x, 2-bit {:.3}x, the mixed plan \
+             {:.3}x.\n",
+            insns("resnet8-w4") / int8.max(1.0),
+            insns("resnet8-w2") / int8.max(1.0),
+            insns("resnet8-mixed") / int8.max(1.0),
+        );
+    }
+    let mut json = String::from("[\n");
+    for (i, (f, _)) in rows.iter().enumerate() {
         let _ = writeln!(
             json,
             "  {}{}",

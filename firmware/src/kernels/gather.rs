@@ -25,11 +25,11 @@
 //! On Armv7E-M the micro-kernels are assembly ([`super::dsp`]); elsewhere [`lanes`] runs the
 //! same layout in portable Rust, instruction by instruction, so the host tests the layout.
 
-use bitspike_core::kernel::{block, gather_layout, in_place, PIXELS, TABLE_ENTRY};
+use bitspike_core::kernel::{block, gather_layout, in_place, PASS, PIXELS, TABLE_ENTRY};
 use bitspike_core::layer::Geometry;
 use bitspike_core::quant::Requantizer;
 
-use super::{ChannelStage, Stage, Weights};
+use super::{unpack_row, ChannelStage, Stage, Weights};
 use crate::ops::Ops;
 
 /// Read a little-endian u32 at byte `at` (0 past the end).
@@ -141,34 +141,6 @@ impl<'a> Micro<'a> {
             return acc;
         }
         lanes::micro4(self.bits, self.lanes, weights, self.blocks, init)
-    }
-}
-
-/// Unpack `out.len()` weights of a `bits`-bit stream from index `first`, as 8-bit bytes.
-fn unpack_row(packed: &[u8], bits: u8, first: usize, out: &mut [u8]) {
-    let bits = bits as usize;
-    let mask = (1u32 << bits) - 1;
-    let shift = 32 - bits as u32;
-    let mut b = first * bits;
-    for o in out.iter_mut() {
-        let field = (rd_lenient(packed, b / 8) >> (b % 8)) & mask;
-        *o = (((field << shift) as i32) >> shift) as i8 as u8;
-        b += bits;
-    }
-}
-
-/// Little-endian u32 at byte `at`, missing bytes past the end read as 0.
-#[inline(always)]
-fn rd_lenient(b: &[u8], at: usize) -> u32 {
-    match b.get(at..at + 4) {
-        Some(s) => u32::from_le_bytes([s[0], s[1], s[2], s[3]]),
-        None => {
-            let mut v = 0u32;
-            for k in 0..4 {
-                v |= (b.get(at + k).copied().unwrap_or(0) as u32) << (8 * k);
-            }
-            v
-        }
     }
 }
 
@@ -362,15 +334,15 @@ fn gather_pixel(
 
 /// What every output channel of one pass shares.
 struct Pass<'a> {
-    /// The four pixels' lanes.
-    lanes: &'a [u8],
+    /// The lanes of the pass's two halves of four pixels.
+    lanes: [&'a [u8]; 2],
     /// Lane blocks per pixel.
     blocks: usize,
     /// Bits the micro-kernel reads.
     bits: u8,
     /// `offset x (sum of codes)` to subtract per pixel (sub-byte offset binary), else zeros.
-    correction: [i32; PIXELS],
-    /// Pixels of the pass that exist (the last pass may have fewer than four).
+    correction: [i32; PASS],
+    /// Pixels of the pass that exist (the last pass may have fewer than eight).
     n: usize,
     /// Output index of the pass's first pixel, channel 0.
     at: usize,
@@ -432,18 +404,20 @@ fn channels(
     output: &mut [u8],
     c_out: usize,
 ) {
-    let micro = Micro::new(pass.bits, pass.lanes, pass.blocks);
-    let [c0, c1, c2, c3] = pass.correction;
+    let micro = [0, 1].map(|h| Micro::new(pass.bits, pass.lanes[h], pass.blocks));
+    let two = pass.n > PIXELS;
+    let corr = pass.correction;
     for o in 0..c_out {
         let ws = rows.get(o, row);
         let bias = rows.w.bias.map_or(0, |b| b.get(o));
-        let init = [
-            bias.wrapping_sub(c0),
-            bias.wrapping_sub(c1),
-            bias.wrapping_sub(c2),
-            bias.wrapping_sub(c3),
-        ];
-        let acc = micro.run(ws, init);
+        let init = |h: usize| [0, 1, 2, 3].map(|p| bias.wrapping_sub(corr[h * PIXELS + p]));
+        let a = micro[0].run(ws, init(0));
+        let b = if two {
+            micro[1].run(ws, init(1))
+        } else {
+            [0; PIXELS]
+        };
+        let acc = [a[0], a[1], a[2], a[3], b[0], b[1], b[2], b[3]];
         let at = pass.at + o;
         if let Some((table, offset, levels)) = tabled {
             if let Some(&[b0, b1, b2, b3, b4, b5, b6, b7, b8, b9, b10, b11, b12, b13, b14, b15]) =
@@ -456,13 +430,17 @@ fn channels(
                     offset,
                     levels,
                 );
-                if r.positive_shift() && pass.n == PIXELS {
-                    if let Some(dst) = output.get_mut(at..=at + 3 * c_out) {
+                if r.positive_shift() && pass.n == PASS {
+                    if let Some(dst) = output.get_mut(at..=at + 7 * c_out) {
                         let c = c_out;
                         dst[0] = r.apply_positive_shift(acc[0]);
                         dst[c] = r.apply_positive_shift(acc[1]);
                         dst[2 * c] = r.apply_positive_shift(acc[2]);
                         dst[3 * c] = r.apply_positive_shift(acc[3]);
+                        dst[4 * c] = r.apply_positive_shift(acc[4]);
+                        dst[5 * c] = r.apply_positive_shift(acc[5]);
+                        dst[6 * c] = r.apply_positive_shift(acc[6]);
+                        dst[7 * c] = r.apply_positive_shift(acc[7]);
                         continue;
                     }
                 }
@@ -558,23 +536,29 @@ pub fn conv2d(
     let pixels = oh * ow;
     let mut macs = 0;
     let mut p0 = 0;
+    let half = PIXELS * padded * 2;
     while p0 < pixels {
-        let n = (pixels - p0).min(PIXELS);
-        let mut correction = [0i32; PIXELS];
+        let n = (pixels - p0).min(PASS);
+        let mut correction = [0i32; PASS];
         for (p, corr) in correction.iter_mut().enumerate() {
-            let slot = lanes.get_mut(4 * p..).unwrap_or(&mut []);
+            // Pixel p's slot: word p % 4 of half p / 4.
+            let (h, q) = (p / PIXELS, p % PIXELS);
+            let slot = lanes
+                .get_mut(h * half + 4 * q..(h + 1) * half)
+                .unwrap_or(&mut []);
             if p < n {
                 let q = ((p0 + p) / ow, (p0 + p) % ow);
                 let (s, valid) =
                     gather_pixel(g, input, q, bits, direct_gather, offset != 0, col, slot);
                 *corr = offset * s as i32;
                 macs += valid;
-            } else {
+            } else if p < PIXELS || n > PIXELS {
                 zero_slot(slot, block(bits));
             }
         }
+        let (l0, l1) = lanes.split_at(half.min(lanes.len()));
         let pass = Pass {
-            lanes,
+            lanes: [l0, l1],
             blocks: padded / block(bits),
             bits,
             correction,

@@ -64,6 +64,8 @@ pub struct Row;
 pub struct Gather;
 /// The event-driven row kernels for spike counts ([`optimized::conv2d_events`]).
 pub struct Events;
+/// The depthwise convolution ([`optimized::depthwise`]); other layers decline.
+pub struct Depthwise;
 
 macro_rules! weighted {
     ($t:ty, $name:literal, $conv:expr, $dense:expr) => {
@@ -123,11 +125,57 @@ weighted!(
      _: &mut Ops| false
 );
 weighted!(
+    Depthwise,
+    "depthwise",
+    optimized::depthwise,
+    |_: &Geometry,
+     _: &Weights<'_>,
+     _: &Stage<'_>,
+     _: &[u8],
+     _: &mut [u8],
+     _: &mut [u8],
+     _: &mut Ops| false
+);
+weighted!(
     Events,
     "events",
     optimized::conv2d_events,
     optimized::dense_events
 );
+
+/// Unpack `out.len()` weights of a `bits`-bit stream from index `first`, as 8-bit bytes (i8
+/// values); the same values as `bitspike_core::pack::unpack_one`, a 32-bit window per weight
+/// instead of two byte reads. An invalid width reads as 8 bits, as there.
+pub fn unpack_row(packed: &[u8], bits: u8, first: usize, out: &mut [u8]) {
+    let bits = if bitspike_core::pack::valid_bits(bits) {
+        bits as usize
+    } else {
+        8
+    };
+    let mask = (1u32 << bits) - 1;
+    let shift = 32 - bits as u32;
+    let mut b = first.wrapping_mul(bits);
+    for o in out.iter_mut() {
+        let field = (rd_lenient(packed, b / 8) >> (b % 8)) & mask;
+        *o = (((field << shift) as i32) >> shift) as i8 as u8;
+        b = b.wrapping_add(bits);
+    }
+}
+
+/// Little-endian u32 at byte `at`, missing bytes past the end read as 0.
+#[inline(always)]
+fn rd_lenient(b: &[u8], at: usize) -> u32 {
+    match b.get(at..at.saturating_add(4)) {
+        Some(s) => u32::from_le_bytes([s[0], s[1], s[2], s[3]]),
+        None => {
+            let mut v = 0u32;
+            for k in 0..4 {
+                v |= (b.get(at.wrapping_add(k)).copied().unwrap_or(0) as u32) << (8 * k);
+            }
+            v
+        }
+    }
+}
 
 /// A weighted layer's parameters as stored in the model file.
 #[derive(Clone, Copy, Debug)]

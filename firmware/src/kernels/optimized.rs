@@ -17,7 +17,6 @@
 
 use bitspike_core::kernel::ROW_CHUNK;
 use bitspike_core::layer::Geometry;
-use bitspike_core::pack::unpack_one;
 
 use super::{Stage, Weights};
 use crate::ops::Ops;
@@ -75,9 +74,7 @@ fn sum<const EVENTS: bool>(x: &[u8], w: &[u8]) -> i32 {
 /// Unpack weights `first .. first + out.len()` of a packed stream, as i8 bytes.
 #[inline]
 fn unpack_into(packed: &[u8], bits: u8, first: usize, out: &mut [u8]) {
-    for (k, o) in out.iter_mut().enumerate() {
-        *o = unpack_one(packed, bits, first + k) as u8;
-    }
+    super::unpack_row(packed, bits, first, out);
 }
 
 /// The kernel offsets `k` in `0..kernel` whose input coordinate `start + k` lies in `0..size`.
@@ -230,6 +227,15 @@ fn dense_with<const EVENTS: bool>(
     for o in 0..g.output.c as usize {
         let mut acc = w.bias.map_or(0, |b| b.get(o));
         let mut at = 0;
+        // 8-bit rows are used in place.
+        if w.bits == 8 {
+            if let Some(row) = w.packed.get(o * n..o * n + n) {
+                acc = acc.wrapping_add(sum::<EVENTS>(&input[..n], row));
+                ops.mac(n as u64);
+                stage.store(output, o, o, acc);
+                continue;
+            }
+        }
         while at < n {
             let len = (n - at).min(ROW_CHUNK);
             let chunk = &mut buf[..len];
@@ -241,6 +247,133 @@ fn dense_with<const EVENTS: bool>(
         stage.store(output, o, o, acc);
     }
     true
+}
+
+/// Depthwise convolution (one input channel per group, as many output channels): channel by
+/// channel, the channel's weights unpacked once into `scratch` (`kh * kw` bytes) and its output
+/// step prepared once, each output a sum over the valid window. The same contract as
+/// [`super::reference::conv2d`]; `false`, having written nothing, when the layer is not depthwise
+/// or the scratch is short.
+pub fn depthwise(
+    g: &Geometry,
+    w: &Weights<'_>,
+    stage: &Stage<'_>,
+    input: &[u8],
+    output: &mut [u8],
+    scratch: &mut [u8],
+    ops: &mut Ops,
+) -> bool {
+    let c_n = g.input.c as usize;
+    if g.groups as usize != c_n || g.output.c as usize != c_n {
+        return false;
+    }
+    let win = g.window;
+    let (kh, kw) = (win.kh as usize, win.kw as usize);
+    let k = kh * kw;
+    let Some(wk) = scratch.get_mut(..k) else {
+        return false;
+    };
+    let (ih, iw) = (g.input.h as usize, g.input.w as usize);
+    let (oh, ow) = (g.output.h as usize, g.output.w as usize);
+    let mut macs = 0u64;
+    for c in 0..c_n {
+        unpack_into(w.packed, w.bits, c * k, wk);
+        let wk = &*wk;
+        let out_c = stage.channel(c);
+        let bias = w.bias.map_or(0, |b| b.get(c));
+        for oy in 0..oh {
+            let y0 = (oy * win.sh as usize) as isize - win.ph as isize;
+            let (ky0, ky1) = valid(y0, kh, ih);
+            for ox in 0..ow {
+                let x0 = (ox * win.sw as usize) as isize - win.pw as isize;
+                let (kx0, kx1) = valid(x0, kw, iw);
+                let mut acc = bias;
+                if kx1 > kx0 {
+                    for ky in ky0..ky1 {
+                        let iy = (y0 + ky as isize) as usize;
+                        let ix = (x0 + kx0 as isize) as usize;
+                        let mut at = (iy * iw + ix) * c_n + c;
+                        for &wt in wk.get(ky * kw + kx0..ky * kw + kx1).unwrap_or(&[]) {
+                            let x = input.get(at).copied().unwrap_or(0);
+                            acc = acc.wrapping_add(x as i32 * wt as i8 as i32);
+                            at += c_n;
+                        }
+                    }
+                    macs += ((ky1 - ky0) * (kx1 - kx0)) as u64;
+                }
+                out_c.store(output, (oy * ow + ox) * c_n + c, acc);
+            }
+        }
+    }
+    ops.mac(macs);
+    true
+}
+
+/// Max pooling over the window's positions inside the input (padding ignored, 0 when none),
+/// all channels of an output pixel at once; the same contract as
+/// [`super::reference::max_pool`].
+pub fn max_pool(g: &Geometry, input: &[u8], output: &mut [u8]) {
+    let win = g.window;
+    let c_n = g.input.c as usize;
+    let (kh, kw) = (win.kh as usize, win.kw as usize);
+    let (ih, iw) = (g.input.h as usize, g.input.w as usize);
+    let ow = g.output.w as usize;
+    for (pix, dst) in output
+        .chunks_exact_mut(c_n.max(1))
+        .take(g.output.h as usize * ow)
+        .enumerate()
+    {
+        let (oy, ox) = (pix / ow, pix % ow);
+        let y0 = (oy * win.sh as usize) as isize - win.ph as isize;
+        let x0 = (ox * win.sw as usize) as isize - win.pw as isize;
+        let (ky0, ky1) = valid(y0, kh, ih);
+        let (kx0, kx1) = valid(x0, kw, iw);
+        for d in dst.iter_mut() {
+            *d = 0;
+        }
+        for ky in ky0..ky1 {
+            for kx in kx0..kx1 {
+                let iy = (y0 + ky as isize) as usize;
+                let ix = (x0 + kx as isize) as usize;
+                let at = (iy * iw + ix) * c_n;
+                let src = input.get(at..at + c_n).unwrap_or(&[]);
+                for (d, &x) in dst.iter_mut().zip(src) {
+                    *d = (*d).max(x);
+                }
+            }
+        }
+    }
+}
+
+/// Average pooling: the window's sum (padding counted as zero), channel by channel with each
+/// channel's output step prepared once; the same contract as [`super::reference::avg_pool`].
+pub fn avg_pool(g: &Geometry, stage: &Stage<'_>, input: &[u8], output: &mut [u8]) {
+    let win = g.window;
+    let c_n = g.input.c as usize;
+    let (kh, kw) = (win.kh as usize, win.kw as usize);
+    let (ih, iw) = (g.input.h as usize, g.input.w as usize);
+    let (oh, ow) = (g.output.h as usize, g.output.w as usize);
+    for c in 0..c_n {
+        let out_c = stage.channel(c);
+        for oy in 0..oh {
+            let y0 = (oy * win.sh as usize) as isize - win.ph as isize;
+            let (ky0, ky1) = valid(y0, kh, ih);
+            for ox in 0..ow {
+                let x0 = (ox * win.sw as usize) as isize - win.pw as isize;
+                let (kx0, kx1) = valid(x0, kw, iw);
+                let mut acc = 0i32;
+                for ky in ky0..ky1 {
+                    let iy = (y0 + ky as isize) as usize;
+                    for kx in kx0..kx1 {
+                        let ix = (x0 + kx as isize) as usize;
+                        let x = input.get((iy * iw + ix) * c_n + c).copied().unwrap_or(0);
+                        acc = acc.wrapping_add(x as i32);
+                    }
+                }
+                out_c.store(output, (oy * ow + ox) * c_n + c, acc);
+            }
+        }
+    }
 }
 
 /// Residual add, channel by channel (each channel's output step prepared once); the same
