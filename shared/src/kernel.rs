@@ -167,6 +167,13 @@ pub struct GatherLayout {
     pub unpacked: usize,
     /// Bytes of `unpacked` (0 when rows are read in place or unpacked per pass).
     pub unpacked_bytes: usize,
+    /// Offset of the window's input offsets (one u32 per input of the fan-in, relative to the
+    /// window's first input), with which pixels whose window lies inside the input are gathered
+    /// without bounds arithmetic; present when the gather goes through the byte column (`C` not
+    /// a multiple of the lane block).
+    pub offsets: usize,
+    /// Bytes of `offsets` (0 when absent).
+    pub offsets_bytes: usize,
     /// Bytes in all (without the up to 3 bytes that align the start).
     pub bytes: usize,
 }
@@ -175,9 +182,10 @@ pub struct GatherLayout {
 /// (`bitspike_core::quant::Requantizer::encode`).
 pub const TABLE_ENTRY: usize = 16;
 
-/// The gather kernel's scratch layout for `fan` inputs per output channel at `bits`-bit weights
-/// and `channels` output channels.
-pub const fn gather_layout(fan: usize, bits: u8, channels: usize) -> GatherLayout {
+/// The gather kernel's scratch layout for convolution `g` (one group) at `bits`-bit weights.
+pub const fn gather_layout(g: &Geometry, bits: u8) -> GatherLayout {
+    let fan = fan_in(g);
+    let channels = g.output.c as usize;
     let b = block(bits);
     let padded = fan.div_ceil(b) * b;
     let lanes = 0;
@@ -190,6 +198,12 @@ pub const fn gather_layout(fan: usize, bits: u8, channels: usize) -> GatherLayou
     } else {
         0
     };
+    let offsets = unpacked + unpacked_bytes;
+    let offsets_bytes = if (g.input.c as usize).is_multiple_of(b) {
+        0
+    } else {
+        4 * fan
+    };
     GatherLayout {
         padded,
         lanes,
@@ -198,7 +212,35 @@ pub const fn gather_layout(fan: usize, bits: u8, channels: usize) -> GatherLayou
         table,
         unpacked,
         unpacked_bytes,
-        bytes: unpacked + unpacked_bytes,
+        offsets,
+        offsets_bytes,
+        bytes: offsets + offsets_bytes,
+    }
+}
+
+/// Layout of the depthwise kernel's scratch (byte offsets from a 4-aligned start): one i32
+/// accumulator per channel, the weights transposed to `[kernel position][channel]` at 8 bits,
+/// and each channel's prepared requantization ([`TABLE_ENTRY`] bytes).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DepthwiseLayout {
+    /// Offset of the weights, `[kh * kw][C]` bytes.
+    pub weights: usize,
+    /// Offset of the requantization table.
+    pub table: usize,
+    /// Bytes in all (without the up to 3 bytes that align the start).
+    pub bytes: usize,
+}
+
+/// The depthwise kernel's scratch layout for layer `g`.
+pub const fn depthwise_layout(g: &Geometry) -> DepthwiseLayout {
+    let c = g.output.c as usize;
+    let k = g.window.kh as usize * g.window.kw as usize;
+    let weights = 4 * c;
+    let table = weights + (k * c).div_ceil(4) * 4;
+    DepthwiseLayout {
+        weights,
+        table,
+        bytes: table + TABLE_ENTRY * c,
     }
 }
 
@@ -230,8 +272,9 @@ const fn fast_kernel(g: &Geometry, isa: Isa) -> Option<Kernel> {
 /// channel of weights at 8 bits (dense layers unpack rows longer than [`ROW_CHUNK`] in chunks).
 pub const fn scratch_bytes(g: &Geometry, bits: u8) -> u32 {
     let n = match fast_kernel(g, Isa::Dsp) {
-        Some(Kernel::Gather) => gather_layout(fan_in(g), bits, g.output.c as usize).bytes,
-        Some(Kernel::Row | Kernel::Depthwise) => {
+        Some(Kernel::Gather) => gather_layout(g, bits).bytes,
+        Some(Kernel::Depthwise) => depthwise_layout(g).bytes,
+        Some(Kernel::Row) => {
             let fan = fan_in(g);
             let fan = if matches!(g.kind, LayerKind::Dense) && fan > ROW_CHUNK {
                 ROW_CHUNK
@@ -323,18 +366,24 @@ mod tests {
         );
         // 4-bit rounds the fan up to blocks of 8, 2-bit to blocks of 16.
         let g = conv(3, 16, 3, 1);
-        assert_eq!(gather_layout(27, 4, 1).padded, 32);
-        assert_eq!(gather_layout(27, 2, 1).padded, 32);
-        assert_eq!(gather_layout(27, 8, 1).padded, 28);
-        assert_eq!(scratch_bytes(&g, 8), (28 * 18 + 16 * 16 + 3) as u32);
+        assert_eq!(gather_layout(&g, 4).padded, 32);
+        assert_eq!(gather_layout(&g, 2).padded, 32);
+        assert_eq!(gather_layout(&g, 8).padded, 28);
+        assert_eq!(
+            scratch_bytes(&g, 8),
+            (28 * 18 + 16 * 16 + 27 * 4 + 3) as u32
+        );
         // Rows not read in place are kept unpacked when they are small: 16 rows of 32 bytes.
         assert_eq!(
             scratch_bytes(&g, 4),
-            (32 * 18 + 16 * 16 + 16 * 32 + 3) as u32
+            (32 * 18 + 16 * 16 + 16 * 32 + 27 * 4 + 3) as u32
         );
-        assert_eq!(gather_layout(27, 4, 16).unpacked_bytes, 512);
-        assert_eq!(gather_layout(27 * 100, 3, 16).unpacked_bytes, 0);
-        assert_eq!(gather_layout(144, 4, 16).unpacked_bytes, 0);
+        assert_eq!(gather_layout(&g, 4).unpacked_bytes, 512);
+        assert_eq!(gather_layout(&conv(300, 16, 3, 1), 3).unpacked_bytes, 0);
+        assert_eq!(gather_layout(&conv(16, 16, 3, 1), 4).unpacked_bytes, 0);
+        // Three input channels go through the byte column, with 27 offsets of 4 bytes.
+        assert_eq!(gather_layout(&g, 8).offsets_bytes, 27 * 4);
+        assert_eq!(gather_layout(&conv(16, 16, 3, 1), 4).offsets_bytes, 0);
         // Pools and adds need none; grouped convolutions one row of 8-bit weights.
         let mut p = g;
         p.kind = LayerKind::MaxPool;
@@ -343,7 +392,8 @@ mod tests {
         assert_eq!(scratch_bytes(&p, 0), 0);
         let d = conv(8, 8, 3, 8);
         assert!(depthwise(&d));
-        assert_eq!(scratch_bytes(&d, 3), (12 + 3) as u32);
+        // Depthwise: 8 accumulators, 9 x 8 transposed weights, 8 table entries.
+        assert_eq!(scratch_bytes(&d, 3), (32 + 72 + 8 * 16 + 3) as u32);
     }
 
     #[test]

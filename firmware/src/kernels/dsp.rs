@@ -347,3 +347,44 @@ pub fn spread(codes: &[u8], bits: u8, lanes: &mut [u8]) -> Option<u32> {
     }
     Some(sum)
 }
+
+/// `dst[i] = max(dst[i], src[i])` over whole 32-bit words of unsigned bytes (`USUB8` sets a
+/// flag per byte where `dst >= src`, `SEL` keeps those bytes of `dst` and takes `src`'s
+/// elsewhere); `None`, having written nothing, unless both slices have one length, a multiple of
+/// four.
+#[inline]
+pub fn max_bytes(dst: &mut [u8], src: &[u8]) -> Option<()> {
+    if dst.len() != src.len() || !dst.len().is_multiple_of(4) {
+        return None;
+    }
+    let n = dst.len() / 4;
+    if n == 0 {
+        return Some(());
+    }
+    let d = dst.as_mut_ptr();
+    let s = src.as_ptr();
+    // SAFETY: checked above: `n >= 1` words; the loop reads and writes `4 * n` bytes at `d`
+    // (all of `dst`) and reads `4 * n` bytes at `s` (all of `src`), with LDR/STR, which allow
+    // unaligned addresses on Armv7-M. Only the listed registers and the flags (GE included)
+    // change; the stack is not used.
+    unsafe {
+        asm!(
+            "2:",
+            "ldr {a}, [{d}]",
+            "ldr {b}, [{s}], #4",
+            "usub8 {t}, {a}, {b}",
+            "sel {a}, {a}, {b}",
+            "str {a}, [{d}], #4",
+            "subs {n}, {n}, #1",
+            "bne 2b",
+            d = inout(reg) d => _,
+            s = inout(reg) s => _,
+            n = inout(reg) n => _,
+            a = out(reg) _,
+            b = out(reg) _,
+            t = out(reg) _,
+            options(nostack),
+        );
+    }
+    Some(())
+}

@@ -291,14 +291,31 @@ fn gather_pixel(
     g: &Geometry,
     input: &[u8],
     (oy, ox): (usize, usize),
-    bits: u8,
-    direct: bool,
-    sum: bool,
+    (bits, direct, sum): (u8, bool, bool),
+    offsets: &[u8],
     col: &mut [u8],
     lanes: &mut [u8],
 ) -> (u32, usize) {
     if !direct {
-        let valid = window(g, input, oy, ox, col, g.input.c.is_multiple_of(4));
+        let w = g.window;
+        let fan = w.kh as usize * w.kw as usize * g.input.c as usize;
+        let y0 = (oy * w.sh as usize) as isize - w.ph as isize;
+        let x0 = (ox * w.sw as usize) as isize - w.pw as isize;
+        let inner = y0 >= 0
+            && x0 >= 0
+            && y0 as usize + w.kh as usize <= g.input.h as usize
+            && x0 as usize + w.kw as usize <= g.input.w as usize;
+        let valid = if inner && offsets.len() == 4 * fan {
+            // The whole window lies inside the input: one load per input, no padding tests.
+            let base = (y0 as usize * g.input.w as usize + x0 as usize) * g.input.c as usize;
+            for (d, o) in col.iter_mut().zip(offsets.chunks_exact(4)) {
+                let o = u32::from_le_bytes([o[0], o[1], o[2], o[3]]) as usize;
+                *d = input.get(base + o).copied().unwrap_or(0);
+            }
+            fan
+        } else {
+            window(g, input, oy, ox, col, g.input.c.is_multiple_of(4))
+        };
         return (spread(col, bits, lanes, sum), valid);
     }
     let w = g.window;
@@ -458,9 +475,26 @@ fn channels(
     }
 }
 
+/// Channel `o`'s requantizer from a table [`prepare`] filled.
+#[inline(always)]
+pub(crate) fn requantizer(table: &[u8], o: usize, offset: i32, levels: u8) -> Option<Requantizer> {
+    match table.get(o * TABLE_ENTRY..(o + 1) * TABLE_ENTRY) {
+        Some(&[b0, b1, b2, b3, b4, b5, b6, b7, b8, b9, b10, b11, b12, b13, b14, b15]) => {
+            Some(Requantizer::decode(
+                &[
+                    b0, b1, b2, b3, b4, b5, b6, b7, b8, b9, b10, b11, b12, b13, b14, b15,
+                ],
+                offset,
+                levels,
+            ))
+        }
+        _ => None,
+    }
+}
+
 /// Prepare every channel's requantizer in `table`; the layer's offset and levels when the stage
 /// requantizes and every channel's parameters are valid, else `None`.
-fn prepare(stage: &Stage<'_>, table: &mut [u8], c_out: usize) -> Option<(i32, u8)> {
+pub(crate) fn prepare(stage: &Stage<'_>, table: &mut [u8], c_out: usize) -> Option<(i32, u8)> {
     let Stage::Requantize {
         multipliers,
         shifts,
@@ -496,7 +530,7 @@ pub fn conv2d(
     let c_in = g.input.c as usize;
     let c_out = g.output.c as usize;
     let fan = g.window.kh as usize * g.window.kw as usize * c_in;
-    let layout = gather_layout(fan, w.bits, c_out);
+    let layout = gather_layout(g, w.bits);
     let align = (4 - scratch.as_ptr() as usize % 4) % 4;
     let Some(scratch) = scratch.get_mut(align..align + layout.bytes) else {
         return false;
@@ -504,8 +538,17 @@ pub fn conv2d(
     let (lanes, rest) = scratch.split_at_mut(layout.column);
     let (col, rest) = rest.split_at_mut(layout.padded);
     let (row, rest) = rest.split_at_mut(layout.padded);
-    let (table, unpacked) = rest.split_at_mut(layout.unpacked - layout.table);
-    let unpacked = &mut unpacked[..layout.unpacked_bytes];
+    let (table, rest) = rest.split_at_mut(layout.unpacked - layout.table);
+    let (unpacked, offsets) = rest.split_at_mut(layout.unpacked_bytes);
+    let offsets = &mut offsets[..layout.offsets_bytes];
+    // Input offsets of the window's inputs relative to its first, for inner pixels.
+    let (iw, kw) = (g.input.w as usize, g.window.kw as usize);
+    for (k, o) in offsets.chunks_exact_mut(4).enumerate() {
+        let (ky, rest) = (k / (kw * c_in), k % (kw * c_in));
+        let off = (ky * iw) * c_in + rest;
+        o.copy_from_slice(&(off as u32).to_le_bytes());
+    }
+    let offsets = &*offsets;
     let padded = layout.padded;
     let direct = in_place(w.bits, fan);
     // Bits the micro-kernel reads: the layer's in place, 8 after unpacking.
@@ -548,8 +591,15 @@ pub fn conv2d(
                 .unwrap_or(&mut []);
             if p < n {
                 let q = ((p0 + p) / ow, (p0 + p) % ow);
-                let (s, valid) =
-                    gather_pixel(g, input, q, bits, direct_gather, offset != 0, col, slot);
+                let (s, valid) = gather_pixel(
+                    g,
+                    input,
+                    q,
+                    (bits, direct_gather, offset != 0),
+                    offsets,
+                    col,
+                    slot,
+                );
                 *corr = offset * s as i32;
                 macs += valid;
             } else if p < PIXELS || n > PIXELS {

@@ -17,6 +17,7 @@
 
 use bitspike_core::kernel::ROW_CHUNK;
 use bitspike_core::layer::Geometry;
+use bitspike_core::pack::unpack_one;
 
 use super::{Stage, Weights};
 use crate::ops::Ops;
@@ -249,9 +250,10 @@ fn dense_with<const EVENTS: bool>(
     true
 }
 
-/// Depthwise convolution (one input channel per group, as many output channels): channel by
-/// channel, the channel's weights unpacked once into `scratch` (`kh * kw` bytes) and its output
-/// step prepared once, each output a sum over the valid window. The same contract as
+/// Depthwise convolution (one input channel per group, as many output channels): all channels of
+/// an output pixel at once, their i32 accumulators in `scratch`, the weights transposed once per
+/// layer to `[kernel position][channel]` and each channel's requantization prepared once
+/// ([`bitspike_core::kernel::depthwise_layout`]). The same contract as
 /// [`super::reference::conv2d`]; `false`, having written nothing, when the layer is not depthwise
 /// or the scratch is short.
 pub fn depthwise(
@@ -264,44 +266,73 @@ pub fn depthwise(
     ops: &mut Ops,
 ) -> bool {
     let c_n = g.input.c as usize;
-    if g.groups as usize != c_n || g.output.c as usize != c_n {
+    if g.groups as usize != c_n || g.output.c as usize != c_n || c_n == 0 {
         return false;
     }
-    let win = g.window;
-    let (kh, kw) = (win.kh as usize, win.kw as usize);
-    let k = kh * kw;
-    let Some(wk) = scratch.get_mut(..k) else {
+    let layout = bitspike_core::kernel::depthwise_layout(g);
+    let align = (4 - scratch.as_ptr() as usize % 4) % 4;
+    let Some(scratch) = scratch.get_mut(align..align + layout.bytes) else {
         return false;
     };
+    let (acc, rest) = scratch.split_at_mut(layout.weights);
+    let (wt, table) = rest.split_at_mut(layout.table - layout.weights);
+    let tabled = super::gather::prepare(stage, table, c_n);
+    let table = &*table;
+    let win = g.window;
+    let (kh, kw) = (win.kh as usize, win.kw as usize);
+    let k_n = kh * kw;
+    for c in 0..c_n {
+        for k in 0..k_n {
+            if let Some(t) = wt.get_mut(k * c_n + c) {
+                *t = unpack_one(w.packed, w.bits, c * k_n + k) as u8;
+            }
+        }
+    }
     let (ih, iw) = (g.input.h as usize, g.input.w as usize);
     let (oh, ow) = (g.output.h as usize, g.output.w as usize);
     let mut macs = 0u64;
-    for c in 0..c_n {
-        unpack_into(w.packed, w.bits, c * k, wk);
-        let wk = &*wk;
-        let out_c = stage.channel(c);
-        let bias = w.bias.map_or(0, |b| b.get(c));
-        for oy in 0..oh {
-            let y0 = (oy * win.sh as usize) as isize - win.ph as isize;
-            let (ky0, ky1) = valid(y0, kh, ih);
-            for ox in 0..ow {
-                let x0 = (ox * win.sw as usize) as isize - win.pw as isize;
-                let (kx0, kx1) = valid(x0, kw, iw);
-                let mut acc = bias;
-                if kx1 > kx0 {
-                    for ky in ky0..ky1 {
-                        let iy = (y0 + ky as isize) as usize;
-                        let ix = (x0 + kx0 as isize) as usize;
-                        let mut at = (iy * iw + ix) * c_n + c;
-                        for &wt in wk.get(ky * kw + kx0..ky * kw + kx1).unwrap_or(&[]) {
-                            let x = input.get(at).copied().unwrap_or(0);
-                            acc = acc.wrapping_add(x as i32 * wt as i8 as i32);
-                            at += c_n;
+    for oy in 0..oh {
+        let y0 = (oy * win.sh as usize) as isize - win.ph as isize;
+        let (ky0, ky1) = valid(y0, kh, ih);
+        for ox in 0..ow {
+            let x0 = (ox * win.sw as usize) as isize - win.pw as isize;
+            let (kx0, kx1) = valid(x0, kw, iw);
+            for (c, a) in acc.chunks_exact_mut(4).enumerate() {
+                a.copy_from_slice(&w.bias.map_or(0, |b| b.get(c)).to_le_bytes());
+            }
+            for ky in ky0..ky1 {
+                let iy = (y0 + ky as isize) as usize;
+                for kx in kx0..kx1 {
+                    let ix = (x0 + kx as isize) as usize;
+                    let at = (iy * iw + ix) * c_n;
+                    let k = ky * kw + kx;
+                    let src = input.get(at..at + c_n).unwrap_or(&[]);
+                    let wk = wt.get(k * c_n..(k + 1) * c_n).unwrap_or(&[]);
+                    for ((a, &x), &wv) in acc.chunks_exact_mut(4).zip(src).zip(wk) {
+                        let v = i32::from_le_bytes([a[0], a[1], a[2], a[3]])
+                            .wrapping_add(x as i32 * wv as i8 as i32);
+                        a.copy_from_slice(&v.to_le_bytes());
+                    }
+                }
+            }
+            macs += ((ky1 - ky0) * (kx1 - kx0) * c_n) as u64;
+            let at = (oy * ow + ox) * c_n;
+            match tabled {
+                Some((off, lv)) => {
+                    let dst = output.get_mut(at..at + c_n).unwrap_or(&mut []);
+                    for (c, (d, a)) in dst.iter_mut().zip(acc.chunks_exact(4)).enumerate() {
+                        let v = i32::from_le_bytes([a[0], a[1], a[2], a[3]]);
+                        if let Some(r) = super::gather::requantizer(table, c, off, lv) {
+                            *d = r.apply(v);
                         }
                     }
-                    macs += ((ky1 - ky0) * (kx1 - kx0)) as u64;
                 }
-                out_c.store(output, (oy * ow + ox) * c_n + c, acc);
+                None => {
+                    for (c, a) in acc.chunks_exact(4).enumerate() {
+                        let v = i32::from_le_bytes([a[0], a[1], a[2], a[3]]);
+                        stage.store(output, at + c, c, v);
+                    }
+                }
             }
         }
     }
@@ -310,36 +341,50 @@ pub fn depthwise(
 }
 
 /// Max pooling over the window's positions inside the input (padding ignored, 0 when none),
-/// all channels of an output pixel at once; the same contract as
+/// all channels of an output pixel at once: the first valid position copied, the others folded
+/// in with a byte-wise maximum (`USUB8`/`SEL` on the DSP); the same contract as
 /// [`super::reference::max_pool`].
 pub fn max_pool(g: &Geometry, input: &[u8], output: &mut [u8]) {
     let win = g.window;
     let c_n = g.input.c as usize;
     let (kh, kw) = (win.kh as usize, win.kw as usize);
     let (ih, iw) = (g.input.h as usize, g.input.w as usize);
-    let ow = g.output.w as usize;
-    for (pix, dst) in output
-        .chunks_exact_mut(c_n.max(1))
-        .take(g.output.h as usize * ow)
-        .enumerate()
-    {
-        let (oy, ox) = (pix / ow, pix % ow);
+    let (oh, ow) = (g.output.h as usize, g.output.w as usize);
+    let mut rows = output.chunks_exact_mut(c_n.max(1));
+    for oy in 0..oh {
         let y0 = (oy * win.sh as usize) as isize - win.ph as isize;
-        let x0 = (ox * win.sw as usize) as isize - win.pw as isize;
         let (ky0, ky1) = valid(y0, kh, ih);
-        let (kx0, kx1) = valid(x0, kw, iw);
-        for d in dst.iter_mut() {
-            *d = 0;
-        }
-        for ky in ky0..ky1 {
-            for kx in kx0..kx1 {
+        for ox in 0..ow {
+            let Some(dst) = rows.next() else {
+                return;
+            };
+            let x0 = (ox * win.sw as usize) as isize - win.pw as isize;
+            let (kx0, kx1) = valid(x0, kw, iw);
+            let mut first = true;
+            for ky in ky0..ky1 {
                 let iy = (y0 + ky as isize) as usize;
-                let ix = (x0 + kx as isize) as usize;
-                let at = (iy * iw + ix) * c_n;
-                let src = input.get(at..at + c_n).unwrap_or(&[]);
-                for (d, &x) in dst.iter_mut().zip(src) {
-                    *d = (*d).max(x);
+                for kx in kx0..kx1 {
+                    let ix = (x0 + kx as isize) as usize;
+                    let at = (iy * iw + ix) * c_n;
+                    let Some(src) = input.get(at..at + c_n) else {
+                        continue;
+                    };
+                    if first {
+                        dst.copy_from_slice(src);
+                        first = false;
+                        continue;
+                    }
+                    #[cfg(bitspike_dsp)]
+                    if super::dsp::max_bytes(dst, src).is_some() {
+                        continue;
+                    }
+                    for (d, &x) in dst.iter_mut().zip(src) {
+                        *d = (*d).max(x);
+                    }
                 }
+            }
+            if first {
+                dst.fill(0);
             }
         }
     }
