@@ -29,7 +29,7 @@ use core::fmt;
 #[cfg(feature = "counters")]
 use bitspike_core::format::MAX_LAYERS;
 use bitspike_core::format::{FormatError, ModelFile, TensorInfo, NONE};
-use bitspike_core::layer::{Align, Dtype, LayerKind};
+use bitspike_core::layer::{Align, Dtype, Geometry, LayerKind};
 
 pub use bitspike_core;
 use bitspike_core::kernel::{self, Choice, Isa, Kernel};
@@ -190,21 +190,9 @@ impl<'m> Model<'m> {
 
     /// The kernel layer `i` runs on in this build, and why (see [`bitspike_core::kernel`]).
     pub fn kernel(&self, i: usize) -> Choice {
-        let file = &self.file;
-        let l = file.layer(i);
-        let g = file.geometry_of(&l, i);
-        #[cfg(feature = "event-driven")]
-        let events = l.spiking.is_some() && spike_input(file, l.input as usize);
-        #[cfg(not(feature = "event-driven"))]
-        let events = false;
-        kernel::choose(
-            &g,
-            l.weight_bits,
-            l.scratch_bytes,
-            ISA,
-            cfg!(feature = "reference-kernels"),
-            events,
-        )
+        let l = self.file.layer(i);
+        let g = self.file.geometry_of(&l, i);
+        choice(&self.file, &l, &g)
     }
 
     /// Bytes of arena the model needs.
@@ -461,7 +449,7 @@ impl Interpreter<'_, '_> {
             // A spiking layer's bias enters the membrane, in its units (the `Fire` stage).
             bias: if l.spiking.is_some() { None } else { l.bias },
         };
-        let kernel = self.model.kernel(i).kernel;
+        let kernel = choice(file, &l, &g).kernel;
         let (w, st, sc) = (&weights, &stage, scratch);
         // A fast kernel that finds its preconditions unmet (it checks them again) writes
         // nothing and returns false: the reference kernel then runs the layer.
@@ -549,6 +537,23 @@ fn spike_input(file: &ModelFile<'_>, mut t: usize) -> bool {
         }
     }
     false
+}
+
+/// The kernel layer `l` (geometry `g`) of `file` runs on in this build.
+#[inline]
+fn choice(file: &ModelFile<'_>, l: &bitspike_core::format::LayerView<'_>, g: &Geometry) -> Choice {
+    #[cfg(feature = "event-driven")]
+    let events = l.spiking.is_some() && spike_input(file, l.input as usize);
+    #[cfg(not(feature = "event-driven"))]
+    let (events, _) = (false, file);
+    kernel::choose(
+        g,
+        l.weight_bits,
+        l.scratch_bytes,
+        ISA,
+        cfg!(feature = "reference-kernels"),
+        events,
+    )
 }
 
 /// Index of the largest element (the first on ties); 0 for an empty slice.

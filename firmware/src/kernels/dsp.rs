@@ -388,3 +388,49 @@ pub fn max_bytes(dst: &mut [u8], src: &[u8]) -> Option<()> {
     }
     Some(())
 }
+
+/// `sum x[i] * w[i]` over codes `x` (u8) and 8-bit weights `w` (i8 bytes), four products per
+/// loop: `UXTB16` and `SXTB16` widen two pairs of each word, two `SMLAD`s add them. Only the
+/// whole words: returns the sum over the first `4 * (len / 4)` elements (the caller adds the
+/// rest), or `None` when the slices differ in length.
+#[inline]
+pub fn dot_u8_i8(x: &[u8], w: &[u8]) -> Option<i32> {
+    if x.len() != w.len() {
+        return None;
+    }
+    let n = x.len() / 4;
+    let mut acc = 0i32;
+    if n == 0 {
+        return Some(acc);
+    }
+    let xp = x.as_ptr();
+    let wp = w.as_ptr();
+    // SAFETY: `n >= 1` words; the loop reads `4 * n <= len` bytes from each slice with LDR
+    // (unaligned allowed on Armv7-M). Only the listed registers and the flags change; the stack
+    // is not used.
+    unsafe {
+        asm!(
+            "2:",
+            "ldr {a}, [{xp}], #4",
+            "ldr {b}, [{wp}], #4",
+            "uxtb16 {c}, {a}",
+            "uxtb16 {a}, {a}, ror #8",
+            "sxtb16 {d}, {b}",
+            "sxtb16 {b}, {b}, ror #8",
+            "smlad {acc}, {c}, {d}, {acc}",
+            "smlad {acc}, {a}, {b}, {acc}",
+            "subs {n}, {n}, #1",
+            "bne 2b",
+            xp = inout(reg) xp => _,
+            wp = inout(reg) wp => _,
+            n = inout(reg) n => _,
+            acc = inout(reg) acc,
+            a = out(reg) _,
+            b = out(reg) _,
+            c = out(reg) _,
+            d = out(reg) _,
+            options(nostack, readonly),
+        );
+    }
+    Some(acc)
+}

@@ -28,6 +28,17 @@ use crate::ops::Ops;
 fn dot(x: &[u8], w: &[u8]) -> i32 {
     let n = x.len().min(w.len());
     let (x, w) = (&x[..n], &w[..n]);
+    #[cfg(bitspike_dsp)]
+    if n >= 16 {
+        if let Some(acc) = super::dsp::dot_u8_i8(x, w) {
+            let k = n / 4 * 4;
+            let mut acc = acc;
+            for (&a, &b) in x[k..].iter().zip(&w[k..]) {
+                acc = acc.wrapping_add(a as i32 * b as i8 as i32);
+            }
+            return acc;
+        }
+    }
     let mut acc = 0i32;
     // Four products per iteration: fewer loop branches and pointer updates per multiply.
     let mut xs = x.chunks_exact(4);
@@ -351,6 +362,39 @@ pub fn max_pool(g: &Geometry, input: &[u8], output: &mut [u8]) {
     let (ih, iw) = (g.input.h as usize, g.input.w as usize);
     let (oh, ow) = (g.output.h as usize, g.output.w as usize);
     let mut rows = output.chunks_exact_mut(c_n.max(1));
+    if win.ph == 0 && win.pw == 0 {
+        // No padding: every window lies inside the input, whole.
+        for oy in 0..oh {
+            for ox in 0..ow {
+                let Some(dst) = rows.next() else {
+                    return;
+                };
+                let base = (oy * win.sh as usize * iw + ox * win.sw as usize) * c_n;
+                for ky in 0..kh {
+                    for kx in 0..kw {
+                        let at = base + (ky * iw + kx) * c_n;
+                        let Some(src) = input.get(at..at + c_n) else {
+                            continue;
+                        };
+                        if ky == 0 && kx == 0 {
+                            for (d, &x) in dst.iter_mut().zip(src) {
+                                *d = x;
+                            }
+                            continue;
+                        }
+                        #[cfg(bitspike_dsp)]
+                        if super::dsp::max_bytes(dst, src).is_some() {
+                            continue;
+                        }
+                        for (d, &x) in dst.iter_mut().zip(src) {
+                            *d = (*d).max(x);
+                        }
+                    }
+                }
+            }
+        }
+        return;
+    }
     for oy in 0..oh {
         let y0 = (oy * win.sh as usize) as isize - win.ph as isize;
         let (ky0, ky1) = valid(y0, kh, ih);

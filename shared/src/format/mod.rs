@@ -376,19 +376,27 @@ fn rd_u8(b: &[u8], off: usize) -> u8 {
     b.get(off).copied().unwrap_or(0)
 }
 
+/// Little-endian u16 at `off`; bytes past the end read as 0.
 #[inline]
 fn rd_u16(b: &[u8], off: usize) -> u16 {
-    u16::from_le_bytes([rd_u8(b, off), rd_u8(b, off + 1)])
+    match b.get(off..off.wrapping_add(2)) {
+        Some(&[x, y]) => u16::from_le_bytes([x, y]),
+        _ => u16::from_le_bytes([rd_u8(b, off), rd_u8(b, off.wrapping_add(1))]),
+    }
 }
 
+/// Little-endian u32 at `off` (one bounds check in the usual case); bytes past the end read as 0.
 #[inline]
 fn rd_u32(b: &[u8], off: usize) -> u32 {
-    u32::from_le_bytes([
-        rd_u8(b, off),
-        rd_u8(b, off + 1),
-        rd_u8(b, off + 2),
-        rd_u8(b, off + 3),
-    ])
+    match b.get(off..off.wrapping_add(4)) {
+        Some(&[x, y, z, w]) => u32::from_le_bytes([x, y, z, w]),
+        _ => u32::from_le_bytes([
+            rd_u8(b, off),
+            rd_u8(b, off.wrapping_add(1)),
+            rd_u8(b, off.wrapping_add(2)),
+            rd_u8(b, off.wrapping_add(3)),
+        ]),
+    }
 }
 
 #[inline]
