@@ -39,6 +39,11 @@ pub enum Arch {
     Snn,
     /// The quantized twin of [`Arch::Snn`]: the same layers, each requantized to `T` levels.
     SnnTwin,
+    /// A random small network from `--seed` (conformance of the kernels on geometries nobody
+    /// chose): convolutions of random window, stride, padding (up to beyond the window), groups,
+    /// depthwise, input channels and weight bits (`--bits` is ignored), pools, residual adds,
+    /// and a dense output.
+    Random,
 }
 
 /// Output levels of every hidden layer (4-bit activations).
@@ -231,6 +236,7 @@ pub fn build(arch: Arch, bits: u8, seed: u64) -> ModelDef {
         Arch::Dscnn => dscnn(bits, seed),
         Arch::Snn => snn(bits, seed, true),
         Arch::SnnTwin => snn(bits, seed, false),
+        Arch::Random => random(seed),
     }
 }
 
@@ -241,6 +247,7 @@ pub fn input_shape(arch: Arch) -> Shape {
         Arch::Kinds => Shape::new(8, 8, 2),
         Arch::Resnet8 | Arch::Resnet8Mixed => Shape::new(32, 32, 3),
         Arch::Dscnn => Shape::new(49, 10, 1),
+        Arch::Random => Shape::new(12, 10, 3),
     }
 }
 
@@ -408,6 +415,101 @@ pub fn snn(bits: u8, seed: u64, spiking: bool) -> ModelDef {
     b.finish()
 }
 
+/// A random network from `seed` (see [`Arch::Random`]): an input of random size and channels,
+/// five to eight random layers, a dense output of 10 raw logits.
+pub fn random(seed: u64) -> ModelDef {
+    use bitspike_core::layer::infer_output;
+    let mut rng = bitspike_core::def::random::Rng::new(seed ^ 0x5eed);
+    let shape = Shape::new(
+        rng.range(5, 14) as u16,
+        rng.range(5, 14) as u16,
+        rng.range(1, 6) as u16,
+    );
+    let mut b = Builder::new(shape, seed);
+    let mut t = 0u16;
+    let mut cur = shape;
+    let layers = rng.range(5, 8);
+    let mut made = 0;
+    let mut tries = 0;
+    while made < layers && tries < 100 {
+        tries += 1;
+        let k = rng.range(1, 5) as u8;
+        let window = Window {
+            kh: k,
+            kw: rng.range(1, 5) as u8,
+            sh: rng.range(1, 2) as u8,
+            sw: rng.range(1, 2) as u8,
+            ph: rng.range(0, k as i64 + 1) as u8,
+            pw: rng.range(0, 3) as u8,
+        };
+        let bits = rng.range(2, 8) as u8;
+        let c = cur.c;
+        match rng.range(0, 9) {
+            // Convolutions, most often: one group, any channels.
+            0..=4 => {
+                let out_c = rng.range(1, 20) as u16;
+                if infer_output(LayerKind::Conv2d, window, 1, out_c, cur).is_ok() {
+                    t = b.conv(t, out_c, window, 1, bits);
+                } else {
+                    continue;
+                }
+            }
+            // Depthwise.
+            5 => {
+                if infer_output(LayerKind::Conv2d, window, c, c, cur).is_ok() {
+                    t = b.conv(t, c, window, c, bits);
+                } else {
+                    continue;
+                }
+            }
+            // Two groups.
+            6 if c % 2 == 0 => {
+                let out_c = 2 * rng.range(1, 6) as u16;
+                if infer_output(LayerKind::Conv2d, window, 2, out_c, cur).is_ok() {
+                    t = b.conv(t, out_c, window, 2, bits);
+                } else {
+                    continue;
+                }
+            }
+            // A pool (padding at most half the window).
+            7 => {
+                let mut w = Window::square(rng.range(2, 3) as u8, rng.range(1, 2) as u8, 0);
+                w.ph = rng.range(0, (w.kh / 2) as i64) as u8;
+                w.pw = w.ph;
+                let avg = rng.range(0, 1) == 0;
+                let kind = if avg {
+                    LayerKind::AvgPool
+                } else {
+                    LayerKind::MaxPool
+                };
+                if infer_output(kind, w, 1, 0, cur).is_err() {
+                    continue;
+                }
+                t = if avg {
+                    b.avg_pool(t, w)
+                } else {
+                    b.max_pool(t, w)
+                };
+            }
+            // A residual block: a 3x3 convolution keeping the shape, added back.
+            _ => {
+                let y = b.conv(t, c, Window::square(3, 1, 1), 1, bits);
+                t = b.add(t, y);
+            }
+        }
+        cur = b
+            .def
+            .tensors()
+            .ok()
+            .and_then(|ts| ts.last().map(|x| x.shape))
+            .unwrap_or(cur);
+        made += 1;
+    }
+    let f = b.flatten(t);
+    b.logits(f, 10, rng.range(2, 8) as u8);
+    b.finish()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -427,6 +529,7 @@ mod tests {
             Arch::Dscnn,
             Arch::Snn,
             Arch::SnnTwin,
+            Arch::Random,
         ] {
             for bits in [2, 4, 8] {
                 let def = build(arch, bits, 3);
@@ -443,6 +546,16 @@ mod tests {
             .map(|l| l.kind.name())
             .collect();
         assert_eq!(kinds.len(), 7, "{kinds:?}");
+        // Random networks write for many seeds, with several kinds of layer each.
+        for seed in 0..200 {
+            let def = random(seed);
+            write(&def).unwrap_or_else(|e| panic!("random seed {seed}: {e}"));
+            assert!(
+                def.layers.len() >= 7,
+                "seed {seed}: {} layers",
+                def.layers.len()
+            );
+        }
         // The demo CNN's and DS-CNN's MACs (DS-CNN: MLPerf Tiny quotes about 2.7 M).
         let total = |d: ModelDef| -> u64 { d.geometries().unwrap().iter().map(macs).sum() };
         assert_eq!(total(cnn(4, 1)), 510_912);

@@ -934,8 +934,9 @@ fn layer_table(board: &Board, model: &Path, f: &Figures) -> Result<String, Strin
     Ok(t)
 }
 
-/// The conformance models: every layer kind at every weight width, the mixed-width demo, the
-/// committed version-1 fixture and the committed mixed-timestep spiking fixture.
+/// The conformance models: every layer kind at every weight width, the mixed-width demo, six
+/// random networks, the committed version-1 fixture and the committed mixed-timestep spiking
+/// fixture.
 fn conformance_models() -> Result<Vec<(String, PathBuf, PathBuf)>, String> {
     let dir = work_dir("conformance")?;
     let mut out = Vec::new();
@@ -976,6 +977,19 @@ fn conformance_models() -> Result<Vec<(String, PathBuf, PathBuf)>, String> {
         )?;
     }
     make("demo-mixed".into(), vec!["--arch".into(), "demo".into()])?;
+    // Random geometries: every kernel (gather, row, depthwise, pools, add, dense) on shapes
+    // nobody chose, at random widths, on every emulated board (the DSP assembly on the M4).
+    for seed in 1..=6u32 {
+        make(
+            format!("random-{seed}"),
+            vec![
+                "--arch".into(),
+                "random".into(),
+                "--seed".into(),
+                seed.to_string(),
+            ],
+        )?;
+    }
     out.push((
         "fixture-v1".into(),
         root().join("tests/fixtures/model-v1.bsm"),
