@@ -463,7 +463,7 @@ pub fn random(seed: u64) -> ModelDef {
                 }
             }
             // Two groups.
-            6 if c % 2 == 0 => {
+            6 if c.is_multiple_of(2) => {
                 let out_c = 2 * rng.range(1, 6) as u16;
                 if infer_output(LayerKind::Conv2d, window, 2, out_c, cur).is_ok() {
                     t = b.conv(t, out_c, window, 2, bits);
