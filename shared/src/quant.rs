@@ -176,19 +176,23 @@ impl Requantizer {
         }
     }
 
-    /// Whether [`Self::apply_positive_shift`] applies: a right shift (`shift > 0`), the usual
-    /// case of a layer that scales down.
+    /// Whether [`Self::apply_right`] applies: no left shift (`shift >= 0`), the case of every
+    /// layer that scales down (the exporter writes shift 0 for most).
     #[inline(always)]
-    pub const fn positive_shift(&self) -> bool {
-        self.high && self.left == 0
+    pub const fn right_shift(&self) -> bool {
+        self.left == 0
     }
 
-    /// [`Self::apply`] for a requantizer with [`Self::positive_shift`]: one multiply-accumulate,
-    /// one shift, the offset and the clamp, no branch on the shift's sign.
+    /// [`Self::apply`] for a requantizer with [`Self::right_shift`]: one multiply-accumulate,
+    /// a shift of the high word (or of the product by 31), the offset and the clamp.
     #[inline(always)]
-    pub const fn apply_positive_shift(&self, acc: i32) -> u8 {
+    pub const fn apply_right(&self, acc: i32) -> u8 {
         let v = (acc as i64) * (self.multiplier as i64) + self.add;
-        let scaled = ((v >> 32) as i32) >> self.high_shift;
+        let scaled = if self.high {
+            ((v >> 32) as i32) >> self.high_shift
+        } else {
+            (v >> 31) as i32
+        };
         clamp_code(scaled.saturating_add(self.offset), self.levels)
     }
 

@@ -93,10 +93,10 @@ proptest! {
     ) {
         let r = Requantizer::new(m, s, offset, levels).unwrap();
         prop_assert_eq!(r.apply(acc), oracle_requant(acc, m, s, offset, levels));
-        if r.positive_shift() {
-            prop_assert_eq!(r.apply_positive_shift(acc), r.apply(acc));
+        if r.right_shift() {
+            prop_assert_eq!(r.apply_right(acc), r.apply(acc));
         }
-        prop_assert_eq!(r.positive_shift(), s > 0);
+        prop_assert_eq!(r.right_shift(), s >= 0);
         // Through the 16-byte form a kernel keeps in its scratch.
         prop_assert_eq!(Requantizer::decode(&r.encode(), offset, levels), r);
     }

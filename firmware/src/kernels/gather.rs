@@ -447,17 +447,17 @@ fn channels(
                     offset,
                     levels,
                 );
-                if r.positive_shift() && pass.n == PASS {
+                if r.right_shift() && pass.n == PASS {
                     if let Some(dst) = output.get_mut(at..=at + 7 * c_out) {
                         let c = c_out;
-                        dst[0] = r.apply_positive_shift(acc[0]);
-                        dst[c] = r.apply_positive_shift(acc[1]);
-                        dst[2 * c] = r.apply_positive_shift(acc[2]);
-                        dst[3 * c] = r.apply_positive_shift(acc[3]);
-                        dst[4 * c] = r.apply_positive_shift(acc[4]);
-                        dst[5 * c] = r.apply_positive_shift(acc[5]);
-                        dst[6 * c] = r.apply_positive_shift(acc[6]);
-                        dst[7 * c] = r.apply_positive_shift(acc[7]);
+                        dst[0] = r.apply_right(acc[0]);
+                        dst[c] = r.apply_right(acc[1]);
+                        dst[2 * c] = r.apply_right(acc[2]);
+                        dst[3 * c] = r.apply_right(acc[3]);
+                        dst[4 * c] = r.apply_right(acc[4]);
+                        dst[5 * c] = r.apply_right(acc[5]);
+                        dst[6 * c] = r.apply_right(acc[6]);
+                        dst[7 * c] = r.apply_right(acc[7]);
                         continue;
                     }
                 }
