@@ -183,12 +183,31 @@ impl Requantizer {
         self.left == 0
     }
 
+    /// Whether a right shift (`shift > 0`) takes the high word of the product (see
+    /// [`Self::apply_right_as`]); shift 0 takes the product shifted by 31.
+    #[inline(always)]
+    pub const fn high_word(&self) -> bool {
+        self.high
+    }
+
     /// [`Self::apply`] for a requantizer with [`Self::right_shift`]: one multiply-accumulate,
     /// a shift of the high word (or of the product by 31), the offset and the clamp.
     #[inline(always)]
     pub const fn apply_right(&self, acc: i32) -> u8 {
+        if self.high {
+            self.apply_right_as::<true>(acc)
+        } else {
+            self.apply_right_as::<false>(acc)
+        }
+    }
+
+    /// [`Self::apply_right`] with the shift's kind decided by the caller (once per channel, not
+    /// per output): equal to [`Self::apply`] when [`Self::right_shift`] holds and `HIGH` is
+    /// [`Self::high_word`].
+    #[inline(always)]
+    pub const fn apply_right_as<const HIGH: bool>(&self, acc: i32) -> u8 {
         let v = (acc as i64) * (self.multiplier as i64) + self.add;
-        let scaled = if self.high {
+        let scaled = if HIGH {
             ((v >> 32) as i32) >> self.high_shift
         } else {
             (v >> 31) as i32

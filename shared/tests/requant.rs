@@ -95,6 +95,13 @@ proptest! {
         prop_assert_eq!(r.apply(acc), oracle_requant(acc, m, s, offset, levels));
         if r.right_shift() {
             prop_assert_eq!(r.apply_right(acc), r.apply(acc));
+            let split = if r.high_word() {
+                r.apply_right_as::<true>(acc)
+            } else {
+                r.apply_right_as::<false>(acc)
+            };
+            prop_assert_eq!(split, r.apply(acc));
+            prop_assert_eq!(r.high_word(), s > 0);
         }
         prop_assert_eq!(r.right_shift(), s >= 0);
         // Through the 16-byte form a kernel keeps in its scratch.

@@ -449,15 +449,12 @@ fn channels(
                 );
                 if r.right_shift() && pass.n == PASS {
                     if let Some(dst) = output.get_mut(at..=at + 7 * c_out) {
-                        let c = c_out;
-                        dst[0] = r.apply_right(acc[0]);
-                        dst[c] = r.apply_right(acc[1]);
-                        dst[2 * c] = r.apply_right(acc[2]);
-                        dst[3 * c] = r.apply_right(acc[3]);
-                        dst[4 * c] = r.apply_right(acc[4]);
-                        dst[5 * c] = r.apply_right(acc[5]);
-                        dst[6 * c] = r.apply_right(acc[6]);
-                        dst[7 * c] = r.apply_right(acc[7]);
+                        // The shift's kind decided once per channel, not per output.
+                        if r.high_word() {
+                            store8::<true>(&r, dst, c_out, &acc);
+                        } else {
+                            store8::<false>(&r, dst, c_out, &acc);
+                        }
                         continue;
                     }
                 }
@@ -489,6 +486,21 @@ pub(crate) fn requantizer(table: &[u8], o: usize, offset: i32, levels: u8) -> Op
             ))
         }
         _ => None,
+    }
+}
+
+/// A full pass's eight outputs of one channel, `c` bytes apart in `dst`.
+#[inline(always)]
+fn store8<const HIGH: bool>(r: &Requantizer, dst: &mut [u8], c: usize, v: &[i32; PASS]) {
+    if let Some(d) = dst.get_mut(..=7 * c) {
+        d[0] = r.apply_right_as::<HIGH>(v[0]);
+        d[c] = r.apply_right_as::<HIGH>(v[1]);
+        d[2 * c] = r.apply_right_as::<HIGH>(v[2]);
+        d[3 * c] = r.apply_right_as::<HIGH>(v[3]);
+        d[4 * c] = r.apply_right_as::<HIGH>(v[4]);
+        d[5 * c] = r.apply_right_as::<HIGH>(v[5]);
+        d[6 * c] = r.apply_right_as::<HIGH>(v[6]);
+        d[7 * c] = r.apply_right_as::<HIGH>(v[7]);
     }
 }
 
