@@ -1,21 +1,26 @@
-//! The gather kernel's micro-kernels in Armv7E-M assembly (`SXTB16`, `SMLAD`): the only
-//! `unsafe` code of the runtime.
+//! The runtime's Armv7E-M assembly (`SXTB16`, `UXTB16`, `SMLAD`, `PKHBT`/`PKHTB`, `USADA8`,
+//! `USUB8`/`SEL`): the only `unsafe` code of the runtime, compiled only on `thumbv7em`
+//! (`cfg(bitspike_dsp)`, set by `build.rs`).
 //!
-//! Each micro-kernel reads `blocks` lane blocks of four pixels (see [`super::gather`]) and one
-//! 32-bit word of packed weights per block, and returns the four pixels' sums. The safe wrapper
-//! [`Lanes`] checks every precondition the assembly relies on before it runs (the lanes' once
-//! per pass in [`Lanes::new`], the weights' at each call in [`Lanes::micro4`]):
+//! * [`Lanes::micro4`], the gather kernel's micro-kernels: `blocks` lane blocks of four pixels
+//!   (see [`super::gather`]) against one 32-bit word of packed 8-, 4- or 2-bit weights per block,
+//!   the four pixels' sums. [`Lanes::new`] checks the lanes once per pass, `micro4` the weights at
+//!   each call:
+//!   * `blocks >= 1` (the loop runs at least once);
+//!   * `lanes` holds at least `blocks * block / 2 * 16` bytes and starts on a 4-byte boundary
+//!     (`LDRD` needs word alignment on Armv7-M);
+//!   * `weights` holds at least `4 * blocks` bytes (read with `LDR`, which Armv7-M allows
+//!     unaligned);
+//!   * the width is 8, 4 or 2 bits (other widths are unpacked to 8 bits by the caller);
+//! * [`spread`]: a pixel's codes into its slot of the lanes, with their sum;
+//! * [`max_bytes`]: the byte-wise maximum of two rows (max pooling);
+//! * [`dot_u8_i8`]: a dot product of codes and 8-bit weights (dense rows).
 //!
-//! * `blocks >= 1` (the loop runs at least once);
-//! * `lanes` holds at least `blocks * block / 2 * 16` bytes and starts on a 4-byte boundary
-//!   (`LDRD` needs word alignment on Armv7-M);
-//! * `weights` holds at least `4 * blocks` bytes (read with `LDR`, which Armv7-M allows
-//!   unaligned);
-//! * the width is 8, 4 or 2 bits (other widths are unpacked to 8 bits by the caller).
-//!
-//! The assembly only reads those ranges, writes only its own registers, and does not touch the
-//! stack. Tested bit-exact against [`super::gather::lanes`] (the portable model) and the
-//! reference kernels under QEMU on the Cortex-M4 (`cargo xtask conformance`).
+//! Each safe wrapper checks the lengths, alignment and widths its assembly relies on and returns
+//! `None` (having written nothing) when one fails; the caller then runs the portable code. The
+//! assembly reads and writes only the ranges checked, changes only the registers it lists, and
+//! does not touch the stack. Tested bit-exact against the portable code and the reference
+//! kernels under QEMU on the Cortex-M4 (`cargo xtask conformance`, `cargo xtask bench`).
 #![allow(unsafe_code)]
 
 use core::arch::asm;

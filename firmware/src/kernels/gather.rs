@@ -1,10 +1,11 @@
-//! The gather convolution: four output pixels per pass, their input windows as 16-bit lanes in
+//! The gather convolution: eight output pixels per pass, their input windows as 16-bit lanes in
 //! the layer's scratch, two products per multiply.
 //!
-//! For a pass over output pixels `p0 .. p0 + 4`, each pixel's window (`kh x kw x C` codes, zeros
-//! where it hangs over the padding) is copied once into a byte column, then spread into 32-bit
-//! words of two 16-bit lanes. Each output channel then runs a micro-kernel over those words
-//! that reads every weight once for the four pixels:
+//! For a pass over output pixels `p0 .. p0 + 8`, each pixel's window (`kh x kw x C` codes, zeros
+//! where it hangs over the padding) is spread into 32-bit words of two 16-bit lanes: straight
+//! from the input when each kernel position's `C` codes are whole lane blocks, else through a
+//! byte column. Each output channel then runs a micro-kernel over each half of four pixels that
+//! reads every weight once for the four pixels, and one output step for the eight outputs:
 //!
 //! * 8-bit weights: one 32-bit load gives weights `w0..w3`; `SXTB16` makes the lane pairs
 //!   `(w0, w2)` and (rotated by 8) `(w1, w3)`, so the inputs are laid out as `(x0 | x2)`,
@@ -22,7 +23,7 @@
 //! the sums wrap like the device's adders, and the loader's accumulator bound keeps the true
 //! result inside i32, so the offset trick's intermediate sums cannot change it.
 //!
-//! On Armv7E-M the micro-kernels are assembly ([`super::dsp`]); elsewhere [`lanes`] runs the
+//! On Armv7E-M the micro-kernels are assembly (`kernels::dsp`); elsewhere [`lanes`] runs the
 //! same layout in portable Rust, instruction by instruction, so the host tests the layout.
 
 use bitspike_core::kernel::{block, gather_layout, in_place, PASS, PIXELS, TABLE_ENTRY};
@@ -35,9 +36,9 @@ use crate::ops::Ops;
 /// Read a little-endian u32 at byte `at` (0 past the end).
 #[inline(always)]
 fn rd(b: &[u8], at: usize) -> u32 {
-    match b.get(at..at + 4) {
-        Some(s) => u32::from_le_bytes([s[0], s[1], s[2], s[3]]),
-        None => 0,
+    match b.get(at..at.saturating_add(4)) {
+        Some(&[x, y, z, w]) => u32::from_le_bytes([x, y, z, w]),
+        _ => 0,
     }
 }
 
@@ -162,7 +163,7 @@ fn window(g: &Geometry, input: &[u8], oy: usize, ox: usize, col: &mut [u8], word
     let row = kw * c;
     let run = (kx1 - kx0) * c;
     let mut valid = 0;
-    for (ky, dst) in col.chunks_exact_mut(row).take(kh).enumerate() {
+    for (ky, dst) in col.chunks_exact_mut(row.max(1)).take(kh).enumerate() {
         let iy = y0 + ky as isize;
         if iy < 0 || iy >= ih as isize || run == 0 {
             zero(dst);

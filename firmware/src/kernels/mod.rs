@@ -56,7 +56,7 @@ pub trait WeightedKernel {
     ) -> bool;
 }
 
-/// The reference kernels ([`reference`]); they need no scratch and always run.
+/// The reference kernels ([`mod@reference`]); they need no scratch and always run.
 pub struct Reference;
 /// The row kernels ([`optimized`]).
 pub struct Row;
