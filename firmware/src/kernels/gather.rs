@@ -36,9 +36,9 @@ use crate::ops::Ops;
 /// Read a little-endian u32 at byte `at` (0 past the end).
 #[inline(always)]
 fn rd(b: &[u8], at: usize) -> u32 {
-    match b.get(at..at.saturating_add(4)) {
-        Some(&[x, y, z, w]) => u32::from_le_bytes([x, y, z, w]),
-        _ => 0,
+    match b.get(at..at + 4) {
+        Some(s) => u32::from_le_bytes([s[0], s[1], s[2], s[3]]),
+        None => 0,
     }
 }
 
@@ -163,7 +163,7 @@ fn window(g: &Geometry, input: &[u8], oy: usize, ox: usize, col: &mut [u8], word
     let row = kw * c;
     let run = (kx1 - kx0) * c;
     let mut valid = 0;
-    for (ky, dst) in col.chunks_exact_mut(row.max(1)).take(kh).enumerate() {
+    for (ky, dst) in col.chunks_exact_mut(row).take(kh).enumerate() {
         let iy = y0 + ky as isize;
         if iy < 0 || iy >= ih as isize || run == 0 {
             zero(dst);
