@@ -17,7 +17,7 @@
 //!                                            a real board: build, flash (probe-rs), run, defmt log
 //! cargo xtask size [--board B] [--model M] [--check | --bless]
 //!                                            section sizes of the board apps
-//! cargo xtask measure --board B --model M [--vectors V] [--event-driven] [--probe SEL]
+//! cargo xtask measure --board B --model M [--vectors V | --stream S] [--event-driven] [--probe SEL]
 //!                                            flash, RAM, stack, arena, instructions or cycles,
 //!                                            MACs, energy
 //! cargo xtask bench [--board B]              benchmark figures into boards/bench/
@@ -91,7 +91,7 @@ const USAGE: &str = "usage: cargo xtask <task>
   qemu --board B --model M [--vectors V | --stream S]
   flash --board B --model M [--vectors V] [--probe VID:PID[:SERIAL]]
   size [--board B] [--model M] [--check | --bless]
-  measure --board B --model M [--vectors V] [--event-driven] [--probe VID:PID[:SERIAL]]
+  measure --board B --model M [--vectors V | --stream S] [--event-driven] [--probe VID:PID[:SERIAL]]
   bench [--board B]
   conformance [--board B] [--bless]
   fuzz [--seconds N]";
@@ -279,7 +279,7 @@ fn dispatch(task: &str, rest: &[String]) -> Result<ExitCode, String> {
         "measure" => {
             let a = Args::parse(
                 rest,
-                &["--board", "--model", "--vectors", "--probe"],
+                &["--board", "--model", "--vectors", "--stream", "--probe"],
                 &["--event-driven"],
             )?;
             let model = a.path("--model")?.ok_or("--model is required")?;
@@ -292,6 +292,7 @@ fn dispatch(task: &str, rest: &[String]) -> Result<ExitCode, String> {
                 a.require("--board")?,
                 &model,
                 a.path("--vectors")?.as_deref(),
+                a.path("--stream")?.as_deref(),
                 features,
                 a.get("--probe"),
             ))

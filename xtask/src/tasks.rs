@@ -729,23 +729,24 @@ pub fn measure(
     board: &str,
     model: &Path,
     vectors: Option<&Path>,
+    stream: Option<&Path>,
     features: &[&str],
     probe: Option<&str>,
 ) -> Result<(), String> {
     let board = board::load(board)?;
-    let vectors = vectors_for(model, vectors, 4)?;
     let label = model
         .file_name()
         .map(|s| s.to_string_lossy().into_owned())
         .unwrap_or_default();
-    let f = measured_on(
-        &board,
-        &label,
-        model,
-        Data::Embedded(&vectors),
-        features,
-        probe,
-    )?;
+    let golden;
+    let data = match stream {
+        Some(s) => Data::Stream(s),
+        None => {
+            golden = vectors_for(model, vectors, 4)?;
+            Data::Embedded(&golden)
+        }
+    };
+    let f = measured_on(&board, &label, model, data, features, probe)?;
     print!("{}", f.table(&board));
     if f.cycles > 0 && board.qemu.is_some() {
         println!(
