@@ -112,6 +112,32 @@ macro_rules! quad {
     };
 }
 
+/// The micro-kernel loop around a block body (one weight word loaded into `{w}` first, the
+/// block count in `{n}`), with the operands every width shares.
+macro_rules! micro_loop {
+    ($wp:ident, $xp:ident, $n:ident, $a0:ident, $a1:ident, $a2:ident, $a3:ident; $($body:expr),* $(,)?) => {
+        asm!(
+            "2:",
+            "ldr {w}, [{wp}], #4",
+            $($body,)*
+            "subs {n}, {n}, #1",
+            "bne 2b",
+            wp = inout(reg) $wp => _,
+            xp = inout(reg) $xp => _,
+            n = inout(reg) $n => _,
+            a0 = inout(reg) $a0,
+            a1 = inout(reg) $a1,
+            a2 = inout(reg) $a2,
+            a3 = inout(reg) $a3,
+            w = out(reg) _,
+            wa = out(reg) _,
+            xa = out(reg) _,
+            xb = out(reg) _,
+            options(nostack, readonly),
+        )
+    };
+}
+
 /// The lanes of one pass, checked once for every micro-kernel call of the pass: `blocks >= 1`,
 /// a width of 8, 4 or 2 bits, `lanes` long enough for `blocks` blocks and word-aligned (`LDRD`).
 /// The fields are private: only [`Lanes::new`] makes one.
@@ -166,31 +192,15 @@ fn micro4(bits: u8, lanes: &[u8], weights: &[u8], blocks: usize, init: [i32; 4])
     // and the flags, and does not use the stack.
     unsafe {
         match bits {
-            8 => asm!(
-                "2:",
-                "ldr {w}, [{wp}], #4",
+            8 => micro_loop!(
+                wp, xp, blocks, a0, a1, a2, a3;
                 "sxtb16 {wa}, {w}",
                 "sxtb16 {w}, {w}, ror #8",
                 pairs4!("{wa}"),
                 pairs4!("{w}"),
-                "subs {n}, {n}, #1",
-                "bne 2b",
-                wp = inout(reg) wp => _,
-                xp = inout(reg) xp => _,
-                n = inout(reg) blocks => _,
-                a0 = inout(reg) a0,
-                a1 = inout(reg) a1,
-                a2 = inout(reg) a2,
-                a3 = inout(reg) a3,
-                w = out(reg) _,
-                wa = out(reg) _,
-                xa = out(reg) _,
-                xb = out(reg) _,
-                options(nostack, readonly),
             ),
-            4 => asm!(
-                "2:",
-                "ldr {w}, [{wp}], #4",
+            4 => micro_loop!(
+                wp, xp, blocks, a0, a1, a2, a3;
                 "eor {w}, {w}, #0x88888888",
                 nib!(0),
                 pairs4!("{wa}"),
@@ -200,24 +210,9 @@ fn micro4(bits: u8, lanes: &[u8], weights: &[u8], blocks: usize, init: [i32; 4])
                 pairs4!("{wa}"),
                 nib!(12),
                 pairs4!("{wa}"),
-                "subs {n}, {n}, #1",
-                "bne 2b",
-                wp = inout(reg) wp => _,
-                xp = inout(reg) xp => _,
-                n = inout(reg) blocks => _,
-                a0 = inout(reg) a0,
-                a1 = inout(reg) a1,
-                a2 = inout(reg) a2,
-                a3 = inout(reg) a3,
-                w = out(reg) _,
-                wa = out(reg) _,
-                xa = out(reg) _,
-                xb = out(reg) _,
-                options(nostack, readonly),
             ),
-            _ => asm!(
-                "2:",
-                "ldr {w}, [{wp}], #4",
+            _ => micro_loop!(
+                wp, xp, blocks, a0, a1, a2, a3;
                 "eor {w}, {w}, #0xAAAAAAAA",
                 crumb!(0),
                 pairs4!("{wa}"),
@@ -235,20 +230,6 @@ fn micro4(bits: u8, lanes: &[u8], weights: &[u8], blocks: usize, init: [i32; 4])
                 pairs4!("{wa}"),
                 crumb!(14),
                 pairs4!("{wa}"),
-                "subs {n}, {n}, #1",
-                "bne 2b",
-                wp = inout(reg) wp => _,
-                xp = inout(reg) xp => _,
-                n = inout(reg) blocks => _,
-                a0 = inout(reg) a0,
-                a1 = inout(reg) a1,
-                a2 = inout(reg) a2,
-                a3 = inout(reg) a3,
-                w = out(reg) _,
-                wa = out(reg) _,
-                xa = out(reg) _,
-                xb = out(reg) _,
-                options(nostack, readonly),
             ),
         }
     }
