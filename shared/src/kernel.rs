@@ -49,7 +49,7 @@ pub enum Kernel {
     /// An element-wise kernel with per-channel parameters read once per channel (residual add).
     Elementwise,
     /// The pooling kernels: the window's valid range computed once per output pixel, each
-    /// channel's output step prepared once.
+    /// channel's output step prepared once; average pooling sums four channels per input word.
     Pool,
     /// The depthwise kernel: one input channel per group, all channels of a pixel at once, the
     /// weights transposed once per layer in scratch.

@@ -215,6 +215,26 @@ impl Requantizer {
         clamp_code(scaled.saturating_add(self.offset), self.levels)
     }
 
+    /// The top code (`levels`) this requantizer clamps to.
+    #[inline(always)]
+    pub const fn levels(&self) -> u8 {
+        self.levels
+    }
+
+    /// [`Self::apply_right_as`] for a requantizer whose [`Self::levels`] is `LEVELS` (the caller
+    /// checks, once per channel): with the top code a constant, the clamp compiles to one
+    /// saturation (`USAT` on Arm) when `LEVELS + 1` is a power of two.
+    #[inline(always)]
+    pub const fn apply_right_levels<const HIGH: bool, const LEVELS: u8>(&self, acc: i32) -> u8 {
+        let v = (acc as i64) * (self.multiplier as i64) + self.add;
+        let scaled = if HIGH {
+            ((v >> 32) as i32) >> self.high_shift
+        } else {
+            (v >> 31) as i32
+        };
+        clamp_code(scaled.saturating_add(self.offset), LEVELS)
+    }
+
     /// The code for accumulator `acc`.
     #[inline(always)]
     pub const fn apply(&self, acc: i32) -> u8 {

@@ -89,7 +89,7 @@ proptest! {
         m in prop_oneof![0i32..=i32::MAX, Just(i32::MAX), Just(1 << 30), Just(0)],
         s in MIN_SHIFT..=MAX_SHIFT,
         offset in prop_oneof![-300i32..300, edgy_i32()],
-        levels in any::<u8>(),
+        levels in prop_oneof![any::<u8>(), Just(255u8), Just(15u8)],
     ) {
         let r = Requantizer::new(m, s, offset, levels).unwrap();
         prop_assert_eq!(r.apply(acc), oracle_requant(acc, m, s, offset, levels));
@@ -102,6 +102,19 @@ proptest! {
             };
             prop_assert_eq!(split, r.apply(acc));
             prop_assert_eq!(r.high_word(), s > 0);
+            // With the top code a constant, for the widths kernels specialise.
+            prop_assert_eq!(r.levels(), levels);
+            let (high, want) = (r.high_word(), r.apply(acc));
+            let fixed = match (levels, high) {
+                (255, true) => Some(r.apply_right_levels::<true, 255>(acc)),
+                (255, false) => Some(r.apply_right_levels::<false, 255>(acc)),
+                (15, true) => Some(r.apply_right_levels::<true, 15>(acc)),
+                (15, false) => Some(r.apply_right_levels::<false, 15>(acc)),
+                _ => None,
+            };
+            if let Some(v) = fixed {
+                prop_assert_eq!(v, want);
+            }
         }
         prop_assert_eq!(r.right_shift(), s >= 0);
         // Through the 16-byte form a kernel keeps in its scratch.

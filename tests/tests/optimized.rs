@@ -378,3 +378,40 @@ fn reference_ignores_scratch() {
     reference::dense(&g, &w, &st, &c.input, &mut out, &mut Ops::new());
     assert_eq!(run::<Reference>(&c, &mut []).unwrap().0, out);
 }
+
+/// Average pooling sums four channels at a time in 16-bit lanes up to 257 window positions and
+/// channel by channel above: at both sides of the bound, with every code at its top (the lanes'
+/// worst case), the sums must be the reference's.
+#[test]
+fn avg_pool_large_windows_equal_reference() {
+    for (k, c) in [(16u8, 4u16), (16, 8), (17, 4), (17, 8), (17, 3)] {
+        let window = Window::square(k, 1, 0);
+        let input = Shape::new(k as u16 + 1, k as u16 + 2, c);
+        let output = bitspike_core::layer::infer_output(LayerKind::AvgPool, window, 1, 0, input)
+            .expect("a valid pool");
+        let g = Geometry {
+            kind: LayerKind::AvgPool,
+            window,
+            groups: 1,
+            input,
+            output,
+        };
+        let codes = vec![255u8; input.len()];
+        let n = c as usize;
+        // Multiplier 0.5, shift 8: the code is the sum / 512, so a wrapped lane would show.
+        let mult: Vec<u8> = (0..n).flat_map(|_| (1i32 << 30).to_le_bytes()).collect();
+        let shifts = vec![8u8; n];
+        let st = Stage::Requantize {
+            multipliers: I32s::new(&mult),
+            shifts: &shifts,
+            offset: 0,
+            levels: 255,
+        };
+        let (mut a, mut b) = (vec![0u8; output.len()], vec![1u8; output.len()]);
+        optimized::avg_pool(&g, &st, &codes, &mut a);
+        reference::avg_pool(&g, &st, &codes, &mut b);
+        assert_eq!(a, b, "{k}x{k} window over {c} channels");
+        let sum = k as usize * k as usize * 255;
+        assert_eq!(b[0] as usize, ((sum + 256) / 512).min(255), "{k}x{k}");
+    }
+}

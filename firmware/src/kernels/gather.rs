@@ -450,11 +450,15 @@ fn channels(
                 );
                 if r.right_shift() && pass.n == PASS {
                     if let Some(dst) = output.get_mut(at..=at + 7 * c_out) {
-                        // The shift's kind decided once per channel, not per output.
-                        if r.high_word() {
-                            store8::<true>(&r, dst, c_out, &acc);
-                        } else {
-                            store8::<false>(&r, dst, c_out, &acc);
+                        // The shift's kind and the common top codes decided once per
+                        // channel, not per output.
+                        match (r.high_word(), r.levels()) {
+                            (true, 255) => store8::<true, 255>(&r, dst, c_out, &acc),
+                            (false, 255) => store8::<false, 255>(&r, dst, c_out, &acc),
+                            (true, 15) => store8::<true, 15>(&r, dst, c_out, &acc),
+                            (false, 15) => store8::<false, 15>(&r, dst, c_out, &acc),
+                            (true, _) => store8::<true, 0>(&r, dst, c_out, &acc),
+                            (false, _) => store8::<false, 0>(&r, dst, c_out, &acc),
                         }
                         continue;
                     }
@@ -490,18 +494,32 @@ pub(crate) fn requantizer(table: &[u8], o: usize, offset: i32, levels: u8) -> Op
     }
 }
 
-/// A full pass's eight outputs of one channel, `c` bytes apart in `dst`.
+/// A full pass's eight outputs of one channel, `c` bytes apart in `dst`. `LEVELS` is the
+/// requantizer's top code when the caller matched it (the clamp is then one saturation), 0 for
+/// any other.
 #[inline(always)]
-fn store8<const HIGH: bool>(r: &Requantizer, dst: &mut [u8], c: usize, v: &[i32; PASS]) {
+fn store8<const HIGH: bool, const LEVELS: u8>(
+    r: &Requantizer,
+    dst: &mut [u8],
+    c: usize,
+    v: &[i32; PASS],
+) {
+    let q = |a: i32| {
+        if LEVELS == 0 {
+            r.apply_right_as::<HIGH>(a)
+        } else {
+            r.apply_right_levels::<HIGH, LEVELS>(a)
+        }
+    };
     if let Some(d) = dst.get_mut(..=7 * c) {
-        d[0] = r.apply_right_as::<HIGH>(v[0]);
-        d[c] = r.apply_right_as::<HIGH>(v[1]);
-        d[2 * c] = r.apply_right_as::<HIGH>(v[2]);
-        d[3 * c] = r.apply_right_as::<HIGH>(v[3]);
-        d[4 * c] = r.apply_right_as::<HIGH>(v[4]);
-        d[5 * c] = r.apply_right_as::<HIGH>(v[5]);
-        d[6 * c] = r.apply_right_as::<HIGH>(v[6]);
-        d[7 * c] = r.apply_right_as::<HIGH>(v[7]);
+        d[0] = q(v[0]);
+        d[c] = q(v[1]);
+        d[2 * c] = q(v[2]);
+        d[3 * c] = q(v[3]);
+        d[4 * c] = q(v[4]);
+        d[5 * c] = q(v[5]);
+        d[6 * c] = q(v[6]);
+        d[7 * c] = q(v[7]);
     }
 }
 

@@ -351,6 +351,34 @@ pub fn depthwise(
     true
 }
 
+/// Little-endian word at byte `at` of `b` (0 past the end).
+#[inline(always)]
+fn word(b: &[u8], at: usize) -> u32 {
+    match b.get(at..at + 4) {
+        Some(&[x0, x1, x2, x3]) => u32::from_le_bytes([x0, x1, x2, x3]),
+        _ => 0,
+    }
+}
+
+/// The valid window of output pixel `(oy, ox)`: rows `ky0..ky1` and columns `kx0..kx1` of the
+/// kernel lie inside the input, and `first` is the input index of the first valid position
+/// (channel 0); `None` when no position is inside.
+#[inline(always)]
+fn window(g: &Geometry, oy: usize, ox: usize) -> Option<(usize, usize, usize, usize, usize)> {
+    let win = g.window;
+    let y0 = (oy * win.sh as usize) as isize - win.ph as isize;
+    let x0 = (ox * win.sw as usize) as isize - win.pw as isize;
+    let (ky0, ky1) = valid(y0, win.kh as usize, g.input.h as usize);
+    let (kx0, kx1) = valid(x0, win.kw as usize, g.input.w as usize);
+    if ky0 == ky1 || kx0 == kx1 {
+        return None;
+    }
+    let iy = (y0 + ky0 as isize) as usize;
+    let ix = (x0 + kx0 as isize) as usize;
+    let first = (iy * g.input.w as usize + ix) * g.input.c as usize;
+    Some((ky0, ky1, kx0, kx1, first))
+}
+
 /// Max pooling over the window's positions inside the input (padding ignored, 0 when none),
 /// all channels of an output pixel at once: the first valid position copied, the others folded
 /// in with a byte-wise maximum (`USUB8`/`SEL` on the DSP); the same contract as
@@ -434,32 +462,64 @@ pub fn max_pool(g: &Geometry, input: &[u8], output: &mut [u8]) {
     }
 }
 
-/// Average pooling: the window's sum (padding counted as zero), channel by channel with each
-/// channel's output step prepared once; the same contract as [`super::reference::avg_pool`].
+/// The most window positions whose codes [`avg_pool`] sums in 16-bit lanes (`257 x 255` fits).
+const LANE_SUM_MAX: usize = 257;
+
+/// Average pooling: the window's sum (padding counted as zero) through the layer's output step.
+/// Four channels at a time when `C` is a multiple of four and the window has at most
+/// [`LANE_SUM_MAX`] positions: each input word's even and odd bytes are summed in two words of
+/// 16-bit lanes, and the four channels' output steps are prepared once; else channel by
+/// channel. The same contract as [`super::reference::avg_pool`].
+#[inline(never)]
 pub fn avg_pool(g: &Geometry, stage: &Stage<'_>, input: &[u8], output: &mut [u8]) {
+    const M: u32 = 0x00FF_00FF;
     let win = g.window;
     let c_n = g.input.c as usize;
-    let (kh, kw) = (win.kh as usize, win.kw as usize);
-    let (ih, iw) = (g.input.h as usize, g.input.w as usize);
+    let iw = g.input.w as usize;
     let (oh, ow) = (g.output.h as usize, g.output.w as usize);
-    for c in 0..c_n {
-        let out_c = stage.channel(c);
+    let lanes = c_n.is_multiple_of(4) && win.kh as usize * win.kw as usize <= LANE_SUM_MAX;
+    let step = if lanes { 4 } else { 1 };
+    for c0 in (0..c_n).step_by(step) {
+        let outs = [0, 1, 2, 3].map(|i| stage.channel(c0 + i));
         for oy in 0..oh {
-            let y0 = (oy * win.sh as usize) as isize - win.ph as isize;
-            let (ky0, ky1) = valid(y0, kh, ih);
             for ox in 0..ow {
-                let x0 = (ox * win.sw as usize) as isize - win.pw as isize;
-                let (kx0, kx1) = valid(x0, kw, iw);
-                let mut acc = 0i32;
-                for ky in ky0..ky1 {
-                    let iy = (y0 + ky as isize) as usize;
-                    for kx in kx0..kx1 {
-                        let ix = (x0 + kx as isize) as usize;
-                        let x = input.get((iy * iw + ix) * c_n + c).copied().unwrap_or(0);
-                        acc = acc.wrapping_add(x as i32);
+                let at = (oy * ow + ox) * c_n + c0;
+                let Some((ky0, ky1, kx0, kx1, first)) = window(g, oy, ox) else {
+                    for (i, out) in outs.iter().enumerate().take(step) {
+                        out.store(output, at + i, 0);
                     }
+                    continue;
+                };
+                let (rows_n, cols) = (ky1 - ky0, kx1 - kx0);
+                let mut row = first + c0;
+                if lanes {
+                    let (mut even, mut odd) = (0u32, 0u32);
+                    for _ in 0..rows_n {
+                        let mut a = row;
+                        for _ in 0..cols {
+                            let v = word(input, a);
+                            even += v & M;
+                            odd += (v >> 8) & M;
+                            a += c_n;
+                        }
+                        row += iw * c_n;
+                    }
+                    outs[0].store(output, at, (even & 0xFFFF) as i32);
+                    outs[1].store(output, at + 1, (odd & 0xFFFF) as i32);
+                    outs[2].store(output, at + 2, (even >> 16) as i32);
+                    outs[3].store(output, at + 3, (odd >> 16) as i32);
+                } else {
+                    let mut acc = 0i32;
+                    for _ in 0..rows_n {
+                        let mut a = row;
+                        for _ in 0..cols {
+                            acc = acc.wrapping_add(input.get(a).copied().unwrap_or(0) as i32);
+                            a += c_n;
+                        }
+                        row += iw * c_n;
+                    }
+                    outs[0].store(output, at, acc);
                 }
-                out_c.store(output, (oy * ow + ox) * c_n + c, acc);
             }
         }
     }
