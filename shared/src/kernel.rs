@@ -51,8 +51,9 @@ pub enum Kernel {
     /// The pooling kernels: the window's valid range computed once per output pixel, each
     /// channel's output step prepared once; average pooling sums four channels per input word.
     Pool,
-    /// The depthwise kernel: one input channel per group, all channels of a pixel at once, the
-    /// weights transposed once per layer in scratch.
+    /// The depthwise kernel: one input channel per group, the weights transposed once per layer
+    /// in scratch; four channels per input word on [`Isa::Dsp`], all channels of a pixel at
+    /// once elsewhere.
     Depthwise,
     /// Event-driven accumulation over spike counts (the runtime's `event-driven` feature).
     Events,

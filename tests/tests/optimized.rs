@@ -15,7 +15,8 @@ use bitspike_core::layer::{Geometry, LayerKind, Shape, Window};
 use bitspike_core::pack::{pack, packed_len};
 use bitspike_rt::kernels::gather::lanes;
 use bitspike_rt::kernels::{
-    optimized, reference, Depthwise, Events, Gather, Reference, Row, Stage, WeightedKernel, Weights,
+    optimized, reference, Depthwise, DepthwiseChannels, DepthwiseWords, Events, Gather, Reference,
+    Row, Stage, WeightedKernel, Weights,
 };
 use bitspike_rt::Ops;
 use proptest::prelude::*;
@@ -231,12 +232,18 @@ proptest! {
         check::<Gather>(&c, g.groups == 1)?;
         let dw = g.groups > 1 && g.input.c == g.groups && g.output.c == g.groups;
         check::<Depthwise>(&c, dw)?;
+        let k = g.window.kh as usize * g.window.kw as usize;
+        check::<DepthwiseWords>(&c, dw && g.input.c % 4 == 0 && k <= optimized::WORD_POSITIONS)?;
     }
 
     #[test]
     fn depthwise_equals_reference(g in depthwise_geometry(), bits in 2u8..=8, seed in any::<u64>(), bias in any::<bool>(), raw in any::<bool>(), levels in levels()) {
         let c = case(g, bits, seed, bias, raw, levels);
         check::<Depthwise>(&c, true)?;
+        check::<DepthwiseChannels>(&c, true)?;
+        let k = g.window.kh as usize * g.window.kw as usize;
+        let words = g.input.c % 4 == 0 && k <= optimized::WORD_POSITIONS;
+        check::<DepthwiseWords>(&c, words)?;
         check::<Row>(&c, true)?;
     }
 

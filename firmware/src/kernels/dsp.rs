@@ -1,5 +1,5 @@
-//! The runtime's Armv7E-M assembly (`SXTB16`, `UXTB16`, `SMLAD`, `PKHBT`/`PKHTB`, `USADA8`,
-//! `USUB8`/`SEL`): the only `unsafe` code of the runtime, compiled only on `thumbv7em`
+//! The runtime's Armv7E-M assembly (`SXTB16`, `UXTB16`, `SMLAD`, `SMLABB`/`SMLATT`,
+//! `PKHBT`/`PKHTB`, `USADA8`, `USUB8`/`SEL`): the only `unsafe` code of the runtime, compiled only on `thumbv7em`
 //! (`cfg(bitspike_dsp)`, set by `build.rs`).
 //!
 //! * [`Lanes::micro4`], the gather kernel's micro-kernels: `blocks` lane blocks of four pixels
@@ -14,7 +14,9 @@
 //!   * the width is 8, 4 or 2 bits (other widths are unpacked to 8 bits by the caller);
 //! * [`spread`]: a pixel's codes into its slot of the lanes, with their sum;
 //! * [`max_bytes`]: the byte-wise maximum of two rows (max pooling);
-//! * [`dot_u8_i8`]: a dot product of codes and 8-bit weights (dense rows).
+//! * [`dot_u8_i8`]: a dot product of codes and 8-bit weights (dense rows);
+//! * [`Taps::run`]: the depthwise kernel's four channels over a window's kernel positions
+//!   (offsets checked once by [`Taps::new`], the window's and weights' lengths at each call).
 //!
 //! Each safe wrapper checks the lengths, alignment and widths its assembly relies on and returns
 //! `None` (having written nothing) when one fails; the caller then runs the portable code. The
@@ -373,6 +375,82 @@ pub fn max_bytes(dst: &mut [u8], src: &[u8]) -> Option<()> {
         );
     }
     Some(())
+}
+
+/// The taps of the depthwise kernel: each kernel position's byte offset from the window's
+/// start. The fields are private: only [`Taps::new`] makes one, having checked that there is at
+/// least one and computed `span`, the bytes every window must hold.
+#[derive(Clone, Copy)]
+pub struct Taps<'a> {
+    offsets: &'a [u32],
+    span: usize,
+}
+
+impl<'a> Taps<'a> {
+    /// Check the taps; `None` when there are none.
+    #[inline]
+    pub fn new(offsets: &'a [u32]) -> Option<Self> {
+        let max = offsets.iter().copied().max()? as usize;
+        Some(Self {
+            offsets,
+            span: max.checked_add(4)?,
+        })
+    }
+
+    /// Four channels' sums over the taps, from `acc`, with the window starting at `window[0]`
+    /// and `weights` holding each position's four 8-bit weights (one word): per position one
+    /// word of codes (`UXTB16` into even and odd channels) and one of weights (`SXTB16`), four
+    /// `SMLABB`/`SMLATT`. `None` when `window` is shorter than the taps reach or `weights` has
+    /// fewer than four bytes per tap.
+    #[inline(always)]
+    pub fn run(&self, window: &[u8], weights: &[u8], acc: [i32; 4]) -> Option<[i32; 4]> {
+        let n = self.offsets.len();
+        if window.len() < self.span || weights.len() / 4 < n {
+            return None;
+        }
+        let [mut a0, mut a1, mut a2, mut a3] = acc;
+        let xp = window.as_ptr();
+        let op = self.offsets.as_ptr();
+        let wp = weights.as_ptr();
+        // SAFETY: `n >= 1` (checked by `new`); the loop reads `n` words from `op` (`offsets`)
+        // and from `wp` (`weights`, at least `4 * n` bytes; LDR allows unaligned addresses on
+        // Armv7-M), and one word at `xp + offsets[i]` for
+        // each `i`, inside `window` because every offset plus 4 is at most `span <=
+        // window.len()` (LDR allows unaligned addresses on Armv7-M). Only the listed registers
+        // and the flags change; the stack is not used.
+        unsafe {
+            asm!(
+                "2:",
+                "ldr {x}, [{op}], #4",
+                "ldr {x}, [{xp}, {x}]",
+                "ldr {w}, [{wp}], #4",
+                "uxtb16 {e}, {x}",
+                "uxtb16 {x}, {x}, ror #8",
+                "sxtb16 {t}, {w}",
+                "sxtb16 {w}, {w}, ror #8",
+                "smlabb {a0}, {e}, {t}, {a0}",
+                "smlatt {a2}, {e}, {t}, {a2}",
+                "smlabb {a1}, {x}, {w}, {a1}",
+                "smlatt {a3}, {x}, {w}, {a3}",
+                "subs {n}, {n}, #1",
+                "bne 2b",
+                xp = in(reg) xp,
+                op = inout(reg) op => _,
+                wp = inout(reg) wp => _,
+                n = inout(reg) n => _,
+                a0 = inout(reg) a0,
+                a1 = inout(reg) a1,
+                a2 = inout(reg) a2,
+                a3 = inout(reg) a3,
+                x = out(reg) _,
+                e = out(reg) _,
+                w = out(reg) _,
+                t = out(reg) _,
+                options(nostack, readonly),
+            );
+        }
+        Some([a0, a1, a2, a3])
+    }
 }
 
 /// `sum x[i] * w[i]` over codes `x` (u8) and 8-bit weights `w` (i8 bytes), four products per

@@ -66,6 +66,12 @@ pub struct Gather;
 pub struct Events;
 /// The depthwise convolution ([`optimized::depthwise`]); other layers decline.
 pub struct Depthwise;
+/// The depthwise convolution four channels at a time
+/// ([`optimized::depthwise_words`], what [`Depthwise`] runs on the DSP); other layers decline.
+pub struct DepthwiseWords;
+/// The depthwise convolution one product at a time ([`optimized::depthwise_channels`], what
+/// [`Depthwise`] runs elsewhere); other layers decline.
+pub struct DepthwiseChannels;
 
 macro_rules! weighted {
     ($t:ty, $name:literal, $conv:expr, $dense:expr) => {
@@ -128,6 +134,30 @@ weighted!(
     Depthwise,
     "depthwise",
     optimized::depthwise,
+    |_: &Geometry,
+     _: &Weights<'_>,
+     _: &Stage<'_>,
+     _: &[u8],
+     _: &mut [u8],
+     _: &mut [u8],
+     _: &mut Ops| false
+);
+weighted!(
+    DepthwiseWords,
+    "depthwise-words",
+    optimized::depthwise_words,
+    |_: &Geometry,
+     _: &Weights<'_>,
+     _: &Stage<'_>,
+     _: &[u8],
+     _: &mut [u8],
+     _: &mut [u8],
+     _: &mut Ops| false
+);
+weighted!(
+    DepthwiseChannels,
+    "depthwise-channels",
+    optimized::depthwise_channels,
     |_: &Geometry,
      _: &Weights<'_>,
      _: &Stage<'_>,

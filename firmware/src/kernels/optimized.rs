@@ -267,7 +267,28 @@ fn dense_with<const EVENTS: bool>(
 /// ([`bitspike_core::kernel::depthwise_layout`]). The same contract as
 /// [`super::reference::conv2d`]; `false`, having written nothing, when the layer is not depthwise
 /// or the scratch is short.
+///
+/// On the DSP, layers whose channels are whole words and whose kernel has at most
+/// [`WORD_POSITIONS`] positions run [`depthwise_words`] instead.
 pub fn depthwise(
+    g: &Geometry,
+    w: &Weights<'_>,
+    stage: &Stage<'_>,
+    input: &[u8],
+    output: &mut [u8],
+    scratch: &mut [u8],
+    ops: &mut Ops,
+) -> bool {
+    #[cfg(bitspike_dsp)]
+    if depthwise_words(g, w, stage, input, output, scratch, ops) {
+        return true;
+    }
+    depthwise_channels(g, w, stage, input, output, scratch, ops)
+}
+
+/// [`depthwise`] channel by channel, one product at a time (every target; the path of layers
+/// [`depthwise_words`] does not take).
+pub fn depthwise_channels(
     g: &Geometry,
     w: &Weights<'_>,
     stage: &Stage<'_>,
@@ -342,6 +363,208 @@ pub fn depthwise(
                     for (c, a) in acc.chunks_exact(4).enumerate() {
                         let v = i32::from_le_bytes([a[0], a[1], a[2], a[3]]);
                         stage.store(output, at + c, c, v);
+                    }
+                }
+            }
+        }
+    }
+    ops.mac(macs);
+    true
+}
+
+/// The most kernel positions [`depthwise_words`] takes (its offsets, weights and one window of
+/// codes live on the stack: 4 x 72 bytes at this bound).
+pub const WORD_POSITIONS: usize = 18;
+
+/// The taps of a window: each kernel position's byte offset from the window's start; checked
+/// once for the assembly on the DSP ([`super::dsp::Taps`]), run by this model elsewhere.
+#[derive(Clone, Copy)]
+struct Taps4<'a> {
+    offsets: &'a [u32],
+    #[cfg(bitspike_dsp)]
+    dsp: Option<super::dsp::Taps<'a>>,
+}
+
+impl<'a> Taps4<'a> {
+    #[inline(always)]
+    fn new(offsets: &'a [u32]) -> Self {
+        Self {
+            offsets,
+            #[cfg(bitspike_dsp)]
+            dsp: super::dsp::Taps::new(offsets),
+        }
+    }
+
+    /// Four channels' sums over the taps from `acc`, the window starting at `window[0]`, with
+    /// each position's four weights as four bytes of `weights`.
+    #[inline(always)]
+    fn run(&self, window: &[u8], weights: &[u8], acc: [i32; 4]) -> [i32; 4] {
+        #[cfg(bitspike_dsp)]
+        if let Some(a) = self.dsp.and_then(|t| t.run(window, weights, acc)) {
+            return a;
+        }
+        let mut acc = acc;
+        for (&o, w) in self.offsets.iter().zip(weights.chunks_exact(4)) {
+            let x = word(window, o as usize).to_le_bytes();
+            for ((a, &x), &w) in acc.iter_mut().zip(&x).zip(w) {
+                *a = a.wrapping_add(x as i32 * w as i8 as i32);
+            }
+        }
+        acc
+    }
+}
+
+/// Depthwise convolution four channels at a time: per kernel position, one word of input codes
+/// and one word of the four channels' weights (on the DSP: `UXTB16`, `SXTB16` and four
+/// `SMLABB`/`SMLATT` per position, [`super::dsp::Taps`]). The weights are laid out once per
+/// layer as `[channel / 4][kernel position][4]` in the scratch of [`depthwise`] (the same bytes
+/// as its transposed weights); a pixel whose window hangs over the padding runs over its valid
+/// positions only, with their weights gathered per group. Needs `C` a multiple of four and at
+/// most [`WORD_POSITIONS`] kernel positions; `false`, having written nothing, otherwise or when
+/// the scratch is short. The same contract as [`super::reference::conv2d`]; runs on every
+/// target (the host tests it), and is the DSP's choice.
+#[inline(never)]
+pub fn depthwise_words(
+    g: &Geometry,
+    w: &Weights<'_>,
+    stage: &Stage<'_>,
+    input: &[u8],
+    output: &mut [u8],
+    scratch: &mut [u8],
+    ops: &mut Ops,
+) -> bool {
+    let c_n = g.input.c as usize;
+    let win = g.window;
+    let (kh, kw) = (win.kh as usize, win.kw as usize);
+    let k_n = kh * kw;
+    if g.groups as usize != c_n
+        || g.output.c as usize != c_n
+        || c_n == 0
+        || !c_n.is_multiple_of(4)
+        || k_n == 0
+        || k_n > WORD_POSITIONS
+    {
+        return false;
+    }
+    let layout = bitspike_core::kernel::depthwise_layout(g);
+    let align = (4 - scratch.as_ptr() as usize % 4) % 4;
+    let Some(scratch) = scratch.get_mut(align..align + layout.bytes) else {
+        return false;
+    };
+    let (_, rest) = scratch.split_at_mut(layout.weights);
+    let (wt, table) = rest.split_at_mut(layout.table - layout.weights);
+    let tabled = super::gather::prepare(stage, table, c_n);
+    let table = &*table;
+    // Weight of channel c at position k: byte (c / 4 * k_n + k) * 4 + c % 4.
+    for c in 0..c_n {
+        for k in 0..k_n {
+            if let Some(t) = wt.get_mut((c / 4 * k_n + k) * 4 + c % 4) {
+                *t = unpack_one(w.packed, w.bits, c * k_n + k) as u8;
+            }
+        }
+    }
+    // Every channel's requantizer shifts right, all of one kind: the output step's kind.
+    let mut uniform = None;
+    if let Some((off, lv)) = tabled {
+        for c in 0..c_n {
+            match (super::gather::requantizer(table, c, off, lv), uniform) {
+                (Some(r), None) if c == 0 && r.right_shift() => uniform = Some(r.high_word()),
+                (Some(r), Some(h)) if r.right_shift() && r.high_word() == h => {}
+                _ => {
+                    uniform = None;
+                    break;
+                }
+            }
+        }
+    }
+    // A window over the padding: its valid positions' weights, one group at a time.
+    let mut words = [0u8; 4 * WORD_POSITIONS];
+    let (ih, iw) = (g.input.h as usize, g.input.w as usize);
+    let (oh, ow) = (g.output.h as usize, g.output.w as usize);
+    // Each kernel position's input offset from the window's first position (channel 0).
+    let mut offsets = [0u32; WORD_POSITIONS];
+    for (k, o) in offsets.iter_mut().enumerate().take(k_n) {
+        *o = (((k / kw) * iw + k % kw) * c_n) as u32;
+    }
+    let whole = Taps4::new(&offsets[..k_n]);
+    // A window over the padding: its valid positions' offsets (from the first of them) and
+    // kernel indices.
+    let mut eo = [0u32; WORD_POSITIONS];
+    let mut ek = [0u8; WORD_POSITIONS];
+    let mut macs = 0u64;
+    for oy in 0..oh {
+        let y0 = (oy * win.sh as usize) as isize - win.ph as isize;
+        let (ky0, ky1) = valid(y0, kh, ih);
+        for ox in 0..ow {
+            let x0 = (ox * win.sw as usize) as isize - win.pw as isize;
+            let (kx0, kx1) = valid(x0, kw, iw);
+            let m = (ky1 - ky0) * (kx1 - kx0);
+            macs += (m * c_n) as u64;
+            let inner = m == k_n;
+            let (taps, base) = if inner {
+                (whole, (y0 as usize * iw + x0 as usize) * c_n)
+            } else {
+                let mut j = 0;
+                for ky in ky0..ky1 {
+                    for kx in kx0..kx1 {
+                        if let (Some(o), Some(k)) = (eo.get_mut(j), ek.get_mut(j)) {
+                            *o = (((ky - ky0) * iw + kx - kx0) * c_n) as u32;
+                            *k = (ky * kw + kx) as u8;
+                            j += 1;
+                        }
+                    }
+                }
+                let iy = (y0 + ky0 as isize).max(0) as usize;
+                let ix = (x0 + kx0 as isize).max(0) as usize;
+                (Taps4::new(&eo[..j]), (iy * iw + ix) * c_n)
+            };
+            let at = (oy * ow + ox) * c_n;
+            for (q, wq) in wt.chunks_exact(4 * k_n).enumerate() {
+                let c0 = 4 * q;
+                let bias = [0, 1, 2, 3].map(|i| w.bias.map_or(0, |b| b.get(c0 + i)));
+                let acc = if m == 0 {
+                    bias
+                } else {
+                    let window = input.get(base + c0..).unwrap_or(&[]);
+                    if inner {
+                        taps.run(window, wq, bias)
+                    } else {
+                        // The valid positions' weights, gathered.
+                        for (v, &k) in words.chunks_exact_mut(4).zip(&ek[..m.min(WORD_POSITIONS)]) {
+                            let k = 4 * k as usize;
+                            if let Some(b) = wq.get(k..k + 4) {
+                                v.copy_from_slice(b);
+                            }
+                        }
+                        taps.run(window, &words[..4 * m.min(WORD_POSITIONS)], bias)
+                    }
+                };
+                match (uniform, tabled, output.get_mut(at + c0..at + c0 + 4)) {
+                    (Some(high), Some((off, lv)), Some(d)) => {
+                        for ((d, &a), c) in d.iter_mut().zip(&acc).zip(c0..) {
+                            if let Some(r) = super::gather::requantizer(table, c, off, lv) {
+                                *d = if high {
+                                    r.apply_right_as::<true>(a)
+                                } else {
+                                    r.apply_right_as::<false>(a)
+                                };
+                            }
+                        }
+                    }
+                    _ => {
+                        for (i, &a) in acc.iter().enumerate() {
+                            let c = c0 + i;
+                            match tabled
+                                .and_then(|(off, lv)| super::gather::requantizer(table, c, off, lv))
+                            {
+                                Some(r) => {
+                                    if let Some(d) = output.get_mut(at + c) {
+                                        *d = r.apply(a);
+                                    }
+                                }
+                                None => stage.store(output, at + c, c, a),
+                            }
+                        }
                     }
                 }
             }
