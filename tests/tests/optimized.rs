@@ -422,3 +422,28 @@ fn avg_pool_large_windows_equal_reference() {
         assert_eq!(b[0] as usize, ((sum + 256) / 512).min(255), "{k}x{k}");
     }
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 400, failure_persistence: None, ..ProptestConfig::default() })]
+
+    /// The residual add against the reference: random shapes, weights, per-channel requantizers
+    /// (left and right shifts) and levels.
+    #[test]
+    fn add_equals_reference(h in 1u16..=6, w in 1u16..=6, c in 1u16..=20, seed in any::<u64>(), levels in levels(), wa in any::<i16>(), wb in any::<i16>()) {
+        let shape = Shape::new(h, w, c);
+        let g = Geometry { kind: LayerKind::Add, window: Window::default(), groups: 1, input: shape, output: shape };
+        let mut rng = Rng::new(seed);
+        let a = rng.codes(shape.len(), 255);
+        let b = rng.codes(shape.len(), 255);
+        let n = c as usize;
+        let mult: Vec<u8> = (0..n)
+            .flat_map(|_| (rng.range(0, i32::MAX as i64) as i32).to_le_bytes())
+            .collect();
+        let shifts: Vec<u8> = (0..n).map(|_| rng.range(-4, 20) as i8 as u8).collect();
+        let st = Stage::Requantize { multipliers: I32s::new(&mult), shifts: &shifts, offset: rng.range(-20, 20) as i32, levels };
+        let (mut x, mut y) = (vec![0x5Au8; shape.len()], vec![0xA5u8; shape.len()]);
+        optimized::add(&g, [wa, wb], &st, &a, &b, &mut x);
+        reference::add(&g, [wa, wb], &st, &a, &b, &mut y);
+        prop_assert_eq!(x, y);
+    }
+}

@@ -750,6 +750,7 @@ pub fn avg_pool(g: &Geometry, stage: &Stage<'_>, input: &[u8], output: &mut [u8]
 
 /// Residual add, channel by channel (each channel's output step prepared once); the same
 /// contract as [`super::reference::add`].
+#[inline(never)]
 pub fn add(
     g: &Geometry,
     weights: [i16; 2],
@@ -763,12 +764,48 @@ pub fn add(
     let (wa, wb) = (weights[0] as i32, weights[1] as i32);
     for c in 0..c_n.min(n) {
         let out = stage.channel(c);
+        if let super::ChannelStage::Requantize(r) = out {
+            if r.right_shift() {
+                // The shift's kind decided once per channel, not per element.
+                let (a, b, o) = (&a[..n], &b[..n], &mut output[..n]);
+                if r.high_word() {
+                    add_channel::<true>(r, a, b, o, c, c_n, wa, wb);
+                } else {
+                    add_channel::<false>(r, a, b, o, c, c_n, wa, wb);
+                }
+                continue;
+            }
+        }
         let mut i = c;
         while i < n {
             let acc = (a[i] as i32 * wa).wrapping_add(b[i] as i32 * wb);
             out.store(output, i, acc);
             i += c_n;
         }
+    }
+}
+
+/// Channel `c` of a residual add (elements `c, c + step, ...`) through a prepared right-shift
+/// requantizer.
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+fn add_channel<const HIGH: bool>(
+    r: bitspike_core::quant::Requantizer,
+    a: &[u8],
+    b: &[u8],
+    output: &mut [u8],
+    c: usize,
+    step: usize,
+    wa: i32,
+    wb: i32,
+) {
+    let n = output.len().min(a.len()).min(b.len());
+    let (a, b, output) = (&a[..n], &b[..n], &mut output[..n]);
+    let mut i = c;
+    while i < n {
+        let acc = (a[i] as i32 * wa).wrapping_add(b[i] as i32 * wb);
+        output[i] = r.apply_right_as::<HIGH>(acc);
+        i += step;
     }
 }
 
