@@ -388,12 +388,12 @@ mod tests {
         // An average pool's 1/4: sums 0..=7 must give round-half-up of sum / 4.
         let (m, s) = multiplier_for(0.25).unwrap();
         assert_eq!(s, 0);
-        let got: Vec<u8> = (0..8).map(|acc| requantize(acc, m, s, 0, 255)).collect();
+        let got: [u8; 8] = core::array::from_fn(|acc| requantize(acc as i32, m, s, 0, 255));
         assert_eq!(got, [0, 0, 1, 1, 1, 1, 2, 2]);
         // The normalised pair rounds twice: 1 and 5 round up wrongly.
         let (m, s) = quantize_multiplier(0.25).unwrap();
         assert_eq!(s, 1);
-        let twice: Vec<u8> = (0..8).map(|acc| requantize(acc, m, s, 0, 255)).collect();
+        let twice: [u8; 8] = core::array::from_fn(|acc| requantize(acc as i32, m, s, 0, 255));
         assert_eq!(twice, [0, 1, 1, 1, 1, 2, 2, 2]);
         assert_eq!(multiplier_for(3.0), quantize_multiplier(3.0));
         assert_eq!(multiplier_for(1e-6), quantize_multiplier(1e-6));

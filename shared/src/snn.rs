@@ -61,6 +61,74 @@ pub fn fire(current: i32, v0: i32, threshold: i32, timesteps: u16) -> u16 {
     n
 }
 
+/// One output channel of a spiking layer, prepared once for its many outputs: the membrane
+/// shift, bias, initial potential, threshold and timesteps, and whether the count can be taken
+/// in closed form. With `0 <= v0 < threshold` (and the model file reader's membrane bound, so
+/// that nothing wraps) the spikes of `T` steps of a constant current `I` are exactly
+/// `clamp(floor((v0 + T * I) / threshold), 0, T)` (see the module docs): one division instead
+/// of `T` steps. Otherwise [`fire`] runs the steps.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Neuron {
+    threshold: i32,
+    v0: i32,
+    bias: i32,
+    shift: u8,
+    timesteps: u16,
+    closed: bool,
+}
+
+impl Neuron {
+    /// Prepare a channel: `threshold` (positive, as the reader checks), initial potential `v0`
+    /// and `bias` in membrane units, membrane `shift`, `timesteps`.
+    #[inline]
+    pub const fn new(threshold: i32, v0: i32, bias: i32, shift: u8, timesteps: u16) -> Self {
+        Self {
+            threshold,
+            v0,
+            bias,
+            shift,
+            timesteps,
+            closed: 0 <= v0 && v0 < threshold,
+        }
+    }
+
+    /// Whether the count is taken in closed form.
+    #[inline]
+    pub const fn closed(&self) -> bool {
+        self.closed
+    }
+
+    /// The spike count (output code, at most 255) for accumulator `acc`: the same as
+    /// [`fire`]`(`[`current`]`(acc, shift, bias), v0, threshold, timesteps)` on every layer the
+    /// reader accepts.
+    #[inline(always)]
+    pub fn count(&self, acc: i32) -> u8 {
+        let i = current(acc, self.shift, self.bias);
+        let n = if self.closed {
+            let reach = self
+                .v0
+                .wrapping_add((self.timesteps as i32).wrapping_mul(i));
+            if reach < 0 {
+                0
+            } else {
+                let q = reach as u32 / self.threshold as u32;
+                if q > self.timesteps as u32 {
+                    self.timesteps
+                } else {
+                    q as u16
+                }
+            }
+        } else {
+            fire(i, self.v0, self.threshold, self.timesteps)
+        };
+        if n > u8::MAX as u16 {
+            u8::MAX
+        } else {
+            n as u8
+        }
+    }
+}
+
 /// The step of a `t_in`-step train that step `t` of a `t_out`-step layer reads under `align`
 /// (replication: the nearest earlier step by integer indexing, `floor(t * t_in / t_out)`;
 /// truncation: the same step, or none past the train's end). `None` for averaging, which reads

@@ -470,9 +470,20 @@ fn channels(
                 continue;
             }
         }
-        let out = stage.channel(o);
-        for (p, &a) in acc.iter().enumerate().take(pass.n) {
-            out.store(output, at + p * c_out, a);
+        match stage.channel(o) {
+            // Spiking channels: the count inline, the neuron prepared once per channel.
+            ChannelStage::Fire(neuron) => {
+                for (p, &a) in acc.iter().enumerate().take(pass.n) {
+                    if let Some(d) = output.get_mut(at + p * c_out) {
+                        *d = neuron.count(a);
+                    }
+                }
+            }
+            out => {
+                for (p, &a) in acc.iter().enumerate().take(pass.n) {
+                    out.store(output, at + p * c_out, a);
+                }
+            }
         }
     }
 }

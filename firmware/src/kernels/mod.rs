@@ -276,6 +276,23 @@ impl<'a> Stage<'a> {
                 return ChannelStage::Requantize(r);
             }
         }
+        if let Self::Fire {
+            threshold,
+            v0,
+            bias,
+            shift,
+            timesteps,
+        } = *self
+        {
+            let b = bias.map_or(0, |b| b.get(c));
+            return ChannelStage::Fire(snn::Neuron::new(
+                threshold.get(c),
+                v0.get(c),
+                b,
+                shift,
+                timesteps,
+            ));
+        }
         ChannelStage::Other(self, c)
     }
 
@@ -317,11 +334,22 @@ impl<'a> Stage<'a> {
     }
 }
 
+/// A spiking channel's output (out of line: it keeps the requantizing kernels' loops small).
+#[inline(never)]
+fn fire_store(n: &snn::Neuron, out: &mut [u8], idx: usize, acc: i32) {
+    if let Some(o) = out.get_mut(idx) {
+        *o = n.count(acc);
+    }
+}
+
 /// One channel's output step (see [`Stage::channel`]).
 #[derive(Clone, Copy, Debug)]
 pub enum ChannelStage<'s, 'a> {
     /// Requantization with the channel's parameters read once.
     Requantize(Requantizer),
+    /// Integrate-and-fire neurons with the channel's parameters read once, the count in closed
+    /// form where it is exact ([`snn::Neuron`]).
+    Fire(snn::Neuron),
     /// Any other stage, through [`Stage::store`].
     Other(&'s Stage<'a>, usize),
 }
@@ -336,6 +364,7 @@ impl ChannelStage<'_, '_> {
                     *o = r.apply(acc);
                 }
             }
+            Self::Fire(n) => fire_store(n, out, idx, acc),
             Self::Other(stage, c) => stage.store(out, idx, *c, acc),
         }
     }
