@@ -377,7 +377,7 @@ pub fn depthwise_channels(
 pub const WORD_POSITIONS: usize = 18;
 
 /// The taps of a window: each kernel position's byte offset from the window's start; checked
-/// once for the assembly on the DSP ([`super::dsp::Taps`]), run by this model elsewhere.
+/// once for the assembly on the DSP (`kernels::dsp::Taps`), run by this model elsewhere.
 #[derive(Clone, Copy)]
 struct Taps4<'a> {
     offsets: &'a [u32],
@@ -416,7 +416,7 @@ impl<'a> Taps4<'a> {
 
 /// Depthwise convolution four channels at a time: per kernel position, one word of input codes
 /// and one word of the four channels' weights (on the DSP: `UXTB16`, `SXTB16` and four
-/// `SMLABB`/`SMLATT` per position, [`super::dsp::Taps`]). The weights are laid out once per
+/// `SMLABB`/`SMLATT` per position, `kernels::dsp::Taps`). The weights are laid out once per
 /// layer as `[channel / 4][kernel position][4]` in the scratch of [`depthwise`] (the same bytes
 /// as its transposed weights); a pixel whose window hangs over the padding runs over its valid
 /// positions only, with their weights gathered per group. Needs `C` a multiple of four and at
@@ -686,7 +686,7 @@ pub fn max_pool(g: &Geometry, input: &[u8], output: &mut [u8]) {
 }
 
 /// The most window positions whose codes [`avg_pool`] sums in 16-bit lanes (`257 x 255` fits).
-const LANE_SUM_MAX: usize = 257;
+pub const LANE_SUM_MAX: usize = 257;
 
 /// Average pooling: the window's sum (padding counted as zero) through the layer's output step.
 /// Four channels at a time when `C` is a multiple of four and the window has at most
