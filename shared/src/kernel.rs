@@ -49,11 +49,13 @@ pub enum Kernel {
     /// An element-wise kernel with per-channel parameters read once per channel (residual add).
     Elementwise,
     /// The pooling kernels: the window's valid range computed once per output pixel, each
-    /// channel's output step prepared once; average pooling sums four channels per input word.
+    /// channel's output step prepared once; average pooling sums four channels per input word
+    /// when `C` is a multiple of four and the window has at most 257 positions.
     Pool,
     /// The depthwise kernel: one input channel per group, the weights transposed once per layer
-    /// in scratch; four channels per input word on [`Isa::Dsp`], all channels of a pixel at
-    /// once elsewhere.
+    /// in scratch; four channels per input word on [`Isa::Dsp`] when `C` is a multiple of four
+    /// and the kernel has at most 18 positions, otherwise all channels of a pixel at once, one
+    /// product at a time.
     Depthwise,
     /// Event-driven accumulation over spike counts (the runtime's `event-driven` feature).
     Events,

@@ -30,6 +30,11 @@ struct Case {
     shifts: Vec<u8>,
     raw: bool,
     input: Vec<u8>,
+    /// Top output code of a requantizing stage: the kernels specialise 255 and 15.
+    out_levels: u8,
+    /// A spiking stage instead: thresholds, initial potentials (inside and outside
+    /// `0..threshold`), membrane shift, timesteps; kept inside the reader's membrane bound.
+    fire: Option<(Vec<u8>, Vec<u8>, u8, u16)>,
 }
 
 fn case(g: Geometry, bits: u8, seed: u64, bias: bool, raw: bool, levels: u8) -> Case {
@@ -48,22 +53,59 @@ fn case(g: Geometry, bits: u8, seed: u64, bias: bool, raw: bool, levels: u8) -> 
         mult: le((0..c)
             .map(|_| rng.range(1 << 29, i32::MAX as i64) as i32)
             .collect()),
-        shifts: (0..c).map(|_| rng.range(-2, 12) as i8 as u8).collect(),
+        shifts: {
+            // Now and then one shift for every channel (0 included): the kernels' one-kind paths.
+            let one = rng.range(-2, 12) as i8 as u8;
+            let same = rng.range(0, 3) == 0;
+            (0..c)
+                .map(|_| {
+                    if same {
+                        one
+                    } else {
+                        rng.range(-2, 12) as i8 as u8
+                    }
+                })
+                .collect()
+        },
         raw,
         input: rng.codes(g.input.len(), levels),
+        out_levels: [255u8, 15, 3, 200][rng.range(0, 3) as usize],
+        fire: (rng.range(0, 3) == 0).then(|| {
+            let theta: Vec<i32> = (0..c).map(|_| rng.range(1, 5000) as i32).collect();
+            let v0: Vec<i32> = theta
+                .iter()
+                .map(|&t| rng.range(-(t as i64), 2 * t as i64) as i32)
+                .collect();
+            // |acc| <= fan x 255 x 128 < 2^26 here; shift <= 2 and T <= 4 keep
+            // |v0| + T x |current| + threshold below 2^31.
+            (
+                le(theta),
+                le(v0),
+                rng.range(0, 2) as u8,
+                rng.range(1, 4) as u16,
+            )
+        }),
     }
 }
 
 fn stage(c: &Case) -> Stage<'_> {
     if c.raw {
-        Stage::Raw
-    } else {
-        Stage::Requantize {
-            multipliers: I32s::new(&c.mult),
-            shifts: &c.shifts,
-            offset: 3,
-            levels: 200,
-        }
+        return Stage::Raw;
+    }
+    if let Some((theta, v0, shift, timesteps)) = &c.fire {
+        return Stage::Fire {
+            threshold: I32s::new(theta),
+            v0: I32s::new(v0),
+            bias: c.bias.as_deref().map(I32s::new),
+            shift: *shift,
+            timesteps: *timesteps,
+        };
+    }
+    Stage::Requantize {
+        multipliers: I32s::new(&c.mult),
+        shifts: &c.shifts,
+        offset: 3,
+        levels: c.out_levels,
     }
 }
 
@@ -132,6 +174,7 @@ fn check_events(c: &Case, t: u8, seed: u64) -> Result<(), TestCaseError> {
         mult: c.mult.clone(),
         shifts: c.shifts.clone(),
         raw: true,
+        fire: None,
         ..*c
     };
     check::<Events>(&c2, true)
@@ -391,9 +434,24 @@ fn reference_ignores_scratch() {
 /// worst case), the sums must be the reference's.
 #[test]
 fn avg_pool_large_windows_equal_reference() {
-    for (k, c) in [(16u8, 4u16), (16, 8), (17, 4), (17, 8), (17, 3)] {
-        let window = Window::square(k, 1, 0);
-        let input = Shape::new(k as u16 + 1, k as u16 + 2, c);
+    // 256 and 258 positions (2 x 128, 2 x 129) sit on either side of the bound.
+    let windows = [
+        (16u8, 16u8, 4u16),
+        (16, 16, 8),
+        (2, 128, 4),
+        (2, 129, 4),
+        (17, 17, 8),
+    ];
+    for (kh, kw, c) in windows.into_iter().chain([(17, 17, 3)]) {
+        let window = Window {
+            kh,
+            kw,
+            sh: 1,
+            sw: 1,
+            ph: 0,
+            pw: 0,
+        };
+        let input = Shape::new(kh as u16 + 1, kw as u16 + 2, c);
         let output = bitspike_core::layer::infer_output(LayerKind::AvgPool, window, 1, 0, input)
             .expect("a valid pool");
         let g = Geometry {
@@ -417,9 +475,9 @@ fn avg_pool_large_windows_equal_reference() {
         let (mut a, mut b) = (vec![0u8; output.len()], vec![1u8; output.len()]);
         optimized::avg_pool(&g, &st, &codes, &mut a);
         reference::avg_pool(&g, &st, &codes, &mut b);
-        assert_eq!(a, b, "{k}x{k} window over {c} channels");
-        let sum = k as usize * k as usize * 255;
-        assert_eq!(b[0] as usize, ((sum + 256) / 512).min(255), "{k}x{k}");
+        assert_eq!(a, b, "{kh}x{kw} window over {c} channels");
+        let sum = kh as usize * kw as usize * 255;
+        assert_eq!(b[0] as usize, ((sum + 256) / 512).min(255), "{kh}x{kw}");
     }
 }
 

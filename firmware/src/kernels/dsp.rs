@@ -1,6 +1,6 @@
 //! The runtime's Armv7E-M assembly (`SXTB16`, `UXTB16`, `SMLAD`, `SMLABB`/`SMLATT`,
-//! `PKHBT`/`PKHTB`, `USADA8`, `USUB8`/`SEL`): the only `unsafe` code of the runtime, compiled only on `thumbv7em`
-//! (`cfg(bitspike_dsp)`, set by `build.rs`).
+//! `PKHBT`/`PKHTB`, `USADA8`, `USUB8`/`SEL`): the only `unsafe` code of the runtime, compiled
+//! only on `thumbv7em` (`cfg(bitspike_dsp)`, set by `build.rs`).
 //!
 //! * [`Lanes::micro4`], the gather kernel's micro-kernels: `blocks` lane blocks of four pixels
 //!   (see [`super::gather`]) against one 32-bit word of packed 8-, 4- or 2-bit weights per block,
@@ -412,12 +412,12 @@ impl<'a> Taps<'a> {
         let xp = window.as_ptr();
         let op = self.offsets.as_ptr();
         let wp = weights.as_ptr();
-        // SAFETY: `n >= 1` (checked by `new`); the loop reads `n` words from `op` (`offsets`)
-        // and from `wp` (`weights`, at least `4 * n` bytes; LDR allows unaligned addresses on
-        // Armv7-M), and one word at `xp + offsets[i]` for
-        // each `i`, inside `window` because every offset plus 4 is at most `span <=
-        // window.len()` (LDR allows unaligned addresses on Armv7-M). Only the listed registers
-        // and the flags change; the stack is not used.
+        // SAFETY: `n >= 1` (checked by `new`); the loop reads `n` words from `op` (`offsets`,
+        // aligned), `n` words from `wp` (`weights`, at least `4 * n` bytes), and one word at
+        // `xp + offsets[i]` for each `i`, inside `window` because every offset plus 4 is at most
+        // `span <= window.len()`. The last two may be unaligned: LDR allows that on Armv7-M
+        // (unaligned traps off, the reset default, as for the other routines here). Only the
+        // listed registers and the flags change; the stack is not used.
         unsafe {
             asm!(
                 "2:",

@@ -69,8 +69,9 @@ pub struct Depthwise;
 /// The depthwise convolution four channels at a time
 /// ([`optimized::depthwise_words`], what [`Depthwise`] runs on the DSP); other layers decline.
 pub struct DepthwiseWords;
-/// The depthwise convolution one product at a time ([`optimized::depthwise_channels`], what
-/// [`Depthwise`] runs elsewhere); other layers decline.
+/// The depthwise convolution one product at a time, all channels of a pixel per kernel position
+/// ([`optimized::depthwise_channels`], what [`Depthwise`] runs elsewhere and for the layers
+/// [`DepthwiseWords`] declines); other layers decline.
 pub struct DepthwiseChannels;
 
 macro_rules! weighted {
@@ -355,7 +356,9 @@ pub enum ChannelStage<'s, 'a> {
 }
 
 impl ChannelStage<'_, '_> {
-    /// Store output element `idx` from accumulator `acc`; the same bytes as [`Stage::store`].
+    /// Store output element `idx` from accumulator `acc`; the same bytes as [`Stage::store`]
+    /// (for a spiking stage, within the model file reader's membrane bound, which every
+    /// loaded model meets: see [`snn::Neuron`]).
     #[inline(always)]
     pub fn store(&self, out: &mut [u8], idx: usize, acc: i32) {
         match self {

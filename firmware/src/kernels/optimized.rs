@@ -1,6 +1,8 @@
-//! The row kernels: convolution (any groups) and dense, bit-exact with [`super::reference`].
+//! The portable fast kernels, bit-exact with [`super::reference`]: the row kernels (convolution
+//! with any groups, dense, and their event-driven forms), depthwise convolution, pooling and the
+//! residual add.
 //!
-//! What makes them faster, with the same arithmetic (i32 accumulation, the same order of
+//! What makes the row kernels faster, with the same arithmetic (i32 accumulation, the same order of
 //! products does not matter for exact integer sums, the same output stage):
 //!
 //! * weights are unpacked once per output channel into the layer's scratch (dense layers in
@@ -286,8 +288,9 @@ pub fn depthwise(
     depthwise_channels(g, w, stage, input, output, scratch, ops)
 }
 
-/// [`depthwise`] channel by channel, one product at a time (every target; the path of layers
-/// [`depthwise_words`] does not take).
+/// [`depthwise`] one product at a time: per kernel position, all channels of the pixel, their
+/// accumulators in scratch and the weights transposed to `[kernel position][channel]` (every
+/// target; the path of layers [`depthwise_words`] does not take).
 pub fn depthwise_channels(
     g: &Geometry,
     w: &Weights<'_>,
@@ -372,8 +375,9 @@ pub fn depthwise_channels(
     true
 }
 
-/// The most kernel positions [`depthwise_words`] takes (its offsets, weights and one window of
-/// codes live on the stack: 4 x 72 bytes at this bound).
+/// The most kernel positions [`depthwise_words`] takes (the positions' offsets, and a padded
+/// window's valid offsets, kernel indices and weights, live on the stack: 234 bytes at this
+/// bound).
 pub const WORD_POSITIONS: usize = 18;
 
 /// The taps of a window: each kernel position's byte offset from the window's start; checked
