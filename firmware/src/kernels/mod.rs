@@ -297,8 +297,11 @@ impl<'a> Stage<'a> {
         ChannelStage::Other(self, c)
     }
 
-    /// Store output element `idx` of channel `c` from accumulator `acc`.
-    #[inline]
+    /// Store output element `idx` of channel `c` from accumulator `acc`. Out of line: the fast
+    /// kernels store through [`ChannelStage`] and reach this only for stages they do not
+    /// prepare; inlined everywhere it cost about 7 KB of flash on Cortex-M4 for at most 1.4 %
+    /// fewer instructions on the bench models.
+    #[inline(never)]
     pub fn store(&self, out: &mut [u8], idx: usize, c: usize, acc: i32) {
         match *self {
             Self::Requantize {
