@@ -33,7 +33,7 @@ use bitspike_core::layer::{Align, Dtype, Geometry, LayerKind};
 
 pub use bitspike_core;
 use bitspike_core::kernel::{self, Choice, Isa, Kernel};
-use kernels::{gather, optimized, reference, Stage, Weights};
+use kernels::{gather, optimized, packed, reference, Stage, Weights};
 
 pub use ops::{LayerOps, Ops};
 
@@ -455,6 +455,10 @@ impl Interpreter<'_, '_> {
         // nothing and returns false: the reference kernel then runs the layer.
         let done = match (l.kind, kernel) {
             (LayerKind::Conv2d, Kernel::Gather) => gather::conv2d(&g, w, st, a, dst, sc, &mut ops),
+            (LayerKind::Conv2d, Kernel::Packed) => {
+                packed::conv2d(&g, w, st, a, in_a.levels, dst, sc, &mut ops)
+                    || gather::conv2d(&g, w, st, a, dst, sc, &mut ops)
+            }
             (LayerKind::Conv2d, Kernel::Row) => optimized::conv2d(&g, w, st, a, dst, sc, &mut ops),
             (LayerKind::Conv2d, Kernel::Events) => {
                 optimized::conv2d_events(&g, w, st, a, dst, sc, &mut ops)
@@ -549,6 +553,7 @@ fn choice(file: &ModelFile<'_>, l: &bitspike_core::format::LayerView<'_>, g: &Ge
     kernel::choose(
         g,
         l.weight_bits,
+        file.tensor(l.input as usize).levels,
         l.scratch_bytes,
         ISA,
         cfg!(feature = "reference-kernels"),

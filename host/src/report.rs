@@ -81,8 +81,17 @@ impl Summary {
                 },
                 timesteps: l.timesteps,
                 scratch_bytes: l.scratch_bytes,
-                kernels: [Isa::Dsp, Isa::Portable]
-                    .map(|isa| choose(&g, l.weight_bits, l.scratch_bytes, isa, false, false)),
+                kernels: [Isa::Dsp, Isa::Portable].map(|isa| {
+                    choose(
+                        &g,
+                        l.weight_bits,
+                        in_levels,
+                        l.scratch_bytes,
+                        isa,
+                        false,
+                        false,
+                    )
+                }),
             });
         }
         let h = file.header();

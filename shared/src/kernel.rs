@@ -46,6 +46,11 @@ pub enum Kernel {
     /// The gather kernel: four output pixels per pass, inputs as 16-bit lanes in scratch, two
     /// products per multiply (`SMLAD` on [`Isa::Dsp`]).
     Gather,
+    /// The packed kernel, for 4- and 2-bit weights over inputs of at most 16 levels: three
+    /// output pixels' codes in 14-bit fields of one word, three products per 32x32->64
+    /// multiply-accumulate (`UMLAL`), the fields flushed before they can overflow
+    /// ([`packed_chunk`]); six pixels per pass, in the gather kernel's scratch.
+    Packed,
     /// An element-wise kernel with per-channel parameters read once per channel (residual add).
     Elementwise,
     /// The pooling kernels: the window's valid range computed once per output pixel, each
@@ -68,6 +73,7 @@ impl Kernel {
             Self::Reference => "reference",
             Self::Row => "row",
             Self::Gather => "gather",
+            Self::Packed => "packed",
             Self::Elementwise => "elementwise",
             Self::Pool => "pool",
             Self::Depthwise => "depthwise",
@@ -252,6 +258,57 @@ pub const fn depthwise_layout(g: &Geometry) -> DepthwiseLayout {
 /// unpack each row once per pass of four pixels instead.
 pub const UNPACKED_MAX: usize = 2048;
 
+/// Bits between the packed kernel's fields: the three pixels of a word sit at bits 0, 14 and 28,
+/// so the top one holds codes up to 15 and each lower field sums products up to [`FIELD_MAX`].
+pub const FIELD_BITS: u32 = 14;
+
+/// The largest sum a packed field may reach before it is flushed (the next field starts above).
+pub const FIELD_MAX: u32 = (1 << FIELD_BITS) - 1;
+
+/// Output pixels the packed kernel computes per pass: two words of three.
+pub const PACKED_PASS: usize = 6;
+
+/// The largest input code the packed kernel reads: the top field of a word has four bits.
+pub const PACKED_MAX_CODE: u8 = 15;
+
+/// Weights one 32-bit word of `bits`-bit weights holds (8 at 4 bits, 16 at 2 bits; 0 for widths
+/// the packed kernel does not read).
+pub const fn packed_per_word(bits: u8) -> usize {
+    match bits {
+        4 => 8,
+        2 => 16,
+        _ => 0,
+    }
+}
+
+/// How many words of `bits`-bit weights the packed kernel may accumulate over inputs with codes
+/// up to `levels` before it flushes its fields: each product of a code and an offset-binary
+/// weight (`w + 2^(bits-1)`, at most `2^bits - 1`) adds at most `levels x (2^bits - 1)` to a
+/// field, which must stay at most [`FIELD_MAX`]. 0 when the kernel cannot run these widths:
+/// weights other than 4 or 2 bits, or codes above [`PACKED_MAX_CODE`].
+pub const fn packed_chunk(bits: u8, levels: u8) -> usize {
+    let per = packed_per_word(bits);
+    if per == 0 || levels > PACKED_MAX_CODE {
+        return 0;
+    }
+    let product = levels as usize * ((1usize << bits) - 1);
+    if product == 0 {
+        // Codes are all 0: any chunk is safe; one that covers every fan-in here.
+        return usize::MAX / 2;
+    }
+    FIELD_MAX as usize / product / per
+}
+
+/// Whether the packed kernel can run convolution `g` (one group) with `bits`-bit weights over
+/// inputs with codes up to `levels`: 4- or 2-bit weights read in place (every row starts on a
+/// byte), codes up to [`PACKED_MAX_CODE`], and a flush interval of at least one word.
+pub const fn packable(g: &Geometry, bits: u8, levels: u8) -> bool {
+    matches!(g.kind, LayerKind::Conv2d)
+        && g.groups <= 1
+        && in_place(bits, fan_in(g))
+        && packed_chunk(bits, levels) >= 1
+}
+
 /// The fast kernel of a layer kind on `isa`, if it has one. Without the DSP extension the
 /// gather kernel's lanes cost more to multiply than they save (each 16-bit lane is extracted
 /// before its multiply), so convolutions run on the row kernel there.
@@ -299,13 +356,16 @@ pub const fn scratch_bytes(g: &Geometry, bits: u8) -> u32 {
 /// The longest run of a dense layer's weights the row kernel unpacks at once.
 pub const ROW_CHUNK: usize = 1024;
 
-/// The kernel layer `g` (weights at `bits`, `given` scratch bytes in its file) runs on, on `isa`.
+/// The kernel layer `g` (weights at `bits`, inputs with codes up to `levels`, `given` scratch
+/// bytes in its file) runs on, on `isa`.
 ///
 /// `reference` is the runtime's `reference-kernels` build; `events` says the layer reads spike
-/// counts and the runtime accumulates them event by event.
+/// counts and the runtime accumulates them event by event. On [`Isa::Dsp`] a convolution that
+/// is [`packable`] runs on [`Kernel::Packed`] (in the gather kernel's scratch).
 pub const fn choose(
     g: &Geometry,
     bits: u8,
+    levels: u8,
     given: u32,
     isa: Isa,
     reference: bool,
@@ -336,8 +396,12 @@ pub const fn choose(
             reason: Reason::ScratchShort { needed, given },
         };
     }
+    let kernel = match fast {
+        Kernel::Gather if packable(g, bits, levels) => Kernel::Packed,
+        k => k,
+    };
     Choice {
-        kernel: fast,
+        kernel,
         reason: Reason::Fastest,
     }
 }
@@ -403,9 +467,9 @@ mod tests {
     fn short_scratch_and_reference_builds_choose_the_reference() {
         let g = conv(16, 32, 3, 1);
         let need = scratch_bytes(&g, 4);
-        let c = choose(&g, 4, need, Isa::Dsp, false, false);
+        let c = choose(&g, 4, 255, need, Isa::Dsp, false, false);
         assert_eq!((c.kernel, c.reason), (Kernel::Gather, Reason::Fastest));
-        let c = choose(&g, 4, need - 1, Isa::Dsp, false, false);
+        let c = choose(&g, 4, 255, need - 1, Isa::Dsp, false, false);
         assert_eq!(c.kernel, Kernel::Reference);
         assert_eq!(
             c.reason,
@@ -414,28 +478,73 @@ mod tests {
                 given: need - 1
             }
         );
-        let c = choose(&g, 4, need, Isa::Portable, true, false);
+        let c = choose(&g, 4, 255, need, Isa::Portable, true, false);
         assert_eq!(c.reason, Reason::ReferenceBuild);
         // Without the DSP extension a convolution runs on the row kernel, in the same scratch.
-        let c = choose(&g, 4, need, Isa::Portable, false, false);
+        let c = choose(&g, 4, 255, need, Isa::Portable, false, false);
         assert_eq!((c.kernel, c.reason), (Kernel::Row, Reason::Fastest));
         assert_eq!(
-            choose(&conv(8, 8, 3, 2), 8, u32::MAX, Isa::Dsp, false, false).kernel,
+            choose(&conv(8, 8, 3, 2), 8, 255, u32::MAX, Isa::Dsp, false, false).kernel,
             Kernel::Row
         );
         assert_eq!(
-            choose(&conv(8, 8, 3, 8), 8, u32::MAX, Isa::Portable, false, false).kernel,
+            choose(
+                &conv(8, 8, 3, 8),
+                8,
+                255,
+                u32::MAX,
+                Isa::Portable,
+                false,
+                false
+            )
+            .kernel,
             Kernel::Depthwise
         );
         // A depth multiplier (two outputs per input channel) runs on the row kernel.
         assert_eq!(
-            choose(&conv(8, 16, 3, 8), 8, u32::MAX, Isa::Dsp, false, false).kernel,
+            choose(&conv(8, 16, 3, 8), 8, 255, u32::MAX, Isa::Dsp, false, false).kernel,
             Kernel::Row
         );
         assert_eq!(
-            choose(&g, 8, need, Isa::Dsp, false, true).kernel,
+            choose(&g, 8, 255, need, Isa::Dsp, false, true).kernel,
             Kernel::Events
         );
+    }
+
+    #[test]
+    fn packed_runs_low_bit_weights_over_few_levels() {
+        let g = conv(16, 32, 3, 1);
+        let need = scratch_bytes(&g, 4);
+        let packed = |bits, levels| choose(&g, bits, levels, need, Isa::Dsp, false, false).kernel;
+        assert_eq!(packed(4, 15), Kernel::Packed);
+        assert_eq!(packed(2, 15), Kernel::Packed);
+        assert_eq!(packed(4, 3), Kernel::Packed);
+        // Codes above 15 do not fit the top field; 8-bit and odd widths are not read packed.
+        assert_eq!(packed(4, 16), Kernel::Gather);
+        assert_eq!(packed(8, 15), Kernel::Gather);
+        assert_eq!(packed(3, 15), Kernel::Gather);
+        // Portable builds, short scratch and event-driven layers keep their kernels.
+        let c = choose(&g, 4, 15, need, Isa::Portable, false, false);
+        assert_eq!(c.kernel, Kernel::Row);
+        assert_eq!(
+            choose(&g, 4, 15, need - 1, Isa::Dsp, false, false).kernel,
+            Kernel::Reference
+        );
+        assert_eq!(
+            choose(&g, 4, 15, need, Isa::Dsp, false, true).kernel,
+            Kernel::Events
+        );
+        // Grouped convolutions and rows that start inside a byte are not packed.
+        assert!(!packable(&conv(8, 8, 3, 2), 4, 15));
+        assert!(!packable(&conv(3, 8, 3, 1), 4, 15));
+        assert!(packable(&conv(3, 8, 3, 1), 2, 15) == in_place(2, 27));
+        // The flush interval keeps a field at most FIELD_MAX: 15 x 15 x 8 x 9 = 16200.
+        assert_eq!(packed_chunk(4, 15), 9);
+        assert!(15 * 15 * 8 * 9 <= FIELD_MAX as usize && 15 * 15 * 8 * 10 > FIELD_MAX as usize);
+        assert_eq!(packed_chunk(2, 15), 22);
+        assert!(15 * 3 * 16 * 22 <= FIELD_MAX as usize && 15 * 3 * 16 * 23 > FIELD_MAX as usize);
+        assert_eq!(packed_chunk(4, 16), 0);
+        assert_eq!(packed_chunk(8, 1), 0);
     }
 
     #[test]

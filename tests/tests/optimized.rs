@@ -4,16 +4,22 @@
 //! levels and output stages; scratch at every alignment; and too little scratch, where a kernel
 //! must decline without writing anything. The event-driven kernels run on sparse spike counts.
 //!
+//! The packed kernel (`kernels::packed`: three pixels per multiply for 4- and 2-bit weights over
+//! codes up to 15) takes the input's levels besides, and has a suite of its own here: random
+//! geometries wide enough that the fields are flushed several times per output, and the
+//! overflow bound at its edge (every code at the top level, every weight at its largest).
+//!
 //! On the host the gather kernel runs its portable model of the DSP lanes (`gather::lanes`), so
 //! the layout logic is tested here; the assembly runs the same models under QEMU on the
 //! Cortex-M4 (`cargo xtask conformance`).
 
 use bitspike_core::def::random::Rng;
 use bitspike_core::format::I32s;
-use bitspike_core::kernel::scratch_bytes;
+use bitspike_core::kernel::{packable, packed_chunk, scratch_bytes};
 use bitspike_core::layer::{Geometry, LayerKind, Shape, Window};
 use bitspike_core::pack::{pack, packed_len};
 use bitspike_rt::kernels::gather::lanes;
+use bitspike_rt::kernels::packed;
 use bitspike_rt::kernels::{
     optimized, reference, Depthwise, DepthwiseChannels, DepthwiseWords, Events, Gather, Reference,
     Row, Stage, WeightedKernel, Weights,
@@ -180,6 +186,82 @@ fn check_events(c: &Case, t: u8, seed: u64) -> Result<(), TestCaseError> {
     check::<Events>(&c2, true)
 }
 
+/// The packed kernel on `c` (inputs with codes up to `levels`) against the reference: with the
+/// model file's scratch at each alignment it must run when the layer is packable, and agree;
+/// with too little scratch it may decline, without writing.
+fn check_packed(c: &Case, levels: u8) -> Result<(), TestCaseError> {
+    let want = run::<Reference>(c, &mut []).unwrap();
+    let w = Weights {
+        packed: &c.packed,
+        bits: c.bits,
+        bias: c.bias.as_deref().map(I32s::new),
+    };
+    let st = stage(c);
+    let need = scratch_bytes(&c.g, c.bits) as usize;
+    let mut buf = vec![0xC3u8; need + 3];
+    let must = packable(&c.g, c.bits, levels);
+    let attempt = |scratch: &mut [u8]| {
+        let mut out = vec![0x5Au8; c.g.output.len() * st.elem_size()];
+        let mut ops = Ops::new();
+        let ran = packed::conv2d(&c.g, &w, &st, &c.input, levels, &mut out, scratch, &mut ops);
+        if !ran {
+            assert!(
+                out.iter().all(|&b| b == 0x5A),
+                "packed declined after writing"
+            );
+            return None;
+        }
+        Some((out, ops.counts().macs))
+    };
+    for off in 0..4 {
+        match attempt(&mut buf[off..off + need]) {
+            Some(got) => prop_assert_eq!(&got, &want, "packed at offset {}", off),
+            None => prop_assert!(!must, "packed declined with enough scratch"),
+        }
+    }
+    for short in [0, need / 2, need.saturating_sub(4)] {
+        if let Some(got) = attempt(&mut buf[..short]) {
+            prop_assert_eq!(&got, &want, "packed with {} bytes of scratch", short);
+        }
+    }
+    Ok(())
+}
+
+/// Convolutions with one group and up to 24 input channels: fan-ins from 1 to 600, past several
+/// flush intervals of the packed kernel (72 inputs at 4 bits over 15 levels, 352 at 2 bits).
+fn packed_geometry() -> impl Strategy<Value = Geometry> {
+    (
+        (1u16..=8, 1u16..=8),
+        (1u8..=5, 1u8..=5, 1u8..=2, 1u8..=2),
+        (0u8..=6, 0u8..=3),
+        (1u16..=24, 1u16..=9),
+    )
+        .prop_filter_map(
+            "window must fit",
+            |((h, w), (kh, kw, sh, sw), (ph, pw), (cin, cout))| {
+                let input = Shape::new(h, w, cin);
+                let window = Window {
+                    kh,
+                    kw,
+                    sh,
+                    sw,
+                    ph,
+                    pw,
+                };
+                let output =
+                    bitspike_core::layer::infer_output(LayerKind::Conv2d, window, 1, cout, input)
+                        .ok()?;
+                Some(Geometry {
+                    kind: LayerKind::Conv2d,
+                    window,
+                    groups: 1,
+                    input,
+                    output,
+                })
+            },
+        )
+}
+
 fn conv_geometry() -> impl Strategy<Value = Geometry> {
     (
         (1u16..=9, 1u16..=9),
@@ -267,6 +349,12 @@ fn levels() -> impl Strategy<Value = u8> {
 
 proptest! {
     #![proptest_config(ProptestConfig { cases: 1500, failure_persistence: None, ..ProptestConfig::default() })]
+
+    #[test]
+    fn packed_equals_reference(g in packed_geometry(), bits in prop_oneof![Just(4u8), Just(2), 2u8..=8], seed in any::<u64>(), bias in any::<bool>(), raw in any::<bool>(), levels in prop_oneof![Just(15u8), Just(3), 1u8..=16]) {
+        let c = case(g, bits, seed, bias, raw, levels);
+        check_packed(&c, levels)?;
+    }
 
     #[test]
     fn conv2d_every_kernel_equals_reference(g in conv_geometry(), bits in 2u8..=8, seed in any::<u64>(), bias in any::<bool>(), raw in any::<bool>(), levels in levels()) {
@@ -503,5 +591,37 @@ proptest! {
         optimized::add(&g, [wa, wb], &st, &a, &b, &mut x);
         reference::add(&g, [wa, wb], &st, &a, &b, &mut y);
         prop_assert_eq!(x, y);
+    }
+}
+
+/// The packed kernel's overflow bound at its edge: every code at the top level and every weight
+/// at its largest offset-binary value (`+7` at 4 bits, `+1` at 2 bits), so each field reaches
+/// the most a flush interval allows (15 x 15 x 72 = 16 200 of 16 383 at 4 bits), over fan-ins
+/// of several intervals and one past a whole number of them.
+#[test]
+fn packed_fields_flush_at_the_bound() {
+    for (bits, top) in [(4u8, 7i8), (2, 1)] {
+        for cin in [8u16, 16, 41, 64] {
+            let g = Geometry {
+                kind: LayerKind::Conv2d,
+                window: Window::square(3, 1, 1),
+                groups: 1,
+                input: Shape::new(5, 4, cin),
+                output: Shape::new(5, 4, 5),
+            };
+            let n = g.weight_count() as usize;
+            let mut c = case(g, bits, cin as u64, true, true, 15);
+            let mut p = vec![0u8; packed_len(n, bits).unwrap()];
+            pack(&vec![top; n], bits, &mut p).unwrap();
+            c.packed = p;
+            c.input = vec![15; g.input.len()];
+            assert!(packed_chunk(bits, 15) >= 1);
+            check_packed(&c, 15).unwrap();
+            // The lowest weights as well (offset binary 0: the correction alone).
+            let mut p = vec![0u8; c.packed.len()];
+            pack(&vec![-(1i8 << (bits - 1)); n], bits, &mut p).unwrap();
+            c.packed = p;
+            check_packed(&c, 15).unwrap();
+        }
     }
 }

@@ -912,7 +912,16 @@ fn layer_table(board: &Board, model: &Path, f: &Figures) -> Result<String, Strin
         let g = file.geometry(i);
         let macs = bitspike_core::cost::macs(&g);
         let insns = f.layer_insns.get(i).copied().unwrap_or(0);
-        let kernel = choose(&g, l.weight_bits, l.scratch_bytes, isa, false, false).kernel;
+        let kernel = choose(
+            &g,
+            l.weight_bits,
+            file.tensor(l.input as usize).levels,
+            l.scratch_bytes,
+            isa,
+            false,
+            false,
+        )
+        .kernel;
         let per = if macs > 0 {
             format!("{:.2}", insns as f64 / macs as f64)
         } else {

@@ -12,6 +12,15 @@
 //!   * `weights` holds at least `4 * blocks` bytes (read with `LDR`, which Armv7-M allows
 //!     unaligned);
 //!   * the width is 8, 4 or 2 bits (other widths are unpacked to 8 bits by the caller);
+//! * [`Packed::micro6`], the packed kernel's micro-kernels (see `super::packed`): two words of
+//!   three pixels' 14-bit fields per input against `n` words of 4- or 2-bit weights, one `UMLAL`
+//!   per word and weight, the two 64-bit field accumulators. [`Packed::new`] checks the pass's
+//!   words once, `micro6` the weights and the range at each call:
+//!   * `n >= 1`, and `first + n` words of weights at most the pass's words;
+//!   * the words hold at least `8 * per_word * words` bytes and start on a 4-byte boundary
+//!     (`LDRD`);
+//!   * `weights` holds at least `4 * (first + n)` bytes;
+//!   * the width is 4 or 2 bits;
 //! * [`spread`]: a pixel's codes into its slot of the lanes, with their sum;
 //! * [`max_bytes`]: the byte-wise maximum of two rows (max pooling);
 //! * [`dot_u8_i8`]: a dot product of codes and 8-bit weights (dense rows);
@@ -138,6 +147,126 @@ macro_rules! micro_loop {
             options(nostack, readonly),
         )
     };
+}
+
+/// One input of the packed micro-kernel: the two pixel words (`LDRD`) times the weight in
+/// `{wa}`, into the two 64-bit field accumulators.
+macro_rules! umlal2 {
+    () => {
+        concat!(
+            "ldrd {xa}, {xb}, [{xp}], #8\n",
+            "umlal {l0}, {h0}, {xa}, {wa}\n",
+            "umlal {l1}, {h1}, {xb}, {wa}\n",
+        )
+    };
+}
+
+/// Field `$j` of `$b` bits of the offset-binary weight word `{w}` into `{wa}`, then its input.
+macro_rules! field {
+    ($b:literal, 0) => {
+        concat!("and {wa}, {w}, #((1 << ", $b, ") - 1)\n", umlal2!())
+    };
+    ($b:literal, $s:literal) => {
+        concat!("ubfx {wa}, {w}, #", $s, ", #", $b, "\n", umlal2!())
+    };
+}
+
+/// The packed micro-kernel loop around a word body (one weight word loaded into `{w}` and
+/// flipped to offset binary by `$flip` first, the word count in `{n}`).
+macro_rules! packed_loop {
+    ($wp:ident, $xp:ident, $n:ident, $l0:ident, $h0:ident, $l1:ident, $h1:ident, $flip:literal; $($body:expr),* $(,)?) => {
+        asm!(
+            "2:",
+            "ldr {w}, [{wp}], #4",
+            concat!("eor {w}, {w}, #", $flip),
+            $($body,)*
+            "subs {n}, {n}, #1",
+            "bne 2b",
+            wp = inout(reg) $wp => _,
+            xp = inout(reg) $xp => _,
+            n = inout(reg) $n => _,
+            l0 = inout(reg) $l0,
+            h0 = inout(reg) $h0,
+            l1 = inout(reg) $l1,
+            h1 = inout(reg) $h1,
+            w = out(reg) _,
+            wa = out(reg) _,
+            xa = out(reg) _,
+            xb = out(reg) _,
+            options(nostack, readonly),
+        )
+    };
+}
+
+/// The packed kernel's words of one pass, checked once for every micro-kernel call of the pass:
+/// a width of 4 or 2 bits, `words` long enough for `total` words of weights and word-aligned
+/// (`LDRD`). The fields are private: only [`Packed::new`] makes one.
+#[derive(Clone, Copy)]
+pub struct Packed<'a> {
+    words: &'a [u8],
+    total: usize,
+    bits: u8,
+}
+
+impl<'a> Packed<'a> {
+    /// Check the pass's preconditions; `None` when one fails (the caller then runs the portable
+    /// model).
+    #[inline]
+    pub fn new(bits: u8, words: &'a [u8], total: usize) -> Option<Self> {
+        let per = match bits {
+            4 => 8,
+            2 => 16,
+            _ => return None,
+        };
+        let bytes = total.checked_mul(8 * per)?;
+        if words.len() < bytes || !(words.as_ptr() as usize).is_multiple_of(4) {
+            return None;
+        }
+        Some(Self { words, total, bits })
+    }
+
+    /// The two field accumulators over weight words `first .. first + n` of the row `weights`
+    /// (and the matching inputs of the pass's words), from zero; `None` when `n` is 0, the
+    /// range runs past the pass's words, or `weights` is shorter than `4 * (first + n)` bytes.
+    #[inline(always)]
+    pub fn micro6(&self, weights: &[u8], first: usize, n: usize) -> Option<[u64; 2]> {
+        let end = first.checked_add(n)?;
+        if n == 0 || end > self.total || weights.len() < end.checked_mul(4)? {
+            return None;
+        }
+        let per = if self.bits == 4 { 8 } else { 16 };
+        let xp = self.words.get(8 * per * first..)?.as_ptr();
+        let wp = weights.get(4 * first..)?.as_ptr();
+        let (mut l0, mut h0, mut l1, mut h1) = (0u32, 0u32, 0u32, 0u32);
+        // SAFETY: checked above and by `Packed::new`: `n >= 1`; the loop reads `4 * n` bytes
+        // from `wp` (inside `weights`, LDR allows unaligned addresses) and `8 * per * n` bytes
+        // from `xp` (inside the pass's words, word-aligned for LDRD: `8 * per * first` keeps
+        // the alignment). The assembly writes only the listed registers and the flags, and does
+        // not use the stack.
+        unsafe {
+            if self.bits == 4 {
+                packed_loop!(
+                    wp, xp, n, l0, h0, l1, h1, "0x88888888";
+                    field!("4", 0), field!("4", "4"), field!("4", "8"), field!("4", "12"),
+                    field!("4", "16"), field!("4", "20"), field!("4", "24"),
+                    "lsr {wa}, {w}, #28", umlal2!(),
+                );
+            } else {
+                packed_loop!(
+                    wp, xp, n, l0, h0, l1, h1, "0xAAAAAAAA";
+                    field!("2", 0), field!("2", "2"), field!("2", "4"), field!("2", "6"),
+                    field!("2", "8"), field!("2", "10"), field!("2", "12"), field!("2", "14"),
+                    field!("2", "16"), field!("2", "18"), field!("2", "20"), field!("2", "22"),
+                    field!("2", "24"), field!("2", "26"), field!("2", "28"),
+                    "lsr {wa}, {w}, #30", umlal2!(),
+                );
+            }
+        }
+        Some([
+            (l0 as u64) | ((h0 as u64) << 32),
+            (l1 as u64) | ((h1 as u64) << 32),
+        ])
+    }
 }
 
 /// The lanes of one pass, checked once for every micro-kernel call of the pass: `blocks >= 1`,

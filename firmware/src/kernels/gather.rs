@@ -150,7 +150,7 @@ impl<'a> Micro<'a> {
 /// input. With `words`, every run is a whole number of 32-bit words (`C % 4 == 0`) and moves a
 /// word at a time.
 #[inline(always)]
-fn window(g: &Geometry, input: &[u8], oy: usize, ox: usize, col: &mut [u8], words: bool) -> usize {
+pub(crate) fn window(g: &Geometry, input: &[u8], oy: usize, ox: usize, col: &mut [u8], words: bool) -> usize {
     let w = g.window;
     let (ih, iw, c) = (g.input.h as usize, g.input.w as usize, g.input.c as usize);
     let (kh, kw) = (w.kh as usize, w.kw as usize);
@@ -448,20 +448,9 @@ fn channels(
                     offset,
                     levels,
                 );
-                if r.right_shift() && pass.n == PASS {
-                    if let Some(dst) = output.get_mut(at..=at + 7 * c_out) {
-                        // The shift's kind and the common top codes decided once per
-                        // channel, not per output.
-                        match (r.high_word(), r.levels()) {
-                            (true, 255) => store8::<true, 255>(&r, dst, c_out, &acc),
-                            (false, 255) => store8::<false, 255>(&r, dst, c_out, &acc),
-                            (true, 15) => store8::<true, 15>(&r, dst, c_out, &acc),
-                            (false, 15) => store8::<false, 15>(&r, dst, c_out, &acc),
-                            (true, _) => store8::<true, 0>(&r, dst, c_out, &acc),
-                            (false, _) => store8::<false, 0>(&r, dst, c_out, &acc),
-                        }
-                        continue;
-                    }
+                if pass.n == PASS && store_right(&r, output.get_mut(at..).unwrap_or(&mut []), c_out, &acc)
+                {
+                    continue;
                 }
                 let out = ChannelStage::Requantize(r);
                 for (p, &a) in acc.iter().enumerate().take(pass.n) {
@@ -505,15 +494,15 @@ pub(crate) fn requantizer(table: &[u8], o: usize, offset: i32, levels: u8) -> Op
     }
 }
 
-/// A full pass's eight outputs of one channel, `c` bytes apart in `dst`. `LEVELS` is the
+/// A full pass's `N` outputs of one channel, `c` bytes apart in `dst`. `LEVELS` is the
 /// requantizer's top code when the caller matched it (the clamp is then one saturation), 0 for
 /// any other.
 #[inline(always)]
-fn store8<const HIGH: bool, const LEVELS: u8>(
+pub(crate) fn store_n<const HIGH: bool, const LEVELS: u8, const N: usize>(
     r: &Requantizer,
     dst: &mut [u8],
     c: usize,
-    v: &[i32; PASS],
+    v: &[i32; N],
 ) {
     let q = |a: i32| {
         if LEVELS == 0 {
@@ -522,16 +511,35 @@ fn store8<const HIGH: bool, const LEVELS: u8>(
             r.apply_right_levels::<HIGH, LEVELS>(a)
         }
     };
-    if let Some(d) = dst.get_mut(..=7 * c) {
-        d[0] = q(v[0]);
-        d[c] = q(v[1]);
-        d[2 * c] = q(v[2]);
-        d[3 * c] = q(v[3]);
-        d[4 * c] = q(v[4]);
-        d[5 * c] = q(v[5]);
-        d[6 * c] = q(v[6]);
-        d[7 * c] = q(v[7]);
+    if let Some(d) = dst.get_mut(..=(N - 1) * c) {
+        for (p, &a) in v.iter().enumerate() {
+            d[p * c] = q(a);
+        }
     }
+}
+
+/// One channel's `N` outputs through `r` when it shifts right, the shift's kind and the common
+/// top codes decided once per channel, not per output; `false`, having written nothing, for a
+/// left shift or a `dst` shorter than the outputs.
+#[inline(always)]
+pub(crate) fn store_right<const N: usize>(
+    r: &Requantizer,
+    dst: &mut [u8],
+    c: usize,
+    v: &[i32; N],
+) -> bool {
+    if !r.right_shift() || dst.len() <= (N - 1) * c {
+        return false;
+    }
+    match (r.high_word(), r.levels()) {
+        (true, 255) => store_n::<true, 255, N>(r, dst, c, v),
+        (false, 255) => store_n::<false, 255, N>(r, dst, c, v),
+        (true, 15) => store_n::<true, 15, N>(r, dst, c, v),
+        (false, 15) => store_n::<false, 15, N>(r, dst, c, v),
+        (true, _) => store_n::<true, 0, N>(r, dst, c, v),
+        (false, _) => store_n::<false, 0, N>(r, dst, c, v),
+    }
+    true
 }
 
 /// Prepare every channel's requantizer in `table`; the layer's offset and levels when the stage

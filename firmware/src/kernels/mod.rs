@@ -13,6 +13,7 @@
 mod dsp;
 pub mod gather;
 pub mod optimized;
+pub mod packed;
 pub mod reference;
 
 use bitspike_core::format::I32s;
