@@ -12,14 +12,14 @@
 //!   * `weights` holds at least `4 * blocks` bytes (read with `LDR`, which Armv7-M allows
 //!     unaligned);
 //!   * the width is 8, 4 or 2 bits (other widths are unpacked to 8 bits by the caller);
-//! * [`Packed::micro6`], the packed kernel's micro-kernels (see `super::packed`): two words of
-//!   three pixels' 14-bit fields per input against `n` words of 4- or 2-bit weights, one `UMLAL`
-//!   per word and weight, the two 64-bit field accumulators. [`Packed::new`] checks the pass's
-//!   words once, `micro6` the weights and the range at each call:
-//!   * `n >= 1`, and `first + n` words of weights at most the pass's words;
-//!   * the words hold at least `8 * per_word * words` bytes and start on a 4-byte boundary
-//!     (`LDRD`);
-//!   * `weights` holds at least `4 * (first + n)` bytes;
+//! * [`Packed::row`], the packed kernel's micro-kernels (see `super::packed`): two words of
+//!   three pixels' 14-bit fields per input against a row of 4- or 2-bit weights, one `UMLAL`
+//!   per word and weight, fields flushed every `chunk` words inside the loop. [`Packed::new`]
+//!   checks the pass's words once, `row` the weights at each call:
+//!   * at least one word of weights per row, and `1 <= chunk`;
+//!   * the words hold at least `8 * per_word * total` bytes and start on a 4-byte boundary
+//!     (`LDM`);
+//!   * `weights` holds at least `4 * total` bytes;
 //!   * the width is 4 or 2 bits;
 //! * [`spread`]: a pixel's codes into its slot of the lanes, with their sum;
 //! * [`max_bytes`]: the byte-wise maximum of two rows (max pooling);
@@ -30,7 +30,8 @@
 //! Each safe wrapper checks the lengths, alignment and widths its assembly relies on and returns
 //! `None` (having written nothing) when one fails; the caller then runs the portable code. The
 //! assembly reads and writes only the ranges checked, changes only the registers it lists, and
-//! does not touch the stack. Tested bit-exact against the portable code and the reference
+//! does not touch the stack (except [`Packed::row`], which keeps four sums in 24 bytes below the
+//! stack pointer and restores it). Tested bit-exact against the portable code and the reference
 //! kernels under QEMU on the Cortex-M4 (`cargo xtask conformance`, `cargo xtask bench`).
 #![allow(unsafe_code)]
 
@@ -149,58 +150,109 @@ macro_rules! micro_loop {
     };
 }
 
-/// One input of the packed micro-kernel: the two pixel words (`LDRD`) times the weight in
-/// `{wa}`, into the two 64-bit field accumulators.
-macro_rules! umlal2 {
-    () => {
+/// Two inputs of the packed micro-kernel: `LDM` brings input `k`'s two pixel words into
+/// `r2`, `r3` and input `k + 1`'s into `r4`, `r5` (explicit registers: `LDM` fills its list in
+/// register order); fields `$a` and `$b` of the offset-binary weight word `{w}` multiply them
+/// into the two 64-bit field accumulators.
+macro_rules! pair {
+    ($bits:literal, $a:literal, $b:literal) => {
         concat!(
-            "ldrd {xa}, {xb}, [{xp}], #8\n",
-            "umlal {l0}, {h0}, {xa}, {wa}\n",
-            "umlal {l1}, {h1}, {xb}, {wa}\n",
+            "ldm {xp}!, {{r2, r3, r4, r5}}\n",
+            field!($bits, $a),
+            "umlal {l0}, {h0}, r2, {wa}\n",
+            "umlal {l1}, {h1}, r3, {wa}\n",
+            field!($bits, $b),
+            "umlal {l0}, {h0}, r4, {wa}\n",
+            "umlal {l1}, {h1}, r5, {wa}\n",
         )
     };
 }
 
-/// Field `$j` of `$b` bits of the offset-binary weight word `{w}` into `{wa}`, then its input.
+/// Field `$s` (a bit offset) of `$b` bits of `{w}` into `{wa}`: a mask for the lowest, a shift
+/// for the highest, `UBFX` between.
 macro_rules! field {
-    ($b:literal, 0) => {
-        concat!("and {wa}, {w}, #((1 << ", $b, ") - 1)\n", umlal2!())
+    ($b:literal, "0") => {
+        concat!("and {wa}, {w}, #((1 << ", $b, ") - 1)\n")
+    };
+    ("4", "28") => {
+        "lsr {wa}, {w}, #28\n"
+    };
+    ("2", "30") => {
+        "lsr {wa}, {w}, #30\n"
     };
     ($b:literal, $s:literal) => {
-        concat!("ubfx {wa}, {w}, #", $s, ", #", $b, "\n", umlal2!())
+        concat!("ubfx {wa}, {w}, #", $s, ", #", $b, "\n")
     };
 }
 
-/// The packed micro-kernel loop around a word body (one weight word loaded into `{w}` and
-/// flipped to offset binary by `$flip` first, the word count in `{n}`).
-macro_rules! packed_loop {
-    ($wp:ident, $xp:ident, $n:ident, $l0:ident, $h0:ident, $l1:ident, $h1:ident, $flip:literal; $($body:expr),* $(,)?) => {
+/// The packed kernel's row loop around a word body: chunks of at most `{n}` (in: the flush
+/// interval) words until `{w}` (in: the row's words) are done; per word, one weight word
+/// loaded into `{w}` and flipped to offset binary by `$flip`. After each chunk, fields 0 and 1
+/// of both accumulators are added to four running sums on the stack (24 bytes, restored) and
+/// cleared; field 2 stays in place (36 bits, it cannot overflow). Out: the four sums in
+/// `r2..r5`, the accumulators with field 2.
+macro_rules! packed_row {
+    ($wp:ident, $xp:ident, $chunk:ident, $total:ident, $l0:ident, $h0:ident, $l1:ident, $h1:ident,
+     $s:ident, $flip:literal; $($body:expr),* $(,)?) => {
         asm!(
+            "sub sp, sp, #24",
+            "movs {wa}, #0",
+            "strd {wa}, {wa}, [sp]",
+            "strd {wa}, {wa}, [sp, #8]",
+            "strd {w}, {n}, [sp, #16]",
+            "1:",
+            "ldrd {w}, {n}, [sp, #16]",
+            "cmp {n}, {w}",
+            "it hi",
+            "movhi {n}, {w}",
+            "sub {w}, {w}, {n}",
+            "str {w}, [sp, #16]",
             "2:",
             "ldr {w}, [{wp}], #4",
             concat!("eor {w}, {w}, #", $flip),
             $($body,)*
             "subs {n}, {n}, #1",
             "bne 2b",
+            "ubfx r2, {l0}, #0, #14",
+            "ubfx r3, {l0}, #14, #14",
+            "ubfx r4, {l1}, #0, #14",
+            "ubfx r5, {l1}, #14, #14",
+            "bfc {l0}, #0, #28",
+            "bfc {l1}, #0, #28",
+            "ldrd {w}, {wa}, [sp]",
+            "add {w}, {w}, r2",
+            "add {wa}, {wa}, r3",
+            "strd {w}, {wa}, [sp]",
+            "ldrd {w}, {wa}, [sp, #8]",
+            "add {w}, {w}, r4",
+            "add {wa}, {wa}, r5",
+            "strd {w}, {wa}, [sp, #8]",
+            "ldr {w}, [sp, #16]",
+            "cmp {w}, #0",
+            "bne 1b",
+            "ldrd r2, r3, [sp]",
+            "ldrd r4, r5, [sp, #8]",
+            "add sp, sp, #24",
             wp = inout(reg) $wp => _,
             xp = inout(reg) $xp => _,
-            n = inout(reg) $n => _,
-            l0 = inout(reg) $l0,
-            h0 = inout(reg) $h0,
-            l1 = inout(reg) $l1,
-            h1 = inout(reg) $h1,
-            w = out(reg) _,
+            n = inout(reg) $chunk => _,
+            w = inout(reg) $total => _,
             wa = out(reg) _,
-            xa = out(reg) _,
-            xb = out(reg) _,
-            options(nostack, readonly),
+            l0 = inout(reg) 0u32 => $l0,
+            h0 = inout(reg) 0u32 => $h0,
+            l1 = inout(reg) 0u32 => $l1,
+            h1 = inout(reg) 0u32 => $h1,
+            out("r2") $s[0],
+            out("r3") $s[1],
+            out("r4") $s[2],
+            out("r5") $s[3],
         )
     };
 }
 
-/// The packed kernel's words of one pass, checked once for every micro-kernel call of the pass:
-/// a width of 4 or 2 bits, `words` long enough for `total` words of weights and word-aligned
-/// (`LDRD`). The fields are private: only [`Packed::new`] makes one.
+/// The packed kernel's words of one pass, checked once for every row of the pass: a width of 4
+/// or 2 bits, at least one word of weights, `words` long enough for `total` words of weights
+/// and word-aligned. The fields are private: only [`Packed::new`] makes one.
 #[derive(Clone, Copy)]
 pub struct Packed<'a> {
     words: &'a [u8],
@@ -219,53 +271,55 @@ impl<'a> Packed<'a> {
             _ => return None,
         };
         let bytes = total.checked_mul(8 * per)?;
-        if words.len() < bytes || !(words.as_ptr() as usize).is_multiple_of(4) {
+        if total == 0
+            || total > u32::MAX as usize
+            || words.len() < bytes
+            || !(words.as_ptr() as usize).is_multiple_of(4)
+        {
             return None;
         }
         Some(Self { words, total, bits })
     }
 
-    /// The two field accumulators over weight words `first .. first + n` of the row `weights`
-    /// (and the matching inputs of the pass's words), from zero; `None` when `n` is 0, the
-    /// range runs past the pass's words, or `weights` is shorter than `4 * (first + n)` bytes.
+    /// One output channel's row over the pass: the six pixels' field sums (fields 0, 1, 2 of
+    /// the first word's accumulator, then of the second's), flushed every `chunk` words;
+    /// `None` when `chunk` is 0 or `weights` is shorter than the pass's `4 * total` bytes.
     #[inline(always)]
-    pub fn micro6(&self, weights: &[u8], first: usize, n: usize) -> Option<[u64; 2]> {
-        let end = first.checked_add(n)?;
-        if n == 0 || end > self.total || weights.len() < end.checked_mul(4)? {
+    pub fn row(&self, weights: &[u8], chunk: usize) -> Option<[u32; 6]> {
+        if chunk == 0 || weights.len() < self.total.checked_mul(4)? {
             return None;
         }
-        let per = if self.bits == 4 { 8 } else { 16 };
-        let xp = self.words.get(8 * per * first..)?.as_ptr();
-        let wp = weights.get(4 * first..)?.as_ptr();
-        let (mut l0, mut h0, mut l1, mut h1) = (0u32, 0u32, 0u32, 0u32);
-        // SAFETY: checked above and by `Packed::new`: `n >= 1`; the loop reads `4 * n` bytes
-        // from `wp` (inside `weights`, LDR allows unaligned addresses) and `8 * per * n` bytes
-        // from `xp` (inside the pass's words, word-aligned for LDRD: `8 * per * first` keeps
-        // the alignment). The assembly writes only the listed registers and the flags, and does
-        // not use the stack.
+        let chunk = chunk.min(self.total) as u32;
+        let total = self.total as u32;
+        let xp = self.words.as_ptr();
+        let wp = weights.as_ptr();
+        let (l0, h0, l1, h1): (u32, u32, u32, u32);
+        let mut s = [0u32; 4];
+        // SAFETY: checked above and by `Packed::new`: `total >= 1` and `1 <= chunk <= total`,
+        // so every chunk runs at least one word and the words sum to `total`; the loop reads
+        // `4 * total` bytes from `wp` (inside `weights`; LDR allows unaligned addresses) and
+        // `8 * per * total` bytes from `xp` (inside the pass's words, word-aligned for LDM and
+        // LDRD). It writes only the listed registers, the flags and 24 bytes of stack below
+        // `sp`, which it restores (8-byte aligned throughout).
         unsafe {
             if self.bits == 4 {
-                packed_loop!(
-                    wp, xp, n, l0, h0, l1, h1, "0x88888888";
-                    field!("4", 0), field!("4", "4"), field!("4", "8"), field!("4", "12"),
-                    field!("4", "16"), field!("4", "20"), field!("4", "24"),
-                    "lsr {wa}, {w}, #28", umlal2!(),
+                packed_row!(
+                    wp, xp, chunk, total, l0, h0, l1, h1, s, "0x88888888";
+                    pair!("4", "0", "4"), pair!("4", "8", "12"),
+                    pair!("4", "16", "20"), pair!("4", "24", "28"),
                 );
             } else {
-                packed_loop!(
-                    wp, xp, n, l0, h0, l1, h1, "0xAAAAAAAA";
-                    field!("2", 0), field!("2", "2"), field!("2", "4"), field!("2", "6"),
-                    field!("2", "8"), field!("2", "10"), field!("2", "12"), field!("2", "14"),
-                    field!("2", "16"), field!("2", "18"), field!("2", "20"), field!("2", "22"),
-                    field!("2", "24"), field!("2", "26"), field!("2", "28"),
-                    "lsr {wa}, {w}, #30", umlal2!(),
+                packed_row!(
+                    wp, xp, chunk, total, l0, h0, l1, h1, s, "0xAAAAAAAA";
+                    pair!("2", "0", "2"), pair!("2", "4", "6"),
+                    pair!("2", "8", "10"), pair!("2", "12", "14"),
+                    pair!("2", "16", "18"), pair!("2", "20", "22"),
+                    pair!("2", "24", "26"), pair!("2", "28", "30"),
                 );
             }
         }
-        Some([
-            (l0 as u64) | ((h0 as u64) << 32),
-            (l1 as u64) | ((h1 as u64) << 32),
-        ])
+        let top = |l: u32, h: u32| (l >> 28) | (h << 4);
+        Some([s[0], s[1], top(l0, h0), s[2], s[3], top(l1, h1)])
     }
 }
 

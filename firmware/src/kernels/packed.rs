@@ -20,7 +20,7 @@
 //! The scratch is the gather kernel's ([`bitspike_core::kernel::gather_layout`]): the pass's
 //! words where the gather kernel keeps its lanes (8 bytes per input, half of them), the six
 //! pixels' windows as bytes after them, the requantization table where the gather kernel has
-//! it. On Armv7E-M the micro-kernel is assembly (`kernels::dsp`); elsewhere [`micro6`] runs it
+//! it. On Armv7E-M the micro-kernel is assembly (`kernels::dsp`); elsewhere [`row6`] runs it
 //! in portable Rust, with the same words and sums.
 
 use bitspike_core::kernel::{
@@ -53,43 +53,47 @@ const fn flip(bits: u8) -> u32 {
     }
 }
 
-/// The two 64-bit field accumulators of a pass's words over `words` words of `bits`-bit
-/// weights (4 or 2), from zero: `lanes` holds two words per input (pixel words 0 and 1),
-/// `weights` one 32-bit word per [`packed_per_word`] inputs. Portable Rust, the model of the
-/// assembly; missing bytes read as 0.
-pub fn micro6(bits: u8, lanes: &[u8], weights: &[u8], words: usize) -> [u64; 2] {
+/// One output channel's row over a pass: the six pixels' sums (pixel words 0 and 1, three
+/// pixels each), over `words` words of `bits`-bit weights (4 or 2), the fields flushed every
+/// `chunk` words (at least 1). `lanes` holds two pixel words per input, `weights` one 32-bit
+/// word per [`packed_per_word`] inputs. Portable Rust, the model of the assembly; missing bytes
+/// read as 0.
+pub fn row6(bits: u8, lanes: &[u8], weights: &[u8], words: usize, chunk: usize) -> [u32; 6] {
+    const M: u64 = (1 << FIELD_BITS) - 1;
     let per = packed_per_word(bits);
     let mask = (1u32 << bits) - 1;
-    let (mut a0, mut a1) = (0u64, 0u64);
-    for i in 0..words {
-        let w = super::rd_lenient(weights, 4 * i) ^ flip(bits);
-        for j in 0..per {
-            let wj = ((w >> (bits as usize * j)) & mask) as u64;
-            let at = 8 * (i * per + j);
-            a0 = a0.wrapping_add(rd(lanes, at) as u64 * wj);
-            a1 = a1.wrapping_add(rd(lanes, at + 4) as u64 * wj);
+    let chunk = chunk.max(1);
+    let mut sums = [0u32; 6];
+    let mut first = 0;
+    while first < words {
+        let end = words.min(first + chunk);
+        let (mut a0, mut a1) = (0u64, 0u64);
+        for i in first..end {
+            let w = super::rd_lenient(weights, 4 * i) ^ flip(bits);
+            for j in 0..per {
+                let wj = ((w >> (bits as usize * j)) & mask) as u64;
+                let at = 8 * (i * per + j);
+                a0 = a0.wrapping_add(rd(lanes, at) as u64 * wj);
+                a1 = a1.wrapping_add(rd(lanes, at + 4) as u64 * wj);
+            }
         }
+        for (s, a) in sums.chunks_exact_mut(TRIPLE).zip([a0, a1]) {
+            s[0] = s[0].wrapping_add((a & M) as u32);
+            s[1] = s[1].wrapping_add(((a >> FIELD_BITS) & M) as u32);
+            s[2] = s[2].wrapping_add((a >> (2 * FIELD_BITS)) as u32);
+        }
+        first = end;
     }
-    [a0, a1]
+    sums
 }
 
-/// Add the three fields of accumulator `a` to `sums`.
-#[inline(always)]
-fn flush(a: u64, sums: &mut [i32]) {
-    const M: u64 = (1 << FIELD_BITS) - 1;
-    if let [s0, s1, s2] = sums {
-        *s0 = s0.wrapping_add((a & M) as i32);
-        *s1 = s1.wrapping_add(((a >> FIELD_BITS) & M) as i32);
-        *s2 = s2.wrapping_add((a >> (2 * FIELD_BITS)) as i32);
-    }
-}
-
-/// The micro-kernel for this target: assembly on Armv7E-M (the lanes checked once per pass),
+/// The micro-kernel for this target: assembly on Armv7E-M (the words checked once per pass),
 /// the portable model elsewhere or when a check fails.
 #[derive(Clone, Copy)]
 struct Micro<'a> {
     bits: u8,
     lanes: &'a [u8],
+    words: usize,
     #[cfg(bitspike_dsp)]
     dsp: Option<super::dsp::Packed<'a>>,
 }
@@ -97,56 +101,119 @@ struct Micro<'a> {
 impl<'a> Micro<'a> {
     #[inline(always)]
     fn new(bits: u8, lanes: &'a [u8], words: usize) -> Self {
-        #[cfg(not(bitspike_dsp))]
-        let _ = words;
         Self {
             bits,
             lanes,
+            words,
             #[cfg(bitspike_dsp)]
             dsp: super::dsp::Packed::new(bits, lanes, words),
         }
     }
 
-    /// Words `first .. first + n` of the row `weights` (the whole row).
+    /// The six sums of the row `weights`, flushed every `chunk` words.
     #[inline(always)]
-    fn run(&self, weights: &[u8], first: usize, n: usize) -> [u64; 2] {
+    fn run(&self, weights: &[u8], chunk: usize) -> [u32; 6] {
         #[cfg(bitspike_dsp)]
-        if let Some(acc) = self.dsp.and_then(|d| d.micro6(weights, first, n)) {
-            return acc;
+        if let Some(s) = self.dsp.and_then(|d| d.row(weights, chunk)) {
+            return s;
         }
-        let per = packed_per_word(self.bits);
-        let lanes = self.lanes.get(8 * per * first..).unwrap_or(&[]);
-        micro6(
-            self.bits,
-            lanes,
-            weights.get(4 * first..).unwrap_or(&[]),
-            n,
-        )
+        row6(self.bits, self.lanes, weights, self.words, chunk)
     }
 }
 
-/// Interleave three pixels' windows (`cols`, `padded` bytes each, codes up to 15) into pixel
-/// word `t` of the lanes (`lanes[8k + 4t ..]`), and return each window's sum of codes.
-#[inline(never)]
-fn interleave(cols: [&[u8]; 3], lanes: &mut [u8], t: usize, padded: usize) -> [u32; 3] {
-    let mut sums = [0u32; 3];
-    for q in 0..padded / 4 {
-        let [a, b, c] = cols.map(|col| rd(col, 4 * q));
-        // Codes are at most 15: four bytes sum without carries in the top byte.
-        for (s, v) in sums.iter_mut().zip([a, b, c]) {
-            *s += v.wrapping_mul(0x0101_0101) >> 24;
+/// Interleave six pixels' codes into a pass's words: `rows[i]` holds pixel `i`'s codes for
+/// `4 * q` consecutive inputs (codes up to 15), `words` gets, per input, pixel word 0 (pixels
+/// 0..3) and pixel word 1 (pixels 3..6); each pixel's codes are added to `sums`.
+#[inline(always)]
+fn interleave6(rows: [&[u8]; 6], words: &mut [u8], sums: &mut [u32; PACKED_PASS]) {
+    let [r0, r1, r2, r3, r4, r5] = rows.map(|r| r.as_chunks::<4>().0);
+    let quads = words
+        .chunks_exact_mut(32)
+        .zip(r0)
+        .zip(r1)
+        .zip(r2)
+        .zip(r3)
+        .zip(r4)
+        .zip(r5);
+    for ((((((out, a), b), c), d), e), f) in quads {
+        let v = [a, b, c, d, e, f].map(|x| u32::from_le_bytes(*x));
+        // Codes are at most 15: four bytes sum without carries into the top byte.
+        for (s, x) in sums.iter_mut().zip(v) {
+            *s = s.wrapping_add(x.wrapping_mul(0x0101_0101) >> 24);
         }
-        for j in 0..4 {
-            let word = ((a >> (8 * j)) & 0xF)
+        let word = |a: u32, b: u32, c: u32, j: usize| {
+            ((a >> (8 * j)) & 0xF)
                 | (((b >> (8 * j)) & 0xF) << FIELD_BITS)
-                | ((c >> (8 * j)) << (2 * FIELD_BITS));
-            let at = 8 * (4 * q + j) + 4 * t;
-            if let Some(d) = lanes.get_mut(at..at + 4) {
-                d.copy_from_slice(&word.to_le_bytes());
-            }
+                | ((c >> (8 * j)) << (2 * FIELD_BITS))
+        };
+        for (j, o) in out.chunks_exact_mut(8).enumerate() {
+            o[..4].copy_from_slice(&word(v[0], v[1], v[2], j).to_le_bytes());
+            o[4..].copy_from_slice(&word(v[3], v[4], v[5], j).to_le_bytes());
         }
     }
-    sums
+}
+
+/// Gather a pass's six pixels (`p0 .. p0 + n`) into its words. A pixel whose window lies inside
+/// the input is read straight from it, row by row, when each kernel row's codes are whole words
+/// (`C % 4 == 0`); any other pixel's window is copied into its column first (zeros in the
+/// padding; pixels past the last, all zeros). Returns each pixel's sum of codes and the
+/// products inside the input per output channel.
+#[inline(never)]
+fn gather6(
+    g: &Geometry,
+    input: &[u8],
+    (p0, n): (usize, usize),
+    cols: &mut [u8],
+    padded: usize,
+    words: &mut [u8],
+) -> ([u32; PACKED_PASS], usize) {
+    let w = g.window;
+    let (ih, iw, c) = (g.input.h as usize, g.input.w as usize, g.input.c as usize);
+    let (kh, kw) = (w.kh as usize, w.kw as usize);
+    let ow = g.output.w as usize;
+    let rows_direct = c.is_multiple_of(4);
+    // Per pixel: the start of its window in the input, or None (its column).
+    let mut direct = [None; PACKED_PASS];
+    let mut macs = 0;
+    for (p, (col, d)) in cols
+        .chunks_exact_mut(padded)
+        .zip(direct.iter_mut())
+        .enumerate()
+    {
+        if p >= n {
+            col.fill(0);
+            continue;
+        }
+        let (oy, ox) = ((p0 + p) / ow, (p0 + p) % ow);
+        let y0 = (oy * w.sh as usize) as isize - w.ph as isize;
+        let x0 = (ox * w.sw as usize) as isize - w.pw as isize;
+        let inner = y0 >= 0 && x0 >= 0 && y0 as usize + kh <= ih && x0 as usize + kw <= iw;
+        if rows_direct && inner {
+            *d = Some((y0 as usize * iw + x0 as usize) * c);
+            macs += kh * kw * c;
+        } else {
+            macs += window(g, input, oy, ox, col, rows_direct);
+        }
+    }
+    let mut sums = [0u32; PACKED_PASS];
+    let cols = &*cols;
+    let col = |p: usize| cols.get(p * padded..(p + 1) * padded).unwrap_or(&[]);
+    if rows_direct {
+        let run = kw * c;
+        for (ky, out) in words.chunks_mut(8 * run).take(kh).enumerate() {
+            let rows = [0, 1, 2, 3, 4, 5].map(|p| match direct[p] {
+                Some(at) => {
+                    let at = at + ky * iw * c;
+                    input.get(at..at + run).unwrap_or(&[])
+                }
+                None => col(p).get(ky * run..(ky + 1) * run).unwrap_or(&[]),
+            });
+            interleave6(rows, out, &mut sums);
+        }
+    } else {
+        interleave6([0, 1, 2, 3, 4, 5].map(col), words, &mut sums);
+    }
+    (sums, macs)
 }
 
 /// 2-D convolution with one group through the packed kernel, for inputs with codes up to
@@ -192,38 +259,19 @@ pub fn conv2d(
     let offset = 1i32 << (w.bits - 1);
     let tabled = prepare(stage, table, c_out);
     let table = &*table;
-    for b in cols.iter_mut() {
-        *b = 0;
-    }
+    // Inputs past the fan-in stay zero (the direct rows never write them, the windows never
+    // write their columns there).
+    words_area.fill(0);
+    cols.fill(0);
     let (oh, ow) = (g.output.h as usize, g.output.w as usize);
     let pixels = oh * ow;
-    let words_c4 = c_in.is_multiple_of(4);
     let mut macs = 0;
     let mut p0 = 0;
     while p0 < pixels {
         let n = (pixels - p0).min(PACKED_PASS);
-        let mut corr = [0i32; PACKED_PASS];
-        for (p, col) in cols.chunks_exact_mut(padded).enumerate() {
-            if p < n {
-                let (oy, ox) = ((p0 + p) / ow, (p0 + p) % ow);
-                macs += window(g, input, oy, ox, col, words_c4);
-            } else {
-                // Pixels past the last (the last pass only): zero windows.
-                for b in col.iter_mut() {
-                    *b = 0;
-                }
-            }
-        }
-        for t in 0..PACKED_PASS / TRIPLE {
-            let col = |i: usize| {
-                let at = (TRIPLE * t + i) * padded;
-                cols.get(at..at + padded).unwrap_or(&[])
-            };
-            let sums = interleave([col(0), col(1), col(2)], words_area, t, padded);
-            for (i, s) in sums.iter().enumerate() {
-                corr[TRIPLE * t + i] = offset.wrapping_mul(*s as i32);
-            }
-        }
+        let (sums, m) = gather6(g, input, (p0, n), cols, padded, words_area);
+        macs += m;
+        let corr = sums.map(|s| offset.wrapping_mul(s as i32));
         let micro = Micro::new(w.bits, words_area, words);
         let at = p0 * c_out;
         for o in 0..c_out {
@@ -232,14 +280,10 @@ pub fn conv2d(
             let start = o * fan * w.bits as usize / 8;
             let ws = w.packed.get(start..).unwrap_or(&[]);
             let bias = w.bias.map_or(0, |b| b.get(o));
-            let mut acc = corr.map(|c| bias.wrapping_sub(c));
-            let mut first = 0;
-            while first < words {
-                let k = chunk.min(words - first);
-                let [a0, a1] = micro.run(ws, first, k);
-                flush(a0, &mut acc[..TRIPLE]);
-                flush(a1, &mut acc[TRIPLE..]);
-                first += k;
+            let sums = micro.run(ws, chunk);
+            let mut acc = [0i32; PACKED_PASS];
+            for ((a, &c), &s) in acc.iter_mut().zip(&corr).zip(&sums) {
+                *a = bias.wrapping_sub(c).wrapping_add(s as i32);
             }
             if let Some((offset, lv)) = tabled {
                 if let Some(r) = requantizer(table, o, offset, lv) {
