@@ -75,6 +75,14 @@ pub struct Neuron {
     shift: u8,
     timesteps: u16,
     closed: bool,
+    /// `T << shift` (wrapping): `T x current(acc)` is `acc x gain + T x bias`.
+    gain: i32,
+    /// `v0 + T x bias` (wrapping): the closed form's potential is `acc x gain + base`.
+    base: i32,
+    /// The threshold as a divisor (1 when it is not positive: such a neuron is not closed).
+    divisor: core::num::NonZeroU32,
+    /// The largest count: `min(T, 255)`.
+    top: u32,
 }
 
 impl Neuron {
@@ -89,6 +97,17 @@ impl Neuron {
             shift,
             timesteps,
             closed: 0 <= v0 && v0 < threshold,
+            gain: (timesteps as i32).wrapping_shl(shift as u32),
+            base: v0.wrapping_add((timesteps as i32).wrapping_mul(bias)),
+            divisor: match core::num::NonZeroU32::new(threshold as u32) {
+                Some(d) if threshold > 0 => d,
+                _ => core::num::NonZeroU32::MIN,
+            },
+            top: if timesteps > u8::MAX as u16 {
+                u8::MAX as u32
+            } else {
+                timesteps as u32
+            },
         }
     }
 
@@ -103,28 +122,97 @@ impl Neuron {
     /// reader accepts.
     #[inline(always)]
     pub fn count(&self, acc: i32) -> u8 {
-        let i = current(acc, self.shift, self.bias);
         let n = if self.closed {
-            let reach = self
-                .v0
-                .wrapping_add((self.timesteps as i32).wrapping_mul(i));
-            if reach < 0 {
-                0
-            } else {
-                let q = reach as u32 / self.threshold as u32;
-                if q > self.timesteps as u32 {
-                    self.timesteps
-                } else {
-                    q as u16
-                }
-            }
+            return self.count_closed(acc);
         } else {
-            fire(i, self.v0, self.threshold, self.timesteps)
+            fire(
+                current(acc, self.shift, self.bias),
+                self.v0,
+                self.threshold,
+                self.timesteps,
+            )
         };
         if n > u8::MAX as u16 {
             u8::MAX
         } else {
             n as u8
+        }
+    }
+
+    /// [`count`](Self::count) for a neuron whose count is taken in closed form
+    /// ([`closed`](Self::closed)); for any other neuron, a count that may differ from it.
+    #[inline(always)]
+    pub fn count_closed(&self, acc: i32) -> u8 {
+        Closed {
+            gain: self.gain,
+            base: self.base,
+            divisor: self.divisor,
+            top: self.top,
+        }
+        .count(acc)
+    }
+
+    /// The closed form of this neuron's count, when it is taken in closed form.
+    #[inline]
+    pub const fn closed_form(&self) -> Option<Closed> {
+        if !self.closed {
+            return None;
+        }
+        Some(Closed {
+            gain: self.gain,
+            base: self.base,
+            divisor: self.divisor,
+            top: self.top,
+        })
+    }
+}
+
+/// A spiking channel's count in closed form, `clamp(floor((acc x gain + base) / threshold), 0,
+/// min(T, 255))`: what [`Neuron::count`] computes for a closed neuron, in a form the kernels
+/// prepare once per layer ([`Closed::encode`], 16 bytes per channel).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Closed {
+    gain: i32,
+    base: i32,
+    divisor: core::num::NonZeroU32,
+    top: u32,
+}
+
+impl Closed {
+    /// The spike count for accumulator `acc`.
+    #[inline(always)]
+    pub fn count(&self, acc: i32) -> u8 {
+        // v0 + T x ((acc << shift) + bias), as one multiply-accumulate: equal modulo 2^32 term
+        // by term, and the reader's membrane bound keeps the true value inside i32.
+        let reach = acc.wrapping_mul(self.gain).wrapping_add(self.base);
+        // A negative potential gives no spike; then at most T (and 255) spikes.
+        let q = (if reach < 0 { 0 } else { reach as u32 }) / self.divisor;
+        (if q > self.top { self.top } else { q }) as u8
+    }
+
+    /// The 16 bytes [`Self::decode`] reads back.
+    pub const fn encode(&self) -> [u8; 16] {
+        let (g, b) = (self.gain.to_le_bytes(), self.base.to_le_bytes());
+        let (d, t) = (self.divisor.get().to_le_bytes(), self.top.to_le_bytes());
+        [
+            g[0], g[1], g[2], g[3], b[0], b[1], b[2], b[3], d[0], d[1], d[2], d[3], t[0], t[1],
+            t[2], t[3],
+        ]
+    }
+
+    /// The closed form [`Self::encode`] wrote (a zero divisor reads as 1: `encode` never writes
+    /// one).
+    #[inline(always)]
+    pub const fn decode(b: &[u8; 16]) -> Self {
+        let d = u32::from_le_bytes([b[8], b[9], b[10], b[11]]);
+        Self {
+            gain: i32::from_le_bytes([b[0], b[1], b[2], b[3]]),
+            base: i32::from_le_bytes([b[4], b[5], b[6], b[7]]),
+            divisor: match core::num::NonZeroU32::new(d) {
+                Some(d) => d,
+                None => core::num::NonZeroU32::MIN,
+            },
+            top: u32::from_le_bytes([b[12], b[13], b[14], b[15]]),
         }
     }
 }

@@ -1,7 +1,8 @@
 //! The prepared spiking neuron against the step rule: the closed-form count where it applies
-//! (`0 <= v0 < threshold`), the steps elsewhere, inside the model file reader's membrane bound.
+//! (`0 <= v0 < threshold`, also through the 16 bytes the kernels prepare per layer), the steps
+//! elsewhere, inside the model file reader's membrane bound.
 
-use bitspike_core::snn::{current, fire, Neuron};
+use bitspike_core::snn::{current, fire, Closed, Neuron};
 use proptest::prelude::*;
 
 /// A neuron's parameters and an accumulator inside the reader's bound:
@@ -33,6 +34,11 @@ proptest! {
         prop_assert_eq!(n.closed(), 0 <= v0 && v0 < theta);
         let steps = fire(current(acc, shift, bias), v0, theta, t).min(255) as u8;
         prop_assert_eq!(n.count(acc), steps);
+        // The closed form the kernels prepare per layer, through its 16 bytes, counts the same.
+        prop_assert_eq!(n.closed_form().is_some(), n.closed());
+        if let Some(c) = n.closed_form() {
+            prop_assert_eq!(Closed::decode(&c.encode()).count(acc), steps);
+        }
     }
 }
 

@@ -29,6 +29,7 @@
 use bitspike_core::kernel::{block, gather_layout, in_place, PASS, PIXELS, TABLE_ENTRY};
 use bitspike_core::layer::Geometry;
 use bitspike_core::quant::Requantizer;
+use bitspike_core::snn::Closed;
 
 use super::{unpack_row, ChannelStage, Stage, Weights};
 use crate::ops::Ops;
@@ -413,11 +414,12 @@ impl Rows<'_> {
 /// outputs. `table` holds the channels' prepared requantizers when `tabled`.
 #[inline(never)]
 #[allow(clippy::too_many_arguments)]
-fn channels(
+fn channels<const FIRE: bool>(
     pass: &Pass<'_>,
     rows: &Rows<'_>,
     stage: &Stage<'_>,
     tabled: Option<(&[u8], i32, u8)>,
+    fired: Option<&[u8]>,
     row: &mut [u8],
     output: &mut [u8],
     c_out: usize,
@@ -437,7 +439,14 @@ fn channels(
         };
         let acc = [a[0], a[1], a[2], a[3], b[0], b[1], b[2], b[3]];
         let at = pass.at + o;
-        if let Some((table, offset, levels)) = tabled {
+        if FIRE {
+            if let Some(c) = fired.and_then(|t| closed(t, o)) {
+                if pass.n == PASS && fire_n(&c, output.get_mut(at..).unwrap_or(&mut []), c_out, &acc)
+                {
+                    continue;
+                }
+            }
+        } else if let Some((table, offset, levels)) = tabled {
             if let Some(&[b0, b1, b2, b3, b4, b5, b6, b7, b8, b9, b10, b11, b12, b13, b14, b15]) =
                 table.get(o * TABLE_ENTRY..(o + 1) * TABLE_ENTRY)
             {
@@ -459,19 +468,40 @@ fn channels(
                 continue;
             }
         }
-        match stage.channel(o) {
-            // Spiking channels: the count inline, the neuron prepared once per channel.
-            ChannelStage::Fire(neuron) => {
-                for (p, &a) in acc.iter().enumerate().take(pass.n) {
-                    if let Some(d) = output.get_mut(at + p * c_out) {
-                        *d = neuron.count(a);
-                    }
+        store_other(stage, o, &acc, pass.n, output, at, c_out);
+    }
+}
+
+/// Channel `o`'s first `n` outputs of a pass (of `N` pixels, `c_out` bytes apart from `at`)
+/// through any stage the caller did not store itself: out of line, so that the requantizing
+/// loops stay small. Spiking channels count inline (the neuron prepared once per channel, the
+/// closed form decided once for a full pass); the rest store one by one.
+#[inline(never)]
+pub(crate) fn store_other<const N: usize>(
+    stage: &Stage<'_>,
+    o: usize,
+    acc: &[i32; N],
+    n: usize,
+    output: &mut [u8],
+    at: usize,
+    c_out: usize,
+) {
+    match stage.channel(o) {
+        ChannelStage::Fire(neuron) => {
+            if let Some(c) = neuron.closed_form() {
+                if n == N && fire_n(&c, output.get_mut(at..).unwrap_or(&mut []), c_out, acc) {
+                    return;
                 }
             }
-            out => {
-                for (p, &a) in acc.iter().enumerate().take(pass.n) {
-                    out.store(output, at + p * c_out, a);
+            for (p, &a) in acc.iter().enumerate().take(n) {
+                if let Some(d) = output.get_mut(at + p * c_out) {
+                    *d = neuron.count(a);
                 }
+            }
+        }
+        out => {
+            for (p, &a) in acc.iter().enumerate().take(n) {
+                out.store(output, at + p * c_out, a);
             }
         }
     }
@@ -540,6 +570,54 @@ pub(crate) fn store_right<const N: usize>(
         (false, _) => store_n::<false, 0, N>(r, dst, c, v),
     }
     true
+}
+
+/// One spiking channel's `N` outputs in closed form, `c` bytes apart in `dst`; `false`, having
+/// written nothing, for a `dst` shorter than the outputs.
+#[inline(always)]
+pub(crate) fn fire_n<const N: usize>(closed: &Closed, dst: &mut [u8], c: usize, v: &[i32; N]) -> bool {
+    let Some(d) = dst.get_mut(..=(N - 1) * c) else {
+        return false;
+    };
+    for (p, &a) in v.iter().enumerate() {
+        d[p * c] = closed.count(a);
+    }
+    true
+}
+
+/// Prepare every spiking channel's closed form in `table` (an entry of zeros for a channel
+/// whose count is not taken in closed form); `false`, having written nothing, for a stage that
+/// does not fire.
+pub(crate) fn prepare_fire(stage: &Stage<'_>, table: &mut [u8], c_out: usize) -> bool {
+    if !matches!(stage, Stage::Fire { .. }) {
+        return false;
+    }
+    for (o, t) in table.chunks_exact_mut(TABLE_ENTRY).take(c_out).enumerate() {
+        match stage.channel(o) {
+            ChannelStage::Fire(n) => match n.closed_form() {
+                Some(c) => t.copy_from_slice(&c.encode()),
+                None => t.fill(0),
+            },
+            _ => t.fill(0),
+        }
+    }
+    true
+}
+
+/// Channel `o`'s closed form from a table [`prepare_fire`] filled; `None` for a channel whose
+/// count is not taken in closed form.
+#[inline(always)]
+pub(crate) fn closed(table: &[u8], o: usize) -> Option<Closed> {
+    match table.get(o * TABLE_ENTRY..(o + 1) * TABLE_ENTRY) {
+        Some(&[b0, b1, b2, b3, b4, b5, b6, b7, b8, b9, b10, b11, b12, b13, b14, b15])
+            if (b8, b9, b10, b11) != (0, 0, 0, 0) =>
+        {
+            Some(Closed::decode(&[
+                b0, b1, b2, b3, b4, b5, b6, b7, b8, b9, b10, b11, b12, b13, b14, b15,
+            ]))
+        }
+        _ => None,
+    }
 }
 
 /// Prepare every channel's requantizer in `table`; the layer's offset and levels when the stage
@@ -621,7 +699,9 @@ pub fn conv2d(
         row_bytes: padded * bits as usize / 8,
     };
     let tabled = prepare(stage, table, c_out);
+    let fire = tabled.is_none() && prepare_fire(stage, table, c_out);
     let tabled = tabled.map(|(off, lv)| (&*table, off, lv));
+    let fired = fire.then_some(&*table);
     zero(col);
     // Each kernel position's codes are whole lane blocks: gather without the byte column.
     let direct_gather = c_in.is_multiple_of(block(bits));
@@ -665,7 +745,11 @@ pub fn conv2d(
             n,
             at: p0 * c_out,
         };
-        channels(&pass, &rows, stage, tabled, row, output, c_out);
+        if fire {
+            channels::<true>(&pass, &rows, stage, tabled, fired, row, output, c_out);
+        } else {
+            channels::<false>(&pass, &rows, stage, tabled, fired, row, output, c_out);
+        }
         p0 += n;
     }
     ops.mac(macs as u64 * c_out as u64);

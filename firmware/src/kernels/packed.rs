@@ -28,8 +28,10 @@ use bitspike_core::kernel::{
 };
 use bitspike_core::layer::Geometry;
 
-use super::gather::{prepare, requantizer, store_right, window};
-use super::{ChannelStage, Stage, Weights};
+use super::gather::{
+    closed, fire_n, prepare, prepare_fire, requantizer, store_other, store_right, window,
+};
+use super::{Stage, Weights};
 use crate::ops::Ops;
 
 /// Pixels per packed word.
@@ -216,6 +218,66 @@ fn gather6(
     (sums, macs)
 }
 
+/// What every output channel of one pass shares.
+struct Pass<'a> {
+    micro: Micro<'a>,
+    /// Words of weights between flushes.
+    chunk: usize,
+    /// `offset x (sum of codes)` per pixel.
+    corr: [i32; PACKED_PASS],
+    /// Pixels of the pass that exist.
+    n: usize,
+    /// Output index of the pass's first pixel, channel 0.
+    at: usize,
+}
+
+/// Every output channel of one pass: the row, then the output step of its six outputs.
+/// `tabled` holds the channels' prepared requantizers, the offset and the levels.
+#[inline(never)]
+fn channels<const FIRE: bool>(
+    pass: &Pass<'_>,
+    w: &Weights<'_>,
+    fan: usize,
+    stage: &Stage<'_>,
+    tabled: Option<(&[u8], i32, u8)>,
+    fired: Option<&[u8]>,
+    output: &mut [u8],
+    c_out: usize,
+) {
+    let n = pass.n;
+    for o in 0..c_out {
+        // Channel o's row in place, running on into the next rows (their weights meet the
+        // zero codes past the fan-in); the last row's missing bytes read as zero weights.
+        let start = o * fan * w.bits as usize / 8;
+        let ws = w.packed.get(start..).unwrap_or(&[]);
+        let bias = w.bias.map_or(0, |b| b.get(o));
+        let sums = pass.micro.run(ws, pass.chunk);
+        let mut acc = [0i32; PACKED_PASS];
+        for ((a, &c), &s) in acc.iter_mut().zip(&pass.corr).zip(&sums) {
+            *a = bias.wrapping_sub(c).wrapping_add(s as i32);
+        }
+        let at = pass.at + o;
+        if FIRE {
+            if let Some(c) = fired.and_then(|t| closed(t, o)) {
+                if n == PACKED_PASS
+                    && fire_n(&c, output.get_mut(at..).unwrap_or(&mut []), c_out, &acc)
+                {
+                    continue;
+                }
+            }
+        } else if let Some((table, offset, lv)) = tabled {
+            if let Some(r) = requantizer(table, o, offset, lv) {
+                if n == PACKED_PASS
+                    && store_right(&r, output.get_mut(at..).unwrap_or(&mut []), c_out, &acc)
+                {
+                    continue;
+                }
+            }
+        }
+        store_other(stage, o, &acc, n, output, at, c_out);
+    }
+}
+
 /// 2-D convolution with one group through the packed kernel, for inputs with codes up to
 /// `levels`; the same contract as [`super::reference::conv2d`]. Returns `false`, having written
 /// nothing, when the layer is not [`packable`] (weights other than 4 or 2 bits read in place,
@@ -258,7 +320,10 @@ pub fn conv2d(
     };
     let offset = 1i32 << (w.bits - 1);
     let tabled = prepare(stage, table, c_out);
+    let fire = tabled.is_none() && prepare_fire(stage, table, c_out);
     let table = &*table;
+    let tabled = tabled.map(|(o, l)| (table, o, l));
+    let fired = fire.then_some(table);
     // Inputs past the fan-in stay zero (the direct rows never write them, the windows never
     // write their columns there).
     words_area.fill(0);
@@ -273,46 +338,17 @@ pub fn conv2d(
         macs += m;
         let corr = sums.map(|s| offset.wrapping_mul(s as i32));
         let micro = Micro::new(w.bits, words_area, words);
-        let at = p0 * c_out;
-        for o in 0..c_out {
-            // Channel o's row in place, running on into the next rows (their weights meet the
-            // zero codes past the fan-in); the last row's missing bytes read as zero weights.
-            let start = o * fan * w.bits as usize / 8;
-            let ws = w.packed.get(start..).unwrap_or(&[]);
-            let bias = w.bias.map_or(0, |b| b.get(o));
-            let sums = micro.run(ws, chunk);
-            let mut acc = [0i32; PACKED_PASS];
-            for ((a, &c), &s) in acc.iter_mut().zip(&corr).zip(&sums) {
-                *a = bias.wrapping_sub(c).wrapping_add(s as i32);
-            }
-            if let Some((offset, lv)) = tabled {
-                if let Some(r) = requantizer(table, o, offset, lv) {
-                    if n == PACKED_PASS
-                        && store_right(&r, output.get_mut(at + o..).unwrap_or(&mut []), c_out, &acc)
-                    {
-                        continue;
-                    }
-                    let out = ChannelStage::Requantize(r);
-                    for (p, &a) in acc.iter().enumerate().take(n) {
-                        out.store(output, at + o + p * c_out, a);
-                    }
-                    continue;
-                }
-            }
-            match stage.channel(o) {
-                ChannelStage::Fire(neuron) => {
-                    for (p, &a) in acc.iter().enumerate().take(n) {
-                        if let Some(d) = output.get_mut(at + o + p * c_out) {
-                            *d = neuron.count(a);
-                        }
-                    }
-                }
-                out => {
-                    for (p, &a) in acc.iter().enumerate().take(n) {
-                        out.store(output, at + o + p * c_out, a);
-                    }
-                }
-            }
+        let pass = Pass {
+            micro,
+            chunk,
+            corr,
+            n,
+            at: p0 * c_out,
+        };
+        if fire {
+            channels::<true>(&pass, w, fan, stage, tabled, fired, output, c_out);
+        } else {
+            channels::<false>(&pass, w, fan, stage, tabled, fired, output, c_out);
         }
         p0 += n;
     }
