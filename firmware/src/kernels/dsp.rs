@@ -21,6 +21,8 @@
 //!     (`LDM`);
 //!   * `weights` holds at least `4 * total` bytes;
 //!   * the width is 4 or 2 bits;
+//! * [`interleave3`]: three pixels' codes into the packed kernel's pixel words, with their
+//!   sums;
 //! * [`spread`]: a pixel's codes into its slot of the lanes, with their sum;
 //! * [`max_bytes`]: the byte-wise maximum of two rows (max pooling);
 //! * [`dot_u8_i8`]: a dot product of codes and 8-bit weights (dense rows);
@@ -321,6 +323,85 @@ impl<'a> Packed<'a> {
         let top = |l: u32, h: u32| (l >> 28) | (h << 4);
         Some([s[0], s[1], top(l0, h0), s[2], s[3], top(l1, h1)])
     }
+}
+
+/// One input word `$j` (of four) of [`interleave3`]: the fields of codes `j` of the three rows'
+/// words `{va}`, `{vb}`, `{vc}` at bits 0, 14 and 28, stored at `8 j` bytes from `{dst}`.
+macro_rules! triple_word {
+    (0) => {
+        concat!(
+            "and {x}, {va}, #15\n",
+            "and {y}, {vb}, #15\n",
+            "orr {x}, {x}, {y}, lsl #14\n",
+            "orr {x}, {x}, {vc}, lsl #28\n",
+            "str {x}, [{dst}]\n",
+        )
+    };
+    ($s:literal, $o:literal) => {
+        concat!(
+            "ubfx {x}, {va}, #", $s, ", #4\n",
+            "ubfx {y}, {vb}, #", $s, ", #4\n",
+            "orr {x}, {x}, {y}, lsl #14\n",
+            "lsr {y}, {vc}, #", $s, "\n",
+            "orr {x}, {x}, {y}, lsl #28\n",
+            "str {x}, [{dst}, #", $o, "]\n",
+        )
+    };
+}
+
+/// Interleave three rows of codes (each at most 15) into every other word of `words`: for
+/// input `k`, the word at `8 k` gets `a[k] | b[k] << 14 | c[k] << 28` (the packed kernel's
+/// pixel word; see `super::packed`); returns each row's sum of codes (`USADA8`). Reads `4 *
+/// quads` codes of each row. `None`, having written nothing, when `quads` is 0, a row is
+/// shorter than `4 * quads` bytes, or `words` shorter than the last word's end (`32 * quads -
+/// 4` bytes).
+#[inline]
+pub fn interleave3(rows: [&[u8]; 3], words: &mut [u8], quads: usize) -> Option<[u32; 3]> {
+    let need = quads.checked_mul(4)?;
+    if quads == 0 || rows.iter().any(|r| r.len() < need) || words.len() < quads.checked_mul(32)? - 4 {
+        return None;
+    }
+    let [pa, pb, pc] = rows.map(|r| r.as_ptr());
+    let dst = words.as_mut_ptr();
+    let (mut sa, mut sb, mut sc) = (0u32, 0u32, 0u32);
+    // SAFETY: checked above: `quads >= 1`; the loop reads `4 * quads` bytes from each row
+    // (LDR, unaligned allowed on Armv7-M) and writes the words at `32 q + 8 j` (j < 4) bytes
+    // from `dst`, the last ending at `32 * quads - 4`, inside `words` (STR, unaligned allowed).
+    // Only the listed registers and the flags change; the stack is not used.
+    unsafe {
+        asm!(
+            "2:",
+            "ldr {va}, [{pa}], #4",
+            "ldr {vb}, [{pb}], #4",
+            "ldr {vc}, [{pc}], #4",
+            "movs {y}, #0",
+            "usada8 {sa}, {va}, {y}, {sa}",
+            "usada8 {sb}, {vb}, {y}, {sb}",
+            "usada8 {sc}, {vc}, {y}, {sc}",
+            triple_word!(0),
+            triple_word!("8", "8"),
+            triple_word!("16", "16"),
+            triple_word!("24", "24"),
+            "add {dst}, {dst}, #32",
+            "subs {n}, {n}, #1",
+            "bne 2b",
+            pa = inout(reg) pa => _,
+            pb = inout(reg) pb => _,
+            pc = inout(reg) pc => _,
+            dst = inout(reg) dst => _,
+            n = inout(reg) quads => _,
+            sa = inout(reg) sa,
+            sb = inout(reg) sb,
+            sc = inout(reg) sc,
+            va = out(reg) _,
+            vb = out(reg) _,
+            vc = out(reg) _,
+            x = out(reg) _,
+            y = out(reg) _,
+            options(nostack),
+        );
+    }
+    Some([sa, sb, sc])
 }
 
 /// The lanes of one pass, checked once for every micro-kernel call of the pass: `blocks >= 1`,

@@ -772,10 +772,14 @@ pub fn add(
             if r.right_shift() {
                 // The shift's kind decided once per channel, not per element.
                 let (a, b, o) = (&a[..n], &b[..n], &mut output[..n]);
-                if r.high_word() {
-                    add_channel::<true>(r, a, b, o, c, c_n, wa, wb);
-                } else {
-                    add_channel::<false>(r, a, b, o, c, c_n, wa, wb);
+                // The common top codes make the clamp one saturation.
+                match (r.high_word(), r.levels()) {
+                    (true, 15) => add_channel::<true, 15>(r, a, b, o, c, c_n, wa, wb),
+                    (false, 15) => add_channel::<false, 15>(r, a, b, o, c, c_n, wa, wb),
+                    (true, 255) => add_channel::<true, 255>(r, a, b, o, c, c_n, wa, wb),
+                    (false, 255) => add_channel::<false, 255>(r, a, b, o, c, c_n, wa, wb),
+                    (true, _) => add_channel::<true, 0>(r, a, b, o, c, c_n, wa, wb),
+                    (false, _) => add_channel::<false, 0>(r, a, b, o, c, c_n, wa, wb),
                 }
                 continue;
             }
@@ -790,10 +794,10 @@ pub fn add(
 }
 
 /// Channel `c` of a residual add (elements `c, c + step, ...`) through a prepared right-shift
-/// requantizer.
+/// requantizer whose top code is `LEVELS` (0: any).
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
-fn add_channel<const HIGH: bool>(
+fn add_channel<const HIGH: bool, const LEVELS: u8>(
     r: bitspike_core::quant::Requantizer,
     a: &[u8],
     b: &[u8],
@@ -808,7 +812,11 @@ fn add_channel<const HIGH: bool>(
     let mut i = c;
     while i < n {
         let acc = (a[i] as i32 * wa).wrapping_add(b[i] as i32 * wb);
-        output[i] = r.apply_right_as::<HIGH>(acc);
+        output[i] = if LEVELS == 0 {
+            r.apply_right_as::<HIGH>(acc)
+        } else {
+            r.apply_right_levels::<HIGH, LEVELS>(acc)
+        };
         i += step;
     }
 }

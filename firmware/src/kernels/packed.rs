@@ -125,33 +125,68 @@ impl<'a> Micro<'a> {
 
 /// Interleave six pixels' codes into a pass's words: `rows[i]` holds pixel `i`'s codes for
 /// `4 * q` consecutive inputs (codes up to 15), `words` gets, per input, pixel word 0 (pixels
-/// 0..3) and pixel word 1 (pixels 3..6); each pixel's codes are added to `sums`.
+/// 0..3) and pixel word 1 (pixels 3..6); each pixel's codes are added to `sums`. One pixel word
+/// at a time, so that a pass keeps its three rows, sums and pointers in registers.
 #[inline(always)]
 fn interleave6(rows: [&[u8]; 6], words: &mut [u8], sums: &mut [u32; PACKED_PASS]) {
-    let [r0, r1, r2, r3, r4, r5] = rows.map(|r| r.as_chunks::<4>().0);
-    let quads = words
-        .chunks_exact_mut(32)
-        .zip(r0)
-        .zip(r1)
-        .zip(r2)
-        .zip(r3)
-        .zip(r4)
-        .zip(r5);
-    for ((((((out, a), b), c), d), e), f) in quads {
-        let v = [a, b, c, d, e, f].map(|x| u32::from_le_bytes(*x));
-        // Codes are at most 15: four bytes sum without carries into the top byte.
-        for (s, x) in sums.iter_mut().zip(v) {
-            *s = s.wrapping_add(x.wrapping_mul(0x0101_0101) >> 24);
+    let [r0, r1, r2, r3, r4, r5] = rows;
+    let (s0, s1) = sums.split_at_mut(TRIPLE);
+    interleave3([r0, r1, r2], words, s0);
+    interleave3([r3, r4, r5], words.get_mut(4..).unwrap_or(&mut []), s1);
+}
+
+/// One pixel word of [`interleave6`]: three pixels' rows into every other word of `words`
+/// (assembly on Armv7E-M, the portable loop elsewhere or when its checks fail).
+#[inline(always)]
+fn interleave3(rows: [&[u8]; 3], words: &mut [u8], sums: &mut [u32]) {
+    #[cfg(bitspike_dsp)]
+    {
+        let quads = rows.iter().map(|r| r.len() / 4).min().unwrap_or(0);
+        let quads = quads.min((words.len() + 4) / 32);
+        if let Some(t) = super::dsp::interleave3(rows, words, quads) {
+            for (s, t) in sums.iter_mut().zip(t) {
+                *s = s.wrapping_add(t);
+            }
+            return;
         }
-        let word = |a: u32, b: u32, c: u32, j: usize| {
+    }
+    interleave3_portable(rows, words, sums)
+}
+
+/// [`interleave3`] in portable Rust (every target; the model of the assembly).
+#[inline(never)]
+fn interleave3_portable(rows: [&[u8]; 3], words: &mut [u8], sums: &mut [u32]) {
+    let [r0, r1, r2] = rows.map(|r| r.as_chunks::<4>().0);
+    let (mut t0, mut t1, mut t2) = (0u32, 0u32, 0u32);
+    // 32 bytes per four inputs; the last quad of the second pixel word is 4 bytes short of a
+    // whole chunk, so it goes through `chunks_mut` (`put` skips what does not fit).
+    let quads = words.chunks_mut(32).zip(r0).zip(r1).zip(r2);
+    for (((out, a), b), c) in quads {
+        let (a, b, c) = (
+            u32::from_le_bytes(*a),
+            u32::from_le_bytes(*b),
+            u32::from_le_bytes(*c),
+        );
+        // Codes are at most 15: four bytes sum without carries into the top byte.
+        t0 = t0.wrapping_add(a.wrapping_mul(0x0101_0101) >> 24);
+        t1 = t1.wrapping_add(b.wrapping_mul(0x0101_0101) >> 24);
+        t2 = t2.wrapping_add(c.wrapping_mul(0x0101_0101) >> 24);
+        let word = |j: usize| {
             ((a >> (8 * j)) & 0xF)
                 | (((b >> (8 * j)) & 0xF) << FIELD_BITS)
                 | ((c >> (8 * j)) << (2 * FIELD_BITS))
         };
-        for (j, o) in out.chunks_exact_mut(8).enumerate() {
-            o[..4].copy_from_slice(&word(v[0], v[1], v[2], j).to_le_bytes());
-            o[4..].copy_from_slice(&word(v[3], v[4], v[5], j).to_le_bytes());
+        if let Some(o) = out.get_mut(..28) {
+            o[..4].copy_from_slice(&word(0).to_le_bytes());
+            o[8..12].copy_from_slice(&word(1).to_le_bytes());
+            o[16..20].copy_from_slice(&word(2).to_le_bytes());
+            o[24..28].copy_from_slice(&word(3).to_le_bytes());
         }
+    }
+    if let [s0, s1, s2] = sums {
+        *s0 = s0.wrapping_add(t0);
+        *s1 = s1.wrapping_add(t1);
+        *s2 = s2.wrapping_add(t2);
     }
 }
 
