@@ -269,6 +269,7 @@ struct Pass<'a> {
 /// Every output channel of one pass: the row, then the output step of its six outputs.
 /// `tabled` holds the channels' prepared requantizers, the offset and the levels.
 #[inline(never)]
+#[allow(clippy::too_many_arguments)]
 fn channels<const FIRE: bool>(
     pass: &Pass<'_>,
     w: &Weights<'_>,
