@@ -181,8 +181,10 @@ impl fmt::Display for Summary {
         writeln!(
             f,
             "kernels: gather (four output pixels per pass, inputs as 16-bit lanes in scratch, two \
-             MACs per SMLAD on the DSP), row (weights unpacked per output channel), elementwise, \
-             reference (no faster kernel for the kind, or too little scratch)"
+             MACs per SMLAD on the DSP), packed (4- and 2-bit weights over inputs of at most 16 \
+             levels: three pixels in 14-bit fields, three MACs per UMLAL on the DSP), row \
+             (weights unpacked per output channel), elementwise, reference (no faster kernel for \
+             the kind, or too little scratch)"
         )?;
         writeln!(
             f,
