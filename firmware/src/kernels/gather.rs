@@ -472,38 +472,22 @@ fn channels<const FIRE: bool>(
     }
 }
 
-/// Channel `o`'s first `n` outputs of a pass (of `N` pixels, `c_out` bytes apart from `at`)
-/// through any stage the caller did not store itself: out of line, so that the requantizing
-/// loops stay small. Spiking channels count inline (the neuron prepared once per channel, the
-/// closed form decided once for a full pass); the rest store one by one.
+/// Channel `o`'s first `n` outputs of a pass (`c_out` bytes apart from `at`) through any
+/// stage the caller did not store itself, one by one: out of line, so that the channel loops
+/// stay small.
 #[inline(never)]
-pub(crate) fn store_other<const N: usize>(
+pub(crate) fn store_other(
     stage: &Stage<'_>,
     o: usize,
-    acc: &[i32; N],
+    acc: &[i32],
     n: usize,
     output: &mut [u8],
     at: usize,
     c_out: usize,
 ) {
-    match stage.channel(o) {
-        ChannelStage::Fire(neuron) => {
-            if let Some(c) = neuron.closed_form() {
-                if n == N && fire_n(&c, output.get_mut(at..).unwrap_or(&mut []), c_out, acc) {
-                    return;
-                }
-            }
-            for (p, &a) in acc.iter().enumerate().take(n) {
-                if let Some(d) = output.get_mut(at + p * c_out) {
-                    *d = neuron.count(a);
-                }
-            }
-        }
-        out => {
-            for (p, &a) in acc.iter().enumerate().take(n) {
-                out.store(output, at + p * c_out, a);
-            }
-        }
+    let out = stage.channel(o);
+    for (p, &a) in acc.iter().enumerate().take(n) {
+        out.store(output, at + p * c_out, a);
     }
 }
 
