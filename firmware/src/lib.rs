@@ -33,7 +33,7 @@ use bitspike_core::layer::{Align, Dtype, Geometry, LayerKind};
 
 pub use bitspike_core;
 use bitspike_core::kernel::{self, Choice, Isa, Kernel};
-use kernels::{gather, optimized, packed, reference, Stage, Weights};
+use kernels::{gather, optimized, packed, pairs, reference, Stage, Weights};
 
 pub use ops::{LayerOps, Ops};
 
@@ -460,6 +460,10 @@ impl Interpreter<'_, '_> {
                     || gather::conv2d(&g, w, st, a, dst, sc, &mut ops)
             }
             (LayerKind::Conv2d, Kernel::Row) => optimized::conv2d(&g, w, st, a, dst, sc, &mut ops),
+            (LayerKind::Conv2d, Kernel::Pairs) => {
+                pairs::conv2d(&g, w, st, a, in_a.levels, dst, sc, &mut ops)
+                    || optimized::conv2d(&g, w, st, a, dst, sc, &mut ops)
+            }
             (LayerKind::Conv2d, Kernel::Events) => {
                 optimized::conv2d_events(&g, w, st, a, dst, sc, &mut ops)
             }

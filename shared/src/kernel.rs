@@ -51,6 +51,11 @@ pub enum Kernel {
     /// multiply-accumulate (`UMLAL`), the fields flushed before they can overflow
     /// ([`packed_chunk`]); six pixels per pass, in the gather kernel's scratch.
     Packed,
+    /// The pairs kernel, for cores without the DSP extension (Cortex-M0/M0+, M3): 8-bit weights
+    /// over inputs of at most [`PAIRS_MAX_LEVELS`] levels, two output pixels' codes in the 16-bit
+    /// fields of a word, two products per 32x32->32 multiply, the fields flushed before they
+    /// can overflow ([`pairs_chunk`]); eight pixels per pass, in the gather kernel's scratch.
+    Pairs,
     /// An element-wise kernel with per-channel parameters read once per channel (residual add).
     Elementwise,
     /// The pooling kernels: the window's valid range computed once per output pixel, each
@@ -74,6 +79,7 @@ impl Kernel {
             Self::Row => "row",
             Self::Gather => "gather",
             Self::Packed => "packed",
+            Self::Pairs => "pairs",
             Self::Elementwise => "elementwise",
             Self::Pool => "pool",
             Self::Depthwise => "depthwise",
@@ -309,6 +315,31 @@ pub const fn packable(g: &Geometry, bits: u8, levels: u8) -> bool {
         && packed_chunk(bits, levels) >= 1
 }
 
+/// The most input levels the pairs kernel takes: a field then grows by at most `31 x 128`
+/// per input and is flushed at least every 8 inputs.
+pub const PAIRS_MAX_LEVELS: u8 = 31;
+
+/// How many inputs the pairs kernel may accumulate over inputs with codes up to `levels` and
+/// `bits`-bit weights before it flushes its fields: each product adds at most `levels x
+/// 2^(bits-1)` in magnitude to a signed 16-bit field. 0 when the kernel does not run these
+/// layers: weights other than 8 bits, or more than [`PAIRS_MAX_LEVELS`] levels.
+pub const fn pairs_chunk(bits: u8, levels: u8) -> usize {
+    if bits != 8 || levels > PAIRS_MAX_LEVELS {
+        return 0;
+    }
+    let product = levels as usize * 128;
+    if product == 0 {
+        return usize::MAX / 2;
+    }
+    i16::MAX as usize / product
+}
+
+/// Whether the pairs kernel can run convolution `g` (one group) with `bits`-bit weights over
+/// inputs with codes up to `levels`.
+pub const fn pairable(g: &Geometry, bits: u8, levels: u8) -> bool {
+    matches!(g.kind, LayerKind::Conv2d) && g.groups <= 1 && pairs_chunk(bits, levels) >= 1
+}
+
 /// The fast kernel of a layer kind on `isa`, if it has one. Without the DSP extension the
 /// gather kernel's lanes cost more to multiply than they save (each 16-bit lane is extracted
 /// before its multiply), so convolutions run on the row kernel there.
@@ -398,6 +429,7 @@ pub const fn choose(
     }
     let kernel = match fast {
         Kernel::Gather if packable(g, bits, levels) => Kernel::Packed,
+        Kernel::Row if matches!(isa, Isa::Portable) && pairable(g, bits, levels) => Kernel::Pairs,
         k => k,
     };
     Choice {
@@ -526,6 +558,15 @@ mod tests {
         // Portable builds, short scratch and event-driven layers keep their kernels.
         let c = choose(&g, 4, 15, need, Isa::Portable, false, false);
         assert_eq!(c.kernel, Kernel::Row);
+        // Without the DSP extension 8-bit weights over few levels run on the pairs kernel.
+        let need8 = scratch_bytes(&g, 8);
+        let pairs = |levels| choose(&g, 8, levels, need8, Isa::Portable, false, false).kernel;
+        assert_eq!(pairs(15), Kernel::Pairs);
+        assert_eq!(pairs(31), Kernel::Pairs);
+        assert_eq!(pairs(32), Kernel::Row);
+        assert_eq!(pairs_chunk(8, 15), 17);
+        assert!(15 * 128 * 17 <= i16::MAX as usize && 15 * 128 * 18 > i16::MAX as usize);
+        assert!(!pairable(&conv(8, 8, 3, 2), 8, 15));
         assert_eq!(
             choose(&g, 4, 15, need - 1, Isa::Dsp, false, false).kernel,
             Kernel::Reference

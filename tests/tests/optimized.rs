@@ -5,7 +5,9 @@
 //! must decline without writing anything. The event-driven kernels run on sparse spike counts.
 //!
 //! The packed kernel (`kernels::packed`: three pixels per multiply for 4- and 2-bit weights over
-//! codes up to 15) takes the input's levels besides, and has a suite of its own here: random
+//! codes up to 15) and the pairs kernel (`kernels::pairs`: two pixels per 32-bit multiply for
+//! 8-bit weights, cores without the DSP extension) take the input's levels besides, and have a
+//! suite of their own here: random
 //! geometries wide enough that the fields are flushed several times per output, and the
 //! overflow bound at its edge (every code at the top level, every weight at its largest).
 //!
@@ -15,15 +17,15 @@
 
 use bitspike_core::def::random::Rng;
 use bitspike_core::format::I32s;
-use bitspike_core::kernel::{packable, packed_chunk, scratch_bytes};
+use bitspike_core::kernel::{packable, packed_chunk, pairable, pairs_chunk, scratch_bytes};
 use bitspike_core::layer::{Geometry, LayerKind, Shape, Window};
 use bitspike_core::pack::{pack, packed_len};
 use bitspike_rt::kernels::gather::lanes;
-use bitspike_rt::kernels::packed;
 use bitspike_rt::kernels::{
     optimized, reference, Depthwise, DepthwiseChannels, DepthwiseWords, Events, Gather, Reference,
     Row, Stage, WeightedKernel, Weights,
 };
+use bitspike_rt::kernels::{packed, pairs};
 use bitspike_rt::Ops;
 use proptest::prelude::*;
 
@@ -190,6 +192,38 @@ fn check_events(c: &Case, t: u8, seed: u64) -> Result<(), TestCaseError> {
 /// model file's scratch at each alignment it must run when the layer is packable, and agree;
 /// with too little scratch it may decline, without writing.
 fn check_packed(c: &Case, levels: u8) -> Result<(), TestCaseError> {
+    check_levels(
+        c,
+        levels,
+        packable(&c.g, c.bits, levels),
+        "packed",
+        packed::conv2d,
+    )
+}
+
+/// The pairs kernel (two pixels per 32-bit multiply, cores without the DSP extension) on `c`
+/// against the reference, as [`check_packed`].
+fn check_pairs(c: &Case, levels: u8) -> Result<(), TestCaseError> {
+    check_levels(
+        c,
+        levels,
+        pairable(&c.g, c.bits, levels),
+        "pairs",
+        pairs::conv2d,
+    )
+}
+
+/// A convolution kernel that takes the input's levels: it must run when `must`, and agree.
+type LevelsKernel =
+    fn(&Geometry, &Weights<'_>, &Stage<'_>, &[u8], u8, &mut [u8], &mut [u8], &mut Ops) -> bool;
+
+fn check_levels(
+    c: &Case,
+    levels: u8,
+    must: bool,
+    name: &str,
+    kernel: LevelsKernel,
+) -> Result<(), TestCaseError> {
     let want = run::<Reference>(c, &mut []).unwrap();
     let w = Weights {
         packed: &c.packed,
@@ -199,15 +233,14 @@ fn check_packed(c: &Case, levels: u8) -> Result<(), TestCaseError> {
     let st = stage(c);
     let need = scratch_bytes(&c.g, c.bits) as usize;
     let mut buf = vec![0xC3u8; need + 3];
-    let must = packable(&c.g, c.bits, levels);
     let attempt = |scratch: &mut [u8]| {
         let mut out = vec![0x5Au8; c.g.output.len() * st.elem_size()];
         let mut ops = Ops::new();
-        let ran = packed::conv2d(&c.g, &w, &st, &c.input, levels, &mut out, scratch, &mut ops);
+        let ran = kernel(&c.g, &w, &st, &c.input, levels, &mut out, scratch, &mut ops);
         if !ran {
             assert!(
                 out.iter().all(|&b| b == 0x5A),
-                "packed declined after writing"
+                "{name} declined after writing"
             );
             return None;
         }
@@ -215,13 +248,13 @@ fn check_packed(c: &Case, levels: u8) -> Result<(), TestCaseError> {
     };
     for off in 0..4 {
         match attempt(&mut buf[off..off + need]) {
-            Some(got) => prop_assert_eq!(&got, &want, "packed at offset {}", off),
-            None => prop_assert!(!must, "packed declined with enough scratch"),
+            Some(got) => prop_assert_eq!(&got, &want, "{} at offset {}", name, off),
+            None => prop_assert!(!must, "{} declined with enough scratch", name),
         }
     }
     for short in [0, need / 2, need.saturating_sub(4)] {
         if let Some(got) = attempt(&mut buf[..short]) {
-            prop_assert_eq!(&got, &want, "packed with {} bytes of scratch", short);
+            prop_assert_eq!(&got, &want, "{} with {} bytes of scratch", name, short);
         }
     }
     Ok(())
@@ -354,6 +387,12 @@ proptest! {
     fn packed_equals_reference(g in packed_geometry(), bits in prop_oneof![Just(4u8), Just(2), 2u8..=8], seed in any::<u64>(), bias in any::<bool>(), raw in any::<bool>(), levels in prop_oneof![Just(15u8), Just(3), 1u8..=16]) {
         let c = case(g, bits, seed, bias, raw, levels);
         check_packed(&c, levels)?;
+    }
+
+    #[test]
+    fn pairs_equals_reference(g in packed_geometry(), bits in prop_oneof![Just(8u8), 2u8..=8], seed in any::<u64>(), bias in any::<bool>(), raw in any::<bool>(), levels in prop_oneof![Just(15u8), Just(3), Just(31), 1u8..=40]) {
+        let c = case(g, bits, seed, bias, raw, levels);
+        check_pairs(&c, levels)?;
     }
 
     #[test]
@@ -622,6 +661,32 @@ fn packed_fields_flush_at_the_bound() {
             pack(&vec![-(1i8 << (bits - 1)); n], bits, &mut p).unwrap();
             c.packed = p;
             check_packed(&c, 15).unwrap();
+        }
+    }
+}
+
+/// The pairs kernel's overflow bound at its edge: every code at the top level and every weight
+/// at -128 (the largest magnitude), and at +127, over fan-ins of several flush intervals (17
+/// inputs at 15 levels) and one past a whole number of them.
+#[test]
+fn pairs_fields_flush_at_the_bound() {
+    for levels in [15u8, 31] {
+        for cin in [2u16, 16, 19, 64] {
+            let g = Geometry {
+                kind: LayerKind::Conv2d,
+                window: Window::square(3, 1, 1),
+                groups: 1,
+                input: Shape::new(5, 4, cin),
+                output: Shape::new(5, 4, 5),
+            };
+            assert!(pairs_chunk(8, levels) >= 8);
+            for top in [-128i8, 127] {
+                let n = g.weight_count() as usize;
+                let mut c = case(g, 8, cin as u64, true, true, levels);
+                c.packed = vec![top as u8; n];
+                c.input = vec![levels; g.input.len()];
+                check_pairs(&c, levels).unwrap();
+            }
         }
     }
 }

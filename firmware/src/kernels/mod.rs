@@ -11,10 +11,14 @@
 
 #[cfg(bitspike_dsp)]
 mod dsp;
+#[cfg(bitspike_v6m)]
+mod v6m;
 pub mod gather;
 pub mod optimized;
 pub mod packed;
+pub mod pairs;
 pub mod reference;
+mod words;
 
 use bitspike_core::format::I32s;
 use bitspike_core::layer::Geometry;

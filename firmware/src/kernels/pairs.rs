@@ -1,0 +1,162 @@
+//! The pairs convolution, for cores without the DSP extension (Armv6-M: Cortex-M0/M0+; Armv7-M:
+//! Cortex-M3): two products per 32x32->32 multiply, for 8-bit weights over inputs of few levels.
+//!
+//! A pass covers eight output pixels. For each input `k` of the window, four words hold the
+//! codes of pixel pairs `(0, 1)`, `(2, 3)`, `(4, 5)`, `(6, 7)` in 16-bit fields: `x0 | x1 << 16`.
+//! One multiply of such a word by a signed weight `w` gives `x0 w + x1 w << 16` modulo 2^32: two
+//! products, each field a signed 16-bit sum that borrows from the field above when negative, so
+//! that the low field is the word's low half read as `i16` and the high field `(word - low) >>
+//! 16`. A field grows by at most `levels x 128` per input, so the kernel flushes the fields into
+//! 32-bit sums every [`pairs_chunk`] inputs, before either can leave `i16`; the loader's
+//! accumulator bound keeps the true result inside i32, so the wrapping sums give it exactly.
+//! Each weight is read once for the eight pixels, in place (8-bit weights only).
+//!
+//! The scratch is the gather kernel's ([`bitspike_core::kernel::gather_layout`]): the pass's
+//! words where the gather kernel keeps its lanes (16 bytes per input), two pixels' windows in its
+//! column and row.
+
+use bitspike_core::kernel::{gather_layout, pairable, pairs_chunk};
+use bitspike_core::layer::Geometry;
+
+use super::gather::{prepare, requantizer, store_other, store_right, window};
+use super::{Stage, Weights};
+use crate::ops::Ops;
+
+/// Output pixels per pass: four words of two.
+pub const PAIRS_PASS: usize = 8;
+
+/// Add the two signed 16-bit fields of `a` to `lo` and `hi`.
+#[inline(always)]
+fn flush(a: u32, lo: &mut i32, hi: &mut i32) {
+    let f0 = a as u16 as i16 as i32;
+    let f1 = (a.wrapping_sub(f0 as u32) as i32) >> 16;
+    *lo = lo.wrapping_add(f0);
+    *hi = hi.wrapping_add(f1);
+}
+
+/// One output channel's eight sums over a pass: `lanes` holds four words per input, `weights`
+/// the channel's `fan` 8-bit weights; the fields are flushed every `chunk` inputs (at least 1).
+#[inline(always)]
+fn row8(lanes: &[u32], weights: &[u8], chunk: usize, acc: &mut [i32; PAIRS_PASS]) {
+    #[cfg(bitspike_v6m)]
+    if super::v6m::row8(lanes, weights, chunk, acc) {
+        return;
+    }
+    row8_portable(lanes, weights, chunk, acc)
+}
+
+/// [`row8`] in portable Rust (every target; the model of the Armv6-M assembly).
+#[inline(always)]
+fn row8_portable(lanes: &[u32], weights: &[u8], chunk: usize, acc: &mut [i32; PAIRS_PASS]) {
+    let mut quads = lanes.chunks_exact(4).zip(weights);
+    loop {
+        let (mut a0, mut a1, mut a2, mut a3) = (0u32, 0u32, 0u32, 0u32);
+        let mut n = 0;
+        for (q, &wb) in quads.by_ref().take(chunk) {
+            let w = wb as i8 as i32 as u32;
+            if let &[x0, x1, x2, x3] = q {
+                a0 = a0.wrapping_add(x0.wrapping_mul(w));
+                a1 = a1.wrapping_add(x1.wrapping_mul(w));
+                a2 = a2.wrapping_add(x2.wrapping_mul(w));
+                a3 = a3.wrapping_add(x3.wrapping_mul(w));
+            }
+            n += 1;
+        }
+        if n == 0 {
+            return;
+        }
+        let [s0, s1, s2, s3, s4, s5, s6, s7] = acc;
+        flush(a0, s0, s1);
+        flush(a1, s2, s3);
+        flush(a2, s4, s5);
+        flush(a3, s6, s7);
+    }
+}
+
+/// 2-D convolution with one group through the pairs kernel, for inputs with codes up to
+/// `levels`; the same contract as [`super::reference::conv2d`]. Returns `false`, having written
+/// nothing, when the layer is not [`pairable`] (weights other than 8 bits, too many levels,
+/// several groups) or `scratch` is shorter than [`bitspike_core::kernel::scratch_bytes`] asks.
+#[allow(clippy::too_many_arguments)]
+pub fn conv2d(
+    g: &Geometry,
+    w: &Weights<'_>,
+    stage: &Stage<'_>,
+    input: &[u8],
+    levels: u8,
+    output: &mut [u8],
+    scratch: &mut [u8],
+    ops: &mut Ops,
+) -> bool {
+    if !pairable(g, w.bits, levels) {
+        return false;
+    }
+    let c_in = g.input.c as usize;
+    let c_out = g.output.c as usize;
+    let fan = g.window.kh as usize * g.window.kw as usize * c_in;
+    let layout = gather_layout(g, w.bits);
+    let chunk = pairs_chunk(w.bits, levels);
+    let align = (4 - scratch.as_ptr() as usize % 4) % 4;
+    let Some(scratch) = scratch.get_mut(align..align + layout.bytes) else {
+        return false;
+    };
+    let (lanes, rest) = scratch.split_at_mut(layout.column);
+    let (cols, rest) = rest.split_at_mut(layout.table - layout.column);
+    let table = &mut rest[..layout.unpacked - layout.table];
+    // Two windows of `padded` bytes: the gather kernel's column and row.
+    let (col_a, col_b) = cols.split_at_mut(layout.padded);
+    let (head, lanes) = super::words::words_mut(lanes);
+    let Some(lanes) = lanes.get_mut(..4 * fan).filter(|_| head == 0) else {
+        return false;
+    };
+    let tabled = prepare(stage, table, c_out);
+    let table = &*table;
+    let (oh, ow) = (g.output.h as usize, g.output.w as usize);
+    let pixels = oh * ow;
+    let c4 = c_in.is_multiple_of(4);
+    let mut macs = 0;
+    let mut p0 = 0;
+    while p0 < pixels {
+        let n = (pixels - p0).min(PAIRS_PASS);
+        for pair in 0..PAIRS_PASS / 2 {
+            for (i, col) in [&mut *col_a, &mut *col_b].into_iter().enumerate() {
+                let p = 2 * pair + i;
+                if p < n {
+                    let (oy, ox) = ((p0 + p) / ow, (p0 + p) % ow);
+                    macs += window(g, input, oy, ox, col, c4);
+                } else {
+                    col.fill(0);
+                }
+            }
+            for (q, (&a, &b)) in lanes
+                .chunks_exact_mut(4)
+                .zip(col_a.iter().zip(col_b.iter()))
+            {
+                if let Some(x) = q.get_mut(pair) {
+                    *x = a as u32 | (b as u32) << 16;
+                }
+            }
+        }
+        let at = p0 * c_out;
+        for o in 0..c_out {
+            let ws = w.packed.get(o * fan..(o + 1) * fan).unwrap_or(&[]);
+            let bias = w.bias.map_or(0, |b| b.get(o));
+            let mut acc = [bias; PAIRS_PASS];
+            row8(lanes, ws, chunk, &mut acc);
+            let at = at + o;
+            if let Some((off, lv)) = tabled {
+                if let Some(r) = requantizer(table, o, off, lv) {
+                    if n == PAIRS_PASS
+                        && store_right(&r, output.get_mut(at..).unwrap_or(&mut []), c_out, &acc)
+                    {
+                        continue;
+                    }
+                }
+            }
+            store_other(stage, o, &acc, n, output, at, c_out);
+        }
+        p0 += n;
+    }
+    ops.mac(macs as u64 * c_out as u64);
+    true
+}
