@@ -183,7 +183,7 @@ impl fmt::Display for Summary {
             "kernels: gather (four output pixels per pass, inputs as 16-bit lanes in scratch, two \
              MACs per SMLAD on the DSP), packed (4- and 2-bit weights over inputs of at most 16 \
              levels: three pixels in 14-bit fields, three MACs per UMLAL on the DSP), pairs \
-             (8-bit weights over inputs of at most 31 levels without the DSP: two pixels in \
+             (8-, 4- and 2-bit weights over inputs of at most 31 levels without the DSP: two pixels in \
              16-bit fields, two MACs per 32-bit multiply), row \
              (weights unpacked per output channel), elementwise, reference (no faster kernel for \
              the kind, or too little scratch)"

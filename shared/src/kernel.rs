@@ -51,8 +51,8 @@ pub enum Kernel {
     /// multiply-accumulate (`UMLAL`), the fields flushed before they can overflow
     /// ([`packed_chunk`]); six pixels per pass, in the gather kernel's scratch.
     Packed,
-    /// The pairs kernel, for cores without the DSP extension (Cortex-M0/M0+, M3): 8-bit weights
-    /// over inputs of at most [`PAIRS_MAX_LEVELS`] levels, two output pixels' codes in the 16-bit
+    /// The pairs kernel, for cores without the DSP extension (Cortex-M0/M0+, M3): 8-, 4- and
+    /// 2-bit weights over inputs of at most [`PAIRS_MAX_LEVELS`] levels, two output pixels' codes in the 16-bit
     /// fields of a word, two products per 32x32->32 multiply, the fields flushed before they
     /// can overflow ([`pairs_chunk`]); eight pixels per pass, in the gather kernel's scratch.
     Pairs,
@@ -321,23 +321,29 @@ pub const PAIRS_MAX_LEVELS: u8 = 31;
 
 /// How many inputs the pairs kernel may accumulate over inputs with codes up to `levels` and
 /// `bits`-bit weights before it flushes its fields: each product adds at most `levels x
-/// 2^(bits-1)` in magnitude to a signed 16-bit field. 0 when the kernel does not run these
-/// layers: weights other than 8 bits, or more than [`PAIRS_MAX_LEVELS`] levels.
+/// 2^(bits-1)` in magnitude to a signed 16-bit field; a whole number of weight bytes (the
+/// kernel reads weights a byte at a time). 0 when the kernel does not run these layers: weights
+/// other than 8, 4 or 2 bits, or more than [`PAIRS_MAX_LEVELS`] levels.
 pub const fn pairs_chunk(bits: u8, levels: u8) -> usize {
-    if bits != 8 || levels > PAIRS_MAX_LEVELS {
+    if !matches!(bits, 8 | 4 | 2) || levels > PAIRS_MAX_LEVELS {
         return 0;
     }
-    let product = levels as usize * 128;
+    let per_byte = 8 / bits as usize;
+    let product = levels as usize * (1 << (bits - 1));
     if product == 0 {
-        return usize::MAX / 2;
+        return usize::MAX / 16 * per_byte;
     }
-    i16::MAX as usize / product
+    i16::MAX as usize / product / per_byte * per_byte
 }
 
 /// Whether the pairs kernel can run convolution `g` (one group) with `bits`-bit weights over
-/// inputs with codes up to `levels`.
+/// inputs with codes up to `levels`: 8-, 4- or 2-bit weights read in place (every channel's row
+/// starts on a byte), at most [`PAIRS_MAX_LEVELS`] levels.
 pub const fn pairable(g: &Geometry, bits: u8, levels: u8) -> bool {
-    matches!(g.kind, LayerKind::Conv2d) && g.groups <= 1 && pairs_chunk(bits, levels) >= 1
+    matches!(g.kind, LayerKind::Conv2d)
+        && g.groups <= 1
+        && in_place(bits, fan_in(g))
+        && pairs_chunk(bits, levels) >= 1
 }
 
 /// The fast kernel of a layer kind on `isa`, if it has one. Without the DSP extension the
@@ -555,8 +561,9 @@ mod tests {
         assert_eq!(packed(4, 16), Kernel::Gather);
         assert_eq!(packed(8, 15), Kernel::Gather);
         assert_eq!(packed(3, 15), Kernel::Gather);
-        // Portable builds, short scratch and event-driven layers keep their kernels.
-        let c = choose(&g, 4, 15, need, Isa::Portable, false, false);
+        // Portable builds, short scratch and event-driven layers keep their kernels (the pairs
+        // kernel only takes up to 31 levels).
+        let c = choose(&g, 4, 40, need, Isa::Portable, false, false);
         assert_eq!(c.kernel, Kernel::Row);
         // Without the DSP extension 8-bit weights over few levels run on the pairs kernel.
         let need8 = scratch_bytes(&g, 8);
@@ -566,7 +573,18 @@ mod tests {
         assert_eq!(pairs(32), Kernel::Row);
         assert_eq!(pairs_chunk(8, 15), 17);
         assert!(15 * 128 * 17 <= i16::MAX as usize && 15 * 128 * 18 > i16::MAX as usize);
+        // 4- and 2-bit weights: whole bytes of weights per chunk.
+        assert_eq!(pairs_chunk(4, 15), 272);
+        assert!(15 * 8 * 272 <= i16::MAX as usize && 15 * 8 * 274 > i16::MAX as usize);
+        assert_eq!(pairs_chunk(2, 31), 528);
+        assert!(31 * 2 * 528 <= i16::MAX as usize && 31 * 2 * 532 > i16::MAX as usize);
+        assert_eq!(pairs_chunk(3, 15), 0);
+        assert_eq!(
+            choose(&g, 4, 15, need, Isa::Portable, false, false).kernel,
+            Kernel::Pairs
+        );
         assert!(!pairable(&conv(8, 8, 3, 2), 8, 15));
+        assert!(!pairable(&conv(3, 8, 3, 1), 4, 15));
         assert_eq!(
             choose(&g, 4, 15, need - 1, Isa::Dsp, false, false).kernel,
             Kernel::Reference

@@ -666,26 +666,32 @@ fn packed_fields_flush_at_the_bound() {
 }
 
 /// The pairs kernel's overflow bound at its edge: every code at the top level and every weight
-/// at -128 (the largest magnitude), and at +127, over fan-ins of several flush intervals (17
-/// inputs at 15 levels) and one past a whole number of them.
+/// at its largest magnitude (-128, -8, -2) and at its largest positive value, over fan-ins of
+/// several flush intervals (17 inputs at 8 bits over 15 levels) and one past a whole number of
+/// them, at 8, 4 and 2 bits.
 #[test]
 fn pairs_fields_flush_at_the_bound() {
-    for levels in [15u8, 31] {
-        for cin in [2u16, 16, 19, 64] {
-            let g = Geometry {
-                kind: LayerKind::Conv2d,
-                window: Window::square(3, 1, 1),
-                groups: 1,
-                input: Shape::new(5, 4, cin),
-                output: Shape::new(5, 4, 5),
-            };
-            assert!(pairs_chunk(8, levels) >= 8);
-            for top in [-128i8, 127] {
-                let n = g.weight_count() as usize;
-                let mut c = case(g, 8, cin as u64, true, true, levels);
-                c.packed = vec![top as u8; n];
-                c.input = vec![levels; g.input.len()];
-                check_pairs(&c, levels).unwrap();
+    for bits in [8u8, 4, 2] {
+        for levels in [15u8, 31] {
+            for cin in [2u16, 16, 20, 64] {
+                let g = Geometry {
+                    kind: LayerKind::Conv2d,
+                    window: Window::square(3, 1, 1),
+                    groups: 1,
+                    input: Shape::new(5, 4, cin),
+                    output: Shape::new(5, 4, 5),
+                };
+                assert!(pairs_chunk(bits, levels) >= 8);
+                let lo = -(1i16 << (bits - 1)) as i8;
+                for top in [lo, (-(lo as i16) - 1) as i8] {
+                    let n = g.weight_count() as usize;
+                    let mut c = case(g, bits, cin as u64, true, true, levels);
+                    let mut p = vec![0u8; packed_len(n, bits).unwrap()];
+                    pack(&vec![top; n], bits, &mut p).unwrap();
+                    c.packed = p;
+                    c.input = vec![levels; g.input.len()];
+                    check_pairs(&c, levels).unwrap();
+                }
             }
         }
     }

@@ -1,5 +1,6 @@
 //! The pairs convolution, for cores without the DSP extension (Armv6-M: Cortex-M0/M0+; Armv7-M:
-//! Cortex-M3): two products per 32x32->32 multiply, for 8-bit weights over inputs of few levels.
+//! Cortex-M3): two products per 32x32->32 multiply, for 8-, 4- and 2-bit weights over inputs of
+//! few levels.
 //!
 //! A pass covers eight output pixels. For each input `k` of the window, four words hold the
 //! codes of pixel pairs `(0, 1)`, `(2, 3)`, `(4, 5)`, `(6, 7)` in 16-bit fields: `x0 | x1 << 16`.
@@ -9,7 +10,7 @@
 //! 16`. A field grows by at most `levels x 128` per input, so the kernel flushes the fields into
 //! 32-bit sums every [`pairs_chunk`] inputs, before either can leave `i16`; the loader's
 //! accumulator bound keeps the true result inside i32, so the wrapping sums give it exactly.
-//! Each weight is read once for the eight pixels, in place (8-bit weights only).
+//! Each weight is read once for the eight pixels, in place (rows that start on a byte).
 //!
 //! The scratch is the gather kernel's ([`bitspike_core::kernel::gather_layout`]): the pass's
 //! words where the gather kernel keeps its lanes (16 bytes per input), two pixels' windows in its
@@ -35,35 +36,64 @@ fn flush(a: u32, lo: &mut i32, hi: &mut i32) {
 }
 
 /// One output channel's eight sums over a pass: `lanes` holds four words per input, `weights`
-/// the channel's `fan` 8-bit weights; the fields are flushed every `chunk` inputs (at least 1).
+/// the channel's `fan` weights of `bits` bits (8, 4 or 2; a whole number of bytes, fields from
+/// the low bits of each byte up); the fields are flushed every `chunk` inputs (a whole number of
+/// bytes of weights, at least one).
 #[inline(always)]
-fn row8(lanes: &[u32], weights: &[u8], chunk: usize, acc: &mut [i32; PAIRS_PASS]) {
+fn row8(
+    lanes: &[u32],
+    weights: &[u8],
+    bits: u8,
+    chunk: usize,
+    acc: &mut [i32; PAIRS_PASS],
+) {
     #[cfg(bitspike_v6m)]
-    if super::v6m::row8(lanes, weights, chunk, acc) {
+    if super::v6m::row8(lanes, weights, bits, chunk * bits as usize / 8, acc) {
         return;
     }
-    row8_portable(lanes, weights, chunk, acc)
+    row8_portable(lanes, weights, bits, chunk, acc)
 }
 
 /// [`row8`] in portable Rust (every target; the model of the Armv6-M assembly).
 #[inline(always)]
-fn row8_portable(lanes: &[u32], weights: &[u8], chunk: usize, acc: &mut [i32; PAIRS_PASS]) {
-    let mut quads = lanes.chunks_exact(4).zip(weights);
-    loop {
+fn row8_portable(
+    lanes: &[u32],
+    weights: &[u8],
+    bits: u8,
+    chunk: usize,
+    acc: &mut [i32; PAIRS_PASS],
+) {
+    match bits {
+        8 => row8_bits::<8>(lanes, weights, chunk, acc),
+        4 => row8_bits::<4>(lanes, weights, chunk, acc),
+        _ => row8_bits::<2>(lanes, weights, chunk, acc),
+    }
+}
+
+/// [`row8_portable`] for `BITS`-bit weights: a byte of weights at a time, `8 / BITS` inputs
+/// (fields from the low bits up), the fields flushed every `chunk / (8 / BITS)` bytes.
+#[inline(always)]
+fn row8_bits<const BITS: usize>(
+    lanes: &[u32],
+    weights: &[u8],
+    chunk: usize,
+    acc: &mut [i32; PAIRS_PASS],
+) {
+    let per = 8 / BITS;
+    let mut quads = lanes.chunks_exact(4 * per);
+    for bytes in weights.chunks((chunk / per).max(1)) {
         let (mut a0, mut a1, mut a2, mut a3) = (0u32, 0u32, 0u32, 0u32);
-        let mut n = 0;
-        for (q, &wb) in quads.by_ref().take(chunk) {
-            let w = wb as i8 as i32 as u32;
-            if let &[x0, x1, x2, x3] = q {
-                a0 = a0.wrapping_add(x0.wrapping_mul(w));
-                a1 = a1.wrapping_add(x1.wrapping_mul(w));
-                a2 = a2.wrapping_add(x2.wrapping_mul(w));
-                a3 = a3.wrapping_add(x3.wrapping_mul(w));
+        for (&b, q) in bytes.iter().zip(quads.by_ref()) {
+            for (j, x) in q.chunks_exact(4).enumerate() {
+                // Field j of the byte, sign-extended.
+                let w = (((b as u32) << (32 - BITS - BITS * j)) as i32 >> (32 - BITS)) as u32;
+                if let &[x0, x1, x2, x3] = x {
+                    a0 = a0.wrapping_add(x0.wrapping_mul(w));
+                    a1 = a1.wrapping_add(x1.wrapping_mul(w));
+                    a2 = a2.wrapping_add(x2.wrapping_mul(w));
+                    a3 = a3.wrapping_add(x3.wrapping_mul(w));
+                }
             }
-            n += 1;
-        }
-        if n == 0 {
-            return;
         }
         let [s0, s1, s2, s3, s4, s5, s6, s7] = acc;
         flush(a0, s0, s1);
@@ -75,8 +105,8 @@ fn row8_portable(lanes: &[u32], weights: &[u8], chunk: usize, acc: &mut [i32; PA
 
 /// 2-D convolution with one group through the pairs kernel, for inputs with codes up to
 /// `levels`; the same contract as [`super::reference::conv2d`]. Returns `false`, having written
-/// nothing, when the layer is not [`pairable`] (weights other than 8 bits, too many levels,
-/// several groups) or `scratch` is shorter than [`bitspike_core::kernel::scratch_bytes`] asks.
+/// nothing, when the layer is not [`pairable`] (weights other than 8, 4 or 2 bits read in
+/// place, too many levels, several groups) or `scratch` is shorter than [`bitspike_core::kernel::scratch_bytes`] asks.
 #[allow(clippy::too_many_arguments)]
 pub fn conv2d(
     g: &Geometry,
@@ -139,10 +169,11 @@ pub fn conv2d(
         }
         let at = p0 * c_out;
         for o in 0..c_out {
-            let ws = w.packed.get(o * fan..(o + 1) * fan).unwrap_or(&[]);
+            let row = fan * w.bits as usize / 8;
+            let ws = w.packed.get(o * row..(o + 1) * row).unwrap_or(&[]);
             let bias = w.bias.map_or(0, |b| b.get(o));
             let mut acc = [bias; PAIRS_PASS];
-            row8(lanes, ws, chunk, &mut acc);
+            row8(lanes, ws, w.bits, chunk, &mut acc);
             let at = at + o;
             if let Some((off, lv)) = tabled {
                 if let Some(r) = requantizer(table, o, off, lv) {

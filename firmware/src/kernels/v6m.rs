@@ -32,31 +32,40 @@ macro_rules! flush {
     };
 }
 
-/// One output channel's row over a pass of the pairs kernel: `lanes` four words per input (the
-/// pixel pairs' 16-bit fields), `weights` one signed byte per input; the eight field sums are
-/// added to `sums[0..8]` (pair `j`'s low field at `2 j`, its high field at `2 j + 1`), the fields
-/// flushed every `chunk` inputs. `false`, having written nothing, when there are no inputs,
-/// `chunk` is 0, or `lanes` holds fewer than four words per weight.
-#[inline]
-pub fn row8(lanes: &[u32], weights: &[u8], chunk: usize, sums: &mut [i32; 8]) -> bool {
-    let n = weights.len();
-    if n == 0 || chunk == 0 || lanes.len() / 4 < n || chunk > u32::MAX as usize {
-        return false;
-    }
-    // The sums, then the flush interval, where the assembly reads them through one pointer.
-    let mut mem = [0u32; 9];
-    for (m, s) in mem.iter_mut().zip(sums.iter()) {
-        *m = *s as u32;
-    }
-    mem[8] = chunk as u32;
-    let wp = weights.as_ptr();
-    // SAFETY: checked above: `n >= 1` weights and at least `4 n` words of lanes. The loop runs
-    // until `r1` (the weight pointer, one byte per input) reaches `wp + n`; each chunk ends at
-    // `min(r1 + chunk, wp + n)` with `chunk >= 1`, so every chunk reads at least one weight and
-    // none past the end; per weight it reads four words of `lanes` (LDM, word-aligned: a `u32`
-    // slice). It reads and writes `mem` (36 bytes, word-aligned) through `r5`, changes only the
-    // listed registers and the flags, and does not use the stack.
-    unsafe {
+/// Four pixel words of one input times the weight in `r0`, into the accumulators `r8`-`r11`.
+macro_rules! four {
+    () => {
+        concat!(
+            "ldm r4!, {{r2, r3}}\n",
+            "muls r2, r0, r2\n",
+            "add r8, r2\n",
+            "muls r3, r0, r3\n",
+            "add r9, r3\n",
+            "ldm r4!, {{r2, r3}}\n",
+            "muls r2, r0, r2\n",
+            "add r10, r2\n",
+            "muls r3, r0, r3\n",
+            "add r11, r3\n",
+        )
+    };
+}
+
+/// Field `$b` bits wide at bit `$s` of the weight byte at `r1`, sign-extended into `r0`.
+macro_rules! field {
+    ($b:literal, $s:literal) => {
+        concat!(
+            "ldrb r0, [r1]\n",
+            "lsls r0, r0, #(32 - ", $b, " - ", $s, ")\n",
+            "asrs r0, r0, #(32 - ", $b, ")\n",
+        )
+    };
+}
+
+/// The row loop around a body that consumes `$step` weight bytes (then `r1` advances past
+/// them): chunks of `mem[8]` bytes until `r1` reaches `r0`'s value at entry, each followed by a
+/// flush. The caller makes the row and the chunk whole multiples of `$step` bytes.
+macro_rules! row_loop {
+    ($step:literal, $wp:expr, $end:expr, $lanes:expr, $mem:expr; $($body:expr),* $(,)?) => {
         asm!(
             "mov lr, r0",
             "1:",
@@ -74,19 +83,8 @@ pub fn row8(lanes: &[u32], weights: &[u8], chunk: usize, sums: &mut [i32; 8]) ->
             "mov r10, r0",
             "mov r11, r0",
             "2:",
-            "ldrb r0, [r1]",
-            "sxtb r0, r0",
-            "adds r1, #1",
-            "ldm r4!, {{r2, r3}}",
-            "muls r2, r0, r2",
-            "add r8, r2",
-            "muls r3, r0, r3",
-            "add r9, r3",
-            "ldm r4!, {{r2, r3}}",
-            "muls r2, r0, r2",
-            "add r10, r2",
-            "muls r3, r0, r3",
-            "add r11, r3",
+            $($body,)*
+            concat!("adds r1, #", $step),
             "cmp r1, r12",
             "bne 2b",
             flush!("r8", "0", "4"),
@@ -96,12 +94,12 @@ pub fn row8(lanes: &[u32], weights: &[u8], chunk: usize, sums: &mut [i32; 8]) ->
             "mov r0, lr",
             "cmp r1, r0",
             "bne 1b",
-            inout("r0") wp.wrapping_add(n) => _,
-            inout("r1") wp => _,
+            inout("r0") $end => _,
+            inout("r1") $wp => _,
             out("r2") _,
             out("r3") _,
-            inout("r4") lanes.as_ptr() => _,
-            in("r5") mem.as_mut_ptr(),
+            inout("r4") $lanes => _,
+            in("r5") $mem,
             out("r8") _,
             out("r9") _,
             out("r10") _,
@@ -109,7 +107,80 @@ pub fn row8(lanes: &[u32], weights: &[u8], chunk: usize, sums: &mut [i32; 8]) ->
             out("r12") _,
             out("lr") _,
             options(nostack),
-        );
+        )
+    };
+}
+
+/// One output channel's row over a pass of the pairs kernel: `lanes` four words per input (the
+/// pixel pairs' 16-bit fields), `weights` the row's weights of `bits` bits (8, 4 or 2; fields
+/// from the low bits of each byte up); the eight field sums are added to `sums[0..8]` (pair
+/// `j`'s low field at `2 j`, its high field at `2 j + 1`), the fields flushed every
+/// `chunk_bytes` bytes of weights. `false`, having written nothing, when there are no weights,
+/// `chunk_bytes` is 0, the width is another, or `lanes` holds fewer than four words per input.
+#[inline]
+pub fn row8(
+    lanes: &[u32],
+    weights: &[u8],
+    bits: u8,
+    chunk_bytes: usize,
+    sums: &mut [i32; 8],
+) -> bool {
+    let n = weights.len();
+    let per = match bits {
+        8 => 1,
+        4 => 2,
+        2 => 4,
+        _ => return false,
+    };
+    if n == 0 || chunk_bytes == 0 || lanes.len() / 4 / per < n || chunk_bytes > u32::MAX as usize
+    {
+        return false;
+    }
+    // The sums, then the flush interval, where the assembly reads them through one pointer.
+    let mut mem = [0u32; 9];
+    for (m, s) in mem.iter_mut().zip(sums.iter()) {
+        *m = *s as u32;
+    }
+    // 8-bit rows of an even length run two weights per pass of the loop, in chunks of an even
+    // number of bytes (a shorter chunk is as safe).
+    let two = bits == 8 && n.is_multiple_of(2) && chunk_bytes >= 2;
+    mem[8] = if two { chunk_bytes & !1 } else { chunk_bytes } as u32;
+    let (wp, end, xp, m) = (
+        weights.as_ptr(),
+        weights.as_ptr().wrapping_add(n),
+        lanes.as_ptr(),
+        mem.as_mut_ptr(),
+    );
+    // SAFETY: checked above: `n >= 1` bytes of weights and at least four words of lanes per
+    // input (`per` inputs per byte). The loop runs until `r1` (the weight pointer, `step` bytes
+    // per pass of the body: 2 when `two`, else 1) reaches `wp + n`; each chunk ends at `min(r1 +
+    // mem[8], wp + n)` with `mem[8] >= step` a multiple of `step` and `n` a multiple of `step`,
+    // so every chunk ends exactly on its end pointer, reads at least one step and none past the
+    // end; per byte it reads `4 * per` words of `lanes` (LDM, word-aligned: a `u32` slice). It reads and
+    // writes `mem` (36 bytes, word-aligned) through `r5`, changes only the listed registers and
+    // the flags, and does not use the stack.
+    unsafe {
+        match bits {
+            // Two bytes per pass of the loop when the row and the chunk allow.
+            8 if two => row_loop!(
+                2, wp, end, xp, m;
+                "ldrb r0, [r1]", "sxtb r0, r0", four!(),
+                "ldrb r0, [r1, #1]", "sxtb r0, r0", four!(),
+            ),
+            8 => row_loop!(1, wp, end, xp, m; "ldrb r0, [r1]", "sxtb r0, r0", four!()),
+            4 => row_loop!(
+                1, wp, end, xp, m;
+                field!("4", "0"), four!(),
+                field!("4", "4"), four!(),
+            ),
+            _ => row_loop!(
+                1, wp, end, xp, m;
+                field!("2", "0"), four!(),
+                field!("2", "2"), four!(),
+                field!("2", "4"), four!(),
+                field!("2", "6"), four!(),
+            ),
+        }
     }
     for (s, m) in sums.iter_mut().zip(mem) {
         *s = m as i32;
