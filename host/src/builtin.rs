@@ -39,6 +39,14 @@ pub enum Arch {
     Snn,
     /// The quantized twin of [`Arch::Snn`]: the same layers, each requantized to `T` levels.
     SnnTwin,
+    /// The fast kernels' overflow bounds under QEMU: a 6x6x44 input of 16 levels (codes 0..=15)
+    /// and one 3x3 convolution to 8 channels with raw i32 output, every weight at its largest
+    /// positive value (`--bits` 8, 4 or 2; the golden vectors include an input of all 15s), so
+    /// that every field of the packed and pairs kernels reaches the most a flush interval
+    /// allows; a fan-in of 396 is no whole number of intervals.
+    Bound,
+    /// [`Arch::Bound`] with every weight at its most negative value (`-2^(bits-1)`).
+    BoundNeg,
     /// A random small network from `--seed` (conformance of the kernels on geometries nobody
     /// chose): convolutions of random window, stride, padding (up to beyond the window), groups,
     /// depthwise, input channels and weight bits (`--bits` is ignored), pools, residual adds,
@@ -237,6 +245,8 @@ pub fn build(arch: Arch, bits: u8, seed: u64) -> ModelDef {
         Arch::Snn => snn(bits, seed, true),
         Arch::SnnTwin => snn(bits, seed, false),
         Arch::Random => random(seed),
+        Arch::Bound => bound(bits, false),
+        Arch::BoundNeg => bound(bits, true),
     }
 }
 
@@ -248,7 +258,34 @@ pub fn input_shape(arch: Arch) -> Shape {
         Arch::Resnet8 | Arch::Resnet8Mixed => Shape::new(32, 32, 3),
         Arch::Dscnn => Shape::new(49, 10, 1),
         Arch::Random => Shape::new(12, 10, 3),
+        Arch::Bound | Arch::BoundNeg => Shape::new(6, 6, 44),
     }
+}
+
+/// [`Arch::Bound`] (`negative`: [`Arch::BoundNeg`]): the input at 16 levels, one 3x3
+/// convolution (padding 1) of 44 channels to 8 with every weight at `bits` bits at its extreme,
+/// and raw i32 output, so the accumulators themselves are compared.
+pub fn bound(bits: u8, negative: bool) -> ModelDef {
+    let shape = input_shape(Arch::Bound);
+    let mut def = ModelDef::new(shape, 15, 1.0 / 15.0);
+    let out = 8u16;
+    let n = out as usize * 9 * shape.c as usize;
+    let top = 1i16 << (bits.clamp(2, 8) - 1);
+    let w = if negative { -top } else { top - 1 };
+    let mut conv = LayerDef::conv2d(
+        0,
+        out,
+        Window::square(3, 1, 1),
+        1,
+        bits,
+        vec![w as i8; n],
+        Some((0..out as i32).collect()),
+        Vec::new(),
+    );
+    conv.raw_output = true;
+    conv.scale = 0.01;
+    def.push(conv);
+    def
 }
 
 /// The demo residual CNN (28x28x1, mixed widths):

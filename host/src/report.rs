@@ -180,10 +180,10 @@ impl fmt::Display for Summary {
         )?;
         writeln!(
             f,
-            "kernels: gather (four output pixels per pass, inputs as 16-bit lanes in scratch, two \
-             MACs per SMLAD on the DSP), packed (4- and 2-bit weights over inputs of at most 16 \
-             levels: three pixels in 14-bit fields, three MACs per UMLAL on the DSP), pairs \
-             (8-, 4- and 2-bit weights over inputs of at most 31 levels without the DSP: two pixels in \
+            "kernels: gather (eight output pixels per pass, inputs as 16-bit lanes in scratch, two \
+             MACs per SMLAD on the DSP), packed (4- and 2-bit weights over input codes up to 15: \
+             three pixels in 14-bit fields, three MACs per UMLAL on the DSP), pairs \
+             (8-, 4- and 2-bit weights over input codes up to 31, without the DSP: two pixels in \
              16-bit fields, two MACs per 32-bit multiply), row \
              (weights unpacked per output channel), elementwise, reference (no faster kernel for \
              the kind, or too little scratch)"

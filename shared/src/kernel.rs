@@ -52,7 +52,7 @@ pub enum Kernel {
     /// ([`packed_chunk`]); six pixels per pass, in the gather kernel's scratch.
     Packed,
     /// The pairs kernel, for cores without the DSP extension (Cortex-M0/M0+, M3): 8-, 4- and
-    /// 2-bit weights over inputs of at most [`PAIRS_MAX_LEVELS`] levels, two output pixels' codes in the 16-bit
+    /// 2-bit weights over input codes up to [`PAIRS_MAX_LEVELS`], two output pixels' codes in the 16-bit
     /// fields of a word, two products per 32x32->32 multiply, the fields flushed before they
     /// can overflow ([`pairs_chunk`]); eight pixels per pass, in the gather kernel's scratch.
     Pairs,
@@ -315,8 +315,8 @@ pub const fn packable(g: &Geometry, bits: u8, levels: u8) -> bool {
         && packed_chunk(bits, levels) >= 1
 }
 
-/// The most input levels the pairs kernel takes: a field then grows by at most `31 x 128`
-/// per input and is flushed at least every 8 inputs.
+/// The largest input code (a tensor's `levels`) the pairs kernel takes: a field then grows by
+/// at most `31 x 128` per input and is flushed at least every 8 inputs.
 pub const PAIRS_MAX_LEVELS: u8 = 31;
 
 /// How many inputs the pairs kernel may accumulate over inputs with codes up to `levels` and
@@ -338,7 +338,7 @@ pub const fn pairs_chunk(bits: u8, levels: u8) -> usize {
 
 /// Whether the pairs kernel can run convolution `g` (one group) with `bits`-bit weights over
 /// inputs with codes up to `levels`: 8-, 4- or 2-bit weights read in place (every channel's row
-/// starts on a byte), at most [`PAIRS_MAX_LEVELS`] levels.
+/// starts on a byte), codes up to [`PAIRS_MAX_LEVELS`].
 pub const fn pairable(g: &Geometry, bits: u8, levels: u8) -> bool {
     matches!(g.kind, LayerKind::Conv2d)
         && g.groups <= 1
@@ -398,7 +398,8 @@ pub const ROW_CHUNK: usize = 1024;
 ///
 /// `reference` is the runtime's `reference-kernels` build; `events` says the layer reads spike
 /// counts and the runtime accumulates them event by event. On [`Isa::Dsp`] a convolution that
-/// is [`packable`] runs on [`Kernel::Packed`] (in the gather kernel's scratch).
+/// is [`packable`] runs on [`Kernel::Packed`], on [`Isa::Portable`] one that is [`pairable`] on
+/// [`Kernel::Pairs`] (both in the gather kernel's scratch).
 pub const fn choose(
     g: &Geometry,
     bits: u8,

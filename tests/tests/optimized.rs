@@ -636,11 +636,12 @@ proptest! {
 /// The packed kernel's overflow bound at its edge: every code at the top level and every weight
 /// at its largest offset-binary value (`+7` at 4 bits, `+1` at 2 bits), so each field reaches
 /// the most a flush interval allows (15 x 15 x 72 = 16 200 of 16 383 at 4 bits), over fan-ins
-/// of several intervals and one past a whole number of them.
+/// of several intervals (72 to 576 inputs) and, with 44 channels (396 inputs: 5 x 72 + 36 at 4
+/// bits, 352 + 44 at 2 bits), not a whole number of them.
 #[test]
 fn packed_fields_flush_at_the_bound() {
     for (bits, top) in [(4u8, 7i8), (2, 1)] {
-        for cin in [8u16, 16, 41, 64] {
+        for cin in [8u16, 16, 44, 64] {
             let g = Geometry {
                 kind: LayerKind::Conv2d,
                 window: Window::square(3, 1, 1),
@@ -649,6 +650,7 @@ fn packed_fields_flush_at_the_bound() {
                 output: Shape::new(5, 4, 5),
             };
             let n = g.weight_count() as usize;
+            assert!(packable(&g, bits, 15));
             let mut c = case(g, bits, cin as u64, true, true, 15);
             let mut p = vec![0u8; packed_len(n, bits).unwrap()];
             pack(&vec![top; n], bits, &mut p).unwrap();

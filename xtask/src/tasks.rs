@@ -759,8 +759,8 @@ pub fn measure(
 }
 
 /// The benchmark models: (label, `bitspike model --arch`, weight bits, vectors). Hidden layers
-/// carry 4-bit activations (15 levels) in every model, so `resnet8-w4` is 4-bit weights x 4-bit
-/// inputs; the spiking network's hidden layers read pooled counts of at most 12 levels.
+/// carry 4-bit activations (codes 0..=15) in every model, so `resnet8-w4` is 4-bit weights x
+/// 4-bit inputs; the spiking network's hidden layers read pooled counts of codes up to 12.
 const BENCH: [(&str, &str, u8, u32); 11] = [
     ("resnet8-int8", "resnet8", 8, 1),
     ("resnet8-w4", "resnet8", 4, 1),
@@ -1005,6 +1005,21 @@ fn conformance_models() -> Result<Vec<(String, PathBuf, PathBuf)>, String> {
                 seed.to_string(),
             ],
         )?;
+    }
+    // The packed and pairs kernels' flush intervals at their edge, in the assembly each board
+    // runs: every weight at its extreme, the golden vectors' all-top input, raw accumulators out.
+    for bits in [8u8, 4, 2] {
+        for (arch, name) in [("bound", "bound"), ("bound-neg", "bound-neg")] {
+            make(
+                format!("{name}-w{bits}"),
+                vec![
+                    "--arch".into(),
+                    arch.into(),
+                    "--bits".into(),
+                    bits.to_string(),
+                ],
+            )?;
+        }
     }
     out.push((
         "fixture-v1".into(),

@@ -157,7 +157,7 @@ macro_rules! micro_loop {
 /// register order); fields `$a` and `$b` of the offset-binary weight word `{w}` multiply them
 /// into the two 64-bit field accumulators.
 macro_rules! pair {
-    ($bits:literal, $a:literal, $b:literal) => {
+    ($bits:tt, $a:tt, $b:tt) => {
         concat!(
             "ldm {xp}!, {{r2, r3, r4, r5}}\n",
             field!($bits, $a),

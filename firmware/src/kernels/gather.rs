@@ -410,8 +410,11 @@ impl Rows<'_> {
     }
 }
 
-/// Every output channel of one pass: the micro-kernel, then the output step of its four
-/// outputs. `table` holds the channels' prepared requantizers when `tabled`.
+/// Every output channel of one pass: the micro-kernel, then the output step of its eight
+/// outputs. `tabled` holds the channels' prepared requantizers (with the layer's offset and
+/// levels), `fired` their prepared closed-form spike counts; `FIRE` selects which of the two
+/// this instance reads (one instance per kind of stage keeps each loop small). Channels neither
+/// prepares, and partial passes of spiking channels, go through [`store_other`].
 #[inline(never)]
 #[allow(clippy::too_many_arguments)]
 fn channels<const FIRE: bool>(

@@ -267,7 +267,9 @@ struct Pass<'a> {
 }
 
 /// Every output channel of one pass: the row, then the output step of its six outputs.
-/// `tabled` holds the channels' prepared requantizers, the offset and the levels.
+/// `tabled` holds the channels' prepared requantizers (with the layer's offset and levels),
+/// `fired` their prepared closed-form spike counts; `FIRE` selects which of the two this
+/// instance reads. Anything else goes through [`store_other`].
 #[inline(never)]
 #[allow(clippy::too_many_arguments)]
 fn channels<const FIRE: bool>(

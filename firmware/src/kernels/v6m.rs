@@ -143,6 +143,8 @@ pub fn row8(
     }
     // 8-bit rows of an even length run two weights per pass of the loop, in chunks of an even
     // number of bytes (a shorter chunk is as safe).
+    // A chunk longer than the row is the row (and `r1 + chunk` cannot wrap).
+    let chunk_bytes = chunk_bytes.min(n);
     let two = bits == 8 && n.is_multiple_of(2) && chunk_bytes >= 2;
     mem[8] = if two { chunk_bytes & !1 } else { chunk_bytes } as u32;
     let (wp, end, xp, m) = (
