@@ -453,14 +453,20 @@ impl Interpreter<'_, '_> {
         let (w, st, sc) = (&weights, &stage, scratch);
         // A fast kernel that finds its preconditions unmet (it checks them again) writes
         // nothing and returns false: the reference kernel then runs the layer.
+        // `choose` gives the gather and packed kernels only to DSP builds and the pairs kernel
+        // only to the others: the guards on the constant `ISA` keep each build's code to the
+        // kernels it can choose.
+        let dsp = matches!(ISA, Isa::Dsp);
         let done = match (l.kind, kernel) {
-            (LayerKind::Conv2d, Kernel::Gather) => gather::conv2d(&g, w, st, a, dst, sc, &mut ops),
-            (LayerKind::Conv2d, Kernel::Packed) => {
+            (LayerKind::Conv2d, Kernel::Gather) if dsp => {
+                gather::conv2d(&g, w, st, a, dst, sc, &mut ops)
+            }
+            (LayerKind::Conv2d, Kernel::Packed) if dsp => {
                 packed::conv2d(&g, w, st, a, in_a.levels, dst, sc, &mut ops)
                     || gather::conv2d(&g, w, st, a, dst, sc, &mut ops)
             }
             (LayerKind::Conv2d, Kernel::Row) => optimized::conv2d(&g, w, st, a, dst, sc, &mut ops),
-            (LayerKind::Conv2d, Kernel::Pairs) => {
+            (LayerKind::Conv2d, Kernel::Pairs) if !dsp => {
                 pairs::conv2d(&g, w, st, a, in_a.levels, dst, sc, &mut ops)
                     || optimized::conv2d(&g, w, st, a, dst, sc, &mut ops)
             }
