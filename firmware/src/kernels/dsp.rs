@@ -339,12 +339,20 @@ macro_rules! triple_word {
     };
     ($s:literal, $o:literal) => {
         concat!(
-            "ubfx {x}, {va}, #", $s, ", #4\n",
-            "ubfx {y}, {vb}, #", $s, ", #4\n",
+            "ubfx {x}, {va}, #",
+            $s,
+            ", #4\n",
+            "ubfx {y}, {vb}, #",
+            $s,
+            ", #4\n",
             "orr {x}, {x}, {y}, lsl #14\n",
-            "lsr {y}, {vc}, #", $s, "\n",
+            "lsr {y}, {vc}, #",
+            $s,
+            "\n",
             "orr {x}, {x}, {y}, lsl #28\n",
-            "str {x}, [{dst}, #", $o, "]\n",
+            "str {x}, [{dst}, #",
+            $o,
+            "]\n",
         )
     };
 }
@@ -358,7 +366,8 @@ macro_rules! triple_word {
 #[inline]
 pub fn interleave3(rows: [&[u8]; 3], words: &mut [u8], quads: usize) -> Option<[u32; 3]> {
     let need = quads.checked_mul(4)?;
-    if quads == 0 || rows.iter().any(|r| r.len() < need) || words.len() < quads.checked_mul(32)? - 4 {
+    if quads == 0 || rows.iter().any(|r| r.len() < need) || words.len() < quads.checked_mul(32)? - 4
+    {
         return None;
     }
     let [pa, pb, pc] = rows.map(|r| r.as_ptr());

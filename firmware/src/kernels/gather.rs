@@ -151,7 +151,14 @@ impl<'a> Micro<'a> {
 /// input. With `words`, every run is a whole number of 32-bit words (`C % 4 == 0`) and moves a
 /// word at a time.
 #[inline(always)]
-pub(crate) fn window(g: &Geometry, input: &[u8], oy: usize, ox: usize, col: &mut [u8], words: bool) -> usize {
+pub(crate) fn window(
+    g: &Geometry,
+    input: &[u8],
+    oy: usize,
+    ox: usize,
+    col: &mut [u8],
+    words: bool,
+) -> usize {
     let w = g.window;
     let (ih, iw, c) = (g.input.h as usize, g.input.w as usize, g.input.c as usize);
     let (kh, kw) = (w.kh as usize, w.kw as usize);
@@ -444,7 +451,8 @@ fn channels<const FIRE: bool>(
         let at = pass.at + o;
         if FIRE {
             if let Some(c) = fired.and_then(|t| closed(t, o)) {
-                if pass.n == PASS && fire_n(&c, output.get_mut(at..).unwrap_or(&mut []), c_out, &acc)
+                if pass.n == PASS
+                    && fire_n(&c, output.get_mut(at..).unwrap_or(&mut []), c_out, &acc)
                 {
                     continue;
                 }
@@ -460,7 +468,8 @@ fn channels<const FIRE: bool>(
                     offset,
                     levels,
                 );
-                if pass.n == PASS && store_right(&r, output.get_mut(at..).unwrap_or(&mut []), c_out, &acc)
+                if pass.n == PASS
+                    && store_right(&r, output.get_mut(at..).unwrap_or(&mut []), c_out, &acc)
                 {
                     continue;
                 }
@@ -562,7 +571,12 @@ pub(crate) fn store_right<const N: usize>(
 /// One spiking channel's `N` outputs in closed form, `c` bytes apart in `dst`; `false`, having
 /// written nothing, for a `dst` shorter than the outputs.
 #[inline(always)]
-pub(crate) fn fire_n<const N: usize>(closed: &Closed, dst: &mut [u8], c: usize, v: &[i32; N]) -> bool {
+pub(crate) fn fire_n<const N: usize>(
+    closed: &Closed,
+    dst: &mut [u8],
+    c: usize,
+    v: &[i32; N],
+) -> bool {
     let Some(d) = dst.get_mut(..=(N - 1) * c) else {
         return false;
     };

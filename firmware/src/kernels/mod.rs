@@ -11,13 +11,13 @@
 
 #[cfg(bitspike_dsp)]
 mod dsp;
-#[cfg(bitspike_v6m)]
-mod v6m;
 pub mod gather;
 pub mod optimized;
 pub mod packed;
 pub mod pairs;
 pub mod reference;
+#[cfg(bitspike_v6m)]
+mod v6m;
 mod words;
 
 use bitspike_core::format::I32s;

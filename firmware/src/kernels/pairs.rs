@@ -40,13 +40,7 @@ fn flush(a: u32, lo: &mut i32, hi: &mut i32) {
 /// the low bits of each byte up); the fields are flushed every `chunk` inputs (a whole number of
 /// bytes of weights, at least one).
 #[inline(always)]
-fn row8(
-    lanes: &[u32],
-    weights: &[u8],
-    bits: u8,
-    chunk: usize,
-    acc: &mut [i32; PAIRS_PASS],
-) {
+fn row8(lanes: &[u32], weights: &[u8], bits: u8, chunk: usize, acc: &mut [i32; PAIRS_PASS]) {
     #[cfg(bitspike_v6m)]
     if super::v6m::row8(lanes, weights, bits, chunk * bits as usize / 8, acc) {
         return;

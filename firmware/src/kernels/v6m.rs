@@ -18,16 +18,26 @@ use core::arch::asm;
 macro_rules! flush {
     ($acc:literal, $lo:literal, $hi:literal) => {
         concat!(
-            "mov r0, ", $acc, "\n",
+            "mov r0, ",
+            $acc,
+            "\n",
             "sxth r2, r0\n",
             "subs r0, r0, r2\n",
             "asrs r0, r0, #16\n",
-            "ldr r3, [r5, #", $lo, "]\n",
+            "ldr r3, [r5, #",
+            $lo,
+            "]\n",
             "adds r3, r3, r2\n",
-            "str r3, [r5, #", $lo, "]\n",
-            "ldr r3, [r5, #", $hi, "]\n",
+            "str r3, [r5, #",
+            $lo,
+            "]\n",
+            "ldr r3, [r5, #",
+            $hi,
+            "]\n",
             "adds r3, r3, r0\n",
-            "str r3, [r5, #", $hi, "]\n",
+            "str r3, [r5, #",
+            $hi,
+            "]\n",
         )
     };
 }
@@ -55,8 +65,14 @@ macro_rules! field {
     ($b:literal, $s:literal) => {
         concat!(
             "ldrb r0, [r1]\n",
-            "lsls r0, r0, #(32 - ", $b, " - ", $s, ")\n",
-            "asrs r0, r0, #(32 - ", $b, ")\n",
+            "lsls r0, r0, #(32 - ",
+            $b,
+            " - ",
+            $s,
+            ")\n",
+            "asrs r0, r0, #(32 - ",
+            $b,
+            ")\n",
         )
     };
 }
@@ -132,8 +148,7 @@ pub fn row8(
         2 => 4,
         _ => return false,
     };
-    if n == 0 || chunk_bytes == 0 || lanes.len() / 4 / per < n || chunk_bytes > u32::MAX as usize
-    {
+    if n == 0 || chunk_bytes == 0 || lanes.len() / 4 / per < n || chunk_bytes > u32::MAX as usize {
         return false;
     }
     // The sums, then the flush interval, where the assembly reads them through one pointer.
