@@ -32,6 +32,7 @@ use bitspike_core::format::{FormatError, ModelFile, TensorInfo, NONE};
 use bitspike_core::layer::{Align, Dtype, Geometry, LayerKind};
 
 pub use bitspike_core;
+use bitspike_core::band;
 use bitspike_core::kernel::{self, Choice, Isa, Kernel};
 use kernels::{gather, optimized, packed, pairs, reference, Stage, Weights};
 
@@ -235,18 +236,28 @@ pub struct Interpreter<'m, 'a> {
     counts: [LayerOps; MAX_LAYERS],
 }
 
-/// Where a tensor lives.
+/// Where a tensor (or rows of one) lives.
 #[derive(Clone, Copy)]
 enum Loc {
-    /// The caller's input buffer.
-    Input,
+    /// Bytes `offset .. offset + len` of the caller's input buffer.
+    Input(usize, usize),
     /// Arena bytes `offset .. offset + len`.
     Arena(usize, usize),
 }
 
+impl Loc {
+    /// `len` bytes from `offset` on inside this range.
+    fn part(self, offset: usize, len: usize) -> Self {
+        match self {
+            Self::Input(o, _) => Self::Input(o.saturating_add(offset), len),
+            Self::Arena(o, _) => Self::Arena(o.saturating_add(offset), len),
+        }
+    }
+}
+
 fn loc(t: &TensorInfo) -> Loc {
     if t.arena_offset == NONE {
-        Loc::Input
+        Loc::Input(0, t.bytes())
     } else {
         Loc::Arena(t.arena_offset as usize, t.bytes())
     }
@@ -292,7 +303,7 @@ fn views<'x>(
     let (head, mid, tail): (&'x [u8], &'x [u8], &'x [u8]) = (head, mid, tail);
     let view = |l: Loc| -> Option<&'x [u8]> {
         match l {
-            Loc::Input => Some(input),
+            Loc::Input(o, n) => input.get(o..o.checked_add(n)?),
             Loc::Arena(o, n) if o + n <= first.0 => head.get(o..o + n),
             Loc::Arena(o, n) if o >= first_end && o + n <= second.0 => {
                 mid.get(o - first_end..o - first_end + n)
@@ -368,7 +379,7 @@ impl Interpreter<'_, '_> {
         // Copy the network output out.
         let out_t = file.output();
         let src: &[u8] = match loc(&out_t) {
-            Loc::Input => input,
+            Loc::Input(o, n) => input.get(o..o + n).unwrap_or(&[]),
             Loc::Arena(o, n) => self.arena.get(o..o + n).unwrap_or(&[]),
         };
         match out_t.dtype {
@@ -407,16 +418,6 @@ impl Interpreter<'_, '_> {
         } else {
             (l.scratch_offset as usize, l.scratch_bytes as usize)
         };
-        let Some(Views {
-            a,
-            b,
-            out: dst,
-            scratch,
-        }) = views(self.arena, input, loc(&in_a), in_b, (oo, on), scratch)
-        else {
-            debug_assert!(false, "layer {i}: overlapping or out-of-range buffers");
-            return ops.counts();
-        };
         let stage = if let Some(s) = l.spiking {
             Stage::Fire {
                 threshold: s.threshold,
@@ -435,82 +436,72 @@ impl Interpreter<'_, '_> {
                 levels: out_t.levels,
             }
         };
-        // Checking the lengths here keeps every kernel's indexing in bounds.
-        if a.len() != g.input.len()
-            || dst.len() != g.output.len() * stage.elem_size()
-            || (in_b.is_some() && b.len() != g.input.len())
-        {
-            debug_assert!(false, "layer {i}: buffer lengths differ from the geometry");
-            return ops.counts();
-        }
         let weights = Weights {
             packed: l.weights,
             bits: l.weight_bits,
             // A spiking layer's bias enters the membrane, in its units (the `Fire` stage).
             bias: if l.spiking.is_some() { None } else { l.bias },
         };
-        let kernel = choice(file, &l, &g).kernel;
-        let (w, st, sc) = (&weights, &stage, scratch);
-        // A fast kernel that finds its preconditions unmet (it checks them again) writes
-        // nothing and returns false: the reference kernel then runs the layer.
-        // `choose` gives the gather and packed kernels only to DSP builds and the pairs kernel
-        // only to the others: the guards on the constant `ISA` keep each build's code to the
-        // kernels it can choose.
-        let dsp = matches!(ISA, Isa::Dsp);
-        let done = match (l.kind, kernel) {
-            (LayerKind::Conv2d, Kernel::Gather) if dsp => {
-                gather::conv2d(&g, w, st, a, dst, sc, &mut ops)
-            }
-            (LayerKind::Conv2d, Kernel::Packed) if dsp => {
-                packed::conv2d(&g, w, st, a, in_a.levels, dst, sc, &mut ops)
-                    || gather::conv2d(&g, w, st, a, dst, sc, &mut ops)
-            }
-            (LayerKind::Conv2d, Kernel::Row) => optimized::conv2d(&g, w, st, a, dst, sc, &mut ops),
-            (LayerKind::Conv2d, Kernel::Pairs) if !dsp => {
-                pairs::conv2d(&g, w, st, a, in_a.levels, dst, sc, &mut ops)
-                    || optimized::conv2d(&g, w, st, a, dst, sc, &mut ops)
-            }
-            (LayerKind::Conv2d, Kernel::Events) => {
-                optimized::conv2d_events(&g, w, st, a, dst, sc, &mut ops)
-            }
-            (LayerKind::Dense, Kernel::Row) => optimized::dense(&g, w, st, a, dst, sc, &mut ops),
-            (LayerKind::Dense, Kernel::Events) => {
-                optimized::dense_events(&g, w, st, a, dst, sc, &mut ops)
-            }
-            (LayerKind::Conv2d, Kernel::Depthwise) => {
-                optimized::depthwise(&g, w, st, a, dst, sc, &mut ops)
-            }
-            (LayerKind::Add, Kernel::Elementwise) => {
-                optimized::add(&g, l.add_weights, st, a, b, dst);
-                true
-            }
-            (LayerKind::MaxPool, Kernel::Pool) => {
-                optimized::max_pool(&g, a, dst);
-                true
-            }
-            (LayerKind::AvgPool, Kernel::Pool) => {
-                optimized::avg_pool(&g, st, a, dst);
-                true
-            }
-            _ => false,
+        let layer = Layer {
+            kind: l.kind,
+            kernel: choice(file, &l, &g).kernel,
+            weights,
+            stage,
+            levels: in_a.levels,
+            add_weights: l.add_weights,
         };
-        if !done {
-            match l.kind {
-                LayerKind::Conv2d => reference::conv2d(&g, w, st, a, dst, &mut ops),
-                LayerKind::Dense => reference::dense(&g, w, st, a, dst, &mut ops),
-                LayerKind::AvgPool => reference::avg_pool(&g, st, a, dst),
-                LayerKind::MaxPool => reference::max_pool(&g, a, dst),
-                LayerKind::GlobalAvgPool => reference::global_avg_pool(&g, st, a, dst),
-                LayerKind::Add => reference::add(&g, l.add_weights, st, a, b, dst),
-                LayerKind::Flatten => {}
-            }
-        }
-        // On spike counts, a weighted layer's work is synaptic events: each spike adds its
-        // weight once per synapse (DESIGN.md, event-driven), however the kernel computed it.
         #[cfg(feature = "counters")]
-        if l.kind.has_weights() && spike_input(file, l.input as usize) {
-            let mut events = Ops::new();
-            events.accumulate(ops::synaptic_events(&g, a));
+        let spikes = l.kind.has_weights() && spike_input(file, l.input as usize);
+        #[cfg(feature = "counters")]
+        let mut events = Ops::new();
+        // One band of every output row, or the in-place layer's bands top to bottom: each band
+        // reads input rows its output does not overlap (the loader checked the placement).
+        let rows = match l.in_place_rows {
+            0 => g.output.h,
+            n => n as u16,
+        };
+        let (in_row, out_row) = (row_bytes(&in_a), row_bytes(&out_t));
+        let mut y0 = 0u16;
+        while y0 < g.output.h {
+            let y1 = y0.saturating_add(rows).min(g.output.h);
+            let (bg, first, end) = if l.in_place_rows == 0 {
+                (g, 0, g.input.h as usize)
+            } else if let Some(b) = band::band(&g, y0, y1) {
+                (b.geometry, b.input_rows.0 as usize, b.input_rows.1 as usize)
+            } else {
+                debug_assert!(false, "layer {i}: in place but not row-local");
+                break;
+            };
+            let ins = (first * in_row, (end - first) * in_row);
+            let out = (oo + y0 as usize * out_row, (y1 - y0) as usize * out_row);
+            let (a, b) = (
+                loc(&in_a).part(ins.0, ins.1),
+                in_b.map(|b| b.part(ins.0, ins.1)),
+            );
+            let Some(v) = views(self.arena, input, a, b, out, scratch) else {
+                debug_assert!(false, "layer {i}: overlapping or out-of-range buffers");
+                break;
+            };
+            // Checking the lengths here keeps every kernel's indexing in bounds.
+            if v.a.len() != bg.input.len()
+                || v.out.len() != bg.output.len() * layer.stage.elem_size()
+                || (in_b.is_some() && v.b.len() != bg.input.len())
+                || y1 == g.output.h && out.0 + out.1 != oo + on
+            {
+                debug_assert!(false, "layer {i}: buffer lengths differ from the geometry");
+                break;
+            }
+            // On spike counts, a weighted layer's work is synaptic events: each spike adds its
+            // weight once per synapse (DESIGN.md, event-driven), however the kernel computed it.
+            #[cfg(feature = "counters")]
+            if spikes {
+                events.accumulate(ops::synaptic_events(&bg, v.a));
+            }
+            compute(&layer, &bg, v, &mut ops);
+            y0 = y1;
+        }
+        #[cfg(feature = "counters")]
+        if spikes {
             return events.counts();
         }
         ops.counts()
@@ -532,6 +523,80 @@ impl Interpreter<'_, '_> {
                 macs: a.macs + b.macs,
                 accumulates: a.accumulates + b.accumulates,
             })
+    }
+}
+
+/// Bytes of one row of tensor `t` (all of it for a tensor of no rows).
+fn row_bytes(t: &TensorInfo) -> usize {
+    t.bytes() / (t.shape.h as usize).max(1)
+}
+
+/// What a layer's computation needs besides its geometry and buffers.
+struct Layer<'l> {
+    kind: LayerKind,
+    kernel: Kernel,
+    weights: Weights<'l>,
+    stage: Stage<'l>,
+    /// The (first) input's levels.
+    levels: u8,
+    add_weights: [i16; 2],
+}
+
+/// Run `layer` over geometry `g` (the whole layer, or a band of its output rows) on the views
+/// `v`. A fast kernel that finds its preconditions unmet (it checks them again) writes nothing
+/// and returns false: the reference kernel then runs the layer.
+fn compute(layer: &Layer<'_>, g: &Geometry, v: Views<'_>, ops: &mut Ops) {
+    let Views {
+        a,
+        b,
+        out: dst,
+        scratch: sc,
+    } = v;
+    let (w, st) = (&layer.weights, &layer.stage);
+    let levels = layer.levels;
+    // `choose` gives the gather and packed kernels only to DSP builds and the pairs kernel only
+    // to the others: the guards on the constant `ISA` keep each build's code to the kernels it
+    // can choose.
+    let dsp = matches!(ISA, Isa::Dsp);
+    let done = match (layer.kind, layer.kernel) {
+        (LayerKind::Conv2d, Kernel::Gather) if dsp => gather::conv2d(g, w, st, a, dst, sc, ops),
+        (LayerKind::Conv2d, Kernel::Packed) if dsp => {
+            packed::conv2d(g, w, st, a, levels, dst, sc, ops)
+                || gather::conv2d(g, w, st, a, dst, sc, ops)
+        }
+        (LayerKind::Conv2d, Kernel::Row) => optimized::conv2d(g, w, st, a, dst, sc, ops),
+        (LayerKind::Conv2d, Kernel::Pairs) if !dsp => {
+            pairs::conv2d(g, w, st, a, levels, dst, sc, ops)
+                || optimized::conv2d(g, w, st, a, dst, sc, ops)
+        }
+        (LayerKind::Conv2d, Kernel::Events) => optimized::conv2d_events(g, w, st, a, dst, sc, ops),
+        (LayerKind::Dense, Kernel::Row) => optimized::dense(g, w, st, a, dst, sc, ops),
+        (LayerKind::Dense, Kernel::Events) => optimized::dense_events(g, w, st, a, dst, sc, ops),
+        (LayerKind::Conv2d, Kernel::Depthwise) => optimized::depthwise(g, w, st, a, dst, sc, ops),
+        (LayerKind::Add, Kernel::Elementwise) => {
+            optimized::add(g, layer.add_weights, st, a, b, dst);
+            true
+        }
+        (LayerKind::MaxPool, Kernel::Pool) => {
+            optimized::max_pool(g, a, dst);
+            true
+        }
+        (LayerKind::AvgPool, Kernel::Pool) => {
+            optimized::avg_pool(g, st, a, dst);
+            true
+        }
+        _ => false,
+    };
+    if !done {
+        match layer.kind {
+            LayerKind::Conv2d => reference::conv2d(g, w, st, a, dst, ops),
+            LayerKind::Dense => reference::dense(g, w, st, a, dst, ops),
+            LayerKind::AvgPool => reference::avg_pool(g, st, a, dst),
+            LayerKind::MaxPool => reference::max_pool(g, a, dst),
+            LayerKind::GlobalAvgPool => reference::global_avg_pool(g, st, a, dst),
+            LayerKind::Add => reference::add(g, layer.add_weights, st, a, b, dst),
+            LayerKind::Flatten => {}
+        }
     }
 }
 
@@ -617,7 +682,7 @@ mod tests {
                 &[][..]
             )
         );
-        let v = views(&mut arena, &input, Loc::Input, None, (0, 10), (0, 0)).unwrap();
+        let v = views(&mut arena, &input, Loc::Input(0, 3), None, (0, 10), (0, 0)).unwrap();
         assert_eq!((v.a, v.b), (&input[..], &[][..]));
         // Scratch before the output, an input between them and one after both.
         let v = views(
@@ -649,12 +714,12 @@ mod tests {
         assert!(views(&mut arena, &input, Loc::Arena(6, 2), None, (3, 4), (0, 0)).is_none());
         assert!(views(&mut arena, &input, Loc::Arena(0, 2), None, (3, 2), (1, 2)).is_none());
         // Output and scratch overlapping each other are refused.
-        assert!(views(&mut arena, &input, Loc::Input, None, (3, 4), (5, 2)).is_none());
-        assert!(views(&mut arena, &input, Loc::Input, None, (5, 2), (3, 4)).is_none());
+        assert!(views(&mut arena, &input, Loc::Input(0, 3), None, (3, 4), (5, 2)).is_none());
+        assert!(views(&mut arena, &input, Loc::Input(0, 3), None, (5, 2), (3, 4)).is_none());
         // Ranges past the arena are refused.
-        assert!(views(&mut arena, &input, Loc::Input, None, (8, 4), (0, 0)).is_none());
+        assert!(views(&mut arena, &input, Loc::Input(0, 3), None, (8, 4), (0, 0)).is_none());
         assert!(views(&mut arena, &input, Loc::Arena(8, 4), None, (0, 2), (0, 0)).is_none());
-        assert!(views(&mut arena, &input, Loc::Input, None, (0, 2), (8, 4)).is_none());
+        assert!(views(&mut arena, &input, Loc::Input(0, 3), None, (0, 2), (8, 4)).is_none());
     }
 
     #[test]

@@ -553,6 +553,32 @@ mod tests {
     use bitspike_core::cost::macs;
     use bitspike_core::format::writer::write;
 
+    /// ResNet-8's arena: 49 152 B of tensors live at once (the skip tensor and two 16 KB
+    /// tensors) plus scratch without in-place layers; in place, at most 40 KB, every output
+    /// unchanged.
+    #[test]
+    fn resnet8_runs_in_place_within_40_kb() {
+        use bitspike_core::format::writer::write_planned;
+        use bitspike_rt::Model;
+        let def = resnet8(8, 1);
+        let (on, off) = (write(&def).unwrap(), write_planned(&def, false).unwrap());
+        let (m_on, m_off) = (Model::load(&on).unwrap(), Model::load(&off).unwrap());
+        assert!(m_off.arena_bytes() > 49_152, "{}", m_off.arena_bytes());
+        assert!(m_on.arena_bytes() <= 40 * 1024, "{}", m_on.arena_bytes());
+        let mut rng = bitspike_core::def::random::Rng::new(5);
+        let input = rng.codes(m_on.input_len(), m_on.file().input().levels);
+        let outs: Vec<Vec<i32>> = [&m_on, &m_off]
+            .iter()
+            .map(|m| {
+                let mut arena = vec![0x5Au8; m.arena_bytes()];
+                let mut out = vec![0; m.output_len()];
+                m.bind(&mut arena).unwrap().run(&input, &mut out).unwrap();
+                out
+            })
+            .collect();
+        assert_eq!(outs[0], outs[1]);
+    }
+
     #[test]
     fn every_arch_writes_and_resnet8_has_the_mlperf_cost() {
         let _one = crate::seeded();

@@ -32,6 +32,8 @@ pub struct LayerRow {
     pub scratch_bytes: u32,
     /// The kernel the default runtime build runs the layer on, on Armv7E-M (DSP) and elsewhere.
     pub kernels: [Choice; 2],
+    /// Output rows per band when the layer overwrites its input as it goes, 0 when it does not.
+    pub in_place_rows: u8,
 }
 
 /// A model's cost summary.
@@ -81,6 +83,7 @@ impl Summary {
                 },
                 timesteps: l.timesteps,
                 scratch_bytes: l.scratch_bytes,
+                in_place_rows: l.in_place_rows,
                 kernels: [Isa::Dsp, Isa::Portable].map(|isa| {
                     choose(
                         &g,
@@ -147,6 +150,11 @@ impl fmt::Display for Summary {
             } else {
                 format!("{}, {}", dsp.kernel.name(), other.kernel.name())
             };
+            let kernel = match r.in_place_rows {
+                0 => kernel,
+                1 => format!("{kernel}; in place, row by row"),
+                n => format!("{kernel}; in place, {n} rows at a time"),
+            };
             let why = match dsp.reason {
                 Reason::ScratchShort { needed, given } => {
                     format!(
@@ -186,11 +194,13 @@ impl fmt::Display for Summary {
              (8-, 4- and 2-bit weights over input codes up to 31, without the DSP: two pixels in \
              16-bit fields, two MACs per 32-bit multiply), row \
              (weights unpacked per output channel), elementwise, reference (no faster kernel for \
-             the kind, or too little scratch)"
+             the kind, or too little scratch); in place: the output overwrites the input as it \
+             is computed, starting a few rows below it"
         )?;
         writeln!(
             f,
-            "memory: model file {} B (flash), arena {} B (peak live {} B), RAM by eq. S14 {} B",
+            "memory: model file {} B (flash), arena {} B (live tensors and scratch at the peak: \
+             {} B), RAM by eq. S14 {} B",
             self.file_bytes, self.arena_bytes, self.peak_live_bytes, self.ram_s14_bytes
         )
     }

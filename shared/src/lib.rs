@@ -1,6 +1,7 @@
 //! bitspike-core: what host and device share.
 //!
 //! * [`layer`]: the layer kinds, their geometry and shape rules;
+//! * [`band`]: row-local layers a few output rows at a time, and in-place execution;
 //! * [`quant`]: the integer semantics (Q31 multiply, rounding shift, requantize, clamp);
 //! * [`kernel`]: which kernel runs each layer, and the scratch it needs;
 //! * [`pack`]: packing of 2..=8 bit weights;
@@ -13,6 +14,7 @@
 //! `no_std` unless the `std` feature is on; `defmt` derives `defmt::Format` on the public types.
 #![cfg_attr(not(feature = "std"), no_std)]
 
+pub mod band;
 pub mod cost;
 #[cfg(feature = "std")]
 pub mod def;

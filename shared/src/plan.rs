@@ -16,7 +16,7 @@ use crate::layer::LayerKind;
 /// One layer as the planner sees it.
 #[derive(Clone, Copy, Debug)]
 pub struct PlanLayer {
-    /// Kind (only flatten matters: it aliases its input).
+    /// Kind (flatten aliases its input; only row-local kinds may run in place).
     pub kind: LayerKind,
     /// Input tensors.
     pub inputs: [Option<u16>; 2],
@@ -24,6 +24,9 @@ pub struct PlanLayer {
     pub output_bytes: usize,
     /// Scratch bytes it needs.
     pub scratch_bytes: usize,
+    /// When the layer may overwrite its first input as it goes: how many bytes before the
+    /// input its output must start ([`crate::band::in_place_shift`]); `None` when it may not.
+    pub in_place_shift: Option<usize>,
 }
 
 /// The arena plan of a model.
@@ -33,22 +36,24 @@ pub struct Plan {
     pub tensor_offsets: Vec<u32>,
     /// Arena offset of every layer's scratch ([`NONE`] when it needs none).
     pub scratch_offsets: Vec<u32>,
+    /// Whether each layer runs in place (its output overlapping its first input).
+    pub in_place: Vec<bool>,
     /// Bytes of arena needed: the end of the highest placed buffer.
     pub arena_bytes: usize,
-    /// The largest sum of live bytes at any step: a lower bound on any plan's arena.
+    /// The largest sum of live tensor and scratch bytes at any step: a lower bound on the arena
+    /// of any plan without in-place layers.
     pub peak_live_bytes: usize,
 }
 
-#[derive(Clone, Copy)]
-struct Buffer {
-    size: usize,
-    first: usize,
-    last: usize,
-    offset: usize,
+/// Liveness of a model's tensors: the tensor whose memory each uses, and the steps at which
+/// that memory is live.
+struct Liveness {
+    root: Vec<usize>,
+    first: Vec<usize>,
+    last: Vec<usize>,
 }
 
-/// Plan the arena for `layers` (layer `i` produces tensor `i + 1`; tensor 0 is the input).
-pub fn plan(layers: &[PlanLayer]) -> Plan {
+fn liveness(layers: &[PlanLayer]) -> Liveness {
     let n = layers.len() + 1;
     let mut root: Vec<usize> = (0..n).collect();
     let first: Vec<usize> = (0..n).map(|t| t.saturating_sub(1)).collect();
@@ -66,84 +71,210 @@ pub fn plan(layers: &[PlanLayer]) -> Plan {
     }
     let out_root = root[n - 1];
     last[out_root] = layers.len();
+    Liveness { root, first, last }
+}
 
-    // Buffers: tensors that own memory (not the input, not aliases), then scratch.
-    let mut buffers: Vec<(Option<usize>, Option<usize>, Buffer)> = Vec::new();
-    for t in 1..n {
-        if root[t] == t && root[t] != 0 {
-            let b = Buffer {
-                size: layers[t - 1].output_bytes,
-                first: first[t],
-                last: last[t],
-                offset: 0,
-            };
-            buffers.push((Some(t), None, b));
+/// Whether layer `i` may run in place: row-local with a shift, over a first input in the arena
+/// that no later layer reads and that is not also its second input.
+fn may_run_in_place(layers: &[PlanLayer], live: &Liveness, i: usize) -> bool {
+    let l = &layers[i];
+    let (Some(a), Some(_)) = (l.inputs[0], l.in_place_shift) else {
+        return false;
+    };
+    let r = live.root[a as usize];
+    let second = l.inputs[1].map(|b| live.root[b as usize]);
+    crate::band::row_local(l.kind) && r != 0 && live.last[r] == i && second != Some(r)
+}
+
+/// Plan the arena for `layers` (layer `i` produces tensor `i + 1`; tensor 0 is the input),
+/// running layers in place where that makes the arena smaller (`in_place`), or never.
+///
+/// In-place layers are chosen greedily: every layer that may run in place does, then each in
+/// turn is dropped again when the arena does not grow without it (an in-place layer costs a few
+/// instructions per band); the plan without any is kept when it is as small.
+pub fn plan(layers: &[PlanLayer], in_place: bool) -> Plan {
+    let live = liveness(layers);
+    let none = place(layers, &live, &vec![false; layers.len()]);
+    if !in_place {
+        return none;
+    }
+    let mut on: Vec<bool> = (0..layers.len())
+        .map(|i| may_run_in_place(layers, &live, i))
+        .collect();
+    let mut best = place(layers, &live, &on);
+    for i in 0..layers.len() {
+        if on[i] {
+            on[i] = false;
+            let p = place(layers, &live, &on);
+            if p.arena_bytes <= best.arena_bytes {
+                best = p;
+            } else {
+                on[i] = true;
+            }
+        }
+    }
+    if none.arena_bytes <= best.arena_bytes {
+        none
+    } else {
+        best
+    }
+}
+
+/// A buffer's bytes `rel .. rel + size` (relative to the buffer's offset), live at steps
+/// `first..=last`.
+#[derive(Clone, Copy)]
+struct Rect {
+    rel: usize,
+    size: usize,
+    first: usize,
+    last: usize,
+}
+
+/// What the planner places: a tensor with the in-place chain it heads (one rectangle per
+/// tensor, rigid), or a layer's scratch.
+struct Body {
+    /// The tensor heading the chain, or the layer whose scratch this is.
+    tensor: Option<usize>,
+    scratch: Option<usize>,
+    rects: Vec<Rect>,
+    offset: usize,
+}
+
+impl Body {
+    fn extent(&self) -> usize {
+        self.rects.iter().map(|r| r.rel + r.size).max().unwrap_or(0)
+    }
+}
+
+/// Place every buffer, the layers marked in `on` in place: each such layer's output sits its
+/// shift (rounded up to 4 bytes) below its input, the two rigidly together, each live over its
+/// own steps only.
+///
+/// Bodies go largest first (by extent, then by first step), each at the lowest 4-aligned offset
+/// where none of its rectangles overlaps a placed rectangle live at the same step: one whose
+/// start is 0 or the end of a placed rectangle.
+fn place(layers: &[PlanLayer], live: &Liveness, on: &[bool]) -> Plan {
+    let n = layers.len() + 1;
+    let Liveness { root, first, last } = live;
+    let size = |t: usize| {
+        if t == 0 {
+            0
+        } else {
+            layers[t - 1].output_bytes
+        }
+    };
+    // group[t]: the tensor heading t's chain; rel[t]: t's offset in it (normalised below).
+    let mut group: Vec<usize> = (0..n).collect();
+    let mut rel = vec![0i64; n];
+    for (i, l) in layers.iter().enumerate() {
+        if let (true, Some(a), Some(d)) = (on[i], l.inputs[0], l.in_place_shift) {
+            let r = root[a as usize];
+            group[i + 1] = group[r];
+            rel[i + 1] = rel[r] - d.next_multiple_of(4) as i64;
+        }
+    }
+    let owned = |t: usize| t != 0 && root[t] == t;
+    let mut bodies: Vec<Body> = Vec::new();
+    let group = &group;
+    for g in (1..n).filter(|&g| owned(g) && group[g] == g) {
+        let members: Vec<usize> = (1..n).filter(|&t| owned(t) && group[t] == g).collect();
+        let low = members.iter().map(|&t| rel[t]).min().unwrap_or(0);
+        bodies.push(Body {
+            tensor: Some(g),
+            scratch: None,
+            rects: members
+                .iter()
+                .map(|&t| Rect {
+                    rel: (rel[t] - low) as usize,
+                    size: size(t),
+                    first: first[t],
+                    last: last[t],
+                })
+                .collect(),
+            offset: 0,
+        });
+        for &t in &members {
+            rel[t] -= low;
         }
     }
     for (i, l) in layers.iter().enumerate() {
         if l.scratch_bytes > 0 {
-            let b = Buffer {
-                size: l.scratch_bytes,
-                first: i,
-                last: i,
+            bodies.push(Body {
+                tensor: None,
+                scratch: Some(i),
+                rects: vec![Rect {
+                    rel: 0,
+                    size: l.scratch_bytes,
+                    first: i,
+                    last: i,
+                }],
                 offset: 0,
-            };
-            buffers.push((None, Some(i), b));
+            });
         }
     }
-    let mut order: Vec<usize> = (0..buffers.len()).collect();
-    order.sort_by_key(|&k| (std::cmp::Reverse(buffers[k].2.size), buffers[k].2.first));
-    let mut placed: Vec<Buffer> = Vec::new();
+    let mut order: Vec<usize> = (0..bodies.len()).collect();
+    let start = |b: &Body| b.rects.iter().map(|r| r.first).min().unwrap_or(0);
+    order.sort_by_key(|&k| (std::cmp::Reverse(bodies[k].extent()), start(&bodies[k])));
+    // Placed rectangles: absolute offset, size, first and last step.
+    let mut placed: Vec<Rect> = Vec::new();
     for k in order {
-        let mut b = buffers[k].2;
-        let mut clash: Vec<&Buffer> = placed
-            .iter()
-            .filter(|p| p.first <= b.last && b.first <= p.last)
-            .collect();
-        clash.sort_by_key(|p| p.offset);
-        let mut at = 0usize;
-        for p in clash {
-            if at + b.size <= p.offset {
-                break;
-            }
-            at = at.max((p.offset + p.size).next_multiple_of(4));
+        let b = &bodies[k];
+        let mut candidates: Vec<usize> = vec![0];
+        for p in &placed {
+            let end = (p.rel + p.size).next_multiple_of(4);
+            candidates.extend(b.rects.iter().filter_map(|m| end.checked_sub(m.rel)));
         }
-        b.offset = at;
-        buffers[k].2 = b;
-        placed.push(b);
+        candidates.sort_unstable();
+        let fits = |x: usize| {
+            b.rects.iter().all(|m| {
+                placed.iter().all(|p| {
+                    p.last < m.first
+                        || m.last < p.first
+                        || x + m.rel + m.size <= p.rel
+                        || p.rel + p.size <= x + m.rel
+                })
+            })
+        };
+        let at = candidates.into_iter().find(|&x| fits(x)).unwrap_or(0);
+        bodies[k].offset = at;
+        placed.extend(bodies[k].rects.iter().map(|m| Rect {
+            rel: at + m.rel,
+            ..*m
+        }));
     }
 
     let mut tensor_offsets = vec![NONE; n];
     let mut scratch_offsets = vec![NONE; layers.len()];
-    for (t, s, b) in &buffers {
-        if let Some(t) = t {
-            tensor_offsets[*t] = b.offset as u32;
+    let mut group_offset = vec![0usize; n];
+    for b in &bodies {
+        if let Some(g) = b.tensor {
+            group_offset[g] = b.offset;
         }
-        if let Some(s) = s {
-            scratch_offsets[*s] = b.offset as u32;
+        if let Some(s) = b.scratch {
+            scratch_offsets[s] = b.offset as u32;
         }
+    }
+    for t in (1..n).filter(|&t| owned(t)) {
+        tensor_offsets[t] = (group_offset[group[t]] + rel[t] as usize) as u32;
     }
     for t in 1..n {
         tensor_offsets[t] = tensor_offsets[root[t]];
     }
-    let arena_bytes = buffers
-        .iter()
-        .map(|(_, _, b)| b.offset + b.size)
-        .max()
-        .unwrap_or(0);
+    let arena_bytes = placed.iter().map(|p| p.rel + p.size).max().unwrap_or(0);
     let peak_live_bytes = (0..layers.len())
         .map(|step| {
-            buffers
-                .iter()
-                .filter(|(_, _, b)| b.first <= step && step <= b.last)
-                .map(|(_, _, b)| b.size)
-                .sum::<usize>()
+            let tensors: usize = (1..n)
+                .filter(|&t| owned(t) && first[t] <= step && step <= last[t])
+                .map(size)
+                .sum();
+            tensors + layers[step].scratch_bytes
         })
         .max()
         .unwrap_or(0);
     Plan {
         tensor_offsets,
         scratch_offsets,
+        in_place: on.to_vec(),
         arena_bytes,
         peak_live_bytes,
     }
@@ -159,17 +290,21 @@ mod tests {
             inputs: [Some(a), b],
             output_bytes: bytes,
             scratch_bytes: 0,
+            in_place_shift: None,
         }
     }
 
     #[test]
     fn chain_reuses_memory() {
         // in -> 100 -> 50 -> 100: tensor 1 is dead when tensor 3 is made, so 3 can reuse it.
-        let p = plan(&[
-            layer(LayerKind::Conv2d, 0, None, 100),
-            layer(LayerKind::Conv2d, 1, None, 50),
-            layer(LayerKind::Conv2d, 2, None, 100),
-        ]);
+        let p = plan(
+            &[
+                layer(LayerKind::Conv2d, 0, None, 100),
+                layer(LayerKind::Conv2d, 1, None, 50),
+                layer(LayerKind::Conv2d, 2, None, 100),
+            ],
+            true,
+        );
         assert_eq!(p.peak_live_bytes, 150);
         assert_eq!(p.arena_bytes, 150);
         assert_eq!(p.tensor_offsets[0], NONE);
@@ -179,12 +314,15 @@ mod tests {
     #[test]
     fn residual_keeps_skip_alive_and_flatten_aliases() {
         // in -> t1 (64) -> t2 (64) -> add(t1, t2) = t3 (64) -> flatten t4.
-        let p = plan(&[
-            layer(LayerKind::Conv2d, 0, None, 64),
-            layer(LayerKind::Conv2d, 1, None, 64),
-            layer(LayerKind::Add, 1, Some(2), 64),
-            layer(LayerKind::Flatten, 3, None, 64),
-        ]);
+        let p = plan(
+            &[
+                layer(LayerKind::Conv2d, 0, None, 64),
+                layer(LayerKind::Conv2d, 1, None, 64),
+                layer(LayerKind::Add, 1, Some(2), 64),
+                layer(LayerKind::Flatten, 3, None, 64),
+            ],
+            false,
+        );
         assert_eq!(p.peak_live_bytes, 192);
         assert_eq!(p.arena_bytes, 192);
         assert_eq!(p.tensor_offsets[4], p.tensor_offsets[3]);
@@ -195,5 +333,53 @@ mod tests {
         ];
         offs.sort();
         assert_eq!(offs, [0, 64, 128]);
+    }
+
+    #[test]
+    fn residual_block_runs_in_place() {
+        // in -> t1 (64) -> t2 (64) -> t3 (64) -> add(t3, t1) = t4 (64). Without in-place layers
+        // t1, t2 and t3 are live together (192 B). Layer 1 reads t1, still needed by the add:
+        // not in place. Layer 2 overwrites t2 from 16 B below it, the add overwrites t3 from
+        // 8 B below: t1 plus t2, t3 and t4 in one buffer of 64 + 16 + 8 bytes.
+        let mut layers = [
+            layer(LayerKind::Conv2d, 0, None, 64),
+            layer(LayerKind::Conv2d, 1, None, 64),
+            layer(LayerKind::Conv2d, 2, None, 64),
+            layer(LayerKind::Add, 3, Some(1), 64),
+        ];
+        for (l, d) in layers.iter_mut().zip([0, 16, 16, 8]) {
+            l.in_place_shift = Some(d);
+        }
+        let off = plan(&layers, false);
+        assert_eq!(off.arena_bytes, 192);
+        assert_eq!(off.in_place, [false; 4]);
+        let p = plan(&layers, true);
+        assert_eq!(p.in_place, [false, false, true, true]);
+        assert_eq!(p.arena_bytes, 64 + 88);
+        assert_eq!(p.peak_live_bytes, 192);
+        let o = &p.tensor_offsets;
+        assert_eq!(o[2] - o[3], 16);
+        assert_eq!(o[3] - o[4], 8);
+        assert!(o[1] + 64 <= o[4] || o[2] + 64 <= o[1]);
+    }
+
+    #[test]
+    fn no_in_place_over_the_input_or_a_live_tensor() {
+        // The first layer reads the caller's buffer; layer 1's input is read again by layer 2;
+        // the add reads one tensor twice.
+        let mut layers = [
+            layer(LayerKind::Conv2d, 0, None, 64),
+            layer(LayerKind::Conv2d, 1, None, 64),
+            layer(LayerKind::Conv2d, 1, None, 64),
+            layer(LayerKind::Add, 3, Some(3), 64),
+        ];
+        for l in &mut layers {
+            l.in_place_shift = Some(0);
+        }
+        let live = liveness(&layers);
+        assert!(!may_run_in_place(&layers, &live, 0));
+        assert!(!may_run_in_place(&layers, &live, 1));
+        assert!(may_run_in_place(&layers, &live, 2));
+        assert!(!may_run_in_place(&layers, &live, 3));
     }
 }

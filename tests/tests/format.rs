@@ -140,9 +140,10 @@ fn committed_v1_fixture_keeps_loading_and_computing() {
         );
         assert_eq!(&oracle::run(&def, input), want, "oracle disagrees");
     }
-    // The committed file predates the kernels' scratch: every layer runs on the reference path
-    // (checked above). The writer now gives each layer the scratch of its fast kernel, which
-    // moves the arena plan; everything else it writes is still the committed bytes.
+    // The committed file predates the kernels' scratch and in-place layers: every layer runs on
+    // the reference path (checked above), every tensor apart. The writer now gives each layer
+    // the scratch of its fast kernel and runs layers in place, which moves the arena plan;
+    // everything else it writes is still the committed bytes.
     assert!((0..model.file().layer_count()).all(|i| model.file().layer(i).scratch_bytes == 0));
     let mut now = write(&def).unwrap();
     let now_model = Model::load(&now).unwrap();
@@ -167,11 +168,13 @@ fn committed_v1_fixture_keeps_loading_and_computing() {
             let o = HEADER_LEN + t * TENSOR_RECORD_LEN + 8;
             b[o..o + 4].fill(0);
         }
-        // Each layer's scratch bytes and offset.
+        // Each layer's scratch bytes and offset, and its in-place rows (byte 19, reserved when
+        // the fixture was written).
         let table = HEADER_LEN + tensors.1 * TENSOR_RECORD_LEN;
         for i in 0..tensors.0 {
-            let o = table + i * LAYER_RECORD_LEN + 52;
-            b[o..o + 8].fill(0);
+            let o = table + i * LAYER_RECORD_LEN;
+            b[o + 52..o + 60].fill(0);
+            b[o + 19] = 0;
         }
     }
     assert_eq!(now, old, "the writer's version-1 output changed");
@@ -439,6 +442,14 @@ fn other_fields_are_checked() {
             1,
             FormatError::Layer {
                 index: 0,
+                field: LayerField::InPlace,
+            },
+        ),
+        (
+            l0 + 60,
+            1,
+            FormatError::Layer {
+                index: 0,
                 field: LayerField::Reserved,
             },
         ),
@@ -688,4 +699,100 @@ proptest! {
         reseal(&mut b);
         exercise(&b);
     }
+}
+
+/// A chain of three 3x3 "same" convolutions over 8x8x4: the middle one runs in place, its
+/// output two input rows (64 bytes) below its input.
+fn chain() -> bitspike_core::def::ModelDef {
+    use bitspike_core::def::{LayerDef, ModelDef, Requant};
+    use bitspike_core::layer::{Shape, Window};
+    let mut def = ModelDef::new(Shape::new(8, 8, 4), 255, 1.0 / 255.0);
+    let mut t = 0;
+    for _ in 0..3 {
+        let requant = vec![
+            Requant {
+                multiplier: 1 << 30,
+                shift: 8,
+            };
+            4
+        ];
+        let w = (0..144).map(|k| (k % 7) as i8 - 3).collect();
+        t = def.push(LayerDef::conv2d(
+            t,
+            4,
+            Window::square(3, 1, 1),
+            1,
+            8,
+            w,
+            None,
+            requant,
+        ));
+    }
+    def
+}
+
+#[test]
+fn in_place_layers_are_checked() {
+    let bytes = write(&chain()).unwrap();
+    let file = ModelFile::parse(&bytes).unwrap();
+    let rows: Vec<u8> = (0..3).map(|i| file.layer(i).in_place_rows).collect();
+    assert_eq!(
+        rows,
+        [0, 1, 1],
+        "both layers over a tensor that dies there run in place"
+    );
+    let (t1, t2) = (file.tensor(1).arena_offset, file.tensor(2).arena_offset);
+    assert!(
+        t1 >= t2 + 64,
+        "layer 1's output starts two rows below its input"
+    );
+    let off = bitspike_core::format::writer::write_planned(&chain(), false).unwrap();
+    let apart = ModelFile::parse(&off).unwrap().header().arena_bytes;
+    // Apart: two 256-byte tensors at once; in place: one with 128 bytes of overlap margin.
+    assert_eq!(apart - file.header().arena_bytes, 256 - 128);
+    let in_place = |i: u16| FormatError::Layer {
+        index: i,
+        field: LayerField::InPlace,
+    };
+    // The output one byte too close to the input.
+    let mut b = bytes.clone();
+    put_u32(&mut b, tensor_record(2) + 8, t1 - 63);
+    reseal(&mut b);
+    assert_eq!(refuse(&b), in_place(1));
+    // In place over the caller's input.
+    let mut b = bytes.clone();
+    let o = layer_record(&b, 0);
+    b[o + 19] = 1;
+    reseal(&mut b);
+    assert_eq!(refuse(&b), in_place(0));
+    // Not in place although the output overlaps the input: the overlap is refused.
+    let mut b = bytes.clone();
+    let o = layer_record(&b, 1);
+    b[o + 19] = 0;
+    reseal(&mut b);
+    assert!(matches!(refuse(&b), FormatError::ArenaOverlap { .. }));
+    // In place over a tensor a later layer reads: layer 2 reading tensor 1 as well.
+    let mut def = chain();
+    def.layers[2].input = 1;
+    let b = write(&def).unwrap();
+    let file = ModelFile::parse(&b).unwrap();
+    assert_eq!(file.layer(1).in_place_rows, 0);
+    let mut b = b.clone();
+    let o = layer_record(&b, 1);
+    b[o + 19] = 1;
+    reseal(&mut b);
+    assert_eq!(refuse(&b), in_place(1));
+    // The in-place model computes what the plan without in-place layers computes.
+    let input: Vec<u8> = (0..256).map(|k| (k * 37 % 256) as u8).collect();
+    let outs: Vec<Vec<i32>> = [&bytes, &off]
+        .iter()
+        .map(|b| {
+            let m = Model::load(b).unwrap();
+            let mut arena = vec![0xA5u8; m.arena_bytes()];
+            let mut out = vec![0; m.output_len()];
+            m.bind(&mut arena).unwrap().run(&input, &mut out).unwrap();
+            out
+        })
+        .collect();
+    assert_eq!(outs[0], outs[1]);
 }

@@ -13,7 +13,7 @@
 
 use bitspike_core::cost;
 use bitspike_core::def::{LayerDef, ModelDef};
-use bitspike_core::format::writer::write;
+use bitspike_core::format::writer::{write, write_planned};
 use bitspike_core::layer::{LayerKind, Shape, Window};
 use bitspike_rt::{LayerOps, Model};
 use bitspike_tests::oracle::{
@@ -401,4 +401,46 @@ fn random_graphs_match_oracle() {
             "graph {seed}: MAC counters"
         );
     }
+}
+
+/// The writer runs layers in place where that makes the arena smaller: the arena never grows,
+/// shrinks on some of these networks, and every output equals the plan's without in-place
+/// layers (and the oracle's: `network_matches_oracle` runs the same files).
+#[test]
+fn in_place_layers_shrink_the_arena_and_change_no_output() {
+    let (mut in_place, mut smaller) = (0usize, 0usize);
+    for seed in 0..40u64 {
+        let def = network(seed, None, seed % 2 == 0);
+        let on = write(&def).unwrap();
+        let off = write_planned(&def, false).unwrap();
+        let (m_on, m_off) = (Model::load(&on).unwrap(), Model::load(&off).unwrap());
+        let rows = |m: &Model<'_>| -> Vec<u8> {
+            (0..m.file().layer_count())
+                .map(|i| m.file().layer(i).in_place_rows)
+                .collect()
+        };
+        assert!(rows(&m_off).iter().all(|&r| r == 0));
+        assert!(m_on.arena_bytes() <= m_off.arena_bytes(), "seed {seed}");
+        in_place += rows(&m_on).iter().filter(|&&r| r > 0).count();
+        smaller += usize::from(m_on.arena_bytes() < m_off.arena_bytes());
+        let mut rng = Rng::new(seed);
+        for _ in 0..3 {
+            let input = gen::codes(&mut rng, def.input.shape.len(), def.input.levels);
+            let outs: Vec<Vec<i32>> = [&m_on, &m_off]
+                .iter()
+                .map(|m| {
+                    let mut arena: Vec<u8> =
+                        (0..m.arena_bytes()).map(|_| rng.next_u64() as u8).collect();
+                    let mut out = vec![0i32; m.output_len()];
+                    m.bind(&mut arena).unwrap().run(&input, &mut out).unwrap();
+                    out
+                })
+                .collect();
+            assert_eq!(outs[0], outs[1], "seed {seed}: in place changed the output");
+        }
+    }
+    assert!(
+        in_place > 0 && smaller > 0,
+        "{in_place} in-place layers, {smaller} smaller arenas"
+    );
 }

@@ -15,6 +15,7 @@
 //! the layout logic is tested here; the assembly runs the same models under QEMU on the
 //! Cortex-M4 (`cargo xtask conformance`).
 
+use bitspike_core::band::band;
 use bitspike_core::def::random::Rng;
 use bitspike_core::format::I32s;
 use bitspike_core::kernel::{packable, packed_chunk, pairable, pairs_chunk, scratch_bytes};
@@ -143,8 +144,41 @@ fn run<K: WeightedKernel>(c: &Case, scratch: &mut [u8]) -> Option<(Vec<u8>, u64)
     Some((out, ops.counts().macs))
 }
 
+/// A kernel with its weights and stage bound: geometry, input, output, scratch, counters.
+type BandKernel<'k> = dyn Fn(&Geometry, &[u8], &mut [u8], &mut [u8], &mut Ops) -> bool + 'k;
+
+/// Run `kernel` on `c` band by band, `rows` output rows at a time (`bitspike_core::band`: how
+/// the runtime runs a layer in place): each band's input rows and output rows only, `None` when
+/// a band declined. The layer's output and MAC count.
+fn run_bands(
+    c: &Case,
+    rows: u16,
+    scratch: &mut [u8],
+    kernel: &BandKernel<'_>,
+) -> Option<(Vec<u8>, u64)> {
+    let elem = stage(c).elem_size();
+    let row = |s: Shape| s.w as usize * s.c as usize;
+    let mut out = vec![0x5Au8; c.g.output.len() * elem];
+    let mut ops = Ops::new();
+    let mut y0 = 0;
+    while y0 < c.g.output.h {
+        let y1 = (y0 + rows).min(c.g.output.h);
+        let b = band(&c.g, y0, y1).expect("a convolution is row-local");
+        let (r0, r1) = (b.input_rows.0 as usize, b.input_rows.1 as usize);
+        let input = &c.input[r0 * row(c.g.input)..r1 * row(c.g.input)];
+        let o = row(c.g.output) * elem;
+        let dst = &mut out[y0 as usize * o..y1 as usize * o];
+        if !kernel(&b.geometry, input, dst, scratch, &mut ops) {
+            return None;
+        }
+        y0 = y1;
+    }
+    Some((out, ops.counts().macs))
+}
+
 /// `K` against the reference: with the scratch the model file gives it, at each of the four
-/// alignments, it must run (when `must_run`) and agree; with too little it may decline.
+/// alignments, it must run (when `must_run`) and agree; with too little it may decline. A
+/// convolution also runs in bands of one and of two output rows, as in place.
 fn check<K: WeightedKernel>(c: &Case, must_run: bool) -> Result<(), TestCaseError> {
     let want = run::<Reference>(c, &mut []).unwrap();
     let need = scratch_bytes(&c.g, c.bits) as usize;
@@ -153,6 +187,23 @@ fn check<K: WeightedKernel>(c: &Case, must_run: bool) -> Result<(), TestCaseErro
         match run::<K>(c, &mut buf[off..off + need]) {
             Some(got) => prop_assert_eq!(&got, &want, "{} at offset {}", K::NAME, off),
             None => prop_assert!(!must_run, "{} declined with enough scratch", K::NAME),
+        }
+    }
+    if c.g.kind == LayerKind::Conv2d && c.g.window.ph < c.g.window.kh {
+        let w = Weights {
+            packed: &c.packed,
+            bits: c.bits,
+            bias: c.bias.as_deref().map(I32s::new),
+        };
+        let st = stage(c);
+        let kernel = |g: &Geometry, i: &[u8], o: &mut [u8], s: &mut [u8], ops: &mut Ops| {
+            K::conv2d(g, &w, &st, i, o, s, ops)
+        };
+        for rows in [1, 2] {
+            match run_bands(c, rows, &mut buf[..need], &kernel) {
+                Some(got) => prop_assert_eq!(&got, &want, "{} in bands of {}", K::NAME, rows),
+                None => prop_assert!(!must_run, "{} declined a band", K::NAME),
+            }
         }
     }
     for short in [0, need / 2, need.saturating_sub(4)] {
@@ -250,6 +301,17 @@ fn check_levels(
         match attempt(&mut buf[off..off + need]) {
             Some(got) => prop_assert_eq!(&got, &want, "{} at offset {}", name, off),
             None => prop_assert!(!must, "{} declined with enough scratch", name),
+        }
+    }
+    if c.g.window.ph < c.g.window.kh {
+        let banded = |g: &Geometry, i: &[u8], o: &mut [u8], s: &mut [u8], ops: &mut Ops| {
+            kernel(g, &w, &st, i, levels, o, s, ops)
+        };
+        for rows in [1, 3] {
+            match run_bands(c, rows, &mut buf[..need], &banded) {
+                Some(got) => prop_assert_eq!(&got, &want, "{} in bands of {}", name, rows),
+                None => prop_assert!(!must, "{} declined a band", name),
+            }
         }
     }
     for short in [0, need / 2, need.saturating_sub(4)] {
@@ -441,7 +503,27 @@ proptest! {
             optimized::max_pool(&g, &input, &mut a);
             reference::max_pool(&g, &input, &mut b);
         }
-        prop_assert_eq!(a, b);
+        prop_assert_eq!(&a, &b);
+        // Band by band (one output row, then two), as in place.
+        let row = |s: Shape| s.w as usize * s.c as usize;
+        for rows in [1u16, 2] {
+            let mut banded = vec![0x5Au8; output.len()];
+            let mut y0 = 0;
+            while y0 < output.h {
+                let y1 = (y0 + rows).min(output.h);
+                let bd = band(&g, y0, y1).unwrap();
+                let (r0, r1) = (bd.input_rows.0 as usize, bd.input_rows.1 as usize);
+                let src = &input[r0 * row(g.input)..r1 * row(g.input)];
+                let dst = &mut banded[y0 as usize * row(output)..y1 as usize * row(output)];
+                if avg {
+                    optimized::avg_pool(&bd.geometry, &st, src, dst);
+                } else {
+                    optimized::max_pool(&bd.geometry, src, dst);
+                }
+                y0 = y1;
+            }
+            prop_assert_eq!(&banded, &b, "in bands of {}", rows);
+        }
     }
 
     #[test]

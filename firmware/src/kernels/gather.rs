@@ -671,11 +671,14 @@ pub fn conv2d(
     let (unpacked, offsets) = rest.split_at_mut(layout.unpacked_bytes);
     let offsets = &mut offsets[..layout.offsets_bytes];
     // Input offsets of the window's inputs relative to its first, for inner pixels.
+    // Kernel row `ky` holds `kw c_in` consecutive inputs from `ky iw c_in` on.
     let (iw, kw) = (g.input.w as usize, g.window.kw as usize);
-    for (k, o) in offsets.chunks_exact_mut(4).enumerate() {
-        let (ky, rest) = (k / (kw * c_in), k % (kw * c_in));
-        let off = (ky * iw) * c_in + rest;
-        o.copy_from_slice(&(off as u32).to_le_bytes());
+    let span = kw * c_in;
+    for (ky, row) in offsets.chunks_mut((4 * span).max(1)).enumerate() {
+        let start = ky * iw * c_in;
+        for (k, o) in row.chunks_exact_mut(4).enumerate() {
+            o.copy_from_slice(&((start + k) as u32).to_le_bytes());
+        }
     }
     let offsets = &*offsets;
     let padded = layout.padded;

@@ -4,7 +4,8 @@
 //! All integers are **little-endian**. The reader ([`ModelFile::parse`]) validates everything once:
 //! sizes before anything is read further, the version, both CRCs, every table entry, that shapes
 //! chain, that every array lies inside the file and is aligned, and that the arena plan is sound
-//! (every tensor inside the arena, no two live tensors overlapping). After a successful parse,
+//! (every tensor inside the arena, no two live tensors overlapping except an in-place layer's
+//! output over its input, far enough below it). After a successful parse,
 //! reading any record cannot fail and inference cannot fail.
 //!
 //! ```text
@@ -45,7 +46,9 @@
 //!      8     6  kh kw sh sw ph pw (u8 each; 0 for kinds without a window)
 //!     14     2  groups (conv; 1 otherwise)
 //!     16     2  timesteps T >= 1           18  1  membrane shift (spiking; 0 otherwise)
-//!     19     1  reserved, 0
+//!     19     1  in-place rows: 0, or the layer overwrites its input as it goes, this many output
+//!               rows at a time (row-local kinds over an input no later layer reads; the
+//!               output starts at least crate::band::in_place_shift bytes before the input)
 //!     20     4  output offset (i32), added after scaling
 //!     24     4  add weights wa, wb (i16 each; add only, 0 otherwise)
 //!     28     4  weights offset    packed at `weight bits`, see crate::pack
@@ -214,6 +217,9 @@ pub enum LayerField {
     InitialPotential,
     /// Scratch outside the arena, or overlapping a tensor live during the layer.
     Scratch,
+    /// In-place rows on a layer that cannot run in place (not row-local, an input read later or
+    /// twice, or not in the arena), or an output that does not start far enough below its input.
+    InPlace,
     /// Output dtype or levels inconsistent with the layer (raw output only on the last layer,
     /// pass-through kinds keep their input's levels and scale).
     Output,
@@ -320,6 +326,7 @@ impl fmt::Display for LayerField {
             Self::Membrane => "membrane range (v0 + timesteps x current + threshold < 2^31)",
             Self::InitialPotential => "initial potentials (i32 per channel, spiking only)",
             Self::Scratch => "scratch (inside the arena, clear of live tensors)",
+            Self::InPlace => "in-place rows (a row-local layer over an input it alone reads, its output far enough below)",
             Self::Accumulator => "accumulator range (the largest |acc| must stay below 2^31)",
             Self::Output => "output tensor (dtype, levels and scale as the kind requires)",
         })
@@ -549,6 +556,8 @@ pub struct LayerView<'a> {
     pub scratch_bytes: u32,
     /// Scratch offset in the arena ([`NONE`] when no scratch).
     pub scratch_offset: u32,
+    /// Output rows per band when the layer runs in place over its input, 0 when it does not.
+    pub in_place_rows: u8,
 }
 
 impl LayerView<'_> {
@@ -580,6 +589,7 @@ impl LayerView<'_> {
         spiking: None,
         scratch_bytes: 0,
         scratch_offset: NONE,
+        in_place_rows: 0,
     };
 
     /// Whether the layer writes raw i32 accumulators.
@@ -824,7 +834,7 @@ impl<'a> ModelFile<'a> {
         if Align::from_u8(rd_u8(b, o + 3)).is_none() {
             return err(LayerField::Align);
         }
-        if rd_u8(b, o + 19) != 0 || rd_u32(b, o + 60) != 0 {
+        if rd_u32(b, o + 60) != 0 {
             return err(LayerField::Reserved);
         }
         let membrane_shift = rd_u8(b, o + 18);
@@ -1014,6 +1024,39 @@ impl<'a> ModelFile<'a> {
             )
         };
         let in_arena = |t: usize| root[t] as usize == t && self.tensor(t).arena_offset != NONE;
+        // In-place layers: over an arena input that only they read, the output far enough
+        // below it (or clear of it). That pair is exempt from the overlap check below.
+        for i in 0..layers {
+            let l = self.layer(i);
+            if l.in_place_rows == 0 {
+                continue;
+            }
+            let r = root[l.input as usize] as usize;
+            let second = root.get(l.input2 as usize).map(|&t| t as usize);
+            let (inp, out) = (self.tensor(r), self.tensor(i + 1));
+            let row = |t: &TensorInfo| (t.bytes() / (t.shape.h as usize).max(1)) as u64;
+            let g = self.geometry_of(&l, i);
+            let shift =
+                crate::band::in_place_shift(&g, l.in_place_rows as u16, row(&inp), row(&out));
+            let (i0, i1) = range(r);
+            let (o0, o1) = range(i + 1);
+            let placed = shift.is_some_and(|d| o0 + d <= i0 || o1 <= i0 || i1 <= o0);
+            if !in_arena(r)
+                || !in_arena(i + 1)
+                || last[r] as usize != i
+                || (l.kind == LayerKind::Add && second == Some(r))
+                || !placed
+            {
+                return Err(FormatError::Layer {
+                    index: i as u16,
+                    field: LayerField::InPlace,
+                });
+            }
+        }
+        let in_place_pair = |a: usize, bt: usize| {
+            let l = self.layer(bt - 1);
+            l.in_place_rows != 0 && root[l.input as usize] as usize == a
+        };
         for a in 0..n {
             if !in_arena(a) {
                 continue;
@@ -1025,7 +1068,7 @@ impl<'a> ModelFile<'a> {
                 }
                 let live_together = first[a] <= last[bt] && first[bt] <= last[a];
                 let (b0, b1) = range(bt);
-                if live_together && a0 < b1 && b0 < a1 {
+                if live_together && a0 < b1 && b0 < a1 && !in_place_pair(a, bt) {
                     return Err(FormatError::ArenaOverlap {
                         a: a as u16,
                         b: bt as u16,
@@ -1152,6 +1195,7 @@ fn raw_layer(b: &[u8], o: usize) -> LayerView<'_> {
         spiking: None,
         scratch_bytes: rd_u32(b, o + 52),
         scratch_offset: rd_u32(b, o + 56),
+        in_place_rows: rd_u8(b, o + 19),
     }
 }
 
