@@ -13,6 +13,9 @@
 use crate::format::NONE;
 use crate::layer::LayerKind;
 
+/// How many band widths the planner tries for an in-place layer: 1, 2, 4, ... 32 rows.
+pub const BAND_CHOICES: usize = 6;
+
 /// One layer as the planner sees it.
 #[derive(Clone, Copy, Debug)]
 pub struct PlanLayer {
@@ -24,9 +27,10 @@ pub struct PlanLayer {
     pub output_bytes: usize,
     /// Scratch bytes it needs.
     pub scratch_bytes: usize,
-    /// When the layer may overwrite its first input as it goes: how many bytes before the
-    /// input its output must start ([`crate::band::in_place_shift`]); `None` when it may not.
-    pub in_place_shift: Option<usize>,
+    /// When the layer may overwrite its first input as it goes, `2^k` output rows at a time:
+    /// entry `k` is how many bytes before the input its output must then start
+    /// ([`crate::band::in_place_shift`]); `None` when it may not.
+    pub in_place_shifts: [Option<usize>; BAND_CHOICES],
 }
 
 /// The arena plan of a model.
@@ -36,8 +40,9 @@ pub struct Plan {
     pub tensor_offsets: Vec<u32>,
     /// Arena offset of every layer's scratch ([`NONE`] when it needs none).
     pub scratch_offsets: Vec<u32>,
-    /// Whether each layer runs in place (its output overlapping its first input).
-    pub in_place: Vec<bool>,
+    /// Output rows per band of each layer that runs in place (its output overlapping its first
+    /// input), 0 for the others.
+    pub in_place: Vec<u8>,
     /// Bytes of arena needed: the end of the highest placed buffer.
     pub arena_bytes: usize,
     /// The largest sum of live tensor and scratch bytes at any step: a lower bound on the arena
@@ -78,7 +83,7 @@ fn liveness(layers: &[PlanLayer]) -> Liveness {
 /// that no later layer reads and that is not also its second input.
 fn may_run_in_place(layers: &[PlanLayer], live: &Liveness, i: usize) -> bool {
     let l = &layers[i];
-    let (Some(a), Some(_)) = (l.inputs[0], l.in_place_shift) else {
+    let (Some(a), Some(_)) = (l.inputs[0], l.in_place_shifts[0]) else {
         return false;
     };
     let r = live.root[a as usize];
@@ -89,35 +94,57 @@ fn may_run_in_place(layers: &[PlanLayer], live: &Liveness, i: usize) -> bool {
 /// Plan the arena for `layers` (layer `i` produces tensor `i + 1`; tensor 0 is the input),
 /// running layers in place where that makes the arena smaller (`in_place`), or never.
 ///
-/// In-place layers are chosen greedily: every layer that may run in place does, then each in
-/// turn is dropped again when the arena does not grow without it (an in-place layer costs a few
-/// instructions per band); the plan without any is kept when it is as small.
+/// In-place layers are chosen greedily: every layer that may run in place does, one row per
+/// band, then each in turn is dropped again when the arena does not grow without it (an
+/// in-place layer costs its kernel's set-up once per band); the plan without any is kept when
+/// it is as small. Last, each in-place layer's bands are widened (2, 4, ... rows) as long as the
+/// arena does not grow.
 pub fn plan(layers: &[PlanLayer], in_place: bool) -> Plan {
     let live = liveness(layers);
-    let none = place(layers, &live, &vec![false; layers.len()]);
+    let none = place(layers, &live, &vec![None; layers.len()]);
     if !in_place {
         return none;
     }
-    let mut on: Vec<bool> = (0..layers.len())
-        .map(|i| may_run_in_place(layers, &live, i))
+    let mut on: Vec<Option<usize>> = (0..layers.len())
+        .map(|i| may_run_in_place(layers, &live, i).then_some(0))
         .collect();
     let mut best = place(layers, &live, &on);
     for i in 0..layers.len() {
-        if on[i] {
-            on[i] = false;
+        if on[i].is_some() {
+            on[i] = None;
             let p = place(layers, &live, &on);
             if p.arena_bytes <= best.arena_bytes {
                 best = p;
             } else {
-                on[i] = true;
+                on[i] = Some(0);
             }
         }
     }
     if none.arena_bytes <= best.arena_bytes {
-        none
-    } else {
-        best
+        return none;
     }
+    for i in 0..layers.len() {
+        while let Some(k) = on[i] {
+            if layers[i]
+                .in_place_shifts
+                .get(k + 1)
+                .copied()
+                .flatten()
+                .is_none()
+            {
+                break;
+            }
+            on[i] = Some(k + 1);
+            let p = place(layers, &live, &on);
+            if p.arena_bytes <= best.arena_bytes {
+                best = p;
+            } else {
+                on[i] = Some(k);
+                break;
+            }
+        }
+    }
+    best
 }
 
 /// A buffer's bytes `rel .. rel + size` (relative to the buffer's offset), live at steps
@@ -146,14 +173,14 @@ impl Body {
     }
 }
 
-/// Place every buffer, the layers marked in `on` in place: each such layer's output sits its
-/// shift (rounded up to 4 bytes) below its input, the two rigidly together, each live over its
+/// Place every buffer, the layers marked in `on` in place (`2^k` rows per band for `Some(k)`):
+/// each such layer's output sits its shift (rounded up to 4 bytes) below its input, the two rigidly together, each live over its
 /// own steps only.
 ///
 /// Bodies go largest first (by extent, then by first step), each at the lowest 4-aligned offset
 /// where none of its rectangles overlaps a placed rectangle live at the same step: one whose
 /// start is 0 or the end of a placed rectangle.
-fn place(layers: &[PlanLayer], live: &Liveness, on: &[bool]) -> Plan {
+fn place(layers: &[PlanLayer], live: &Liveness, on: &[Option<usize>]) -> Plan {
     let n = layers.len() + 1;
     let Liveness { root, first, last } = live;
     let size = |t: usize| {
@@ -167,7 +194,8 @@ fn place(layers: &[PlanLayer], live: &Liveness, on: &[bool]) -> Plan {
     let mut group: Vec<usize> = (0..n).collect();
     let mut rel = vec![0i64; n];
     for (i, l) in layers.iter().enumerate() {
-        if let (true, Some(a), Some(d)) = (on[i], l.inputs[0], l.in_place_shift) {
+        let shift = on[i].and_then(|k| l.in_place_shifts.get(k).copied().flatten());
+        if let (Some(a), Some(d)) = (l.inputs[0], shift) {
             let r = root[a as usize];
             group[i + 1] = group[r];
             rel[i + 1] = rel[r] - d.next_multiple_of(4) as i64;
@@ -274,7 +302,7 @@ fn place(layers: &[PlanLayer], live: &Liveness, on: &[bool]) -> Plan {
     Plan {
         tensor_offsets,
         scratch_offsets,
-        in_place: on.to_vec(),
+        in_place: on.iter().map(|k| k.map_or(0, |k| 1 << k)).collect(),
         arena_bytes,
         peak_live_bytes,
     }
@@ -290,7 +318,7 @@ mod tests {
             inputs: [Some(a), b],
             output_bytes: bytes,
             scratch_bytes: 0,
-            in_place_shift: None,
+            in_place_shifts: [None; BAND_CHOICES],
         }
     }
 
@@ -348,13 +376,13 @@ mod tests {
             layer(LayerKind::Add, 3, Some(1), 64),
         ];
         for (l, d) in layers.iter_mut().zip([0, 16, 16, 8]) {
-            l.in_place_shift = Some(d);
+            l.in_place_shifts[0] = Some(d);
         }
         let off = plan(&layers, false);
         assert_eq!(off.arena_bytes, 192);
-        assert_eq!(off.in_place, [false; 4]);
+        assert_eq!(off.in_place, [0; 4]);
         let p = plan(&layers, true);
-        assert_eq!(p.in_place, [false, false, true, true]);
+        assert_eq!(p.in_place, [0, 0, 1, 1]);
         assert_eq!(p.arena_bytes, 64 + 88);
         assert_eq!(p.peak_live_bytes, 192);
         let o = &p.tensor_offsets;
@@ -374,7 +402,7 @@ mod tests {
             layer(LayerKind::Add, 3, Some(3), 64),
         ];
         for l in &mut layers {
-            l.in_place_shift = Some(0);
+            l.in_place_shifts[0] = Some(0);
         }
         let live = liveness(&layers);
         assert!(!may_run_in_place(&layers, &live, 0));

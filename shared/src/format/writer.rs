@@ -1,8 +1,8 @@
 //! The model file writer (`std`).
 //!
 //! [`write()`] serializes a [`ModelDef`] into the version-1 layout drawn in [`crate::format`],
-//! plans the arena ([`crate::plan`]; row-local layers run in place, [`IN_PLACE_ROWS`] output rows
-//! per band, where that makes the arena smaller), and then parses its own output with the same reader the
+//! plans the arena ([`crate::plan`]; row-local layers run in place where that makes the arena
+//! smaller, in bands as wide as the arena allows), and then parses its own output with the same reader the
 //! device uses, so that a file it returns is one every runtime accepts.
 
 use core::fmt;
@@ -114,10 +114,6 @@ fn check_len(
     Ok(())
 }
 
-/// Output rows per band of the layers the writer runs in place: one row keeps the overlap of
-/// input and output smallest (about two input rows for a 3x3 convolution).
-pub const IN_PLACE_ROWS: u8 = 1;
-
 /// Serialize `def` into a version-1 model file, with in-place layers where they make the arena
 /// smaller.
 pub fn write(def: &ModelDef) -> Result<Vec<u8>, WriteError> {
@@ -152,15 +148,15 @@ pub fn write_planned(def: &ModelDef, in_place: bool) -> Result<Vec<u8>, WriteErr
                 inputs: [Some(l.input), l.input2],
                 output_bytes: tensors[i + 1].bytes(),
                 scratch_bytes: scratch[i] as usize,
-                in_place_shift: {
+                in_place_shifts: core::array::from_fn(|k| {
                     let row = |t: usize| {
                         let s = tensors[t].shape;
                         (tensors[t].bytes() / (s.h as usize).max(1)) as u64
                     };
-                    let rows = IN_PLACE_ROWS as u16;
-                    band::in_place_shift(&geoms[i], rows, row(l.input as usize), row(i + 1))
+                    let (inp, out) = (row(l.input as usize), row(i + 1));
+                    band::in_place_shift(&geoms[i], 1 << k, inp, out)
                         .and_then(|d| usize::try_from(d).ok())
-                },
+                }),
             })
             .collect::<Vec<_>>(),
         in_place,
@@ -211,7 +207,7 @@ pub fn write_planned(def: &ModelDef, in_place: bool) -> Result<Vec<u8>, WriteErr
         put_u16(&mut out, o + 14, l.groups);
         put_u16(&mut out, o + 16, l.timesteps);
         out[o + 18] = l.spiking.as_ref().map_or(0, |s| s.shift);
-        out[o + 19] = if plan.in_place[i] { IN_PLACE_ROWS } else { 0 };
+        out[o + 19] = plan.in_place[i];
         put_u32(&mut out, o + 20, l.offset as u32);
         put_u16(&mut out, o + 24, l.add_weights[0] as u16);
         put_u16(&mut out, o + 26, l.add_weights[1] as u16);
