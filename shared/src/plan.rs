@@ -95,9 +95,9 @@ fn may_run_in_place(layers: &[PlanLayer], live: &Liveness, i: usize) -> bool {
 /// running layers in place where that makes the arena smaller (`in_place`), or never.
 ///
 /// In-place layers are chosen greedily: every layer that may run in place does, one row per
-/// band, then each in turn is dropped again when the arena does not grow without it (an
-/// in-place layer costs its kernel's set-up once per band); the plan without any is kept when
-/// it is as small. Last, each in-place layer's bands are widened (2, 4, ... rows) as long as the
+/// band; then, one at a time, the layer whose removal leaves the smallest arena is dropped
+/// while the arena does not grow (an in-place layer costs its kernel's set-up once per band);
+/// the plan without any is kept when it is as small. Last, each in-place layer's bands are widened (2, 4, ... rows) as long as the
 /// arena does not grow.
 pub fn plan(layers: &[PlanLayer], in_place: bool) -> Plan {
     let live = liveness(layers);
@@ -109,16 +109,26 @@ pub fn plan(layers: &[PlanLayer], in_place: bool) -> Plan {
         .map(|i| may_run_in_place(layers, &live, i).then_some(0))
         .collect();
     let mut best = place(layers, &live, &on);
-    for i in 0..layers.len() {
-        if on[i].is_some() {
+    // Drop in-place layers one at a time, each time the one whose removal leaves the smallest
+    // arena, while the arena does not grow.
+    loop {
+        let mut drop: Option<(usize, Plan)> = None;
+        for i in 0..layers.len() {
+            if on[i].is_none() {
+                continue;
+            }
             on[i] = None;
             let p = place(layers, &live, &on);
-            if p.arena_bytes <= best.arena_bytes {
-                best = p;
-            } else {
-                on[i] = Some(0);
+            on[i] = Some(0);
+            if p.arena_bytes <= drop.as_ref().map_or(best.arena_bytes, |d| d.1.arena_bytes) {
+                drop = Some((i, p));
             }
         }
+        let Some((i, p)) = drop else {
+            break;
+        };
+        on[i] = None;
+        best = p;
     }
     if none.arena_bytes <= best.arena_bytes {
         return none;
