@@ -34,7 +34,7 @@ use bitspike_core::layer::{Align, Dtype, Geometry, LayerKind};
 pub use bitspike_core;
 use bitspike_core::band;
 use bitspike_core::kernel::{self, Choice, Isa, Kernel};
-use kernels::{gather, optimized, packed, pairs, reference, Stage, Weights};
+use kernels::{gather, optimized, packed, pairs, reference, scatter, Stage, Weights};
 
 pub use ops::{LayerOps, Ops};
 
@@ -345,6 +345,18 @@ impl Interpreter<'_, '_> {
         output: &mut [i32],
         mut after_layer: impl FnMut(usize),
     ) -> Result<(), Error> {
+        self.run_traced(input, output, |i, _| after_layer(i))
+    }
+
+    /// [`run`](Self::run), calling `after_layer(i, tensor)` after each layer `i` with the bytes
+    /// of the tensor it produced (codes, or little-endian i32 accumulators on a raw output), as
+    /// they are before any later layer runs (an in-place layer overwrites its input).
+    pub fn run_traced(
+        &mut self,
+        input: &[u8],
+        output: &mut [i32],
+        mut after_layer: impl FnMut(usize, &[u8]),
+    ) -> Result<(), Error> {
         let file = *self.model.file();
         if input.len() != self.model.input_len() {
             return Err(Error::InputLength {
@@ -374,7 +386,11 @@ impl Interpreter<'_, '_> {
             }
             #[cfg(not(feature = "counters"))]
             let _ = counts;
-            after_layer(i);
+            let produced: &[u8] = match loc(&file.tensor(i + 1)) {
+                Loc::Input(o, n) => input.get(o..o + n).unwrap_or(&[]),
+                Loc::Arena(o, n) => self.arena.get(o..o + n).unwrap_or(&[]),
+            };
+            after_layer(i, produced);
         }
         // Copy the network output out.
         let out_t = file.output();
@@ -569,9 +585,15 @@ fn compute(layer: &Layer<'_>, g: &Geometry, v: Views<'_>, ops: &mut Ops) {
             pairs::conv2d(g, w, st, a, levels, dst, sc, ops)
                 || optimized::conv2d(g, w, st, a, dst, sc, ops)
         }
-        (LayerKind::Conv2d, Kernel::Events) => optimized::conv2d_events(g, w, st, a, dst, sc, ops),
+        (LayerKind::Conv2d, Kernel::Events) => {
+            scatter::conv2d(g, w, st, a, dst, sc, ops)
+                || optimized::conv2d_events(g, w, st, a, dst, sc, ops)
+        }
         (LayerKind::Dense, Kernel::Row) => optimized::dense(g, w, st, a, dst, sc, ops),
-        (LayerKind::Dense, Kernel::Events) => optimized::dense_events(g, w, st, a, dst, sc, ops),
+        (LayerKind::Dense, Kernel::Events) => {
+            scatter::dense(g, w, st, a, dst, sc, ops)
+                || optimized::dense_events(g, w, st, a, dst, sc, ops)
+        }
         (LayerKind::Conv2d, Kernel::Depthwise) => optimized::depthwise(g, w, st, a, dst, sc, ops),
         (LayerKind::Add, Kernel::Elementwise) => {
             optimized::add(g, layer.add_weights, st, a, b, dst);
@@ -621,10 +643,13 @@ fn spike_input(file: &ModelFile<'_>, mut t: usize) -> bool {
 /// The kernel layer `l` (geometry `g`) of `file` runs on in this build.
 #[inline]
 fn choice(file: &ModelFile<'_>, l: &bitspike_core::format::LayerView<'_>, g: &Geometry) -> Choice {
+    // Event by event where the exporter measured an input sparse enough for this target; the
+    // `event-driven` feature forces it on every spiking layer that reads spike counts.
     #[cfg(feature = "event-driven")]
-    let events = l.spiking.is_some() && spike_input(file, l.input as usize);
+    let forced = l.spiking.is_some() && spike_input(file, l.input as usize);
     #[cfg(not(feature = "event-driven"))]
-    let (events, _) = (false, file);
+    let (forced, _) = (false, file);
+    let events = forced || kernel::events_pay(ISA, l.input_density);
     kernel::choose(
         g,
         l.weight_bits,

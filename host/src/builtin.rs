@@ -579,6 +579,36 @@ mod tests {
         assert_eq!(outs[0], outs[1]);
     }
 
+    /// The exporter's density measurement: the first layer's from the inputs themselves, the
+    /// others' in `0..=255`, none on layers without weights; the values land in the model file.
+    #[test]
+    fn measured_densities_reach_the_model_file() {
+        let mut def = build(Arch::Snn, 4, 2);
+        let mut rng = bitspike_core::def::random::Rng::new(9);
+        let shape = def.input.shape.len();
+        let inputs: Vec<Vec<u8>> = (0..5)
+            .map(|_| {
+                // About a third of the codes zero.
+                (0..shape)
+                    .map(|_| (rng.range(-40, 80).max(0)) as u8)
+                    .collect()
+            })
+            .collect();
+        let d = crate::export::measure_density(&mut def, &inputs).unwrap();
+        let nz: u64 = inputs.iter().flatten().filter(|&&v| v != 0).count() as u64;
+        assert_eq!(d[0], bitspike_core::kernel::density(nz, 5 * shape as u64));
+        assert!((60..=200).contains(&d[0]), "{}", d[0]);
+        for (l, &x) in def.layers.iter().zip(&d) {
+            assert_eq!(x != 0, l.kind.has_weights());
+            assert_eq!(l.input_density, x);
+        }
+        let bytes = write(&def).unwrap();
+        let file = bitspike_core::format::ModelFile::parse(&bytes).unwrap();
+        for (i, &x) in d.iter().enumerate() {
+            assert_eq!(file.layer(i).input_density, x);
+        }
+    }
+
     #[test]
     fn every_arch_writes_and_resnet8_has_the_mlperf_cost() {
         let _one = crate::seeded();

@@ -468,6 +468,55 @@ fn hwc_columns(
         .reshape([out, -1]))
 }
 
+/// Record in `def` how many of each conv and dense layer's input codes are nonzero
+/// (`LayerDef::input_density`), measured through the integer runtime on `inputs` (input codes,
+/// HWC: training images): the runtime then accumulates event by event on a target where that is
+/// cheaper at the measured density (`bitspike_core::kernel::choose`). Returns the densities
+/// written, per layer (0 for layers without weights).
+pub fn measure_density(def: &mut ModelDef, inputs: &[Vec<u8>]) -> Result<Vec<u8>> {
+    let bytes = bitspike_core::format::writer::write(def).context("writing the model")?;
+    let model = bitspike_rt::Model::load(&bytes)
+        .map_err(|e| anyhow::anyhow!("the model does not load: {e}"))?;
+    let file = model.file();
+    let tensors = file.layer_count() + 1;
+    // Nonzero codes and codes seen, per tensor (0: the network input).
+    let mut seen = vec![(0u64, 0u64); tensors];
+    let mut arena = vec![0u8; model.arena_bytes()];
+    let mut interp = model
+        .bind(&mut arena)
+        .map_err(|e| anyhow::anyhow!("binding the arena: {e}"))?;
+    let mut out = vec![0i32; model.output_len()];
+    for (k, input) in inputs.iter().enumerate() {
+        let count = |t: &[u8]| (t.iter().filter(|&&v| v != 0).count() as u64, t.len() as u64);
+        let (nz, n) = count(input);
+        seen[0].0 += nz;
+        seen[0].1 += n;
+        interp
+            .run_traced(input, &mut out, |i, t| {
+                let (nz, n) = count(t);
+                seen[i + 1].0 += nz;
+                seen[i + 1].1 += n;
+            })
+            .map_err(|e| anyhow::anyhow!("input {k}: {e}"))?;
+    }
+    let densities: Vec<u8> = def
+        .layers
+        .iter()
+        .map(|l| {
+            let (nz, n) = seen[l.input as usize];
+            if l.kind.has_weights() {
+                bitspike_core::kernel::density(nz, n)
+            } else {
+                0
+            }
+        })
+        .collect();
+    for (l, &d) in def.layers.iter_mut().zip(&densities) {
+        l.input_density = d;
+    }
+    Ok(densities)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1414,7 +1414,14 @@ fn snn_run(a: &SnnArgs) -> Result<()> {
     let float = calibrated.as_ref().unwrap_or(&base);
     let mut integer = serde_json::Value::Null;
     if let Some(out) = &a.out {
-        let def = export::model_def_snn(&t.net, &snn)?;
+        let mut def = export::model_def_snn(&t.net, &snn)?;
+        // Input sparsity on training images decides, per layer and target, event-driven or
+        // dense accumulation.
+        let sample: Vec<Vec<u8>> = (0..data.train.len().min(DENSITY_IMAGES))
+            .map(|i| data.train.hwc(i))
+            .collect();
+        let densities = export::measure_density(&mut def, &sample)?;
+        say(density_line(&densities, sample.len()));
         let bytes = write(&def).context("writing the model file")?;
         let model = load_model(&bytes, out)?;
         write_file(out, &bytes)?;
@@ -1443,7 +1450,12 @@ fn snn_run(a: &SnnArgs) -> Result<()> {
         ));
         let mut ann = serde_json::Value::Null;
         if let Some(p) = &a.ann_out {
-            let d = export::model_def_ann_of(&t.net, &snn)?;
+            let mut d = export::model_def_ann_of(&t.net, &snn)?;
+            let densities = export::measure_density(&mut d, &sample)?;
+            say(format!(
+                "quantized twin: {}",
+                density_line(&densities, sample.len())
+            ));
             let b = write(&d).context("writing the quantized model file")?;
             write_file(p, &b)?;
             let ra = eval::integer(&b, &test)?;
@@ -1764,4 +1776,35 @@ fn inspect(path: &Path, board: Option<&str>) -> Result<()> {
     );
     print!("{}", Summary::of(model.file()));
     Ok(())
+}
+
+/// Training images on which the exporter measures each layer's input density.
+const DENSITY_IMAGES: i64 = 256;
+
+/// One line naming each weighted layer's measured input density and where it runs event by
+/// event.
+fn density_line(densities: &[u8], images: usize) -> String {
+    use bitspike_core::kernel::{events_pay, Isa};
+    let shown: Vec<String> = densities
+        .iter()
+        .enumerate()
+        .filter(|(_, &d)| d != 0)
+        .map(|(i, &d)| {
+            let on: Vec<&str> = [Isa::Dsp, Isa::Portable]
+                .into_iter()
+                .filter(|&isa| events_pay(isa, d))
+                .map(Isa::name)
+                .collect();
+            let on = if on.is_empty() {
+                String::new()
+            } else {
+                format!(" (event-driven on {})", on.join(", "))
+            };
+            format!("layer {i} {:.1} %{on}", 100.0 * (d - 1) as f64 / 254.0)
+        })
+        .collect();
+    format!(
+        "nonzero inputs on {images} training images: {}",
+        shown.join(", ")
+    )
 }

@@ -34,6 +34,8 @@ pub struct LayerRow {
     pub kernels: [Choice; 2],
     /// Output rows per band when the layer overwrites its input as it goes, 0 when it does not.
     pub in_place_rows: u8,
+    /// Nonzero input codes measured at export (the model file's density byte; 0: not measured).
+    pub input_density: u8,
 }
 
 /// A model's cost summary.
@@ -92,9 +94,10 @@ impl Summary {
                         l.scratch_bytes,
                         isa,
                         false,
-                        false,
+                        bitspike_core::kernel::events_pay(isa, l.input_density),
                     )
                 }),
+                input_density: l.input_density,
             });
         }
         let h = file.header();
@@ -150,6 +153,13 @@ impl fmt::Display for Summary {
             } else {
                 format!("{}, {}", dsp.kernel.name(), other.kernel.name())
             };
+            let kernel = match r.input_density {
+                0 => kernel,
+                d => format!(
+                    "{kernel} ({:.0} % of inputs nonzero)",
+                    100.0 * (d - 1) as f64 / 254.0
+                ),
+            };
             let kernel = match r.in_place_rows {
                 0 => kernel,
                 1 => format!("{kernel}; in place, row by row"),
@@ -194,7 +204,8 @@ impl fmt::Display for Summary {
              (8-, 4- and 2-bit weights over input codes up to 31, without the DSP: two pixels in \
              16-bit fields, two MACs per 32-bit multiply), row \
              (weights unpacked per output channel), elementwise, reference (no faster kernel for \
-             the kind, or too little scratch); in place: the output overwrites the input as it \
+             the kind, or too little scratch), events (each nonzero input adds its weights to the \
+             outputs it reaches: where the exporter measured sparse inputs); in place: the output overwrites the input as it \
              is computed, starting a few rows below it"
         )?;
         writeln!(

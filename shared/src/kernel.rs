@@ -109,6 +109,63 @@ pub enum Reason {
     EventDriven,
 }
 
+/// Scratch bytes the event-driven kernels (`bitspike_rt::kernels::scatter`) need for layer `g`
+/// with `bits`-bit weights (any width: they are unpacked), including 3 bytes for aligning the
+/// start to 4: a convolution's row of i32 accumulators (`out_w x C_out`), a dense layer's
+/// `C_out`, the weights as bytes transposed (`fan x C_out`) and one row of them unpacked
+/// (`fan`). 0 for other kinds.
+pub const fn events_scratch_bytes(g: &Geometry, bits: u8) -> u32 {
+    let _ = bits;
+    let acc = match g.kind {
+        LayerKind::Conv2d => g.output.w as u64 * g.output.c as u64,
+        LayerKind::Dense => g.output.c as u64,
+        _ => return 0,
+    };
+    let fan = fan_in(g) as u64;
+    let n = 3 + 4 * acc + fan * g.output.c as u64 + fan;
+    if n > u32::MAX as u64 {
+        u32::MAX
+    } else {
+        n as u32
+    }
+}
+
+/// The input density byte of a layer ([`crate::format::LayerView::input_density`]): `nonzero`
+/// of `total` input codes were nonzero, as `1 + round(254 x fraction)` (1: none, 255: all);
+/// 0 when nothing was measured.
+pub const fn density(nonzero: u64, total: u64) -> u8 {
+    if total == 0 || nonzero > total {
+        return 0;
+    }
+    1 + ((254 * nonzero as u128 + total as u128 / 2) / total as u128) as u8
+}
+
+/// The largest input density byte at which a weighted layer is cheaper event by event (each
+/// nonzero input adds its weights) than through the dense kernels of `isa`: the measured
+/// break-even of the two on that target (see the README's kernels section); 0 for never.
+pub const fn events_below(isa: Isa) -> u8 {
+    match isa {
+        Isa::Dsp => EVENTS_BELOW_DSP,
+        Isa::Portable => EVENTS_BELOW_PORTABLE,
+    }
+}
+
+/// [`events_below`] on the DSP kernels: 10 % nonzero inputs. Measured on the Cortex-M4 with
+/// the random-weight QAC network (`bitspike model --arch snn --bits 4 --seed 2`, its two 4-bit
+/// spiking convolutions forced event by event): at the densities of the golden vectors the
+/// scatter took 3.7x (62.7 % nonzero) and 4.0x (35.9 %) the packed kernel's instructions, so
+/// the break-even lies at 17 % and 9 % nonzero; the lower one, rounded.
+const EVENTS_BELOW_DSP: u8 = 1 + 25;
+/// [`events_below`] on the portable kernels: 16 % nonzero inputs. The same measurement on the
+/// Cortex-M3 (`qemu-lm3s6965`) and as Armv6-M code (`qemu-an386-v6m`) against the pairs
+/// kernel: break-even at 32 % and 19 % (M3), 31 % and 16 % (Armv6-M); the lowest, rounded.
+const EVENTS_BELOW_PORTABLE: u8 = 1 + 41;
+
+/// Whether a layer whose input density byte is `density` runs event by event on `isa`.
+pub const fn events_pay(isa: Isa, density: u8) -> bool {
+    density != 0 && density <= events_below(isa)
+}
+
 /// The kernel a layer runs on and why.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
@@ -458,6 +515,29 @@ mod tests {
             input: Shape::new(8, 8, c_in),
             output: Shape::new(8, 8, c_out),
         }
+    }
+
+    #[test]
+    fn density_bytes_and_the_break_even() {
+        assert_eq!(density(0, 0), 0, "nothing measured");
+        assert_eq!(density(0, 10), 1);
+        assert_eq!(density(10, 10), 255);
+        assert_eq!(density(1, 2), 128);
+        assert_eq!(density(11, 10), 0);
+        for isa in [Isa::Dsp, Isa::Portable] {
+            let edge = events_below(isa);
+            assert!(events_pay(isa, edge) && !events_pay(isa, edge + 1) && !events_pay(isa, 0));
+        }
+        // 10 % nonzero pays on both, 20 % on neither (break-evens 10 % and 16 %).
+        assert!(
+            events_pay(Isa::Dsp, density(10, 100)) && events_pay(Isa::Portable, density(16, 100))
+        );
+        assert!(
+            !events_pay(Isa::Dsp, density(12, 100)) && !events_pay(Isa::Portable, density(20, 100))
+        );
+        // A 3x3 convolution 16 -> 32 over 8-wide rows: accumulators, transposed weights, a row.
+        let g = conv(16, 32, 3, 1);
+        assert_eq!(events_scratch_bytes(&g, 4), 3 + 4 * 8 * 32 + 144 * 32 + 144);
     }
 
     #[test]

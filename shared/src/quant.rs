@@ -183,6 +183,14 @@ impl Requantizer {
         self.left == 0
     }
 
+    /// The left shift (`-shift` for `shift < 0`, else 0) applied, saturating, before the
+    /// multiply: for accumulators with `|acc| <= i32::MAX >> left` it cannot saturate, and
+    /// [`Self::apply`] equals [`Self::apply_right_as`]`::<false>(acc << left)`.
+    #[inline(always)]
+    pub const fn left_shift(&self) -> u32 {
+        self.left
+    }
+
     /// Whether a right shift (`shift > 0`) takes the high word of the product (see
     /// [`Self::apply_right_as`]); shift 0 takes the product shifted by 31.
     #[inline(always)]

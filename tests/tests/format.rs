@@ -446,7 +446,7 @@ fn other_fields_are_checked() {
             },
         ),
         (
-            l0 + 60,
+            l0 + 61,
             1,
             FormatError::Layer {
                 index: 0,
@@ -795,4 +795,33 @@ fn in_place_layers_are_checked() {
         })
         .collect();
     assert_eq!(outs[0], outs[1]);
+}
+
+/// The input density byte: any value on conv and dense layers, refused elsewhere.
+#[test]
+fn input_density_only_on_weighted_layers() {
+    let bytes = fixture_bytes();
+    let file = ModelFile::parse(&bytes).unwrap();
+    let n = file.layer_count();
+    let weighted = (0..n).find(|&i| file.layer(i).kind.has_weights()).unwrap();
+    let other = (0..n).find(|&i| !file.layer(i).kind.has_weights()).unwrap();
+    let mut b = bytes.clone();
+    let o = layer_record(&b, weighted);
+    b[o + 60] = 255;
+    reseal(&mut b);
+    assert_eq!(
+        ModelFile::parse(&b).unwrap().layer(weighted).input_density,
+        255
+    );
+    let mut b = bytes.clone();
+    let o = layer_record(&b, other);
+    b[o + 60] = 7;
+    reseal(&mut b);
+    assert_eq!(
+        refuse(&b),
+        FormatError::Layer {
+            index: other as u16,
+            field: LayerField::InputDensity,
+        }
+    );
 }

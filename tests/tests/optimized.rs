@@ -24,7 +24,7 @@ use bitspike_core::pack::{pack, packed_len};
 use bitspike_rt::kernels::gather::lanes;
 use bitspike_rt::kernels::{
     optimized, reference, Depthwise, DepthwiseChannels, DepthwiseWords, Events, Gather, Reference,
-    Row, Stage, WeightedKernel, Weights,
+    Row, Scatter, Stage, WeightedKernel, Weights,
 };
 use bitspike_rt::kernels::{packed, pairs};
 use bitspike_rt::Ops;
@@ -181,7 +181,7 @@ fn run_bands(
 /// convolution also runs in bands of one and of two output rows, as in place.
 fn check<K: WeightedKernel>(c: &Case, must_run: bool) -> Result<(), TestCaseError> {
     let want = run::<Reference>(c, &mut []).unwrap();
-    let need = scratch_bytes(&c.g, c.bits) as usize;
+    let need = K::scratch(&c.g, c.bits) as usize;
     let mut buf = vec![0xC3u8; need + 3];
     for off in 0..4 {
         match run::<K>(c, &mut buf[off..off + need]) {
@@ -236,7 +236,8 @@ fn check_events(c: &Case, t: u8, seed: u64) -> Result<(), TestCaseError> {
         fire: None,
         ..*c
     };
-    check::<Events>(&c2, true)
+    check::<Events>(&c2, true)?;
+    check::<Scatter>(&c2, c.g.groups == 1)
 }
 
 /// The packed kernel on `c` (inputs with codes up to `levels`) against the reference: with the
@@ -687,6 +688,46 @@ fn avg_pool_large_windows_equal_reference() {
         assert_eq!(a, b, "{kh}x{kw} window over {c} channels");
         let sum = kh as usize * kw as usize * 255;
         assert_eq!(b[0] as usize, ((sum + 256) / 512).min(255), "{kh}x{kw}");
+    }
+}
+
+/// The 2x2 stride-2 pool (the common case, a path of its own) with every shift kind the
+/// prepared requantizers take (left shifts that cannot saturate on a window sum, shift 0, right
+/// shifts) and one left shift large enough to saturate (the general step), mixed per channel.
+#[test]
+fn avg_pool_two_by_two_equals_reference() {
+    let mut rng = Rng::new(22);
+    for shifts in [
+        vec![-2i8, -2, -2, -2, 0, 0, 0, 0],
+        vec![3, 3, 3, 3, 1, 1, 1, 1],
+        vec![-21, 0, 4, -1, 0, 0, 0, 0],
+    ] {
+        let window = Window::square(2, 2, 0);
+        let input = Shape::new(6, 10, 8);
+        let output = bitspike_core::layer::infer_output(LayerKind::AvgPool, window, 1, 0, input)
+            .expect("a valid pool");
+        let g = Geometry {
+            kind: LayerKind::AvgPool,
+            window,
+            groups: 1,
+            input,
+            output,
+        };
+        let codes = rng.codes(input.len(), 255);
+        let mult: Vec<u8> = (0..8)
+            .flat_map(|_| (rng.range(1 << 29, i32::MAX as i64) as i32).to_le_bytes())
+            .collect();
+        let shifts: Vec<u8> = shifts.iter().map(|&s| s as u8).collect();
+        let st = Stage::Requantize {
+            multipliers: I32s::new(&mult),
+            shifts: &shifts,
+            offset: 2,
+            levels: 200,
+        };
+        let (mut a, mut b) = (vec![0u8; output.len()], vec![1u8; output.len()]);
+        optimized::avg_pool(&g, &st, &codes, &mut a);
+        reference::avg_pool(&g, &st, &codes, &mut b);
+        assert_eq!(a, b, "shifts {shifts:?}");
     }
 }
 

@@ -296,3 +296,42 @@ fn reader_refuses_inconsistent_spiking_layers() {
     });
     assert_eq!(refuse(&d), LayerField::Flags);
 }
+
+/// Layers whose measured input density lies below the target's break-even run event by event
+/// (the scatter kernels), with the same outputs as the oracle; a dense one keeps its kernel.
+#[test]
+fn sparse_layers_run_event_by_event_and_match_the_oracle() {
+    use bitspike_core::kernel::{density, events_pay, Kernel};
+    use bitspike_rt::ISA;
+    let sparse = density(1, 100);
+    let dense = density(90, 100);
+    assert!(events_pay(ISA, sparse) && !events_pay(ISA, dense) && !events_pay(ISA, 0));
+    let mut scattered = 0;
+    for seed in 0..60 {
+        let mut def = network(seed);
+        for (i, l) in def.layers.iter_mut().enumerate() {
+            if l.kind.has_weights() {
+                l.input_density = if i % 2 == 0 { sparse } else { dense };
+            }
+        }
+        let bytes = write(&def).unwrap_or_else(|e| panic!("seed {seed}: {e}"));
+        let model = Model::load(&bytes).unwrap();
+        for (i, l) in def.layers.iter().enumerate() {
+            if l.kind.has_weights() {
+                let events = model.kernel(i).kernel == Kernel::Events;
+                assert_eq!(events, i % 2 == 0, "seed {seed} layer {i}");
+                scattered += usize::from(events);
+            }
+        }
+        let mut arena = vec![0u8; model.arena_bytes()];
+        let mut interp = model.bind(&mut arena).expect("arena fits");
+        let mut rng = Rng::new(seed ^ 0xe7e7);
+        for _ in 0..3 {
+            let input = gen::codes(&mut rng, def.input.shape.len(), def.input.levels);
+            let mut out = vec![0i32; 10];
+            interp.run(&input, &mut out).expect("lengths match");
+            assert_eq!(out, oracle::execute(&def, &input).output(), "seed {seed}");
+        }
+    }
+    assert!(scattered > 50, "{scattered} event-driven layers");
+}

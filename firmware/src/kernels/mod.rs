@@ -16,6 +16,7 @@ pub mod optimized;
 pub mod packed;
 pub mod pairs;
 pub mod reference;
+pub mod scatter;
 #[cfg(bitspike_v6m)]
 mod v6m;
 mod words;
@@ -35,6 +36,12 @@ use crate::ops::Ops;
 pub trait WeightedKernel {
     /// Name for reports and test failures.
     const NAME: &'static str;
+
+    /// Scratch bytes the kernel needs for layer `g` with `bits`-bit weights (what the model
+    /// file gives a layer that may run on it).
+    fn scratch(g: &Geometry, bits: u8) -> u32 {
+        bitspike_core::kernel::scratch_bytes(g, bits)
+    }
 
     /// 2-D convolution (the contract of [`reference::conv2d`]).
     #[allow(clippy::too_many_arguments)]
@@ -67,8 +74,12 @@ pub struct Reference;
 pub struct Row;
 /// The gather convolution ([`gather`]); dense layers decline (they run on [`Row`]).
 pub struct Gather;
-/// The event-driven row kernels for spike counts ([`optimized::conv2d_events`]).
+/// The event-driven row kernels for spike counts ([`optimized::conv2d_events`]): every input
+/// visited, zero codes skipped (what [`Scatter`] falls back to when its scratch is short).
 pub struct Events;
+/// The event-driven scatter kernels ([`scatter`]): each nonzero input adds its weights to the
+/// outputs it reaches; convolutions with groups decline.
+pub struct Scatter;
 /// The depthwise convolution ([`optimized::depthwise`]); other layers decline.
 pub struct Depthwise;
 /// The depthwise convolution four channels at a time
@@ -178,6 +189,37 @@ weighted!(
     optimized::conv2d_events,
     optimized::dense_events
 );
+
+impl WeightedKernel for Scatter {
+    const NAME: &'static str = "scatter";
+    fn scratch(g: &Geometry, bits: u8) -> u32 {
+        bitspike_core::kernel::events_scratch_bytes(g, bits)
+    }
+    #[inline]
+    fn conv2d(
+        g: &Geometry,
+        w: &Weights<'_>,
+        stage: &Stage<'_>,
+        input: &[u8],
+        output: &mut [u8],
+        scratch: &mut [u8],
+        ops: &mut Ops,
+    ) -> bool {
+        scatter::conv2d(g, w, stage, input, output, scratch, ops)
+    }
+    #[inline]
+    fn dense(
+        g: &Geometry,
+        w: &Weights<'_>,
+        stage: &Stage<'_>,
+        input: &[u8],
+        output: &mut [u8],
+        scratch: &mut [u8],
+        ops: &mut Ops,
+    ) -> bool {
+        scatter::dense(g, w, stage, input, output, scratch, ops)
+    }
+}
 
 /// Unpack `out.len()` weights of a `bits`-bit stream from index `first`, as 8-bit bytes (i8
 /// values); the same values as `bitspike_core::pack::unpack_one`, a 32-bit window per weight

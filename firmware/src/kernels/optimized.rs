@@ -93,7 +93,7 @@ fn unpack_into(packed: &[u8], bits: u8, first: usize, out: &mut [u8]) {
 
 /// The kernel offsets `k` in `0..kernel` whose input coordinate `start + k` lies in `0..size`.
 #[inline(always)]
-fn valid(start: isize, kernel: usize, size: usize) -> (usize, usize) {
+pub(crate) fn valid(start: isize, kernel: usize, size: usize) -> (usize, usize) {
     let lo = if start < 0 { (-start) as usize } else { 0 };
     let end = size as isize - start;
     let hi = if end < 0 {
@@ -699,27 +699,141 @@ pub const LANE_SUM_MAX: usize = 257;
 /// channel. The same contract as [`super::reference::avg_pool`].
 #[inline(never)]
 pub fn avg_pool(g: &Geometry, stage: &Stage<'_>, input: &[u8], output: &mut [u8]) {
-    const M: u32 = 0x00FF_00FF;
     let win = g.window;
     let c_n = g.input.c as usize;
-    let iw = g.input.w as usize;
-    let (oh, ow) = (g.output.h as usize, g.output.w as usize);
     let lanes = c_n.is_multiple_of(4) && win.kh as usize * win.kw as usize <= LANE_SUM_MAX;
     let step = if lanes { 4 } else { 1 };
     for c0 in (0..c_n).step_by(step) {
         let outs = [0, 1, 2, 3].map(|i| stage.channel(c0 + i));
+        // Requantizers whose left shift cannot saturate on a window sum of codes: each output
+        // is then a shift, one multiply-accumulate, a shift, the offset and the clamp (the
+        // general step handles everything else).
+        let most = win.kh as i64 * win.kw as i64 * u8::MAX as i64;
+        let fast = |o: &super::ChannelStage<'_, '_>| match o {
+            super::ChannelStage::Requantize(r) if most <= (i32::MAX >> r.left_shift()) as i64 => {
+                Some(*r)
+            }
+            _ => None,
+        };
+        let rq = [0, 1, 2, 3].map(|i| fast(&outs[i]));
+        let high = rq[0].map(|r| r.high_word());
+        let same = (0..step).all(|i| rq[i].is_some() && rq[i].map(|r| r.high_word()) == high);
+        let pool = Pool {
+            g,
+            input,
+            c0,
+            lanes,
+        };
+        match (same, high) {
+            (true, Some(true)) => pool.channels::<true, true>(&outs, &rq, output),
+            (true, Some(false)) => pool.channels::<true, false>(&outs, &rq, output),
+            _ => pool.channels::<false, false>(&outs, &rq, output),
+        }
+    }
+}
+
+/// One block of an average pool's channels (four channels from `c0` with `lanes`, else one).
+struct Pool<'p> {
+    g: &'p Geometry,
+    input: &'p [u8],
+    c0: usize,
+    lanes: bool,
+}
+
+impl Pool<'_> {
+    /// Every output pixel of the block; with `FAST`, through the right-shift requantizers `rq`
+    /// (all with high word `HIGH`), else through `outs`.
+    #[inline(always)]
+    fn channels<const FAST: bool, const HIGH: bool>(
+        &self,
+        outs: &[super::ChannelStage<'_, '_>; 4],
+        rq: &[Option<bitspike_core::quant::Requantizer>; 4],
+        output: &mut [u8],
+    ) {
+        const M: u32 = 0x00FF_00FF;
+        let (g, input, c0) = (self.g, self.input, self.c0);
+        let c_n = g.input.c as usize;
+        let iw = g.input.w as usize;
+        let (oh, ow) = (g.output.h as usize, g.output.w as usize);
+        let step = if self.lanes { 4 } else { 1 };
+        let mut put = |at: usize, i: usize, acc: i32| {
+            if FAST {
+                if let (Some(r), Some(o)) = (rq[i], output.get_mut(at + i)) {
+                    *o = r.apply_right_as::<HIGH>(acc << r.left_shift());
+                }
+            } else {
+                outs[i].store(output, at + i, acc);
+            }
+        };
+        let win = g.window;
+        let (kh, kw, sh, sw) = (
+            win.kh as usize,
+            win.kw as usize,
+            win.sh as usize,
+            win.sw as usize,
+        );
+        let inside = win.ph == 0
+            && win.pw == 0
+            && (oh.saturating_sub(1) * sh + kh) <= g.input.h as usize
+            && (ow.saturating_sub(1) * sw + kw) <= iw;
+        if self.lanes && inside {
+            // Every window lies inside the input, whole: no clipping per pixel.
+            for oy in 0..oh {
+                let mut first = oy * sh * iw * c_n + c0;
+                for ox in 0..ow {
+                    let at = (oy * ow + ox) * c_n + c0;
+                    let (mut even, mut odd) = (0u32, 0u32);
+                    if kh == 2 && kw == 2 {
+                        // The common 2x2 window: four words, no loop.
+                        let below = first + iw * c_n;
+                        for v in [
+                            word(input, first),
+                            word(input, first + c_n),
+                            word(input, below),
+                            word(input, below + c_n),
+                        ] {
+                            even += v & M;
+                            odd += (v >> 8) & M;
+                        }
+                        put(at, 0, (even & 0xFFFF) as i32);
+                        put(at, 1, (odd & 0xFFFF) as i32);
+                        put(at, 2, (even >> 16) as i32);
+                        put(at, 3, (odd >> 16) as i32);
+                        first += sw * c_n;
+                        continue;
+                    }
+                    let mut row = first;
+                    for _ in 0..kh {
+                        let mut a = row;
+                        for _ in 0..kw {
+                            let v = word(input, a);
+                            even += v & M;
+                            odd += (v >> 8) & M;
+                            a += c_n;
+                        }
+                        row += iw * c_n;
+                    }
+                    put(at, 0, (even & 0xFFFF) as i32);
+                    put(at, 1, (odd & 0xFFFF) as i32);
+                    put(at, 2, (even >> 16) as i32);
+                    put(at, 3, (odd >> 16) as i32);
+                    first += sw * c_n;
+                }
+            }
+            return;
+        }
         for oy in 0..oh {
             for ox in 0..ow {
                 let at = (oy * ow + ox) * c_n + c0;
                 let Some((ky0, ky1, kx0, kx1, first)) = window(g, oy, ox) else {
-                    for (i, out) in outs.iter().enumerate().take(step) {
-                        out.store(output, at + i, 0);
+                    for i in 0..step {
+                        put(at, i, 0);
                     }
                     continue;
                 };
                 let (rows_n, cols) = (ky1 - ky0, kx1 - kx0);
                 let mut row = first + c0;
-                if lanes {
+                if self.lanes {
                     let (mut even, mut odd) = (0u32, 0u32);
                     for _ in 0..rows_n {
                         let mut a = row;
@@ -731,10 +845,10 @@ pub fn avg_pool(g: &Geometry, stage: &Stage<'_>, input: &[u8], output: &mut [u8]
                         }
                         row += iw * c_n;
                     }
-                    outs[0].store(output, at, (even & 0xFFFF) as i32);
-                    outs[1].store(output, at + 1, (odd & 0xFFFF) as i32);
-                    outs[2].store(output, at + 2, (even >> 16) as i32);
-                    outs[3].store(output, at + 3, (odd >> 16) as i32);
+                    put(at, 0, (even & 0xFFFF) as i32);
+                    put(at, 1, (odd & 0xFFFF) as i32);
+                    put(at, 2, (even >> 16) as i32);
+                    put(at, 3, (odd >> 16) as i32);
                 } else {
                     let mut acc = 0i32;
                     for _ in 0..rows_n {
@@ -745,7 +859,7 @@ pub fn avg_pool(g: &Geometry, stage: &Stage<'_>, input: &[u8], output: &mut [u8]
                         }
                         row += iw * c_n;
                     }
-                    outs[0].store(output, at, acc);
+                    put(at, 0, acc);
                 }
             }
         }

@@ -94,6 +94,10 @@ pub struct LayerDef {
     /// Scratch bytes the layer asks for; the writer raises it to what the runtime's kernel for
     /// the layer needs ([`crate::kernel::scratch_bytes`]).
     pub scratch_bytes: u32,
+    /// How many of the layer's input codes are nonzero, measured by the exporter on training
+    /// inputs ([`crate::kernel::density`]; 0: not measured). The runtime accumulates event by
+    /// event on a target where that is cheaper at this density ([`crate::kernel::choose`]).
+    pub input_density: u8,
 }
 
 impl LayerDef {
@@ -119,6 +123,7 @@ impl LayerDef {
             align: Align::Average,
             spiking: None,
             scratch_bytes: 0,
+            input_density: 0,
         }
     }
 

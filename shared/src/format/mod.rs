@@ -62,7 +62,9 @@
 //!               initial potential are in membrane units (accumulator << membrane shift), see
 //!               crate::snn
 //!     52     4  scratch bytes     56  4  scratch arena offset (0xFFFF_FFFF when no scratch)
-//!     60     4  reserved, 0
+//!     60     1  input density (conv and dense; 0 otherwise): nonzero input codes measured at
+//!               export, 1 + round(254 x fraction), 0 = not measured (crate::kernel::density)
+//!     61     3  reserved, 0
 //!
 //!  data section: arrays referenced above by absolute file offset; an absent array has offset
 //!  0xFFFF_FFFF. Arrays lie inside the data section, i32 arrays on 4-byte boundaries of the file
@@ -217,6 +219,8 @@ pub enum LayerField {
     InitialPotential,
     /// Scratch outside the arena, or overlapping a tensor live during the layer.
     Scratch,
+    /// An input density on a layer without weights.
+    InputDensity,
     /// In-place rows on a layer that cannot run in place (not row-local, an input read later or
     /// twice, or not in the arena), or an output that does not start far enough below its input.
     InPlace,
@@ -326,6 +330,7 @@ impl fmt::Display for LayerField {
             Self::Membrane => "membrane range (v0 + timesteps x current + threshold < 2^31)",
             Self::InitialPotential => "initial potentials (i32 per channel, spiking only)",
             Self::Scratch => "scratch (inside the arena, clear of live tensors)",
+            Self::InputDensity => "input density (conv and dense layers only)",
             Self::InPlace => "in-place rows (a row-local layer over an input it alone reads, its output far enough below)",
             Self::Accumulator => "accumulator range (the largest |acc| must stay below 2^31)",
             Self::Output => "output tensor (dtype, levels and scale as the kind requires)",
@@ -558,6 +563,9 @@ pub struct LayerView<'a> {
     pub scratch_offset: u32,
     /// Output rows per band when the layer runs in place over its input, 0 when it does not.
     pub in_place_rows: u8,
+    /// Nonzero input codes measured at export (`1 + round(254 x fraction)`), 0 when not
+    /// measured ([`crate::kernel::density`]).
+    pub input_density: u8,
 }
 
 impl LayerView<'_> {
@@ -590,6 +598,7 @@ impl LayerView<'_> {
         scratch_bytes: 0,
         scratch_offset: NONE,
         in_place_rows: 0,
+        input_density: 0,
     };
 
     /// Whether the layer writes raw i32 accumulators.
@@ -834,8 +843,11 @@ impl<'a> ModelFile<'a> {
         if Align::from_u8(rd_u8(b, o + 3)).is_none() {
             return err(LayerField::Align);
         }
-        if rd_u32(b, o + 60) != 0 {
+        if rd_u32(b, o + 60) >> 8 != 0 {
             return err(LayerField::Reserved);
+        }
+        if rd_u8(b, o + 60) != 0 && !kind.has_weights() {
+            return err(LayerField::InputDensity);
         }
         let membrane_shift = rd_u8(b, o + 18);
         if (!spiking && membrane_shift != 0) || membrane_shift > MAX_MEMBRANE_SHIFT {
@@ -1196,6 +1208,7 @@ fn raw_layer(b: &[u8], o: usize) -> LayerView<'_> {
         scratch_bytes: rd_u32(b, o + 52),
         scratch_offset: rd_u32(b, o + 56),
         in_place_rows: rd_u8(b, o + 19),
+        input_density: rd_u8(b, o + 60),
     }
 }
 

@@ -131,12 +131,25 @@ pub fn write_planned(def: &ModelDef, in_place: bool) -> Result<Vec<u8>, WriteErr
         .tensors()
         .map_err(|(layer, error)| WriteError::Shape { layer, error })?;
     let geoms = def.geometries_of(&tensors);
-    // Each layer gets at least the scratch of the kernel the runtime will choose for it.
+    // Each layer gets at least the scratch of the kernels the runtime may choose for it (the
+    // event-driven ones where its measured input density makes them pay on some target).
     let scratch: Vec<u32> = def
         .layers
         .iter()
         .zip(&geoms)
-        .map(|(l, g)| l.scratch_bytes.max(kernel::scratch_bytes(g, l.weight_bits)))
+        .map(|(l, g)| {
+            let events = [kernel::Isa::Dsp, kernel::Isa::Portable]
+                .iter()
+                .any(|&isa| kernel::events_pay(isa, l.input_density));
+            let events = if events && l.kind.has_weights() {
+                kernel::events_scratch_bytes(g, l.weight_bits)
+            } else {
+                0
+            };
+            l.scratch_bytes
+                .max(kernel::scratch_bytes(g, l.weight_bits))
+                .max(events)
+        })
         .collect();
 
     let plan = plan(
@@ -208,6 +221,11 @@ pub fn write_planned(def: &ModelDef, in_place: bool) -> Result<Vec<u8>, WriteErr
         put_u16(&mut out, o + 16, l.timesteps);
         out[o + 18] = l.spiking.as_ref().map_or(0, |s| s.shift);
         out[o + 19] = plan.in_place[i];
+        out[o + 60] = if l.kind.has_weights() {
+            l.input_density
+        } else {
+            0
+        };
         put_u32(&mut out, o + 20, l.offset as u32);
         put_u16(&mut out, o + 24, l.add_weights[0] as u16);
         put_u16(&mut out, o + 26, l.add_weights[1] as u16);
