@@ -205,7 +205,8 @@ impl fmt::Display for Summary {
              16-bit fields, two MACs per 32-bit multiply), row \
              (weights unpacked per output channel), elementwise, reference (no faster kernel for \
              the kind, or too little scratch), events (each nonzero input adds its weights to the \
-             outputs it reaches: where the exporter measured sparse inputs); in place: the output overwrites the input as it \
+             outputs it reaches: where the exporter measured sparse inputs, and without the DSP \
+             for convolutions over more input levels than the pairs kernel takes); in place: the output overwrites the input as it \
              is computed, starting a few rows below it"
         )?;
         writeln!(

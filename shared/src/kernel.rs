@@ -130,6 +130,20 @@ pub const fn events_scratch_bytes(g: &Geometry, bits: u8) -> u32 {
     }
 }
 
+/// Whether, without the DSP extension, convolution `g` (`bits`-bit weights over input codes up
+/// to `levels`) runs faster on the scatter kernels than on the row kernel even on dense inputs:
+/// a convolution with one group that the pairs kernel cannot take (too many input levels, as an
+/// 8-bit image). Measured on ResNet-8's first layer (32x32x3, 8-bit image, 16 channels): 7.1 M
+/// instructions as Armv6-M code against 9.5 M on the row kernel, 4.7 M against 6.4 M on the
+/// Cortex-M3, over uniformly random images. The writer gives such a layer the scatter kernels'
+/// scratch.
+pub const fn scatter_beats_row(g: &Geometry, bits: u8, levels: u8) -> bool {
+    matches!(g.kind, LayerKind::Conv2d)
+        && g.groups == 1
+        && matches!(fast_kernel(g, Isa::Portable), Some(Kernel::Row))
+        && !pairable(g, bits, levels)
+}
+
 /// The input density byte of a layer ([`crate::format::LayerView::input_density`]): `nonzero`
 /// of `total` input codes were nonzero, as `1 + round(254 x fraction)` (1: none, 255: all);
 /// 0 when nothing was measured.
@@ -494,6 +508,13 @@ pub const fn choose(
     let kernel = match fast {
         Kernel::Gather if packable(g, bits, levels) => Kernel::Packed,
         Kernel::Row if matches!(isa, Isa::Portable) && pairable(g, bits, levels) => Kernel::Pairs,
+        Kernel::Row
+            if matches!(isa, Isa::Portable)
+                && scatter_beats_row(g, bits, levels)
+                && given >= events_scratch_bytes(g, bits) =>
+        {
+            Kernel::Events
+        }
         k => k,
     };
     Choice {
@@ -538,6 +559,26 @@ mod tests {
         // A 3x3 convolution 16 -> 32 over 8-wide rows: accumulators, transposed weights, a row.
         let g = conv(16, 32, 3, 1);
         assert_eq!(events_scratch_bytes(&g, 4), 3 + 4 * 8 * 32 + 144 * 32 + 144);
+    }
+
+    #[test]
+    fn scatter_takes_portable_convolutions_the_pairs_kernel_cannot() {
+        // An 8-bit image into a 3x3 convolution (ResNet-8's first layer, 8x8 here).
+        let g = conv(3, 16, 3, 1);
+        let (dense, scatter) = (scratch_bytes(&g, 8), events_scratch_bytes(&g, 8));
+        let given = dense.max(scatter);
+        let pick = |isa, levels, given| choose(&g, 8, levels, given, isa, false, false).kernel;
+        assert!(scatter_beats_row(&g, 8, 255) && !scatter_beats_row(&g, 8, 15));
+        assert_eq!(pick(Isa::Portable, 255, given), Kernel::Events);
+        assert_eq!(
+            pick(Isa::Portable, 255, dense),
+            Kernel::Row,
+            "scratch too short"
+        );
+        assert_eq!(pick(Isa::Portable, 15, given), Kernel::Pairs);
+        assert_eq!(pick(Isa::Dsp, 255, given), Kernel::Gather);
+        // Grouped convolutions stay on the row kernel.
+        assert!(!scatter_beats_row(&conv(4, 4, 3, 2), 8, 255));
     }
 
     #[test]

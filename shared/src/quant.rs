@@ -214,7 +214,7 @@ impl Requantizer {
     /// [`Self::high_word`].
     #[inline(always)]
     pub const fn apply_right_as<const HIGH: bool>(&self, acc: i32) -> u8 {
-        let v = (acc as i64) * (self.multiplier as i64) + self.add;
+        let v = mul_wide(acc, self.multiplier) + self.add;
         let scaled = if HIGH {
             ((v >> 32) as i32) >> self.high_shift
         } else {
@@ -234,7 +234,7 @@ impl Requantizer {
     /// saturation (`USAT` on Arm) when `LEVELS + 1` is a power of two.
     #[inline(always)]
     pub const fn apply_right_levels<const HIGH: bool, const LEVELS: u8>(&self, acc: i32) -> u8 {
-        let v = (acc as i64) * (self.multiplier as i64) + self.add;
+        let v = mul_wide(acc, self.multiplier) + self.add;
         let scaled = if HIGH {
             ((v >> 32) as i32) >> self.high_shift
         } else {
@@ -261,7 +261,7 @@ impl Requantizer {
         };
         // One 32x32->64 multiply-accumulate: |x * m| < 2^62 and add <= 2^30 + 2^61, so no
         // overflow; the result fits i32.
-        let v = (x as i64) * (self.multiplier as i64) + self.add;
+        let v = mul_wide(x, self.multiplier) + self.add;
         // A shift of 32 or more is the high word shifted (floor of a floor: exact), which a
         // 32-bit core does in one instruction.
         let scaled = if self.high {
@@ -270,6 +270,40 @@ impl Requantizer {
             (v >> 31) as i32
         };
         clamp_code(scaled.saturating_add(self.offset), self.levels)
+    }
+}
+
+/// `a x m` for a multiplier `m >= 0`, exactly. On Armv6-M, which has no 32x32->64 multiply,
+/// [`mul_halves`] instead of the 64x64 multiply routine; elsewhere one `SMULL`.
+#[inline(always)]
+pub const fn mul_wide(a: i32, m: i32) -> i64 {
+    #[cfg(bitspike_v6m)]
+    {
+        mul_halves(a, m)
+    }
+    #[cfg(not(bitspike_v6m))]
+    {
+        a as i64 * m as i64
+    }
+}
+
+/// `a x m` for `m >= 0` from four 16x16 products and 64-bit adds (what [`mul_wide`] runs on
+/// Armv6-M: four `MULS`, no call).
+#[inline(always)]
+pub const fn mul_halves(a: i32, m: i32) -> i64 {
+    let (ua, um) = (a.unsigned_abs(), m as u32);
+    let (al, ah) = (ua & 0xFFFF, ua >> 16);
+    let (ml, mh) = (um & 0xFFFF, um >> 16);
+    // |a| <= 2^31 and m < 2^31: each partial product and their middle sum fit u32.
+    let mid = al * mh + ah * ml;
+    let low = al * ml;
+    let lo = low.wrapping_add(mid << 16);
+    let hi = ah * mh + (mid >> 16) + (lo < low) as u32;
+    let p = ((hi as u64) << 32 | lo as u64) as i64;
+    if a < 0 {
+        p.wrapping_neg()
+    } else {
+        p
     }
 }
 
@@ -358,6 +392,36 @@ pub fn quantize_multiplier(real: f64) -> Option<(i32, i8)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn products_from_halves_are_exact() {
+        let edge = [
+            0,
+            1,
+            -1,
+            2,
+            0xFFFF,
+            0x1_0000,
+            -0x1_0000,
+            i32::MAX,
+            i32::MIN,
+            i32::MIN + 1,
+        ];
+        let ms = [0, 1, 0xFFFF, 0x1_0000, 1 << 30, i32::MAX];
+        for &a in &edge {
+            for &m in &ms {
+                assert_eq!(mul_halves(a, m), a as i64 * m as i64, "{a} x {m}");
+            }
+        }
+        let mut x = 0x2545_F491u32;
+        for _ in 0..100_000 {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            let (a, m) = (x as i32, (x.rotate_left(7) >> 1) as i32);
+            assert_eq!(mul_halves(a, m), a as i64 * m as i64, "{a} x {m}");
+        }
+    }
 
     #[test]
     fn round_half_up_on_ties() {

@@ -132,15 +132,18 @@ pub fn write_planned(def: &ModelDef, in_place: bool) -> Result<Vec<u8>, WriteErr
         .map_err(|(layer, error)| WriteError::Shape { layer, error })?;
     let geoms = def.geometries_of(&tensors);
     // Each layer gets at least the scratch of the kernels the runtime may choose for it (the
-    // event-driven ones where its measured input density makes them pay on some target).
+    // event-driven ones where its measured input density makes them pay on some target, or
+    // where they beat the row kernel on dense inputs too).
     let scratch: Vec<u32> = def
         .layers
         .iter()
         .zip(&geoms)
         .map(|(l, g)| {
+            let levels = tensors[l.input as usize].levels;
             let events = [kernel::Isa::Dsp, kernel::Isa::Portable]
                 .iter()
-                .any(|&isa| kernel::events_pay(isa, l.input_density));
+                .any(|&isa| kernel::events_pay(isa, l.input_density))
+                || kernel::scatter_beats_row(g, l.weight_bits, levels);
             let events = if events && l.kind.has_weights() {
                 kernel::events_scratch_bytes(g, l.weight_bits)
             } else {
