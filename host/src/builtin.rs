@@ -558,10 +558,13 @@ mod tests {
     /// unchanged.
     #[test]
     fn resnet8_runs_in_place_within_40_kb() {
-        use bitspike_core::format::writer::write_planned;
+        use bitspike_core::format::writer::{write_planned, Budget};
         use bitspike_rt::Model;
         let def = resnet8(8, 1);
-        let (on, off) = (write(&def).unwrap(), write_planned(&def, false).unwrap());
+        let (on, off) = (
+            write(&def).unwrap(),
+            write_planned(&def, Budget::None).unwrap(),
+        );
         let (m_on, m_off) = (Model::load(&on).unwrap(), Model::load(&off).unwrap());
         assert!(m_off.arena_bytes() > 49_152, "{}", m_off.arena_bytes());
         assert!(m_on.arena_bytes() <= 40 * 1024, "{}", m_on.arena_bytes());

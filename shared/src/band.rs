@@ -94,6 +94,59 @@ pub fn in_place_shift(g: &Geometry, rows: u16, in_row: u64, out_row: u64) -> Opt
     Some(need)
 }
 
+/// Instructions estimated for running layer `g` at once: 1.2 per MAC and 4 per output element
+/// (the order of the fast kernels on the Cortex-M4; only ratios against [`overhead`] matter).
+pub fn cost(g: &Geometry) -> u64 {
+    6 * crate::cost::macs(g) / 5 + 4 * g.output.len() as u64
+}
+
+/// Extra instructions estimated for running layer `g` (`bits`-bit weights over input codes up
+/// to `levels`) in bands of `rows` output rows instead of at once, on the costliest kernel it
+/// may run on: each band after the first repeats the kernel's set-up (per output channel: the
+/// requantizer; for the packed kernel the weights' interleaving, for weights not read in place
+/// their unpacking), and a band whose pixels do not fill the kernel's passes wastes part of one.
+/// `u64::MAX` for a layer that is not row-local.
+pub fn overhead(g: &Geometry, bits: u8, levels: u8, rows: u16) -> u64 {
+    use crate::kernel::{depthwise, fan_in, in_place, packable, PACKED_PASS, PASS};
+    if !row_local(g.kind) {
+        return u64::MAX;
+    }
+    let rows = rows.max(1) as u64;
+    let (oh, ow, c_out) = (g.output.h as u64, g.output.w as u64, g.output.c as u64);
+    let fan = fan_in(g) as u64;
+    let (setup, pass) = match g.kind {
+        LayerKind::Conv2d if g.groups == 1 && !depthwise(g) => {
+            let packed = packable(g, bits, levels);
+            let weights = if packed {
+                7 * fan * c_out
+            } else if !in_place(bits, fan as usize) {
+                5 * fan * c_out
+            } else {
+                0
+            };
+            let pass = if packed { PACKED_PASS } else { PASS };
+            (300 + 100 * c_out + weights, pass as u64)
+        }
+        LayerKind::Conv2d => (300 + 150 * c_out, 0),
+        _ => (200 + 100 * c_out, 0),
+    };
+    let bands = oh.div_ceil(rows);
+    let waste = if pass == 0 {
+        0
+    } else {
+        let mut passes = 0;
+        let mut y0 = 0;
+        while y0 < oh {
+            let y1 = (y0 + rows).min(oh);
+            passes += ((y1 - y0) * ow).div_ceil(pass);
+            y0 = y1;
+        }
+        let per_pass = 6 * pass * fan * c_out / 5;
+        passes.saturating_sub((oh * ow).div_ceil(pass)) * per_pass
+    };
+    bands.saturating_sub(1) * setup + waste
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -149,6 +202,13 @@ mod tests {
             window: Window::default(),
             ..conv(8, 8, 1, 1, 0)
         };
+        // Overheads: none at once; set-up per extra band; a 4-wide band fills half a pass.
+        let g = conv(8, 8, 3, 1, 1);
+        assert_eq!(overhead(&g, 8, 255, 8), 0);
+        assert_eq!(overhead(&g, 8, 255, 4), 300 + 300);
+        let per_pass = 6 * 8 * 18 * 3 / 5;
+        assert_eq!(overhead(&g, 8, 255, 1), 7 * 600 + (8 - 4) * per_pass);
+        assert_eq!(overhead(&add, 0, 255, 2), 3 * (200 + 300));
         assert_eq!(in_place_shift(&add, 1, 10, 10), Some(10));
         assert_eq!(band(&add, 2, 3).unwrap().input_rows, (2, 3));
     }

@@ -31,6 +31,9 @@ pub struct PlanLayer {
     /// entry `k` is how many bytes before the input its output must then start
     /// ([`crate::band::in_place_shift`]); `None` when it may not.
     pub in_place_shifts: [Option<usize>; BAND_CHOICES],
+    /// Extra instructions estimated for running in place with `2^k` rows per band
+    /// ([`crate::band::overhead`]).
+    pub band_overheads: [u64; BAND_CHOICES],
 }
 
 /// The arena plan of a model.
@@ -92,19 +95,28 @@ fn may_run_in_place(layers: &[PlanLayer], live: &Liveness, i: usize) -> bool {
 }
 
 /// Plan the arena for `layers` (layer `i` produces tensor `i + 1`; tensor 0 is the input),
-/// running layers in place where that makes the arena smaller (`in_place`), or never.
+/// running layers in place where that makes the arena smaller, at most `in_place` extra
+/// instructions in all (estimated, [`PlanLayer::band_overheads`]); `None`: never.
 ///
 /// In-place layers are chosen greedily: every layer that may run in place does, one row per
 /// band; then, one at a time, the layer whose removal leaves the smallest arena is dropped
-/// while the arena does not grow (an in-place layer costs its kernel's set-up once per band);
-/// the plan without any is kept when it is as small. Last, each in-place layer's bands are widened (2, 4, ... rows) as long as the
-/// arena does not grow.
-pub fn plan(layers: &[PlanLayer], in_place: bool) -> Plan {
+/// while the arena does not grow. While the estimated extra instructions exceed the budget, the
+/// move (a layer's bands doubled, or the layer dropped) that grows the arena least per
+/// instruction saved is made. Last, bands are widened as long as the arena does not grow. The
+/// plan without in-place layers is kept when it is as small.
+pub fn plan(layers: &[PlanLayer], in_place: Option<u64>) -> Plan {
     let live = liveness(layers);
     let none = place(layers, &live, &vec![None; layers.len()]);
-    if !in_place {
+    let Some(budget) = in_place else {
         return none;
-    }
+    };
+    let shift = |i: usize, k: usize| layers[i].in_place_shifts.get(k).copied().flatten();
+    let spent = |on: &[Option<usize>]| -> u64 {
+        on.iter()
+            .enumerate()
+            .filter_map(|(i, k)| k.map(|k| layers[i].band_overheads.get(k).copied().unwrap_or(0)))
+            .fold(0u64, |a, b| a.saturating_add(b))
+    };
     let mut on: Vec<Option<usize>> = (0..layers.len())
         .map(|i| may_run_in_place(layers, &live, i).then_some(0))
         .collect();
@@ -117,9 +129,10 @@ pub fn plan(layers: &[PlanLayer], in_place: bool) -> Plan {
             if on[i].is_none() {
                 continue;
             }
+            let k = on[i];
             on[i] = None;
             let p = place(layers, &live, &on);
-            on[i] = Some(0);
+            on[i] = k;
             if p.arena_bytes <= drop.as_ref().map_or(best.arena_bytes, |d| d.1.arena_bytes) {
                 drop = Some((i, p));
             }
@@ -130,21 +143,47 @@ pub fn plan(layers: &[PlanLayer], in_place: bool) -> Plan {
         on[i] = None;
         best = p;
     }
+    // Within the budget: each move doubles a layer's bands or drops it, the one that grows the
+    // arena least per estimated instruction saved (the moves only ever widen or drop: bounded).
+    while spent(&on) > budget {
+        let now = spent(&on);
+        let mut pick: Option<(u128, Vec<Option<usize>>, Plan)> = None;
+        for i in 0..layers.len() {
+            let Some(k) = on[i] else {
+                continue;
+            };
+            let wider = (k + 1..BAND_CHOICES).find(|&w| shift(i, w).is_some());
+            for next in [wider.map(Some), Some(None)].into_iter().flatten() {
+                let mut trial = on.clone();
+                trial[i] = next;
+                let saved = now.saturating_sub(spent(&trial));
+                if saved == 0 {
+                    continue;
+                }
+                let p = place(layers, &live, &trial);
+                let grown = p.arena_bytes.saturating_sub(best.arena_bytes) as u128;
+                // Arena bytes per 2^20 instructions saved, compared without division.
+                let score = (grown << 20) / saved as u128;
+                if pick.as_ref().is_none_or(|(s, _, _)| score < *s) {
+                    pick = Some((score, trial, p));
+                }
+            }
+        }
+        let Some((_, trial, p)) = pick else {
+            break;
+        };
+        on = trial;
+        best = p;
+    }
     if none.arena_bytes <= best.arena_bytes {
         return none;
     }
     for i in 0..layers.len() {
         while let Some(k) = on[i] {
-            if layers[i]
-                .in_place_shifts
-                .get(k + 1)
-                .copied()
-                .flatten()
-                .is_none()
-            {
+            let Some(w) = (k + 1..BAND_CHOICES).find(|&w| shift(i, w).is_some()) else {
                 break;
-            }
-            on[i] = Some(k + 1);
+            };
+            on[i] = Some(w);
             let p = place(layers, &live, &on);
             if p.arena_bytes <= best.arena_bytes {
                 best = p;
@@ -329,6 +368,7 @@ mod tests {
             output_bytes: bytes,
             scratch_bytes: 0,
             in_place_shifts: [None; BAND_CHOICES],
+            band_overheads: [0; BAND_CHOICES],
         }
     }
 
@@ -341,7 +381,7 @@ mod tests {
                 layer(LayerKind::Conv2d, 1, None, 50),
                 layer(LayerKind::Conv2d, 2, None, 100),
             ],
-            true,
+            Some(0),
         );
         assert_eq!(p.peak_live_bytes, 150);
         assert_eq!(p.arena_bytes, 150);
@@ -359,7 +399,7 @@ mod tests {
                 layer(LayerKind::Add, 1, Some(2), 64),
                 layer(LayerKind::Flatten, 3, None, 64),
             ],
-            false,
+            None,
         );
         assert_eq!(p.peak_live_bytes, 192);
         assert_eq!(p.arena_bytes, 192);
@@ -388,10 +428,10 @@ mod tests {
         for (l, d) in layers.iter_mut().zip([0, 16, 16, 8]) {
             l.in_place_shifts[0] = Some(d);
         }
-        let off = plan(&layers, false);
+        let off = plan(&layers, None);
         assert_eq!(off.arena_bytes, 192);
         assert_eq!(off.in_place, [0; 4]);
-        let p = plan(&layers, true);
+        let p = plan(&layers, Some(u64::MAX));
         assert_eq!(p.in_place, [0, 0, 1, 1]);
         assert_eq!(p.arena_bytes, 64 + 88);
         assert_eq!(p.peak_live_bytes, 192);
@@ -399,6 +439,41 @@ mod tests {
         assert_eq!(o[2] - o[3], 16);
         assert_eq!(o[3] - o[4], 8);
         assert!(o[1] + 64 <= o[4] || o[2] + 64 <= o[1]);
+    }
+
+    #[test]
+    fn the_budget_limits_in_place_layers() {
+        // The residual block above, each in-place layer estimated at 100 extra instructions
+        // with one row per band, 10 with two (a wider margin).
+        let mut layers = [
+            layer(LayerKind::Conv2d, 0, None, 64),
+            layer(LayerKind::Conv2d, 1, None, 64),
+            layer(LayerKind::Conv2d, 2, None, 64),
+            layer(LayerKind::Add, 3, Some(1), 64),
+        ];
+        for (l, d) in layers.iter_mut().zip([0, 16, 16, 8]) {
+            l.in_place_shifts[0] = Some(d);
+            l.in_place_shifts[1] = Some(2 * d);
+            l.band_overheads[0] = 100;
+            l.band_overheads[1] = 10;
+        }
+        let free = plan(&layers, Some(u64::MAX));
+        assert_eq!(free.in_place, [0, 0, 1, 1]);
+        // 150: one layer's bands doubled (the cheaper arena growth), the other kept.
+        let p = plan(&layers, Some(150));
+        let spent: u64 = p
+            .in_place
+            .iter()
+            .map(|&r| match r {
+                1 => 100,
+                2 => 10,
+                _ => 0,
+            })
+            .sum();
+        assert!(spent <= 150 && p.in_place.iter().filter(|&&r| r > 0).count() == 2);
+        assert!(p.arena_bytes > free.arena_bytes && p.arena_bytes < 192);
+        // Nothing affordable: every tensor apart.
+        assert_eq!(plan(&layers, Some(5)), plan(&layers, None));
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! The model file: write/read round trip, the committed version-1 fixture, and corruption of every
 //! kind returning an `Err` without a panic.
 
-use bitspike_core::format::writer::write;
+use bitspike_core::format::writer::{write, write_planned, Budget};
 use bitspike_core::format::{
     crc32, parse_header, FormatError, LayerField, ModelFile, TensorField, HEADER_LEN,
     LAYER_RECORD_LEN, MAX_LAYERS, TENSOR_RECORD_LEN, VERSION,
@@ -733,7 +733,7 @@ fn chain() -> bitspike_core::def::ModelDef {
 
 #[test]
 fn in_place_layers_are_checked() {
-    let bytes = write(&chain()).unwrap();
+    let bytes = write_planned(&chain(), Budget::Instructions(u64::MAX)).unwrap();
     let file = ModelFile::parse(&bytes).unwrap();
     let rows: Vec<u8> = (0..3).map(|i| file.layer(i).in_place_rows).collect();
     assert_eq!(
@@ -746,7 +746,7 @@ fn in_place_layers_are_checked() {
         t1 >= t2 + 64,
         "layer 1's output starts two rows below its input"
     );
-    let off = bitspike_core::format::writer::write_planned(&chain(), false).unwrap();
+    let off = write_planned(&chain(), Budget::None).unwrap();
     let apart = ModelFile::parse(&off).unwrap().header().arena_bytes;
     // Apart: two 256-byte tensors at once; in place: one with 128 bytes of overlap margin.
     assert_eq!(apart - file.header().arena_bytes, 256 - 128);

@@ -716,20 +716,25 @@ pub fn avg_pool(g: &Geometry, stage: &Stage<'_>, input: &[u8], output: &mut [u8]
             _ => None,
         };
         let rq = [0, 1, 2, 3].map(|i| fast(&outs[i]));
-        let high = rq[0].map(|r| r.high_word());
-        let same = (0..step).all(|i| rq[i].is_some() && rq[i].map(|r| r.high_word()) == high);
         let pool = Pool {
             g,
             input,
             c0,
             lanes,
         };
-        match (same, high) {
-            (true, Some(true)) => pool.channels::<true, true>(&outs, &rq, output),
-            (true, Some(false)) => pool.channels::<true, false>(&outs, &rq, output),
-            _ => pool.channels::<false, false>(&outs, &rq, output),
+        if (0..step).all(|i| rq[i].is_some()) {
+            pool.channels::<true>(&outs, &rq, output);
+        } else {
+            pool.channels::<false>(&outs, &rq, output);
         }
     }
+}
+
+/// `out.store(output, at, acc)` out of line: the general output step, kept out of the pool's
+/// unrolled loops.
+#[inline(never)]
+fn store_one(out: &super::ChannelStage<'_, '_>, output: &mut [u8], at: usize, acc: i32) {
+    out.store(output, at, acc);
 }
 
 /// One block of an average pool's channels (four channels from `c0` with `lanes`, else one).
@@ -741,10 +746,10 @@ struct Pool<'p> {
 }
 
 impl Pool<'_> {
-    /// Every output pixel of the block; with `FAST`, through the right-shift requantizers `rq`
-    /// (all with high word `HIGH`), else through `outs`.
+    /// Every output pixel of the block; with `FAST`, through the requantizers `rq` (a shift
+    /// that cannot saturate, then the right-shift step), else through `outs`.
     #[inline(always)]
-    fn channels<const FAST: bool, const HIGH: bool>(
+    fn channels<const FAST: bool>(
         &self,
         outs: &[super::ChannelStage<'_, '_>; 4],
         rq: &[Option<bitspike_core::quant::Requantizer>; 4],
@@ -759,10 +764,10 @@ impl Pool<'_> {
         let mut put = |at: usize, i: usize, acc: i32| {
             if FAST {
                 if let (Some(r), Some(o)) = (rq[i], output.get_mut(at + i)) {
-                    *o = r.apply_right_as::<HIGH>(acc << r.left_shift());
+                    *o = r.apply_right(acc << r.left_shift());
                 }
             } else {
-                outs[i].store(output, at + i, acc);
+                store_one(&outs[i], output, at + i, acc);
             }
         };
         let win = g.window;
@@ -776,42 +781,22 @@ impl Pool<'_> {
             && win.pw == 0
             && (oh.saturating_sub(1) * sh + kh) <= g.input.h as usize
             && (ow.saturating_sub(1) * sw + kw) <= iw;
-        if self.lanes && inside {
-            // Every window lies inside the input, whole: no clipping per pixel.
+        if self.lanes && inside && kh == 2 && kw == 2 {
+            // The common 2x2 window, inside the input: four word loads per pixel, no clipping.
             for oy in 0..oh {
                 let mut first = oy * sh * iw * c_n + c0;
                 for ox in 0..ow {
                     let at = (oy * ow + ox) * c_n + c0;
+                    let below = first + iw * c_n;
                     let (mut even, mut odd) = (0u32, 0u32);
-                    if kh == 2 && kw == 2 {
-                        // The common 2x2 window: four words, no loop.
-                        let below = first + iw * c_n;
-                        for v in [
-                            word(input, first),
-                            word(input, first + c_n),
-                            word(input, below),
-                            word(input, below + c_n),
-                        ] {
-                            even += v & M;
-                            odd += (v >> 8) & M;
-                        }
-                        put(at, 0, (even & 0xFFFF) as i32);
-                        put(at, 1, (odd & 0xFFFF) as i32);
-                        put(at, 2, (even >> 16) as i32);
-                        put(at, 3, (odd >> 16) as i32);
-                        first += sw * c_n;
-                        continue;
-                    }
-                    let mut row = first;
-                    for _ in 0..kh {
-                        let mut a = row;
-                        for _ in 0..kw {
-                            let v = word(input, a);
-                            even += v & M;
-                            odd += (v >> 8) & M;
-                            a += c_n;
-                        }
-                        row += iw * c_n;
+                    for v in [
+                        word(input, first),
+                        word(input, first + c_n),
+                        word(input, below),
+                        word(input, below + c_n),
+                    ] {
+                        even += v & M;
+                        odd += (v >> 8) & M;
                     }
                     put(at, 0, (even & 0xFFFF) as i32);
                     put(at, 1, (odd & 0xFFFF) as i32);

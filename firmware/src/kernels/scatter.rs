@@ -73,6 +73,7 @@ fn transpose(
 }
 
 /// Event-driven 2-D convolution (one group); `false`, writing nothing, when it cannot run.
+#[inline(never)]
 pub fn conv2d(
     g: &Geometry,
     w: &Weights<'_>,
@@ -173,6 +174,7 @@ pub fn conv2d(
 }
 
 /// Event-driven fully connected layer; `false`, writing nothing, when it cannot run.
+#[inline(never)]
 pub fn dense(
     g: &Geometry,
     w: &Weights<'_>,

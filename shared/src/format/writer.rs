@@ -2,7 +2,7 @@
 //!
 //! [`write()`] serializes a [`ModelDef`] into the version-1 layout drawn in [`crate::format`],
 //! plans the arena ([`crate::plan`]; row-local layers run in place where that makes the arena
-//! smaller, in bands as wide as the arena allows), and then parses its own output with the same reader the
+//! smaller, adding at most 1 % to the estimated instructions), and then parses its own output with the same reader the
 //! device uses, so that a file it returns is one every runtime accepts.
 
 use core::fmt;
@@ -114,15 +114,29 @@ fn check_len(
     Ok(())
 }
 
+/// The in-place layers may add at most `1 / IN_PLACE_SHARE` of the network's estimated
+/// instructions ([`band::cost`], [`band::overhead`]).
+pub const IN_PLACE_SHARE: u64 = 100;
+
 /// Serialize `def` into a version-1 model file, with in-place layers where they make the arena
-/// smaller.
+/// smaller (within [`IN_PLACE_SHARE`]).
 pub fn write(def: &ModelDef) -> Result<Vec<u8>, WriteError> {
-    write_planned(def, true)
+    write_planned(def, Budget::Share(IN_PLACE_SHARE))
 }
 
-/// Serialize `def` into a version-1 model file; `in_place` false plans every tensor apart from
-/// its inputs (every intermediate tensor then survives its layer, for debugging).
-pub fn write_planned(def: &ModelDef, in_place: bool) -> Result<Vec<u8>, WriteError> {
+/// How many extra instructions in-place layers may cost ([`write_planned`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Budget {
+    /// No in-place layers: every intermediate tensor survives its layer (for debugging).
+    None,
+    /// At most `1 / n` of the network's estimated instructions.
+    Share(u64),
+    /// At most this many estimated instructions.
+    Instructions(u64),
+}
+
+/// Serialize `def` into a version-1 model file, with in-place layers within `budget`.
+pub fn write_planned(def: &ModelDef, budget: Budget) -> Result<Vec<u8>, WriteError> {
     let layers = def.layers.len();
     if layers == 0 || layers > MAX_LAYERS {
         return Err(WriteError::TooLarge);
@@ -173,9 +187,17 @@ pub fn write_planned(def: &ModelDef, in_place: bool) -> Result<Vec<u8>, WriteErr
                     band::in_place_shift(&geoms[i], 1 << k, inp, out)
                         .and_then(|d| usize::try_from(d).ok())
                 }),
+                band_overheads: core::array::from_fn(|k| {
+                    let levels = tensors[l.input as usize].levels;
+                    band::overhead(&geoms[i], l.weight_bits, levels, 1 << k)
+                }),
             })
             .collect::<Vec<_>>(),
-        in_place,
+        match budget {
+            Budget::None => None,
+            Budget::Share(n) => Some(geoms.iter().map(band::cost).sum::<u64>() / n.max(1)),
+            Budget::Instructions(n) => Some(n),
+        },
     );
 
     let n_tensors = layers + 1;
