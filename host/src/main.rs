@@ -193,13 +193,18 @@ enum Command {
         /// Where to write the model file.
         #[arg(long)]
         out: PathBuf,
+        /// Plan every tensor apart, no layer in place (every intermediate tensor survives its
+        /// layer; for debugging and for comparison).
+        #[arg(long)]
+        no_in_place: bool,
     },
     /// Run a model with the host integer executor on random inputs and write golden vectors.
     Golden {
         /// The model file.
         #[arg(long)]
         model: PathBuf,
-        /// Number of vectors: all-zero, all-maximum, then random codes.
+        /// Number of vectors: all-zero, all-maximum, then random codes (all random with
+        /// `--random`).
         #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=100_000))]
         count: u32,
         /// Seed of the random inputs.
@@ -212,6 +217,10 @@ enum Command {
         /// a board run must fail (the runner's self-test).
         #[arg(long, value_name = "K")]
         perturb: Option<usize>,
+        /// Random codes only, without the all-zero and all-maximum vectors (for timing kernels
+        /// whose work depends on the data, such as the event-driven ones).
+        #[arg(long)]
+        random: bool,
     },
 }
 
@@ -933,8 +942,15 @@ fn run(cli: Cli) -> Result<ExitCode> {
             bits,
             seed,
             out,
+            no_in_place,
         } => {
-            let bytes = write(&builtin::build(arch, bits, seed))
+            use bitspike_core::format::writer::{write_planned, Budget, IN_PLACE_SHARE};
+            let budget = if no_in_place {
+                Budget::None
+            } else {
+                Budget::Share(IN_PLACE_SHARE)
+            };
+            let bytes = write_planned(&builtin::build(arch, bits, seed), budget)
                 .with_context(|| format!("exporting {arch:?}"))?;
             write_file(&out, &bytes)?;
             println!("wrote {} ({} bytes)", out.display(), bytes.len());
@@ -945,7 +961,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
             seed,
             out,
             perturb,
-        } => golden(&model, count as usize, seed, &out, perturb)?,
+            random,
+        } => golden(&model, count as usize, seed, &out, perturb, random)?,
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -1722,15 +1739,22 @@ fn report(run: &RunDir) -> Result<()> {
     Ok(())
 }
 
-fn golden(path: &Path, count: usize, seed: u64, out: &Path, perturb: Option<usize>) -> Result<()> {
+fn golden(
+    path: &Path,
+    count: usize,
+    seed: u64,
+    out: &Path,
+    perturb: Option<usize>,
+    random: bool,
+) -> Result<()> {
     let bytes = read(path)?;
     let model = load_model(&bytes, path)?;
     let (n, levels) = (model.input_len(), model.file().input().levels);
     let mut rng = Rng::new(seed);
     let inputs: Vec<Vec<u8>> = (0..count)
         .map(|k| match k {
-            0 => vec![0; n],
-            1 => vec![levels; n],
+            0 if !random => vec![0; n],
+            1 if !random => vec![levels; n],
             _ => rng.codes(n, levels),
         })
         .collect();

@@ -443,3 +443,35 @@ fn corrupt_model_file_is_one_line() {
     let o = bitspike(&["train", "qat", "--dataset", "cifar", "--out", "x"]);
     assert_eq!(o.status.code(), Some(2));
 }
+
+/// `model --no-in-place` plans every tensor apart: ResNet-8's arena is then its 52 003 B
+/// (three 16 KB tensors and a scratch), against at most 40 KB with its layers in place.
+#[test]
+fn model_without_in_place_layers() {
+    let dir = tmp("inplace");
+    let arena = |extra: &[&str], name: &str| {
+        let path = dir.join(name);
+        let mut args = vec![
+            "model",
+            "--arch",
+            "resnet8",
+            "--out",
+            path.to_str().unwrap(),
+        ];
+        args.extend_from_slice(extra);
+        assert!(bitspike(&args).status.success());
+        let bytes = std::fs::read(&path).unwrap();
+        let f = bitspike_core::format::ModelFile::parse(&bytes).unwrap();
+        let rows = (0..f.layer_count())
+            .filter(|&i| f.layer(i).in_place_rows > 0)
+            .count();
+        (f.header().arena_bytes, rows)
+    };
+    let (apart, none) = arena(&["--no-in-place"], "apart.bsm");
+    let (planned, some) = arena(&[], "planned.bsm");
+    assert_eq!((apart, none), (52_003, 0));
+    assert!(
+        planned <= 40 * 1024 && some > 0,
+        "{planned} B, {some} layers in place"
+    );
+}

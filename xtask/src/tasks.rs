@@ -39,6 +39,16 @@ fn work_dir(sub: &str) -> Result<PathBuf, String> {
 
 /// Golden vectors for `model`: the given file, or `count` fresh ones from the host executor.
 pub fn vectors_for(model: &Path, given: Option<&Path>, count: u32) -> Result<PathBuf, String> {
+    vectors_with(model, given, count, false)
+}
+
+/// [`vectors_for`]; with `random`, random codes only (no all-zero and all-maximum vectors).
+pub fn vectors_with(
+    model: &Path,
+    given: Option<&Path>,
+    count: u32,
+    random: bool,
+) -> Result<PathBuf, String> {
     if let Some(v) = given {
         return Ok(v.to_path_buf());
     }
@@ -47,15 +57,18 @@ pub fn vectors_for(model: &Path, given: Option<&Path>, count: u32) -> Result<Pat
         .map(|s| s.to_string_lossy().into_owned())
         .unwrap_or_else(|| "model".into());
     let out = work_dir("vectors")?.join(format!("{stem}.bsv"));
-    bitspike(&[
-        "golden",
-        "--model",
-        &model.to_string_lossy(),
-        "--count",
-        &count.to_string(),
-        "--out",
-        &out.to_string_lossy(),
-    ])?;
+    let (model, count, out_s) = (
+        model.to_string_lossy(),
+        count.to_string(),
+        out.to_string_lossy(),
+    );
+    let mut args = vec![
+        "golden", "--model", &model, "--count", &count, "--out", &out_s,
+    ];
+    if random {
+        args.push("--random");
+    }
+    bitspike(&args)?;
     Ok(out)
 }
 
@@ -796,7 +809,9 @@ pub fn bench(board: &str) -> Result<(), String> {
             "--out",
             &model.to_string_lossy(),
         ])?;
-        let vectors = vectors_for(&model, None, count)?;
+        // Random inputs: the event-driven kernels' work depends on the data, and an all-zero
+        // image would time them at almost nothing.
+        let vectors = vectors_with(&model, None, count, true)?;
         let f = measured(&board, label, &model, Data::Embedded(&vectors))?;
         print!("{}", f.table(&board));
         let layers = layer_table(&board, &model, &f)?;
@@ -804,7 +819,8 @@ pub fn bench(board: &str) -> Result<(), String> {
         rows.push((f, layers));
     }
     let mut md = format!(
-        "# Benchmarks on {}\n\nMade by `cargo xtask bench --board {}`: random weights (speed, memory and bit-exactness do not depend on them), \
+        "# Benchmarks on {}\n\nMade by `cargo xtask bench --board {}`: random weights (speed, memory and bit-exactness do not depend on them) \
+         and random input codes (the event-driven kernels' speed does), \
          the runtime's default kernels for the board's core, release profile of `boards/Cargo.toml`. \
          Instructions are QEMU TCG counts between the inference markers (not cycles); MACs count \
          the products inside the input (padding skipped); for a spiking model, instructions per MAC \
