@@ -133,7 +133,7 @@ pub const fn events_scratch_bytes(g: &Geometry, bits: u8) -> u32 {
 /// Whether, without the DSP extension, convolution `g` (`bits`-bit weights over input codes up
 /// to `levels`) runs faster on the scatter kernels than on the row kernel even on dense inputs:
 /// a convolution with one group that the pairs kernel cannot take (too many input levels, as an
-/// 8-bit image). Measured on ResNet-8's first layer (32x32x3, 8-bit image, 16 channels): 7.1 M
+/// 8-bit image). Measured on ResNet-8's first layer (32x32x3, 8-bit image, 16 channels): 7.2 M
 /// instructions as Armv6-M code against 9.5 M on the row kernel, 4.7 M against 6.4 M on the
 /// Cortex-M3, over uniformly random images. The writer gives such a layer the scatter kernels'
 /// scratch.
