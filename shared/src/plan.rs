@@ -6,9 +6,16 @@
 //! so the pair is one buffer live over both lifetimes. The network input is read from the caller's
 //! buffer and takes no arena. A layer's scratch is live during its own step only.
 //!
-//! Placement is greedy by size (largest first), each buffer at the lowest 4-aligned offset clear
-//! of every placed buffer whose lifetime overlaps (the strategy of tflite-micro's greedy planner).
-//! The reader checks the result independently ([`crate::format::ModelFile::parse`]).
+//! In place: a row-local layer whose input no later layer reads may write its output a few rows
+//! below that input and overwrite it as it goes ([`crate::band`]); the input, the output and the
+//! chain of in-place layers before form one rigid buffer, each tensor in it live over its own
+//! steps. [`plan`] chooses such layers where they make the arena smaller, within a budget of
+//! extra instructions.
+//!
+//! Placement is greedy by size (largest first), each buffer at the lowest 4-aligned offset where
+//! it is clear of every placed buffer live at the same steps (the strategy of tflite-micro's
+//! greedy planner). The reader checks the result independently
+//! ([`crate::format::ModelFile::parse`]).
 
 use crate::format::NONE;
 use crate::layer::LayerKind;
