@@ -1812,8 +1812,8 @@ fn density_line(densities: &[u8], images: usize) -> String {
     let shown: Vec<String> = densities
         .iter()
         .enumerate()
-        .filter(|(_, &d)| d != 0)
-        .map(|(i, &d)| {
+        .filter_map(|(i, &d)| bitspike::report::density_percent(d).map(|p| (i, d, p)))
+        .map(|(i, d, p)| {
             let on: Vec<&str> = [Isa::Dsp, Isa::Portable]
                 .into_iter()
                 .filter(|&isa| events_pay(isa, d))
@@ -1824,7 +1824,7 @@ fn density_line(densities: &[u8], images: usize) -> String {
             } else {
                 format!(" (event-driven on {})", on.join(", "))
             };
-            format!("layer {i} {:.1} %{on}", 100.0 * (d - 1) as f64 / 254.0)
+            format!("layer {i} {p:.1} %{on}")
         })
         .collect();
     format!(

@@ -128,6 +128,12 @@ impl Summary {
     }
 }
 
+/// The percentage of nonzero inputs a model file's density byte stands for (`None`: not measured;
+/// the byte is `1 + round(254 x fraction)`, `bitspike_core::kernel::density`).
+pub fn density_percent(byte: u8) -> Option<f64> {
+    (byte != 0).then(|| 100.0 * (byte - 1) as f64 / 254.0)
+}
+
 fn shape(s: Shape) -> String {
     format!("{}x{}x{}", s.h, s.w, s.c)
 }
@@ -153,12 +159,9 @@ impl fmt::Display for Summary {
             } else {
                 format!("{}, {}", dsp.kernel.name(), other.kernel.name())
             };
-            let kernel = match r.input_density {
-                0 => kernel,
-                d => format!(
-                    "{kernel} ({:.0} % of inputs nonzero)",
-                    100.0 * (d - 1) as f64 / 254.0
-                ),
+            let kernel = match density_percent(r.input_density) {
+                None => kernel,
+                Some(p) => format!("{kernel} ({p:.0} % of inputs nonzero)"),
             };
             let kernel = match r.in_place_rows {
                 0 => kernel,

@@ -117,7 +117,17 @@ pub fn plan(layers: &[PlanLayer], in_place: Option<u64>) -> Plan {
     let Some(budget) = in_place else {
         return none;
     };
-    let shift = |i: usize, k: usize| layers[i].in_place_shifts.get(k).copied().flatten();
+    // The next wider band layer `i` may run with after `2^k` rows.
+    let wider = |i: usize, k: usize| {
+        (k + 1..BAND_CHOICES).find(|&w| {
+            layers[i]
+                .in_place_shifts
+                .get(w)
+                .copied()
+                .flatten()
+                .is_some()
+        })
+    };
     let spent = |on: &[Option<usize>]| -> u64 {
         on.iter()
             .enumerate()
@@ -159,7 +169,7 @@ pub fn plan(layers: &[PlanLayer], in_place: Option<u64>) -> Plan {
             let Some(k) = on[i] else {
                 continue;
             };
-            let wider = (k + 1..BAND_CHOICES).find(|&w| shift(i, w).is_some());
+            let wider = wider(i, k);
             for next in [wider.map(Some), Some(None)].into_iter().flatten() {
                 let mut trial = on.clone();
                 trial[i] = next;
@@ -187,7 +197,7 @@ pub fn plan(layers: &[PlanLayer], in_place: Option<u64>) -> Plan {
     }
     for i in 0..layers.len() {
         while let Some(k) = on[i] {
-            let Some(w) = (k + 1..BAND_CHOICES).find(|&w| shift(i, w).is_some()) else {
+            let Some(w) = wider(i, k) else {
                 break;
             };
             on[i] = Some(w);
@@ -420,18 +430,23 @@ mod tests {
         assert_eq!(offs, [0, 64, 128]);
     }
 
+    /// in -> t1 (64) -> t2 (64) -> t3 (64) -> add(t3, t1) = t4 (64).
+    fn residual_block() -> [PlanLayer; 4] {
+        [
+            layer(LayerKind::Conv2d, 0, None, 64),
+            layer(LayerKind::Conv2d, 1, None, 64),
+            layer(LayerKind::Conv2d, 2, None, 64),
+            layer(LayerKind::Add, 3, Some(1), 64),
+        ]
+    }
+
     #[test]
     fn residual_block_runs_in_place() {
         // in -> t1 (64) -> t2 (64) -> t3 (64) -> add(t3, t1) = t4 (64). Without in-place layers
         // t1, t2 and t3 are live together (192 B). Layer 1 reads t1, still needed by the add:
         // not in place. Layer 2 overwrites t2 from 16 B below it, the add overwrites t3 from
         // 8 B below: t1 plus t2, t3 and t4 in one buffer of 64 + 16 + 8 bytes.
-        let mut layers = [
-            layer(LayerKind::Conv2d, 0, None, 64),
-            layer(LayerKind::Conv2d, 1, None, 64),
-            layer(LayerKind::Conv2d, 2, None, 64),
-            layer(LayerKind::Add, 3, Some(1), 64),
-        ];
+        let mut layers = residual_block();
         for (l, d) in layers.iter_mut().zip([0, 16, 16, 8]) {
             l.in_place_shifts[0] = Some(d);
         }
@@ -452,12 +467,7 @@ mod tests {
     fn the_budget_limits_in_place_layers() {
         // The residual block above, each in-place layer estimated at 100 extra instructions
         // with one row per band, 10 with two (a wider margin).
-        let mut layers = [
-            layer(LayerKind::Conv2d, 0, None, 64),
-            layer(LayerKind::Conv2d, 1, None, 64),
-            layer(LayerKind::Conv2d, 2, None, 64),
-            layer(LayerKind::Add, 3, Some(1), 64),
-        ];
+        let mut layers = residual_block();
         for (l, d) in layers.iter_mut().zip([0, 16, 16, 8]) {
             l.in_place_shifts[0] = Some(d);
             l.in_place_shifts[1] = Some(2 * d);

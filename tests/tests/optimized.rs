@@ -661,16 +661,8 @@ fn avg_pool_large_windows_equal_reference() {
             ph: 0,
             pw: 0,
         };
-        let input = Shape::new(kh as u16 + 1, kw as u16 + 2, c);
-        let output = bitspike_core::layer::infer_output(LayerKind::AvgPool, window, 1, 0, input)
-            .expect("a valid pool");
-        let g = Geometry {
-            kind: LayerKind::AvgPool,
-            window,
-            groups: 1,
-            input,
-            output,
-        };
+        let g = avg_pool_geometry(window, Shape::new(kh as u16 + 1, kw as u16 + 2, c));
+        let (input, output) = (g.input, g.output);
         let codes = vec![255u8; input.len()];
         let n = c as usize;
         // Multiplier 0.5, shift 8: the code is the sum / 512, so a wrapped lane would show.
@@ -691,6 +683,19 @@ fn avg_pool_large_windows_equal_reference() {
     }
 }
 
+/// An average pool of `window` over `input`.
+fn avg_pool_geometry(window: Window, input: Shape) -> Geometry {
+    let output = bitspike_core::layer::infer_output(LayerKind::AvgPool, window, 1, 0, input)
+        .expect("a valid pool");
+    Geometry {
+        kind: LayerKind::AvgPool,
+        window,
+        groups: 1,
+        input,
+        output,
+    }
+}
+
 /// The 2x2 stride-2 pool (the common case, a path of its own) with every shift kind the
 /// prepared requantizers take (left shifts that cannot saturate on a window sum, shift 0, right
 /// shifts) and one left shift large enough to saturate (the general step), mixed per channel.
@@ -702,17 +707,8 @@ fn avg_pool_two_by_two_equals_reference() {
         vec![3, 3, 3, 3, 1, 1, 1, 1],
         vec![-21, 0, 4, -1, 0, 0, 0, 0],
     ] {
-        let window = Window::square(2, 2, 0);
-        let input = Shape::new(6, 10, 8);
-        let output = bitspike_core::layer::infer_output(LayerKind::AvgPool, window, 1, 0, input)
-            .expect("a valid pool");
-        let g = Geometry {
-            kind: LayerKind::AvgPool,
-            window,
-            groups: 1,
-            input,
-            output,
-        };
+        let g = avg_pool_geometry(Window::square(2, 2, 0), Shape::new(6, 10, 8));
+        let (input, output) = (g.input, g.output);
         let codes = rng.codes(input.len(), 255);
         let mult: Vec<u8> = (0..8)
             .flat_map(|_| (rng.range(1 << 29, i32::MAX as i64) as i32).to_le_bytes())
