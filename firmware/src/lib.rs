@@ -34,7 +34,7 @@ use bitspike_core::layer::{Align, Dtype, Geometry, LayerKind};
 pub use bitspike_core;
 use bitspike_core::band;
 use bitspike_core::kernel::{self, Choice, Isa, Kernel};
-use kernels::{gather, optimized, packed, pairs, reference, scatter, Stage, Weights};
+use kernels::{gather, narrow, optimized, packed, pairs, reference, scatter, Stage, Weights};
 
 pub use ops::{LayerOps, Ops};
 
@@ -579,6 +579,9 @@ fn compute(layer: &Layer<'_>, g: &Geometry, v: Views<'_>, ops: &mut Ops) {
         (LayerKind::Conv2d, Kernel::Packed) if dsp => {
             packed::conv2d(g, w, st, a, levels, dst, sc, ops)
                 || gather::conv2d(g, w, st, a, dst, sc, ops)
+        }
+        (LayerKind::Conv2d, Kernel::Narrow) if dsp => {
+            narrow::conv2d(g, w, st, a, dst, sc, ops) || gather::conv2d(g, w, st, a, dst, sc, ops)
         }
         (LayerKind::Conv2d, Kernel::Row) => optimized::conv2d(g, w, st, a, dst, sc, ops),
         (LayerKind::Conv2d, Kernel::Pairs) if !dsp => {

@@ -202,7 +202,9 @@ impl fmt::Display for Summary {
         writeln!(
             f,
             "kernels: gather (eight output pixels per pass, inputs as 16-bit lanes in scratch, two \
-             MACs per SMLAD on the DSP), packed (4- and 2-bit weights over input codes up to 15: \
+             MACs per SMLAD on the DSP), narrow (few input channels on the DSP: each input row \
+             spread once into 16-bit lane pairs, every window a run of words, two MACs per \
+             SMLAD), packed (4- and 2-bit weights over input codes up to 15: \
              three pixels in 14-bit fields, three MACs per UMLAL on the DSP), pairs \
              (8-, 4- and 2-bit weights over input codes up to 31, without the DSP: two pixels in \
              16-bit fields, two MACs per 32-bit multiply), row \

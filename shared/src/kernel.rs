@@ -69,6 +69,11 @@ pub enum Kernel {
     Depthwise,
     /// Event-driven accumulation over spike counts (the runtime's `event-driven` feature).
     Events,
+    /// The narrow kernel, for convolutions over few input channels (an image's first layer) on
+    /// [`Isa::Dsp`]: each input row spread once into 16-bit lane pairs, so that every output
+    /// pixel's window is a run of consecutive words, two MACs per `SMLAD` without gathering
+    /// ([`narrow_layout`]).
+    Narrow,
 }
 
 impl Kernel {
@@ -84,6 +89,7 @@ impl Kernel {
             Self::Pool => "pool",
             Self::Depthwise => "depthwise",
             Self::Events => "events",
+            Self::Narrow => "narrow",
         }
     }
 }
@@ -386,6 +392,98 @@ pub const fn packable(g: &Geometry, bits: u8, levels: u8) -> bool {
         && packed_chunk(bits, levels) >= 1
 }
 
+/// The most words of lane pairs the narrow kernel's window may take (kernel rows x words per
+/// kernel row, rounded up to [`NARROW_STEP`]).
+pub const NARROW_MAX_WORDS: usize = 32;
+
+/// The narrow kernel's window words are a whole number of this many (its loop's step).
+pub const NARROW_STEP: usize = 8;
+
+/// The most scratch the narrow kernel spends on its weights as 16-bit lane pairs.
+pub const NARROW_MAX_WEIGHTS: usize = 2048;
+
+/// Layout of the narrow kernel's scratch for one layer (byte offsets from a 4-aligned start).
+///
+/// Kernel row `ky` of an output pixel's window is the run of `kw x C` codes that starts at code
+/// `s = ox x sw x C` of the input row (the row padded with `pw x C` zero codes on each side). The
+/// kernel keeps, for the `kh` input rows of one output row and each parity `p` of `s`, the
+/// words `x[2q + p] | x[2q + p + 1] << 16` at word `q x kh + ky`: the window of a pixel is then
+/// the consecutive words from `(s / 2) x kh` on, in the order (word of the run `j`, kernel row
+/// `ky`), which is how each output channel's weights are laid out as lane pairs once per layer
+/// (zero past the run and past the window).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct NarrowLayout {
+    /// Codes in a kernel row's run (`kw x C`).
+    pub run: usize,
+    /// Words of lane pairs per kernel row (`run / 2`, rounded up).
+    pub per_row: usize,
+    /// Words of a window and of a channel's weights: `kh x per_row` rounded up to
+    /// [`NARROW_STEP`].
+    pub words: usize,
+    /// Slots `q` of each parity's rows (`kh` words each).
+    pub slots: usize,
+    /// Offset of the output channels' requantization ([`TABLE_ENTRY`] bytes per channel).
+    pub table: usize,
+    /// Offset of the weights as lane pairs, `words` words per output channel.
+    pub weights: usize,
+    /// Offset of one output channel's weights unpacked to bytes (the fan-in, rounded up to 4).
+    pub row: usize,
+    /// Offset of the rows of parity 0; those of parity 1 follow at `rows + slots x kh x 4`.
+    pub rows: usize,
+    /// Bytes in all (without the up to 3 bytes that align the start).
+    pub bytes: usize,
+}
+
+/// The narrow kernel's scratch layout for convolution `g` (see [`NarrowLayout`]).
+pub const fn narrow_layout(g: &Geometry) -> NarrowLayout {
+    let c = g.input.c as usize;
+    let (kh, kw) = (g.window.kh as usize, g.window.kw as usize);
+    let run = kw * c;
+    let per_row = run.div_ceil(2);
+    let words = (kh * per_row).div_ceil(NARROW_STEP) * NARROW_STEP;
+    // A padded row holds `(iw + 2 pw) C` codes; the kernel computes pixels four at a time, so
+    // the last window starts at code `s` of pixel `ow` rounded up to 4, minus 1, and reads
+    // `words` words (`words / kh` slots, rounded up) from slot `s / 2` on.
+    let codes = (g.input.w as usize + 2 * g.window.pw as usize) * c;
+    let last = (g.output.w as usize).div_ceil(4) * 4;
+    let last = last.saturating_sub(1) * g.window.sw as usize * c / 2;
+    let start = if last > codes.div_ceil(2) {
+        last
+    } else {
+        codes.div_ceil(2)
+    };
+    let slots = start + 1 + words.div_ceil(if kh == 0 { 1 } else { kh });
+    let table = 0;
+    let weights = table + TABLE_ENTRY * g.output.c as usize;
+    let row = weights + 4 * words * g.output.c as usize;
+    let rows = row + fan_in(g).div_ceil(4) * 4;
+    NarrowLayout {
+        run,
+        per_row,
+        words,
+        slots,
+        table,
+        weights,
+        row,
+        rows,
+        bytes: rows + 2 * 4 * slots * kh,
+    }
+}
+
+/// Whether the narrow kernel runs convolution `g` on [`Isa::Dsp`]: one group, input channels
+/// that the gather kernel would copy through its byte column (`C` not a multiple of 4), a
+/// window of at most [`NARROW_MAX_WORDS`] words of lane pairs, and every channel's weights as
+/// lane pairs in at most [`NARROW_MAX_WEIGHTS`] bytes.
+pub const fn narrow(g: &Geometry) -> bool {
+    if !matches!(g.kind, LayerKind::Conv2d) || g.groups > 1 || g.input.c % 4 == 0 {
+        return false;
+    }
+    let l = narrow_layout(g);
+    l.words > 0
+        && l.words <= NARROW_MAX_WORDS
+        && l.words * 4 * (g.output.c as usize) <= NARROW_MAX_WEIGHTS
+}
+
 /// The largest input code (a tensor's `levels`) the pairs kernel takes: a field then grows by
 /// at most `31 x 128` per input and is flushed at least every 8 inputs.
 pub const PAIRS_MAX_LEVELS: u8 = 31;
@@ -436,10 +534,19 @@ const fn fast_kernel(g: &Geometry, isa: Isa) -> Option<Kernel> {
 /// Scratch bytes layer `g` with `bits`-bit weights needs for its fastest kernel on any target
 /// (0 when no kernel for it needs any), including 3 bytes for aligning the start to 4: the
 /// gather kernel's [`gather_layout`] for convolutions with one group (the row kernel that runs
-/// them without the DSP extension uses part of it); otherwise the row kernel's one output
+/// them without the DSP extension uses part of it), or the [`narrow_layout`] when it is larger
+/// and the layer is [`narrow`]; otherwise the row kernel's one output
 /// channel of weights at 8 bits (dense layers unpack rows longer than [`ROW_CHUNK`] in chunks).
 pub const fn scratch_bytes(g: &Geometry, bits: u8) -> u32 {
     let n = match fast_kernel(g, Isa::Dsp) {
+        Some(Kernel::Gather) if narrow(g) => {
+            let (a, b) = (gather_layout(g, bits).bytes, narrow_layout(g).bytes);
+            if a > b {
+                a
+            } else {
+                b
+            }
+        }
         Some(Kernel::Gather) => gather_layout(g, bits).bytes,
         Some(Kernel::Depthwise) => depthwise_layout(g).bytes,
         Some(Kernel::Row) => {
@@ -507,6 +614,7 @@ pub const fn choose(
     }
     let kernel = match fast {
         Kernel::Gather if packable(g, bits, levels) => Kernel::Packed,
+        Kernel::Gather if narrow(g) => Kernel::Narrow,
         Kernel::Row if matches!(isa, Isa::Portable) && pairable(g, bits, levels) => Kernel::Pairs,
         Kernel::Row
             if matches!(isa, Isa::Portable)
@@ -564,21 +672,64 @@ mod tests {
     #[test]
     fn scatter_takes_portable_convolutions_the_pairs_kernel_cannot() {
         // An 8-bit image into a 3x3 convolution (ResNet-8's first layer, 8x8 here).
-        let g = conv(3, 16, 3, 1);
+        // 64 pixels wide, so that the scatter kernel's row of accumulators needs more scratch
+        // than the dense kernels.
+        let mut g = conv(3, 16, 3, 1);
+        g.input.w = 64;
+        g.output.w = 64;
         let (dense, scatter) = (scratch_bytes(&g, 8), events_scratch_bytes(&g, 8));
-        let given = dense.max(scatter);
+        assert!(scatter > dense);
         let pick = |isa, levels, given| choose(&g, 8, levels, given, isa, false, false).kernel;
         assert!(scatter_beats_row(&g, 8, 255) && !scatter_beats_row(&g, 8, 15));
-        assert_eq!(pick(Isa::Portable, 255, given), Kernel::Events);
+        assert_eq!(pick(Isa::Portable, 255, scatter), Kernel::Events);
         assert_eq!(
             pick(Isa::Portable, 255, dense),
             Kernel::Row,
             "scratch too short"
         );
-        assert_eq!(pick(Isa::Portable, 15, given), Kernel::Pairs);
-        assert_eq!(pick(Isa::Dsp, 255, given), Kernel::Gather);
+        assert_eq!(pick(Isa::Portable, 15, scatter), Kernel::Pairs);
+        assert_eq!(pick(Isa::Dsp, 255, scatter), Kernel::Narrow);
         // Grouped convolutions stay on the row kernel.
         assert!(!scatter_beats_row(&conv(4, 4, 3, 2), 8, 255));
+    }
+
+    #[test]
+    fn narrow_takes_few_input_channels_on_the_dsp() {
+        // ResNet-8's first layer, 8x8: runs of 9 codes, 5 words a kernel row, 15 words of a
+        // window rounded up to 16.
+        let g = conv(3, 16, 3, 1);
+        let l = narrow_layout(&g);
+        assert_eq!((l.run, l.per_row, l.words), (9, 5, 16));
+        // A padded row holds 30 codes (15 slots); the last four pixels' windows start at slot
+        // 10 and read 16 words, 6 slots of 3: slots 15 + 1 + 6.
+        assert_eq!(l.slots, 22);
+        assert_eq!(l.weights, 16 * TABLE_ENTRY);
+        assert_eq!(l.row - l.weights, 16 * 16 * 4);
+        assert_eq!(l.rows - l.row, 28);
+        assert_eq!(l.bytes - l.rows, 2 * 4 * 22 * 3);
+        let need = scratch_bytes(&g, 8);
+        let pick = |g: &Geometry, bits, levels| {
+            choose(g, bits, levels, u32::MAX, Isa::Dsp, false, false).kernel
+        };
+        assert_eq!(pick(&g, 8, 255), Kernel::Narrow);
+        assert_eq!(pick(&g, 4, 255), Kernel::Narrow);
+        // Low-bit weights over few levels stay on the packed kernel; a multiple of four input
+        // channels gathers without the byte column; portable targets keep their kernels.
+        let two = conv(1, 16, 2, 1);
+        assert!(narrow(&two) && packable(&two, 4, 15));
+        assert_eq!(pick(&two, 4, 15), Kernel::Packed);
+        assert_eq!(pick(&conv(4, 16, 3, 1), 8, 255), Kernel::Gather);
+        assert_ne!(
+            choose(&g, 8, 255, need, Isa::Portable, false, false).kernel,
+            Kernel::Narrow
+        );
+        // A window of more than 32 words, or weights over 2 KB, stays on the gather kernel.
+        assert!(!narrow(&conv(7, 16, 5, 1)));
+        assert!(!narrow(&conv(3, 64, 3, 1)));
+        assert!(narrow(&conv(3, 32, 3, 1)));
+        // Too little scratch for the layout: the reference kernel, as for every kernel.
+        let c = choose(&g, 8, 255, need - 1, Isa::Dsp, false, false);
+        assert_eq!(c.kernel, Kernel::Reference);
     }
 
     #[test]
@@ -596,15 +747,16 @@ mod tests {
         assert_eq!(gather_layout(&g, 4).padded, 32);
         assert_eq!(gather_layout(&g, 2).padded, 32);
         assert_eq!(gather_layout(&g, 8).padded, 28);
-        assert_eq!(
-            scratch_bytes(&g, 8),
-            (28 * 18 + 16 * 16 + 27 * 4 + 3) as u32
-        );
+        assert_eq!(gather_layout(&g, 8).bytes, 28 * 18 + 16 * 16 + 27 * 4);
         // Rows not read in place are kept unpacked when they are small: 16 rows of 32 bytes.
         assert_eq!(
-            scratch_bytes(&g, 4),
-            (32 * 18 + 16 * 16 + 16 * 32 + 27 * 4 + 3) as u32
+            gather_layout(&g, 4).bytes,
+            32 * 18 + 16 * 16 + 16 * 32 + 27 * 4
         );
+        // Three input channels: the narrow kernel's layout is the larger, and the one reserved.
+        assert!(narrow(&g));
+        assert_eq!(scratch_bytes(&g, 8), narrow_layout(&g).bytes as u32 + 3);
+        assert_eq!(scratch_bytes(&g, 4), narrow_layout(&g).bytes as u32 + 3);
         assert_eq!(gather_layout(&g, 4).unpacked_bytes, 512);
         assert_eq!(gather_layout(&conv(300, 16, 3, 1), 3).unpacked_bytes, 0);
         assert_eq!(gather_layout(&conv(16, 16, 3, 1), 4).unpacked_bytes, 0);

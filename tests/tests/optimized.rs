@@ -23,8 +23,8 @@ use bitspike_core::layer::{Geometry, LayerKind, Shape, Window};
 use bitspike_core::pack::{pack, packed_len};
 use bitspike_rt::kernels::gather::lanes;
 use bitspike_rt::kernels::{
-    optimized, reference, Depthwise, DepthwiseChannels, DepthwiseWords, Events, Gather, Reference,
-    Row, Scatter, Stage, WeightedKernel, Weights,
+    optimized, reference, Depthwise, DepthwiseChannels, DepthwiseWords, Events, Gather, Narrow,
+    Reference, Row, Scatter, Stage, WeightedKernel, Weights,
 };
 use bitspike_rt::kernels::{packed, pairs};
 use bitspike_rt::Ops;
@@ -463,6 +463,7 @@ proptest! {
         let c = case(g, bits, seed, bias, raw, levels);
         check::<Row>(&c, true)?;
         check::<Gather>(&c, g.groups == 1)?;
+        check::<Narrow>(&c, bitspike_core::kernel::narrow(&g))?;
         let dw = g.groups > 1 && g.input.c == g.groups && g.output.c == g.groups;
         check::<Depthwise>(&c, dw)?;
         let k = g.window.kh as usize * g.window.kw as usize;

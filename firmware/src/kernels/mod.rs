@@ -12,6 +12,7 @@
 #[cfg(bitspike_dsp)]
 mod dsp;
 pub mod gather;
+pub mod narrow;
 pub mod optimized;
 pub mod packed;
 pub mod pairs;
@@ -74,6 +75,8 @@ pub struct Reference;
 pub struct Row;
 /// The gather convolution ([`gather`]); dense layers decline (they run on [`Row`]).
 pub struct Gather;
+/// The narrow convolution ([`narrow`]) for few input channels; other layers decline.
+pub struct Narrow;
 /// The event-driven row kernels for spike counts ([`optimized::conv2d_events`]): every input
 /// visited, zero codes skipped (what [`Scatter`] falls back to when its scratch is short).
 pub struct Events;
@@ -139,6 +142,18 @@ weighted!(
     Gather,
     "gather",
     gather::conv2d,
+    |_: &Geometry,
+     _: &Weights<'_>,
+     _: &Stage<'_>,
+     _: &[u8],
+     _: &mut [u8],
+     _: &mut [u8],
+     _: &mut Ops| false
+);
+weighted!(
+    Narrow,
+    "narrow",
+    narrow::conv2d,
     |_: &Geometry,
      _: &Weights<'_>,
      _: &Stage<'_>,
