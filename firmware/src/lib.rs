@@ -607,7 +607,7 @@ fn compute(layer: &Layer<'_>, g: &Geometry, v: Views<'_>, ops: &mut Ops) {
             true
         }
         (LayerKind::AvgPool, Kernel::Pool) => {
-            optimized::avg_pool(g, st, a, dst);
+            optimized::avg_pool(g, st, a, levels, dst);
             true
         }
         _ => false,

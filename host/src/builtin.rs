@@ -211,6 +211,19 @@ impl Builder {
         self.push(l, levels)
     }
 
+    /// A 2-D average pool whose output is the window's sum of codes, as QAC exports the pools
+    /// of a spiking network (scale kept, `M = 1`): `kh x kw` times the input's levels.
+    pub fn sum_pool(&mut self, input: u16, window: Window) -> u16 {
+        let c = self.channels(input);
+        let levels = (window.kh as f64 * window.kw as f64 * self.in_levels(input)).min(255.0) as u8;
+        let mut l = LayerDef::new(LayerKind::AvgPool, input).with_output(levels, 0.1);
+        l.window = window;
+        let (multiplier, shift) =
+            bitspike_core::quant::quantize_multiplier(1.0).unwrap_or((1 << 30, 1));
+        l.requant = vec![bitspike_core::def::Requant { multiplier, shift }; c];
+        self.push(l, levels)
+    }
+
     /// A global average pool over `positions` spatial positions.
     pub fn global_avg_pool(&mut self, input: u16, positions: usize) -> u16 {
         let c = self.channels(input);
@@ -445,7 +458,7 @@ pub fn snn(bits: u8, seed: u64, spiking: bool) -> ModelDef {
             b.conv_to(t, filters, k3, 1, w, steps as u8)
         };
         // The pool's sum of four counts keeps every level: 4 T levels.
-        t = b.avg_pool_to(t, pool, 4 * steps as u8);
+        t = b.sum_pool(t, pool);
     }
     let t = b.flatten(t);
     b.logits(t, 10, 8);

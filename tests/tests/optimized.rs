@@ -499,7 +499,7 @@ proptest! {
         let st = Stage::Requantize { multipliers: I32s::new(&mult), shifts: &shifts, offset: 3, levels: 200 };
         let (mut a, mut b) = (vec![0x5Au8; output.len()], vec![0xA5u8; output.len()]);
         if avg {
-            optimized::avg_pool(&g, &st, &input, &mut a);
+            optimized::avg_pool(&g, &st, &input, levels, &mut a);
             reference::avg_pool(&g, &st, &input, &mut b);
         } else {
             optimized::max_pool(&g, &input, &mut a);
@@ -518,7 +518,7 @@ proptest! {
                 let src = &input[r0 * row(g.input)..r1 * row(g.input)];
                 let dst = &mut banded[y0 as usize * row(output)..y1 as usize * row(output)];
                 if avg {
-                    optimized::avg_pool(&bd.geometry, &st, src, dst);
+                    optimized::avg_pool(&bd.geometry, &st, src, levels, dst);
                 } else {
                     optimized::max_pool(&bd.geometry, src, dst);
                 }
@@ -676,7 +676,7 @@ fn avg_pool_large_windows_equal_reference() {
             levels: 255,
         };
         let (mut a, mut b) = (vec![0u8; output.len()], vec![1u8; output.len()]);
-        optimized::avg_pool(&g, &st, &codes, &mut a);
+        optimized::avg_pool(&g, &st, &codes, 255, &mut a);
         reference::avg_pool(&g, &st, &codes, &mut b);
         assert_eq!(a, b, "{kh}x{kw} window over {c} channels");
         let sum = kh as usize * kw as usize * 255;
@@ -722,9 +722,50 @@ fn avg_pool_two_by_two_equals_reference() {
             levels: 200,
         };
         let (mut a, mut b) = (vec![0u8; output.len()], vec![1u8; output.len()]);
-        optimized::avg_pool(&g, &st, &codes, &mut a);
+        optimized::avg_pool(&g, &st, &codes, 255, &mut a);
         reference::avg_pool(&g, &st, &codes, &mut b);
         assert_eq!(a, b, "shifts {shifts:?}");
+    }
+}
+
+/// The 2x2 pool of spike counts (QAC's average pools): with every channel's output step giving
+/// back each sum of four codes up to `levels`, the kernel adds four words byte by byte and
+/// stores the sums; it must agree with the reference when every channel keeps its sums, when
+/// one channel of a group of four does not, and when the sums no longer fit a byte.
+#[test]
+fn avg_pool_of_counts_keeps_the_sums() {
+    let mut rng = Rng::new(7);
+    let g = avg_pool_geometry(Window::square(2, 2, 0), Shape::new(6, 10, 8));
+    // Multiplier 2^30 after a left shift of 1: x exactly; 2^29: x / 2, rounded.
+    let (keep, half) = ((1i32 << 30).to_le_bytes(), (1i32 << 29).to_le_bytes());
+    // And a left shift so large that every sum but 0 saturates to the top code, which is the
+    // largest sum: it keeps 0 and the largest sum, and nothing between.
+    for (levels, channels, shift) in [
+        (3u8, [keep; 8], -1i8),
+        (63, [keep; 8], -1),
+        (2, [keep, keep, half, keep, keep, keep, keep, keep], -1),
+        (64, [keep; 8], -1),
+        (3, [keep; 8], -31),
+    ] {
+        let codes = rng.codes(g.input.len(), levels);
+        let mult: Vec<u8> = channels.concat();
+        let shifts = [shift as u8; 8];
+        let st = Stage::Requantize {
+            multipliers: I32s::new(&mult),
+            shifts: &shifts,
+            offset: 0,
+            levels: 4 * levels.min(63),
+        };
+        let (mut a, mut b) = (vec![0u8; g.output.len()], vec![1u8; g.output.len()]);
+        optimized::avg_pool(&g, &st, &codes, levels, &mut a);
+        reference::avg_pool(&g, &st, &codes, &mut b);
+        assert_eq!(a, b, "levels {levels}, shift {shift}");
+        if channels == [keep; 8] && shift == -1 {
+            // The sums themselves (a pool of counts loses nothing).
+            let at = |y: usize, x: usize, c: usize| codes[(y * 10 + x) * 8 + c] as u32;
+            let sum = at(0, 0, 5) + at(0, 1, 5) + at(1, 0, 5) + at(1, 1, 5);
+            assert_eq!(a[5] as u32, sum.min(4 * levels.min(63) as u32));
+        }
     }
 }
 

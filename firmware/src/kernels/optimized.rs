@@ -696,9 +696,12 @@ pub const LANE_SUM_MAX: usize = 257;
 /// Four channels at a time when `C` is a multiple of four and the window has at most
 /// [`LANE_SUM_MAX`] positions: each input word's even and odd bytes are summed in two words of
 /// 16-bit lanes, and the four channels' output steps are prepared once; else channel by
-/// channel. The same contract as [`super::reference::avg_pool`].
+/// channel. A 2x2 window whose four channels' output steps give back every sum the window can
+/// make from codes up to `levels` (the input's top code: the sum of four counts of a spiking
+/// network keeps every level) is one byte-wise sum of four words per pixel, stored as it is.
+/// The same contract as [`super::reference::avg_pool`] for inputs with codes up to `levels`.
 #[inline(never)]
-pub fn avg_pool(g: &Geometry, stage: &Stage<'_>, input: &[u8], output: &mut [u8]) {
+pub fn avg_pool(g: &Geometry, stage: &Stage<'_>, input: &[u8], levels: u8, output: &mut [u8]) {
     let win = g.window;
     let c_n = g.input.c as usize;
     let lanes = c_n.is_multiple_of(4) && win.kh as usize * win.kw as usize <= LANE_SUM_MAX;
@@ -716,11 +719,26 @@ pub fn avg_pool(g: &Geometry, stage: &Stage<'_>, input: &[u8], output: &mut [u8]
             _ => None,
         };
         let rq = [0, 1, 2, 3].map(|i| fast(&outs[i]));
+        // Sums up to `4 x levels` that fit a byte and that every channel keeps as they are. On
+        // sums its left shift cannot saturate, a requantizer is one floor of a non-decreasing
+        // affine function of the sum, then the offset and the clamp: if it keeps 0 and the
+        // largest sum, it keeps every sum between.
+        let most = 4 * levels as i32;
+        let keeps = |o: &super::ChannelStage<'_, '_>| match o {
+            super::ChannelStage::Requantize(r) => {
+                most <= i32::MAX >> r.left_shift()
+                    && r.apply(0) == 0
+                    && r.apply(most) as i32 == most
+            }
+            _ => false,
+        };
+        let exact = lanes && most <= u8::MAX as i32 && outs.iter().all(keeps);
         let pool = Pool {
             g,
             input,
             c0,
             lanes,
+            exact,
         };
         if (0..step).all(|i| rq[i].is_some()) {
             pool.channels::<true>(&outs, &rq, output);
@@ -743,6 +761,8 @@ struct Pool<'p> {
     input: &'p [u8],
     c0: usize,
     lanes: bool,
+    /// Every sum of a 2x2 window fits a byte and is its own output code.
+    exact: bool,
 }
 
 impl Pool<'_> {
@@ -781,6 +801,25 @@ impl Pool<'_> {
             && win.pw == 0
             && (oh.saturating_sub(1) * sh + kh) <= g.input.h as usize
             && (ow.saturating_sub(1) * sw + kw) <= iw;
+        if self.exact && inside && kh == 2 && kw == 2 {
+            // Four channels' sums in the bytes of one word, stored as they are.
+            for oy in 0..oh {
+                let mut first = oy * sh * iw * c_n + c0;
+                for ox in 0..ow {
+                    let at = (oy * ow + ox) * c_n + c0;
+                    let below = first + iw * c_n;
+                    let sum = word(input, first)
+                        .wrapping_add(word(input, first + c_n))
+                        .wrapping_add(word(input, below))
+                        .wrapping_add(word(input, below + c_n));
+                    if let Some(o) = output.get_mut(at..at + 4) {
+                        o.copy_from_slice(&sum.to_le_bytes());
+                    }
+                    first += sw * c_n;
+                }
+            }
+            return;
+        }
         if self.lanes && inside && kh == 2 && kw == 2 {
             // The common 2x2 window, inside the input: four word loads per pixel, no clipping.
             for oy in 0..oh {
