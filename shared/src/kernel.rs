@@ -475,7 +475,7 @@ pub const fn narrow_layout(g: &Geometry) -> NarrowLayout {
 /// window of at most [`NARROW_MAX_WORDS`] words of lane pairs, and every channel's weights as
 /// lane pairs in at most [`NARROW_MAX_WEIGHTS`] bytes.
 pub const fn narrow(g: &Geometry) -> bool {
-    if !matches!(g.kind, LayerKind::Conv2d) || g.groups > 1 || g.input.c % 4 == 0 {
+    if !matches!(g.kind, LayerKind::Conv2d) || g.groups > 1 || g.input.c.is_multiple_of(4) {
         return false;
     }
     let l = narrow_layout(g);
