@@ -34,7 +34,7 @@ use bitspike_core::layer::{Align, Dtype, Geometry, LayerKind};
 pub use bitspike_core;
 use bitspike_core::band;
 use bitspike_core::kernel::{self, Choice, Isa, Kernel};
-use kernels::{gather, narrow, optimized, packed, pairs, reference, scatter, Stage, Weights};
+use kernels::{gather, narrow, optimized, packed, pairs, pool, reference, scatter, Stage, Weights};
 
 pub use ops::{LayerOps, Ops};
 
@@ -476,7 +476,7 @@ impl Interpreter<'_, '_> {
             0 => g.output.h,
             n => n as u16,
         };
-        let (in_row, out_row) = (row_bytes(&in_a), row_bytes(&out_t));
+        let (in_row, out_row) = (in_a.row_bytes(), out_t.row_bytes());
         let mut y0 = 0u16;
         while y0 < g.output.h {
             let y1 = y0.saturating_add(rows).min(g.output.h);
@@ -542,11 +542,6 @@ impl Interpreter<'_, '_> {
     }
 }
 
-/// Bytes of one row of tensor `t` (all of it for a tensor of no rows).
-fn row_bytes(t: &TensorInfo) -> usize {
-    t.bytes() / (t.shape.h as usize).max(1)
-}
-
 /// What a layer's computation needs besides its geometry and buffers.
 struct Layer<'l> {
     kind: LayerKind,
@@ -603,11 +598,11 @@ fn compute(layer: &Layer<'_>, g: &Geometry, v: Views<'_>, ops: &mut Ops) {
             true
         }
         (LayerKind::MaxPool, Kernel::Pool) => {
-            optimized::max_pool(g, a, dst);
+            pool::max_pool(g, a, dst);
             true
         }
         (LayerKind::AvgPool, Kernel::Pool) => {
-            optimized::avg_pool(g, st, a, levels, dst);
+            pool::avg_pool(g, st, a, levels, dst);
             true
         }
         _ => false,

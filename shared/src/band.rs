@@ -83,15 +83,29 @@ pub fn in_place_shift(g: &Geometry, rows: u16, in_row: u64, out_row: u64) -> Opt
     }
     let h = g.input.h as i64;
     let mut need = 0u64;
-    let mut y0 = 0u16;
-    while y0 < g.output.h {
-        let y1 = y0.saturating_add(rows).min(g.output.h);
+    for (y0, y1) in walk(g.output.h as u64, rows as u64) {
         let first = (y0 as i64 * sh - ph).clamp(0, h) as u64;
-        let written = (y1 as u64).checked_mul(out_row)?;
+        let written = y1.checked_mul(out_row)?;
         need = need.max(written.saturating_sub(first.checked_mul(in_row)?));
-        y0 = y1;
     }
     Some(need)
+}
+
+/// Bytes of one row of a tensor of `bytes` bytes and `h` rows (all of it for a tensor of no
+/// rows): what a layer run in place moves per output row.
+pub const fn row_bytes(bytes: usize, h: u16) -> usize {
+    if h == 0 {
+        bytes
+    } else {
+        bytes / h as usize
+    }
+}
+
+/// The bands of `rows` output rows (at least 1; the last may be shorter) of an output `h` rows
+/// high, as (first row, end row).
+fn walk(h: u64, rows: u64) -> impl Iterator<Item = (u64, u64)> {
+    let rows = rows.max(1);
+    (0..h.div_ceil(rows)).map(move |b| (b * rows, ((b + 1) * rows).min(h)))
 }
 
 /// Instructions estimated for running layer `g` at once: 1.2 per MAC and 4 per output element
@@ -107,7 +121,10 @@ pub fn cost(g: &Geometry) -> u64 {
 /// their unpacking), and a band whose pixels do not fill the kernel's passes wastes part of one.
 /// `u64::MAX` for a layer that is not row-local.
 pub fn overhead(g: &Geometry, bits: u8, levels: u8, rows: u16) -> u64 {
-    use crate::kernel::{depthwise, fan_in, in_place, packable, PACKED_PASS, PASS};
+    use crate::kernel::{
+        depthwise, fan_in, in_place, narrow, narrow_layout, packable, NARROW_PIXELS, PACKED_PASS,
+        PASS,
+    };
     if !row_local(g.kind) {
         return u64::MAX;
     }
@@ -116,15 +133,16 @@ pub fn overhead(g: &Geometry, bits: u8, levels: u8, rows: u16) -> u64 {
     let fan = fan_in(g) as u64;
     let (setup, pass) = match g.kind {
         LayerKind::Conv2d if g.groups == 1 && !depthwise(g) => {
-            let packed = packable(g, bits, levels);
-            let weights = if packed {
-                7 * fan * c_out
+            let (weights, pass) = if packable(g, bits, levels) {
+                (7 * fan * c_out, PACKED_PASS)
+            } else if narrow(g) {
+                // Each channel's weights laid out as lane pairs; four pixels at a time.
+                (10 * narrow_layout(g).words as u64 * c_out, NARROW_PIXELS)
             } else if !in_place(bits, fan as usize) {
-                5 * fan * c_out
+                (5 * fan * c_out, PASS)
             } else {
-                0
+                (0, PASS)
             };
-            let pass = if packed { PACKED_PASS } else { PASS };
             (300 + 100 * c_out + weights, pass as u64)
         }
         LayerKind::Conv2d => (300 + 150 * c_out, 0),
@@ -134,13 +152,9 @@ pub fn overhead(g: &Geometry, bits: u8, levels: u8, rows: u16) -> u64 {
     let waste = if pass == 0 {
         0
     } else {
-        let mut passes = 0;
-        let mut y0 = 0;
-        while y0 < oh {
-            let y1 = (y0 + rows).min(oh);
-            passes += ((y1 - y0) * ow).div_ceil(pass);
-            y0 = y1;
-        }
+        let passes: u64 = walk(oh, rows)
+            .map(|(y0, y1)| ((y1 - y0) * ow).div_ceil(pass))
+            .sum();
         let per_pass = 6 * pass * fan * c_out / 5;
         passes.saturating_sub((oh * ow).div_ceil(pass)) * per_pass
     };
@@ -202,12 +216,18 @@ mod tests {
             window: Window::default(),
             ..conv(8, 8, 1, 1, 0)
         };
-        // Overheads: none at once; set-up per extra band; a 4-wide band fills half a pass.
-        let g = conv(8, 8, 3, 1, 1);
+        // Overheads: none at once; set-up per extra band; a 4-wide band fills half a pass of
+        // the gather kernel (four input channels).
+        let mut g = conv(8, 8, 3, 1, 1);
+        g.input.c = 4;
         assert_eq!(overhead(&g, 8, 255, 8), 0);
         assert_eq!(overhead(&g, 8, 255, 4), 300 + 300);
-        let per_pass = 6 * 8 * 18 * 3 / 5;
+        let per_pass = 6 * 8 * 36 * 3 / 5;
         assert_eq!(overhead(&g, 8, 255, 1), 7 * 600 + (8 - 4) * per_pass);
+        // Two input channels run on the narrow kernel: its weights laid out again per band (16
+        // words a channel), four pixels at a time (a 4-wide band wastes none).
+        let g = conv(8, 8, 3, 1, 1);
+        assert_eq!(overhead(&g, 8, 255, 1), 7 * (600 + 10 * 16 * 3));
         assert_eq!(overhead(&add, 0, 255, 2), 3 * (200 + 300));
         assert_eq!(in_place_shift(&add, 1, 10, 10), Some(10));
         assert_eq!(band(&add, 2, 3).unwrap().input_rows, (2, 3));

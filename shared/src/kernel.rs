@@ -399,6 +399,9 @@ pub const NARROW_MAX_WORDS: usize = 32;
 /// The narrow kernel's window words are a whole number of this many (its loop's step).
 pub const NARROW_STEP: usize = 8;
 
+/// Output pixels the narrow kernel sums, then stores, together.
+pub const NARROW_PIXELS: usize = 4;
+
 /// The most scratch the narrow kernel spends on its weights as 16-bit lane pairs.
 pub const NARROW_MAX_WEIGHTS: usize = 2048;
 
@@ -445,7 +448,7 @@ pub const fn narrow_layout(g: &Geometry) -> NarrowLayout {
     // the last window starts at code `s` of pixel `ow` rounded up to 4, minus 1, and reads
     // `words` words (`words / kh` slots, rounded up) from slot `s / 2` on.
     let codes = (g.input.w as usize + 2 * g.window.pw as usize) * c;
-    let last = (g.output.w as usize).div_ceil(4) * 4;
+    let last = (g.output.w as usize).div_ceil(NARROW_PIXELS) * NARROW_PIXELS;
     let last = last.saturating_sub(1) * g.window.sw as usize * c / 2;
     let start = if last > codes.div_ceil(2) {
         last

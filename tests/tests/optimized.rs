@@ -26,7 +26,7 @@ use bitspike_rt::kernels::{
     optimized, reference, Depthwise, DepthwiseChannels, DepthwiseWords, Events, Gather, Narrow,
     Reference, Row, Scatter, Stage, WeightedKernel, Weights,
 };
-use bitspike_rt::kernels::{packed, pairs};
+use bitspike_rt::kernels::{packed, pairs, pool};
 use bitspike_rt::Ops;
 use proptest::prelude::*;
 
@@ -499,10 +499,10 @@ proptest! {
         let st = Stage::Requantize { multipliers: I32s::new(&mult), shifts: &shifts, offset: 3, levels: 200 };
         let (mut a, mut b) = (vec![0x5Au8; output.len()], vec![0xA5u8; output.len()]);
         if avg {
-            optimized::avg_pool(&g, &st, &input, levels, &mut a);
+            pool::avg_pool(&g, &st, &input, levels, &mut a);
             reference::avg_pool(&g, &st, &input, &mut b);
         } else {
-            optimized::max_pool(&g, &input, &mut a);
+            pool::max_pool(&g, &input, &mut a);
             reference::max_pool(&g, &input, &mut b);
         }
         prop_assert_eq!(&a, &b);
@@ -518,9 +518,9 @@ proptest! {
                 let src = &input[r0 * row(g.input)..r1 * row(g.input)];
                 let dst = &mut banded[y0 as usize * row(output)..y1 as usize * row(output)];
                 if avg {
-                    optimized::avg_pool(&bd.geometry, &st, src, levels, dst);
+                    pool::avg_pool(&bd.geometry, &st, src, levels, dst);
                 } else {
-                    optimized::max_pool(&bd.geometry, src, dst);
+                    pool::max_pool(&bd.geometry, src, dst);
                 }
                 y0 = y1;
             }
@@ -676,7 +676,7 @@ fn avg_pool_large_windows_equal_reference() {
             levels: 255,
         };
         let (mut a, mut b) = (vec![0u8; output.len()], vec![1u8; output.len()]);
-        optimized::avg_pool(&g, &st, &codes, 255, &mut a);
+        pool::avg_pool(&g, &st, &codes, 255, &mut a);
         reference::avg_pool(&g, &st, &codes, &mut b);
         assert_eq!(a, b, "{kh}x{kw} window over {c} channels");
         let sum = kh as usize * kw as usize * 255;
@@ -722,7 +722,7 @@ fn avg_pool_two_by_two_equals_reference() {
             levels: 200,
         };
         let (mut a, mut b) = (vec![0u8; output.len()], vec![1u8; output.len()]);
-        optimized::avg_pool(&g, &st, &codes, 255, &mut a);
+        pool::avg_pool(&g, &st, &codes, 255, &mut a);
         reference::avg_pool(&g, &st, &codes, &mut b);
         assert_eq!(a, b, "shifts {shifts:?}");
     }
@@ -757,7 +757,7 @@ fn avg_pool_of_counts_keeps_the_sums() {
             levels: 4 * levels.min(63),
         };
         let (mut a, mut b) = (vec![0u8; g.output.len()], vec![1u8; g.output.len()]);
-        optimized::avg_pool(&g, &st, &codes, levels, &mut a);
+        pool::avg_pool(&g, &st, &codes, levels, &mut a);
         reference::avg_pool(&g, &st, &codes, &mut b);
         assert_eq!(a, b, "levels {levels}, shift {shift}");
         if channels == [keep; 8] && shift == -1 {

@@ -31,17 +31,9 @@ use bitspike_core::layer::Geometry;
 use bitspike_core::quant::Requantizer;
 use bitspike_core::snn::Closed;
 
+use super::words::word as rd;
 use super::{unpack_row, ChannelStage, Stage, Weights};
 use crate::ops::Ops;
-
-/// Read a little-endian u32 at byte `at` (0 past the end).
-#[inline(always)]
-fn rd(b: &[u8], at: usize) -> u32 {
-    match b.get(at..at + 4) {
-        Some(s) => u32::from_le_bytes([s[0], s[1], s[2], s[3]]),
-        None => 0,
-    }
-}
 
 /// Portable models of the DSP instructions the micro-kernels use, and the micro-kernels built
 /// from them: bit-exact with the assembly, lane by lane.
@@ -660,8 +652,7 @@ pub fn conv2d(
     let c_out = g.output.c as usize;
     let fan = g.window.kh as usize * g.window.kw as usize * c_in;
     let layout = gather_layout(g, w.bits);
-    let align = (4 - scratch.as_ptr() as usize % 4) % 4;
-    let Some(scratch) = scratch.get_mut(align..align + layout.bytes) else {
+    let Some(scratch) = super::words::aligned(scratch, layout.bytes) else {
         return false;
     };
     let (lanes, rest) = scratch.split_at_mut(layout.column);

@@ -16,6 +16,7 @@ pub mod narrow;
 pub mod optimized;
 pub mod packed;
 pub mod pairs;
+pub mod pool;
 pub mod reference;
 pub mod scatter;
 #[cfg(bitspike_v6m)]
@@ -93,10 +94,37 @@ pub struct DepthwiseWords;
 /// [`DepthwiseWords`] declines); other layers decline.
 pub struct DepthwiseChannels;
 
+/// The layers a kernel does not take (see [`WeightedKernel`]): it declines, having written
+/// nothing.
+#[allow(clippy::too_many_arguments)]
+fn decline(
+    _: &Geometry,
+    _: &Weights<'_>,
+    _: &Stage<'_>,
+    _: &[u8],
+    _: &mut [u8],
+    _: &mut [u8],
+    _: &mut Ops,
+) -> bool {
+    false
+}
+
 macro_rules! weighted {
     ($t:ty, $name:literal, $conv:expr, $dense:expr) => {
+        weighted!(
+            $t,
+            $name,
+            $conv,
+            $dense,
+            bitspike_core::kernel::scratch_bytes
+        );
+    };
+    ($t:ty, $name:literal, $conv:expr, $dense:expr, $scratch:expr) => {
         impl WeightedKernel for $t {
             const NAME: &'static str = $name;
+            fn scratch(g: &Geometry, bits: u8) -> u32 {
+                $scratch(g, bits)
+            }
             #[inline]
             fn conv2d(
                 g: &Geometry,
@@ -138,65 +166,20 @@ weighted!(
     }
 );
 weighted!(Row, "row", optimized::conv2d, optimized::dense);
-weighted!(
-    Gather,
-    "gather",
-    gather::conv2d,
-    |_: &Geometry,
-     _: &Weights<'_>,
-     _: &Stage<'_>,
-     _: &[u8],
-     _: &mut [u8],
-     _: &mut [u8],
-     _: &mut Ops| false
-);
-weighted!(
-    Narrow,
-    "narrow",
-    narrow::conv2d,
-    |_: &Geometry,
-     _: &Weights<'_>,
-     _: &Stage<'_>,
-     _: &[u8],
-     _: &mut [u8],
-     _: &mut [u8],
-     _: &mut Ops| false
-);
-weighted!(
-    Depthwise,
-    "depthwise",
-    optimized::depthwise,
-    |_: &Geometry,
-     _: &Weights<'_>,
-     _: &Stage<'_>,
-     _: &[u8],
-     _: &mut [u8],
-     _: &mut [u8],
-     _: &mut Ops| false
-);
+weighted!(Gather, "gather", gather::conv2d, decline);
+weighted!(Narrow, "narrow", narrow::conv2d, decline);
+weighted!(Depthwise, "depthwise", optimized::depthwise, decline);
 weighted!(
     DepthwiseWords,
     "depthwise-words",
     optimized::depthwise_words,
-    |_: &Geometry,
-     _: &Weights<'_>,
-     _: &Stage<'_>,
-     _: &[u8],
-     _: &mut [u8],
-     _: &mut [u8],
-     _: &mut Ops| false
+    decline
 );
 weighted!(
     DepthwiseChannels,
     "depthwise-channels",
     optimized::depthwise_channels,
-    |_: &Geometry,
-     _: &Weights<'_>,
-     _: &Stage<'_>,
-     _: &[u8],
-     _: &mut [u8],
-     _: &mut [u8],
-     _: &mut Ops| false
+    decline
 );
 weighted!(
     Events,
@@ -205,36 +188,13 @@ weighted!(
     optimized::dense_events
 );
 
-impl WeightedKernel for Scatter {
-    const NAME: &'static str = "scatter";
-    fn scratch(g: &Geometry, bits: u8) -> u32 {
-        bitspike_core::kernel::events_scratch_bytes(g, bits)
-    }
-    #[inline]
-    fn conv2d(
-        g: &Geometry,
-        w: &Weights<'_>,
-        stage: &Stage<'_>,
-        input: &[u8],
-        output: &mut [u8],
-        scratch: &mut [u8],
-        ops: &mut Ops,
-    ) -> bool {
-        scatter::conv2d(g, w, stage, input, output, scratch, ops)
-    }
-    #[inline]
-    fn dense(
-        g: &Geometry,
-        w: &Weights<'_>,
-        stage: &Stage<'_>,
-        input: &[u8],
-        output: &mut [u8],
-        scratch: &mut [u8],
-        ops: &mut Ops,
-    ) -> bool {
-        scatter::dense(g, w, stage, input, output, scratch, ops)
-    }
-}
+weighted!(
+    Scatter,
+    "scatter",
+    scatter::conv2d,
+    scatter::dense,
+    bitspike_core::kernel::events_scratch_bytes
+);
 
 /// Unpack `out.len()` weights of a `bits`-bit stream from index `first`, as 8-bit bytes (i8
 /// values); the same values as `bitspike_core::pack::unpack_one`, a 32-bit window per weight

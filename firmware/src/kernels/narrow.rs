@@ -15,7 +15,7 @@
 //! On Armv7E-M the window's loop is assembly (`kernels::dsp`); elsewhere [`dot`] runs the same
 //! words in portable Rust, so the host tests the layout.
 
-use bitspike_core::kernel::{narrow, narrow_layout, NarrowLayout};
+use bitspike_core::kernel::{narrow, narrow_layout, NarrowLayout, NARROW_PIXELS};
 use bitspike_core::layer::Geometry;
 use bitspike_core::quant::Requantizer;
 use bitspike_core::snn::Closed;
@@ -25,7 +25,7 @@ use super::{rd_lenient, unpack_row, Stage, Weights};
 use crate::ops::Ops;
 
 /// Pixels whose windows are summed, then stored, together.
-const STEP: usize = 4;
+const STEP: usize = NARROW_PIXELS;
 
 /// Write a little-endian u32 at byte `at` (nothing past the end).
 #[inline(always)]
@@ -286,8 +286,7 @@ pub fn conv2d(
         return false;
     }
     let l = narrow_layout(g);
-    let align = (4 - scratch.as_ptr() as usize % 4) % 4;
-    let Some(scratch) = scratch.get_mut(align..align + l.bytes) else {
+    let Some(scratch) = super::words::aligned(scratch, l.bytes) else {
         return false;
     };
     let c_in = g.input.c as usize;

@@ -31,20 +31,12 @@ use bitspike_core::layer::Geometry;
 use super::gather::{
     closed, fire_n, prepare, prepare_fire, requantizer, store_other, store_right, window,
 };
+use super::words::word as rd;
 use super::{Stage, Weights};
 use crate::ops::Ops;
 
 /// Pixels per packed word.
 const TRIPLE: usize = 3;
-
-/// Little-endian u32 at byte `at` (0 past the end).
-#[inline(always)]
-fn rd(b: &[u8], at: usize) -> u32 {
-    match b.get(at..at + 4) {
-        Some(s) => u32::from_le_bytes([s[0], s[1], s[2], s[3]]),
-        None => 0,
-    }
-}
 
 /// The sign bits of every field of a word of `bits`-bit weights: XOR gives offset binary.
 #[inline(always)]
@@ -343,8 +335,7 @@ pub fn conv2d(
     let per = packed_per_word(w.bits);
     let words = padded / per;
     let chunk = packed_chunk(w.bits, levels);
-    let align = (4 - scratch.as_ptr() as usize % 4) % 4;
-    let Some(scratch) = scratch.get_mut(align..align + layout.bytes) else {
+    let Some(scratch) = super::words::aligned(scratch, layout.bytes) else {
         return false;
     };
     // The gather kernel's lanes hold `16 * padded` bytes: the pass's words take the first

@@ -120,8 +120,7 @@ pub fn conv2d(
     let fan = g.window.kh as usize * g.window.kw as usize * c_in;
     let layout = gather_layout(g, w.bits);
     let chunk = pairs_chunk(w.bits, levels);
-    let align = (4 - scratch.as_ptr() as usize % 4) % 4;
-    let Some(scratch) = scratch.get_mut(align..align + layout.bytes) else {
+    let Some(scratch) = super::words::aligned(scratch, layout.bytes) else {
         return false;
     };
     let (lanes, rest) = scratch.split_at_mut(layout.column);

@@ -31,8 +31,8 @@ fn carve(
     fan: usize,
     c_out: usize,
 ) -> Option<(&mut [u32], &mut [u8], &mut [u8])> {
-    let align = (4 - scratch.as_ptr() as usize % 4) % 4;
-    let body = scratch.get_mut(align..)?;
+    let bytes = acc.checked_mul(4)?.checked_add(fan.checked_mul(c_out)?)?;
+    let body = super::words::aligned(scratch, bytes.checked_add(fan)?)?;
     let (a, rest) = body.split_at_mut_checked(4 * acc)?;
     let (head, words) = super::words::words_mut(a);
     if head != 0 || words.len() != acc {

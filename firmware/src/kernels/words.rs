@@ -14,6 +14,23 @@ pub fn words_mut(b: &mut [u8]) -> (usize, &mut [u32]) {
     (head.len(), mid)
 }
 
+/// The `len` bytes of `scratch` from its first 4-byte boundary on, where every kernel's scratch
+/// layout starts (the model file gives 3 bytes more for it); `None` when the scratch is shorter.
+#[inline]
+pub fn aligned(scratch: &mut [u8], len: usize) -> Option<&mut [u8]> {
+    let align = (4 - scratch.as_ptr() as usize % 4) % 4;
+    scratch.get_mut(align..align.checked_add(len)?)
+}
+
+/// Little-endian word at byte `at` of `b` (0 past the end).
+#[inline(always)]
+pub fn word(b: &[u8], at: usize) -> u32 {
+    match b.get(at..at + 4) {
+        Some(&[x0, x1, x2, x3]) => u32::from_le_bytes([x0, x1, x2, x3]),
+        _ => 0,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -31,5 +48,17 @@ mod tests {
             assert!(head + 4 * w.len() <= n && n - head - 4 * w.len() < 4);
             w.fill(0x0102_0304);
         }
+    }
+
+    #[test]
+    fn aligned_scratch_starts_on_a_word() {
+        let mut buf = [0u8; 20];
+        for off in 0..4 {
+            let b = &mut buf[off..];
+            let a = aligned(b, 12).map(|a| (a.as_ptr() as usize % 4, a.len()));
+            assert_eq!(a, Some((0, 12)), "room for 12 bytes after aligning");
+        }
+        assert!(aligned(&mut buf[1..], 17).is_none());
+        assert!(aligned(&mut buf[..], usize::MAX).is_none());
     }
 }

@@ -509,6 +509,12 @@ impl TensorInfo {
     pub const fn bytes(&self) -> usize {
         self.shape.len() * self.dtype.size()
     }
+
+    /// Bytes of one row (all of it for a tensor of no rows): what a layer run in place moves
+    /// per output row.
+    pub const fn row_bytes(&self) -> usize {
+        crate::band::row_bytes(self.bytes(), self.shape.h)
+    }
 }
 
 /// Spiking parameters of a layer, read in place (units: [`crate::snn`]).
@@ -1046,7 +1052,7 @@ impl<'a> ModelFile<'a> {
             let r = root[l.input as usize] as usize;
             let second = root.get(l.input2 as usize).map(|&t| t as usize);
             let (inp, out) = (self.tensor(r), self.tensor(i + 1));
-            let row = |t: &TensorInfo| (t.bytes() / (t.shape.h as usize).max(1)) as u64;
+            let row = |t: &TensorInfo| t.row_bytes() as u64;
             let g = self.geometry_of(&l, i);
             let shift =
                 crate::band::in_place_shift(&g, l.in_place_rows as u16, row(&inp), row(&out));

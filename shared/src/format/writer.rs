@@ -179,10 +179,8 @@ pub fn write_planned(def: &ModelDef, budget: Budget) -> Result<Vec<u8>, WriteErr
                 output_bytes: tensors[i + 1].bytes(),
                 scratch_bytes: scratch[i] as usize,
                 in_place_shifts: core::array::from_fn(|k| {
-                    let row = |t: usize| {
-                        let s = tensors[t].shape;
-                        (tensors[t].bytes() / (s.h as usize).max(1)) as u64
-                    };
+                    let row =
+                        |t: usize| band::row_bytes(tensors[t].bytes(), tensors[t].shape.h) as u64;
                     let (inp, out) = (row(l.input as usize), row(i + 1));
                     band::in_place_shift(&geoms[i], 1 << k, inp, out)
                         .and_then(|d| usize::try_from(d).ok())
