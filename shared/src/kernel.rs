@@ -563,7 +563,12 @@ pub const fn scratch_bytes(g: &Geometry, bits: u8) -> u32 {
         }
         _ => return 0,
     };
-    let n = n + 3;
+    with_align(n)
+}
+
+/// A layout's bytes plus the 3 that align its start to 4, as a file's scratch field (saturated).
+const fn with_align(bytes: usize) -> u32 {
+    let n = bytes.saturating_add(3);
     if n > u32::MAX as usize {
         u32::MAX
     } else {
@@ -608,7 +613,12 @@ pub const fn choose(
             reason: Reason::EventDriven,
         };
     }
-    let needed = scratch_bytes(g, bits);
+    // The gather kernel's layout is enough for a convolution: the narrow kernel's runs only
+    // where the file gives it (a file written before it existed keeps the gather kernel).
+    let needed = match fast {
+        Kernel::Gather => with_align(gather_layout(g, bits).bytes),
+        _ => scratch_bytes(g, bits),
+    };
     if given < needed {
         return Choice {
             kernel: Kernel::Reference,
@@ -617,7 +627,9 @@ pub const fn choose(
     }
     let kernel = match fast {
         Kernel::Gather if packable(g, bits, levels) => Kernel::Packed,
-        Kernel::Gather if narrow(g) => Kernel::Narrow,
+        Kernel::Gather if narrow(g) && given >= with_align(narrow_layout(g).bytes) => {
+            Kernel::Narrow
+        }
         Kernel::Row if matches!(isa, Isa::Portable) && pairable(g, bits, levels) => Kernel::Pairs,
         Kernel::Row
             if matches!(isa, Isa::Portable)
@@ -730,9 +742,22 @@ mod tests {
         assert!(!narrow(&conv(7, 16, 5, 1)));
         assert!(!narrow(&conv(3, 64, 3, 1)));
         assert!(narrow(&conv(3, 32, 3, 1)));
-        // Too little scratch for the layout: the reference kernel, as for every kernel.
-        let c = choose(&g, 8, 255, need - 1, Isa::Dsp, false, false);
+        // A file that gives the gather kernel's scratch only (written before the narrow kernel
+        // existed) keeps the gather kernel; less than that, the reference kernel.
+        let gather = gather_layout(&g, 8).bytes as u32 + 3;
+        assert!(gather < need);
+        let pick_given = |given| choose(&g, 8, 255, given, Isa::Dsp, false, false);
+        assert_eq!(pick_given(need - 1).kernel, Kernel::Gather);
+        assert_eq!(pick_given(gather).kernel, Kernel::Gather);
+        let c = pick_given(gather - 1);
         assert_eq!(c.kernel, Kernel::Reference);
+        assert_eq!(
+            c.reason,
+            Reason::ScratchShort {
+                needed: gather,
+                given: gather - 1
+            }
+        );
     }
 
     #[test]
