@@ -175,6 +175,19 @@ fn store_one(out: &super::ChannelStage<'_, '_>, output: &mut [u8], at: usize, ac
     out.store(output, at, acc);
 }
 
+/// The four words of channels (four each) of a 2x2 window from input index `first`: it, the
+/// next pixel (`c` on), and the two below (`row` on).
+#[inline(always)]
+fn square(input: &[u8], first: usize, row: usize, c: usize) -> [u32; 4] {
+    let below = first + row;
+    [
+        word(input, first),
+        word(input, first + c),
+        word(input, below),
+        word(input, below + c),
+    ]
+}
+
 /// One block of an average pool's channels (four channels from `c0` with `lanes`, else one).
 struct Pool<'p> {
     g: &'p Geometry,
@@ -201,7 +214,7 @@ impl Pool<'_> {
         let iw = g.input.w as usize;
         let (oh, ow) = (g.output.h as usize, g.output.w as usize);
         let step = if self.lanes { 4 } else { 1 };
-        let mut put = |at: usize, i: usize, acc: i32| {
+        let put = |output: &mut [u8], at: usize, i: usize, acc: i32| {
             if FAST {
                 if let (Some(r), Some(o)) = (rq[i], output.get_mut(at + i)) {
                     *o = r.apply_right(acc << r.left_shift());
@@ -227,11 +240,8 @@ impl Pool<'_> {
                 let mut first = oy * sh * iw * c_n + c0;
                 for ox in 0..ow {
                     let at = (oy * ow + ox) * c_n + c0;
-                    let below = first + iw * c_n;
-                    let sum = word(input, first)
-                        .wrapping_add(word(input, first + c_n))
-                        .wrapping_add(word(input, below))
-                        .wrapping_add(word(input, below + c_n));
+                    let [a, b, c, d] = square(input, first, iw * c_n, c_n);
+                    let sum = a.wrapping_add(b).wrapping_add(c).wrapping_add(d);
                     if let Some(o) = output.get_mut(at..at + 4) {
                         o.copy_from_slice(&sum.to_le_bytes());
                     }
@@ -246,21 +256,15 @@ impl Pool<'_> {
                 let mut first = oy * sh * iw * c_n + c0;
                 for ox in 0..ow {
                     let at = (oy * ow + ox) * c_n + c0;
-                    let below = first + iw * c_n;
                     let (mut even, mut odd) = (0u32, 0u32);
-                    for v in [
-                        word(input, first),
-                        word(input, first + c_n),
-                        word(input, below),
-                        word(input, below + c_n),
-                    ] {
+                    for v in square(input, first, iw * c_n, c_n) {
                         even += v & M;
                         odd += (v >> 8) & M;
                     }
-                    put(at, 0, (even & 0xFFFF) as i32);
-                    put(at, 1, (odd & 0xFFFF) as i32);
-                    put(at, 2, (even >> 16) as i32);
-                    put(at, 3, (odd >> 16) as i32);
+                    put(output, at, 0, (even & 0xFFFF) as i32);
+                    put(output, at, 1, (odd & 0xFFFF) as i32);
+                    put(output, at, 2, (even >> 16) as i32);
+                    put(output, at, 3, (odd >> 16) as i32);
                     first += sw * c_n;
                 }
             }
@@ -271,7 +275,7 @@ impl Pool<'_> {
                 let at = (oy * ow + ox) * c_n + c0;
                 let Some((ky0, ky1, kx0, kx1, first)) = window(g, oy, ox) else {
                     for i in 0..step {
-                        put(at, i, 0);
+                        put(output, at, i, 0);
                     }
                     continue;
                 };
@@ -289,10 +293,10 @@ impl Pool<'_> {
                         }
                         row += iw * c_n;
                     }
-                    put(at, 0, (even & 0xFFFF) as i32);
-                    put(at, 1, (odd & 0xFFFF) as i32);
-                    put(at, 2, (even >> 16) as i32);
-                    put(at, 3, (odd >> 16) as i32);
+                    put(output, at, 0, (even & 0xFFFF) as i32);
+                    put(output, at, 1, (odd & 0xFFFF) as i32);
+                    put(output, at, 2, (even >> 16) as i32);
+                    put(output, at, 3, (odd >> 16) as i32);
                 } else {
                     let mut acc = 0i32;
                     for _ in 0..rows_n {
@@ -303,7 +307,7 @@ impl Pool<'_> {
                         }
                         row += iw * c_n;
                     }
-                    put(at, 0, acc);
+                    put(output, at, 0, acc);
                 }
             }
         }
