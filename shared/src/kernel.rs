@@ -394,7 +394,7 @@ pub const fn packable(g: &Geometry, bits: u8, levels: u8) -> bool {
 
 /// The most words of lane pairs the narrow kernel's window may take (kernel rows x words per
 /// kernel row, rounded up to [`NARROW_STEP`]).
-pub const NARROW_MAX_WORDS: usize = 32;
+pub const NARROW_MAX_WORDS: usize = 16;
 
 /// The narrow kernel's window words are a whole number of this many (its loop's step).
 pub const NARROW_STEP: usize = 8;
@@ -738,8 +738,10 @@ mod tests {
             choose(&g, 8, 255, need, Isa::Portable, false, false).kernel,
             Kernel::Narrow
         );
-        // A window of more than 32 words, or weights over 2 KB, stays on the gather kernel.
-        assert!(!narrow(&conv(7, 16, 5, 1)));
+        // A window of more than 16 words (a 7x7 kernel over one channel: 28), or weights over
+        // 2 KB, stays on the gather kernel.
+        assert!(!narrow(&conv(1, 16, 7, 1)));
+        assert!(narrow(&conv(1, 16, 5, 1)));
         assert!(!narrow(&conv(3, 64, 3, 1)));
         assert!(narrow(&conv(3, 32, 3, 1)));
         // A file that gives the gather kernel's scratch only (written before the narrow kernel

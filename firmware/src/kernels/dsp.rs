@@ -25,8 +25,8 @@
 //!   sums;
 //! * [`spread`]: a pixel's codes into its slot of the lanes, with their sum;
 //! * [`Windows::row4`]: the narrow kernel's sums over the windows of lane pairs of one output
-//!   row, four at a time (see `super::narrow`); [`Windows::new`] checks the words (8, 16, 24
-//!   or 32) and the alignment of the rows and weights once per layer, `row4` the offsets and
+//!   row, four at a time (see `super::narrow`); [`Windows::new`] checks the words (8 or 16)
+//!   and the alignment of the rows and weights once per layer, `row4` the offsets and
 //!   that the row's last window and the weights lie inside their slices;
 //! * [`max_bytes`]: the byte-wise maximum of two rows (max pooling);
 //! * [`dot_u8_i8`]: a dot product of codes and 8-bit weights (dense rows);
@@ -526,11 +526,11 @@ pub struct Windows<'a> {
 }
 
 impl<'a> Windows<'a> {
-    /// Check the layer's preconditions: `words` 8, 16, 24 or 32, both slices starting on a
+    /// Check the layer's preconditions: `words` 8 or 16, both slices starting on a
     /// 4-byte boundary (`LDM` needs word alignment); `None` when one fails.
     #[inline]
     pub fn new(rows: &'a [u8], weights: &'a [u8], words: usize) -> Option<Self> {
-        if !matches!(words, 8 | 16 | 24 | 32)
+        if !matches!(words, 8 | 16)
             || !(rows.as_ptr() as usize).is_multiple_of(4)
             || !(weights.as_ptr() as usize).is_multiple_of(4)
         {
@@ -645,7 +645,7 @@ macro_rules! windows2 {
     };
 }
 
-/// Two windows' sums (from `init`) over `words` words (8, 16, 24 or 32) from `xa` and `xb`
+/// Two windows' sums (from `init`) over `words` words (8 or 16) from `xa` and `xb`
 /// (rows) against the same words from `wp` (weights); the caller ([`Windows::row4`]) has
 /// checked that `words` is one of those, and that each pointer holds `4 words` bytes from a
 /// word-aligned start inside its slice.
@@ -658,9 +658,7 @@ fn windows2(words: usize, xa: *const u8, xb: *const u8, wp: *const u8, init: i32
     unsafe {
         match words {
             8 => windows2!(xa, xb, wp, a, b; _ _),
-            16 => windows2!(xa, xb, wp, a, b; _ _ _ _),
-            24 => windows2!(xa, xb, wp, a, b; _ _ _ _ _ _),
-            _ => windows2!(xa, xb, wp, a, b; _ _ _ _ _ _ _ _),
+            _ => windows2!(xa, xb, wp, a, b; _ _ _ _),
         }
     }
     (a, b)
