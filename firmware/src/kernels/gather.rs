@@ -581,7 +581,6 @@ pub(crate) fn fire_n<const N: usize>(
 /// Prepare every spiking channel's closed form in `table` (an entry of zeros for a channel
 /// whose count is not taken in closed form); `false`, having written nothing, for a stage that
 /// does not fire.
-#[inline(never)]
 pub(crate) fn prepare_fire(stage: &Stage<'_>, table: &mut [u8], c_out: usize) -> bool {
     if !matches!(stage, Stage::Fire { .. }) {
         return false;
@@ -616,7 +615,6 @@ pub(crate) fn closed(table: &[u8], o: usize) -> Option<Closed> {
 
 /// Prepare every channel's requantizer in `table`; the layer's offset and levels when the stage
 /// requantizes and every channel's parameters are valid, else `None`.
-#[inline(never)]
 pub(crate) fn prepare(stage: &Stage<'_>, table: &mut [u8], c_out: usize) -> Option<(i32, u8)> {
     let Stage::Requantize {
         multipliers,

@@ -152,15 +152,14 @@ pub fn avg_pool(g: &Geometry, stage: &Stage<'_>, input: &[u8], levels: u8, outpu
             }
             _ => false,
         };
+        let exact = lanes && most <= u8::MAX as i32 && outs.iter().all(keeps);
         let pool = Pool {
             g,
             input,
             c0,
             lanes,
+            exact,
         };
-        if lanes && most <= u8::MAX as i32 && outs.iter().all(keeps) && pool.sums(output) {
-            continue;
-        }
         if (0..step).all(|i| rq[i].is_some()) {
             pool.channels::<true>(&outs, &rq, output);
         } else {
@@ -195,49 +194,11 @@ struct Pool<'p> {
     input: &'p [u8],
     c0: usize,
     lanes: bool,
+    /// Every sum of a 2x2 window fits a byte and is its own output code.
+    exact: bool,
 }
 
 impl Pool<'_> {
-    /// A 2x2 window of stride 2 inside the input whose four channels keep their sums (the
-    /// caller checks that they do and fit a byte): each pixel's four words added byte by byte
-    /// and stored as they are; `false`, having written nothing, for any other window.
-    #[inline(never)]
-    fn sums(&self, output: &mut [u8]) -> bool {
-        let (g, input, c0) = (self.g, self.input, self.c0);
-        let c_n = g.input.c as usize;
-        let row = g.input.w as usize * c_n;
-        let (oh, ow) = (g.output.h as usize, g.output.w as usize);
-        let win = g.window;
-        let square = win.kh == 2 && win.kw == 2 && win.sh == 2 && win.sw == 2;
-        let inside = win.ph == 0
-            && win.pw == 0
-            && 2 * oh <= g.input.h as usize
-            && 2 * ow <= g.input.w as usize;
-        if !(self.lanes && square && inside && c0 + 4 <= c_n) {
-            return false;
-        }
-        let word = |b: &[u8]| match b.get(c0..c0 + 4) {
-            Some(&[x0, x1, x2, x3]) => u32::from_le_bytes([x0, x1, x2, x3]),
-            _ => 0,
-        };
-        for (oy, out) in output.chunks_exact_mut(ow * c_n).take(oh).enumerate() {
-            let top = input.get(2 * oy * row..).unwrap_or(&[]);
-            let bottom = top.get(row..).unwrap_or(&[]);
-            let pixels = top.chunks_exact(2 * c_n).zip(bottom.chunks_exact(2 * c_n));
-            for (o, (t, b)) in out.chunks_exact_mut(c_n).zip(pixels) {
-                let (t1, b1) = (&t[c_n..], &b[c_n..]);
-                let sum = word(t)
-                    .wrapping_add(word(t1))
-                    .wrapping_add(word(b))
-                    .wrapping_add(word(b1));
-                if let Some(o) = o.get_mut(c0..c0 + 4) {
-                    o.copy_from_slice(&sum.to_le_bytes());
-                }
-            }
-        }
-        true
-    }
-
     /// Every output pixel of the block; with `FAST`, through the requantizers `rq` (a shift
     /// that cannot saturate, then the right-shift step), else through `outs`.
     #[inline(always)]
@@ -273,6 +234,22 @@ impl Pool<'_> {
             && win.pw == 0
             && (oh.saturating_sub(1) * sh + kh) <= g.input.h as usize
             && (ow.saturating_sub(1) * sw + kw) <= iw;
+        if self.exact && inside && kh == 2 && kw == 2 {
+            // Four channels' sums in the bytes of one word, stored as they are.
+            for oy in 0..oh {
+                let mut first = oy * sh * iw * c_n + c0;
+                for ox in 0..ow {
+                    let at = (oy * ow + ox) * c_n + c0;
+                    let [a, b, c, d] = square(input, first, iw * c_n, c_n);
+                    let sum = a.wrapping_add(b).wrapping_add(c).wrapping_add(d);
+                    if let Some(o) = output.get_mut(at..at + 4) {
+                        o.copy_from_slice(&sum.to_le_bytes());
+                    }
+                    first += sw * c_n;
+                }
+            }
+            return;
+        }
         if self.lanes && inside && kh == 2 && kw == 2 {
             // The common 2x2 window, inside the input: four word loads per pixel, no clipping.
             for oy in 0..oh {
