@@ -637,7 +637,7 @@ macro_rules! windows2 {
             out("r10") _,
             out("r12") _,
             out("lr") _,
-            options(nostack, readonly, preserves_flags),
+            options(nostack, readonly),
         )
     };
     (@ $g:tt) => {
@@ -654,7 +654,8 @@ fn windows2(words: usize, xa: *const u8, xb: *const u8, wp: *const u8, init: i32
     let (mut a, mut b) = (init, init);
     // SAFETY: checked by `Windows::new` and `Windows::row4`: the assembly reads `4 * words`
     // bytes from each of `xa`, `xb` and `wp`, word-aligned and inside the checked slices. It
-    // writes only the listed registers, not the flags, and does not use the stack.
+    // writes only the listed registers and the flags (`SMLAD` sets Q on overflow; the sums wrap
+    // by design), and does not use the stack.
     unsafe {
         match words {
             8 => windows2!(xa, xb, wp, a, b; _ _),
