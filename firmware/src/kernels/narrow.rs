@@ -45,6 +45,23 @@ pub fn dot(lanes: &[u8], weights: &[u8], words: usize, init: i32) -> i32 {
     acc
 }
 
+/// Store `code(acc[p])` at `at + p x c_out` for the first `n` accumulators (nothing past the
+/// end).
+#[inline(always)]
+fn each(
+    output: &mut [u8],
+    (at, c_out): (usize, usize),
+    acc: &[i32],
+    n: usize,
+    code: impl Fn(i32) -> u8,
+) {
+    for (p, &a) in acc.iter().enumerate().take(n) {
+        if let Some(d) = output.get_mut(at + p * c_out) {
+            *d = code(a);
+        }
+    }
+}
+
 /// One channel's output step, decided once per channel and row.
 #[derive(Clone, Copy)]
 enum Step {
@@ -70,24 +87,8 @@ fn store_seg(
     let span = n.saturating_sub(1) * c_out;
     let dst = output.get_mut(at..).and_then(|d| d.get_mut(..=span));
     match (step, dst) {
-        (Step::Requantize(r), Some(d)) => {
-            let mut at = 0;
-            for &a in acc {
-                if let Some(d) = d.get_mut(at) {
-                    *d = r.apply(a);
-                }
-                at += c_out;
-            }
-        }
-        (Step::Fire(c), Some(d)) => {
-            let mut at = 0;
-            for &a in acc {
-                if let Some(d) = d.get_mut(at) {
-                    *d = c.count(a);
-                }
-                at += c_out;
-            }
-        }
+        (Step::Requantize(r), Some(d)) => each(d, (0, c_out), acc, n, |a| r.apply(a)),
+        (Step::Fire(c), Some(d)) => each(d, (0, c_out), acc, n, |a| c.count(a)),
         _ => store_other(stage, o, acc, n, output, at, c_out),
     }
 }
@@ -130,11 +131,7 @@ fn channel_row(
                     let (at, n) = place(k);
                     let dst = output.get_mut(at..).unwrap_or(&mut []);
                     if n < STEP || !super::gather::store_right(&r, dst, c_out, &s) {
-                        for (p, &a) in s.iter().enumerate().take(n) {
-                            if let Some(d) = output.get_mut(at + p * c_out) {
-                                *d = r.apply(a);
-                            }
-                        }
+                        each(output, (at, c_out), &s, n, |a| r.apply(a));
                     }
                 })
             }
@@ -142,11 +139,7 @@ fn channel_row(
                 let (at, n) = place(k);
                 let dst = output.get_mut(at..).unwrap_or(&mut []);
                 if n < STEP || !super::gather::fire_n(&c, dst, c_out, &s) {
-                    for (p, &a) in s.iter().enumerate().take(n) {
-                        if let Some(d) = output.get_mut(at + p * c_out) {
-                            *d = c.count(a);
-                        }
-                    }
+                    each(output, (at, c_out), &s, n, |a| c.count(a));
                 }
             }),
             _ => false,
@@ -310,13 +303,13 @@ pub fn conv2d(
     let parities = if step.is_multiple_of(2) { 1 } else { 2 };
     let stride = 4 * l.slots * kh;
     let (oh, ow) = (g.output.h as usize, g.output.w as usize);
-    let (ih, iw) = (g.input.h as isize, g.input.w as isize);
-    // Products inside the input per output row, over its columns (the same on every row).
-    let inside = |start: isize, k: usize, n: isize| -> usize {
-        (0..k as isize)
-            .filter(|&d| (0..n).contains(&(start + d)))
-            .count()
+    let (ih, iw) = (g.input.h as usize, g.input.w as usize);
+    // Kernel offsets inside the input from `start` on.
+    let inside = |start: isize, k: usize, n: usize| {
+        let (lo, hi) = super::optimized::valid(start, k, n);
+        hi - lo
     };
+    // Products inside the input per output row, over its columns (the same on every row).
     let cols: usize = (0..ow)
         .map(|ox| inside((ox * win.sw as usize) as isize - win.pw as isize, kw, iw))
         .sum();

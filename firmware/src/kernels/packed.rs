@@ -38,6 +38,9 @@ use crate::ops::Ops;
 /// Pixels per packed word.
 const TRIPLE: usize = 3;
 
+/// Output channels whose rows run before their outputs are stored.
+const BLOCK: usize = 8;
+
 /// The sign bits of every field of a word of `bits`-bit weights: XOR gives offset binary.
 #[inline(always)]
 const fn flip(bits: u8) -> u32 {
@@ -104,14 +107,43 @@ impl<'a> Micro<'a> {
         }
     }
 
-    /// The six sums of the row `weights`, flushed every `chunk` words.
+    /// The six sums of consecutive rows, one per entry of `out`, row `r` from byte `r x
+    /// stride` of `weights`, flushed every `chunk` words.
     #[inline(always)]
-    fn run(&self, weights: &[u8], chunk: usize) -> [u32; 6] {
+    fn rows(&self, weights: &[u8], stride: usize, chunk: usize, out: &mut [[u32; 6]]) {
         #[cfg(bitspike_dsp)]
-        if let Some(s) = self.dsp.and_then(|d| d.row(weights, chunk)) {
-            return s;
+        let out = match self.dsp {
+            Some(d) => {
+                // The rows whose words lie inside `weights` run in assembly.
+                let fits = weights
+                    .len()
+                    .checked_sub(4 * self.words)
+                    .map_or(0, |room| room / stride.max(1) + 1)
+                    .min(out.len());
+                let (fast, rest) = out.split_at_mut(fits);
+                if fits > 0 && !d.rows(weights, stride, chunk, fast) {
+                    return self.portable(weights, stride, chunk, out, 0);
+                }
+                return self.portable(weights, stride, chunk, rest, fits);
+            }
+            None => out,
+        };
+        self.portable(weights, stride, chunk, out, 0)
+    }
+
+    /// [`Self::rows`] in portable Rust for rows `first..` (the entries of `out`).
+    fn portable(
+        &self,
+        weights: &[u8],
+        stride: usize,
+        chunk: usize,
+        out: &mut [[u32; 6]],
+        first: usize,
+    ) {
+        for (r, sums) in (first..).zip(out.iter_mut()) {
+            let ws = weights.get(r * stride..).unwrap_or(&[]);
+            *sums = row6(self.bits, self.lanes, ws, self.words, chunk);
         }
-        row6(self.bits, self.lanes, weights, self.words, chunk)
     }
 }
 
@@ -275,36 +307,45 @@ fn channels<const FIRE: bool>(
     c_out: usize,
 ) {
     let n = pass.n;
-    for o in 0..c_out {
-        // Channel o's row in place, running on into the next rows (their weights meet the
-        // zero codes past the fan-in); the last row's missing bytes read as zero weights.
-        let start = o * fan * w.bits as usize / 8;
-        let ws = w.packed.get(start..).unwrap_or(&[]);
-        let bias = w.bias.map_or(0, |b| b.get(o));
-        let sums = pass.micro.run(ws, pass.chunk);
-        let mut acc = [0i32; PACKED_PASS];
-        for ((a, &c), &s) in acc.iter_mut().zip(&pass.corr).zip(&sums) {
-            *a = bias.wrapping_sub(c).wrapping_add(s as i32);
-        }
-        let at = pass.at + o;
-        if FIRE {
-            if let Some(c) = fired.and_then(|t| closed(t, o)) {
-                if n == PACKED_PASS
-                    && fire_n(&c, output.get_mut(at..).unwrap_or(&mut []), c_out, &acc)
-                {
-                    continue;
+    // Row `o` starts `o x row` bytes into the weights and runs on into the next rows (their
+    // weights meet the zero codes past the fan-in); the last row's missing bytes read as zero
+    // weights.
+    let row = fan * w.bits as usize / 8;
+    let mut block = [[0u32; PACKED_PASS]; BLOCK];
+    let mut o0 = 0;
+    while o0 < c_out {
+        let rows = (c_out - o0).min(BLOCK);
+        // The block's rows first, in one call of the micro-kernel...
+        let ws = w.packed.get(o0 * row..).unwrap_or(&[]);
+        pass.micro.rows(ws, row, pass.chunk, &mut block[..rows]);
+        // ...then their outputs.
+        for (o, sums) in (o0..).zip(block.iter().take(rows)) {
+            let bias = w.bias.map_or(0, |b| b.get(o));
+            let mut acc = [0i32; PACKED_PASS];
+            for ((a, &c), &s) in acc.iter_mut().zip(&pass.corr).zip(sums) {
+                *a = bias.wrapping_sub(c).wrapping_add(s as i32);
+            }
+            let at = pass.at + o;
+            if FIRE {
+                if let Some(c) = fired.and_then(|t| closed(t, o)) {
+                    if n == PACKED_PASS
+                        && fire_n(&c, output.get_mut(at..).unwrap_or(&mut []), c_out, &acc)
+                    {
+                        continue;
+                    }
+                }
+            } else if let Some((table, offset, lv)) = tabled {
+                if let Some(r) = requantizer(table, o, offset, lv) {
+                    if n == PACKED_PASS
+                        && store_right(&r, output.get_mut(at..).unwrap_or(&mut []), c_out, &acc)
+                    {
+                        continue;
+                    }
                 }
             }
-        } else if let Some((table, offset, lv)) = tabled {
-            if let Some(r) = requantizer(table, o, offset, lv) {
-                if n == PACKED_PASS
-                    && store_right(&r, output.get_mut(at..).unwrap_or(&mut []), c_out, &acc)
-                {
-                    continue;
-                }
-            }
+            store_other(stage, o, &acc, n, output, at, c_out);
         }
-        store_other(stage, o, &acc, n, output, at, c_out);
+        o0 += rows;
     }
 }
 
