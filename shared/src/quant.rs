@@ -191,6 +191,27 @@ impl Requantizer {
         self.left
     }
 
+    /// This requantizer with `bias` folded into its added term: when [`Self::right_shift`]
+    /// holds, `with_bias(b).apply_right(x) == apply_right(b + x)` for every `x` with `b + x`
+    /// inside i32 (both are `(b + x) m + add` in 64 bits), which a validated model's
+    /// accumulators always are: the loader bounds the bias plus the products.
+    #[inline(always)]
+    pub const fn with_bias(&self, bias: i32) -> Self {
+        let mut r = *self;
+        r.add = self
+            .add
+            .wrapping_add((bias as i64).wrapping_mul(self.multiplier as i64));
+        r
+    }
+
+    /// The terms of a right shift, for code that applies it outside this type (assembly):
+    /// the multiplier, the added term, the high word's shift (see [`Self::apply_right_as`])
+    /// and the offset.
+    #[inline(always)]
+    pub const fn terms(&self) -> (i32, i64, u32, i32) {
+        (self.multiplier, self.add, self.high_shift, self.offset)
+    }
+
     /// Whether a right shift (`shift > 0`) takes the high word of the product (see
     /// [`Self::apply_right_as`]); shift 0 takes the product shifted by 31.
     #[inline(always)]
@@ -392,6 +413,33 @@ pub fn quantize_multiplier(real: f64) -> Option<(i32, i8)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_folded_bias_gives_the_same_codes() {
+        let mut seed = 0x2545_f491_4f6c_dd1du64;
+        let mut next = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        for _ in 0..20_000 {
+            let m = (next() >> 33) as i32;
+            let shift = (next() % 12) as i8;
+            let offset = (next() % 256) as i32 - 128;
+            let levels = [1u8, 3, 12, 15, 255][(next() % 5) as usize];
+            let bias = (next() >> 40) as i32 - (1 << 23);
+            let x = (next() >> 36) as i32 - (1 << 27);
+            let r = Requantizer::new(m, shift, offset, levels).unwrap();
+            let want = requantize(bias + x, m, shift, offset, levels);
+            assert_eq!(
+                r.with_bias(bias).apply_right(x),
+                want,
+                "m {m} s {shift} b {bias} x {x}"
+            );
+            assert_eq!(r.apply_right(bias + x), want);
+        }
+    }
 
     #[test]
     fn products_from_halves_are_exact() {

@@ -23,10 +23,12 @@
 //! it. On Armv7E-M the micro-kernel is assembly (`kernels::dsp`); elsewhere [`row6`] runs it
 //! in portable Rust, with the same words and sums.
 
+use bitspike_core::kernel::TABLE_ENTRY;
 use bitspike_core::kernel::{
     gather_layout, packable, packed_chunk, packed_per_word, FIELD_BITS, PACKED_PASS,
 };
 use bitspike_core::layer::Geometry;
+use bitspike_core::quant::Requantizer;
 
 use super::gather::{
     closed, fire_n, prepare, prepare_fire, requantizer, store_other, store_right, window,
@@ -107,10 +109,17 @@ impl<'a> Micro<'a> {
         }
     }
 
-    /// The six sums of consecutive rows, one per entry of `out`, row `r` from byte `r x
-    /// stride` of `weights`, flushed every `chunk` words.
+    /// The six sums of consecutive rows less `corr` (wrapping), one row per entry of `out`,
+    /// row `r` from byte `r x stride` of `weights`, flushed every `chunk` words.
     #[inline(always)]
-    fn rows(&self, weights: &[u8], stride: usize, chunk: usize, out: &mut [[u32; 6]]) {
+    fn rows(
+        &self,
+        weights: &[u8],
+        stride: usize,
+        chunk: usize,
+        corr: &[i32; PACKED_PASS],
+        out: &mut [[i32; PACKED_PASS]],
+    ) {
         #[cfg(bitspike_dsp)]
         let out = match self.dsp {
             Some(d) => {
@@ -121,14 +130,14 @@ impl<'a> Micro<'a> {
                     .map_or(0, |room| room / stride.max(1) + 1)
                     .min(out.len());
                 let (fast, rest) = out.split_at_mut(fits);
-                if fits > 0 && !d.rows(weights, stride, chunk, fast) {
-                    return self.portable(weights, stride, chunk, out, 0);
+                if fits > 0 && !d.rows(weights, stride, chunk, corr, fast) {
+                    return self.portable(weights, stride, chunk, corr, out, 0);
                 }
-                return self.portable(weights, stride, chunk, rest, fits);
+                return self.portable(weights, stride, chunk, corr, rest, fits);
             }
             None => out,
         };
-        self.portable(weights, stride, chunk, out, 0)
+        self.portable(weights, stride, chunk, corr, out, 0)
     }
 
     /// [`Self::rows`] in portable Rust for rows `first..` (the entries of `out`).
@@ -137,12 +146,16 @@ impl<'a> Micro<'a> {
         weights: &[u8],
         stride: usize,
         chunk: usize,
-        out: &mut [[u32; 6]],
+        corr: &[i32; PACKED_PASS],
+        out: &mut [[i32; PACKED_PASS]],
         first: usize,
     ) {
-        for (r, sums) in (first..).zip(out.iter_mut()) {
+        for (r, dots) in (first..).zip(out.iter_mut()) {
             let ws = weights.get(r * stride..).unwrap_or(&[]);
-            *sums = row6(self.bits, self.lanes, ws, self.words, chunk);
+            let sums = row6(self.bits, self.lanes, ws, self.words, chunk);
+            for ((d, s), c) in dots.iter_mut().zip(sums).zip(corr) {
+                *d = (s as i32).wrapping_sub(*c);
+            }
         }
     }
 }
@@ -311,34 +324,29 @@ fn channels<const FIRE: bool>(
     // weights meet the zero codes past the fan-in); the last row's missing bytes read as zero
     // weights.
     let row = fan * w.bits as usize / 8;
-    let mut block = [[0u32; PACKED_PASS]; BLOCK];
+    let mut block = [[0i32; PACKED_PASS]; BLOCK];
     let mut o0 = 0;
     while o0 < c_out {
         let rows = (c_out - o0).min(BLOCK);
         // The block's rows first, in one call of the micro-kernel...
         let ws = w.packed.get(o0 * row..).unwrap_or(&[]);
-        pass.micro.rows(ws, row, pass.chunk, &mut block[..rows]);
-        // ...then their outputs.
-        for (o, sums) in (o0..).zip(block.iter().take(rows)) {
-            let bias = w.bias.map_or(0, |b| b.get(o));
-            let mut acc = [0i32; PACKED_PASS];
-            for ((a, &c), &s) in acc.iter_mut().zip(&pass.corr).zip(sums) {
-                *a = bias.wrapping_sub(c).wrapping_add(s as i32);
-            }
+        pass.micro
+            .rows(ws, row, pass.chunk, &pass.corr, &mut block[..rows]);
+        // ...then their outputs: the products' sums, the bias added.
+        for (o, dots) in (o0..).zip(block.iter().take(rows)) {
             let at = pass.at + o;
-            if FIRE {
-                if let Some(c) = fired.and_then(|t| closed(t, o)) {
-                    if n == PACKED_PASS
-                        && fire_n(&c, output.get_mut(at..).unwrap_or(&mut []), c_out, &acc)
-                    {
+            if !FIRE && n == PACKED_PASS {
+                if let Some(r) = tabled.and_then(|(t, zero, lv)| requantizer(t, o, zero, lv)) {
+                    if store6(&r, dots, output.get_mut(at..).unwrap_or(&mut []), c_out) {
                         continue;
                     }
                 }
-            } else if let Some((table, offset, lv)) = tabled {
-                if let Some(r) = requantizer(table, o, offset, lv) {
-                    if n == PACKED_PASS
-                        && store_right(&r, output.get_mut(at..).unwrap_or(&mut []), c_out, &acc)
-                    {
+            }
+            let bias = w.bias.map_or(0, |b| b.get(o));
+            let acc = dots.map(|d| bias.wrapping_add(d));
+            if FIRE && n == PACKED_PASS {
+                if let Some(c) = fired.and_then(|t| closed(t, o)) {
+                    if fire_n(&c, output.get_mut(at..).unwrap_or(&mut []), c_out, &acc) {
                         continue;
                     }
                 }
@@ -347,6 +355,37 @@ fn channels<const FIRE: bool>(
         }
         o0 += rows;
     }
+}
+
+/// A requantized channel's six outputs, `c` bytes apart in `dst`, from the products' sums
+/// `dots` through `r`, the channel's bias folded in ([`fold_bias`]): the assembly on
+/// Armv7E-M, [`store_right`] elsewhere. `false`, having written nothing, when neither applies
+/// (a short `dst`).
+#[inline(always)]
+fn store6(r: &Requantizer, dots: &[i32; PACKED_PASS], dst: &mut [u8], c: usize) -> bool {
+    #[cfg(bitspike_dsp)]
+    if super::dsp::store6(dots, r, dst, c) {
+        return true;
+    }
+    store_right(r, dst, c, dots)
+}
+
+/// Fold each channel's bias into its requantizer in `table` (filled by [`prepare`] with the
+/// layer's offset `zero` and `levels`), exact by [`Requantizer::with_bias`]; `false`, having
+/// changed nothing, when a channel shifts left (its bias cannot fold).
+fn fold_bias(table: &mut [u8], w: &Weights<'_>, c_out: usize, zero: i32, levels: u8) -> bool {
+    let right = |o| requantizer(table, o, zero, levels).is_some_and(|r| r.right_shift());
+    if !(0..c_out).all(right) {
+        return false;
+    }
+    for (o, t) in table.chunks_exact_mut(TABLE_ENTRY).take(c_out).enumerate() {
+        if let Ok(e) = <&[u8; TABLE_ENTRY]>::try_from(&*t) {
+            let bias = w.bias.map_or(0, |b| b.get(o));
+            let r = Requantizer::decode(e, zero, levels).with_bias(bias);
+            t.copy_from_slice(&r.encode());
+        }
+    }
+    true
 }
 
 /// 2-D convolution with one group through the packed kernel, for inputs with codes up to
@@ -389,7 +428,10 @@ pub fn conv2d(
         return false;
     };
     let offset = 1i32 << (w.bits - 1);
-    let tabled = prepare(stage, table, c_out);
+    // With every channel's bias inside its requantizer, a requantized output needs only the
+    // products' sums; a layer where that fold does not apply (a left shift) goes through
+    // `store_other`.
+    let tabled = prepare(stage, table, c_out).filter(|&(z, l)| fold_bias(table, w, c_out, z, l));
     let fire = tabled.is_none() && prepare_fire(stage, table, c_out);
     let table = &*table;
     let tabled = tabled.map(|(o, l)| (table, o, l));

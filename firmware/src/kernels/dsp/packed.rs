@@ -4,6 +4,8 @@
 
 use core::arch::asm;
 
+use bitspike_core::quant::Requantizer;
+
 /// Two inputs of the packed micro-kernel: `LDM` brings input `k`'s two pixel words into
 /// `r2`, `r3` and input `k + 1`'s into `r4`, `r5` (explicit registers: `LDM` fills its list in
 /// register order); fields `$a` and `$b` of the offset-binary weight word `{w}` multiply them
@@ -39,18 +41,59 @@ macro_rules! field {
     };
 }
 
-/// The packed kernel's loop over rows around a word body. Per row: chunks of at most the
-/// flush interval words until the row's `total` words are done; per word, one weight word
-/// loaded into `{w}` and flipped to offset binary by `$flip`. After each chunk, fields 0 and 1
-/// of both accumulators are added to four running sums on the stack and cleared; field 2 stays
-/// in place (36 bits, it cannot overflow). At the row's end its six sums go to `{out}` (24
-/// bytes, then advanced) and the weights pointer skips to the next row. The frame (48 bytes,
-/// restored) holds the sums (0..16), the words left in the row (16), the flush interval (20),
-/// the pass's words (24), `total` (28), the output pointer (32), the rows left (36) and the
-/// skip from a row's end to the next row's start (40).
+/// The end of a row of [`packed_rows`], with its sums in `r2..r5` (fields 0 and 1) and the
+/// accumulators' top fields in place: the six sums less the corrections to the output
+/// pointer, the weights pointer on to the next row, and back to `$next` while rows are left.
+macro_rules! row_end {
+    ($next:literal) => {
+        concat!(
+            "lsrs {l0}, {l0}, #28\n",
+            "orr {l0}, {l0}, {h0}, lsl #4\n",
+            "lsrs {l1}, {l1}, #28\n",
+            "orr {l1}, {l1}, {h1}, lsl #4\n",
+            "ldr {wa}, [sp, #44]\n",
+            "ldrd {w}, {n}, [{wa}]\n",
+            "sub r2, r2, {w}\n",
+            "sub r3, r3, {n}\n",
+            "ldrd {w}, {n}, [{wa}, #8]\n",
+            "sub {l0}, {l0}, {w}\n",
+            "sub r4, r4, {n}\n",
+            "ldrd {w}, {n}, [{wa}, #16]\n",
+            "sub r5, r5, {w}\n",
+            "sub {l1}, {l1}, {n}\n",
+            "ldr {wa}, [sp, #32]\n",
+            "strd r2, r3, [{wa}]\n",
+            "str {l0}, [{wa}, #8]\n",
+            "strd r4, r5, [{wa}, #12]\n",
+            "str {l1}, [{wa}, #20]\n",
+            "add {wa}, {wa}, #24\n",
+            "str {wa}, [sp, #32]\n",
+            "ldr {n}, [sp, #40]\n",
+            "add {wp}, {wp}, {n}\n",
+            "ldr {n}, [sp, #36]\n",
+            "subs {n}, {n}, #1\n",
+            "str {n}, [sp, #36]\n",
+            "bne ",
+            $next,
+            "\n",
+        )
+    };
+}
+
+/// The packed kernel's loop over rows around a word body (per word, one weight word loaded
+/// into `{w}` and flipped to offset binary by `$flip`). When the flush interval covers a whole
+/// row (`chunk >= total`), each row is one run of its words and its fields are read at its
+/// end. Otherwise a row runs in chunks of at most the flush interval; after each chunk, fields
+/// 0 and 1 of both accumulators are added to four running sums on the stack and cleared, and
+/// field 2 stays in place (36 bits, it cannot overflow). At the row's end its six sums, less the
+/// pass's six corrections, go to `{out}` (24 bytes, then advanced) and the weights pointer
+/// skips to the next row ([`row_end`]). The frame (48 bytes, restored) holds the sums (0..16),
+/// the words left in the row (16), the flush interval (20), the pass's words (24), `total`
+/// (28), the output pointer (32), the rows left (36), the skip from a row's end to the next
+/// row's start (40) and the corrections' address (44).
 macro_rules! packed_rows {
     ($wp:ident, $xp:ident, $chunk:ident, $total:ident, $out:ident, $rows:ident, $skip:ident,
-     $flip:literal; $($body:expr),* $(,)?) => {
+     $corr:ident, $flip:literal; $($body:expr),* $(,)?) => {
         asm!(
             "sub sp, sp, #48",
             "str {n}, [sp, #20]",
@@ -59,6 +102,10 @@ macro_rules! packed_rows {
             "str {wa}, [sp, #32]",
             "str {h0}, [sp, #36]",
             "str {l1}, [sp, #40]",
+            "str {l0}, [sp, #44]",
+            "cmp {n}, {w}",
+            "bhs 5f",
+            // Rows in chunks.
             "3:",
             "ldr {xp}, [sp, #24]",
             "ldr {w}, [sp, #28]",
@@ -100,23 +147,28 @@ macro_rules! packed_rows {
             "ldr {w}, [sp, #16]",
             "cmp {w}, #0",
             "bne 1b",
-            "lsrs {l0}, {l0}, #28",
-            "orr {l0}, {l0}, {h0}, lsl #4",
-            "lsrs {l1}, {l1}, #28",
-            "orr {l1}, {l1}, {h1}, lsl #4",
-            "ldr {wa}, [sp, #32]",
-            "strd r2, r3, [{wa}]",
-            "str {l0}, [{wa}, #8]",
-            "strd r4, r5, [{wa}, #12]",
-            "str {l1}, [{wa}, #20]",
-            "add {wa}, {wa}, #24",
-            "str {wa}, [sp, #32]",
-            "ldr {n}, [sp, #40]",
-            "add {wp}, {wp}, {n}",
-            "ldr {n}, [sp, #36]",
+            row_end!("3b"),
+            "b 6f",
+            // Rows in one run.
+            "5:",
+            "ldr {xp}, [sp, #24]",
+            "ldr {n}, [sp, #28]",
+            "movs {l0}, #0",
+            "movs {h0}, #0",
+            "movs {l1}, #0",
+            "movs {h1}, #0",
+            "4:",
+            "ldr {w}, [{wp}], #4",
+            concat!("eor {w}, {w}, #", $flip),
+            $($body,)*
             "subs {n}, {n}, #1",
-            "str {n}, [sp, #36]",
-            "bne 3b",
+            "bne 4b",
+            "ubfx r2, {l0}, #0, #14",
+            "ubfx r3, {l0}, #14, #14",
+            "ubfx r4, {l1}, #0, #14",
+            "ubfx r5, {l1}, #14, #14",
+            row_end!("5b"),
+            "6:",
             "add sp, sp, #48",
             wp = inout(reg) $wp => _,
             xp = inout(reg) $xp => _,
@@ -125,7 +177,7 @@ macro_rules! packed_rows {
             wa = inout(reg) $out => _,
             h0 = inout(reg) $rows => _,
             l1 = inout(reg) $skip => _,
-            l0 = out(reg) _,
+            l0 = inout(reg) $corr => _,
             h1 = out(reg) _,
             out("r2") _,
             out("r3") _,
@@ -169,10 +221,18 @@ impl<'a> Packed<'a> {
     /// The rows of consecutive output channels over the pass, one per entry of `out`: row `r`
     /// starts at byte `r x stride` of `weights` and takes the pass's `total` words of weights;
     /// its six pixels' field sums (fields 0, 1, 2 of the first word's accumulator, then of the
-    /// second's), flushed every `chunk` words, go to `out[r]`. `false`, having written
-    /// nothing, when `chunk` or `out` is empty or the last row would read past `weights`.
+    /// second's), flushed every `chunk` words, less `corr` (wrapping), go to `out[r]`.
+    /// `false`, having written nothing, when `chunk` or `out` is empty or the last row would
+    /// read past `weights`.
     #[inline]
-    pub fn rows(&self, weights: &[u8], stride: usize, chunk: usize, out: &mut [[u32; 6]]) -> bool {
+    pub fn rows(
+        &self,
+        weights: &[u8],
+        stride: usize,
+        chunk: usize,
+        corr: &[i32; 6],
+        out: &mut [[i32; 6]],
+    ) -> bool {
         let end = out
             .len()
             .checked_sub(1)
@@ -195,24 +255,26 @@ impl<'a> Packed<'a> {
         let xp = self.words.as_ptr();
         let wp = weights.as_ptr();
         let op = out.as_mut_ptr();
+        let cp = corr.as_ptr();
         // SAFETY: checked above and by `Packed::new`: `rows >= 1`, `total >= 1` and
         // `1 <= chunk <= total`, so every chunk runs at least one word and a row's chunks sum
         // to `total`. Row `r` reads `4 * total` bytes from `wp + r * stride`, the last ending
         // at `end <= weights.len()` (LDR allows unaligned addresses), and `8 * per * total`
         // bytes from the pass's words (word-aligned for LDM and LDRD, long enough by
-        // `Packed::new`); it writes the 24 bytes of `out[r]` (word-aligned). The assembly
+        // `Packed::new`) and the 24 bytes of `corr` (word-aligned for LDRD); it writes the 24
+        // bytes of `out[r]` (word-aligned). The assembly
         // writes only the listed registers, the flags and 48 bytes of stack below `sp`, which
         // it restores (8-byte aligned throughout).
         unsafe {
             if self.bits == 4 {
                 packed_rows!(
-                    wp, xp, chunk, total, op, rows, skip, "0x88888888";
+                    wp, xp, chunk, total, op, rows, skip, cp, "0x88888888";
                     pair!("4", "0", "4"), pair!("4", "8", "12"),
                     pair!("4", "16", "20"), pair!("4", "24", "28"),
                 );
             } else {
                 packed_rows!(
-                    wp, xp, chunk, total, op, rows, skip, "0xAAAAAAAA";
+                    wp, xp, chunk, total, op, rows, skip, cp, "0xAAAAAAAA";
                     pair!("2", "0", "2"), pair!("2", "4", "6"),
                     pair!("2", "8", "10"), pair!("2", "12", "14"),
                     pair!("2", "16", "18"), pair!("2", "20", "22"),
@@ -222,6 +284,88 @@ impl<'a> Packed<'a> {
         }
         true
     }
+}
+
+/// One output of [`store6`]: accumulator `$at` (a byte offset) of `{d}` through the
+/// requantizer's terms, `$shift` the instructions that leave the scaled value in `{hi}`, the
+/// code stored at `{o}`, which then moves on by `{c}`.
+macro_rules! requant_one {
+    ($at:literal, $($shift:literal),*) => {
+        concat!(
+            "ldr {a}, [{d}, #", $at, "]\n",
+            "mov {lo}, {al}\n",
+            "mov {hi}, {ah}\n",
+            "smlal {lo}, {hi}, {a}, {m}\n",
+            $($shift, "\n",)*
+            "qadd {hi}, {hi}, {off}\n",
+            "usat {hi}, #8, {hi}\n",
+            "cmp {hi}, {lv}\n",
+            "it hi\n",
+            "movhi {hi}, {lv}\n",
+            "strb {hi}, [{o}]\n",
+            "add {o}, {o}, {c}\n",
+        )
+    };
+}
+
+/// [`store6`]'s six outputs with the shift instructions `$shift`; `$($sh)?` passes the
+/// shift register when they use it.
+macro_rules! requant6 {
+    ($d:ident, $o:ident, $c:ident, $m:ident, $al:ident, $ah:ident, $off:ident, $lv:ident
+     $(, $sh:ident)?; $($shift:literal),*) => {
+        asm!(
+            requant_one!("0", $($shift),*),
+            requant_one!("4", $($shift),*),
+            requant_one!("8", $($shift),*),
+            requant_one!("12", $($shift),*),
+            requant_one!("16", $($shift),*),
+            requant_one!("20", $($shift),*),
+            d = in(reg) $d,
+            o = inout(reg) $o => _,
+            c = in(reg) $c,
+            m = in(reg) $m,
+            al = in(reg) $al,
+            ah = in(reg) $ah,
+            $(sh = in(reg) $sh,)?
+            off = in(reg) $off,
+            lv = in(reg) $lv,
+            a = out(reg) _,
+            lo = out(reg) _,
+            hi = out(reg) _,
+            options(nostack),
+        )
+    };
+}
+
+/// One channel's six outputs of a pass, `c` bytes apart from the start of `dst`: accumulator
+/// `acc[p]` through `r` (the same codes as [`Requantizer::apply_right`]), assembly with the
+/// terms in registers. `false`, having written nothing, when `r` shifts left or `dst` is
+/// shorter than `5 c + 1` bytes.
+#[inline(always)]
+pub fn store6(acc: &[i32; 6], r: &Requantizer, dst: &mut [u8], c: usize) -> bool {
+    if !r.right_shift() || c > u32::MAX as usize / 8 || dst.len() <= 5 * c {
+        return false;
+    }
+    let (m, add, sh, off) = r.terms();
+    let (al, ah) = (add as u32, (add >> 32) as u32);
+    let lv = r.levels() as u32;
+    let d = acc.as_ptr();
+    let o = dst.as_mut_ptr();
+    // SAFETY: checked above: the assembly reads the 24 bytes of `acc` (word-aligned) and
+    // writes one byte at each of `o + p c` for `p < 6`, the last at `5 c < dst.len()`. It
+    // writes only the listed registers and the flags (`QADD` may set Q), and does not use the
+    // stack.
+    unsafe {
+        if r.high_word() {
+            requant6!(d, o, c, m, al, ah, off, lv, sh; "asr {hi}, {hi}, {sh}");
+        } else {
+            requant6!(
+                d, o, c, m, al, ah, off, lv;
+                "lsr {lo}, {lo}, #31", "orr {hi}, {lo}, {hi}, lsl #1"
+            );
+        }
+    }
+    true
 }
 
 /// One input word `$j` (of four) of [`interleave3`]: the fields of codes `j` of the three rows'
