@@ -136,8 +136,10 @@ impl Requantizer {
         })
     }
 
-    /// The per-channel part as 16 bytes (multiplier, rounding term, shifts), for a kernel that
-    /// prepares every channel once per layer in its scratch; [`Self::decode`] reverses it.
+    /// The per-channel part as 16 bytes, for a kernel that prepares every channel once per
+    /// layer in its scratch; [`Self::decode`] reverses it. Little-endian: the multiplier
+    /// (bytes 0..4), the added term (4..12), the high word's shift (12), 1 when the high word
+    /// is taken (13), the left shift (14), 0 (15); assembly reads this layout.
     #[inline]
     pub const fn encode(&self) -> [u8; 16] {
         let m = self.multiplier.to_le_bytes();

@@ -190,6 +190,24 @@ impl Closed {
         (if q > self.top { self.top } else { q }) as u8
     }
 
+    /// This closed form with `bias` added to every accumulator first:
+    /// `with_bias(b).count(x) == count(b.wrapping_add(x))` for every `x` (the potential is
+    /// `acc x gain + base` modulo 2^32 either way).
+    #[inline(always)]
+    pub const fn with_bias(&self, bias: i32) -> Self {
+        let mut c = *self;
+        c.base = self.base.wrapping_add(bias.wrapping_mul(self.gain));
+        c
+    }
+
+    /// The terms of the count, for code that applies it outside this type (assembly): the
+    /// gain, the base, the divisor and the top count (`count(acc) = min(max(acc x gain + base,
+    /// 0) / divisor, top)`, the product and sum wrapping).
+    #[inline(always)]
+    pub const fn terms(&self) -> (i32, i32, u32, u32) {
+        (self.gain, self.base, self.divisor.get(), self.top)
+    }
+
     /// The 16 bytes [`Self::decode`] reads back.
     pub const fn encode(&self) -> [u8; 16] {
         let (g, b) = (self.gain.to_le_bytes(), self.base.to_le_bytes());
@@ -258,6 +276,31 @@ pub fn aligned_input(align: Align, train: &[u8], out: &mut [u32]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_folded_bias_gives_the_same_counts() {
+        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        let mut closed = 0;
+        for _ in 0..20_000 {
+            let theta = (next() % 5000) as i32 + 1;
+            let v0 = (next() % theta as u64) as i32;
+            let bias = (next() % 2001) as i32 - 1000;
+            let n = Neuron::new(theta, v0, bias, (next() % 4) as u8, (next() % 8) as u16 + 1);
+            let Some(c) = n.closed_form() else { continue };
+            closed += 1;
+            let b = (next() % 4001) as i32 - 2000;
+            let x = (next() % 40_001) as i32 - 20_000;
+            assert_eq!(c.with_bias(b).count(x), c.count(b + x), "{n:?} b {b} x {x}");
+            assert_eq!(c.count(b + x), n.count(b + x));
+        }
+        assert!(closed > 10_000, "only {closed} neurons in closed form");
+    }
 
     #[test]
     fn neuron_follows_a_hand_worked_trace() {

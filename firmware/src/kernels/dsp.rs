@@ -50,7 +50,7 @@ use bitspike_core::kernel::block;
 mod packed;
 mod windows;
 
-pub use packed::{interleave3, store6, Packed};
+pub use packed::{fire6, fire_rows, interleave3, store6, store_rows, Packed};
 pub use windows::Windows;
 
 /// One lane word `j` of a block against weight pair register `$w`: the four pixels' words

@@ -29,6 +29,7 @@ use bitspike_core::kernel::{
 };
 use bitspike_core::layer::Geometry;
 use bitspike_core::quant::Requantizer;
+use bitspike_core::snn::Closed;
 
 use super::gather::{
     closed, fire_n, prepare, prepare_fire, requantizer, store_other, store_right, window,
@@ -41,7 +42,7 @@ use crate::ops::Ops;
 const TRIPLE: usize = 3;
 
 /// Output channels whose rows run before their outputs are stored.
-const BLOCK: usize = 8;
+const BLOCK: usize = 16;
 
 /// The sign bits of every field of a word of `bits`-bit weights: XOR gives offset binary.
 #[inline(always)]
@@ -305,26 +306,27 @@ struct Pass<'a> {
 
 /// Every output channel of one pass: the row, then the output step of its six outputs.
 /// `tabled` holds the channels' prepared requantizers (with the layer's offset and levels),
-/// `fired` their prepared closed-form spike counts; `FIRE` selects which of the two this
-/// instance reads. Anything else goes through [`store_other`].
+/// `fired` their prepared closed-form spike counts (and whether every channel has one), both
+/// with the biases folded in; `FIRE` selects which of the two this instance reads. Anything
+/// else goes through [`store_other`].
 #[inline(never)]
 #[allow(clippy::too_many_arguments)]
-fn channels<const FIRE: bool>(
+fn channels<'a, const FIRE: bool>(
     pass: &Pass<'_>,
     w: &Weights<'_>,
     fan: usize,
     stage: &Stage<'_>,
-    tabled: Option<(&[u8], i32, u8)>,
-    fired: Option<&[u8]>,
+    tabled: Option<(&'a [u8], i32, u8)>,
+    fired: Option<(&'a [u8], bool)>,
     output: &mut [u8],
     c_out: usize,
+    block: &mut [[i32; PACKED_PASS]; BLOCK],
 ) {
     let n = pass.n;
     // Row `o` starts `o x row` bytes into the weights and runs on into the next rows (their
     // weights meet the zero codes past the fan-in); the last row's missing bytes read as zero
     // weights.
     let row = fan * w.bits as usize / 8;
-    let mut block = [[0i32; PACKED_PASS]; BLOCK];
     let mut o0 = 0;
     while o0 < c_out {
         let rows = (c_out - o0).min(BLOCK);
@@ -332,42 +334,92 @@ fn channels<const FIRE: bool>(
         let ws = w.packed.get(o0 * row..).unwrap_or(&[]);
         pass.micro
             .rows(ws, row, pass.chunk, &pass.corr, &mut block[..rows]);
-        // ...then their outputs: the products' sums, the bias added.
+        // ...then their outputs: a full pass's in one call on Armv7E-M when every channel
+        // takes the same kind of step...
+        #[cfg(bitspike_dsp)]
+        if n == PACKED_PASS {
+            let dst = output.get_mut(pass.at + o0..).unwrap_or(&mut []);
+            let entries = |t: &'a [u8]| t.get(o0 * TABLE_ENTRY..).unwrap_or(&[]);
+            let done = match (tabled, fired) {
+                (Some((t, zero, lv)), _) if !FIRE => {
+                    super::dsp::store_rows(&block[..rows], entries(t), (zero, lv), dst, c_out)
+                }
+                (_, Some((t, true))) if FIRE => {
+                    super::dsp::fire_rows(&block[..rows], entries(t), dst, c_out)
+                }
+                _ => false,
+            };
+            if done {
+                o0 += rows;
+                continue;
+            }
+        }
+        // ...or one channel at a time.
         for (o, dots) in (o0..).zip(block.iter().take(rows)) {
             let at = pass.at + o;
-            if !FIRE && n == PACKED_PASS {
+            if !FIRE {
                 if let Some(r) = tabled.and_then(|(t, zero, lv)| requantizer(t, o, zero, lv)) {
-                    if store6(&r, dots, output.get_mut(at..).unwrap_or(&mut []), c_out) {
+                    if store6(&r, dots, n, output.get_mut(at..).unwrap_or(&mut []), c_out) {
                         continue;
                     }
                 }
             }
             let bias = w.bias.map_or(0, |b| b.get(o));
-            let acc = dots.map(|d| bias.wrapping_add(d));
-            if FIRE && n == PACKED_PASS {
-                if let Some(c) = fired.and_then(|t| closed(t, o)) {
-                    if fire_n(&c, output.get_mut(at..).unwrap_or(&mut []), c_out, &acc) {
+            if FIRE {
+                if let Some(c) = fired.and_then(|(t, _)| closed(t, o)) {
+                    let dst = output.get_mut(at..).unwrap_or(&mut []);
+                    if fire6(&c, dots, n, dst, c_out) {
                         continue;
                     }
                 }
             }
+            let acc = dots.map(|d| bias.wrapping_add(d));
             store_other(stage, o, &acc, n, output, at, c_out);
         }
         o0 += rows;
     }
 }
 
-/// A requantized channel's six outputs, `c` bytes apart in `dst`, from the products' sums
-/// `dots` through `r`, the channel's bias folded in ([`fold_bias`]): the assembly on
-/// Armv7E-M, [`store_right`] elsewhere. `false`, having written nothing, when neither applies
-/// (a short `dst`).
+/// A requantized channel's first `n` outputs of a pass, `c` bytes apart in `dst`, from the
+/// products' sums `dots` through `r`, the channel's bias folded in ([`fold_bias`]): a full
+/// pass in assembly on Armv7E-M, else one by one. `false`, having written nothing, for a full
+/// pass whose `dst` is too short.
 #[inline(always)]
-fn store6(r: &Requantizer, dots: &[i32; PACKED_PASS], dst: &mut [u8], c: usize) -> bool {
+fn store6(r: &Requantizer, dots: &[i32; PACKED_PASS], n: usize, dst: &mut [u8], c: usize) -> bool {
+    if n < PACKED_PASS {
+        for (p, &d) in dots.iter().enumerate().take(n) {
+            if let Some(b) = dst.get_mut(p * c) {
+                *b = r.apply_right(d);
+            }
+        }
+        return true;
+    }
     #[cfg(bitspike_dsp)]
     if super::dsp::store6(dots, r, dst, c) {
         return true;
     }
     store_right(r, dst, c, dots)
+}
+
+/// A spiking channel's first `n` outputs of a pass, `c` bytes apart in `dst`, from the
+/// accumulators `acc` through the closed form `closed`: a full pass in assembly on Armv7E-M,
+/// else one by one. `false`, having written nothing, for a full pass whose `dst` is too
+/// short.
+#[inline(always)]
+fn fire6(closed: &Closed, acc: &[i32; PACKED_PASS], n: usize, dst: &mut [u8], c: usize) -> bool {
+    if n < PACKED_PASS {
+        for (p, &a) in acc.iter().enumerate().take(n) {
+            if let Some(b) = dst.get_mut(p * c) {
+                *b = closed.count(a);
+            }
+        }
+        return true;
+    }
+    #[cfg(bitspike_dsp)]
+    if super::dsp::fire6(acc, closed, dst, c) {
+        return true;
+    }
+    fire_n(closed, dst, c, acc)
 }
 
 /// Fold each channel's bias into its requantizer in `table` (filled by [`prepare`] with the
@@ -386,6 +438,22 @@ fn fold_bias(table: &mut [u8], w: &Weights<'_>, c_out: usize, zero: i32, levels:
         }
     }
     true
+}
+
+/// Fold each spiking channel's bias into its closed form in `table` (filled by
+/// [`prepare_fire`]), exact by [`Closed::with_bias`]; whether every channel has a closed form.
+fn fold_fire(table: &mut [u8], w: &Weights<'_>, c_out: usize) -> bool {
+    let mut all = true;
+    for (o, t) in table.chunks_exact_mut(TABLE_ENTRY).take(c_out).enumerate() {
+        match closed(t, 0) {
+            Some(c) => {
+                let bias = w.bias.map_or(0, |b| b.get(o));
+                t.copy_from_slice(&c.with_bias(bias).encode());
+            }
+            None => all = false,
+        }
+    }
+    all
 }
 
 /// 2-D convolution with one group through the packed kernel, for inputs with codes up to
@@ -433,9 +501,12 @@ pub fn conv2d(
     // `store_other`.
     let tabled = prepare(stage, table, c_out).filter(|&(z, l)| fold_bias(table, w, c_out, z, l));
     let fire = tabled.is_none() && prepare_fire(stage, table, c_out);
+    // Likewise every spiking channel's bias inside its closed form; whether every channel has
+    // one (then whole blocks of channels fire in one call).
+    let all_closed = fire && fold_fire(table, w, c_out);
     let table = &*table;
     let tabled = tabled.map(|(o, l)| (table, o, l));
-    let fired = fire.then_some(table);
+    let fired = fire.then_some((table, all_closed));
     // Inputs past the fan-in stay zero (the direct rows never write them, the windows never
     // write their columns there).
     words_area.fill(0);
@@ -444,6 +515,8 @@ pub fn conv2d(
     let pixels = oh * ow;
     let mut macs = 0;
     let mut p0 = 0;
+    // The sums of a block of channels' rows, reused by every pass.
+    let mut block = [[0i32; PACKED_PASS]; BLOCK];
     while p0 < pixels {
         let n = (pixels - p0).min(PACKED_PASS);
         let (sums, m) = gather6(g, input, (p0, n), cols, padded, words_area);
@@ -458,9 +531,13 @@ pub fn conv2d(
             at: p0 * c_out,
         };
         if fire {
-            channels::<true>(&pass, w, fan, stage, tabled, fired, output, c_out);
+            channels::<true>(
+                &pass, w, fan, stage, tabled, fired, output, c_out, &mut block,
+            );
         } else {
-            channels::<false>(&pass, w, fan, stage, tabled, fired, output, c_out);
+            channels::<false>(
+                &pass, w, fan, stage, tabled, fired, output, c_out, &mut block,
+            );
         }
         p0 += n;
     }

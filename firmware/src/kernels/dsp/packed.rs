@@ -5,6 +5,7 @@
 use core::arch::asm;
 
 use bitspike_core::quant::Requantizer;
+use bitspike_core::snn::Closed;
 
 /// Two inputs of the packed micro-kernel: `LDM` brings input `k`'s two pixel words into
 /// `r2`, `r3` and input `k + 1`'s into `r4`, `r5` (explicit registers: `LDM` fills its list in
@@ -364,6 +365,278 @@ pub fn store6(acc: &[i32; 6], r: &Requantizer, dst: &mut [u8], c: usize) -> bool
                 "lsr {lo}, {lo}, #31", "orr {hi}, {lo}, {hi}, lsl #1"
             );
         }
+    }
+    true
+}
+
+/// One output of [`fire6`]: accumulator `$at` (a byte offset) of `{d}` to its spike count,
+/// stored at `{o}`, which then moves on by `{c}`.
+macro_rules! fire_one {
+    ($at:literal) => {
+        concat!(
+            "ldr {a}, [{d}, #",
+            $at,
+            "]\n",
+            "mla {a}, {a}, {g}, {b}\n",
+            "bic {a}, {a}, {a}, asr #31\n",
+            "udiv {a}, {a}, {dv}\n",
+            "cmp {a}, {top}\n",
+            "it hi\n",
+            "movhi {a}, {top}\n",
+            "strb {a}, [{o}]\n",
+            "add {o}, {o}, {c}\n",
+        )
+    };
+}
+
+/// One spiking channel's six outputs of a pass, `c` bytes apart from the start of `dst`: the
+/// spike count of accumulator `acc[p]` in closed form (the same counts as [`Closed::count`]),
+/// assembly with the terms in registers. `false`, having written nothing, when `dst` is
+/// shorter than `5 c + 1` bytes.
+#[inline(always)]
+pub fn fire6(acc: &[i32; 6], closed: &Closed, dst: &mut [u8], c: usize) -> bool {
+    if c > u32::MAX as usize / 8 || dst.len() <= 5 * c {
+        return false;
+    }
+    let (g, b, dv, top) = closed.terms();
+    let d = acc.as_ptr();
+    let o = dst.as_mut_ptr();
+    // SAFETY: checked above: the assembly reads the 24 bytes of `acc` (word-aligned) and
+    // writes one byte at each of `o + p c` for `p < 6`, the last at `5 c < dst.len()`; the
+    // divisor is not zero (`Closed` keeps it nonzero). It writes only the listed registers and
+    // the flags, and does not use the stack.
+    unsafe {
+        asm!(
+            fire_one!("0"),
+            fire_one!("4"),
+            fire_one!("8"),
+            fire_one!("12"),
+            fire_one!("16"),
+            fire_one!("20"),
+            d = in(reg) d,
+            o = inout(reg) o => _,
+            c = in(reg) c,
+            g = in(reg) g,
+            b = in(reg) b,
+            dv = in(reg) dv,
+            top = in(reg) top,
+            a = out(reg) _,
+            options(nostack),
+        );
+    }
+    true
+}
+
+/// One output of [`store_rows`]: accumulator `$at` (a byte offset) of `{d}` through the row's
+/// terms (multiplier `r2`, added term `r4:r3`, high word's shift `r5`), `$shift` the
+/// instructions that leave the scaled value in `{hi}`, the code stored at `{o}`, which then
+/// moves on by `{c}`.
+macro_rules! requant_at {
+    ($at:literal, $($shift:literal),*) => {
+        concat!(
+            "ldr {a}, [{d}, #", $at, "]\n",
+            "mov {lo}, r3\n",
+            "mov {hi}, r4\n",
+            "smlal {lo}, {hi}, {a}, r2\n",
+            $($shift, "\n",)*
+            "qadd {hi}, {hi}, {off}\n",
+            "usat {hi}, #8, {hi}\n",
+            "cmp {hi}, {lv}\n",
+            "it hi\n",
+            "movhi {hi}, {lv}\n",
+            "strb {hi}, [{o}]\n",
+            "add {o}, {o}, {c}\n",
+        )
+    };
+}
+
+/// Six outputs of [`store_rows`] with the shift instructions `$shift`.
+macro_rules! requant_six {
+    ($($shift:literal),*) => {
+        concat!(
+            requant_at!("0", $($shift),*),
+            requant_at!("4", $($shift),*),
+            requant_at!("8", $($shift),*),
+            requant_at!("12", $($shift),*),
+            requant_at!("16", $($shift),*),
+            requant_at!("20", $($shift),*),
+        )
+    };
+}
+
+/// The requantized outputs of consecutive channels over a full pass: row `r`'s six
+/// accumulators `acc[r]` through the requantizer prepared at byte `16 r` of `table` (the layout
+/// of [`Requantizer::encode`], without a left shift), with the layer's `offset` and `levels`,
+/// stored `c` bytes apart from byte `r` of `dst`. Each row's shift kind is read from its entry.
+/// `false`, having written nothing, when `acc` is empty, `table` is shorter than its entries or
+/// not word-aligned (`LDM`), or `dst` shorter than the last row's last output.
+///
+/// The caller guarantees what memory safety does not need: no entry shifts left (their codes
+/// would differ from [`Requantizer::apply`]).
+#[inline]
+pub fn store_rows(
+    acc: &[[i32; 6]],
+    table: &[u8],
+    (offset, levels): (i32, u8),
+    dst: &mut [u8],
+    c: usize,
+) -> bool {
+    let rows = acc.len();
+    let last = c
+        .checked_mul(5)
+        .and_then(|x| x.checked_add(rows.checked_sub(1)?));
+    if rows == 0
+        || rows > u32::MAX as usize
+        || c > u32::MAX as usize / 8
+        || table.len() < rows.saturating_mul(16)
+        || !(table.as_ptr() as usize).is_multiple_of(4)
+        || last.is_none_or(|l| l >= dst.len())
+    {
+        return false;
+    }
+    let back = (6 * c - 1) as u32;
+    let d = acc.as_ptr();
+    let o = dst.as_mut_ptr();
+    let t = table.as_ptr();
+    let lv = levels as u32;
+    // SAFETY: checked above: `rows >= 1`; row `r` reads its 24 bytes of `acc` (word-aligned)
+    // and the 16 bytes at `16 r` of `table` (inside it, word-aligned for LDM), and writes one
+    // byte at each of `r + p c` (`p < 6`) from `dst`'s start, the last at `5 c + rows - 1 <
+    // dst.len()`. It writes only the listed registers, the flags (`QADD` may set Q) and a
+    // 16-byte frame below `sp`, which it restores (8-byte aligned).
+    unsafe {
+        asm!(
+            "sub sp, sp, #16",
+            "str {a}, [sp]",
+            "str {lo}, [sp, #4]",
+            "str {hi}, [sp, #8]",
+            "1:",
+            "ldr {a}, [sp]",
+            "ldm {a}!, {{r2, r3, r4, r5}}",
+            "str {a}, [sp]",
+            "tst r5, #0x100",
+            "and r5, r5, #31",
+            "beq 2f",
+            requant_six!("asr {hi}, {hi}, r5"),
+            "b 3f",
+            "2:",
+            requant_six!("lsr {lo}, {lo}, #31", "orr {hi}, {lo}, {hi}, lsl #1"),
+            "3:",
+            "add {d}, {d}, #24",
+            "ldr {a}, [sp, #8]",
+            "sub {o}, {o}, {a}",
+            "ldr {a}, [sp, #4]",
+            "subs {a}, {a}, #1",
+            "str {a}, [sp, #4]",
+            "bne 1b",
+            "add sp, sp, #16",
+            d = inout(reg) d => _,
+            o = inout(reg) o => _,
+            c = in(reg) c,
+            off = in(reg) offset,
+            lv = in(reg) lv,
+            a = inout(reg) t => _,
+            lo = inout(reg) rows as u32 => _,
+            hi = inout(reg) back => _,
+            out("r2") _,
+            out("r3") _,
+            out("r4") _,
+            out("r5") _,
+        );
+    }
+    true
+}
+
+/// One output of [`fire_rows`]: accumulator `$at` (a byte offset) of `{d}` to its spike count
+/// through the row's closed form (gain `r2`, base `r3`, divisor `r4`, top `r5`), stored at
+/// `{o}`, which then moves on by `{c}`.
+macro_rules! fire_at {
+    ($at:literal) => {
+        concat!(
+            "ldr {a}, [{d}, #",
+            $at,
+            "]\n",
+            "mla {a}, {a}, r2, r3\n",
+            "bic {a}, {a}, {a}, asr #31\n",
+            "udiv {a}, {a}, r4\n",
+            "cmp {a}, r5\n",
+            "it hi\n",
+            "movhi {a}, r5\n",
+            "strb {a}, [{o}]\n",
+            "add {o}, {o}, {c}\n",
+        )
+    };
+}
+
+/// The spike counts of consecutive channels over a full pass: row `r`'s six accumulators
+/// `acc[r]` through the closed form at byte `16 r` of `table` (the layout of
+/// [`Closed::encode`]), stored `c` bytes apart from byte `r` of `dst`. `false`, having written
+/// nothing, when `acc` is empty, `table` is shorter than its entries or not word-aligned
+/// (`LDM`), an entry's divisor is 0, or `dst` is shorter than the last row's last output.
+#[inline]
+pub fn fire_rows(acc: &[[i32; 6]], table: &[u8], dst: &mut [u8], c: usize) -> bool {
+    let rows = acc.len();
+    let last = c
+        .checked_mul(5)
+        .and_then(|x| x.checked_add(rows.checked_sub(1)?));
+    if rows == 0
+        || rows > u32::MAX as usize
+        || c > u32::MAX as usize / 8
+        || table.len() < rows.saturating_mul(16)
+        || !(table.as_ptr() as usize).is_multiple_of(4)
+        || last.is_none_or(|l| l >= dst.len())
+        || table
+            .chunks_exact(16)
+            .take(rows)
+            .any(|e| e[8..12] == [0, 0, 0, 0])
+    {
+        return false;
+    }
+    let back = (6 * c - 1) as u32;
+    let d = acc.as_ptr();
+    let o = dst.as_mut_ptr();
+    let t = table.as_ptr();
+    // SAFETY: checked above: `rows >= 1`, no divisor is 0; row `r` reads its 24 bytes of `acc`
+    // (word-aligned) and the 16 bytes at `16 r` of `table` (inside it, word-aligned for LDM),
+    // and writes one byte at each of `r + p c` (`p < 6`) from `dst`'s start, the last at
+    // `5 c + rows - 1 < dst.len()`. It writes only the listed registers, the flags and a
+    // 16-byte frame below `sp`, which it restores (8-byte aligned).
+    unsafe {
+        asm!(
+            "sub sp, sp, #16",
+            "str {t}, [sp]",
+            "str {n}, [sp, #4]",
+            "str {back}, [sp, #8]",
+            "1:",
+            "ldr {t}, [sp]",
+            "ldm {t}!, {{r2, r3, r4, r5}}",
+            "str {t}, [sp]",
+            fire_at!("0"),
+            fire_at!("4"),
+            fire_at!("8"),
+            fire_at!("12"),
+            fire_at!("16"),
+            fire_at!("20"),
+            "add {d}, {d}, #24",
+            "ldr {t}, [sp, #8]",
+            "sub {o}, {o}, {t}",
+            "ldr {t}, [sp, #4]",
+            "subs {t}, {t}, #1",
+            "str {t}, [sp, #4]",
+            "bne 1b",
+            "add sp, sp, #16",
+            d = inout(reg) d => _,
+            o = inout(reg) o => _,
+            c = in(reg) c,
+            t = inout(reg) t => _,
+            n = in(reg) rows as u32,
+            back = in(reg) back,
+            a = out(reg) _,
+            out("r2") _,
+            out("r3") _,
+            out("r4") _,
+            out("r5") _,
+        );
     }
     true
 }
