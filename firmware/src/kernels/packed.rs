@@ -17,11 +17,17 @@
 //! [`FIELD_MAX`](bitspike_core::kernel::FIELD_MAX); the loader's accumulator bound keeps the
 //! true result inside i32, so the wrapping sums give it exactly.
 //!
+//! A pass runs the rows of a block of up to 16 output channels in one call of the micro-kernel,
+//! which leaves each row's six sums less the pixels' corrections; the block's outputs are then
+//! requantized (or turned into spike counts in closed form) in one more call, each channel's
+//! bias having been folded into its prepared step once per layer.
+//!
 //! The scratch is the gather kernel's ([`bitspike_core::kernel::gather_layout`]): the pass's
 //! words where the gather kernel keeps its lanes (8 bytes per input, half of them), the six
-//! pixels' windows as bytes after them, the requantization table where the gather kernel has
-//! it. On Armv7E-M the micro-kernel is assembly (`kernels::dsp`); elsewhere [`row6`] runs it
-//! in portable Rust, with the same words and sums.
+//! pixels' windows as bytes after them, the block's sums in the rest of the lanes and the
+//! gather kernel's column and row, the prepared steps where the gather kernel has its table.
+//! On Armv7E-M the micro-kernel and the output steps are assembly (`kernels::dsp`); elsewhere
+//! [`row6`] runs the micro-kernel in portable Rust, with the same words and sums.
 
 use bitspike_core::kernel::TABLE_ENTRY;
 use bitspike_core::kernel::{
@@ -111,26 +117,26 @@ impl<'a> Micro<'a> {
     }
 
     /// The six sums of consecutive rows less `corr` (wrapping), one row per entry of `out`,
-    /// row `r` from byte `r x stride` of `weights`, flushed every `chunk` words.
+    /// row `r` from byte `r x stride` of `weights`, flushed every `chunk` words; the first
+    /// `fits` rows lie inside `weights` (see [`rows_inside`]).
     #[inline(always)]
+    #[allow(clippy::too_many_arguments)]
+    #[cfg_attr(not(bitspike_dsp), allow(unused_variables))]
     fn rows(
         &self,
         weights: &[u8],
         stride: usize,
         chunk: usize,
         corr: &[i32; PACKED_PASS],
-        out: &mut [[i32; PACKED_PASS]],
+        out: &mut [[u32; PACKED_PASS]],
+        fits: usize,
     ) {
         #[cfg(bitspike_dsp)]
         let out = match self.dsp {
             Some(d) => {
                 // The rows whose words lie inside `weights` run in assembly.
-                let fits = weights
-                    .len()
-                    .checked_sub(4 * self.words)
-                    .map_or(0, |room| room / stride.max(1) + 1)
-                    .min(out.len());
-                let (fast, rest) = out.split_at_mut(fits);
+                let (fast, rest) = out.split_at_mut(fits.min(out.len()));
+                let fits = fast.len();
                 if fits > 0 && !d.rows(weights, stride, chunk, corr, fast) {
                     return self.portable(weights, stride, chunk, corr, out, 0);
                 }
@@ -148,14 +154,14 @@ impl<'a> Micro<'a> {
         stride: usize,
         chunk: usize,
         corr: &[i32; PACKED_PASS],
-        out: &mut [[i32; PACKED_PASS]],
+        out: &mut [[u32; PACKED_PASS]],
         first: usize,
     ) {
         for (r, dots) in (first..).zip(out.iter_mut()) {
             let ws = weights.get(r * stride..).unwrap_or(&[]);
             let sums = row6(self.bits, self.lanes, ws, self.words, chunk);
             for ((d, s), c) in dots.iter_mut().zip(sums).zip(corr) {
-                *d = (s as i32).wrapping_sub(*c);
+                *d = s.wrapping_sub(*c as u32);
             }
         }
     }
@@ -302,6 +308,18 @@ struct Pass<'a> {
     n: usize,
     /// Output index of the pass's first pixel, channel 0.
     at: usize,
+    /// Output channels whose rows lie inside the weights ([`rows_inside`]).
+    fits: usize,
+}
+
+/// How many of the `c_out` rows of `words` words of weights, row `o` from byte `o x stride`,
+/// lie inside `weights` (a row reads `4 x words` bytes, running on into the next).
+fn rows_inside(weights: &[u8], words: usize, stride: usize, c_out: usize) -> usize {
+    weights
+        .len()
+        .checked_sub(4 * words)
+        .map_or(0, |room| room / stride.max(1) + 1)
+        .min(c_out)
 }
 
 /// Every output channel of one pass: the row, then the output step of its six outputs.
@@ -320,7 +338,7 @@ fn channels<'a, const FIRE: bool>(
     fired: Option<(&'a [u8], bool)>,
     output: &mut [u8],
     c_out: usize,
-    block: &mut [[i32; PACKED_PASS]; BLOCK],
+    block: &mut [[u32; PACKED_PASS]],
 ) {
     let n = pass.n;
     // Row `o` starts `o x row` bytes into the weights and runs on into the next rows (their
@@ -329,11 +347,12 @@ fn channels<'a, const FIRE: bool>(
     let row = fan * w.bits as usize / 8;
     let mut o0 = 0;
     while o0 < c_out {
-        let rows = (c_out - o0).min(BLOCK);
+        let rows = (c_out - o0).min(block.len());
         // The block's rows first, in one call of the micro-kernel...
         let ws = w.packed.get(o0 * row..).unwrap_or(&[]);
+        let fits = pass.fits.saturating_sub(o0);
         pass.micro
-            .rows(ws, row, pass.chunk, &pass.corr, &mut block[..rows]);
+            .rows(ws, row, pass.chunk, &pass.corr, &mut block[..rows], fits);
         // ...then their outputs: a full pass's in one call on Armv7E-M when every channel
         // takes the same kind of step...
         #[cfg(bitspike_dsp)]
@@ -356,6 +375,7 @@ fn channels<'a, const FIRE: bool>(
         }
         // ...or one channel at a time.
         for (o, dots) in (o0..).zip(block.iter().take(rows)) {
+            let dots = &dots.map(|d| d as i32);
             let at = pass.at + o;
             if !FIRE {
                 if let Some(r) = tabled.and_then(|(t, zero, lv)| requantizer(t, o, zero, lv)) {
@@ -487,14 +507,26 @@ pub fn conv2d(
         return false;
     };
     // The gather kernel's lanes hold `16 * padded` bytes: the pass's words take the first
-    // half, the six windows (`6 * padded` bytes) the second.
-    let (lanes, rest) = scratch.split_at_mut(layout.column);
-    let (words_area, cols) = lanes.split_at_mut(8 * padded);
-    let (_, rest) = rest.split_at_mut(layout.table - layout.column);
-    let table = &mut rest[..layout.unpacked - layout.table];
-    let Some(cols) = cols.get_mut(..PACKED_PASS * padded) else {
+    // half, the six windows (`6 * padded` bytes) the second; the rest of the lanes and the
+    // gather kernel's column and row (`4 * padded` bytes up to the table) hold the sums of a
+    // block of channels' rows (24 bytes each, at most `BLOCK`).
+    let (words_area, rest) = scratch.split_at_mut(8 * padded);
+    let (cols, rest) = rest.split_at_mut(PACKED_PASS * padded);
+    let Some((block, rest)) = layout
+        .table
+        .checked_sub(14 * padded)
+        .and_then(|b| rest.split_at_mut_checked(b))
+    else {
         return false;
     };
+    let table = &mut rest[..layout.unpacked - layout.table];
+    let (_, block) = super::words::words_mut(block);
+    let block = block.as_chunks_mut::<PACKED_PASS>().0;
+    let len = block.len().min(BLOCK);
+    let block = &mut block[..len];
+    if block.is_empty() {
+        return false;
+    }
     let offset = 1i32 << (w.bits - 1);
     // With every channel's bias inside its requantizer, a requantized output needs only the
     // products' sums; a layer where that fold does not apply (a left shift) goes through
@@ -515,8 +547,7 @@ pub fn conv2d(
     let pixels = oh * ow;
     let mut macs = 0;
     let mut p0 = 0;
-    // The sums of a block of channels' rows, reused by every pass.
-    let mut block = [[0i32; PACKED_PASS]; BLOCK];
+    let fits = rows_inside(w.packed, words, fan * w.bits as usize / 8, c_out);
     while p0 < pixels {
         let n = (pixels - p0).min(PACKED_PASS);
         let (sums, m) = gather6(g, input, (p0, n), cols, padded, words_area);
@@ -529,15 +560,12 @@ pub fn conv2d(
             corr,
             n,
             at: p0 * c_out,
+            fits,
         };
         if fire {
-            channels::<true>(
-                &pass, w, fan, stage, tabled, fired, output, c_out, &mut block,
-            );
+            channels::<true>(&pass, w, fan, stage, tabled, fired, output, c_out, block);
         } else {
-            channels::<false>(
-                &pass, w, fan, stage, tabled, fired, output, c_out, &mut block,
-            );
+            channels::<false>(&pass, w, fan, stage, tabled, fired, output, c_out, block);
         }
         p0 += n;
     }

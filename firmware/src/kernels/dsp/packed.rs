@@ -232,7 +232,7 @@ impl<'a> Packed<'a> {
         stride: usize,
         chunk: usize,
         corr: &[i32; 6],
-        out: &mut [[i32; 6]],
+        out: &mut [[u32; 6]],
     ) -> bool {
         let end = out
             .len()
@@ -475,7 +475,7 @@ macro_rules! requant_six {
 /// would differ from [`Requantizer::apply`]).
 #[inline]
 pub fn store_rows(
-    acc: &[[i32; 6]],
+    acc: &[[u32; 6]],
     table: &[u8],
     (offset, levels): (i32, u8),
     dst: &mut [u8],
@@ -574,7 +574,7 @@ macro_rules! fire_at {
 /// nothing, when `acc` is empty, `table` is shorter than its entries or not word-aligned
 /// (`LDM`), an entry's divisor is 0, or `dst` is shorter than the last row's last output.
 #[inline]
-pub fn fire_rows(acc: &[[i32; 6]], table: &[u8], dst: &mut [u8], c: usize) -> bool {
+pub fn fire_rows(acc: &[[u32; 6]], table: &[u8], dst: &mut [u8], c: usize) -> bool {
     let rows = acc.len();
     let last = c
         .checked_mul(5)
