@@ -400,6 +400,24 @@ fn channels<'a, const FIRE: bool>(
     }
 }
 
+/// A partial pass's `n` outputs, `c` bytes apart in `dst`, output `p` as `code(acc[p])`
+/// (nothing past the end); always `true`.
+#[inline(always)]
+fn each(
+    acc: &[i32; PACKED_PASS],
+    n: usize,
+    dst: &mut [u8],
+    c: usize,
+    code: impl Fn(i32) -> u8,
+) -> bool {
+    for (p, &a) in acc.iter().enumerate().take(n) {
+        if let Some(b) = dst.get_mut(p * c) {
+            *b = code(a);
+        }
+    }
+    true
+}
+
 /// A requantized channel's first `n` outputs of a pass, `c` bytes apart in `dst`, from the
 /// products' sums `dots` through `r`, the channel's bias folded in ([`fold_bias`]): a full
 /// pass in assembly on Armv7E-M, else one by one. `false`, having written nothing, for a full
@@ -407,12 +425,7 @@ fn channels<'a, const FIRE: bool>(
 #[inline(always)]
 fn store6(r: &Requantizer, dots: &[i32; PACKED_PASS], n: usize, dst: &mut [u8], c: usize) -> bool {
     if n < PACKED_PASS {
-        for (p, &d) in dots.iter().enumerate().take(n) {
-            if let Some(b) = dst.get_mut(p * c) {
-                *b = r.apply_right(d);
-            }
-        }
-        return true;
+        return each(dots, n, dst, c, |d| r.apply_right(d));
     }
     #[cfg(bitspike_dsp)]
     if super::dsp::store6(dots, r, dst, c) {
@@ -428,12 +441,7 @@ fn store6(r: &Requantizer, dots: &[i32; PACKED_PASS], n: usize, dst: &mut [u8], 
 #[inline(always)]
 fn fire6(closed: &Closed, acc: &[i32; PACKED_PASS], n: usize, dst: &mut [u8], c: usize) -> bool {
     if n < PACKED_PASS {
-        for (p, &a) in acc.iter().enumerate().take(n) {
-            if let Some(b) = dst.get_mut(p * c) {
-                *b = closed.count(a);
-            }
-        }
-        return true;
+        return each(acc, n, dst, c, |a| closed.count(a));
     }
     #[cfg(bitspike_dsp)]
     if super::dsp::fire6(acc, closed, dst, c) {

@@ -427,6 +427,22 @@ pub fn fire6(acc: &[i32; 6], closed: &Closed, dst: &mut [u8], c: usize) -> bool 
     true
 }
 
+/// The preconditions [`store_rows`] and [`fire_rows`] share: at least one row (and a count a
+/// register holds), `table` holding the rows' 16-byte entries from a word boundary (`LDM`), and
+/// `dst` reaching the last row's last output, `5 c + rows - 1`.
+#[inline(always)]
+fn block_fits(rows: usize, table: &[u8], dst: &[u8], c: usize) -> bool {
+    let last = c
+        .checked_mul(5)
+        .and_then(|x| x.checked_add(rows.checked_sub(1)?));
+    rows > 0
+        && rows <= u32::MAX as usize
+        && c <= u32::MAX as usize / 8
+        && table.len() >= rows.saturating_mul(16)
+        && (table.as_ptr() as usize).is_multiple_of(4)
+        && last.is_some_and(|l| l < dst.len())
+}
+
 /// One output of [`store_rows`]: accumulator `$at` (a byte offset) of `{d}` through the row's
 /// terms (multiplier `r2`, added term `r4:r3`, high word's shift `r5`), `$shift` the
 /// instructions that leave the scaled value in `{hi}`, the code stored at `{o}`, which then
@@ -482,16 +498,7 @@ pub fn store_rows(
     c: usize,
 ) -> bool {
     let rows = acc.len();
-    let last = c
-        .checked_mul(5)
-        .and_then(|x| x.checked_add(rows.checked_sub(1)?));
-    if rows == 0
-        || rows > u32::MAX as usize
-        || c > u32::MAX as usize / 8
-        || table.len() < rows.saturating_mul(16)
-        || !(table.as_ptr() as usize).is_multiple_of(4)
-        || last.is_none_or(|l| l >= dst.len())
-    {
+    if !block_fits(rows, table, dst, c) {
         return false;
     }
     let back = (6 * c - 1) as u32;
@@ -576,15 +583,7 @@ macro_rules! fire_at {
 #[inline]
 pub fn fire_rows(acc: &[[u32; 6]], table: &[u8], dst: &mut [u8], c: usize) -> bool {
     let rows = acc.len();
-    let last = c
-        .checked_mul(5)
-        .and_then(|x| x.checked_add(rows.checked_sub(1)?));
-    if rows == 0
-        || rows > u32::MAX as usize
-        || c > u32::MAX as usize / 8
-        || table.len() < rows.saturating_mul(16)
-        || !(table.as_ptr() as usize).is_multiple_of(4)
-        || last.is_none_or(|l| l >= dst.len())
+    if !block_fits(rows, table, dst, c)
         || table
             .chunks_exact(16)
             .take(rows)
