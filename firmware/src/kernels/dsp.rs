@@ -23,6 +23,12 @@
 //!     (`LDM`);
 //!   * `weights` holds the last row's `4 * total` bytes from its start, `(rows - 1) * stride`;
 //!   * the width is 4 or 2 bits;
+//! * [`store_rows`] and [`fire_rows`] (`dsp/packed.rs`): a block of channels' outputs over a
+//!   full pass of the packed kernel, each row's prepared requantizer or closed form read from
+//!   the table (`LDM`), six outputs per row; [`store6`] and [`fire6`]: one channel's six, the
+//!   terms in registers. The wrappers check the table's length and alignment, the output's
+//!   length, and that no divisor is 0; `store6` checks the right shift, `store_rows` leaves it
+//!   to its caller (a left shift gives wrong codes, not a memory error);
 //! * [`interleave3`]: three pixels' codes into the packed kernel's pixel words, with their
 //!   sums (`dsp/packed.rs`);
 //! * [`spread`]: a pixel's codes into its slot of the lanes, with their sum;

@@ -42,7 +42,7 @@ macro_rules! field {
     };
 }
 
-/// The end of a row of [`packed_rows`], with its sums in `r2..r5` (fields 0 and 1) and the
+/// The end of a row of `packed_rows!`, with its sums in `r2..r5` (fields 0 and 1) and the
 /// accumulators' top fields in place: the six sums less the corrections to the output
 /// pointer, the weights pointer on to the next row, and back to `$next` while rows are left.
 macro_rules! row_end {
@@ -88,7 +88,7 @@ macro_rules! row_end {
 /// 0 and 1 of both accumulators are added to four running sums on the stack and cleared, and
 /// field 2 stays in place (36 bits, it cannot overflow). At the row's end its six sums, less the
 /// pass's six corrections, go to `{out}` (24 bytes, then advanced) and the weights pointer
-/// skips to the next row ([`row_end`]). The frame (48 bytes, restored) holds the sums (0..16),
+/// skips to the next row (`row_end!`). The frame (48 bytes, restored) holds the sums (0..16),
 /// the words left in the row (16), the flush interval (20), the pass's words (24), `total`
 /// (28), the output pointer (32), the rows left (36), the skip from a row's end to the next
 /// row's start (40) and the corrections' address (44).
