@@ -287,16 +287,17 @@ impl<'a> Packed<'a> {
     }
 }
 
-/// One output of [`store6`]: accumulator `$at` (a byte offset) of `{d}` through the
-/// requantizer's terms, `$shift` the instructions that leave the scaled value in `{hi}`, the
-/// code stored at `{o}`, which then moves on by `{c}`.
+/// One requantized output: accumulator `$at` (a byte offset) of `{d}` through the terms in
+/// registers `$m` (multiplier), `$al`/`$ah` (added term, low and high word), `$shift` the
+/// instructions that leave the scaled value in `{hi}`; the code is stored at `{o}`, which then
+/// moves on by `{c}`. [`store6`] names its terms as operands, [`store_rows`] as `r2..r4`.
 macro_rules! requant_one {
-    ($at:literal, $($shift:literal),*) => {
+    ($at:literal, [$m:literal, $al:literal, $ah:literal], $($shift:literal),*) => {
         concat!(
             "ldr {a}, [{d}, #", $at, "]\n",
-            "mov {lo}, {al}\n",
-            "mov {hi}, {ah}\n",
-            "smlal {lo}, {hi}, {a}, {m}\n",
+            "mov {lo}, ", $al, "\n",
+            "mov {hi}, ", $ah, "\n",
+            "smlal {lo}, {hi}, {a}, ", $m, "\n",
             $($shift, "\n",)*
             "qadd {hi}, {hi}, {off}\n",
             "usat {hi}, #8, {hi}\n",
@@ -309,18 +310,28 @@ macro_rules! requant_one {
     };
 }
 
+/// A full pass's six requantized outputs ([`requant_one`] at offsets 0..24), the terms in
+/// registers `$regs`.
+macro_rules! requant_pass {
+    ($regs:tt, $($shift:literal),*) => {
+        concat!(
+            requant_one!("0", $regs, $($shift),*),
+            requant_one!("4", $regs, $($shift),*),
+            requant_one!("8", $regs, $($shift),*),
+            requant_one!("12", $regs, $($shift),*),
+            requant_one!("16", $regs, $($shift),*),
+            requant_one!("20", $regs, $($shift),*),
+        )
+    };
+}
+
 /// [`store6`]'s six outputs with the shift instructions `$shift`; `$($sh)?` passes the
 /// shift register when they use it.
 macro_rules! requant6 {
     ($d:ident, $o:ident, $c:ident, $m:ident, $al:ident, $ah:ident, $off:ident, $lv:ident
      $(, $sh:ident)?; $($shift:literal),*) => {
         asm!(
-            requant_one!("0", $($shift),*),
-            requant_one!("4", $($shift),*),
-            requant_one!("8", $($shift),*),
-            requant_one!("12", $($shift),*),
-            requant_one!("16", $($shift),*),
-            requant_one!("20", $($shift),*),
+            requant_pass!(["{m}", "{al}", "{ah}"], $($shift),*),
             d = in(reg) $d,
             o = inout(reg) $o => _,
             c = in(reg) $c,
@@ -369,22 +380,49 @@ pub fn store6(acc: &[i32; 6], r: &Requantizer, dst: &mut [u8], c: usize) -> bool
     true
 }
 
-/// One output of [`fire6`]: accumulator `$at` (a byte offset) of `{d}` to its spike count,
-/// stored at `{o}`, which then moves on by `{c}`.
+/// One spike count: accumulator `$at` (a byte offset) of `{d}` through the closed form's
+/// terms in registers `$g` (gain), `$b` (base), `$dv` (divisor), `$top`; the count is stored
+/// at `{o}`, which then moves on by `{c}`. [`fire6`] names its terms as operands, [`fire_rows`]
+/// as `r2..r5`.
 macro_rules! fire_one {
-    ($at:literal) => {
+    ($at:literal, [$g:literal, $b:literal, $dv:literal, $top:literal]) => {
         concat!(
             "ldr {a}, [{d}, #",
             $at,
             "]\n",
-            "mla {a}, {a}, {g}, {b}\n",
+            "mla {a}, {a}, ",
+            $g,
+            ", ",
+            $b,
+            "\n",
             "bic {a}, {a}, {a}, asr #31\n",
-            "udiv {a}, {a}, {dv}\n",
-            "cmp {a}, {top}\n",
+            "udiv {a}, {a}, ",
+            $dv,
+            "\n",
+            "cmp {a}, ",
+            $top,
+            "\n",
             "it hi\n",
-            "movhi {a}, {top}\n",
+            "movhi {a}, ",
+            $top,
+            "\n",
             "strb {a}, [{o}]\n",
             "add {o}, {o}, {c}\n",
+        )
+    };
+}
+
+/// A full pass's six spike counts ([`fire_one`] at offsets 0..24), the terms in registers
+/// `$regs`.
+macro_rules! fire_pass {
+    ($regs:tt) => {
+        concat!(
+            fire_one!("0", $regs),
+            fire_one!("4", $regs),
+            fire_one!("8", $regs),
+            fire_one!("12", $regs),
+            fire_one!("16", $regs),
+            fire_one!("20", $regs),
         )
     };
 }
@@ -407,12 +445,7 @@ pub fn fire6(acc: &[i32; 6], closed: &Closed, dst: &mut [u8], c: usize) -> bool 
     // the flags, and does not use the stack.
     unsafe {
         asm!(
-            fire_one!("0"),
-            fire_one!("4"),
-            fire_one!("8"),
-            fire_one!("12"),
-            fire_one!("16"),
-            fire_one!("20"),
+            fire_pass!(["{g}", "{b}", "{dv}", "{top}"]),
             d = in(reg) d,
             o = inout(reg) o => _,
             c = in(reg) c,
@@ -441,43 +474,6 @@ fn block_fits(rows: usize, table: &[u8], dst: &[u8], c: usize) -> bool {
         && table.len() >= rows.saturating_mul(16)
         && (table.as_ptr() as usize).is_multiple_of(4)
         && last.is_some_and(|l| l < dst.len())
-}
-
-/// One output of [`store_rows`]: accumulator `$at` (a byte offset) of `{d}` through the row's
-/// terms (multiplier `r2`, added term `r4:r3`, high word's shift `r5`), `$shift` the
-/// instructions that leave the scaled value in `{hi}`, the code stored at `{o}`, which then
-/// moves on by `{c}`.
-macro_rules! requant_at {
-    ($at:literal, $($shift:literal),*) => {
-        concat!(
-            "ldr {a}, [{d}, #", $at, "]\n",
-            "mov {lo}, r3\n",
-            "mov {hi}, r4\n",
-            "smlal {lo}, {hi}, {a}, r2\n",
-            $($shift, "\n",)*
-            "qadd {hi}, {hi}, {off}\n",
-            "usat {hi}, #8, {hi}\n",
-            "cmp {hi}, {lv}\n",
-            "it hi\n",
-            "movhi {hi}, {lv}\n",
-            "strb {hi}, [{o}]\n",
-            "add {o}, {o}, {c}\n",
-        )
-    };
-}
-
-/// Six outputs of [`store_rows`] with the shift instructions `$shift`.
-macro_rules! requant_six {
-    ($($shift:literal),*) => {
-        concat!(
-            requant_at!("0", $($shift),*),
-            requant_at!("4", $($shift),*),
-            requant_at!("8", $($shift),*),
-            requant_at!("12", $($shift),*),
-            requant_at!("16", $($shift),*),
-            requant_at!("20", $($shift),*),
-        )
-    };
 }
 
 /// The requantized outputs of consecutive channels over a full pass: row `r`'s six
@@ -524,10 +520,14 @@ pub fn store_rows(
             "tst r5, #0x100",
             "and r5, r5, #31",
             "beq 2f",
-            requant_six!("asr {hi}, {hi}, r5"),
+            requant_pass!(["r2", "r3", "r4"], "asr {hi}, {hi}, r5"),
             "b 3f",
             "2:",
-            requant_six!("lsr {lo}, {lo}, #31", "orr {hi}, {lo}, {hi}, lsl #1"),
+            requant_pass!(
+                ["r2", "r3", "r4"],
+                "lsr {lo}, {lo}, #31",
+                "orr {hi}, {lo}, {hi}, lsl #1"
+            ),
             "3:",
             "add {d}, {d}, #24",
             "ldr {a}, [sp, #8]",
@@ -552,27 +552,6 @@ pub fn store_rows(
         );
     }
     true
-}
-
-/// One output of [`fire_rows`]: accumulator `$at` (a byte offset) of `{d}` to its spike count
-/// through the row's closed form (gain `r2`, base `r3`, divisor `r4`, top `r5`), stored at
-/// `{o}`, which then moves on by `{c}`.
-macro_rules! fire_at {
-    ($at:literal) => {
-        concat!(
-            "ldr {a}, [{d}, #",
-            $at,
-            "]\n",
-            "mla {a}, {a}, r2, r3\n",
-            "bic {a}, {a}, {a}, asr #31\n",
-            "udiv {a}, {a}, r4\n",
-            "cmp {a}, r5\n",
-            "it hi\n",
-            "movhi {a}, r5\n",
-            "strb {a}, [{o}]\n",
-            "add {o}, {o}, {c}\n",
-        )
-    };
 }
 
 /// The spike counts of consecutive channels over a full pass: row `r`'s six accumulators
@@ -610,12 +589,7 @@ pub fn fire_rows(acc: &[[u32; 6]], table: &[u8], dst: &mut [u8], c: usize) -> bo
             "ldr {t}, [sp]",
             "ldm {t}!, {{r2, r3, r4, r5}}",
             "str {t}, [sp]",
-            fire_at!("0"),
-            fire_at!("4"),
-            fire_at!("8"),
-            fire_at!("12"),
-            fire_at!("16"),
-            fire_at!("20"),
+            fire_pass!(["r2", "r3", "r4", "r5"]),
             "add {d}, {d}, #24",
             "ldr {t}, [sp, #8]",
             "sub {o}, {o}, {t}",
