@@ -34,7 +34,10 @@ use bitspike_core::layer::{Align, Dtype, Geometry, LayerKind};
 pub use bitspike_core;
 use bitspike_core::band;
 use bitspike_core::kernel::{self, Choice, Isa, Kernel};
-use kernels::{gather, narrow, optimized, packed, pairs, pool, reference, scatter, Stage, Weights};
+use kernels::{
+    gather, narrow, optimized, packed, packed_depthwise, pairs, pool, reference, scatter, Stage,
+    Weights,
+};
 
 pub use ops::{LayerOps, Ops};
 
@@ -593,6 +596,10 @@ fn compute(layer: &Layer<'_>, g: &Geometry, v: Views<'_>, ops: &mut Ops) {
                 || optimized::dense_events(g, w, st, a, dst, sc, ops)
         }
         (LayerKind::Conv2d, Kernel::Depthwise) => optimized::depthwise(g, w, st, a, dst, sc, ops),
+        (LayerKind::Conv2d, Kernel::PackedDepthwise) if dsp => {
+            packed_depthwise::conv2d(g, w, st, a, levels, dst, sc, ops)
+                || optimized::depthwise(g, w, st, a, dst, sc, ops)
+        }
         (LayerKind::Add, Kernel::Elementwise) => {
             optimized::add(g, layer.add_weights, st, a, b, dst);
             true

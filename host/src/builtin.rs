@@ -326,7 +326,8 @@ pub fn demo(seed: u64) -> ModelDef {
 
 /// Every layer kind, every weight at `bits` bits (8x8x2 input): conv with padding, a grouped
 /// conv with stride 2 and asymmetric window, add, max pool, avg pool with padding, depthwise
-/// conv, GAP, flatten, dense with raw output.
+/// convs (3x3, 5x5 with padding 2, 3x3 with stride 2: the depthwise kernels' paths), GAP,
+/// flatten, dense with raw output.
 pub fn kinds(bits: u8, seed: u64) -> ModelDef {
     let mut b = Builder::new(input_shape(Arch::Kinds), seed);
     let t1 = b.conv(0, 4, Window::square(3, 1, 1), 1, bits);
@@ -344,7 +345,9 @@ pub fn kinds(bits: u8, seed: u64) -> ModelDef {
     let t5 = b.conv(t4, 6, window, 2, bits);
     let t6 = b.avg_pool(t5, Window::square(3, 1, 1));
     let t7 = b.conv(t6, 6, Window::square(3, 1, 1), 6, bits);
-    let t8 = b.global_avg_pool(t7, 4 * 3);
+    let t7 = b.conv(t7, 6, Window::square(5, 1, 2), 6, bits);
+    let t7 = b.conv(t7, 6, Window::square(3, 2, 1), 6, bits);
+    let t8 = b.global_avg_pool(t7, 2 * 2);
     let t9 = b.flatten(t8);
     b.logits(t9, 10, bits);
     b.finish()

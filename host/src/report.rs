@@ -207,8 +207,11 @@ impl fmt::Display for Summary {
              SMLAD), packed (4- and 2-bit weights over input codes up to 15: \
              three pixels in 14-bit fields, three MACs per UMLAL on the DSP), pairs \
              (8-, 4- and 2-bit weights over input codes up to 31, without the DSP: two pixels in \
-             16-bit fields, two MACs per 32-bit multiply), row \
-             (weights unpacked per output channel), elementwise, reference (no faster kernel for \
+             16-bit fields, two MACs per 32-bit multiply), depthwise (one input channel per \
+             output: weights transposed once, four channels per word on the DSP), \
+             packed-depthwise (depthwise over input codes up to 15 whose sums fit 13-bit fields, \
+             on the DSP: each input row spread once, three pixels per word, three MACs per \
+             SMLAL), row (weights unpacked per output channel), elementwise, reference (no faster kernel for \
              the kind, or too little scratch), events (each nonzero input adds its weights to the \
              outputs it reaches: where the exporter measured sparse inputs, and without the DSP \
              for convolutions over more input levels than the pairs kernel takes); in place: the output overwrites the input as it \

@@ -67,6 +67,12 @@ pub enum Kernel {
     /// and the kernel has at most 18 positions, otherwise all channels of a pixel at once, one
     /// product at a time.
     Depthwise,
+    /// The packed depthwise kernel, on [`Isa::Dsp`] for depthwise layers over inputs of at most
+    /// 16 levels whose products stay inside its fields ([`depthwise_packable`]): three output
+    /// pixels' codes in 13-bit fields of one word, three products per signed 32x32->64
+    /// multiply-accumulate (`SMLAL`), channel by channel over the input spread once
+    /// ([`packed_depthwise_layout`]).
+    PackedDepthwise,
     /// Event-driven accumulation over spike counts (the runtime's `event-driven` feature).
     Events,
     /// The narrow kernel, for convolutions over few input channels (an image's first layer) on
@@ -88,6 +94,7 @@ impl Kernel {
             Self::Elementwise => "elementwise",
             Self::Pool => "pool",
             Self::Depthwise => "depthwise",
+            Self::PackedDepthwise => "packed-depthwise",
             Self::Events => "events",
             Self::Narrow => "narrow",
         }
@@ -336,6 +343,89 @@ pub const fn depthwise_layout(g: &Geometry) -> DepthwiseLayout {
     }
 }
 
+/// Layout of the packed depthwise kernel's scratch (byte offsets from a 4-aligned start): one
+/// channel's input spread into a plane of words, the taps, the channel's sums, and each
+/// channel's prepared output step ([`TABLE_ENTRY`] bytes).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PackedDepthwiseLayout {
+    /// Rows of the plane, at offset 0: one per input row a window reads, padding rows included
+    /// (`(oh - 1) sh + kh`, the first `ph` of them above the input); rows outside the input
+    /// are zero.
+    pub rows: usize,
+    /// Words of one plane row: word `j` holds the codes of input columns `j - pw`,
+    /// `j - pw + sw` and `j - pw + 2 sw` in fields at bits 0, [`DW_FIELD_BITS`] and twice that
+    /// (0 outside the input), so the three output pixels `3 t .. 3 t + 2` read, at kernel
+    /// column `kx`, word `3 t sw + kx` of the window's row.
+    pub row_words: usize,
+    /// Words from one plane row's start to the next's: the row's words after `2 sw` words
+    /// that the spreading may write (it rolls each word from the one `sw` before, starting
+    /// `2 sw` words early so that the first words need no special case).
+    pub stride: usize,
+    /// Offset of the taps: per kernel position, the byte offset of its word from the window's
+    /// first word, and its weight (two u32).
+    pub taps: usize,
+    /// Offset of one channel's sums: one u32 per output pixel, and two more (an output row's
+    /// last triple may run two pixels past the row, into the next row's first sums).
+    pub sums: usize,
+    /// Offset of the output steps.
+    pub table: usize,
+    /// Bytes in all (without the up to 3 bytes that align the start).
+    pub bytes: usize,
+}
+
+/// The packed depthwise kernel's scratch layout for layer `g`.
+pub const fn packed_depthwise_layout(g: &Geometry) -> PackedDepthwiseLayout {
+    let c = g.output.c as usize;
+    let (kh, kw) = (g.window.kh as usize, g.window.kw as usize);
+    let triples = (g.output.w as usize).div_ceil(3);
+    let (rows, row_words) = if triples == 0 || g.output.h == 0 {
+        (0, 0)
+    } else {
+        (
+            (g.output.h as usize - 1) * g.window.sh as usize + kh,
+            3 * g.window.sw as usize * (triples - 1) + kw,
+        )
+    };
+    let stride = row_words + 2 * g.window.sw as usize;
+    let taps = 4 * rows * stride;
+    let sums = taps + 8 * kh * kw;
+    let table = sums + 4 * (g.output.h as usize * g.output.w as usize + 2);
+    PackedDepthwiseLayout {
+        rows,
+        row_words,
+        stride,
+        taps,
+        sums,
+        table,
+        bytes: table + TABLE_ENTRY * c,
+    }
+}
+
+/// Bits between the packed depthwise kernel's fields: the three pixels of a word sit at bits 0,
+/// 13 and 26 (codes up to 15 keep the word below 2^30, positive for a signed multiply).
+pub const DW_FIELD_BITS: u32 = 13;
+
+/// What the packed depthwise kernel adds to each field before the products: a field then holds
+/// its pixel's signed sum plus this, in `0..2^13`, as long as the sum's magnitude stays below it
+/// ([`depthwise_packable`]), and no field borrows from the next.
+pub const DW_FIELD_BIAS: i32 = 1 << (DW_FIELD_BITS - 1);
+
+/// Whether the packed depthwise kernel can run layer `g` with `bits`-bit weights over inputs
+/// with codes up to `levels`: a depthwise convolution (one output per input channel) over codes
+/// up to [`PACKED_MAX_CODE`], whose largest sum, `kh x kw x 2^(bits-1) x levels` in magnitude,
+/// stays below [`DW_FIELD_BIAS`], at most 64 kernel positions.
+pub const fn depthwise_packable(g: &Geometry, bits: u8, levels: u8) -> bool {
+    let k = g.window.kh as usize * g.window.kw as usize;
+    depthwise(g)
+        && g.output.c == g.input.c
+        && bits >= 1
+        && bits <= 8
+        && levels <= PACKED_MAX_CODE
+        && k >= 1
+        && k <= 64
+        && k * (1usize << (bits - 1)) * (levels as usize) < DW_FIELD_BIAS as usize
+}
+
 /// The most scratch the gather kernel spends on keeping a layer's weights unpacked to 8 bits
 /// (weights not read in place: 3, 5, 6, 7 bits, or rows that start inside a byte). Larger layers
 /// unpack each row once per pass of four pixels instead.
@@ -551,6 +641,16 @@ pub const fn scratch_bytes(g: &Geometry, bits: u8) -> u32 {
             }
         }
         Some(Kernel::Gather) => gather_layout(g, bits).bytes,
+        // Room for the packed depthwise kernel too where its fields hold the sums over inputs
+        // of 16 levels (3x3 windows of weights up to 5 bits).
+        Some(Kernel::Depthwise) if depthwise_packable(g, bits, PACKED_MAX_CODE) => {
+            let (a, b) = (depthwise_layout(g).bytes, packed_depthwise_layout(g).bytes);
+            if a > b {
+                a
+            } else {
+                b
+            }
+        }
         Some(Kernel::Depthwise) => depthwise_layout(g).bytes,
         Some(Kernel::Row) => {
             let fan = fan_in(g);
@@ -585,7 +685,9 @@ pub const ROW_CHUNK: usize = 1024;
 /// `reference` is the runtime's `reference-kernels` build; `events` says the layer reads spike
 /// counts and the runtime accumulates them event by event. On [`Isa::Dsp`] a convolution that
 /// is [`packable`] runs on [`Kernel::Packed`], on [`Isa::Portable`] one that is [`pairable`] on
-/// [`Kernel::Pairs`] (both in the gather kernel's scratch).
+/// [`Kernel::Pairs`] (both in the gather kernel's scratch); on [`Isa::Dsp`] a depthwise layer
+/// that is [`depthwise_packable`] runs on [`Kernel::PackedDepthwise`] when its file gives it
+/// the [`packed_depthwise_layout`].
 pub const fn choose(
     g: &Geometry,
     bits: u8,
@@ -613,10 +715,12 @@ pub const fn choose(
             reason: Reason::EventDriven,
         };
     }
-    // The gather kernel's layout is enough for a convolution: the narrow kernel's runs only
-    // where the file gives it (a file written before it existed keeps the gather kernel).
+    // The gather kernel's layout is enough for a convolution, the depthwise kernel's for a
+    // depthwise layer: the narrow and packed depthwise kernels run only where the file gives
+    // them their layouts (a file written before they existed keeps the other kernel).
     let needed = match fast {
         Kernel::Gather => with_align(gather_layout(g, bits).bytes),
+        Kernel::Depthwise => with_align(depthwise_layout(g).bytes),
         _ => scratch_bytes(g, bits),
     };
     if given < needed {
@@ -627,6 +731,13 @@ pub const fn choose(
     }
     let kernel = match fast {
         Kernel::Gather if packable(g, bits, levels) => Kernel::Packed,
+        Kernel::Depthwise
+            if matches!(isa, Isa::Dsp)
+                && depthwise_packable(g, bits, levels)
+                && given >= with_align(packed_depthwise_layout(g).bytes) =>
+        {
+            Kernel::PackedDepthwise
+        }
         Kernel::Gather if narrow(g) && given >= with_align(narrow_layout(g).bytes) => {
             Kernel::Narrow
         }
@@ -801,8 +912,17 @@ mod tests {
         assert_eq!(scratch_bytes(&p, 0), 0);
         let d = conv(8, 8, 3, 8);
         assert!(depthwise(&d));
-        // Depthwise: 8 accumulators, 9 x 8 transposed weights, 8 table entries.
-        assert_eq!(scratch_bytes(&d, 3), (32 + 72 + 8 * 16 + 3) as u32);
+        // Depthwise at 8 bits: 8 accumulators, 9 x 8 transposed weights, 8 table entries.
+        assert_eq!(scratch_bytes(&d, 8), (32 + 72 + 8 * 16 + 3) as u32);
+        // At 3 bits the packed depthwise kernel's, larger here: a plane of 10 rows of 11 words
+        // (9 words after 2 the spreading may write), 9 taps of two words, 64 sums and 2 more,
+        // 8 table entries.
+        let l = packed_depthwise_layout(&d);
+        assert_eq!((l.rows, l.row_words, l.stride), (10, 9, 11));
+        assert_eq!(
+            scratch_bytes(&d, 3),
+            (440 + 72 + 66 * 4 + 8 * 16 + 3) as u32
+        );
     }
 
     #[test]
@@ -851,6 +971,60 @@ mod tests {
             choose(&g, 8, 255, need, Isa::Dsp, false, true).kernel,
             Kernel::Events
         );
+    }
+
+    #[test]
+    fn packed_depthwise_runs_where_the_fields_hold_and_the_file_gives_its_scratch() {
+        let g = conv(16, 16, 3, 16);
+        let pick = |bits, levels, given, isa| {
+            let c = choose(&g, bits, levels, given, isa, false, false);
+            (c.kernel, c.reason)
+        };
+        let need = scratch_bytes(&g, 4);
+        let fast = Reason::Fastest;
+        assert_eq!(need, with_align(packed_depthwise_layout(&g).bytes));
+        assert_eq!(pick(4, 15, need, Isa::Dsp), (Kernel::PackedDepthwise, fast));
+        assert_eq!(pick(2, 15, need, Isa::Dsp), (Kernel::PackedDepthwise, fast));
+        assert_eq!(pick(4, 15, need, Isa::Portable), (Kernel::Depthwise, fast));
+        // Codes above 15 do not fit the top field; 9 x 128 x 15 does not fit a field.
+        assert_eq!(pick(4, 16, need, Isa::Dsp), (Kernel::Depthwise, fast));
+        let eight = scratch_bytes(&g, 8);
+        assert_eq!(eight, with_align(depthwise_layout(&g).bytes));
+        assert_eq!(pick(8, 15, eight, Isa::Dsp), (Kernel::Depthwise, fast));
+        // 8-bit weights over 3 levels would fit (9 x 128 x 3 = 3456), but the file gives the
+        // packed kernel its scratch only where 16 levels fit: the depthwise kernel runs.
+        assert!(depthwise_packable(&g, 8, 3) && !depthwise_packable(&g, 8, 15));
+        assert_eq!(pick(8, 3, eight, Isa::Dsp), (Kernel::Depthwise, fast));
+        // A file written before the packed kernel keeps the depthwise kernel; less than that
+        // runs the reference.
+        let old = with_align(depthwise_layout(&g).bytes);
+        assert!(old < need);
+        assert_eq!(pick(4, 15, old, Isa::Dsp), (Kernel::Depthwise, fast));
+        assert_eq!(
+            pick(4, 15, old - 1, Isa::Dsp),
+            (
+                Kernel::Reference,
+                Reason::ScratchShort {
+                    needed: old,
+                    given: old - 1
+                }
+            )
+        );
+        // The bound: 34 positions x 8 x 15 = 4080 fits at 4 bits, 35 do not.
+        let wide = |kw: u8| Geometry {
+            window: Window {
+                kh: 1,
+                kw,
+                sh: 1,
+                sw: 1,
+                ph: 0,
+                pw: 0,
+            },
+            output: Shape::new(8, 39 - kw as u16, 16),
+            input: Shape::new(8, 38, 16),
+            ..g
+        };
+        assert!(depthwise_packable(&wide(34), 4, 15) && !depthwise_packable(&wide(35), 4, 15));
     }
 
     #[test]

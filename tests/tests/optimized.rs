@@ -18,7 +18,10 @@
 use bitspike_core::band::band;
 use bitspike_core::def::random::Rng;
 use bitspike_core::format::I32s;
-use bitspike_core::kernel::{packable, packed_chunk, pairable, pairs_chunk, scratch_bytes};
+use bitspike_core::kernel::{
+    depthwise_packable, packable, packed_chunk, packed_depthwise_layout, pairable, pairs_chunk,
+    scratch_bytes,
+};
 use bitspike_core::layer::{Geometry, LayerKind, Shape, Window};
 use bitspike_core::pack::{pack, packed_len};
 use bitspike_rt::kernels::gather::lanes;
@@ -26,7 +29,7 @@ use bitspike_rt::kernels::{
     optimized, reference, Depthwise, DepthwiseChannels, DepthwiseWords, Events, Gather, Narrow,
     Reference, Row, Scatter, Stage, WeightedKernel, Weights,
 };
-use bitspike_rt::kernels::{packed, pairs, pool};
+use bitspike_rt::kernels::{packed, packed_depthwise, pairs, pool};
 use bitspike_rt::Ops;
 use proptest::prelude::*;
 
@@ -253,6 +256,20 @@ fn check_packed(c: &Case, levels: u8) -> Result<(), TestCaseError> {
     )
 }
 
+/// The packed depthwise kernel (three pixels per multiply over codes up to 15) on `c` against
+/// the reference, as [`check_packed`].
+fn check_packed_depthwise(c: &Case, levels: u8) -> Result<(), TestCaseError> {
+    // The model file gives the kernel its scratch where 16 levels pack (`scratch_bytes`).
+    let given = scratch_bytes(&c.g, c.bits) >= packed_depthwise_layout(&c.g).bytes as u32 + 3;
+    check_levels(
+        c,
+        levels,
+        depthwise_packable(&c.g, c.bits, levels) && given,
+        "packed-depthwise",
+        packed_depthwise::conv2d,
+    )
+}
+
 /// The pairs kernel (two pixels per 32-bit multiply, cores without the DSP extension) on `c`
 /// against the reference, as [`check_packed`].
 fn check_pairs(c: &Case, levels: u8) -> Result<(), TestCaseError> {
@@ -450,6 +467,12 @@ proptest! {
     fn packed_equals_reference(g in packed_geometry(), bits in prop_oneof![Just(4u8), Just(2), 2u8..=8], seed in any::<u64>(), bias in any::<bool>(), raw in any::<bool>(), levels in prop_oneof![Just(15u8), Just(3), 1u8..=16]) {
         let c = case(g, bits, seed, bias, raw, levels);
         check_packed(&c, levels)?;
+    }
+
+    #[test]
+    fn packed_depthwise_equals_reference(g in depthwise_geometry(), bits in prop_oneof![Just(4u8), Just(2), 2u8..=8], seed in any::<u64>(), bias in any::<bool>(), raw in any::<bool>(), levels in prop_oneof![Just(15u8), Just(3), 1u8..=16]) {
+        let c = case(g, bits, seed, bias, raw, levels);
+        check_packed_depthwise(&c, levels)?;
     }
 
     #[test]
@@ -824,6 +847,65 @@ fn packed_fields_flush_at_the_bound() {
             pack(&vec![-(1i8 << (bits - 1)); n], bits, &mut p).unwrap();
             c.packed = p;
             check_packed(&c, 15).unwrap();
+        }
+    }
+}
+
+/// The packed depthwise kernel's field bound at its edge: every code at the top level and every
+/// weight at its most negative and at its largest value, over windows whose largest sum just
+/// stays inside a field (34 positions x 8 x 15 = 4080 of 4095 at 4 bits; 64 x 2 x 15 at 2 bits;
+/// 17 x 16 x 15 = 4080 at 5 bits), with padding so that edge windows run over fewer
+/// positions; one position more is not packable (64 is the most positions at 2 bits).
+#[test]
+fn packed_depthwise_fields_at_the_bound() {
+    for (bits, levels, kh, kw) in [(4u8, 15u8, 2u8, 17u8), (2, 15, 8, 8), (5, 15, 1, 17)] {
+        let window = Window {
+            kh,
+            kw,
+            sh: 1,
+            sw: 1,
+            ph: 1,
+            pw: 2,
+        };
+        let input = Shape::new(kh as u16 + 2, kw as u16 + 3, 6);
+        let output =
+            bitspike_core::layer::infer_output(LayerKind::Conv2d, window, 6, 6, input).unwrap();
+        let g = Geometry {
+            kind: LayerKind::Conv2d,
+            window,
+            groups: 6,
+            input,
+            output,
+        };
+        assert!(
+            depthwise_packable(&g, bits, levels),
+            "{bits} bits, {kh}x{kw}"
+        );
+        let wider = Window {
+            kw: kw + 1,
+            ..window
+        };
+        let past = Geometry {
+            window: wider,
+            output: bitspike_core::layer::infer_output(LayerKind::Conv2d, wider, 6, 6, input)
+                .unwrap(),
+            ..g
+        };
+        assert!(
+            !depthwise_packable(&past, bits, levels),
+            "one position past the bound"
+        );
+        let n = g.weight_count() as usize;
+        let lo = -(1i16 << (bits - 1));
+        for top in [lo as i8, (-lo - 1) as i8] {
+            for raw in [true, false] {
+                let mut c = case(g, bits, kw as u64, true, raw, levels);
+                let mut p = vec![0u8; packed_len(n, bits).unwrap()];
+                pack(&vec![top; n], bits, &mut p).unwrap();
+                c.packed = p;
+                c.input = vec![levels; g.input.len()];
+                check_packed_depthwise(&c, levels).unwrap();
+            }
         }
     }
 }

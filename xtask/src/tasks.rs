@@ -775,7 +775,7 @@ pub fn measure(
 /// The benchmark models: (label, `bitspike model --arch`, weight bits, vectors). Hidden layers
 /// carry 4-bit activations (codes 0..=15) in every model, so `resnet8-w4` is 4-bit weights x
 /// 4-bit inputs; the spiking network's hidden layers read pooled counts of codes up to 12.
-const BENCH: [(&str, &str, u8, u32); 11] = [
+const BENCH: [(&str, &str, u8, u32); 12] = [
     ("resnet8-int8", "resnet8", 8, 1),
     ("resnet8-w4", "resnet8", 4, 1),
     ("resnet8-w2", "resnet8", 2, 1),
@@ -783,6 +783,7 @@ const BENCH: [(&str, &str, u8, u32); 11] = [
     ("cnn-w4", "cnn", 4, 2),
     ("cnn-int8", "cnn", 8, 2),
     ("dscnn-int8", "dscnn", 8, 1),
+    ("dscnn-w4", "dscnn", 4, 1),
     ("snn-qac", "snn", 4, 2),
     ("snn-twin", "snn-twin", 4, 2),
     ("snn-twin-int8", "snn-twin", 8, 2),

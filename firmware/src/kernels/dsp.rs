@@ -38,14 +38,24 @@
 //!   offsets and that the row's last window and the weights lie inside their slices;
 //! * [`max_bytes`]: the byte-wise maximum of two rows (max pooling);
 //! * [`dot_u8_i8`]: a dot product of codes and 8-bit weights (dense rows);
+//! * [`DwTaps::plane`] (`dsp/depthwise.rs`): every output row of one channel of the packed
+//!   depthwise kernel (see `super::packed_depthwise`), a window's taps (offset and weight,
+//!   `LDRD`) per triple of pixels, one `SMLAL` per tap. [`DwTaps::new`] checks once that there
+//!   is a tap and that the offsets are word multiples in order (only weights change after),
+//!   `plane` that there is a row and a triple, that the windows advance, that the last row's
+//!   last window's last tap lies inside the plane (so every tap before does) and that the last
+//!   row's sums fit; [`spread1`]: one channel's rows of that kernel's plane at stride 1, each
+//!   word rolled from the previous one with a code in its top field; the wrapper checks that
+//!   the runs add up to a row, that the last row ends inside the plane and that the last code
+//!   read lies inside the input;
 //! * [`Taps::run`]: the depthwise kernel's four channels over a window's kernel positions
 //!   (offsets checked once by [`Taps::new`], the window's and weights' lengths at each call).
 //!
 //! Each safe wrapper checks the lengths, alignment and widths its assembly relies on and returns
 //! `None` or `false` (having written nothing) when one fails; the caller then runs the portable code. The
 //! assembly reads and writes only the ranges checked, changes only the registers it lists, and
-//! does not touch the stack (except [`Packed::rows`], which keeps its frame in 48 bytes below the
-//! stack pointer and restores it). Tested bit-exact against the portable code and the reference
+//! does not touch the stack (except [`Packed::rows`], [`DwTaps::plane`] and [`spread1`], which keep
+//! their frames of 48, 16 and 16 bytes below the stack pointer and restore it). Tested bit-exact against the portable code and the reference
 //! kernels under QEMU on the Cortex-M4 (`cargo xtask conformance`, `cargo xtask bench`).
 #![allow(unsafe_code)]
 
@@ -53,9 +63,11 @@ use core::arch::asm;
 
 use bitspike_core::kernel::block;
 
+mod depthwise;
 mod packed;
 mod windows;
 
+pub use depthwise::{spread1, DwTaps};
 pub use packed::{fire6, fire_rows, interleave3, store6, store_rows, Packed};
 pub use windows::Windows;
 

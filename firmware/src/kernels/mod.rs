@@ -15,6 +15,7 @@ pub mod gather;
 pub mod narrow;
 pub mod optimized;
 pub mod packed;
+pub mod packed_depthwise;
 pub mod pairs;
 pub mod pool;
 pub mod reference;
