@@ -47,7 +47,9 @@
 //!   row's sums fit; [`spread1`]: one channel's rows of that kernel's plane at stride 1, each
 //!   word rolled from the previous one with a code in its top field; the wrapper checks that
 //!   the runs add up to a row, that the last row ends inside the plane and that the last code
-//!   read lies inside the input;
+//!   read lies inside the input; [`store_strided`]: a channel's outputs from its sums, one
+//!   requantized byte per sum a stride apart (the wrapper checks the right shift, the top code
+//!   where the high-word shift leaves no register for it, and the output's length);
 //! * [`Taps::run`]: the depthwise kernel's four channels over a window's kernel positions
 //!   (offsets checked once by [`Taps::new`], the window's and weights' lengths at each call).
 //!
@@ -67,7 +69,7 @@ mod depthwise;
 mod packed;
 mod windows;
 
-pub use depthwise::{spread1, DwTaps};
+pub use depthwise::{spread1, store_strided, DwTaps};
 pub use packed::{fire6, fire_rows, interleave3, store6, store_rows, Packed};
 pub use windows::Windows;
 

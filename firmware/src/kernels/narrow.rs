@@ -266,6 +266,7 @@ fn spread_rows(
 /// 2-D convolution with one group through the narrow kernel; the same contract as
 /// [`super::reference::conv2d`]. Returns `false`, having written nothing, when the layer is not
 /// [`narrow`] or `scratch` is shorter than [`narrow_layout`] asks (plus 3 bytes to align it).
+#[inline(never)]
 pub fn conv2d(
     g: &Geometry,
     w: &Weights<'_>,

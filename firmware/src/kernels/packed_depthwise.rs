@@ -410,6 +410,10 @@ fn emit(out: Out, stage: &Stage<'_>, sums: &[u32], output: &mut [u8], c: usize, 
     match out {
         Out::Right(r) => {
             let dst = output.get_mut(c..).unwrap_or(&mut []);
+            #[cfg(bitspike_dsp)]
+            if super::dsp::store_strided(sums, &r, dst, c_n) {
+                return;
+            }
             match (r.high_word(), r.levels()) {
                 (true, 255) => right::<true, 255>(&r, sums, dst, c_n),
                 (false, 255) => right::<false, 255>(&r, sums, dst, c_n),

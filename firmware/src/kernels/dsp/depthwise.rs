@@ -5,6 +5,7 @@
 use core::arch::asm;
 
 use bitspike_core::kernel::{DW_FIELD_BIAS, DW_FIELD_BITS};
+use bitspike_core::quant::Requantizer;
 
 /// The low word of the accumulator every window starts from (the fields at bits 0 and 13);
 /// the third field's bias, at bit 38, is bit 6 of the high word.
@@ -311,6 +312,85 @@ pub fn spread1(
             inout("r4") nm => _,
             inout("r5") nr => _,
         );
+    }
+    true
+}
+
+/// [`store_strided`]'s loop: per sum, the prepared requantizer's multiply-accumulate, the shift
+/// `$shift`, the offset and the clamp `$clamp` (its own operands `$ops`), one byte stored and the
+/// output moved on by `{c}`.
+macro_rules! strided {
+    ($d:ident, $o:ident, $c:ident, $n:ident, $m:ident, $al:ident, $ah:ident, $off:ident;
+     $shift:expr, $clamp:expr; $($ops:tt)*) => {
+        asm!(
+            "2:",
+            "ldr {a}, [{d}], #4",
+            "mov {lo}, {al}",
+            "mov {hi}, {ah}",
+            "smlal {lo}, {hi}, {a}, {m}",
+            $shift,
+            "qadd {hi}, {hi}, {off}",
+            $clamp,
+            "strb {hi}, [{o}]",
+            "add {o}, {o}, {c}",
+            "subs {n}, {n}, #1",
+            "bne 2b",
+            d = inout(reg) $d => _,
+            o = inout(reg) $o => _,
+            c = in(reg) $c,
+            n = inout(reg) $n => _,
+            m = in(reg) $m,
+            al = in(reg) $al,
+            ah = in(reg) $ah,
+            off = in(reg) $off,
+            a = out(reg) _,
+            lo = out(reg) _,
+            hi = out(reg) _,
+            $($ops)*
+            options(nostack),
+        )
+    };
+}
+
+/// One output per sum through `r`, `c` bytes apart from `dst[0]` (the same codes as
+/// [`Requantizer::apply_right`]): a loop of eleven instructions per output with the terms in
+/// registers. `false`, having written nothing, when there is no sum, `r` shifts left, its
+/// high-word shift comes with a top code other than 15 or 255 (one register too many), `c` is 0
+/// or too large, or `dst` is shorter than the outputs.
+#[inline(always)]
+pub fn store_strided(sums: &[u32], r: &Requantizer, dst: &mut [u8], c: usize) -> bool {
+    let n = sums.len();
+    let lv = r.levels() as u32;
+    let high = r.high_word();
+    if n == 0
+        || !r.right_shift()
+        || (high && lv != 15 && lv != 255)
+        || c == 0
+        || c > u32::MAX as usize / 8
+        || (n - 1).checked_mul(c).is_none_or(|last| last >= dst.len())
+    {
+        return false;
+    }
+    let (m, add, sh, off) = r.terms();
+    let (al, ah) = (add as u32, (add >> 32) as u32);
+    let d = sums.as_ptr();
+    let o = dst.as_mut_ptr();
+    // SAFETY: checked above: the loop runs `n >= 1` times, reads the `n` words of `sums`
+    // (aligned) and writes one byte at `o + p c` for each `p < n`, the last at `(n - 1) c <
+    // dst.len()`. It writes only the listed registers and the flags (`QADD` may set Q), and does
+    // not use the stack.
+    unsafe {
+        match (high, lv) {
+            (true, 15) => strided!(d, o, c, n, m, al, ah, off;
+                "asr {hi}, {hi}, {sh}", "usat {hi}, #4, {hi}"; sh = in(reg) sh,),
+            (true, _) => strided!(d, o, c, n, m, al, ah, off;
+                "asr {hi}, {hi}, {sh}", "usat {hi}, #8, {hi}"; sh = in(reg) sh,),
+            (false, _) => strided!(d, o, c, n, m, al, ah, off;
+                concat!("lsr {lo}, {lo}, #31\n", "orr {hi}, {lo}, {hi}, lsl #1"),
+                concat!("usat {hi}, #8, {hi}\n", "cmp {hi}, {lv}\n", "it hi\n",
+                    "movhi {hi}, {lv}");
+                lv = in(reg) lv,),
+        }
     }
     true
 }
