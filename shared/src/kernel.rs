@@ -387,9 +387,12 @@ pub const fn packed_depthwise_layout(g: &Geometry) -> PackedDepthwiseLayout {
         )
     };
     let stride = row_words + 2 * g.window.sw as usize;
-    let taps = 4 * rows * stride;
-    let sums = taps + 8 * kh * kw;
-    let table = sums + 4 * (g.output.h as usize * g.output.w as usize + 2);
+    // Saturating from here: on a 32-bit core a large layer's plane or sums overflow, and its
+    // `bytes` then exceed any scratch a file can give (the kernel is never chosen).
+    let taps = (4 * rows).saturating_mul(stride);
+    let sums = taps.saturating_add(8 * kh * kw);
+    let pixels = (g.output.h as usize).saturating_mul(g.output.w as usize);
+    let table = sums.saturating_add(pixels.saturating_add(2).saturating_mul(4));
     PackedDepthwiseLayout {
         rows,
         row_words,
@@ -397,7 +400,7 @@ pub const fn packed_depthwise_layout(g: &Geometry) -> PackedDepthwiseLayout {
         taps,
         sums,
         table,
-        bytes: table + TABLE_ENTRY * c,
+        bytes: table.saturating_add(TABLE_ENTRY * c),
     }
 }
 
