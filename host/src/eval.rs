@@ -1,5 +1,5 @@
 //! Integer evaluation: the exported model file run by the firmware runtime compiled for the host
-//! (the host integer executor, DESIGN.md's golden rule) over a whole split.
+//! (the host integer executor, the golden rule of docs/design.md) over a whole split.
 
 use anyhow::{Context, Result};
 use bitspike_rt::{argmax, Model};

@@ -1,5 +1,5 @@
 //! Export: a trained quantized network becomes a model file the device executes with integers
-//! only (DESIGN.md, the integer contract), and its integer accuracy is measured with the firmware
+//! only (docs/design.md, integer contract), and its integer accuracy is measured with the firmware
 //! runtime compiled for the host.
 //!
 //! Per convolution, with input step `s_in`, weight step `s_w[c]` per output channel, BatchNorm

@@ -1,7 +1,7 @@
 //! bitspike host library: datasets, quantized networks and their quantizers, quantization-aware
 //! training, integer export and evaluation, reports, and built-in random-weight architectures.
-//! The integer executor is the firmware runtime `bitspike-rt` compiled for the host (DESIGN.md,
-//! the golden rule).
+//! The integer executor is the firmware runtime `bitspike-rt` compiled for the host (the golden
+//! rule of docs/design.md).
 
 pub mod boards;
 pub mod builtin;

@@ -1,7 +1,7 @@
 //! The integer semantics that host and device share, bit for bit.
 //!
 //! Every layer that produces activation codes ends with the same requantization
-//! (DESIGN.md, "The integer contract"):
+//! (docs/design.md, "The integer contract"):
 //!
 //! ```text
 //! code = clamp(round_shift(sat_mul_q31(acc, m), s) + offset, 0, L)

@@ -1,4 +1,4 @@
-//! The integer spiking semantics (DESIGN.md, the spiking contract), as plain functions that the
+//! The integer spiking semantics (docs/design.md, spiking contract), as plain functions that the
 //! runtime, the host simulators and the tests share.
 //!
 //! # Units

@@ -1,7 +1,7 @@
 //! Golden vector files: input codes and the outputs the host executor produced for them.
 //!
 //! Board apps embed one beside a model and compare what the device computes with what the host
-//! computed, bit for bit (DESIGN.md, the golden rule). Read in place (`no_std`, zero-copy);
+//! computed, bit for bit (docs/design.md, the golden rule). Read in place (`no_std`, zero-copy);
 //! written by [`write()`] behind `std`. All integers little-endian.
 //!
 //! ```text

@@ -1,6 +1,6 @@
 //! Straightforward oracles for every layer kind, written independently of the runtime's kernels.
 //!
-//! Everything here is recomputed from the integer contract (DESIGN.md, "The integer contract")
+//! Everything here is recomputed from the integer contract (docs/design.md, "The integer contract")
 //! and the layer semantics documented in `bitspike_core::layer`, in wide integers:
 //!
 //! * [`requantize`] (with [`sat_mul_q31`] and [`round_shift`]) works in i128 and never calls
@@ -63,7 +63,7 @@ pub fn round_shift(x: i32, s: i8) -> i32 {
 /// The contract's requantization, with a saturating i32 add of the offset and a clamp to
 /// `0..=levels`:
 ///
-/// * `s >= 0`: `clamp(round_shift(sat_mul_q31(acc, m), s) + offset, 0, L)`, as DESIGN.md writes it;
+/// * `s >= 0`: `clamp(round_shift(sat_mul_q31(acc, m), s) + offset, 0, L)` (docs/design.md);
 /// * `s < 0`: `clamp(sat_mul_q31(round_shift(acc, s), m) + offset, 0, L)`: the saturating left
 ///   shift scales the accumulator *before* the multiply (TFLite / CMSIS-NN order), as
 ///   `bitspike_core::quant`'s module docs specify since "Negative requantization shifts scale the

@@ -1,5 +1,5 @@
 //! `cargo xtask`: bitspike's automation. It calls `cargo`, `rustup`, QEMU and the tools it
-//! installs; it never links the product (CONVENTIONS 10).
+//! installs; it never links the product (docs/conventions.md, 10).
 //!
 //! ```text
 //! cargo xtask setup [--cuda]                 install what the other tasks need (idempotent)

@@ -1,4 +1,4 @@
-//! The board-independent bitspike app (CONVENTIONS 8: boards are data plus a thin seam).
+//! The board-independent bitspike app (docs/conventions.md, 8: boards are data plus a thin seam).
 //!
 //! [`run`] loads the embedded model, runs every golden vector, compares each output with what the
 //! host executor computed, and reports over defmt:

@@ -1,7 +1,7 @@
 //! Kernels: one function per layer kind.
 //!
 //! [`reference`](mod@reference) holds the plain, obviously right versions that define what every
-//! other kernel must compute bit for bit (CONVENTIONS 4). [`optimized`] holds faster convolution
+//! other kernel must compute bit for bit (docs/conventions.md, 4). [`optimized`] holds faster conv
 //! and dense kernels, tested bit-exact against them; the runtime uses the optimized ones unless
 //! the `reference-kernels` feature is on (chosen at compile time).
 //!
@@ -245,7 +245,7 @@ pub struct Weights<'a> {
 /// How a layer turns its i32 accumulators into output bytes.
 #[derive(Clone, Copy, Debug)]
 pub enum Stage<'a> {
-    /// Per-channel requantization to codes `0..=levels` (DESIGN.md, the integer contract).
+    /// Per-channel requantization to codes `0..=levels` (docs/design.md, the integer contract).
     Requantize {
         /// Q31 multiplier per output channel.
         multipliers: I32s<'a>,

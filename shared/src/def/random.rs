@@ -1,4 +1,4 @@
-//! Deterministic random parameters, for benchmark models (where random weights serve, DESIGN.md
+//! Deterministic random parameters, for benchmark models (random weights serve: docs/design.md,
 //! "Data"), the built-in demo network and test fixtures.
 
 use super::Requant;
