@@ -13,8 +13,9 @@ fn root() -> PathBuf {
         .to_path_buf()
 }
 
-/// Directories that hold generated or fetched files, not sources.
-const SKIP_DIRS: [&str; 4] = ["target", "node_modules", "fuzz-corpus", "artifacts"];
+/// Directories that hold generated files, not sources (as `.gitignore` lists them: build
+/// output and the fuzzer's corpus, artifacts and coverage).
+const SKIP_DIRS: [&str; 4] = ["target", "corpus", "artifacts", "coverage"];
 
 /// Every file under `dir` with one of `exts`, outside hidden and generated directories.
 fn files(dir: &Path, exts: &[&str], out: &mut Vec<PathBuf>) {
@@ -68,7 +69,7 @@ fn named_paths(page: &Path) -> Vec<PathBuf> {
     for piece in text.split("](").skip(1) {
         let target = piece.split(')').next().unwrap_or("");
         let target = target.split('#').next().unwrap_or("");
-        if target.is_empty() || target.contains("://") || target.starts_with("mailto:") {
+        if target.is_empty() || target.contains("://") {
             continue;
         }
         out.push(dir.join(target));
