@@ -1,11 +1,11 @@
-//! The boards' memory, read from the board packages' `board.toml` (compiled in), so that an
+//! The boards' memory and core, read from the board packages' `board.toml` (compiled in), so that an
 //! export can refuse a model that does not fit the board it is meant for.
 
 use anyhow::{bail, Context, Result};
 use serde::Deserialize;
 
 /// `board.toml` of every board package.
-const BOARDS: [(&str, &str); 2] = [
+const BOARDS: [(&str, &str); 7] = [
     (
         "qemu-mps2-an386",
         include_str!("../../boards/qemu-mps2-an386/board.toml"),
@@ -14,6 +14,23 @@ const BOARDS: [(&str, &str); 2] = [
         "qemu-lm3s6965",
         include_str!("../../boards/qemu-lm3s6965/board.toml"),
     ),
+    (
+        "qemu-an386-v6m",
+        include_str!("../../boards/qemu-an386-v6m/board.toml"),
+    ),
+    (
+        "stm32f4-discovery",
+        include_str!("../../boards/stm32f4-discovery/board.toml"),
+    ),
+    (
+        "nucleo-l4r5zi",
+        include_str!("../../boards/nucleo-l4r5zi/board.toml"),
+    ),
+    (
+        "nrf52840-dk",
+        include_str!("../../boards/nrf52840-dk/board.toml"),
+    ),
+    ("rpi-pico", include_str!("../../boards/rpi-pico/board.toml")),
 ];
 
 /// What the board app itself takes besides the model and its arena, measured on the emulated
@@ -24,6 +41,7 @@ pub const APP_RAM_BYTES: usize = 4 * 1024;
 
 #[derive(Deserialize)]
 struct Board {
+    target: String,
     memory: Memory,
 }
 
@@ -33,18 +51,29 @@ struct Memory {
     ram: usize,
 }
 
-/// Refuse a model of `model_bytes` with an arena of `arena_bytes` that does not fit `board`.
-pub fn check_fit(board: &str, model_bytes: usize, arena_bytes: usize) -> Result<()> {
+/// The board package `board`, or an error naming the known boards.
+fn board(board: &str) -> Result<Board> {
     let Some((_, text)) = BOARDS.iter().find(|(n, _)| *n == board) else {
         let names: Vec<&str> = BOARDS.iter().map(|(n, _)| *n).collect();
         bail!("unknown board `{board}` (boards: {})", names.join(", "));
     };
-    let b: Board = toml::from_str(text).with_context(|| format!("board.toml of {board}"))?;
+    toml::from_str(text).with_context(|| format!("board.toml of {board}"))
+}
+
+/// Whether `board` runs Armv6-M code (Cortex-M0/M0+), for which an export reserves the
+/// threshold tables of [`bitspike_core::def::ModelDef::reserve_armv6m_tables`].
+pub fn armv6m(name: &str) -> Result<bool> {
+    Ok(board(name)?.target.starts_with("thumbv6m"))
+}
+
+/// Refuse a model of `model_bytes` with an arena of `arena_bytes` that does not fit `board`.
+pub fn check_fit(name: &str, model_bytes: usize, arena_bytes: usize) -> Result<()> {
+    let b = board(name)?;
     let flash = model_bytes + APP_FLASH_BYTES;
     let ram = arena_bytes + APP_RAM_BYTES;
     if flash > b.memory.flash || ram > b.memory.ram {
         bail!(
-            "the model does not fit {board}: it needs about {flash} B of flash (has {}) and {ram} B of RAM (has {})",
+            "the model does not fit {name}: it needs about {flash} B of flash (has {}) and {ram} B of RAM (has {})",
             b.memory.flash,
             b.memory.ram
         );
@@ -72,5 +101,14 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("unknown board"));
+    }
+
+    #[test]
+    fn every_board_package_reads_and_only_m0_boards_are_armv6m() {
+        for (name, _) in BOARDS {
+            let v6m = armv6m(name).unwrap();
+            assert_eq!(v6m, matches!(name, "qemu-an386-v6m" | "rpi-pico"), "{name}");
+        }
+        assert!(armv6m("nope").is_err());
     }
 }

@@ -150,7 +150,8 @@ enum Command {
         #[arg(long)]
         stream: Option<PathBuf>,
         /// Refuse the export if the model does not fit this board's flash and RAM (for a
-        /// search run: export the most accurate front point that fits).
+        /// search run: export the most accurate front point that fits); for a board with an
+        /// Armv6-M core, also size the arena for its threshold-table requantization.
         #[arg(long)]
         board: Option<String>,
         #[command(flatten)]
@@ -197,6 +198,10 @@ enum Command {
         /// layer; for debugging and for comparison).
         #[arg(long)]
         no_in_place: bool,
+        /// Size the arena for this board's core: a board with an Armv6-M core gets the pairs
+        /// kernel's threshold tables.
+        #[arg(long)]
+        board: Option<String>,
     },
     /// Run a model with the host integer executor on random inputs and write golden vectors.
     Golden {
@@ -943,6 +948,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             seed,
             out,
             no_in_place,
+            board,
         } => {
             use bitspike_core::format::writer::{write_planned, Budget, IN_PLACE_SHARE};
             let budget = if no_in_place {
@@ -950,8 +956,12 @@ fn run(cli: Cli) -> Result<ExitCode> {
             } else {
                 Budget::Share(IN_PLACE_SHARE)
             };
-            let bytes = write_planned(&builtin::build(arch, bits, seed), budget)
-                .with_context(|| format!("exporting {arch:?}"))?;
+            let mut def = builtin::build(arch, bits, seed);
+            if board.as_deref().map(boards::armv6m).transpose()? == Some(true) {
+                def.reserve_armv6m_tables();
+            }
+            let bytes =
+                write_planned(&def, budget).with_context(|| format!("exporting {arch:?}"))?;
             write_file(&out, &bytes)?;
             println!("wrote {} ({} bytes)", out.display(), bytes.len());
         }
@@ -1046,6 +1056,14 @@ fn export_run(run: &RunDir, out: &Path, o: &ExportOpts<'_>, rt: &Runtime) -> Res
     let cfg = run.read_config()?;
     let device = rt.device()?;
     let data = data::load_for(&cfg, &rt.data_dir())?;
+    let armv6m = board.map(boards::armv6m).transpose()? == Some(true);
+    let model_def = |net: &_| -> Result<_> {
+        let mut def = export::model_def(net)?;
+        if armv6m {
+            def.reserve_armv6m_tables();
+        }
+        Ok(def)
+    };
     let bytes = if cfg.mps.is_some() {
         // A search run: the chosen front point, or the most accurate one that fits the board.
         let front = Front::read(run)?;
@@ -1053,7 +1071,7 @@ fn export_run(run: &RunDir, out: &Path, o: &ExportOpts<'_>, rt: &Runtime) -> Res
         let mut last_err = None;
         for c in mps_report::candidates(&front, &point.choice())? {
             let t = mps_report::child(run, &c.plan, &data, device)?;
-            let bytes = write(&export::model_def(&t.net)?).context("writing the model file")?;
+            let bytes = write(&model_def(&t.net)?).context("writing the model file")?;
             let model = load_model(&bytes, out)?;
             if let Some(b) = board {
                 if let Err(e) = boards::check_fit(b, bytes.len(), model.arena_bytes()) {
@@ -1084,7 +1102,7 @@ fn export_run(run: &RunDir, out: &Path, o: &ExportOpts<'_>, rt: &Runtime) -> Res
     } else {
         // Refuses a front point for a run that is no search.
         let t = load_trained(run, &cfg, &data, device, point)?;
-        let bytes = write(&export::model_def(&t.net)?).context("writing the model file")?;
+        let bytes = write(&model_def(&t.net)?).context("writing the model file")?;
         let model = load_model(&bytes, out)?;
         if let Some(b) = board {
             boards::check_fit(b, bytes.len(), model.arena_bytes())?;

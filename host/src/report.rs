@@ -207,7 +207,8 @@ impl fmt::Display for Summary {
              SMLAD), packed (4- and 2-bit weights over input codes up to 15: \
              three pixels in 14-bit fields, three MACs per UMLAL on the DSP), pairs \
              (8-, 4- and 2-bit weights over input codes up to 31, without the DSP: two pixels in \
-             16-bit fields, two MACs per 32-bit multiply), depthwise (one input channel per \
+             16-bit fields, two MACs per 32-bit multiply; on Armv6-M, outputs of up to 16 codes \
+             by threshold tables where the file reserves them), depthwise (one input channel per \
              output: weights transposed once, four channels per word on the DSP), \
              packed-depthwise (depthwise over input codes up to 15 whose sums fit 13-bit fields, \
              on the DSP: each input row spread once, three pixels per word, three MACs per \

@@ -611,6 +611,56 @@ pub const fn pairable(g: &Geometry, bits: u8, levels: u8) -> bool {
         && pairs_chunk(bits, levels) >= 1
 }
 
+/// Output pixels per channel from which the pairs kernel's threshold tables pay on Armv6-M:
+/// building a channel's table (a binary search, then one requantization per code) costs
+/// about as much as requantizing a few dozen outputs by multiplies, and each output then saves
+/// part of its requantization (four compares instead of a 64-bit product from four
+/// multiplies).
+pub const THRESHOLD_MIN_PIXELS: usize = 128;
+
+/// Where the pairs kernel may requantize layer `g` (`bits`-bit weights, inputs with codes up
+/// to `levels`, outputs with codes up to `out_levels`) by threshold tables: the accumulators'
+/// distance above `bias - below` spans `0..=span` with `span` at most
+/// [`crate::quant::THRESHOLD_MAX_SPAN`] (`below = fan x 2^(bits-1) x levels`, `span = fan x
+/// (2^bits - 1) x levels`), the outputs have at most [`crate::quant::THRESHOLD_MAX_LEVELS`]
+/// levels, and each channel has at least [`THRESHOLD_MIN_PIXELS`] outputs. `(below, span)`.
+pub const fn pairs_thresholds(
+    g: &Geometry,
+    bits: u8,
+    levels: u8,
+    out_levels: u8,
+) -> Option<(u32, u32)> {
+    if !pairable(g, bits, levels)
+        || out_levels == 0
+        || out_levels > crate::quant::THRESHOLD_MAX_LEVELS
+        || (g.output.h as usize) * (g.output.w as usize) < THRESHOLD_MIN_PIXELS
+    {
+        return None;
+    }
+    // pairable: bits is 8, 4 or 2, and levels at most 31.
+    let fan = fan_in(g) as u64;
+    let below = fan * (1u64 << (bits - 1)) * levels as u64;
+    let span = fan * ((1u64 << bits) - 1) * levels as u64;
+    if span > crate::quant::THRESHOLD_MAX_SPAN as u64 {
+        return None;
+    }
+    Some((below as u32, span as u32))
+}
+
+/// Scratch bytes of the pairs kernel with threshold tables ([`pairs_thresholds`]): the gather
+/// layout rounded up to a word, then [`crate::quant::THRESHOLD_ENTRIES`] 16-bit thresholds per
+/// output channel, and the 3 aligning bytes; 0 where the tables do not apply. An exporter
+/// reserves it for boards with Armv6-M cores; the kernel uses the tables when the file gives
+/// it this much.
+pub const fn thresholds_scratch_bytes(g: &Geometry, bits: u8, levels: u8, out_levels: u8) -> u32 {
+    if pairs_thresholds(g, bits, levels, out_levels).is_none() {
+        return 0;
+    }
+    let start = gather_layout(g, bits).bytes.saturating_add(3) & !3;
+    let table = (g.output.c as usize).saturating_mul(2 * crate::quant::THRESHOLD_ENTRIES);
+    with_align(start.saturating_add(table))
+}
+
 /// The fast kernel of a layer kind on `isa`, if it has one. Without the DSP extension the
 /// gather kernel's lanes cost more to multiply than they save (each 16-bit lane is extracted
 /// before its multiply), so convolutions run on the row kernel there.

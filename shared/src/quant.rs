@@ -22,6 +22,11 @@
 //! that is `floor(x + 1/2)`. The trainer's fake-quant path uses `floor(x + 0.5)` to match.
 //! All functions are total: every input gives a defined output, nothing panics.
 
+mod thresholds;
+pub use thresholds::{
+    threshold_code, thresholds, THRESHOLD_ENTRIES, THRESHOLD_MAX_LEVELS, THRESHOLD_MAX_SPAN,
+};
+
 /// The largest right shift a requantization may use; [`MIN_SHIFT`] is the largest left shift.
 pub const MAX_SHIFT: i8 = 31;
 /// The most negative shift (a left shift by 31 bits, saturating).
@@ -244,6 +249,19 @@ impl Requantizer {
             (v >> 31) as i32
         };
         clamp_code(scaled.saturating_add(self.offset), self.levels)
+    }
+
+    /// `floor(2^S / m)` for a right shift, `S` the total right shift of the product (31 plus
+    /// the shift): the least number of accumulator steps between the thresholds of two
+    /// consecutive codes (the most is one more); `u64::MAX` for a zero multiplier.
+    #[inline]
+    pub const fn code_step(&self) -> u64 {
+        let s = if self.high { 32 + self.high_shift } else { 31 };
+        if self.multiplier <= 0 {
+            u64::MAX
+        } else {
+            (1u64 << s) / self.multiplier as u64
+        }
     }
 
     /// The top code (`levels`) this requantizer clamps to.

@@ -802,12 +802,15 @@ pub fn bench(board: &str) -> Result<(), String> {
     let mut rows = Vec::new();
     for (label, arch, bits, count) in BENCH {
         let model = dir.join(format!("{label}.bsm"));
+        // Sized for the board's core (Armv6-M boards get the threshold tables).
         bitspike(&[
             "model",
             "--arch",
             arch,
             "--bits",
             &bits.to_string(),
+            "--board",
+            &board.name,
             "--out",
             &model.to_string_lossy(),
         ])?;
@@ -1011,6 +1014,16 @@ fn conformance_models() -> Result<Vec<(String, PathBuf, PathBuf)>, String> {
         )?;
     }
     make("demo-mixed".into(), vec!["--arch".into(), "demo".into()])?;
+    // The same network sized for an Armv6-M board: the pairs kernel's threshold tables there.
+    make(
+        "demo-armv6m".into(),
+        vec![
+            "--arch".into(),
+            "demo".into(),
+            "--board".into(),
+            "qemu-an386-v6m".into(),
+        ],
+    )?;
     // Random geometries: every kernel (gather, row, depthwise, pools, add, dense) on shapes
     // nobody chose, at random widths, on every emulated board (the DSP assembly on the M4).
     for seed in 1..=6u32 {

@@ -15,9 +15,17 @@
 //! The scratch is the gather kernel's ([`bitspike_core::kernel::gather_layout`]): the pass's
 //! words where the gather kernel keeps its lanes (16 bytes per input), two pixels' windows in its
 //! column and row.
+//!
+//! On Armv6-M, which builds the requantization's 64-bit product from four 16x16 multiplies, a
+//! layer whose outputs have at most 15 levels requantizes by per-channel threshold tables
+//! ([`bitspike_core::quant::thresholds`]) when its file gives it the room after that layout
+//! ([`bitspike_core::kernel::thresholds_scratch_bytes`], which exporters reserve for Armv6-M
+//! boards): the accumulators then start at the layer's bound below the bias instead of the
+//! bias, and each output is four compares.
 
-use bitspike_core::kernel::{gather_layout, pairable, pairs_chunk};
+use bitspike_core::kernel::{gather_layout, pairable, pairs_chunk, pairs_thresholds};
 use bitspike_core::layer::Geometry;
+use bitspike_core::quant::{threshold_code, thresholds, THRESHOLD_ENTRIES};
 
 use super::gather::{prepare, requantizer, store_other, store_right, window};
 use super::{Stage, Weights};
@@ -25,6 +33,11 @@ use crate::ops::Ops;
 
 /// Output pixels per pass: four words of two.
 pub const PAIRS_PASS: usize = 8;
+
+/// Whether [`conv2d`] requantizes by threshold tables where its scratch holds them: on
+/// Armv6-M, where they replace a 64-bit product built from four multiplies; elsewhere one
+/// `SMULL` is cheaper than the four compares.
+pub const THRESHOLDS: bool = cfg!(bitspike_v6m);
 
 /// Add the two signed 16-bit fields of `a` to `lo` and `hi`.
 #[inline(always)]
@@ -97,6 +110,56 @@ fn row8_bits<const BITS: usize>(
     }
 }
 
+/// The codes of a pass's first `n` accumulators by the table `t`, `c` bytes apart in `dst`
+/// (on Armv6-M in assembly).
+#[inline(always)]
+fn codes(
+    t: &[u16; THRESHOLD_ENTRIES],
+    acc: &[i32; PAIRS_PASS],
+    n: usize,
+    dst: &mut [u8],
+    c: usize,
+) {
+    #[cfg(bitspike_v6m)]
+    if super::v6m::codes8(t, acc, n, dst, c) {
+        return;
+    }
+    for (p, &a) in acc.iter().enumerate().take(n) {
+        if let Some(x) = dst.get_mut(p * c) {
+            *x = threshold_code(t, a as u32);
+        }
+    }
+}
+
+/// Every channel's threshold table in `bytes` (as 16-bit halves), from the requantizers
+/// [`prepare`] wrote to `table`; `None`, the tables unused, when `bytes` is too short or a
+/// channel's requantizer has no table ([`thresholds`]).
+#[allow(clippy::too_many_arguments)]
+fn build_tables<'a>(
+    table: &[u8],
+    bytes: &'a mut [u8],
+    w: &Weights<'_>,
+    c_out: usize,
+    offset: i32,
+    levels: u8,
+    below: u32,
+    span: u32,
+) -> Option<&'a [u16]> {
+    let (head, halves) = super::words::halves_mut(bytes);
+    let halves = halves
+        .get_mut(..c_out * THRESHOLD_ENTRIES)
+        .filter(|_| head == 0)?;
+    for (o, t) in halves.chunks_exact_mut(THRESHOLD_ENTRIES).enumerate() {
+        let r = requantizer(table, o, offset, levels)?;
+        let bias = w.bias.map_or(0, |b| b.get(o));
+        let t = <&mut [u16; THRESHOLD_ENTRIES]>::try_from(t).ok()?;
+        if !thresholds(&r, bias as i64 - below as i64, span, t) {
+            return None;
+        }
+    }
+    Some(halves)
+}
+
 /// 2-D convolution with one group through the pairs kernel, for inputs with codes up to
 /// `levels`; the same contract as [`super::reference::conv2d`]. Returns `false`, having written
 /// nothing, when the layer is not [`pairable`] (weights other than 8, 4 or 2 bits read in
@@ -112,6 +175,23 @@ pub fn conv2d(
     scratch: &mut [u8],
     ops: &mut Ops,
 ) -> bool {
+    conv2d_with(g, w, stage, input, levels, output, scratch, ops, THRESHOLDS)
+}
+
+/// [`conv2d`] with the use of threshold tables (where the layer and its scratch allow them)
+/// decided by `tables` instead of by the target, so that both paths are tested on any target.
+#[allow(clippy::too_many_arguments)]
+pub fn conv2d_with(
+    g: &Geometry,
+    w: &Weights<'_>,
+    stage: &Stage<'_>,
+    input: &[u8],
+    levels: u8,
+    output: &mut [u8],
+    scratch: &mut [u8],
+    ops: &mut Ops,
+    tables: bool,
+) -> bool {
     if !pairable(g, w.bits, levels) {
         return false;
     }
@@ -120,9 +200,24 @@ pub fn conv2d(
     let fan = g.window.kh as usize * g.window.kw as usize * c_in;
     let layout = gather_layout(g, w.bits);
     let chunk = pairs_chunk(w.bits, levels);
-    let Some(scratch) = super::words::aligned(scratch, layout.bytes) else {
+    // The threshold tables, after the layout, where the layer and the file allow them.
+    let out_levels = match stage {
+        Stage::Requantize { levels, .. } => *levels,
+        _ => 0,
+    };
+    let start = layout.bytes.saturating_add(3) & !3;
+    let with_tables = start.saturating_add(c_out * 2 * THRESHOLD_ENTRIES);
+    let bound = pairs_thresholds(g, w.bits, levels, out_levels)
+        .filter(|_| tables && super::words::aligned(scratch, with_tables).is_some());
+    let len = if bound.is_some() {
+        with_tables
+    } else {
+        layout.bytes
+    };
+    let Some(scratch) = super::words::aligned(scratch, len) else {
         return false;
     };
+    let (scratch, table_bytes) = scratch.split_at_mut(start.min(len));
     let (lanes, rest) = scratch.split_at_mut(layout.column);
     let (cols, rest) = rest.split_at_mut(layout.table - layout.column);
     let table = &mut rest[..layout.unpacked - layout.table];
@@ -134,6 +229,14 @@ pub fn conv2d(
     };
     let tabled = prepare(stage, table, c_out);
     let table = &*table;
+    // Accumulators start at `below` instead of the bias when the tables are built: each is
+    // then its distance above the channel's base `bias - below`.
+    let tables = match (bound, tabled) {
+        (Some((below, span)), Some((off, lv))) => {
+            build_tables(table, table_bytes, w, c_out, off, lv, below, span).map(|t| (t, below))
+        }
+        _ => None,
+    };
     let (oh, ow) = (g.output.h as usize, g.output.w as usize);
     let pixels = oh * ow;
     let c4 = c_in.is_multiple_of(4);
@@ -165,6 +268,23 @@ pub fn conv2d(
             let row = fan * w.bits as usize / 8;
             let ws = w.packed.get(o * row..(o + 1) * row).unwrap_or(&[]);
             let bias = w.bias.map_or(0, |b| b.get(o));
+            if let Some((t, below)) = tables {
+                let mut acc = [below as i32; PAIRS_PASS];
+                row8(lanes, ws, w.bits, chunk, &mut acc);
+                if let Some(t) = t
+                    .get(o * THRESHOLD_ENTRIES..(o + 1) * THRESHOLD_ENTRIES)
+                    .and_then(|c| <&[u16; THRESHOLD_ENTRIES]>::try_from(c).ok())
+                {
+                    codes(
+                        t,
+                        &acc,
+                        n,
+                        output.get_mut(at + o..).unwrap_or(&mut []),
+                        c_out,
+                    );
+                }
+                continue;
+            }
             let mut acc = [bias; PAIRS_PASS];
             row8(lanes, ws, w.bits, chunk, &mut acc);
             let at = at + o;

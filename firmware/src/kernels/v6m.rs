@@ -133,7 +133,11 @@ macro_rules! row_loop {
 /// `j`'s low field at `2 j`, its high field at `2 j + 1`), the fields flushed every
 /// `chunk_bytes` bytes of weights. `false`, having written nothing, when there are no weights,
 /// `chunk_bytes` is 0, the width is another, or `lanes` holds fewer than four words per input.
-#[inline]
+///
+/// Out of line: the pairs kernel calls it from two places (with and without threshold tables),
+/// and with its four assembly loops inlined in both the kernel grows by 2 KB and, with fewer
+/// registers free around it, runs slower.
+#[inline(never)]
 pub fn row8(
     lanes: &[u32],
     weights: &[u8],
@@ -201,6 +205,76 @@ pub fn row8(
     }
     for (s, m) in sums.iter_mut().zip(mem) {
         *s = m as i32;
+    }
+    true
+}
+
+/// The codes of the first `n` of a pass's accumulators `acc` (each its distance above the
+/// channel's base) by the threshold table `t` ([`bitspike_core::quant::threshold_code`]'s
+/// binary search, the table walked by a pointer), stored `stride` bytes apart from `dst[0]`.
+/// `false`, having written nothing, when `n` is 0 or above 8, `stride` is 0, or `dst` is too
+/// short.
+#[inline]
+pub fn codes8(t: &[u16; 16], acc: &[i32; 8], n: usize, dst: &mut [u8], stride: usize) -> bool {
+    if n == 0 || n > 8 || stride == 0 || dst.len() <= (n - 1).saturating_mul(stride) {
+        return false;
+    }
+    let (ap, end, tp, dp) = (
+        acc.as_ptr(),
+        acc.as_ptr().wrapping_add(n),
+        t.as_ptr(),
+        dst.as_mut_ptr(),
+    );
+    // SAFETY: checked above: `n` (1..=8) accumulators read from `acc` (LDM, word-aligned: an
+    // `i32` array) until `r0` reaches `acc + n`; one byte written per accumulator at `dst + k *
+    // stride` for `k < n`, inside `dst`. The table pointer `r1` starts at `t` and each step
+    // adds at most the step's width after reading at most its half: the reads reach `t[7]`,
+    // `t[11]`, `t[13]` and `t[14]` at most, inside the 16 halves (LDRH, 2-byte aligned: a
+    // `u16` array). It changes only the listed registers and the flags, and does not use the
+    // stack.
+    unsafe {
+        asm!(
+            "mov r12, r1",
+            "mov lr, r3",
+            "2:",
+            "ldm r0!, {{r4}}",
+            "mov r1, r5",
+            "ldrh r3, [r1, #14]",
+            "cmp r4, r3",
+            "blo 3f",
+            "adds r1, #16",
+            "3:",
+            "ldrh r3, [r1, #6]",
+            "cmp r4, r3",
+            "blo 4f",
+            "adds r1, #8",
+            "4:",
+            "ldrh r3, [r1, #2]",
+            "cmp r4, r3",
+            "blo 5f",
+            "adds r1, #4",
+            "5:",
+            "ldrh r3, [r1]",
+            "cmp r4, r3",
+            "blo 6f",
+            "adds r1, #2",
+            "6:",
+            "subs r1, r1, r5",
+            "lsrs r1, r1, #1",
+            "strb r1, [r2]",
+            "add r2, r12",
+            "cmp r0, lr",
+            "bne 2b",
+            inout("r0") ap => _,
+            inout("r1") stride => _,
+            inout("r2") dp => _,
+            inout("r3") end => _,
+            out("r4") _,
+            in("r5") tp,
+            out("r12") _,
+            out("lr") _,
+            options(nostack),
+        )
     }
     true
 }

@@ -1,8 +1,10 @@
-//! Byte scratch seen as 32-bit words: the one `unsafe` line outside `kernels::dsp`.
+//! Byte scratch seen as 32-bit words or 16-bit halves: the only `unsafe` lines outside
+//! `kernels::dsp`.
 //!
 //! Cores without unaligned word access (Armv6-M: Cortex-M0/M0+) load a `u32` built from bytes
 //! one byte at a time; the pairs kernel's lanes are words it loads and stores by the thousand,
-//! so it keeps them in a word slice of its (byte) scratch.
+//! so it keeps them in a word slice of its (byte) scratch, and its threshold tables in a slice
+//! of halves.
 #![allow(unsafe_code)]
 
 /// The word-aligned middle of `b` as words, and how many bytes of `b` precede it.
@@ -11,6 +13,15 @@ pub fn words_mut(b: &mut [u8]) -> (usize, &mut [u32]) {
     // SAFETY: every bit pattern of four bytes is a valid `u32`, and `align_to_mut` returns a
     // middle part that is correctly aligned for `u32` and lies inside `b`, borrowed from it.
     let (head, mid, _) = unsafe { b.align_to_mut::<u32>() };
+    (head.len(), mid)
+}
+
+/// The 2-byte-aligned middle of `b` as halves, and how many bytes of `b` precede it.
+#[inline]
+pub fn halves_mut(b: &mut [u8]) -> (usize, &mut [u16]) {
+    // SAFETY: every bit pattern of two bytes is a valid `u16`, and `align_to_mut` returns a
+    // middle part that is correctly aligned for `u16` and lies inside `b`, borrowed from it.
+    let (head, mid, _) = unsafe { b.align_to_mut::<u16>() };
     (head.len(), mid)
 }
 
@@ -47,6 +58,21 @@ mod tests {
             assert_eq!((start + head) % 4, 0);
             assert!(head + 4 * w.len() <= n && n - head - 4 * w.len() < 4);
             w.fill(0x0102_0304);
+        }
+    }
+
+    #[test]
+    fn the_halves_are_aligned_and_inside() {
+        let mut buf = [0u8; 11];
+        for off in 0..2 {
+            let b = &mut buf[off..];
+            let n = b.len();
+            let start = b.as_ptr() as usize;
+            let (head, h) = halves_mut(b);
+            assert!(head < 2);
+            assert_eq!((start + head) % 2, 0);
+            assert!(head + 2 * h.len() <= n && n - head - 2 * h.len() < 2);
+            h.fill(0x0102);
         }
     }
 

@@ -254,6 +254,26 @@ impl ModelDef {
         Ok(out)
     }
 
+    /// Reserve, in every layer's scratch, the threshold tables with which the pairs kernel
+    /// requantizes on Armv6-M cores ([`crate::kernel::thresholds_scratch_bytes`]): for a
+    /// model meant for such a board (the tables cost `32 x channels` bytes of scratch where
+    /// they apply; `cargo xtask bench --board qemu-an386-v6m` shows what they save). Layers whose
+    /// shapes do not chain are left as they are (the writer reports them).
+    pub fn reserve_armv6m_tables(&mut self) {
+        let Ok(tensors) = self.tensors() else {
+            return;
+        };
+        let geoms = self.geometries_of(&tensors);
+        for (l, g) in self.layers.iter_mut().zip(&geoms) {
+            if l.spiking.is_some() || l.raw_output {
+                continue;
+            }
+            let levels = tensors[l.input as usize].levels;
+            let need = crate::kernel::thresholds_scratch_bytes(g, l.weight_bits, levels, l.levels);
+            l.scratch_bytes = l.scratch_bytes.max(need);
+        }
+    }
+
     /// Geometry of every layer (needs shapes that chain).
     pub fn geometries(&self) -> Result<Vec<Geometry>, (usize, ShapeError)> {
         Ok(self.geometries_of(&self.tensors()?))
