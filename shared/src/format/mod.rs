@@ -79,6 +79,7 @@
 //! A file may be followed by other bytes (a flash partition, say); the reader looks only at the
 //! header and the payload length it declares.
 
+pub mod layout;
 #[cfg(feature = "std")]
 pub mod writer;
 
@@ -88,6 +89,7 @@ use crate::layer::{Align, Dtype, Geometry, LayerKind, Shape, ShapeError, Window}
 use crate::pack;
 use crate::quant::{MAX_SHIFT, MIN_SHIFT};
 use crate::snn::MAX_MEMBRANE_SHIFT;
+use layout::{header as hf, layer as lf, tensor as tf};
 
 /// The file's first eight bytes.
 pub const MAGIC: [u8; 8] = *b"BITSPIKE";
@@ -623,11 +625,15 @@ pub struct ModelFile<'a> {
 fn tensor_at(bytes: &[u8], i: usize) -> TensorInfo {
     let o = HEADER_LEN + i * TENSOR_RECORD_LEN;
     TensorInfo {
-        shape: Shape::new(rd_u16(bytes, o), rd_u16(bytes, o + 2), rd_u16(bytes, o + 4)),
-        dtype: Dtype::from_u8(rd_u8(bytes, o + 6)).unwrap_or(Dtype::Code),
-        levels: rd_u8(bytes, o + 7),
-        arena_offset: rd_u32(bytes, o + 8),
-        scale: f32::from_bits(rd_u32(bytes, o + 12)),
+        shape: Shape::new(
+            rd_u16(bytes, o + tf::H),
+            rd_u16(bytes, o + tf::W),
+            rd_u16(bytes, o + tf::C),
+        ),
+        dtype: Dtype::from_u8(rd_u8(bytes, o + tf::DTYPE)).unwrap_or(Dtype::Code),
+        levels: rd_u8(bytes, o + tf::LEVELS),
+        arena_offset: rd_u32(bytes, o + tf::ARENA_OFFSET),
+        scale: f32::from_bits(rd_u32(bytes, o + tf::SCALE)),
     }
 }
 
@@ -730,18 +736,27 @@ impl<'a> ModelFile<'a> {
         let data = self.data_start();
         let wlen = weight_bytes(&self.geometry_of(&l, i), l.weight_bits);
         l.weights = wlen
-            .and_then(|n| array(b, data, rd_u32(b, o + 28), n, false))
+            .and_then(|n| array(b, data, rd_u32(b, o + lf::array(lf::WEIGHTS)), n, false))
             .unwrap_or(&[]);
-        l.bias = array(b, data, rd_u32(b, o + 32), c * 4, true).map(I32s);
-        l.multipliers = I32s(array(b, data, rd_u32(b, o + 36), c * 4, true).unwrap_or(&[]));
-        l.shifts = array(b, data, rd_u32(b, o + 40), c, false).unwrap_or(&[]);
-        let th = array(b, data, rd_u32(b, o + 44), c * 4, true);
-        let v0 = array(b, data, rd_u32(b, o + 48), c * 4, true);
+        let bias = rd_u32(b, o + lf::array(lf::BIAS));
+        l.bias = array(b, data, bias, c * 4, true).map(I32s);
+        let m = rd_u32(b, o + lf::array(lf::MULTIPLIERS));
+        l.multipliers = I32s(array(b, data, m, c * 4, true).unwrap_or(&[]));
+        let shifts = rd_u32(b, o + lf::array(lf::SHIFTS));
+        l.shifts = array(b, data, shifts, c, false).unwrap_or(&[]);
+        let th = array(
+            b,
+            data,
+            rd_u32(b, o + lf::array(lf::THRESHOLDS)),
+            c * 4,
+            true,
+        );
+        let v0 = array(b, data, rd_u32(b, o + lf::array(lf::V0)), c * 4, true);
         l.spiking = match (th, v0) {
             (Some(t), Some(v)) if l.flags & LAYER_FLAG_SPIKING != 0 => Some(SpikingView {
                 threshold: I32s(t),
                 v0: I32s(v),
-                shift: rd_u8(b, o + 18),
+                shift: rd_u8(b, o + lf::MEMBRANE_SHIFT),
             }),
             _ => None,
         };
@@ -763,9 +778,9 @@ impl<'a> ModelFile<'a> {
             return Err(FormatError::Counts);
         }
         let b = self.bytes;
-        let tt = rd_u32(b, 36) as usize;
-        let lt = rd_u32(b, 40) as usize;
-        let dt = rd_u32(b, 44) as usize;
+        let tt = rd_u32(b, hf::TENSOR_TABLE) as usize;
+        let lt = rd_u32(b, hf::LAYER_TABLE) as usize;
+        let dt = rd_u32(b, hf::DATA) as usize;
         if tt != HEADER_LEN || lt != self.layer_table() || dt != self.data_start() || dt > b.len() {
             return Err(FormatError::Tables);
         }
@@ -798,7 +813,7 @@ impl<'a> ModelFile<'a> {
         if s.h == 0 || s.w == 0 || s.c == 0 || s.len() > MAX_TENSOR_ELEMS {
             return err(TensorField::Shape);
         }
-        let Some(dtype) = Dtype::from_u8(rd_u8(self.bytes, o + 6)) else {
+        let Some(dtype) = Dtype::from_u8(rd_u8(self.bytes, o + tf::DTYPE)) else {
             return err(TensorField::Dtype);
         };
         match dtype {
@@ -829,10 +844,10 @@ impl<'a> ModelFile<'a> {
         let err = |field| Err(FormatError::Layer { index, field });
         let b = self.bytes;
         let o = self.layer_table() + i * LAYER_RECORD_LEN;
-        let Some(kind) = LayerKind::from_u8(rd_u8(b, o)) else {
+        let Some(kind) = LayerKind::from_u8(rd_u8(b, o + lf::KIND)) else {
             return err(LayerField::Kind);
         };
-        let flags = rd_u8(b, o + 1);
+        let flags = rd_u8(b, o + lf::FLAGS);
         let l = self.layer(i);
         let out = self.tensor(i + 1);
         let last = i + 1 == self.layer_count();
@@ -846,16 +861,17 @@ impl<'a> ModelFile<'a> {
         {
             return err(LayerField::Flags);
         }
-        if Align::from_u8(rd_u8(b, o + 3)).is_none() {
+        if Align::from_u8(rd_u8(b, o + lf::ALIGN)).is_none() {
             return err(LayerField::Align);
         }
-        if rd_u32(b, o + 60) >> 8 != 0 {
+        // The input density's byte and the three reserved bytes after it, read as one word.
+        if rd_u32(b, o + lf::INPUT_DENSITY) >> 8 != 0 {
             return err(LayerField::Reserved);
         }
-        if rd_u8(b, o + 60) != 0 && !kind.has_weights() {
+        if rd_u8(b, o + lf::INPUT_DENSITY) != 0 && !kind.has_weights() {
             return err(LayerField::InputDensity);
         }
-        let membrane_shift = rd_u8(b, o + 18);
+        let membrane_shift = rd_u8(b, o + lf::MEMBRANE_SHIFT);
         if (!spiking && membrane_shift != 0) || membrane_shift > MAX_MEMBRANE_SHIFT {
             return err(LayerField::MembraneShift);
         }
@@ -919,7 +935,7 @@ impl<'a> ModelFile<'a> {
             if l.weight_bits != 0 {
                 return err(LayerField::WeightBits);
             }
-            if rd_u32(b, o + 28) != NONE {
+            if rd_u32(b, o + lf::array(lf::WEIGHTS)) != NONE {
                 return err(LayerField::Weights);
             }
         }
@@ -954,7 +970,14 @@ impl<'a> ModelFile<'a> {
                 }
             }
             None if spiking => {
-                let th_ok = array(b, self.data_start(), rd_u32(b, o + 44), c * 4, true).is_some();
+                let th_ok = array(
+                    b,
+                    self.data_start(),
+                    rd_u32(b, o + lf::array(lf::THRESHOLDS)),
+                    c * 4,
+                    true,
+                )
+                .is_some();
                 return err(if th_ok {
                     LayerField::InitialPotential
                 } else {
@@ -1188,33 +1211,36 @@ pub fn weight_bytes(g: &Geometry, bits: u8) -> Option<usize> {
 /// The fixed fields of a layer record, with no arrays attached.
 fn raw_layer(b: &[u8], o: usize) -> LayerView<'_> {
     LayerView {
-        kind: LayerKind::from_u8(rd_u8(b, o)).unwrap_or(LayerKind::Flatten),
-        flags: rd_u8(b, o + 1),
-        weight_bits: rd_u8(b, o + 2),
-        align: Align::from_u8(rd_u8(b, o + 3)).unwrap_or(Align::Average),
-        input: rd_u16(b, o + 4),
-        input2: rd_u16(b, o + 6),
+        kind: LayerKind::from_u8(rd_u8(b, o + lf::KIND)).unwrap_or(LayerKind::Flatten),
+        flags: rd_u8(b, o + lf::FLAGS),
+        weight_bits: rd_u8(b, o + lf::WEIGHT_BITS),
+        align: Align::from_u8(rd_u8(b, o + lf::ALIGN)).unwrap_or(Align::Average),
+        input: rd_u16(b, o + lf::INPUT),
+        input2: rd_u16(b, o + lf::INPUT2),
         window: Window {
-            kh: rd_u8(b, o + 8),
-            kw: rd_u8(b, o + 9),
-            sh: rd_u8(b, o + 10),
-            sw: rd_u8(b, o + 11),
-            ph: rd_u8(b, o + 12),
-            pw: rd_u8(b, o + 13),
+            kh: rd_u8(b, o + lf::WINDOW),
+            kw: rd_u8(b, o + lf::WINDOW + 1),
+            sh: rd_u8(b, o + lf::WINDOW + 2),
+            sw: rd_u8(b, o + lf::WINDOW + 3),
+            ph: rd_u8(b, o + lf::WINDOW + 4),
+            pw: rd_u8(b, o + lf::WINDOW + 5),
         },
-        groups: rd_u16(b, o + 14),
-        timesteps: rd_u16(b, o + 16),
-        offset: rd_i32(b, o + 20),
-        add_weights: [rd_u16(b, o + 24) as i16, rd_u16(b, o + 26) as i16],
+        groups: rd_u16(b, o + lf::GROUPS),
+        timesteps: rd_u16(b, o + lf::TIMESTEPS),
+        offset: rd_i32(b, o + lf::OFFSET),
+        add_weights: [
+            rd_u16(b, o + lf::ADD_WEIGHTS) as i16,
+            rd_u16(b, o + lf::ADD_WEIGHTS + 2) as i16,
+        ],
         weights: &[],
         bias: None,
         multipliers: I32s(&[]),
         shifts: &[],
         spiking: None,
-        scratch_bytes: rd_u32(b, o + 52),
-        scratch_offset: rd_u32(b, o + 56),
-        in_place_rows: rd_u8(b, o + 19),
-        input_density: rd_u8(b, o + 60),
+        scratch_bytes: rd_u32(b, o + lf::SCRATCH_BYTES),
+        scratch_offset: rd_u32(b, o + lf::SCRATCH_OFFSET),
+        in_place_rows: rd_u8(b, o + lf::IN_PLACE_ROWS),
+        input_density: rd_u8(b, o + lf::INPUT_DENSITY),
     }
 }
 
@@ -1223,16 +1249,17 @@ fn raw_layer(b: &[u8], o: usize) -> LayerView<'_> {
 /// against the bytes available, the payload CRC, flags and reserved fields.
 pub fn parse_header(bytes: &[u8]) -> Result<Header, FormatError> {
     let len = bytes.len().min(u32::MAX as usize) as u32;
-    if bytes.len() < 10 {
+    // The magic and the version come first: a newer file is reported as newer.
+    if bytes.len() < hf::HEADER_LEN {
         return Err(FormatError::Truncated {
             len,
             needed: HEADER_LEN as u32,
         });
     }
-    if bytes[..8] != MAGIC {
+    if bytes[..MAGIC.len()] != MAGIC {
         return Err(FormatError::BadMagic);
     }
-    let version = rd_u16(bytes, 8);
+    let version = rd_u16(bytes, hf::VERSION);
     if version != VERSION {
         return Err(FormatError::Version {
             found: version,
@@ -1245,24 +1272,24 @@ pub fn parse_header(bytes: &[u8]) -> Result<Header, FormatError> {
             needed: HEADER_LEN as u32,
         });
     }
-    let header_len = rd_u16(bytes, 10);
+    let header_len = rd_u16(bytes, hf::HEADER_LEN);
     if header_len as usize != HEADER_LEN {
         return Err(FormatError::HeaderLength(header_len));
     }
-    if crc32(&bytes[..60]) != rd_u32(bytes, 60) {
+    if crc32(&bytes[..hf::CRC]) != rd_u32(bytes, hf::CRC) {
         return Err(FormatError::HeaderCrc);
     }
     let h = Header {
         version,
-        producer: rd_u32(bytes, 12),
-        flags: rd_u32(bytes, 16),
-        payload_len: rd_u32(bytes, 20),
-        payload_crc: rd_u32(bytes, 24),
-        arena_bytes: rd_u32(bytes, 28),
-        tensors: rd_u16(bytes, 32),
-        layers: rd_u16(bytes, 34),
-        peak_live_bytes: rd_u32(bytes, 48),
-        peak_scratch_bytes: rd_u32(bytes, 52),
+        producer: rd_u32(bytes, hf::PRODUCER),
+        flags: rd_u32(bytes, hf::FLAGS),
+        payload_len: rd_u32(bytes, hf::PAYLOAD_LEN),
+        payload_crc: rd_u32(bytes, hf::PAYLOAD_CRC),
+        arena_bytes: rd_u32(bytes, hf::ARENA_BYTES),
+        tensors: rd_u16(bytes, hf::TENSORS),
+        layers: rd_u16(bytes, hf::LAYERS),
+        peak_live_bytes: rd_u32(bytes, hf::PEAK_LIVE),
+        peak_scratch_bytes: rd_u32(bytes, hf::PEAK_SCRATCH),
     };
     let needed = HEADER_LEN as u64 + h.payload_len as u64;
     if (bytes.len() as u64) < needed {
@@ -1277,7 +1304,7 @@ pub fn parse_header(bytes: &[u8]) -> Result<Header, FormatError> {
     if h.flags & !HEADER_FLAG_SPIKING != 0 {
         return Err(FormatError::HeaderFlags);
     }
-    if rd_u32(bytes, 56) != 0 {
+    if rd_u32(bytes, hf::RESERVED) != 0 {
         return Err(FormatError::HeaderReserved);
     }
     Ok(h)

@@ -206,20 +206,20 @@ pub fn write_planned(def: &ModelDef, budget: Budget) -> Result<Vec<u8>, WriteErr
     // Tensor table.
     for (t, info) in tensors.iter().enumerate() {
         let o = HEADER_LEN + t * TENSOR_RECORD_LEN;
-        put_u16(&mut out, o, info.shape.h);
-        put_u16(&mut out, o + 2, info.shape.w);
-        put_u16(&mut out, o + 4, info.shape.c);
-        out[o + 6] = info.dtype as u8;
-        out[o + 7] = info.levels;
-        put_u32(&mut out, o + 8, plan.tensor_offsets[t]);
-        put_u32(&mut out, o + 12, info.scale.to_bits());
+        put_u16(&mut out, o + tf::H, info.shape.h);
+        put_u16(&mut out, o + tf::W, info.shape.w);
+        put_u16(&mut out, o + tf::C, info.shape.c);
+        out[o + tf::DTYPE] = info.dtype as u8;
+        out[o + tf::LEVELS] = info.levels;
+        put_u32(&mut out, o + tf::ARENA_OFFSET, plan.tensor_offsets[t]);
+        put_u32(&mut out, o + tf::SCALE, info.scale.to_bits());
     }
 
     // Layer table and data.
     let mut spiking_model = false;
     for (i, (l, g)) in def.layers.iter().zip(&geoms).enumerate() {
         let o = layer_table + i * LAYER_RECORD_LEN;
-        let mut offs = [NONE; 6];
+        let mut offs = [NONE; lf::ARRAY_COUNT];
         write_arrays(&mut out, i, l, g, &mut offs)?;
         let mut flags = 0u8;
         if l.bias.is_some() {
@@ -232,31 +232,32 @@ pub fn write_planned(def: &ModelDef, budget: Budget) -> Result<Vec<u8>, WriteErr
         if l.raw_output {
             flags |= LAYER_FLAG_RAW_OUTPUT;
         }
-        out[o] = l.kind as u8;
-        out[o + 1] = flags;
-        out[o + 2] = l.weight_bits;
-        out[o + 3] = l.align as u8;
-        put_u16(&mut out, o + 4, l.input);
-        put_u16(&mut out, o + 6, l.input2.unwrap_or(NO_TENSOR));
+        out[o + lf::KIND] = l.kind as u8;
+        out[o + lf::FLAGS] = flags;
+        out[o + lf::WEIGHT_BITS] = l.weight_bits;
+        out[o + lf::ALIGN] = l.align as u8;
+        put_u16(&mut out, o + lf::INPUT, l.input);
+        put_u16(&mut out, o + lf::INPUT2, l.input2.unwrap_or(NO_TENSOR));
         let w = l.window;
-        out[o + 8..o + 14].copy_from_slice(&[w.kh, w.kw, w.sh, w.sw, w.ph, w.pw]);
-        put_u16(&mut out, o + 14, l.groups);
-        put_u16(&mut out, o + 16, l.timesteps);
-        out[o + 18] = l.spiking.as_ref().map_or(0, |s| s.shift);
-        out[o + 19] = plan.in_place[i];
-        out[o + 60] = if l.kind.has_weights() {
+        out[o + lf::WINDOW..o + lf::WINDOW + 6]
+            .copy_from_slice(&[w.kh, w.kw, w.sh, w.sw, w.ph, w.pw]);
+        put_u16(&mut out, o + lf::GROUPS, l.groups);
+        put_u16(&mut out, o + lf::TIMESTEPS, l.timesteps);
+        out[o + lf::MEMBRANE_SHIFT] = l.spiking.as_ref().map_or(0, |s| s.shift);
+        out[o + lf::IN_PLACE_ROWS] = plan.in_place[i];
+        out[o + lf::INPUT_DENSITY] = if l.kind.has_weights() {
             l.input_density
         } else {
             0
         };
-        put_u32(&mut out, o + 20, l.offset as u32);
-        put_u16(&mut out, o + 24, l.add_weights[0] as u16);
-        put_u16(&mut out, o + 26, l.add_weights[1] as u16);
+        put_u32(&mut out, o + lf::OFFSET, l.offset as u32);
+        put_u16(&mut out, o + lf::ADD_WEIGHTS, l.add_weights[0] as u16);
+        put_u16(&mut out, o + lf::ADD_WEIGHTS + 2, l.add_weights[1] as u16);
         for (k, off) in offs.iter().enumerate() {
-            put_u32(&mut out, o + 28 + 4 * k, *off);
+            put_u32(&mut out, o + lf::array(k), *off);
         }
-        put_u32(&mut out, o + 52, scratch[i]);
-        put_u32(&mut out, o + 56, plan.scratch_offsets[i]);
+        put_u32(&mut out, o + lf::SCRATCH_BYTES, scratch[i]);
+        put_u32(&mut out, o + lf::SCRATCH_OFFSET, plan.scratch_offsets[i]);
     }
     if out.len() > u32::MAX as usize {
         return Err(WriteError::TooLarge);
@@ -266,31 +267,31 @@ pub fn write_planned(def: &ModelDef, budget: Budget) -> Result<Vec<u8>, WriteErr
     let peak_scratch = scratch.iter().copied().max().unwrap_or(0);
     let payload_len = (out.len() - HEADER_LEN) as u32;
     let payload_crc = crc32(&out[HEADER_LEN..]);
-    out[..8].copy_from_slice(&MAGIC);
-    put_u16(&mut out, 8, VERSION);
-    put_u16(&mut out, 10, HEADER_LEN as u16);
-    put_u32(&mut out, 12, producer_version());
+    out[hf::MAGIC..hf::MAGIC + MAGIC.len()].copy_from_slice(&MAGIC);
+    put_u16(&mut out, hf::VERSION, VERSION);
+    put_u16(&mut out, hf::HEADER_LEN, HEADER_LEN as u16);
+    put_u32(&mut out, hf::PRODUCER, producer_version());
     put_u32(
         &mut out,
-        16,
+        hf::FLAGS,
         if spiking_model {
             HEADER_FLAG_SPIKING
         } else {
             0
         },
     );
-    put_u32(&mut out, 20, payload_len);
-    put_u32(&mut out, 24, payload_crc);
-    put_u32(&mut out, 28, plan.arena_bytes as u32);
-    put_u16(&mut out, 32, n_tensors as u16);
-    put_u16(&mut out, 34, layers as u16);
-    put_u32(&mut out, 36, HEADER_LEN as u32);
-    put_u32(&mut out, 40, layer_table as u32);
-    put_u32(&mut out, 44, data_start as u32);
-    put_u32(&mut out, 48, plan.peak_live_bytes as u32);
-    put_u32(&mut out, 52, peak_scratch);
-    let header_crc = crc32(&out[..60]);
-    put_u32(&mut out, 60, header_crc);
+    put_u32(&mut out, hf::PAYLOAD_LEN, payload_len);
+    put_u32(&mut out, hf::PAYLOAD_CRC, payload_crc);
+    put_u32(&mut out, hf::ARENA_BYTES, plan.arena_bytes as u32);
+    put_u16(&mut out, hf::TENSORS, n_tensors as u16);
+    put_u16(&mut out, hf::LAYERS, layers as u16);
+    put_u32(&mut out, hf::TENSOR_TABLE, HEADER_LEN as u32);
+    put_u32(&mut out, hf::LAYER_TABLE, layer_table as u32);
+    put_u32(&mut out, hf::DATA, data_start as u32);
+    put_u32(&mut out, hf::PEAK_LIVE, plan.peak_live_bytes as u32);
+    put_u32(&mut out, hf::PEAK_SCRATCH, peak_scratch);
+    let header_crc = crc32(&out[..hf::CRC]);
+    put_u32(&mut out, hf::CRC, header_crc);
 
     ModelFile::parse(&out).map_err(WriteError::Invalid)?;
     Ok(out)
@@ -303,7 +304,7 @@ fn write_arrays(
     i: usize,
     l: &LayerDef,
     g: &Geometry,
-    offs: &mut [u32; 6],
+    offs: &mut [u32; lf::ARRAY_COUNT],
 ) -> Result<(), WriteError> {
     let c = g.channels();
     fn align4(out: &mut Vec<u8>) -> u32 {
@@ -325,27 +326,27 @@ fn write_arrays(
         out.resize(at + len, 0);
         pack::pack(&l.weights, l.weight_bits, &mut out[at..])
             .map_err(|error| WriteError::Pack { layer: i, error })?;
-        offs[0] = at as u32;
+        offs[lf::WEIGHTS] = at as u32;
     } else {
         check_len(i, "weights", l.weights.len(), 0)?;
     }
     if let Some(bias) = &l.bias {
         check_len(i, "bias", bias.len(), c)?;
-        offs[1] = put_i32s(out, bias);
+        offs[lf::BIAS] = put_i32s(out, bias);
     }
     if !l.requant.is_empty() {
         check_len(i, "requant", l.requant.len(), c)?;
         let m: Vec<i32> = l.requant.iter().map(|r| r.multiplier).collect();
-        offs[2] = put_i32s(out, &m);
+        offs[lf::MULTIPLIERS] = put_i32s(out, &m);
     }
     if let Some(s) = &l.spiking {
         check_len(i, "threshold", s.threshold.len(), c)?;
         check_len(i, "v0", s.v0.len(), c)?;
-        offs[4] = put_i32s(out, &s.threshold);
-        offs[5] = put_i32s(out, &s.v0);
+        offs[lf::THRESHOLDS] = put_i32s(out, &s.threshold);
+        offs[lf::V0] = put_i32s(out, &s.v0);
     }
     if !l.requant.is_empty() {
-        offs[3] = out.len() as u32;
+        offs[lf::SHIFTS] = out.len() as u32;
         out.extend(l.requant.iter().map(|r| r.shift as u8));
     }
     if out.len() > u32::MAX as usize {
