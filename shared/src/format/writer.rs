@@ -11,6 +11,7 @@ use super::*;
 use crate::band;
 use crate::def::{LayerDef, ModelDef};
 use crate::kernel;
+use crate::layer::ShapeError;
 use crate::pack::{self, PackError};
 use crate::plan::{plan, PlanLayer};
 
