@@ -76,7 +76,7 @@ pub struct QacConfig {
     /// Weight of the mean learned level count in the loss (0: none, the paper's setting). Our
     /// default 0.01: without it the level counts of our small CNN grow during training (from 4 to
     /// about 6 on Fashion-MNIST in 6 epochs); with it they settle near 2.5-3 at the same accuracy
-    /// (the README gives both runs).
+    /// (docs/qac.md gives both runs).
     pub level_penalty: f64,
 }
 

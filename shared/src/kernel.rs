@@ -169,7 +169,7 @@ pub const fn density(nonzero: u64, total: u64) -> u8 {
 
 /// The largest input density byte at which a weighted layer is cheaper event by event (each
 /// nonzero input adds its weights) than through the dense kernels of `isa`: the measured
-/// break-even of the two on that target (see the README's kernels section); 0 for never.
+/// break-even of the two on that target (see docs/kernels.md); 0 for never.
 pub const fn events_below(isa: Isa) -> u8 {
     match isa {
         Isa::Dsp => EVENTS_BELOW_DSP,
