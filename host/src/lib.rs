@@ -21,12 +21,13 @@ pub mod ssql;
 pub mod ssql_eval;
 pub mod train;
 
-/// tch's random generator is global to the process and unit tests run on parallel threads:
-/// every unit test holds this lock for its whole body, so that a test that seeds the generator
-/// sees the numbers its seed gives whatever else runs (a test that panicked while holding it
-/// does not poison it for the others).
-#[cfg(test)]
-pub(crate) fn seeded() -> std::sync::MutexGuard<'static, ()> {
+/// For tests: tch's random generator is global to the process and tests run on parallel
+/// threads, so a test that seeds the generator and draws from it (training, initialisation,
+/// shuffling) holds this lock for its whole body; it then sees the numbers its seed gives
+/// whatever else runs (a test that panicked while holding it does not poison it for the
+/// others). The unit tests and the integration tests (`host/tests/`) share it.
+#[doc(hidden)]
+pub fn seeded() -> std::sync::MutexGuard<'static, ()> {
     static SEEDED: std::sync::Mutex<()> = std::sync::Mutex::new(());
     SEEDED.lock().unwrap_or_else(|e| e.into_inner())
 }

@@ -162,6 +162,20 @@ pub struct TrainOptions<'a> {
     pub init: Option<&'a Path>,
 }
 
+impl<'a> TrainOptions<'a> {
+    /// A new run into `out` on the CPU, from a fresh initialisation, without progress bars (as
+    /// tests and scripts want it).
+    pub fn cpu(out: &'a Path) -> Self {
+        Self {
+            out,
+            resume: false,
+            device: Device::Cpu,
+            progress: false,
+            init: None,
+        }
+    }
+}
+
 /// Train `cfg` on `data` into the run folder; returns the final state.
 pub fn train(cfg: &TrainConfig, data: &Dataset, o: &TrainOptions<'_>) -> Result<State> {
     cfg.check()?;

@@ -165,13 +165,7 @@ fn a_search_its_front_and_a_point_on_digits() {
         }),
         ..Default::default()
     };
-    let opts = TrainOptions {
-        init: None,
-        out: &dir,
-        resume: false,
-        device: Device::Cpu,
-        progress: false,
-    };
+    let opts = TrainOptions::cpu(&dir);
     train::train(&cfg, &data, &opts).unwrap();
     let run = RunDir(dir.clone());
     let front = mps_report::extract(&run, &data, Device::Cpu, 10).unwrap();

@@ -58,13 +58,7 @@ fn train_qac_on(
     cfg.quant.qac = qac;
     let dir = std::env::temp_dir().join(format!("bitspike-snn-{}-{name}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
-    let opts = TrainOptions {
-        init: None,
-        out: &dir,
-        resume: false,
-        device: Device::Cpu,
-        progress: false,
-    };
+    let opts = TrainOptions::cpu(&dir);
     train::train(&cfg, &data, &opts).expect("training");
     let t = train::load(&RunDir(dir.clone()), &data, Device::Cpu).expect("reload");
     let _ = std::fs::remove_dir_all(&dir);

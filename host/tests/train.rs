@@ -22,13 +22,7 @@ fn run(cfg: &TrainConfig, name: &str) -> (f64, f64) {
         data::load(cfg.dataset, &data::default_dir()).expect("dataset (run `cargo xtask setup`)");
     let dir = std::env::temp_dir().join(format!("bitspike-train-{}-{name}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
-    let opts = TrainOptions {
-        init: None,
-        out: &dir,
-        resume: false,
-        device: Device::Cpu,
-        progress: false,
-    };
+    let opts = TrainOptions::cpu(&dir);
     let state = train::train(cfg, &data, &opts).unwrap();
     let t = train::load(&RunDir(dir.clone()), &data, Device::Cpu).unwrap();
     let fake = train::accuracy(&t.net, &data.test, data.max_code, Device::Cpu);
