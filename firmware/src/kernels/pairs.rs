@@ -207,8 +207,12 @@ pub fn conv2d_with(
     };
     let start = layout.bytes.saturating_add(3) & !3;
     let with_tables = start.saturating_add(c_out * 2 * THRESHOLD_ENTRIES);
-    let bound = pairs_thresholds(g, w.bits, levels, out_levels)
-        .filter(|_| tables && super::words::aligned(scratch, with_tables).is_some());
+    let bound = if tables {
+        pairs_thresholds(g, w.bits, levels, out_levels)
+            .filter(|_| super::words::aligned(scratch, with_tables).is_some())
+    } else {
+        None
+    };
     let len = if bound.is_some() {
         with_tables
     } else {
