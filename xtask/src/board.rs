@@ -200,7 +200,7 @@ pub struct Built {
     pub layer_mark: Option<u64>,
 }
 
-fn path_prefix_flags() -> String {
+fn path_prefix_flags(stable: &Path) -> String {
     // Keep absolute build paths out of the binary, so that sizes do not depend on where the
     // repository or the cargo registry is.
     let home = std::env::var_os("CARGO_HOME")
@@ -209,9 +209,56 @@ fn path_prefix_flags() -> String {
         .unwrap_or_else(|| PathBuf::from("/nonexistent"));
     format!(
         "--remap-path-prefix={}=/bitspike --remap-path-prefix={}=/cargo",
-        root().display(),
+        stable.display(),
         home.display()
     )
+}
+
+/// The fixed path through which board apps are built, a link to the repository.
+///
+/// Cargo hashes the absolute path of a path dependency that lies outside the workspace it
+/// builds into that crate's symbol names, and the runtime and the shared crate lie outside
+/// `boards/`. Armv6-M code generation orders its literal pools by those names, so an app built
+/// from another folder came out a few bytes different (other cores happened not to). Built
+/// through this link, every checkout gives the same hashes and the same binaries.
+pub const STABLE_ROOT: &str = "/tmp/bitspike-build-root";
+
+/// Holds the lock on [`STABLE_ROOT`] while a board app builds through it, so that two
+/// checkouts building at once cannot point the link at each other's sources.
+pub struct StableRoot {
+    _lock: std::fs::File,
+    path: PathBuf,
+}
+
+/// Point [`STABLE_ROOT`] at this repository, holding its lock until the guard drops.
+pub fn stable_root() -> Result<StableRoot, String> {
+    let lock_path = format!("{STABLE_ROOT}.lock");
+    let lock = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .map_err(|e| format!("cannot open {lock_path}: {e}"))?;
+    lock.lock()
+        .map_err(|e| format!("cannot lock {lock_path}: {e}"))?;
+    let path = PathBuf::from(STABLE_ROOT);
+    let here = root();
+    if std::fs::read_link(&path).ok().as_deref() != Some(here.as_path()) {
+        match std::fs::symlink_metadata(&path) {
+            Ok(m) if m.file_type().is_symlink() => std::fs::remove_file(&path)
+                .map_err(|e| format!("cannot replace {}: {e}", path.display()))?,
+            Ok(_) => {
+                return Err(format!(
+                    "{} exists and is not a link: remove it (board apps are built through it)",
+                    path.display()
+                ))
+            }
+            Err(_) => {}
+        }
+        std::os::unix::fs::symlink(&here, &path)
+            .map_err(|e| format!("cannot link {} to {}: {e}", path.display(), here.display()))?;
+    }
+    Ok(StableRoot { _lock: lock, path })
 }
 
 /// Build `board`'s app with `model` and `vectors` embedded, plus extra cargo `features`.
@@ -240,7 +287,8 @@ pub fn build_with(
     data: Data<'_>,
     features: &[&str],
 ) -> Result<Built, String> {
-    let manifest = boards_dir().join("Cargo.toml");
+    let stable = stable_root()?;
+    let manifest = stable.path.join("boards/Cargo.toml");
     let mut c = cargo(&[
         "build",
         "--release",
@@ -255,8 +303,10 @@ pub fn build_with(
     if !features.is_empty() {
         c.args(["--features", &features.join(",")]);
     }
+    // Artifacts stay in this checkout, whatever the link points at later.
     c.env("BITSPIKE_MODEL", absolute(model)?)
-        .env("RUSTFLAGS", path_prefix_flags());
+        .env("CARGO_TARGET_DIR", boards_dir().join("target"))
+        .env("RUSTFLAGS", path_prefix_flags(&stable.path));
     match data {
         Data::Embedded(v) => c
             .env("BITSPIKE_VECTORS", absolute(v)?)
@@ -264,6 +314,7 @@ pub fn build_with(
         Data::Stream(s) => c.env("BITSPIKE_STREAM", absolute(s)?),
     };
     let status = c.status().map_err(|e| format!("cannot run cargo: {e}"))?;
+    drop(stable);
     if !status.success() {
         return Err(format!("building {} failed", board.name));
     }
