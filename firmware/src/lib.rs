@@ -35,8 +35,8 @@ pub use bitspike_core;
 use bitspike_core::band;
 use bitspike_core::kernel::{self, Choice, Isa, Kernel};
 use kernels::{
-    gather, narrow, optimized, packed, packed_depthwise, pairs, pool, reference, scatter, Stage,
-    Weights,
+    gather, narrow, optimized, packed, packed_dense, packed_depthwise, pairs, pool, reference,
+    scatter, Stage, Weights,
 };
 
 pub use ops::{LayerOps, Ops};
@@ -591,6 +591,10 @@ fn compute(layer: &Layer<'_>, g: &Geometry, v: Views<'_>, ops: &mut Ops) {
                 || optimized::conv2d_events(g, w, st, a, dst, sc, ops)
         }
         (LayerKind::Dense, Kernel::Row) => optimized::dense(g, w, st, a, dst, sc, ops),
+        (LayerKind::Dense, Kernel::PackedDense) => {
+            packed_dense::dense(g, w, st, a, dst, sc, ops)
+                || optimized::dense(g, w, st, a, dst, sc, ops)
+        }
         (LayerKind::Dense, Kernel::Events) => {
             scatter::dense(g, w, st, a, dst, sc, ops)
                 || optimized::dense_events(g, w, st, a, dst, sc, ops)

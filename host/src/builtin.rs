@@ -47,6 +47,10 @@ pub enum Arch {
     Bound,
     /// [`Arch::Bound`] with every weight at its most negative value (`-2^(bits-1)`).
     BoundNeg,
+    /// A multilayer perceptron on 28x28x1: flatten (784) - dense (128) - dense (64) - dense
+    /// (10), every layer at `--bits` (the dense kernels at scale: the first layer reads 8-bit
+    /// pixels, the others 4-bit activations).
+    Mlp,
     /// A random small network from `--seed` (conformance of the kernels on geometries nobody
     /// chose): convolutions of random window, stride, padding (up to beyond the window), groups,
     /// depthwise, input channels and weight bits (`--bits` is ignored), pools, residual adds,
@@ -163,18 +167,33 @@ impl Builder {
 
     /// A dense layer writing raw i32 logits (the network output).
     pub fn logits(&mut self, input: u16, out: u16, bits: u8) -> u16 {
-        let n = self
-            .def
-            .tensors()
-            .ok()
-            .and_then(|t| t.get(input as usize).map(|t| t.shape.len()))
-            .unwrap_or(1);
+        let n = self.channels_total(input);
         let w = self.rng.weights(out as usize * n, bits);
         let bias = (0..out).map(|_| self.rng.range(-100, 100) as i32).collect();
         let mut dense = LayerDef::dense(input, out, bits, w, Some(bias), Vec::new());
         dense.raw_output = true;
         dense.scale = 0.01;
         self.push(dense, 0)
+    }
+
+    /// A dense layer with `bits`-bit weights, a bias, and `HIDDEN_LEVELS` output levels.
+    pub fn dense(&mut self, input: u16, out: u16, bits: u8) -> u16 {
+        let n = self.channels_total(input);
+        let w = self.rng.weights(out as usize * n, bits);
+        let span = (n as f64).sqrt() * (1u32 << (bits - 1)) as f64 * self.in_levels(input);
+        let bias = (0..out)
+            .map(|_| self.rng.range(0, (span / 4.0) as i64) as i32)
+            .collect();
+        let rq = requant_for(&mut self.rng, out as usize, span, HIDDEN_LEVELS);
+        let layer =
+            LayerDef::dense(input, out, bits, w, Some(bias), rq).with_output(HIDDEN_LEVELS, 0.1);
+        self.push(layer, HIDDEN_LEVELS)
+    }
+
+    /// Elements of tensor `t` (1 when it does not exist).
+    fn channels_total(&self, t: u16) -> usize {
+        let shapes = self.def.tensors().unwrap_or_default();
+        shapes.get(t as usize).map_or(1, |s| s.shape.len())
     }
 
     /// A residual add of two tensors of one shape.
@@ -258,6 +277,7 @@ pub fn build(arch: Arch, bits: u8, seed: u64) -> ModelDef {
         Arch::Snn => snn(bits, seed, true),
         Arch::SnnTwin => snn(bits, seed, false),
         Arch::Random => random(seed),
+        Arch::Mlp => mlp(bits, seed),
         Arch::Bound => bound(bits, false),
         Arch::BoundNeg => bound(bits, true),
     }
@@ -266,7 +286,9 @@ pub fn build(arch: Arch, bits: u8, seed: u64) -> ModelDef {
 /// Input shape of `arch`.
 pub fn input_shape(arch: Arch) -> Shape {
     match arch {
-        Arch::Demo | Arch::Cnn28 | Arch::Cnn | Arch::Snn | Arch::SnnTwin => Shape::new(28, 28, 1),
+        Arch::Demo | Arch::Cnn28 | Arch::Cnn | Arch::Snn | Arch::SnnTwin | Arch::Mlp => {
+            Shape::new(28, 28, 1)
+        }
         Arch::Kinds => Shape::new(8, 8, 2),
         Arch::Resnet8 | Arch::Resnet8Mixed => Shape::new(32, 32, 3),
         Arch::Dscnn => Shape::new(49, 10, 1),
@@ -363,6 +385,16 @@ pub fn cnn28(bits: u8, seed: u64) -> ModelDef {
     let t4 = b.max_pool(t3, Window::square(2, 2, 0));
     let t5 = b.flatten(t4);
     b.logits(t5, 10, bits);
+    b.finish()
+}
+
+/// [`Arch::Mlp`]: flatten -> dense (128) -> dense (64) -> dense (10), all at `bits`.
+pub fn mlp(bits: u8, seed: u64) -> ModelDef {
+    let mut b = Builder::new(input_shape(Arch::Mlp), seed);
+    let t1 = b.flatten(0);
+    let t2 = b.dense(t1, 128, bits);
+    let t3 = b.dense(t2, 64, bits);
+    b.logits(t3, 10, bits);
     b.finish()
 }
 
@@ -642,6 +674,7 @@ mod tests {
             Arch::Snn,
             Arch::SnnTwin,
             Arch::Random,
+            Arch::Mlp,
         ] {
             for bits in [2, 4, 8] {
                 let def = build(arch, bits, 3);

@@ -80,6 +80,11 @@ pub enum Kernel {
     /// pixel's window is a run of consecutive words, two MACs per `SMLAD` without gathering
     /// ([`narrow_layout`]).
     Narrow,
+    /// The packed dense kernel, for dense layers with 4- or 2-bit weights
+    /// ([`dense_packable`]), on every core: the input's codes once per layer in pairs, the 16-bit
+    /// fields of a word, so that one 32x32->32 multiply by two offset-binary weights of a row
+    /// gives the sum of two products in its upper half ([`packed_dense_layout`]).
+    PackedDense,
 }
 
 impl Kernel {
@@ -97,6 +102,7 @@ impl Kernel {
             Self::PackedDepthwise => "packed-depthwise",
             Self::Events => "events",
             Self::Narrow => "narrow",
+            Self::PackedDense => "packed-dense",
         }
     }
 }
@@ -681,8 +687,9 @@ const fn fast_kernel(g: &Geometry, isa: Isa) -> Option<Kernel> {
 /// (0 when no kernel for it needs any), including 3 bytes for aligning the start to 4: the
 /// gather kernel's [`gather_layout`] for convolutions with one group (the row kernel that runs
 /// them without the DSP extension uses part of it), or the [`narrow_layout`] when it is larger
-/// and the layer is [`narrow`]; otherwise the row kernel's one output
-/// channel of weights at 8 bits (dense layers unpack rows longer than [`ROW_CHUNK`] in chunks).
+/// and the layer is [`narrow`]; otherwise the row kernel's one output channel of weights at 8
+/// bits (dense layers unpack rows longer than [`ROW_CHUNK`] in chunks), or the
+/// [`packed_dense_layout`] when it is larger.
 pub const fn scratch_bytes(g: &Geometry, bits: u8) -> u32 {
     let n = match fast_kernel(g, Isa::Dsp) {
         Some(Kernel::Gather) if narrow(g) => {
@@ -706,17 +713,52 @@ pub const fn scratch_bytes(g: &Geometry, bits: u8) -> u32 {
         }
         Some(Kernel::Depthwise) => depthwise_layout(g).bytes,
         Some(Kernel::Row) => {
-            let fan = fan_in(g);
-            let fan = if matches!(g.kind, LayerKind::Dense) && fan > ROW_CHUNK {
-                ROW_CHUNK
+            let row = row_layout(g);
+            let packed = packed_dense_layout(g, bits);
+            if packed > row {
+                packed
             } else {
-                fan
-            };
-            fan.div_ceil(4) * 4
+                row
+            }
         }
         _ => return 0,
     };
     with_align(n)
+}
+
+/// Whether the packed dense kernel can run layer `g` with `bits`-bit weights: a dense layer with
+/// 4- or 2-bit weights whose rows start on a byte (`fan-in x bits` a whole number of bytes) and
+/// hold at least one whole word of weights.
+pub const fn dense_packable(g: &Geometry, bits: u8) -> bool {
+    let n = g.input.len();
+    matches!(g.kind, LayerKind::Dense)
+        && (bits == 4 || bits == 2)
+        && (n * bits as usize).is_multiple_of(8)
+        && n >= 32 / bits as usize
+}
+
+/// Scratch bytes of the packed dense kernel's layout (without the 3 aligning bytes): one word
+/// per two inputs of each row's whole words of weights (the `n - n mod (32 / bits)` first
+/// inputs), that is two bytes per input; 0 where the layer is not [`dense_packable`].
+pub const fn packed_dense_layout(g: &Geometry, bits: u8) -> usize {
+    if !dense_packable(g, bits) {
+        return 0;
+    }
+    let per = 32 / bits as usize;
+    g.input.len() / per * per * 2
+}
+
+/// Scratch bytes of the row kernel (without the 3 aligning bytes): one output channel's weights
+/// at 8 bits, rounded up to a word (dense layers unpack rows longer than [`ROW_CHUNK`] in
+/// chunks).
+const fn row_layout(g: &Geometry) -> usize {
+    let fan = fan_in(g);
+    let fan = if matches!(g.kind, LayerKind::Dense) && fan > ROW_CHUNK {
+        ROW_CHUNK
+    } else {
+        fan
+    };
+    fan.div_ceil(4) * 4
 }
 
 /// A layout's bytes plus the 3 that align its start to 4, as a file's scratch field (saturated).
@@ -769,11 +811,13 @@ pub const fn choose(
         };
     }
     // The gather kernel's layout is enough for a convolution, the depthwise kernel's for a
-    // depthwise layer: the narrow and packed depthwise kernels run only where the file gives
-    // them their layouts (a file written before they existed keeps the other kernel).
+    // depthwise layer, the row kernel's for a dense layer: the narrow, packed depthwise and
+    // packed dense kernels run only where the file gives them their layouts (a file written
+    // before they existed keeps the other kernel).
     let needed = match fast {
         Kernel::Gather => with_align(gather_layout(g, bits).bytes),
         Kernel::Depthwise => with_align(depthwise_layout(g).bytes),
+        Kernel::Row if matches!(g.kind, LayerKind::Dense) => with_align(row_layout(g)),
         _ => scratch_bytes(g, bits),
     };
     if given < needed {
@@ -795,6 +839,11 @@ pub const fn choose(
             Kernel::Narrow
         }
         Kernel::Row if matches!(isa, Isa::Portable) && pairable(g, bits, levels) => Kernel::Pairs,
+        Kernel::Row
+            if dense_packable(g, bits) && given >= with_align(packed_dense_layout(g, bits)) =>
+        {
+            Kernel::PackedDense
+        }
         Kernel::Row
             if matches!(isa, Isa::Portable)
                 && scatter_beats_row(g, bits, levels)

@@ -9,7 +9,9 @@
 //! 8-bit weights, cores without the DSP extension) take the input's levels besides, and have a
 //! suite of their own here: random
 //! geometries wide enough that the fields are flushed several times per output, and the
-//! overflow bound at its edge (every code at the top level, every weight at its largest).
+//! overflow bound at its edge (every code at the top level, every weight at its largest). So
+//! has the packed dense kernel (`kernels::packed_dense`: two inputs of a row per 32-bit multiply
+//! for 4- and 2-bit weights, every core), whose flush interval follows the input's largest code.
 //!
 //! On the host the gather kernel runs its portable model of the DSP lanes (`gather::lanes`), so
 //! the layout logic is tested here; the assembly runs the same models under QEMU on the
@@ -19,15 +21,15 @@ use bitspike_core::band::band;
 use bitspike_core::def::random::Rng;
 use bitspike_core::format::I32s;
 use bitspike_core::kernel::{
-    depthwise_packable, packable, packed_chunk, packed_depthwise_layout, pairable, pairs_chunk,
-    scratch_bytes,
+    dense_packable, depthwise_packable, packable, packed_chunk, packed_depthwise_layout, pairable,
+    pairs_chunk, scratch_bytes,
 };
 use bitspike_core::layer::{Geometry, LayerKind, Shape, Window};
 use bitspike_core::pack::{pack, packed_len};
 use bitspike_rt::kernels::gather::lanes;
 use bitspike_rt::kernels::{
     optimized, reference, Depthwise, DepthwiseChannels, DepthwiseWords, Events, Gather, Narrow,
-    Reference, Row, Scatter, Stage, WeightedKernel, Weights,
+    PackedDense, Reference, Row, Scatter, Stage, WeightedKernel, Weights,
 };
 use bitspike_rt::kernels::{packed, packed_depthwise, pairs, pool};
 use bitspike_rt::Ops;
@@ -559,9 +561,18 @@ proptest! {
 
     #[test]
     fn dense_every_kernel_equals_reference(n in 1u16..=2600, out in 1u16..=6, bits in 2u8..=8, seed in any::<u64>(), bias in any::<bool>(), raw in any::<bool>(), levels in levels()) {
-        let c = case(dense_geometry(n, out), bits, seed, bias, raw, levels);
+        let g = dense_geometry(n, out);
+        let c = case(g, bits, seed, bias, raw, levels);
         check::<Row>(&c, true)?;
         check::<Gather>(&c, false)?;
+        check::<PackedDense>(&c, dense_packable(&g, bits))?;
+    }
+
+    #[test]
+    fn packed_dense_equals_reference(n in prop_oneof![8u16..=80, 1u16..=2600], out in 1u16..=6, bits in prop_oneof![Just(4u8), Just(2), 2u8..=8], seed in any::<u64>(), bias in any::<bool>(), raw in any::<bool>(), levels in levels()) {
+        let g = dense_geometry(n, out);
+        let c = case(g, bits, seed, bias, raw, levels);
+        check::<PackedDense>(&c, dense_packable(&g, bits))?;
     }
 
     #[test]
@@ -936,6 +947,48 @@ fn pairs_fields_flush_at_the_bound() {
                     c.packed = p;
                     c.input = vec![levels; g.input.len()];
                     check_pairs(&c, levels).unwrap();
+                }
+            }
+        }
+    }
+}
+
+/// The packed dense kernel at its flush bound: every code at the largest a byte holds (or at the
+/// largest of fewer levels, which lengthens the interval), every weight at either end of its
+/// range or alternating, rows of many words plus a tail; raw accumulators, so an upper half
+/// flushed one word late changes the result.
+#[test]
+fn packed_dense_at_its_overflow_bound() {
+    for bits in [4u8, 2] {
+        let (lo, hi) = (-(1i8 << (bits - 1)), (1i8 << (bits - 1)) - 1);
+        for top in [255u8, 128, 15, 3, 1] {
+            for n in [8u16, 64, 400, 1024 + 12, 2600] {
+                if !dense_packable(&dense_geometry(n, 3), bits) {
+                    continue;
+                }
+                for pattern in 0..3 {
+                    let g = dense_geometry(n, 3);
+                    let mut c = case(g, bits, 7, true, true, 255);
+                    let m = g.weight_count() as usize;
+                    let w: Vec<i8> = (0..m)
+                        .map(|i| match pattern {
+                            0 => hi,
+                            1 => lo,
+                            _ if i % 2 == 0 => hi,
+                            _ => lo,
+                        })
+                        .collect();
+                    pack(&w, bits, &mut c.packed).unwrap();
+                    c.input = vec![top; n as usize];
+                    check::<PackedDense>(&c, true).unwrap();
+                    let want = run::<Reference>(&c, &mut []).unwrap();
+                    let top_sum = top as i64 * n as i64 * if pattern == 1 { lo } else { hi } as i64;
+                    if pattern < 2 {
+                        let first = i32::from_le_bytes(want.0[..4].try_into().unwrap()) as i64;
+                        let bias =
+                            i32::from_le_bytes(c.bias.as_ref().unwrap()[..4].try_into().unwrap());
+                        assert_eq!(first - bias as i64, top_sum, "the case is at the bound");
+                    }
                 }
             }
         }

@@ -775,7 +775,7 @@ pub fn measure(
 /// The benchmark models: (label, `bitspike model --arch`, weight bits, vectors). Hidden layers
 /// carry 4-bit activations (codes 0..=15) in every model, so `resnet8-w4` is 4-bit weights x
 /// 4-bit inputs; the spiking network's hidden layers read pooled counts of codes up to 12.
-const BENCH: [(&str, &str, u8, u32); 12] = [
+const BENCH: [(&str, &str, u8, u32); 14] = [
     ("resnet8-int8", "resnet8", 8, 1),
     ("resnet8-w4", "resnet8", 4, 1),
     ("resnet8-w2", "resnet8", 2, 1),
@@ -788,6 +788,8 @@ const BENCH: [(&str, &str, u8, u32); 12] = [
     ("snn-twin", "snn-twin", 4, 2),
     ("snn-twin-int8", "snn-twin", 8, 2),
     ("cnn28-int8", "cnn28", 8, 2),
+    ("mlp-int8", "mlp", 8, 2),
+    ("mlp-w4", "mlp", 4, 2),
 ];
 
 /// ARM's CMSIS-NN on the ResNet-8 layers, measured by us under the same QEMU (`qemu-mps2-an386`,
@@ -886,12 +888,14 @@ pub fn bench(board: &str) -> Result<(), String> {
             md,
             "\nSub-byte weights against bitspike's own int8: 4-bit {:.3}x, 2-bit {:.3}x, the mixed plan \
              {:.3}x. The spiking network against its quantized twin {:.3}x; the twin (4-bit hidden \
-             weights) against the same net with int8 weights {:.3}x.\n",
+             weights) against the same net with int8 weights {:.3}x. The MLP (dense layers only) \
+             with 4-bit weights against int8 {:.3}x.\n",
             insns("resnet8-w4") / int8.max(1.0),
             insns("resnet8-w2") / int8.max(1.0),
             insns("resnet8-mixed") / int8.max(1.0),
             insns("snn-qac") / insns("snn-twin").max(1.0),
             insns("snn-twin") / insns("snn-twin-int8").max(1.0),
+            insns("mlp-w4") / insns("mlp-int8").max(1.0),
         );
     }
     let mut json = String::from("[\n");

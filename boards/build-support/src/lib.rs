@@ -144,8 +144,13 @@ pub fn build(memory_x: &str) {
          pub const ARENA_BYTES: usize = {};\n\
          /// Output elements of the embedded model.\n\
          pub const OUTPUT_LEN: usize = {};\n\
-         /// The embedded model file.\n\
-         pub static MODEL: &[u8] = include_bytes!(concat!(env!(\"OUT_DIR\"), \"/model.bsm\"));\n\
+         /// The embedded model file, on a word boundary (its tensors are word-aligned inside the\n\
+         /// file, so cores without unaligned loads can read weights a word at a time).\n\
+         pub static MODEL: &[u8] = &ALIGNED_MODEL.0;\n\
+         #[repr(C, align(4))]\n\
+         struct Aligned<B: ?Sized>(B);\n\
+         static ALIGNED_MODEL: &Aligned<[u8]> =\n\
+             &Aligned(*include_bytes!(concat!(env!(\"OUT_DIR\"), \"/model.bsm\")));\n\
          /// The embedded golden vectors (empty when streaming).\n\
          pub static VECTORS: &[u8] = include_bytes!(concat!(env!(\"OUT_DIR\"), \"/vectors.bsv\"));\n\
          /// Bytes of one stream record (1 when the vectors are embedded).\n\

@@ -38,6 +38,9 @@
 //!   offsets and that the row's last window and the weights lie inside their slices;
 //! * [`max_bytes`]: the byte-wise maximum of two rows (max pooling);
 //! * [`dot_u8_i8`]: a dot product of codes and 8-bit weights (dense rows);
+//! * [`dot_pairs`]: a row of 4- or 2-bit weights against the packed dense kernel's code pairs
+//!   (see `super::packed_dense`), one `SMLADX` per two products; the wrapper checks that the
+//!   row is whole words, that the pairs cover it and start on a word (`LDRD`), and the width;
 //! * [`DwTaps::plane`] (`dsp/depthwise.rs`): every output row of one channel of the packed
 //!   depthwise kernel (see `super::packed_depthwise`), a window's taps (offset and weight,
 //!   `LDRD`) per triple of pixels, one `SMLAL` per tap. [`DwTaps::new`] checks once that there
@@ -495,6 +498,108 @@ impl<'a> Taps<'a> {
         }
         Some([a0, a1, a2, a3])
     }
+}
+
+/// `sum u_i x_i` over a row of `bits`-bit weights `row` (whole words, each weight read as
+/// `u_i = w_i + 2^(bits-1)`: the sign bit of every field inverted by one `EOR`) and the packed
+/// dense kernel's pairs `lanes` (`x_(j+h) | x_j << 16`, `h = 16 / bits` words per weight word):
+/// `(u >> bits j) & M` is `u_j | u_(j+h) << 16`, and `SMLADX` adds `x_(j+h) u_(j+h) + x_j u_j`.
+/// Lanes and fields are non-negative 16-bit values (codes up to 255, fields up to 15), so every
+/// product is exact and the 32-bit sum wraps like the reference's. `None` when the row is not
+/// whole words, the lanes are short or not on a word (`LDRD`), or the width is not 4 or 2.
+#[inline]
+pub fn dot_pairs(row: &[u8], lanes: &[u32], bits: u8) -> Option<i32> {
+    let words = row.len() / 4;
+    let h = match bits {
+        4 => 4,
+        2 => 8,
+        _ => return None,
+    };
+    if !row.len().is_multiple_of(4)
+        || lanes.len() < words.checked_mul(h)?
+        || !(lanes.as_ptr() as usize).is_multiple_of(4)
+    {
+        return None;
+    }
+    let mut acc = 0i32;
+    if words == 0 {
+        return Some(acc);
+    }
+    let wp = row.as_ptr();
+    let xp = lanes.as_ptr();
+    // SAFETY: `words >= 1`; the loop reads `4 * words` bytes of `row` with LDR (unaligned allowed
+    // on Armv7-M) and `4 * h * words` bytes of `lanes` with word-aligned LDRD, all checked above.
+    // Only the listed registers and the flags change; the stack is not used.
+    unsafe {
+        if bits == 4 {
+            asm!(
+                "2:",
+                "ldr {u}, [{wp}], #4",
+                "eor {u}, {u}, #0x88888888",
+                "ldrd {x0}, {x1}, [{xp}], #8",
+                "and {t}, {u}, #0x000F000F",
+                "smladx {acc}, {x0}, {t}, {acc}",
+                "and {t}, {m}, {u}, lsr #4",
+                "smladx {acc}, {x1}, {t}, {acc}",
+                "ldrd {x0}, {x1}, [{xp}], #8",
+                "and {t}, {m}, {u}, lsr #8",
+                "smladx {acc}, {x0}, {t}, {acc}",
+                "and {t}, {m}, {u}, lsr #12",
+                "smladx {acc}, {x1}, {t}, {acc}",
+                "subs {n}, {n}, #1",
+                "bne 2b",
+                wp = inout(reg) wp => _,
+                xp = inout(reg) xp => _,
+                n = inout(reg) words => _,
+                acc = inout(reg) acc,
+                m = in(reg) 0x000F_000Fu32,
+                u = out(reg) _,
+                t = out(reg) _,
+                x0 = out(reg) _,
+                x1 = out(reg) _,
+                options(nostack, readonly),
+            );
+        } else {
+            asm!(
+                "2:",
+                "ldr {u}, [{wp}], #4",
+                "eor {u}, {u}, #0xAAAAAAAA",
+                "ldrd {x0}, {x1}, [{xp}], #8",
+                "and {t}, {u}, #0x00030003",
+                "smladx {acc}, {x0}, {t}, {acc}",
+                "and {t}, {m}, {u}, lsr #2",
+                "smladx {acc}, {x1}, {t}, {acc}",
+                "ldrd {x0}, {x1}, [{xp}], #8",
+                "and {t}, {m}, {u}, lsr #4",
+                "smladx {acc}, {x0}, {t}, {acc}",
+                "and {t}, {m}, {u}, lsr #6",
+                "smladx {acc}, {x1}, {t}, {acc}",
+                "ldrd {x0}, {x1}, [{xp}], #8",
+                "and {t}, {m}, {u}, lsr #8",
+                "smladx {acc}, {x0}, {t}, {acc}",
+                "and {t}, {m}, {u}, lsr #10",
+                "smladx {acc}, {x1}, {t}, {acc}",
+                "ldrd {x0}, {x1}, [{xp}], #8",
+                "and {t}, {m}, {u}, lsr #12",
+                "smladx {acc}, {x0}, {t}, {acc}",
+                "and {t}, {m}, {u}, lsr #14",
+                "smladx {acc}, {x1}, {t}, {acc}",
+                "subs {n}, {n}, #1",
+                "bne 2b",
+                wp = inout(reg) wp => _,
+                xp = inout(reg) xp => _,
+                n = inout(reg) words => _,
+                acc = inout(reg) acc,
+                m = in(reg) 0x0003_0003u32,
+                u = out(reg) _,
+                t = out(reg) _,
+                x0 = out(reg) _,
+                x1 = out(reg) _,
+                options(nostack, readonly),
+            );
+        }
+    }
+    Some(acc)
 }
 
 /// `sum x[i] * w[i]` over codes `x` (u8) and 8-bit weights `w` (i8 bytes), four products per

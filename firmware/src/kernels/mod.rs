@@ -15,6 +15,7 @@ pub mod gather;
 pub mod narrow;
 pub mod optimized;
 pub mod packed;
+pub mod packed_dense;
 pub mod packed_depthwise;
 pub mod pairs;
 pub mod pool;
@@ -95,6 +96,10 @@ pub struct DepthwiseWords;
 /// [`DepthwiseWords`] declines); other layers decline.
 pub struct DepthwiseChannels;
 
+/// The packed dense kernel ([`packed_dense`]) for 4- and 2-bit weights; convolutions and other
+/// dense layers decline.
+pub struct PackedDense;
+
 /// The layers a kernel does not take (see [`WeightedKernel`]): it declines, having written
 /// nothing.
 #[allow(clippy::too_many_arguments)]
@@ -168,6 +173,7 @@ weighted!(
 );
 weighted!(Row, "row", optimized::conv2d, optimized::dense);
 weighted!(Gather, "gather", gather::conv2d, decline);
+weighted!(PackedDense, "packed-dense", decline, packed_dense::dense);
 weighted!(Narrow, "narrow", narrow::conv2d, decline);
 weighted!(Depthwise, "depthwise", optimized::depthwise, decline);
 weighted!(

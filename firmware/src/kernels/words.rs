@@ -4,7 +4,8 @@
 //! Cores without unaligned word access (Armv6-M: Cortex-M0/M0+) load a `u32` built from bytes
 //! one byte at a time; the pairs kernel's lanes are words it loads and stores by the thousand,
 //! so it keeps them in a word slice of its (byte) scratch, and its threshold tables in a slice
-//! of halves.
+//! of halves; the packed dense kernel reads a row's weights as words where the row starts on
+//! one.
 #![allow(unsafe_code)]
 
 /// The word-aligned middle of `b` as words, and how many bytes of `b` precede it.
@@ -13,6 +14,16 @@ pub fn words_mut(b: &mut [u8]) -> (usize, &mut [u32]) {
     // SAFETY: every bit pattern of four bytes is a valid `u32`, and `align_to_mut` returns a
     // middle part that is correctly aligned for `u32` and lies inside `b`, borrowed from it.
     let (head, mid, _) = unsafe { b.align_to_mut::<u32>() };
+    (head.len(), mid)
+}
+
+/// The word-aligned middle of `b` as words, and how many bytes of `b` precede it.
+#[cfg(any(bitspike_v6m, test))]
+#[inline]
+pub fn words(b: &[u8]) -> (usize, &[u32]) {
+    // SAFETY: every bit pattern of four bytes is a valid `u32`, and `align_to` returns a middle
+    // part that is correctly aligned for `u32` and lies inside `b`, borrowed from it.
+    let (head, mid, _) = unsafe { b.align_to::<u32>() };
     (head.len(), mid)
 }
 
@@ -58,6 +69,20 @@ mod tests {
             assert_eq!((start + head) % 4, 0);
             assert!(head + 4 * w.len() <= n && n - head - 4 * w.len() < 4);
             w.fill(0x0102_0304);
+        }
+    }
+
+    #[test]
+    fn the_shared_middle_is_aligned_and_inside() {
+        let buf = [7u8; 23];
+        for off in 0..4 {
+            let b = &buf[off..];
+            let (n, start) = (b.len(), b.as_ptr() as usize);
+            let (head, w) = words(b);
+            assert!(head < 4);
+            assert_eq!((start + head) % 4, 0);
+            assert!(head + 4 * w.len() <= n && n - head - 4 * w.len() < 4);
+            assert!(w.iter().all(|&x| x == 0x0707_0707));
         }
     }
 

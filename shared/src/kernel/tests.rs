@@ -332,3 +332,41 @@ fn in_place_widths_start_on_bytes() {
     assert!(!in_place(2, 9));
     assert!(!in_place(3, 64));
 }
+
+#[test]
+fn packed_dense_takes_4_and_2_bit_rows_that_start_on_a_byte() {
+    let dense = |n: u16| Geometry {
+        kind: LayerKind::Dense,
+        window: Window::default(),
+        groups: 1,
+        input: Shape::vector(n),
+        output: Shape::vector(10),
+    };
+    let g = dense(64);
+    assert!(dense_packable(&g, 4) && dense_packable(&g, 2));
+    assert!(
+        !dense_packable(&g, 8) && !dense_packable(&g, 3),
+        "other widths"
+    );
+    assert!(!dense_packable(&dense(63), 4), "rows that start mid-byte");
+    assert!(!dense_packable(&dense(6), 4), "no whole word");
+    assert!(dense_packable(&dense(18), 4) && !dense_packable(&dense(18), 2));
+    assert!(!dense_packable(&conv(64, 10, 1, 1), 4), "convolutions");
+    // Two bytes per input of the whole words: 64 inputs, and 400 of 404 at 4 bits.
+    assert_eq!(packed_dense_layout(&g, 4), 128);
+    assert_eq!(packed_dense_layout(&dense(404), 4), 800);
+    assert_eq!(packed_dense_layout(&dense(404), 2), 800);
+    assert_eq!(packed_dense_layout(&dense(63), 4), 0);
+    // The file's scratch covers it; a file with only the row kernel's keeps the row kernel.
+    let need = scratch_bytes(&g, 4);
+    assert_eq!(need, 3 + 128);
+    let pick = |bits, given, isa| choose(&g, bits, 255, given, isa, false, false).kernel;
+    for isa in [Isa::Dsp, Isa::Portable] {
+        assert_eq!(pick(4, need, isa), Kernel::PackedDense);
+        assert_eq!(pick(2, need, isa), Kernel::PackedDense);
+        assert_eq!(pick(8, need, isa), Kernel::Row);
+        assert_eq!(pick(4, 3 + 64, isa), Kernel::Row, "a file without the room");
+        assert_eq!(pick(4, 3 + 63, isa), Kernel::Reference);
+    }
+    assert_eq!(scratch_bytes(&g, 8), 3 + 64);
+}
