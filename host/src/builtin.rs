@@ -47,6 +47,12 @@ pub enum Arch {
     Bound,
     /// [`Arch::Bound`] with every weight at its most negative value (`-2^(bits-1)`).
     BoundNeg,
+    /// The packed dense kernel's flush bound under QEMU: an 8-bit input of 412 codes (the golden
+    /// vectors include an input of all 255s) and one dense layer to 8 outputs with raw i32
+    /// output, every weight at its largest positive value (`--bits` 4 or 2), so that each pair
+    /// of words adds the most its upper half holds; 412 inputs are an odd number of words and
+    /// a tail at both widths.
+    BoundDense,
     /// A multilayer perceptron on 28x28x1: flatten (784) - dense (128) - dense (64) - dense
     /// (10), every layer at `--bits` (the dense kernels at scale: the first layer reads 8-bit
     /// pixels, the others 4-bit activations).
@@ -280,6 +286,7 @@ pub fn build(arch: Arch, bits: u8, seed: u64) -> ModelDef {
         Arch::Mlp => mlp(bits, seed),
         Arch::Bound => bound(bits, false),
         Arch::BoundNeg => bound(bits, true),
+        Arch::BoundDense => bound_dense(bits),
     }
 }
 
@@ -294,7 +301,29 @@ pub fn input_shape(arch: Arch) -> Shape {
         Arch::Dscnn => Shape::new(49, 10, 1),
         Arch::Random => Shape::new(12, 10, 3),
         Arch::Bound | Arch::BoundNeg => Shape::new(6, 6, 44),
+        Arch::BoundDense => Shape::vector(412),
     }
+}
+
+/// [`Arch::BoundDense`]: one dense layer of 412 8-bit inputs to 8 raw outputs, every weight at
+/// `bits` bits at its largest.
+pub fn bound_dense(bits: u8) -> ModelDef {
+    let shape = input_shape(Arch::BoundDense);
+    let mut def = ModelDef::new(shape, 255, 1.0 / 255.0);
+    let out = 8u16;
+    let top = (1i16 << (bits.clamp(2, 8) - 1)) - 1;
+    let mut dense = LayerDef::dense(
+        0,
+        out,
+        bits,
+        vec![top as i8; out as usize * shape.len()],
+        Some((0..out as i32).collect()),
+        Vec::new(),
+    );
+    dense.raw_output = true;
+    dense.scale = 0.01;
+    def.push(dense);
+    def
 }
 
 /// [`Arch::Bound`] (`negative`: [`Arch::BoundNeg`]): the input at 16 levels, one 3x3

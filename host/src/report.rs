@@ -212,7 +212,9 @@ impl fmt::Display for Summary {
              output: weights transposed once, four channels per word on the DSP), \
              packed-depthwise (depthwise over input codes up to 15 whose sums fit 13-bit fields, \
              on the DSP: each input row spread once, three pixels per word, three MACs per \
-             SMLAL), row (weights unpacked per output channel), elementwise, reference (no faster kernel for \
+             SMLAL), packed-dense (dense layers with 4- and 2-bit weights, every core: the input \
+             spread once into 16-bit pairs, two MACs per 32-bit multiply, SMLADX on the DSP), \
+             row (weights unpacked per output channel), elementwise, reference (no faster kernel for \
              the kind, or too little scratch), events (each nonzero input adds its weights to the \
              outputs it reaches: where the exporter measured sparse inputs, and without the DSP \
              for convolutions over more input levels than the pairs kernel takes); in place: the output overwrites the input as it \

@@ -1056,6 +1056,19 @@ fn conformance_models() -> Result<Vec<(String, PathBuf, PathBuf)>, String> {
             )?;
         }
     }
+    // The packed dense kernel's flush interval at its edge: all-255 codes, every weight at its
+    // largest, an odd number of words and a tail.
+    for bits in [4u8, 2] {
+        make(
+            format!("bound-dense-w{bits}"),
+            vec![
+                "--arch".into(),
+                "bound-dense".into(),
+                "--bits".into(),
+                bits.to_string(),
+            ],
+        )?;
+    }
     out.push((
         "fixture-v1".into(),
         root().join("tests/fixtures/model-v1.bsm"),

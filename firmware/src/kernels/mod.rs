@@ -23,6 +23,8 @@ pub mod reference;
 pub mod scatter;
 #[cfg(bitspike_v6m)]
 mod v6m;
+#[cfg(bitspike_v7m)]
+mod v7m;
 mod words;
 
 use bitspike_core::format::I32s;

@@ -10,7 +10,9 @@
 //! 16`. A field grows by at most `levels x 128` per input, so the kernel flushes the fields into
 //! 32-bit sums every [`pairs_chunk`] inputs, before either can leave `i16`; the loader's
 //! accumulator bound keeps the true result inside i32, so the wrapping sums give it exactly.
-//! Each weight is read once for the eight pixels, in place (rows that start on a byte).
+//! Each weight is read once for the eight pixels, in place (rows that start on a byte). The row
+//! loop is assembly on Armv6-M (`kernels::v6m`, Thumb-1) and Armv7-M (`kernels::v7m`, Thumb-2),
+//! portable Rust elsewhere.
 //!
 //! The scratch is the gather kernel's ([`bitspike_core::kernel::gather_layout`]): the pass's
 //! words where the gather kernel keeps its lanes (16 bytes per input), two pixels' windows in its
@@ -58,10 +60,14 @@ fn row8(lanes: &[u32], weights: &[u8], bits: u8, chunk: usize, acc: &mut [i32; P
     if super::v6m::row8(lanes, weights, bits, chunk * bits as usize / 8, acc) {
         return;
     }
+    #[cfg(bitspike_v7m)]
+    if super::v7m::row8(lanes, weights, bits, chunk * bits as usize / 8, acc) {
+        return;
+    }
     row8_portable(lanes, weights, bits, chunk, acc)
 }
 
-/// [`row8`] in portable Rust (every target; the model of the Armv6-M assembly).
+/// [`row8`] in portable Rust (every target; the model of the Armv6-M and Armv7-M assembly).
 #[inline(always)]
 fn row8_portable(
     lanes: &[u32],

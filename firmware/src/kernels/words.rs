@@ -1,5 +1,5 @@
 //! Byte scratch seen as 32-bit words or 16-bit halves: the only `unsafe` lines outside the
-//! assembly modules (`kernels::dsp`, `kernels::v6m`).
+//! assembly modules (`kernels::dsp`, `kernels::v6m`, `kernels::v7m`).
 //!
 //! Cores without unaligned word access (Armv6-M: Cortex-M0/M0+) load a `u32` built from bytes
 //! one byte at a time; the pairs kernel's lanes are words it loads and stores by the thousand,
