@@ -1,0 +1,107 @@
+//! `bitspike mps`: One-Shot MPS's front, children and tables.
+
+use super::args::*;
+use super::export::*;
+use anyhow::{bail, Result};
+use bitspike::data;
+use bitspike::mps_report;
+use bitspike::train::{self, RunDir, TrainOptions};
+
+pub(crate) fn mps_command(c: MpsCommand) -> Result<()> {
+    match c {
+        MpsCommand::Front {
+            run,
+            sweep,
+            out,
+            rt,
+        } => {
+            let run = RunDir(run);
+            let cfg = run.read_config()?;
+            let data = data::load_for(&cfg, &rt.data_dir())?;
+            let front = mps_report::extract(&run, &data, rt.device()?, sweep as usize)?;
+            print!("{}", mps_report::front_markdown(&front));
+            println!(
+                "{} distinct children from {} penalties ({} supernet evaluations, {:.0} s); {} on the Pareto front; supernet trained {:.0} s",
+                front.children.len(),
+                front.etas.len(),
+                front.evaluations,
+                front.front_seconds,
+                front.pareto().len(),
+                front.train_seconds
+            );
+            if let Some(dir) = out {
+                bitspike::qac_report::write_tables(
+                    &dir,
+                    "front",
+                    &mps_report::front_markdown(&front),
+                    &front,
+                )?;
+                mps_report::plot_probabilities(&front, &dir)?;
+            }
+        }
+        MpsCommand::Child {
+            run,
+            out,
+            scratch,
+            epochs,
+            lr,
+            quiet,
+            point,
+            rt,
+        } => {
+            let search = RunDir(run);
+            let cfg = search.read_config()?;
+            if cfg.mps.is_none() {
+                bail!("{} is not a search run", search.0.display());
+            }
+            let device = rt.device()?;
+            let data = data::load_for(&cfg, &rt.data_dir())?;
+            let plan = search_plan(&search, &cfg, &point, &data, device)?;
+            let mut child = mps_report::child_config(&cfg, &plan);
+            if let Some(e) = epochs {
+                child.epochs = e;
+            }
+            if let Some(v) = lr {
+                child.lr = v;
+            }
+            child.check()?;
+            let weights = search.weights()?;
+            let state = train::train(
+                &child,
+                &data,
+                &TrainOptions {
+                    init: (!scratch).then_some(weights.as_path()),
+                    out: &out,
+                    resume: false,
+                    device,
+                    progress: !quiet,
+                },
+            )?;
+            println!(
+                "{} child {} trained {} epochs in {:.0} s: fake-quant test accuracy {:.2} % ({})",
+                if scratch { "standalone" } else { "fine-tuned" },
+                plan.label(),
+                state.epochs_done,
+                state.seconds,
+                100.0 * state.test_accuracy,
+                out.display()
+            );
+        }
+        MpsCommand::Report {
+            front,
+            runs,
+            out,
+            rt,
+        } => {
+            let run = RunDir(front);
+            let cfg = run.read_config()?;
+            let data = data::load_for(&cfg, &rt.data_dir())?;
+            mps_report::report(&run, &runs, &data, &out)?;
+            print!(
+                "{}",
+                std::fs::read_to_string(out.join("pareto.md")).unwrap_or_default()
+            );
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,123 @@
+//! `bitspike qac`: QAC's tables over several runs.
+
+use super::args::*;
+use anyhow::{bail, Result};
+use bitspike::data;
+use bitspike::snn::{self as snn_sim, Snn};
+use bitspike::train::{self, RunDir};
+use std::path::PathBuf;
+
+/// Load every run of `runs` (one dataset for all).
+pub(crate) fn load_runs(
+    runs: &[PathBuf],
+    rt: &Runtime,
+) -> Result<(data::Dataset, Vec<(String, train::Trained)>)> {
+    let device = rt.device()?;
+    let first = RunDir(runs[0].clone()).read_config()?;
+    let data = data::load_for(&first, &rt.data_dir())?;
+    let mut out = Vec::new();
+    for r in runs {
+        let run = RunDir(r.clone());
+        let cfg = run.read_config()?;
+        if cfg.dataset != first.dataset {
+            bail!(
+                "{}: trained on {}, the others on {}",
+                r.display(),
+                cfg.dataset.as_str(),
+                first.dataset.as_str()
+            );
+        }
+        out.push((r.display().to_string(), train::load(&run, &data, device)?));
+    }
+    Ok((data, out))
+}
+
+pub(crate) fn qac_tables(c: QacCommand) -> Result<()> {
+    use bitspike::qac_report as qr;
+    match c {
+        QacCommand::Report {
+            run,
+            out,
+            limit,
+            rt,
+        } => {
+            let (data, runs) = load_runs(std::slice::from_ref(&run), &rt)?;
+            let t = &runs[0].1;
+            let saved = snn_sim::load_file(&run.join("snn.json"))?;
+            let calibrated = match &saved {
+                Some(f) => Some(Snn::from_file(&t.net, f)?),
+                None => None,
+            };
+            let r = qr::run_report(
+                &t.net,
+                &data,
+                limit.unwrap_or(i64::MAX),
+                calibrated.as_ref(),
+            )?;
+            let dir = out.unwrap_or(run.clone());
+            let md = r.markdown(data.name.as_str());
+            qr::write_tables(&dir, "qac-report", &md, &r)?;
+            let pts: Vec<(f64, f64)> = r.scaling.iter().map(|&(_, t, a)| (t, a)).collect();
+            qr::plot(
+                &dir.join("qac-scaling.svg"),
+                "QAC temporal scaling (T .. 6T)",
+                "average timesteps",
+                &[("SNN".into(), pts)],
+                false,
+            )?;
+            print!("{md}");
+            println!(
+                "\nwrote {}/qac-report.{{md,json}} and qac-scaling.svg",
+                dir.display()
+            );
+        }
+        QacCommand::Cases {
+            runs,
+            out,
+            limit,
+            rt,
+        } => {
+            let (data, loaded) = load_runs(&runs, &rt)?;
+            let nets: Vec<(String, &bitspike::net::QNet)> =
+                loaded.iter().map(|(n, t)| (n.clone(), &t.net)).collect();
+            let rows = qr::cases_report(&nets, &data, limit.unwrap_or(i64::MAX))?;
+            let md = qr::cases_markdown(&rows, data.name.as_str());
+            qr::write_tables(&out, "qac-cases", &md, &rows)?;
+            print!("{md}");
+            println!("\nwrote {}/qac-cases.{{md,json}}", out.display());
+        }
+        QacCommand::Qcfs {
+            runs,
+            out,
+            limit,
+            rt,
+        } => {
+            let (data, loaded) = load_runs(&runs, &rt)?;
+            let nets: Vec<&bitspike::net::QNet> = loaded.iter().map(|(_, t)| &t.net).collect();
+            let rows = qr::qcfs_report(&nets, &data, limit.unwrap_or(i64::MAX))?;
+            let md = qr::qcfs_markdown(&rows, data.name.as_str());
+            qr::write_tables(&out, "qac-qcfs", &md, &rows)?;
+            let mut series = Vec::new();
+            for r in &rows {
+                for (name, v) in [("QCFS", &r.qcfs), ("QCFS+aver", &r.aver)] {
+                    let pts = qr::TABLE8_T
+                        .iter()
+                        .zip(v)
+                        .map(|(&t, &a)| (t as f64, a))
+                        .collect();
+                    series.push((format!("L={} {name}", r.levels), pts));
+                }
+            }
+            qr::plot(
+                &out.join("qac-qcfs.svg"),
+                "QCFS vs QCFS + averaging",
+                "T",
+                &series,
+                true,
+            )?;
+            print!("{md}");
+            println!("\nwrote {}/qac-qcfs.{{md,json,svg}}", out.display());
+        }
+    }
+    Ok(())
+}
