@@ -29,7 +29,9 @@
 //! Multi-step tasks run every step even after one fails and end with a `N passed, N failed` line;
 //! the exit code is non-zero when anything failed.
 
+mod bench;
 mod board;
+mod conformance;
 mod demo;
 mod mps;
 mod probe;
@@ -299,12 +301,12 @@ fn dispatch(task: &str, rest: &[String]) -> Result<ExitCode, String> {
         }
         "bench" => {
             let a = Args::parse(rest, &["--board"], &[])?;
-            done(tasks::bench(a.get("--board").unwrap_or("qemu-mps2-an386")))
+            done(bench::bench(a.get("--board").unwrap_or("qemu-mps2-an386")))
         }
         "conformance" => {
             let a = Args::parse(rest, &["--board"], &["--bless"])?;
             let mut s = Steps::new();
-            tasks::conformance(&mut s, a.get("--board"), a.has("--bless"));
+            conformance::conformance(&mut s, a.get("--board"), a.has("--bless"));
             s.finish()
         }
         "fuzz" => {
@@ -473,8 +475,8 @@ fn test(fuzz_seconds: u64) -> ExitCode {
         eprintln!("{e}");
     }
     s.end(step, sized.is_ok());
-    tasks::conformance(&mut s, None, false);
-    tasks::trained_on_qemu(&mut s);
+    conformance::conformance(&mut s, None, false);
+    conformance::trained_on_qemu(&mut s);
     fuzz(&mut s, fuzz_seconds);
     s.finish()
 }
