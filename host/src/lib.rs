@@ -19,6 +19,7 @@ pub mod report;
 pub mod snn;
 pub mod ssql;
 pub mod ssql_eval;
+pub mod ssql_report;
 pub mod train;
 
 /// For tests: tch's random generator is global to the process and tests run on parallel

@@ -62,7 +62,10 @@ pub(crate) fn ssql_command(c: SsqlCommand) -> Result<()> {
             let on = on.unwrap_or(pre.dataset);
             let device = rt.device()?;
             let r = ssql_eval::evaluate(&run, on, &rt.data_dir(), &e, &out, device, !quiet)?;
-            print!("{}", ssql_eval::report(std::slice::from_ref(&r)));
+            print!(
+                "{}",
+                bitspike::ssql_report::report(std::slice::from_ref(&r))
+            );
             println!("written: {}", out.display());
         }
         SsqlCommand::Report { evals, out } => {
@@ -92,7 +95,7 @@ pub(crate) fn ssql_command(c: SsqlCommand) -> Result<()> {
             }
             std::fs::create_dir_all(&out)
                 .with_context(|| format!("cannot create {}", out.display()))?;
-            let md = ssql_eval::report(&results);
+            let md = bitspike::ssql_report::report(&results);
             train::write_atomic(&out.join("results.md"), md.as_bytes())?;
             train::write_atomic(
                 &out.join("results.json"),
