@@ -9,6 +9,7 @@ pub mod config;
 pub mod data;
 pub mod eval;
 pub mod export;
+pub mod figures;
 pub mod mps;
 pub mod mps_report;
 pub mod net;

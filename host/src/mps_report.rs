@@ -18,8 +18,8 @@ use tch::Device;
 
 use crate::config::TrainConfig;
 use crate::data::Dataset;
+use crate::figures::{plot, plot_series, write_tables};
 use crate::mps::{self, BitPlan, CostKind, Slots};
-use crate::qac_report::{plot, plot_series, write_tables};
 use crate::train::{self, RunDir, Trained};
 
 /// BatchNorm recalibration of a child: batches of 128 training images.

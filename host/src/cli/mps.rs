@@ -30,7 +30,7 @@ pub(crate) fn mps_command(c: MpsCommand) -> Result<()> {
                 front.train_seconds
             );
             if let Some(dir) = out {
-                bitspike::qac_report::write_tables(
+                bitspike::figures::write_tables(
                     &dir,
                     "front",
                     &mps_report::front_markdown(&front),

@@ -33,6 +33,7 @@ pub(crate) fn load_runs(
 }
 
 pub(crate) fn qac_tables(c: QacCommand) -> Result<()> {
+    use bitspike::figures;
     use bitspike::qac_report as qr;
     match c {
         QacCommand::Report {
@@ -56,9 +57,9 @@ pub(crate) fn qac_tables(c: QacCommand) -> Result<()> {
             )?;
             let dir = out.unwrap_or(run.clone());
             let md = r.markdown(data.name.as_str());
-            qr::write_tables(&dir, "qac-report", &md, &r)?;
+            figures::write_tables(&dir, "qac-report", &md, &r)?;
             let pts: Vec<(f64, f64)> = r.scaling.iter().map(|&(_, t, a)| (t, a)).collect();
-            qr::plot(
+            figures::plot(
                 &dir.join("qac-scaling.svg"),
                 "QAC temporal scaling (T .. 6T)",
                 "average timesteps",
@@ -82,7 +83,7 @@ pub(crate) fn qac_tables(c: QacCommand) -> Result<()> {
                 loaded.iter().map(|(n, t)| (n.clone(), &t.net)).collect();
             let rows = qr::cases_report(&nets, &data, limit.unwrap_or(i64::MAX))?;
             let md = qr::cases_markdown(&rows, data.name.as_str());
-            qr::write_tables(&out, "qac-cases", &md, &rows)?;
+            figures::write_tables(&out, "qac-cases", &md, &rows)?;
             print!("{md}");
             println!("\nwrote {}/qac-cases.{{md,json}}", out.display());
         }
@@ -96,7 +97,7 @@ pub(crate) fn qac_tables(c: QacCommand) -> Result<()> {
             let nets: Vec<&bitspike::net::QNet> = loaded.iter().map(|(_, t)| &t.net).collect();
             let rows = qr::qcfs_report(&nets, &data, limit.unwrap_or(i64::MAX))?;
             let md = qr::qcfs_markdown(&rows, data.name.as_str());
-            qr::write_tables(&out, "qac-qcfs", &md, &rows)?;
+            figures::write_tables(&out, "qac-qcfs", &md, &rows)?;
             let mut series = Vec::new();
             for r in &rows {
                 for (name, v) in [("QCFS", &r.qcfs), ("QCFS+aver", &r.aver)] {
@@ -108,7 +109,7 @@ pub(crate) fn qac_tables(c: QacCommand) -> Result<()> {
                     series.push((format!("L={} {name}", r.levels), pts));
                 }
             }
-            qr::plot(
+            figures::plot(
                 &out.join("qac-qcfs.svg"),
                 "QCFS vs QCFS + averaging",
                 "T",
