@@ -68,6 +68,8 @@ use serde::{Deserialize, Serialize};
 use tch::nn::{self, Module};
 use tch::{Kind, Tensor};
 
+use bitspike_core::cost;
+
 use crate::net::{Op, Spec};
 use crate::quant::{ActQuant, ActQuantizer, WeightQuant, WeightQuantizer};
 
@@ -261,35 +263,31 @@ impl Slots {
             input_bits: code_bits(input_max),
             input_elements: shapes[0].iter().product::<i64>() as u64,
         };
-        for (i, n) in spec.nodes.iter().enumerate() {
-            let [ic, _, _] = shapes[n.input];
-            let [oc, oh, ow] = shapes[i + 1];
-            let (macs, weights, slot) = match n.op {
-                Op::Conv { k, groups, .. } => {
-                    let w = (oc * (ic / groups) * k * k) as u64;
-                    s.weight_nodes.push(i);
-                    s.act_nodes.push(i);
-                    (w * (oh * ow) as u64, w, Some(s.act_nodes.len() - 1))
+        // MACs, weights and input features from the shared cost model, as the exporter's
+        // geometries give them (eq. S13 counts padded positions, as `cost::macs` does).
+        for (n, g) in spec.nodes.iter().zip(spec.geometries()?) {
+            let slot = match n.op {
+                Op::Conv { .. } => {
+                    s.weight_nodes.push(s.macs.len());
+                    s.act_nodes.push(s.macs.len());
+                    Some(s.act_nodes.len() - 1)
                 }
-                Op::Dense { out, hidden } => {
-                    let w = (out * shapes[n.input].iter().product::<i64>()) as u64;
-                    s.weight_nodes.push(i);
-                    let slot = hidden.then(|| {
-                        s.act_nodes.push(i);
+                Op::Dense { hidden, .. } => {
+                    s.weight_nodes.push(s.macs.len());
+                    hidden.then(|| {
+                        s.act_nodes.push(s.macs.len());
                         s.act_nodes.len() - 1
-                    });
-                    (w, w, slot)
+                    })
                 }
                 Op::Add { .. } => {
-                    s.act_nodes.push(i);
-                    (0, 0, Some(s.act_nodes.len() - 1))
+                    s.act_nodes.push(s.macs.len());
+                    Some(s.act_nodes.len() - 1)
                 }
-                _ => (0, 0, s.tensor_slot[n.input]),
+                _ => s.tensor_slot[n.input],
             };
-            s.macs.push(macs);
-            s.weights.push(weights);
-            s.features
-                .push(shapes[n.input].iter().product::<i64>() as u64);
+            s.macs.push(cost::macs(&g));
+            s.weights.push(g.weight_count());
+            s.features.push(g.input.len() as u64);
             s.reads.push(s.tensor_slot[n.input]);
             s.tensor_slot.push(slot);
         }
@@ -912,6 +910,49 @@ mod tests {
         // 2 bits (6 B), F = 8 at 3 bits (3 B).
         let ram = 16.0 + 9.0 + 16.0 + 12.0 + 3.0 + 6.0 + 3.0;
         assert_eq!(s.cost(&plan, CostKind::Ram), ram);
+    }
+
+    #[test]
+    fn costs_agree_with_the_shared_cost_model_on_every_arch() {
+        let _one = crate::seeded();
+        let mut rng = bitspike_core::def::random::Rng::new(5);
+        for arch in [
+            TrainArch::Cnn,
+            TrainArch::Lenet,
+            TrainArch::Vgg,
+            TrainArch::Resnet8,
+        ] {
+            let spec = Spec::of(arch, [1, 28, 28], 10);
+            let s = Slots::of(&spec, 255).unwrap();
+            let plan = BitPlan {
+                weight_bits: s
+                    .weight_nodes
+                    .iter()
+                    .map(|_| rng.range(2, 8) as u8)
+                    .collect(),
+                act_bits: s.act_nodes.iter().map(|_| rng.range(2, 8) as u8).collect(),
+            };
+            // The levels of the tensor each node reads: its activation slot's, or the image's.
+            let layers: Vec<_> = spec
+                .geometries()
+                .unwrap()
+                .into_iter()
+                .enumerate()
+                .map(|(k, g)| {
+                    let levels = s.reads[k].map_or(255, |a| ((1u16 << plan.act_bits[a]) - 1) as u8);
+                    let bits = s.weight_slot(k).map_or(0, |w| plan.weight_bits[w]);
+                    (g, bits, levels)
+                })
+                .collect();
+            let bops: u64 = layers.iter().map(|(g, b, l)| cost::bops(g, *b, *l)).sum();
+            assert_eq!(s.cost(&plan, CostKind::Bops), bops as f64, "{arch:?} BOPs");
+            let ram = cost::ram_s14(s.input_elements, layers.iter().copied());
+            let exact = s.cost(&plan, CostKind::Ram);
+            assert!(
+                exact <= ram as f64 && ram as f64 - exact < 1.0,
+                "{arch:?} RAM {exact} vs {ram}"
+            );
+        }
     }
 
     #[test]

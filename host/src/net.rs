@@ -7,7 +7,8 @@
 //! like hidden dense layers and residual adds, with a ReLU fused into their activation quantizer;
 //! the last dense layer produces raw logits.
 
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
+use bitspike_core::layer::{Geometry, LayerKind, Shape, Window};
 use serde::{Deserialize, Serialize};
 use tch::nn::{self, ModuleT};
 use tch::{Kind, Tensor};
@@ -303,6 +304,62 @@ impl Spec {
             }
         }
         Ok(self)
+    }
+
+    /// The geometry of every node as the shared crate describes a layer: what the exporter
+    /// writes and what the cost model (`bitspike_core::cost`: MACs, BOPs, RAM) counts.
+    pub fn geometries(&self) -> Result<Vec<Geometry>> {
+        let shapes = self.shapes()?;
+        let dim = |x: i64, what: &str| {
+            u16::try_from(x)
+                .with_context(|| format!("{what} {x} is beyond the model format's range"))
+        };
+        let shape = |[c, h, w]: [i64; 3]| -> Result<Shape> {
+            Ok(Shape::new(
+                dim(h, "a height of")?,
+                dim(w, "a width of")?,
+                dim(c, "a channel count of")?,
+            ))
+        };
+        let window = |k: i64, stride: i64, pad: i64| -> Result<Window> {
+            let b = |x: i64| {
+                u8::try_from(x)
+                    .with_context(|| format!("a window of {k}, stride {stride}, padding {pad}"))
+            };
+            Ok(Window::square(b(k)?, b(stride)?, b(pad)?))
+        };
+        self.nodes
+            .iter()
+            .enumerate()
+            .map(|(i, n)| {
+                let (kind, window, groups) = match n.op {
+                    Op::Conv {
+                        k,
+                        stride,
+                        pad,
+                        groups,
+                        ..
+                    } => (
+                        LayerKind::Conv2d,
+                        window(k, stride, pad)?,
+                        dim(groups, "a group count of")?,
+                    ),
+                    Op::MaxPool { k, stride } => (LayerKind::MaxPool, window(k, stride, 0)?, 1),
+                    Op::AvgPool { k, stride } => (LayerKind::AvgPool, window(k, stride, 0)?, 1),
+                    Op::GlobalAvgPool => (LayerKind::GlobalAvgPool, Window::default(), 1),
+                    Op::Flatten => (LayerKind::Flatten, Window::default(), 1),
+                    Op::Add { .. } => (LayerKind::Add, Window::default(), 1),
+                    Op::Dense { .. } => (LayerKind::Dense, Window::default(), 1),
+                };
+                Ok(Geometry {
+                    kind,
+                    window,
+                    groups,
+                    input: shape(shapes[n.input])?,
+                    output: shape(shapes[i + 1])?,
+                })
+            })
+            .collect()
     }
 
     /// Shapes `[c, h, w]` of every tensor (0 = input), or an error naming the node whose
