@@ -77,7 +77,8 @@ pub fn dense(
     let lanes = &*lanes;
     let offset = (sum as i32).wrapping_mul(1 << (bits - 1));
     let word_bytes = full.saturating_mul(bits as usize) / 8;
-    // Written without indexing: a kernel on the device path has no panic paths.
+    // Slices are split, never indexed out of range: a kernel on the device path has no panic
+    // paths (the word readers below index chunks whose length `chunks_exact` fixes).
     let mut rows = weights;
     for o in 0..c_out {
         let (row, next) = rows.split_at(row_bytes.min(rows.len()));
