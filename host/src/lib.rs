@@ -18,6 +18,7 @@ pub mod qac_report;
 pub mod quant;
 pub mod report;
 pub mod snn;
+pub mod spec;
 pub mod ssql;
 pub mod ssql_eval;
 pub mod ssql_report;
