@@ -43,6 +43,15 @@ pub const APP_RAM_BYTES: usize = 4 * 1024;
 struct Board {
     target: String,
     memory: Memory,
+    clock_mhz: Option<f64>,
+    energy: Option<Energy>,
+    qemu: Option<toml::Value>,
+}
+
+#[derive(Deserialize)]
+struct Energy {
+    run_ua_per_mhz: f64,
+    supply_v: f64,
 }
 
 #[derive(Deserialize)]
@@ -64,6 +73,46 @@ fn board(board: &str) -> Result<Board> {
 /// threshold tables of [`bitspike_core::def::ModelDef::reserve_armv6m_tables`].
 pub fn armv6m(name: &str) -> Result<bool> {
     Ok(board(name)?.target.starts_with("thumbv6m"))
+}
+
+/// The ISA `board`'s runtime is built for (the DSP kernels on Armv7E-M).
+pub fn isa(name: &str) -> Result<bitspike_core::kernel::Isa> {
+    Ok(crate::device_costs::isa_of_target(&board(name)?.target))
+}
+
+/// The emulated board whose measured costs stand for `name`: the board itself when QEMU
+/// emulates it, else the emulated board built for the same target (the same core and
+/// kernels: a Cortex-M4F board's instructions are counted on `qemu-mps2-an386`).
+pub fn cost_board(name: &str) -> Result<&'static str> {
+    let b = board(name)?;
+    if b.qemu.is_some() {
+        if let Some((n, _)) = BOARDS.iter().find(|(n, _)| *n == name) {
+            return Ok(n);
+        }
+    }
+    for (n, _) in BOARDS {
+        let e = board(n)?;
+        if e.qemu.is_some() && e.target == b.target {
+            return Ok(n);
+        }
+    }
+    bail!(
+        "no emulated board is built for {name}'s target {}",
+        b.target
+    )
+}
+
+/// The clock of a real board in MHz (`None` for an emulated one).
+pub fn clock_mhz(name: &str) -> Result<Option<f64>> {
+    Ok(board(name)?.clock_mhz)
+}
+
+/// Datasheet energy of `cycles` on `name` in microjoules: cycles x supply x run current per
+/// MHz (`None` without datasheet figures, as on an emulated board).
+pub fn microjoules(name: &str, cycles: f64) -> Result<Option<f64>> {
+    Ok(board(name)?
+        .energy
+        .map(|e| cycles * e.supply_v * e.run_ua_per_mhz / 1e6))
 }
 
 /// Refuse a model of `model_bytes` with an arena of `arena_bytes` that does not fit `board`.
@@ -110,5 +159,19 @@ mod tests {
             assert_eq!(v6m, matches!(name, "qemu-an386-v6m" | "rpi-pico"), "{name}");
         }
         assert!(armv6m("nope").is_err());
+    }
+
+    #[test]
+    fn real_boards_take_the_costs_of_the_emulated_board_with_their_core() {
+        assert_eq!(cost_board("qemu-lm3s6965").unwrap(), "qemu-lm3s6965");
+        assert_eq!(cost_board("nucleo-l4r5zi").unwrap(), "qemu-mps2-an386");
+        assert_eq!(cost_board("stm32f4-discovery").unwrap(), "qemu-mps2-an386");
+        assert_eq!(cost_board("rpi-pico").unwrap(), "qemu-an386-v6m");
+        assert_eq!(clock_mhz("nucleo-l4r5zi").unwrap(), Some(120.0));
+        assert_eq!(clock_mhz("qemu-mps2-an386").unwrap(), None);
+        // 120 000 cycles at 3.3 V and 110 uA/MHz: 43.56 uJ.
+        let uj = microjoules("nucleo-l4r5zi", 120_000.0).unwrap().unwrap();
+        assert!((uj - 43.56).abs() < 1e-9, "{uj}");
+        assert_eq!(microjoules("qemu-mps2-an386", 1.0).unwrap(), None);
     }
 }

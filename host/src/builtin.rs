@@ -77,10 +77,15 @@ pub struct Builder {
 impl Builder {
     /// Start a model with an 8-bit input of `shape`.
     pub fn new(shape: Shape, seed: u64) -> Self {
+        Self::with_input(shape, 255, seed)
+    }
+
+    /// Start a model with an input of `shape` and codes `0..=levels`.
+    pub fn with_input(shape: Shape, levels: u8, seed: u64) -> Self {
         Self {
-            def: ModelDef::new(shape, 255, 1.0 / 255.0),
+            def: ModelDef::new(shape, levels, 1.0 / levels.max(1) as f32),
             rng: Rng::new(seed),
-            levels: vec![255],
+            levels: vec![levels],
         }
     }
 
@@ -184,16 +189,20 @@ impl Builder {
 
     /// A dense layer with `bits`-bit weights, a bias, and `HIDDEN_LEVELS` output levels.
     pub fn dense(&mut self, input: u16, out: u16, bits: u8) -> u16 {
+        self.dense_to(input, out, bits, HIDDEN_LEVELS)
+    }
+
+    /// A dense layer with `bits`-bit weights, a bias, and `levels` output levels.
+    pub fn dense_to(&mut self, input: u16, out: u16, bits: u8, levels: u8) -> u16 {
         let n = self.channels_total(input);
         let w = self.rng.weights(out as usize * n, bits);
         let span = (n as f64).sqrt() * (1u32 << (bits - 1)) as f64 * self.in_levels(input);
         let bias = (0..out)
             .map(|_| self.rng.range(0, (span / 4.0) as i64) as i32)
             .collect();
-        let rq = requant_for(&mut self.rng, out as usize, span, HIDDEN_LEVELS);
-        let layer =
-            LayerDef::dense(input, out, bits, w, Some(bias), rq).with_output(HIDDEN_LEVELS, 0.1);
-        self.push(layer, HIDDEN_LEVELS)
+        let rq = requant_for(&mut self.rng, out as usize, span, levels);
+        let layer = LayerDef::dense(input, out, bits, w, Some(bias), rq).with_output(levels, 0.1);
+        self.push(layer, levels)
     }
 
     /// Elements of tensor `t` (1 when it does not exist).
@@ -204,13 +213,18 @@ impl Builder {
 
     /// A residual add of two tensors of one shape.
     pub fn add(&mut self, a: u16, b: u16) -> u16 {
+        self.add_to(a, b, HIDDEN_LEVELS)
+    }
+
+    /// A residual add of two tensors of one shape, to `levels` output levels.
+    pub fn add_to(&mut self, a: u16, b: u16, levels: u8) -> u16 {
         let c = self.channels(a);
-        let mut add = LayerDef::new(LayerKind::Add, a).with_output(HIDDEN_LEVELS, 0.2);
+        let mut add = LayerDef::new(LayerKind::Add, a).with_output(levels, 0.2);
         add.input2 = Some(b);
         add.add_weights = [2, 1 + self.rng.range(0, 2) as i16];
         let span = 3.0 * (self.in_levels(a) + self.in_levels(b));
-        add.requant = requant_for(&mut self.rng, c, span, HIDDEN_LEVELS);
-        self.push(add, HIDDEN_LEVELS)
+        add.requant = requant_for(&mut self.rng, c, span, levels);
+        self.push(add, levels)
     }
 
     /// A max pool (codes pass through).
@@ -251,11 +265,16 @@ impl Builder {
 
     /// A global average pool over `positions` spatial positions.
     pub fn global_avg_pool(&mut self, input: u16, positions: usize) -> u16 {
+        self.global_avg_pool_to(input, positions, HIDDEN_LEVELS)
+    }
+
+    /// A global average pool over `positions` spatial positions, to `levels` output levels.
+    pub fn global_avg_pool_to(&mut self, input: u16, positions: usize, levels: u8) -> u16 {
         let c = self.channels(input);
-        let mut l = LayerDef::new(LayerKind::GlobalAvgPool, input).with_output(HIDDEN_LEVELS, 0.1);
+        let mut l = LayerDef::new(LayerKind::GlobalAvgPool, input).with_output(levels, 0.1);
         let span = positions as f64 * self.in_levels(input);
-        l.requant = requant_for(&mut self.rng, c, span, HIDDEN_LEVELS);
-        self.push(l, HIDDEN_LEVELS)
+        l.requant = requant_for(&mut self.rng, c, span, levels);
+        self.push(l, levels)
     }
 
     /// A flatten (moves no data).

@@ -40,6 +40,15 @@ impl DatasetName {
     pub fn flips(self) -> bool {
         matches!(self, Self::FashionMnist)
     }
+
+    /// Image shape `[C, H, W]`, classes and largest code, without loading the data (what the
+    /// loaders give: a test holds them equal).
+    pub fn dims(self) -> ([i64; 3], i64, u8) {
+        match self {
+            Self::Mnist | Self::FashionMnist => ([1, 28, 28], 10, 255),
+            Self::Digits => ([1, 8, 8], 10, 16),
+        }
+    }
 }
 
 /// Images and labels.
@@ -341,6 +350,25 @@ mod tests {
         let max = d.train.images.max().int64_value(&[]);
         assert!(max <= 16 && max > 10);
         assert_eq!(d.test.hwc(0).len(), 64);
+    }
+
+    #[test]
+    fn dims_are_what_the_loaders_give() {
+        let _one = crate::seeded();
+        for name in [
+            DatasetName::Digits,
+            DatasetName::Mnist,
+            DatasetName::FashionMnist,
+        ] {
+            let d = load(name, &default_dir()).unwrap();
+            let ([c, h, w], classes, max) = name.dims();
+            assert_eq!(
+                (d.shape.c as i64, d.shape.h as i64, d.shape.w as i64),
+                (c, h, w),
+                "{name:?}"
+            );
+            assert_eq!((d.classes, d.max_code), (classes, max), "{name:?}");
+        }
     }
 
     #[test]

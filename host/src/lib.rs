@@ -7,6 +7,7 @@ pub mod boards;
 pub mod builtin;
 pub mod config;
 pub mod data;
+pub mod device_costs;
 pub mod eval;
 pub mod export;
 pub mod figures;

@@ -13,6 +13,7 @@ use std::process::ExitCode;
 mod cli;
 
 use cli::args::*;
+use cli::costs::*;
 use cli::eval::*;
 use cli::export::*;
 use cli::files::*;
@@ -83,6 +84,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         }
         Command::Ssql(c) => ssql_command(c)?,
         Command::Mps(c) => mps_command(c)?,
+        Command::Costs(c) => costs_command(c)?,
         Command::Eval {
             run,
             integer,

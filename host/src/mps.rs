@@ -50,7 +50,8 @@
 //! searcher = "one-shot"       # one-shot | edmips | dnas
 //! weight_bits = [2, 4, 8]     # candidate weight bit widths of every weight slot
 //! act_bits = [2, 4, 8]        # candidate bit widths of every activation slot
-//! cost = "bops"               # bops (eq. S13) | ram (eq. S14)
+//! cost = "bops"               # bops (eq. S13) | ram (eq. S14) | device (measured instructions)
+//! board = "nucleo-l4r5zi"     # no default: the board of cost = "device" (and of the front's times)
 //! cost_unit = 0.0             # cost divisor; 0: the cost at the largest candidates
 //! eta = [0.003, 3.0]          # LogUniform range (edmips, dnas: eta[0] only)
 //! model_depth = 2             # bit-width model: 1 (linear) or 2 layers (edmips, dnas: free logits)
@@ -94,6 +95,8 @@ pub enum CostKind {
     Bops,
     /// RAM, eq. S14.
     Ram,
+    /// Instructions on a board, from its measured cost table (`board`; `cargo xtask costs`).
+    Device,
 }
 
 /// Settings of a mixed-precision search (the `[mps]` table, module docs).
@@ -124,6 +127,10 @@ pub struct MpsConfig {
     pub dnas_temperature: [f64; 2],
     /// Training images held out (the last N) to evaluate children.
     pub validation: i64,
+    /// The board whose measured cost table `cost = "device"` sums (a real board reads the
+    /// table of the emulated board with its core); with another cost, the board whose
+    /// predicted instructions the front reports beside it.
+    pub board: Option<String>,
 }
 
 impl Default for MpsConfig {
@@ -141,6 +148,7 @@ impl Default for MpsConfig {
             entropy_weight: 0.1,
             dnas_temperature: [5.0, 0.5],
             validation: 5000,
+            board: None,
         }
     }
 }
@@ -186,6 +194,12 @@ impl MpsConfig {
             "mps dnas_temperature must be positive"
         );
         ensure!(self.validation >= 0, "mps validation must be >= 0");
+        if self.cost == CostKind::Device && self.board.is_none() {
+            bail!("mps cost = \"device\" needs a board (--board B, or board = \"B\" in [mps])");
+        }
+        if let Some(b) = &self.board {
+            crate::boards::cost_board(b)?;
+        }
         Ok(())
     }
 }
@@ -231,6 +245,8 @@ pub struct Slots {
     pub tensor_slot: Vec<Option<usize>>,
     /// Per node: the activation slot of the tensor it reads (`None`: the image).
     pub reads: Vec<Option<usize>>,
+    /// Per node: the activation slot of an add's second input (`None`: no add, or the image).
+    pub reads2: Vec<Option<usize>>,
     /// Per node: MACs (padded positions counted, as eq. S13).
     pub macs: Vec<u64>,
     /// Per node: weights `K_k` (biases not counted, as the shared cost model).
@@ -239,6 +255,8 @@ pub struct Slots {
     pub features: Vec<u64>,
     /// Bits of the image codes.
     pub input_bits: u8,
+    /// Largest image code.
+    pub input_max: u8,
     /// Elements of the image.
     pub input_elements: u64,
 }
@@ -257,10 +275,12 @@ impl Slots {
             act_nodes: Vec::new(),
             tensor_slot: vec![None],
             reads: Vec::new(),
+            reads2: Vec::new(),
             macs: Vec::new(),
             weights: Vec::new(),
             features: Vec::new(),
             input_bits: code_bits(input_max),
+            input_max,
             input_elements: shapes[0].iter().product::<i64>() as u64,
         };
         // MACs, weights and input features from the shared cost model, as the exporter's
@@ -289,6 +309,10 @@ impl Slots {
             s.weights.push(g.weight_count());
             s.features.push(g.input.len() as u64);
             s.reads.push(s.tensor_slot[n.input]);
+            s.reads2.push(match n.op {
+                Op::Add { other } => s.tensor_slot[other],
+                _ => None,
+            });
             s.tensor_slot.push(slot);
         }
         Ok(s)
@@ -367,6 +391,8 @@ impl Slots {
                         });
                     }
                 }
+                // Measured, not a formula: `crate::device_costs::DeviceCost`.
+                CostKind::Device => {}
                 CostKind::Ram => {
                     t.push(Term {
                         coef: self.features[k] as f64 * bx / 8.0,
@@ -445,6 +471,8 @@ pub struct Supernet {
     pub aq: Vec<Vec<ActQuant>>,
     model: BitModel,
     terms: Vec<Term>,
+    /// The measured per-layer costs, for `cost = "device"`.
+    device: Option<crate::device_costs::DeviceCost>,
     /// The cost divisor in use.
     pub unit: f64,
     selection: RefCell<Selection>,
@@ -519,10 +547,24 @@ impl Supernet {
             cfg.weight_bits[argmax(&cfg.weight_bits)],
             cfg.act_bits[argmax(&cfg.act_bits)],
         );
+        let device = match (cfg.cost, &cfg.board) {
+            (CostKind::Device, Some(b)) => Some(crate::device_costs::DeviceCost::for_board(
+                b,
+                spec,
+                &slots,
+                &cfg.weight_bits,
+                &cfg.act_bits,
+            )?),
+            _ => None,
+        };
         let unit = if cfg.cost_unit > 0.0 {
             cfg.cost_unit
         } else {
-            slots.cost(&top, cfg.cost).max(1e-9)
+            match &device {
+                Some(d) => d.exact(&top)?,
+                None => slots.cost(&top, cfg.cost),
+            }
+            .max(1e-9)
         };
         let fixed = Selection::Fixed(
             (0..slots.weight_nodes.len())
@@ -537,6 +579,7 @@ impl Supernet {
             aq,
             model,
             terms,
+            device,
             unit,
             selection: RefCell::new(fixed),
         })
@@ -654,8 +697,11 @@ impl Supernet {
 
     /// The expected cost (in units of [`Self::unit`]) of the distributions `probs`.
     pub fn expected_cost(&self, probs: &[Tensor]) -> Tensor {
-        let e = self.expected_bits(probs);
         let nw = self.wq.len();
+        if let Some(d) = &self.device {
+            return d.expected(probs, nw) / self.unit;
+        }
+        let e = self.expected_bits(probs);
         let dev = probs.first().map_or(tch::Device::Cpu, |p| p.device());
         let mut total = Tensor::zeros([], (Kind::Float, dev));
         for t in &self.terms {

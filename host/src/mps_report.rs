@@ -37,6 +37,16 @@ pub struct Child {
     pub bops: f64,
     /// RAM in bytes (eq. S14).
     pub ram: f64,
+    /// On the front's board ([`Front::board`]): its exported model's instructions per inference,
+    /// the sum of the board's measured cost table.
+    #[serde(default)]
+    pub insns: Option<f64>,
+    /// On the front's board: its model file's bytes.
+    #[serde(default)]
+    pub model_bytes: Option<u64>,
+    /// On the front's board: its arena's bytes.
+    #[serde(default)]
+    pub arena_bytes: Option<u64>,
     /// Accuracy on the held-out validation images (0..1; fake-quant, BatchNorm recalibrated).
     pub val_accuracy: f64,
     /// Accuracy on the test split (0..1; the same network).
@@ -69,9 +79,51 @@ pub struct Front {
     pub weight_candidates: Vec<u8>,
     /// Candidate bit widths of the activation slots.
     pub act_candidates: Vec<u8>,
+    /// The board whose measured costs the children's device figures come from.
+    #[serde(default)]
+    pub board: Option<String>,
+    /// That board's app besides the model file and the arena: flash and RAM bytes (from its
+    /// cost table).
+    #[serde(default)]
+    pub app_bytes: Option<(u64, u64)>,
+}
+
+/// A child's figures on the front's board.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct OnBoard {
+    /// Instructions per inference (the sum of the board's measured cost table).
+    pub insns: f64,
+    /// Milliseconds at the board's clock, one instruction per cycle (`None` on an emulated
+    /// board, which has no clock).
+    pub ms: Option<f64>,
+    /// Microjoules from the datasheet's run current (`None` without datasheet figures).
+    pub uj: Option<f64>,
+    /// Flash: the board app and the model file.
+    pub flash: u64,
+    /// RAM: the board app (statics, peak stack) and the arena.
+    pub ram: u64,
 }
 
 impl Front {
+    /// A child's figures on the front's board, when the front has them.
+    pub fn on_board(&self, c: &Child) -> Option<OnBoard> {
+        let board = self.board.as_deref()?;
+        let (app_flash, app_ram) = self.app_bytes?;
+        let insns = c.insns?;
+        let ms = crate::boards::clock_mhz(board)
+            .ok()
+            .flatten()
+            .map(|mhz| insns / (mhz * 1e3));
+        let uj = crate::boards::microjoules(board, insns).ok().flatten();
+        Some(OnBoard {
+            insns,
+            ms,
+            uj,
+            flash: app_flash + c.model_bytes?,
+            ram: app_ram + c.arena_bytes?,
+        })
+    }
+
     /// The Pareto-optimal children, in increasing cost.
     pub fn pareto(&self) -> Vec<&Child> {
         self.children.iter().filter(|c| c.pareto).collect()
@@ -165,9 +217,17 @@ fn slot_labels(spec: &crate::net::Spec, slots: &Slots) -> Vec<String> {
 
 /// Algorithm S1, lines 8-15: sweep eta (`count` linear and `count` logarithmic values), take the
 /// most probable child of each, drop duplicates, evaluate each distinct child, compute its BOPs
-/// and RAM and mark the Pareto-optimal ones (searched cost against validation accuracy).
-/// Writes `front.json` into the run and returns it.
-pub fn extract(run: &RunDir, data: &Dataset, device: Device, count: usize) -> Result<Front> {
+/// and RAM (and with a board, its instructions, flash and RAM there from the board's measured
+/// cost table) and mark the Pareto-optimal ones (searched cost against validation accuracy).
+/// `board` defaults to the search's own (`[mps] board`). Writes `front.json` into the run and
+/// returns it.
+pub fn extract(
+    run: &RunDir,
+    data: &Dataset,
+    device: Device,
+    count: usize,
+    board: Option<&str>,
+) -> Result<Front> {
     let started = Instant::now();
     let cfg = run.read_config()?;
     let Some(m) = cfg.mps.clone() else {
@@ -197,6 +257,24 @@ pub fn extract(run: &RunDir, data: &Dataset, device: Device, count: usize) -> Re
     let probabilities = grid.iter().map(|&e| (e, s.probs(e))).collect();
     let slot_labels = slot_labels(&t.net.spec, &s.slots);
     let slots = s.slots.clone();
+    let board = board.map(str::to_string).or(m.board.clone());
+    let on_board = match &board {
+        Some(b) => {
+            let table = crate::device_costs::CostTable::read(&crate::device_costs::table_path(
+                crate::boards::cost_board(b)?,
+            ))?;
+            let dc = crate::device_costs::DeviceCost::new(
+                &t.net.spec,
+                &slots,
+                &table,
+                &m.weight_bits,
+                &m.act_bits,
+                slots.input_max,
+            )?;
+            Some((dc, table, t.net.spec.clone(), crate::boards::armv6m(b)?))
+        }
+        None => None,
+    };
     drop(t);
     let val = validation(data, m.validation);
     if val.is_empty() {
@@ -207,9 +285,20 @@ pub fn extract(run: &RunDir, data: &Dataset, device: Device, count: usize) -> Re
         let c = child(run, &plan, data, device)?;
         let val_accuracy = train::accuracy(&c.net, &val, data.max_code, device);
         let test_accuracy = train::accuracy(&c.net, &data.test, data.max_code, device);
+        let (insns, model_bytes, arena_bytes) = match &on_board {
+            Some((dc, _, spec, armv6m)) => {
+                let (m, a) =
+                    crate::device_costs::model_and_arena_bytes(spec, &slots, &plan, *armv6m)?;
+                (Some(dc.exact(&plan)?), Some(m), Some(a))
+            }
+            None => (None, None, None),
+        };
         children.push(Child {
             bops: slots.cost(&plan, CostKind::Bops),
             ram: slots.cost(&plan, CostKind::Ram),
+            insns,
+            model_bytes,
+            arena_bytes,
             plan,
             etas,
             val_accuracy,
@@ -220,6 +309,7 @@ pub fn extract(run: &RunDir, data: &Dataset, device: Device, count: usize) -> Re
     let cost = |c: &Child| match m.cost {
         CostKind::Bops => c.bops,
         CostKind::Ram => c.ram,
+        CostKind::Device => c.insns.unwrap_or(f64::NAN),
     };
     children.sort_by(|a, b| cost(a).total_cmp(&cost(b)));
     let pts: Vec<(f64, f64)> = children.iter().map(|c| (cost(c), c.val_accuracy)).collect();
@@ -237,6 +327,10 @@ pub fn extract(run: &RunDir, data: &Dataset, device: Device, count: usize) -> Re
         slot_labels,
         weight_candidates: m.weight_bits.clone(),
         act_candidates: m.act_bits.clone(),
+        app_bytes: on_board
+            .as_ref()
+            .map(|(_, t, _, _)| (t.app_flash, t.app_ram)),
+        board,
     };
     crate::train::write_atomic(
         &Front::path(run),
@@ -253,7 +347,26 @@ pub struct Choice {
     /// The most accurate Pareto point with at most this many BOPs.
     pub max_bops: Option<f64>,
     /// The most accurate Pareto point with at most this many bytes of S14 RAM.
+    pub max_s14_ram: Option<f64>,
+    /// The most accurate Pareto point that runs in at most this many milliseconds on the
+    /// front's board (its clock, one instruction per cycle).
+    pub max_ms: Option<f64>,
+    /// ... whose board app with the model takes at most this many bytes of flash.
+    pub max_flash: Option<f64>,
+    /// ... whose board app with the arena takes at most this many bytes of RAM.
     pub max_ram: Option<f64>,
+    /// ... that takes at most this many microjoules per inference (the board's datasheet).
+    pub max_uj: Option<f64>,
+}
+
+impl Choice {
+    /// Whether a budget on the board is set.
+    fn on_board(&self) -> bool {
+        self.max_ms.is_some()
+            || self.max_flash.is_some()
+            || self.max_ram.is_some()
+            || self.max_uj.is_some()
+    }
 }
 
 /// The Pareto points `choice` allows, most accurate (validation) first.
@@ -269,10 +382,38 @@ pub fn candidates<'a>(front: &'a Front, choice: &Choice) -> Result<Vec<&'a Child
         };
         return Ok(vec![c]);
     }
+    if choice.on_board() {
+        let Some(board) = front.board.as_deref() else {
+            bail!(
+                "--max-ms, --max-flash, --max-ram and --max-uj budget the board, and this front has \
+                 no board figures: run `bitspike mps front --run R --board B` (the S14 RAM \
+                 budget is --max-s14-ram)"
+            );
+        };
+        if choice.max_ms.is_some() && crate::boards::clock_mhz(board)?.is_none() {
+            bail!("--max-ms: {board} is an emulated board without a clock: give the real board (`mps front --board nucleo-l4r5zi`)");
+        }
+        if choice.max_uj.is_some() && crate::boards::microjoules(board, 1.0)?.is_none() {
+            bail!("--max-uj: {board} has no datasheet energy figures");
+        }
+    }
+    let fits = |c: &Child| -> bool {
+        if !choice.on_board() {
+            return true;
+        }
+        let Some(b) = front.on_board(c) else {
+            return false;
+        };
+        choice.max_ms.is_none_or(|x| b.ms.is_some_and(|v| v <= x))
+            && choice.max_uj.is_none_or(|x| b.uj.is_some_and(|v| v <= x))
+            && choice.max_flash.is_none_or(|x| b.flash as f64 <= x)
+            && choice.max_ram.is_none_or(|x| b.ram as f64 <= x)
+    };
     let mut v: Vec<&Child> = pareto
         .into_iter()
         .filter(|c| choice.max_bops.is_none_or(|b| c.bops <= b))
-        .filter(|c| choice.max_ram.is_none_or(|r| c.ram <= r))
+        .filter(|c| choice.max_s14_ram.is_none_or(|r| c.ram <= r))
+        .filter(|c| fits(c))
         .collect();
     if v.is_empty() {
         bail!("no point of the front fits the budget (see `bitspike mps front --run R`)");
@@ -281,14 +422,33 @@ pub fn candidates<'a>(front: &'a Front, choice: &Choice) -> Result<Vec<&'a Child
     Ok(v)
 }
 
-/// The front as a Markdown table.
+/// The front as a Markdown table; with board figures, the instructions, time, flash and RAM
+/// on the board beside BOPs and S14 RAM.
 pub fn front_markdown(front: &Front) -> String {
     let mut m = String::new();
-    let _ = writeln!(
-        m,
-        "| point | BOPs (M) | RAM S14 (B) | validation | test | weight bits | input bits | eta |"
-    );
-    let _ = writeln!(m, "| --- | --- | --- | --- | --- | --- | --- | --- |");
+    let board = front.board.is_some() && front.app_bytes.is_some();
+    let ms = front
+        .board
+        .as_deref()
+        .is_some_and(|b| crate::boards::clock_mhz(b).ok().flatten().is_some());
+    if board {
+        let _ = writeln!(
+            m,
+            "| point | BOPs (M) | RAM S14 (B) | instructions (M) |{} flash (B) | RAM (B) | validation | test | weight bits | input bits | eta |",
+            if ms { " ms |" } else { "" }
+        );
+        let _ = writeln!(
+            m,
+            "| --- | --- | --- | --- |{} --- | --- | --- | --- | --- | --- | --- |",
+            if ms { " --- |" } else { "" }
+        );
+    } else {
+        let _ = writeln!(
+            m,
+            "| point | BOPs (M) | RAM S14 (B) | validation | test | weight bits | input bits | eta |"
+        );
+        let _ = writeln!(m, "| --- | --- | --- | --- | --- | --- | --- | --- |");
+    }
     let mut k = 0;
     for c in &front.children {
         let point = if c.pareto {
@@ -297,9 +457,23 @@ pub fn front_markdown(front: &Front) -> String {
         } else {
             "-".into()
         };
+        let dev = match front.on_board(c) {
+            Some(b) if board => format!(
+                " {:.3} |{} {} | {} |",
+                b.insns / 1e6,
+                match b.ms {
+                    Some(v) if ms => format!(" {v:.2} |"),
+                    _ => String::new(),
+                },
+                b.flash,
+                b.ram
+            ),
+            _ if board => format!(" - |{} - | - |", if ms { " - |" } else { "" }),
+            _ => String::new(),
+        };
         let _ = writeln!(
             m,
-            "| {point} | {:.3} | {:.0} | {:.2} % | {:.2} % | {} | {} | {:.3}..{:.3} |",
+            "| {point} | {:.3} | {:.0} |{dev} {:.2} % | {:.2} % | {} | {} | {:.3}..{:.3} |",
             c.bops / 1e6,
             c.ram,
             100.0 * c.val_accuracy,
@@ -596,4 +770,209 @@ pub fn plot_probabilities(front: &Front, out: &Path) -> Result<()> {
         )?;
     }
     Ok(())
+}
+
+/// One Pareto point of a search, on its front's board.
+#[derive(Clone, Debug, Serialize)]
+pub struct BoardPoint {
+    /// The search's label.
+    pub search: String,
+    /// Its bit widths.
+    pub plan: BitPlan,
+    /// BOPs (eq. S13).
+    pub bops: f64,
+    /// Instructions per inference on the board (its measured cost table).
+    pub insns: f64,
+    /// Milliseconds at the board's clock, one instruction per cycle (`None` on an emulated
+    /// board).
+    pub ms: Option<f64>,
+    /// Microjoules from the board's datasheet (`None` without datasheet figures).
+    pub uj: Option<f64>,
+    /// Flash bytes: the board app and the model file.
+    pub flash: u64,
+    /// RAM bytes: the board app and the arena.
+    pub ram: u64,
+    /// Validation accuracy (0..1).
+    pub val_accuracy: f64,
+    /// Test accuracy (0..1).
+    pub test_accuracy: f64,
+    /// On the Pareto front of (instructions, validation accuracy) over every search's points.
+    pub pareto_on_board: bool,
+}
+
+/// Fronts of several searches on their common board (`bitspike mps board-fronts`).
+#[derive(Clone, Debug, Serialize)]
+pub struct BoardFronts {
+    /// The board.
+    pub board: String,
+    /// Every search's Pareto points, in its own cost order.
+    pub points: Vec<BoardPoint>,
+    /// Per search: pairs of its points whose BOPs and board instructions are ordered the
+    /// opposite way, of all pairs (where BOPs mislead about time).
+    pub discordant: Vec<(String, usize, usize)>,
+}
+
+/// The Pareto points of `fronts` (`(label, front)`, every front with figures on one board)
+/// on that board: a table, the order disagreements of BOPs and time, and which points stay
+/// Pareto-optimal in time.
+pub fn board_fronts(fronts: &[(String, Front)]) -> Result<BoardFronts> {
+    let Some(board) = fronts.first().and_then(|(_, f)| f.board.clone()) else {
+        bail!("the first front has no board figures: run `bitspike mps front --run R --board B`");
+    };
+    let mut points = Vec::new();
+    let mut discordant = Vec::new();
+    for (label, f) in fronts {
+        if f.board.as_deref() != Some(board.as_str()) {
+            bail!(
+                "the front of `{label}` is on {} and the first on {board}: run `bitspike mps front --board {board}` on it",
+                f.board.as_deref().unwrap_or("no board")
+            );
+        }
+        let mut mine = Vec::new();
+        for c in f.pareto() {
+            let b = f
+                .on_board(c)
+                .with_context(|| format!("`{label}`: a front point has no board figures"))?;
+            mine.push(BoardPoint {
+                search: label.clone(),
+                plan: c.plan.clone(),
+                bops: c.bops,
+                insns: b.insns,
+                ms: b.ms,
+                uj: b.uj,
+                flash: b.flash,
+                ram: b.ram,
+                val_accuracy: c.val_accuracy,
+                test_accuracy: c.test_accuracy,
+                pareto_on_board: false,
+            });
+        }
+        let mut bad = 0;
+        let mut pairs = 0;
+        for i in 0..mine.len() {
+            for j in i + 1..mine.len() {
+                let (a, b) = (&mine[i], &mine[j]);
+                pairs += 1;
+                if (a.bops - b.bops) * (a.insns - b.insns) < 0.0 {
+                    bad += 1;
+                }
+            }
+        }
+        discordant.push((label.clone(), bad, pairs));
+        points.extend(mine);
+    }
+    let pts: Vec<(f64, f64)> = points.iter().map(|p| (p.insns, p.val_accuracy)).collect();
+    for i in mps::pareto(&pts) {
+        points[i].pareto_on_board = true;
+    }
+    Ok(BoardFronts {
+        board,
+        points,
+        discordant,
+    })
+}
+
+impl BoardFronts {
+    /// The table and the disagreement lines, Markdown.
+    pub fn markdown(&self) -> String {
+        let ms = self.points.iter().any(|p| p.ms.is_some());
+        let uj = self.points.iter().any(|p| p.uj.is_some());
+        let mut m = String::new();
+        let _ = writeln!(
+            m,
+            "| search | weight bits | input bits | MBOPs | instructions (M) |{}{} flash (B) | RAM (B) | validation | test | Pareto on {} |",
+            if ms { " ms |" } else { "" },
+            if uj { " uJ |" } else { "" },
+            self.board
+        );
+        let _ = writeln!(
+            m,
+            "|---|---|---|---:|---:|{}{}---:|---:|---:|---:|---|",
+            if ms { "---:|" } else { "" },
+            if uj { "---:|" } else { "" }
+        );
+        for p in &self.points {
+            let _ = writeln!(
+                m,
+                "| {} | {} | {} | {:.3} | {:.3} |{}{} {} | {} | {:.2} % | {:.2} % | {} |",
+                p.search,
+                join(&p.plan.weight_bits),
+                join(&p.plan.act_bits),
+                p.bops / 1e6,
+                p.insns / 1e6,
+                match p.ms {
+                    Some(v) if ms => format!(" {v:.3} |"),
+                    _ if ms => " - |".into(),
+                    _ => String::new(),
+                },
+                match p.uj {
+                    Some(v) if uj => format!(" {v:.1} |"),
+                    _ if uj => " - |".into(),
+                    _ => String::new(),
+                },
+                p.flash,
+                p.ram,
+                100.0 * p.val_accuracy,
+                100.0 * p.test_accuracy,
+                if p.pareto_on_board { "yes" } else { "no" }
+            );
+        }
+        let _ = writeln!(m);
+        for (label, bad, pairs) in &self.discordant {
+            let _ = writeln!(
+                m,
+                "- {label}: {bad} of {pairs} pairs of its points are ordered one way by BOPs and the other by instructions on {}.",
+                self.board
+            );
+        }
+        let _ = writeln!(
+            m,
+            "- Pareto-optimal on {} (instructions against validation accuracy, over every search's points): {}.",
+            self.board,
+            {
+                let mut v: Vec<String> = Vec::new();
+                for (label, _, _) in &self.discordant {
+                    let n = self
+                        .points
+                        .iter()
+                        .filter(|p| &p.search == label && p.pareto_on_board)
+                        .count();
+                    let of = self.points.iter().filter(|p| &p.search == label).count();
+                    v.push(format!("{n} of {of} points of {label}"));
+                }
+                v.join(", ")
+            }
+        );
+        m
+    }
+
+    /// Test accuracy against time on the board (instructions on an emulated board), one
+    /// series per search, as an SVG.
+    pub fn plot(&self, path: &Path, title: &str) -> Result<()> {
+        let ms = self.points.iter().all(|p| p.ms.is_some());
+        let mut series: Vec<(String, Vec<(f64, f64)>)> = Vec::new();
+        for p in &self.points {
+            let x = if ms {
+                p.ms.unwrap_or(0.0)
+            } else {
+                p.insns / 1e6
+            };
+            match series.iter_mut().find(|(n, _)| *n == p.search) {
+                Some((_, v)) => v.push((x, p.test_accuracy)),
+                None => series.push((p.search.clone(), vec![(x, p.test_accuracy)])),
+            }
+        }
+        for (_, v) in &mut series {
+            v.sort_by(|a, b| a.0.total_cmp(&b.0));
+        }
+        let x_label = if ms {
+            format!(
+                "ms per inference on {} (measured costs, 1 instruction per cycle)",
+                self.board
+            )
+        } else {
+            format!("million instructions on {} (measured costs)", self.board)
+        };
+        crate::figures::plot(path, title, &x_label, &series, false)
+    }
 }

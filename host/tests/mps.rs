@@ -168,7 +168,7 @@ fn a_search_its_front_and_a_point_on_digits() {
     let opts = TrainOptions::cpu(&dir);
     train::train(&cfg, &data, &opts).unwrap();
     let run = RunDir(dir.clone());
-    let front = mps_report::extract(&run, &data, Device::Cpu, 10).unwrap();
+    let front = mps_report::extract(&run, &data, Device::Cpu, 10, None).unwrap();
     assert_eq!(front.evaluations, front.children.len());
     assert!(!front.children.is_empty());
     // Distinct plans; every swept eta belongs to exactly one child.
@@ -219,6 +219,125 @@ fn a_search_its_front_and_a_point_on_digits() {
     let child = mps_report::child(&run, &c[0].plan, &data, Device::Cpu).unwrap();
     let acc = train::accuracy(&child.net, &data.test, data.max_code, Device::Cpu);
     assert_eq!(acc, c[0].test_accuracy);
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn a_search_for_the_board_s_measured_instructions_and_a_point_within_a_time_budget() {
+    let _one = common::seeded();
+    tch::set_num_threads(1);
+    tch::manual_seed(3);
+    let data = data::load(DatasetName::Digits, &data::default_dir()).unwrap();
+    let dir = std::env::temp_dir().join(format!("bitspike-mps-device-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let cfg = TrainConfig {
+        dataset: DatasetName::Digits,
+        epochs: 4,
+        lr: 0.01,
+        quant: quant(WeightQuantizer::Lloyd, ActQuantizer::Hwgq),
+        mps: Some(MpsConfig {
+            validation: 300,
+            cost: CostKind::Device,
+            // A real board: its costs come from the table of the emulated board with its core.
+            board: Some("nucleo-l4r5zi".into()),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    train::train(&cfg, &data, &TrainOptions::cpu(&dir)).unwrap();
+    let run = RunDir(dir.clone());
+    let front = mps_report::extract(&run, &data, Device::Cpu, 6, None).unwrap();
+    assert_eq!(front.board.as_deref(), Some("nucleo-l4r5zi"));
+    let spec = Spec::of(cfg.arch, [1, 8, 8], 10);
+    let slots = Slots::of(&spec, 16).unwrap();
+    let m = cfg.mps.as_ref().unwrap();
+    let dc = bitspike::device_costs::DeviceCost::for_board(
+        "nucleo-l4r5zi",
+        &spec,
+        &slots,
+        &m.weight_bits,
+        &m.act_bits,
+    )
+    .unwrap();
+    // Every child's instructions are the table's sum for its plan; its model file and arena are
+    // those of the child exported for real (with its trained weights).
+    for c in &front.children {
+        assert_eq!(c.insns, Some(dc.exact(&c.plan).unwrap()));
+    }
+    let c0 = front.pareto()[0];
+    let child = mps_report::child(&run, &c0.plan, &data, Device::Cpu).unwrap();
+    let bytes =
+        bitspike_core::format::writer::write(&bitspike::export::model_def(&child.net).unwrap())
+            .unwrap();
+    let file = ModelFile::parse(&bytes).unwrap();
+    assert_eq!(c0.model_bytes, Some(bytes.len() as u64));
+    assert_eq!(c0.arena_bytes, Some(file.header().arena_bytes as u64));
+    // The marked points are the Pareto set of (instructions, validation accuracy).
+    let pts: Vec<(f64, f64)> = front
+        .children
+        .iter()
+        .map(|c| (c.insns.unwrap(), c.val_accuracy))
+        .collect();
+    let mut want = mps::pareto(&pts);
+    want.sort();
+    let marked: Vec<usize> = (0..pts.len())
+        .filter(|&i| front.children[i].pareto)
+        .collect();
+    assert_eq!(marked, want);
+    // A time budget on the board: the fastest point's time admits it, a little less nothing.
+    let fastest = front.on_board(c0).unwrap();
+    let ms = fastest.ms.unwrap();
+    assert!((ms - c0.insns.unwrap() / 120e3).abs() < 1e-12, "120 MHz");
+    let within = |max_ms| {
+        mps_report::candidates(
+            &front,
+            &mps_report::Choice {
+                max_ms: Some(max_ms),
+                ..Default::default()
+            },
+        )
+    };
+    assert!(within(ms)
+        .unwrap()
+        .iter()
+        .all(|c| front.on_board(c).unwrap().ms.unwrap() <= ms));
+    assert!(within(ms * 0.999).is_err());
+    let all = within(1e9).unwrap();
+    assert_eq!(all.len(), front.pareto().len());
+    assert!(all
+        .windows(2)
+        .all(|w| w[0].val_accuracy >= w[1].val_accuracy));
+    // Flash and RAM budgets count the board app too.
+    let ram = mps_report::candidates(
+        &front,
+        &mps_report::Choice {
+            max_ram: Some(fastest.ram as f64),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    assert!(ram
+        .iter()
+        .all(|c| front.on_board(c).unwrap().ram <= fastest.ram));
+    assert!(fastest.ram > c0.arena_bytes.unwrap() && fastest.flash > bytes.len() as u64);
+    // Fronts side by side on the board.
+    let b = mps_report::board_fronts(&[("device".into(), front.clone())]).unwrap();
+    assert_eq!(b.points.len(), front.pareto().len());
+    assert!(b.points.iter().all(|p| p.pareto_on_board));
+    assert!(b.markdown().contains("Pareto on nucleo-l4r5zi"));
+    // Without board figures, a board budget names the command that adds them.
+    let mut bare = front.clone();
+    bare.board = None;
+    let e = mps_report::candidates(
+        &bare,
+        &mps_report::Choice {
+            max_ms: Some(1.0),
+            ..Default::default()
+        },
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("mps front --run R --board B"), "{e}");
     let _ = std::fs::remove_dir_all(dir);
 }
 

@@ -7,6 +7,8 @@
 //! cargo xtask qac [--epochs N] [--board B]  QAC: train, convert, calibrate, run the SNN on the board
 //! cargo xtask mps [--epochs N] [--board B] [--point K] [--baselines]
 //!                                            One-Shot MPS: search, front, a point on the board
+//! cargo xtask mps --device B [--epochs N]    the search for B's measured instructions beside
+//!                                            the BOPs search, fronts in ms, a budgeted point
 //! cargo xtask ssql [--epochs N] [--board B] [--bits 4w4a] [--all]
 //!                                            SSQL: pretrain, evaluate at every bit width, a model on the board
 //! cargo xtask test [--fuzz-seconds N]        everything CI proves (what .ci/run runs)
@@ -23,6 +25,8 @@
 //! cargo xtask bench [--board B]              benchmark figures into boards/bench/
 //! cargo xtask conformance [--board B] [--bless]
 //!                                            host golden vectors == QEMU on every emulated board
+//! cargo xtask costs --board B [--arch A] [--dataset D] [--weight-bits L] [--act-bits L] [--check]
+//!                                            device-measured cost table into boards/costs/
 //! cargo xtask fuzz [--seconds N]             fuzz Model::load + inference
 //! ```
 //!
@@ -32,6 +36,7 @@
 mod bench;
 mod board;
 mod conformance;
+mod costs;
 mod demo;
 mod mps;
 mod probe;
@@ -203,8 +208,15 @@ fn dispatch(task: &str, rest: &[String]) -> Result<ExitCode, String> {
             demo::run(epochs, a.get("--board").unwrap_or("qemu-mps2-an386"))
         }
         "mps" => {
-            let a = Args::parse(rest, &["--epochs", "--board", "--point"], &["--baselines"])?;
+            let a = Args::parse(
+                rest,
+                &["--epochs", "--board", "--point", "--device"],
+                &["--baselines"],
+            )?;
             let epochs = a.seconds("--epochs", mps::EPOCHS)?;
+            if let Some(b) = a.get("--device") {
+                return Ok(mps::run_device(epochs, b));
+            }
             let point = match a.get("--point") {
                 Some(v) => Some(
                     v.parse::<usize>()
@@ -308,6 +320,42 @@ fn dispatch(task: &str, rest: &[String]) -> Result<ExitCode, String> {
             let mut s = Steps::new();
             conformance::conformance(&mut s, a.get("--board"), a.has("--bless"));
             s.finish()
+        }
+        "costs" => {
+            let a = Args::parse(
+                rest,
+                &[
+                    "--board",
+                    "--arch",
+                    "--dataset",
+                    "--weight-bits",
+                    "--act-bits",
+                ],
+                &["--check"],
+            )?;
+            if a.has("--check") {
+                let mut s = Steps::new();
+                costs::check(&mut s);
+                return Ok(s.finish());
+            }
+            let bits = |k: &str| -> Result<Vec<u8>, String> {
+                a.get(k)
+                    .unwrap_or("2,4,8")
+                    .split(',')
+                    .map(|b| {
+                        b.trim()
+                            .parse::<u8>()
+                            .map_err(|_| format!("{k}: `{b}` is not a bit width"))
+                    })
+                    .collect()
+            };
+            done(costs::costs(
+                a.require("--board")?,
+                a.get("--arch"),
+                a.get("--dataset").unwrap_or("fashion-mnist"),
+                &bits("--weight-bits")?,
+                &bits("--act-bits")?,
+            ))
         }
         "fuzz" => {
             let a = Args::parse(rest, &["--seconds"], &[])?;
@@ -477,6 +525,7 @@ fn test(fuzz_seconds: u64) -> ExitCode {
     s.end(step, sized.is_ok());
     conformance::conformance(&mut s, None, false);
     conformance::trained_on_qemu(&mut s);
+    costs::check(&mut s);
     fuzz(&mut s, fuzz_seconds);
     s.finish()
 }

@@ -335,3 +335,150 @@ fn compare(dir: &Path, search: &str, epochs: u64, points: usize) -> Result<Strin
     bitspike(&refs)?;
     Ok(out.join("pareto.md").display().to_string())
 }
+
+/// `cargo xtask mps --device B`: LeNet-5's supernet searched for `B`'s measured costs (`--cost
+/// device`) beside the same supernet searched for BOPs, both fronts in milliseconds on `B`
+/// (`docs/mps/device.{md,json,svg}`), and the most accurate device-front point within a time
+/// budget exported, run on the emulated board with `B`'s core, its measured instructions
+/// against the table's prediction.
+pub fn run_device(epochs: u64, board_name: &str) -> ExitCode {
+    crate::demo::after_setup(|| device(epochs, board_name))
+}
+
+fn device(epochs: u64, board_name: &str) -> Result<String, String> {
+    let real = board::load(board_name)?;
+    let twin = board::all()?
+        .into_iter()
+        .find(|b| b.qemu.is_some() && b.target == real.target)
+        .ok_or_else(|| format!("no emulated board runs {board_name}'s target"))?;
+    let dir = root().join("target/bitspike/mps-device");
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    let p = |f: &str| dir.join(f).to_string_lossy().into_owned();
+    // The release binary runs the jobs.
+    bitspike(&["--version"])?;
+    let mut jobs = Vec::new();
+    for cost in ["bops", "device"] {
+        let run = p(cost);
+        let train = args(&[
+            "train",
+            "mps",
+            "--dataset",
+            "fashion-mnist",
+            "--arch",
+            ARCH,
+            "--epochs",
+            &epochs.to_string(),
+            "--cost",
+            cost,
+            "--board",
+            board_name,
+            "--quiet",
+            "--out",
+            &run,
+        ]);
+        let front = args(&[
+            "mps",
+            "front",
+            "--run",
+            &run,
+            "--sweep",
+            SWEEP,
+            "--out",
+            &p(&format!("{cost}-front")),
+        ]);
+        jobs.push(job(cost, vec![train, front]));
+    }
+    println!("\n==> two LeNet-5 supernets on Fashion-MNIST ({epochs} epochs): BOPs and {board_name}'s measured instructions");
+    pool(jobs, &dir)?;
+    let out = root().join("docs/mps");
+    bitspike(&[
+        "mps",
+        "board-fronts",
+        "--run",
+        &format!("BOPs (eq. S13)={}", p("bops")),
+        "--run",
+        &format!("{board_name} instructions={}", p("device")),
+        "--out",
+        &out.to_string_lossy(),
+    ])?;
+    // The budget: the middle of the device front's times.
+    let front = std::fs::read_to_string(dir.join("device/front.json"))
+        .map_err(|e| format!("cannot read the device front: {e}"))?;
+    let v: serde_json::Value = serde_json::from_str(&front).map_err(|e| e.to_string())?;
+    let mhz = real
+        .clock_mhz
+        .ok_or_else(|| format!("{board_name} has no clock_mhz"))?;
+    let mut ms: Vec<f64> = v["children"]
+        .as_array()
+        .map(|c| {
+            c.iter()
+                .filter(|c| c["pareto"].as_bool() == Some(true))
+                .filter_map(|c| c["insns"].as_f64())
+                .map(|n| n / (mhz * 1e3))
+                .collect()
+        })
+        .unwrap_or_default();
+    if ms.is_empty() {
+        return Err("the device front has no points with device figures".into());
+    }
+    ms.sort_by(f64::total_cmp);
+    let budget = ms[ms.len() / 2];
+    let budget_s = format!("{budget:.4}");
+    println!("\n==> the most accurate device-front point within {budget_s} ms on {board_name}");
+    let (model, stream) = (p("point.bsm"), p("test.bss"));
+    bitspike(&[
+        "export",
+        "--run",
+        &p("device"),
+        "--max-ms",
+        &budget_s,
+        "--board",
+        board_name,
+        "--out",
+        &model,
+        "--stream",
+        &stream,
+    ])?;
+    let pred: serde_json::Value = serde_json::from_str(&tasks::bitspike_output(&[
+        "costs", "predict", "--board", board_name, "--model", &model, "--json",
+    ])?)
+    .map_err(|e| e.to_string())?;
+    let predicted = pred["instructions"]
+        .as_f64()
+        .ok_or("the table predicts nothing for the exported point")?;
+    println!("\n==> all test images through it on {}", twin.name);
+    let f = tasks::measured(
+        &twin,
+        "mps-device-point",
+        model.as_ref(),
+        Data::Stream(stream.as_ref()),
+    )?;
+    let measured = f.insns_mean();
+    let err = (predicted - measured) / measured.max(1.0);
+    let mut r = String::new();
+    let _ = writeln!(
+        r,
+        "bitspike mps --device: LeNet-5 on Fashion-MNIST, One-Shot MPS (Lloyd/HWGQ, {{2,4,8}} bits) for {board_name}'s measured instructions, {epochs} epochs"
+    );
+    let _ = writeln!(
+        r,
+        "  fronts     {} (BOPs front and device front, both timed on {board_name})",
+        out.join("device.md").display()
+    );
+    let _ = writeln!(
+        r,
+        "  budget     {budget_s} ms at {mhz} MHz: predicted {predicted:.0} instructions ({:.3} ms), measured {measured:.0} on {} ({:+.3} %)",
+        predicted / (mhz * 1e3),
+        twin.name,
+        100.0 * err
+    );
+    tasks::device_lines(&mut r, &twin.name, &f)?;
+    if err.abs() > crate::costs::MAX_ERROR {
+        return Err(format!(
+            "{r}the prediction is off by more than {:.0} %",
+            100.0 * crate::costs::MAX_ERROR
+        ));
+    }
+    Ok(r)
+}

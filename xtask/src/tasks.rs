@@ -31,6 +31,22 @@ pub fn bitspike(args: &[&str]) -> Result<(), String> {
     }
 }
 
+/// Run the `bitspike` CLI and return what it printed; its error output names the failure.
+pub fn bitspike_output(args: &[&str]) -> Result<String, String> {
+    let out = cargo(&["run", "--release", "--quiet", "-p", "bitspike", "--"])
+        .args(args)
+        .output()
+        .map_err(|e| format!("cannot run cargo: {e}"))?;
+    if !out.status.success() {
+        return Err(format!(
+            "`bitspike {}` failed: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        ));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
 pub fn work_dir(sub: &str) -> Result<PathBuf, String> {
     let d = root().join("target/bitspike").join(sub);
     std::fs::create_dir_all(&d).map_err(|e| format!("cannot create {}: {e}", d.display()))?;

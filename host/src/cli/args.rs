@@ -155,6 +155,10 @@ pub(crate) enum Command {
     /// Mixed-precision search results: the front, children, and the report beside baselines.
     #[command(subcommand)]
     Mps(MpsCommand),
+    /// Device-measured cost tables: the probe networks `cargo xtask costs` measures, and a
+    /// model's predicted instructions, flash and RAM on a board.
+    #[command(subcommand)]
+    Costs(CostsCommand),
     /// Evaluate SSQL pretraining runs at every bit width and report them.
     #[command(subcommand)]
     Ssql(SsqlCommand),
@@ -273,9 +277,25 @@ pub(crate) struct PointArgs {
     /// The most accurate front point with at most this many BOPs (eq. S13).
     #[arg(long, value_name = "BOPS")]
     pub(crate) max_bops: Option<f64>,
-    /// The most accurate front point with at most this many bytes of RAM (eq. S14).
+    /// The most accurate front point with at most this many bytes of RAM by eq. S14.
+    #[arg(long, value_name = "BYTES")]
+    pub(crate) max_s14_ram: Option<f64>,
+    /// The most accurate front point that runs in at most this many milliseconds on the
+    /// front's board (`mps front --board B`: its measured costs at its clock).
+    #[arg(long, value_name = "MS")]
+    pub(crate) max_ms: Option<f64>,
+    /// The most accurate front point whose board app with the model takes at most this many
+    /// bytes of flash on the front's board.
+    #[arg(long, value_name = "BYTES")]
+    pub(crate) max_flash: Option<f64>,
+    /// The most accurate front point whose board app with the arena takes at most this many
+    /// bytes of RAM on the front's board (the S14 figure's budget is --max-s14-ram).
     #[arg(long, value_name = "BYTES")]
     pub(crate) max_ram: Option<f64>,
+    /// The most accurate front point that takes at most this many microjoules per inference
+    /// on the front's board (its datasheet run current).
+    #[arg(long, value_name = "UJ")]
+    pub(crate) max_uj: Option<f64>,
 }
 
 impl PointArgs {
@@ -283,12 +303,22 @@ impl PointArgs {
         Choice {
             point: self.pareto_point,
             max_bops: self.max_bops,
+            max_s14_ram: self.max_s14_ram,
+            max_ms: self.max_ms,
+            max_flash: self.max_flash,
             max_ram: self.max_ram,
+            max_uj: self.max_uj,
         }
     }
 
     pub(crate) fn given(&self) -> bool {
-        self.pareto_point.is_some() || self.max_bops.is_some() || self.max_ram.is_some()
+        self.pareto_point.is_some()
+            || self.max_bops.is_some()
+            || self.max_s14_ram.is_some()
+            || self.max_ms.is_some()
+            || self.max_flash.is_some()
+            || self.max_ram.is_some()
+            || self.max_uj.is_some()
     }
 }
 
@@ -377,8 +407,28 @@ pub(crate) enum MpsCommand {
         /// Also write front.md and the probability plots (Figures S6-S11) here.
         #[arg(long)]
         out: Option<PathBuf>,
+        /// Report every child's instructions, time, flash and RAM on this board from its
+        /// measured cost table (default: the search's `[mps] board`).
+        #[arg(long)]
+        board: Option<String>,
         #[command(flatten)]
         rt: Runtime,
+    },
+    /// Search fronts on their board, side by side: every Pareto point's instructions, time
+    /// at the board's clock, flash, RAM and energy beside its BOPs, where BOPs and time order
+    /// the points differently, and which points stay Pareto-optimal in time. Writes
+    /// board-fronts.{md,json} and board-fronts.svg (test accuracy against time).
+    BoardFronts {
+        /// `LABEL=RUN`: a search run whose front has figures on the board (`mps front --board
+        /// B`, or a search with a board); every run on the same board.
+        #[arg(long = "run", required = true)]
+        runs: Vec<String>,
+        /// The folder to write into.
+        #[arg(long)]
+        out: PathBuf,
+        /// The plot's title.
+        #[arg(long, default_value = "Fronts on the board")]
+        title: String,
     },
     /// Train a child of a search run as a run of its own: fine-tuned from the supernet's weights
     /// (Algorithm S1, line 16), or with --scratch from a fresh initialisation (standalone). The
@@ -479,6 +529,56 @@ pub(crate) enum QacCommand {
 }
 
 #[derive(Subcommand)]
+pub(crate) enum CostsCommand {
+    /// Write the probe networks whose per-layer counts cover every layer key a search over
+    /// these candidates meets, and `probes.json` naming each network's plan and layer keys.
+    Probe {
+        /// Architecture, as `train --arch` builds it.
+        #[arg(long, value_enum)]
+        arch: TrainArch,
+        /// The dataset whose images it reads (input shape, classes, codes).
+        #[arg(long, value_enum, default_value_t = DatasetName::FashionMnist)]
+        dataset: DatasetName,
+        /// The board the table is for (its core decides the kernels; Armv6-M gets threshold
+        /// tables, as `export --board` writes them).
+        #[arg(long)]
+        board: String,
+        /// Candidate weight bit widths.
+        #[arg(long, value_delimiter = ',', default_value = "2,4,8")]
+        weight_bits: Vec<u8>,
+        /// Candidate activation bit widths.
+        #[arg(long, value_delimiter = ',', default_value = "2,4,8")]
+        act_bits: Vec<u8>,
+        /// Seed of the covering and of the weights.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Also write `check.bsm`, a network of this seed's random mixed plan (not a probe),
+        /// for checking predictions against a measurement.
+        #[arg(long)]
+        check: bool,
+        /// The folder to write into.
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Predict a model's instructions (the sum of its layers' table entries), time at the
+    /// board's clock, flash and RAM, from the board's cost table.
+    Predict {
+        /// The model file.
+        #[arg(long)]
+        model: PathBuf,
+        /// The board (a real board reads the table of the emulated board with its core).
+        #[arg(long)]
+        board: String,
+        /// The cost table (default: boards/costs/<board>.json of the source tree).
+        #[arg(long)]
+        table: Option<PathBuf>,
+        /// Print one JSON object instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand)]
 pub(crate) enum TrainCommand {
     /// Quantization-aware training (LSQ, PACT, Lloyd/HWGQ, Trainable Lloyd, QCFS).
     Qat(Box<QatArgs>),
@@ -506,9 +606,13 @@ pub(crate) struct MpsArgs {
     /// Candidate activation bit widths, comma-separated.
     #[arg(long, value_delimiter = ',')]
     pub(crate) act_candidates: Option<Vec<u8>>,
-    /// The hardware cost penalised.
+    /// The hardware cost penalised (`device`: instructions on --board from its measured cost
+    /// table).
     #[arg(long, value_enum)]
     pub(crate) cost: Option<CostKind>,
+    /// The board of `--cost device`; with another cost, the board the front reports times on.
+    #[arg(long)]
+    pub(crate) board: Option<String>,
     /// Penalty range `ETA0,ETA1` (EdMIPS and DNAS: one value).
     #[arg(long, value_delimiter = ',', num_args = 1..=2)]
     pub(crate) eta: Option<Vec<f64>>,
@@ -548,6 +652,9 @@ impl MpsArgs {
         }
         if let Some(v) = self.cost {
             m.cost = v;
+        }
+        if let Some(v) = &self.board {
+            m.board = Some(v.clone());
         }
         if let Some(v) = &self.eta {
             m.eta = [v[0], *v.last().unwrap_or(&v[0])];

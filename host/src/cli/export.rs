@@ -126,7 +126,7 @@ pub(crate) fn load_trained(
     if cfg.mps.is_none() {
         if point.given() {
             bail!(
-                "{} is not a search run: --pareto-point, --max-bops and --max-ram choose a point of a `bitspike train mps` run's front",
+                "{} is not a search run: --pareto-point and the --max-* budgets choose a point of a `bitspike train mps` run's front",
                 run.0.display()
             );
         }

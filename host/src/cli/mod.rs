@@ -1,6 +1,7 @@
 //! The `bitspike` command line: one module per subcommand group, parsing in [`args`].
 
 pub(crate) mod args;
+pub(crate) mod costs;
 pub(crate) mod eval;
 pub(crate) mod export;
 pub(crate) mod files;

@@ -13,12 +13,14 @@ pub(crate) fn mps_command(c: MpsCommand) -> Result<()> {
             run,
             sweep,
             out,
+            board,
             rt,
         } => {
             let run = RunDir(run);
             let cfg = run.read_config()?;
             let data = data::load_for(&cfg, &rt.data_dir())?;
-            let front = mps_report::extract(&run, &data, rt.device()?, sweep as usize)?;
+            let front =
+                mps_report::extract(&run, &data, rt.device()?, sweep as usize, board.as_deref())?;
             print!("{}", mps_report::front_markdown(&front));
             println!(
                 "{} distinct children from {} penalties ({} supernet evaluations, {:.0} s); {} on the Pareto front; supernet trained {:.0} s",
@@ -38,6 +40,24 @@ pub(crate) fn mps_command(c: MpsCommand) -> Result<()> {
                 )?;
                 mps_report::plot_probabilities(&front, &dir)?;
             }
+        }
+        MpsCommand::BoardFronts { runs, out, title } => {
+            let mut fronts = Vec::new();
+            for r in &runs {
+                let Some((label, dir)) = r.split_once('=') else {
+                    bail!("--run {r}: expected LABEL=RUN");
+                };
+                fronts.push((
+                    label.to_string(),
+                    mps_report::Front::read(&RunDir(dir.into()))?,
+                ));
+            }
+            let b = mps_report::board_fronts(&fronts)?;
+            let md = b.markdown();
+            print!("{md}");
+            bitspike::figures::write_tables(&out, "board-fronts", &md, &b)?;
+            b.plot(&out.join("board-fronts.svg"), &title)?;
+            println!("wrote {}/board-fronts.{{md,json,svg}}", out.display());
         }
         MpsCommand::Child {
             run,

@@ -1,0 +1,217 @@
+//! `bitspike costs`: the probe networks `cargo xtask costs` measures, and predictions from a
+//! board's cost table.
+
+use super::args::*;
+use super::files::*;
+use anyhow::{Context, Result};
+use bitspike::boards;
+use bitspike::device_costs::{self as dc, CostTable};
+use bitspike::mps::{BitPlan, Slots};
+use bitspike::net::Spec;
+use bitspike_core::def::random::Rng;
+use bitspike_core::format::writer::write;
+use bitspike_core::format::ModelFile;
+use serde::Serialize;
+
+/// One probe network in `probes.json`.
+#[derive(Serialize)]
+struct Probe {
+    /// The model file, in the same folder.
+    model: String,
+    /// Its bit plan.
+    plan: BitPlan,
+    /// The key of the instructions after its last layer.
+    tail: String,
+    /// Per layer: key, bytes in the file, scratch bytes and kernel.
+    layers: Vec<ProbeLayer>,
+}
+
+#[derive(Serialize)]
+struct ProbeLayer {
+    key: String,
+    flash: u64,
+    scratch: u64,
+    kernel: &'static str,
+}
+
+/// `probes.json`: what the probes of one architecture are and what they cover.
+#[derive(Serialize)]
+struct Probes {
+    arch: String,
+    dataset: String,
+    board: String,
+    weight_bits: Vec<u8>,
+    act_bits: Vec<u8>,
+    /// Every key a search over the candidates meets (all covered by the probes).
+    keys: usize,
+    probes: Vec<Probe>,
+    /// The random mixed network of `--check`, if written.
+    check: Option<Probe>,
+}
+
+pub(crate) fn costs_command(c: CostsCommand) -> Result<()> {
+    match c {
+        CostsCommand::Probe {
+            arch,
+            dataset,
+            board,
+            weight_bits,
+            act_bits,
+            seed,
+            check,
+            out,
+        } => {
+            dc::check_candidates(&weight_bits, &act_bits)?;
+            let (input, classes, input_max) = dataset.dims();
+            let spec = Spec::of(arch, input, classes);
+            let slots = Slots::of(&spec, input_max)?;
+            let isa = boards::isa(&board)?;
+            let armv6m = boards::armv6m(&board)?;
+            let plans = dc::probe_plans(&spec, &slots, &weight_bits, &act_bits, input_max, seed)?;
+            let keys = dc::search_keys(&spec, &slots, &weight_bits, &act_bits, input_max)?;
+            let write_probe = |name: String, plan: &BitPlan| -> Result<Probe> {
+                let mut def = dc::probe_model(&spec, &slots, plan, input_max, seed)?;
+                if armv6m {
+                    def.reserve_armv6m_tables();
+                }
+                let bytes = write(&def).with_context(|| format!("writing {name}"))?;
+                write_file(&out.join(&name), &bytes)?;
+                let file = ModelFile::parse(&bytes).map_err(|e| anyhow::anyhow!("{name}: {e}"))?;
+                let layers = dc::keys_of_file(&file, isa)
+                    .iter()
+                    .enumerate()
+                    .map(|(i, k)| ProbeLayer {
+                        key: k.text(),
+                        flash: dc::layer_flash(&file, i),
+                        scratch: file.layer(i).scratch_bytes as u64,
+                        kernel: dc::layer_kernel(&file, i, isa),
+                    })
+                    .collect();
+                Ok(Probe {
+                    model: name,
+                    plan: plan.clone(),
+                    tail: dc::tail_key(&file),
+                    layers,
+                })
+            };
+            let probes = plans
+                .iter()
+                .enumerate()
+                .map(|(i, p)| write_probe(format!("probe-{i:02}.bsm"), p))
+                .collect::<Result<Vec<_>>>()?;
+            let check = if check {
+                // A mixed plan drawn from the seed, every slot from its candidates.
+                let mut rng = Rng::new(seed ^ 0x5eed);
+                let mut pick = |c: &[u8]| c[rng.range(0, c.len() as i64 - 1) as usize];
+                let plan = BitPlan {
+                    weight_bits: (0..slots.weight_nodes.len())
+                        .map(|_| pick(&weight_bits))
+                        .collect(),
+                    act_bits: (0..slots.act_nodes.len())
+                        .map(|_| pick(&act_bits))
+                        .collect(),
+                };
+                Some(write_probe("check.bsm".into(), &plan)?)
+            } else {
+                None
+            };
+            let manifest = Probes {
+                arch: format!("{arch:?}").to_lowercase(),
+                dataset: dataset.as_str().into(),
+                board: board.clone(),
+                weight_bits,
+                act_bits,
+                keys: keys.len(),
+                probes,
+                check,
+            };
+            let text = serde_json::to_string_pretty(&manifest)?;
+            write_file(&out.join("probes.json"), text.as_bytes())?;
+            println!(
+                "wrote {} probe networks covering {} layer keys to {}",
+                manifest.probes.len(),
+                manifest.keys,
+                out.display()
+            );
+        }
+        CostsCommand::Predict {
+            model,
+            board,
+            table,
+            json,
+        } => {
+            let measured_on = boards::cost_board(&board)?;
+            let path = table.unwrap_or_else(|| dc::table_path(measured_on));
+            let t = CostTable::read(&path)?;
+            let bytes = read(&model)?;
+            let p = t.predict(&bytes, boards::isa(&board)?)?;
+            let clock = boards::clock_mhz(&board)?;
+            let ms = match (p.insns, clock) {
+                (Some(n), Some(mhz)) => Some(n as f64 / (mhz * 1e3)),
+                _ => None,
+            };
+            let uj = match p.insns {
+                Some(n) => boards::microjoules(&board, n as f64)?,
+                None => None,
+            };
+            let missing: Vec<&str> = p
+                .layers
+                .iter()
+                .filter(|(_, v)| v.is_none())
+                .map(|(k, _)| k.as_str())
+                .collect();
+            if json {
+                let v = serde_json::json!({
+                    "model": model.display().to_string(),
+                    "board": board,
+                    "table": path.display().to_string(),
+                    "measured_on": measured_on,
+                    "instructions": p.insns,
+                    "ms": ms,
+                    "microjoules": uj,
+                    "flash": p.flash,
+                    "ram": p.ram,
+                    "model_bytes": p.model_bytes,
+                    "arena_bytes": p.arena_bytes,
+                    "layers": p.layers,
+                    "tail": p.tail,
+                    "missing": missing,
+                });
+                println!("{v}");
+            } else {
+                println!(
+                    "{}: predicted on {board} from {} (measured on {measured_on})",
+                    model.display(),
+                    path.display()
+                );
+                for (i, (k, v)) in p.layers.iter().enumerate() {
+                    match v {
+                        Some(n) => println!("  layer {i:>2}  {n:>10}  {k}"),
+                        None => println!("  layer {i:>2}  {:>10}  {k}", "missing"),
+                    }
+                }
+                match p.insns {
+                    Some(n) => println!("  total     {n:>10} instructions (QEMU count, not cycles)"),
+                    None => println!(
+                        "  total     unknown: {} layer(s) or the tail are not in the table (run `cargo xtask costs --board {measured_on}` for this architecture)",
+                        missing.len()
+                    ),
+                }
+                if let Some(ms) = ms {
+                    println!(
+                        "  time      {ms:.3} ms at {} MHz, one instruction per cycle",
+                        clock.unwrap_or(0.0)
+                    );
+                }
+                if let Some(uj) = uj {
+                    println!("  energy    {uj:.1} uJ (datasheet run current)");
+                }
+                println!(
+                    "  flash     {} B (model file {} B), RAM {} B (arena {} B)",
+                    p.flash, p.model_bytes, p.ram, p.arena_bytes
+                );
+            }
+        }
+    }
+    Ok(())
+}
