@@ -176,6 +176,31 @@ impl Builder {
         self.push(l, t as u8)
     }
 
+    /// A spiking dense layer of `t` timesteps (as [`Self::conv_spiking`]).
+    pub fn dense_spiking(&mut self, input: u16, out: u16, bits: u8, t: u16) -> u16 {
+        let n = self.channels_total(input);
+        let w = self.rng.weights(out as usize * n, bits);
+        let span = (n as f64).sqrt() * (1u32 << (bits - 1)) as f64 * self.in_levels(input);
+        let shift = 2u8;
+        let base = (span * f64::from(1u32 << shift) / f64::from(t)).max(2.0);
+        let threshold: Vec<i32> = (0..out)
+            .map(|_| (base * (0.75 + self.rng.range(0, 50) as f64 / 100.0)) as i32)
+            .collect();
+        let v0 = threshold.iter().map(|&th| th / 2).collect();
+        let bias = (0..out)
+            .map(|_| self.rng.range(0, (base / 4.0) as i64) as i32)
+            .collect();
+        let mut l =
+            LayerDef::dense(input, out, bits, w, Some(bias), Vec::new()).with_output(t as u8, 0.1);
+        l.spiking = Some(SpikingDef {
+            threshold,
+            v0,
+            shift,
+        });
+        l.timesteps = t;
+        self.push(l, t as u8)
+    }
+
     /// A dense layer writing raw i32 logits (the network output).
     pub fn logits(&mut self, input: u16, out: u16, bits: u8) -> u16 {
         let n = self.channels_total(input);
@@ -257,6 +282,21 @@ impl Builder {
         let levels = (window.kh as f64 * window.kw as f64 * self.in_levels(input)).min(255.0) as u8;
         let mut l = LayerDef::new(LayerKind::AvgPool, input).with_output(levels, 0.1);
         l.window = window;
+        let (multiplier, shift) =
+            bitspike_core::quant::quantize_multiplier(1.0).unwrap_or((1 << 30, 1));
+        l.requant = vec![bitspike_core::def::Requant { multiplier, shift }; c];
+        self.push(l, levels)
+    }
+
+    /// A global average pool whose output is the sum of codes over every position, as QAC
+    /// exports it in a spiking network (`M = 1`): positions times the input's levels.
+    pub fn global_sum_pool(&mut self, input: u16) -> u16 {
+        let shapes = self.def.tensors().unwrap_or_default();
+        let (c, positions) = shapes.get(input as usize).map_or((1, 1), |t| {
+            (t.shape.c as usize, t.shape.h as usize * t.shape.w as usize)
+        });
+        let levels = (positions as f64 * self.in_levels(input)).min(255.0) as u8;
+        let mut l = LayerDef::new(LayerKind::GlobalAvgPool, input).with_output(levels, 0.1);
         let (multiplier, shift) =
             bitspike_core::quant::quantize_multiplier(1.0).unwrap_or((1 << 30, 1));
         l.requant = vec![bitspike_core::def::Requant { multiplier, shift }; c];

@@ -29,6 +29,8 @@
 //! initial_levels = 3.0        # every layer's starting level count (timesteps)
 //! fixed_levels = 0            # > 0: QCFS baseline, every layer frozen at this count
 //! level_penalty = 0.01        # weight of the mean learned level count in the loss (0: paper)
+//! cost = "timesteps"          # timesteps | device: weigh each layer by its measured cost on board
+//! # board = "nucleo-l4r5zi"   # no default: the board of cost = "device"
 //!
 //! [mixed]                     # a mixed-precision child (One-Shot MPS, `crate::mps`)
 //! weight_bits = []            # per convolution and dense layer; empty: the [quant] bits

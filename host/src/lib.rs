@@ -12,6 +12,7 @@ pub mod eval;
 pub mod export;
 pub mod figures;
 pub mod mps;
+pub mod mps_board;
 pub mod mps_report;
 pub mod net;
 pub mod qac;

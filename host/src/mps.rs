@@ -51,7 +51,7 @@
 //! weight_bits = [2, 4, 8]     # candidate weight bit widths of every weight slot
 //! act_bits = [2, 4, 8]        # candidate bit widths of every activation slot
 //! cost = "bops"               # bops (eq. S13) | ram (eq. S14) | device (measured instructions)
-//! board = "nucleo-l4r5zi"     # no default: the board of cost = "device" (and of the front's times)
+//! # board = "nucleo-l4r5zi"   # no default: the board of cost = "device" (and of the front's times)
 //! cost_unit = 0.0             # cost divisor; 0: the cost at the largest candidates
 //! eta = [0.003, 3.0]          # LogUniform range (edmips, dnas: eta[0] only)
 //! model_depth = 2             # bit-width model: 1 (linear) or 2 layers (edmips, dnas: free logits)

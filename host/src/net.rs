@@ -18,7 +18,7 @@ use crate::quant::{ActQuant, ActQuantizer, WeightQuant, WeightQuantizer};
 pub use crate::spec::{Node, Op, Spec, TrainArch};
 
 /// Quantization settings of a network.
-#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct QuantConfig {
     /// Weight bits of the hidden layers, 2..=8.
@@ -153,7 +153,14 @@ impl QNet {
         cfg: &crate::config::TrainConfig,
         input_max: u8,
     ) -> Result<Self> {
-        Self::with(vs, spec, cfg.quant, input_max, &cfg.mixed, cfg.mps.as_ref())
+        Self::with(
+            vs,
+            spec,
+            cfg.quant.clone(),
+            input_max,
+            &cfg.mixed,
+            cfg.mps.as_ref(),
+        )
     }
 
     fn with(

@@ -64,7 +64,7 @@ impl QacCase {
 }
 
 /// QAC settings of a network (the `[quant.qac]` table of a training configuration).
-#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct QacConfig {
     /// Which parameters are learned.
@@ -78,7 +78,30 @@ pub struct QacConfig {
     /// about 6 on Fashion-MNIST in 6 epochs); with it they settle near 2.5-3 at the same accuracy
     /// (docs/qac.md gives both runs).
     pub level_penalty: f64,
+    /// What the level penalty weighs.
+    pub cost: LevelCost,
+    /// The board whose measured cost table `cost = "device"` reads (a real board reads the
+    /// table of the emulated board with its core).
+    pub board: Option<String>,
 }
+
+/// What QAC's level penalty weighs.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum LevelCost {
+    /// The mean learned level count: every layer's timestep weighs the same.
+    #[default]
+    Timesteps,
+    /// The board's measured instructions as a function of every layer's level count
+    /// (`crate::device_costs::snn::SnnCost`, interpolated between [`DEVICE_TIMESTEPS`]), in
+    /// units that give a network of uniform initial level counts the same penalty as
+    /// `timesteps`: each layer's timestep weighs what it costs on the board.
+    Device,
+}
+
+/// The timesteps at which the device cost of a spiking layer is measured (`cargo xtask costs
+/// --snn`); level counts between them are interpolated, beyond them clamped.
+pub const DEVICE_TIMESTEPS: [u16; 7] = [1, 2, 3, 4, 5, 6, 8];
 
 impl Default for QacConfig {
     fn default() -> Self {
@@ -87,6 +110,8 @@ impl Default for QacConfig {
             initial_levels: 3.0,
             fixed_levels: 0,
             level_penalty: 0.01,
+            cost: LevelCost::Timesteps,
+            board: None,
         }
     }
 }
@@ -112,6 +137,14 @@ impl QacConfig {
             self.level_penalty >= 0.0 && self.level_penalty.is_finite(),
             "qac level_penalty must be >= 0"
         );
+        if self.cost == LevelCost::Device && self.board.is_none() {
+            anyhow::bail!(
+                "qac cost = \"device\" needs a board (--board B, or board = \"B\" in [quant.qac])"
+            );
+        }
+        if let Some(b) = &self.board {
+            crate::boards::cost_board(b)?;
+        }
         Ok(())
     }
 }

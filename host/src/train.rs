@@ -104,6 +104,40 @@ pub struct Trained {
     pub net: QNet,
 }
 
+/// QAC's level penalty on the board (`[quant.qac] cost = "device"`): the spiking network's
+/// measured cost as a function of its layers' level counts, and the unit that gives a network
+/// of uniform initial level counts the same penalty as the mean level count would.
+fn qac_device_penalty(
+    cfg: &TrainConfig,
+    net: &QNet,
+) -> Result<Option<(crate::device_costs::snn::SnnCost, f64)>> {
+    use crate::device_costs::{self as dc, snn};
+    let q = &cfg.quant.qac;
+    if cfg.quant.act_quantizer != crate::quant::ActQuantizer::Qac
+        || q.cost != crate::qac::LevelCost::Device
+    {
+        return Ok(None);
+    }
+    let board = q
+        .board
+        .as_deref()
+        .context("qac cost = \"device\" needs a board")?;
+    let table = dc::CostTable::read(&dc::table_path(crate::boards::cost_board(board)?))?;
+    let weights = snn::weight_plan(&net.spec, cfg.quant.weight_bits, cfg.quant.first_last_bits);
+    let cost = snn::SnnCost::new(
+        &net.spec,
+        &weights,
+        &table,
+        &crate::qac::DEVICE_TIMESTEPS,
+        net.input_max,
+    )?;
+    let n = net.qac_layers().len();
+    let init: Vec<Tensor> = (0..n).map(|_| Tensor::from(q.initial_levels)).collect();
+    let e = cost.interpolated(&init).double_value(&[]);
+    // penalty * E(levels) / unit equals penalty * initial_levels at the start.
+    Ok(Some((cost, e / q.initial_levels.max(1e-9))))
+}
+
 /// Build the network a configuration describes, for `data`'s input shape.
 pub fn build(cfg: &TrainConfig, data: &Dataset, device: Device) -> Result<Trained> {
     let vs = nn::VarStore::new(device);
@@ -280,6 +314,7 @@ pub fn train(cfg: &TrainConfig, data: &Dataset, o: &TrainOptions<'_>) -> Result<
     }
     let per_epoch = ((n + cfg.batch_size - 1) / cfg.batch_size) as usize;
     let total = per_epoch * cfg.epochs;
+    let device_penalty = qac_device_penalty(cfg, &t.net)?;
     let mut log = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
@@ -328,9 +363,18 @@ pub fn train(cfg: &TrainConfig, data: &Dataset, o: &TrainOptions<'_>) -> Result<
             if let Some(extra) = search {
                 loss += extra;
             }
-            // QAC's optional pressure towards fewer timesteps: the mean learned level count.
+            // QAC's optional pressure towards fewer timesteps: the mean learned level count, or
+            // the board's measured cost of every layer's level count.
             let penalty = cfg.quant.qac.level_penalty;
-            if penalty > 0.0 {
+            if let (Some((cost, unit)), true) = (&device_penalty, penalty > 0.0) {
+                let levels: Vec<Tensor> = t
+                    .net
+                    .qac_layers()
+                    .into_iter()
+                    .map(|(_, q)| q.levels_tensor())
+                    .collect();
+                loss += cost.interpolated(&levels) * (penalty / unit);
+            } else if penalty > 0.0 {
                 let learned: Vec<Tensor> = t
                     .net
                     .qac_layers()

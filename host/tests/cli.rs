@@ -475,3 +475,84 @@ fn model_without_in_place_layers() {
         "{planned} B, {some} layers in place"
     );
 }
+
+#[test]
+fn device_costs_on_bad_input() {
+    let d = tmp("costs");
+    let out = d.join("run");
+    let out_s = out.to_str().unwrap();
+    // A device cost needs a board, and a known one; nothing is written.
+    let o = bitspike(&[
+        "train",
+        "mps",
+        "--dataset",
+        "digits",
+        "--cost",
+        "device",
+        "--out",
+        out_s,
+    ]);
+    assert_error(&o, 1, "needs a board");
+    let o = bitspike(&[
+        "train",
+        "qac",
+        "--dataset",
+        "digits",
+        "--cost",
+        "device",
+        "--board",
+        "nope",
+        "--out",
+        out_s,
+    ]);
+    assert_error(&o, 1, "unknown board `nope`");
+    assert!(!out.exists());
+    // A table for an architecture it does not cover names the missing key and the command.
+    let o = bitspike(&[
+        "train",
+        "mps",
+        "--dataset",
+        "digits",
+        "--arch",
+        "vgg",
+        "--cost",
+        "device",
+        "--board",
+        "qemu-mps2-an386",
+        "--epochs",
+        "1",
+        "--quiet",
+        "--out",
+        out_s,
+    ]);
+    assert_error(&o, 1, "cargo xtask costs --board qemu-mps2-an386");
+    assert!(!out.exists());
+    // A prediction of a missing model, and of a model with a layer the table lacks.
+    let o = bitspike(&[
+        "costs",
+        "predict",
+        "--board",
+        "nucleo-l4r5zi",
+        "--model",
+        "/nonexistent.bsm",
+    ]);
+    assert_error(&o, 1, "/nonexistent.bsm");
+    let m = d.join("r8.bsm");
+    let o = bitspike(&["model", "--arch", "resnet8", "--out", m.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = bitspike(&[
+        "costs",
+        "predict",
+        "--board",
+        "nucleo-l4r5zi",
+        "--model",
+        m.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        text.contains("missing") && text.contains("unknown"),
+        "{text}"
+    );
+    let _ = std::fs::remove_dir_all(d);
+}

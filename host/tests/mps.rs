@@ -321,7 +321,7 @@ fn a_search_for_the_board_s_measured_instructions_and_a_point_within_a_time_budg
         .all(|c| front.on_board(c).unwrap().ram <= fastest.ram));
     assert!(fastest.ram > c0.arena_bytes.unwrap() && fastest.flash > bytes.len() as u64);
     // Fronts side by side on the board.
-    let b = mps_report::board_fronts(&[("device".into(), front.clone())]).unwrap();
+    let b = bitspike::mps_board::board_fronts(&[("device".into(), front.clone())]).unwrap();
     assert_eq!(b.points.len(), front.pareto().len());
     assert!(b.points.iter().all(|p| p.pareto_on_board));
     assert!(b.markdown().contains("Pareto on nucleo-l4r5zi"));

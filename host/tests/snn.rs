@@ -246,3 +246,61 @@ fn averaging_at_integer_level_counts_equals_the_quantized_network() {
         })
     ));
 }
+
+#[test]
+fn qac_with_the_board_s_measured_costs_as_its_level_penalty() {
+    let _one = common::seeded();
+    // Weighted by the measured instructions on a Cortex-M4F board (the table of the emulated
+    // board with its core).
+    let qac = QacConfig {
+        cost: bitspike::qac::LevelCost::Device,
+        board: Some("nucleo-l4r5zi".into()),
+        level_penalty: 0.05,
+        ..QacConfig::default()
+    };
+    let (data, t) = train_qac("device", qac.clone(), 4);
+    let snn = Snn::convert(&t.net, AlignMode::Average).expect("converts");
+    let steps: Vec<u16> = snn.layers.iter().map(|l| l.timesteps).collect();
+    // The penalty the run trained with, at the learned level counts: the table's cost of the
+    // network, interpolated; at the converted (integer) timesteps within the candidates it is
+    // the table's exact sum.
+    let spec = t.net.spec.clone();
+    let weights = bitspike::device_costs::snn::weight_plan(&spec, 4, 8);
+    let table = bitspike::device_costs::CostTable::read(&bitspike::device_costs::table_path(
+        "qemu-mps2-an386",
+    ))
+    .expect("committed table");
+    let cost = bitspike::device_costs::snn::SnnCost::new(
+        &spec,
+        &weights,
+        &table,
+        &bitspike::qac::DEVICE_TIMESTEPS,
+        data.max_code,
+    )
+    .expect("the table covers the digits CNN's spiking layers");
+    let near: Vec<u16> = steps
+        .iter()
+        .map(|&s| {
+            *bitspike::qac::DEVICE_TIMESTEPS
+                .iter()
+                .min_by_key(|&&c| (c as i32 - s as i32).abs())
+                .unwrap()
+        })
+        .collect();
+    let exact = cost.exact(&near).unwrap();
+    let levels: Vec<Tensor> = near.iter().map(|&s| Tensor::from(s as f64)).collect();
+    let interp = cost.interpolated(&levels).double_value(&[]);
+    assert!(
+        exact > 0.0 && (interp - exact).abs() < 1e-3 * exact,
+        "{interp} vs {exact}"
+    );
+    // The network still learned the digits.
+    let r = snn::evaluate(&t.net, &snn, &data.test, data.max_code, data.test.len());
+    assert!(r.accuracy > 0.7, "SNN accuracy {}", r.accuracy);
+    // Without a board, the configuration is refused with one line that says what is missing.
+    let e = QacConfig { board: None, ..qac }
+        .check()
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("needs a board"), "{e}");
+}

@@ -30,10 +30,32 @@ pub struct Cover {
     pub arch: String,
     /// `--dataset`.
     pub dataset: String,
-    /// Candidate weight bits.
+    /// Candidate weight bits (a spiking cover: the hidden and the first-and-last layers' bits).
     pub weight_bits: Vec<u8>,
-    /// Candidate activation bits.
+    /// Candidate activation bits (empty for a spiking cover).
     pub act_bits: Vec<u8>,
+    /// A spiking cover (QAC's exported network): the candidate timesteps.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub timesteps: Vec<u16>,
+}
+
+impl Cover {
+    fn label(&self) -> String {
+        if self.timesteps.is_empty() {
+            format!("{} ({})", self.arch, self.dataset)
+        } else {
+            format!("{} spiking ({})", self.arch, self.dataset)
+        }
+    }
+
+    fn dir(&self) -> String {
+        let snn = if self.timesteps.is_empty() {
+            ""
+        } else {
+            "-snn"
+        };
+        format!("{}{snn}-{}", self.arch, self.dataset)
+    }
 }
 
 /// One layer's entry (the host's `device_costs::Entry`).
@@ -180,29 +202,50 @@ fn read_table(path: &Path) -> Result<Option<Table>, String> {
 
 /// Write the probes of `cover` into `dir` (with the check network) and read their manifest.
 fn probes(board: &Board, cover: &Cover, dir: &Path) -> Result<Probes, String> {
-    let join = |v: &[u8]| {
+    fn join<T: ToString>(v: &[T]) -> String {
         v.iter()
             .map(|b| b.to_string())
             .collect::<Vec<_>>()
             .join(",")
-    };
-    bitspike(&[
-        "costs",
-        "probe",
-        "--arch",
-        &cover.arch,
-        "--dataset",
-        &cover.dataset,
-        "--board",
-        &board.name,
-        "--weight-bits",
-        &join(&cover.weight_bits),
-        "--act-bits",
-        &join(&cover.act_bits),
-        "--check",
-        "--out",
-        &dir.to_string_lossy(),
-    ])?;
+    }
+    let mut a = vec![
+        "costs".to_string(),
+        "probe".into(),
+        "--arch".into(),
+        cover.arch.clone(),
+        "--dataset".into(),
+        cover.dataset.clone(),
+        "--board".into(),
+        board.name.clone(),
+        "--check".into(),
+        "--out".into(),
+        dir.to_string_lossy().into_owned(),
+    ];
+    if cover.timesteps.is_empty() {
+        a.extend([
+            "--weight-bits".into(),
+            join(&cover.weight_bits),
+            "--act-bits".into(),
+            join(&cover.act_bits),
+        ]);
+    } else {
+        let bits = |i: usize| {
+            cover
+                .weight_bits
+                .get(i)
+                .map_or("8".into(), |b| b.to_string())
+        };
+        a.extend([
+            "--snn".into(),
+            "--timesteps".into(),
+            join(&cover.timesteps),
+            "--hidden-bits".into(),
+            bits(0),
+            "--first-last-bits".into(),
+            bits(1),
+        ]);
+    }
+    bitspike(&a.iter().map(String::as_str).collect::<Vec<_>>())?;
     let path = dir.join("probes.json");
     let text = std::fs::read_to_string(&path)
         .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
@@ -241,6 +284,7 @@ pub fn costs(
     dataset: &str,
     weight_bits: &[u8],
     act_bits: &[u8],
+    timesteps: &[u16],
 ) -> Result<(), String> {
     let board = measuring_board(board_name)?;
     let digest = kernels_digest(&board)?;
@@ -252,9 +296,14 @@ pub fn costs(
             arch: a.to_string(),
             dataset: dataset.to_string(),
             weight_bits: weight_bits.to_vec(),
-            act_bits: act_bits.to_vec(),
+            act_bits: if timesteps.is_empty() {
+                act_bits.to_vec()
+            } else {
+                Vec::new()
+            },
+            timesteps: timesteps.to_vec(),
         };
-        covers.retain(|x| !(x.arch == c.arch && x.dataset == c.dataset));
+        covers.retain(|x| x.dir() != c.dir());
         covers.push(c);
     }
     if covers.is_empty() {
@@ -276,10 +325,7 @@ pub fn costs(
     };
     table.covers = covers.clone();
     for cover in &covers {
-        let dir = work_dir(&format!(
-            "costs/{}/{}-{}",
-            board.name, cover.arch, cover.dataset
-        ))?;
+        let dir = work_dir(&format!("costs/{}/{}", board.name, cover.dir()))?;
         let p = probes(&board, cover, &dir)?;
         let mut ran = 0;
         let mut spread = (0.0f64, String::new());
@@ -326,8 +372,12 @@ pub fn costs(
                 }
             }
             table.tails.entry(probe.tail.clone()).or_insert(tail);
-            table.app_flash = f.built.sizes.flash().saturating_sub(f.model_bytes);
-            table.app_ram = f.ram().saturating_sub(f.arena);
+            // The board app besides the model and the arena: the most any network needed (its
+            // stack depends on the kernels the network runs).
+            table.app_flash = table
+                .app_flash
+                .max(f.built.sizes.flash().saturating_sub(f.model_bytes));
+            table.app_ram = table.app_ram.max(f.ram().saturating_sub(f.arena));
             println!(
                 "  {}: {} instructions, {} layers",
                 probe.model,
@@ -346,10 +396,9 @@ pub fn costs(
             .collect::<std::collections::BTreeSet<_>>()
             .len();
         println!(
-            "{} on {} ({}): {} networks measured, {covered} of {} layer keys in the table; a key measured twice differed by at most {:.2} %{}",
-            cover.arch,
+            "{} on {}: {} networks measured, {covered} of {} layer keys in the table; a key measured twice differed by at most {:.2} %{}",
+            cover.label(),
             board.name,
-            cover.dataset,
             ran,
             p.keys,
             100.0 * spread.0,
@@ -451,10 +500,7 @@ fn check_one(name: &str) -> Result<String, String> {
     let mut out = String::new();
     let mut worst = 0.0f64;
     for cover in &table.covers {
-        let dir = work_dir(&format!(
-            "costs-check/{name}/{}-{}",
-            cover.arch, cover.dataset
-        ))?;
+        let dir = work_dir(&format!("costs-check/{name}/{}", cover.dir()))?;
         let p = probes(&board, cover, &dir)?;
         let missing: Vec<&str> = p
             .probes
@@ -483,9 +529,8 @@ fn check_one(name: &str) -> Result<String, String> {
         let err = (predicted as f64 - measured as f64) / measured.max(1) as f64;
         worst = worst.max(err.abs());
         out += &format!(
-            "  {} ({}), mixed plan {}: predicted {predicted}, measured {measured} instructions: {:+.3} %\n",
-            cover.arch,
-            cover.dataset,
+            "  {}, mixed plan {}: predicted {predicted}, measured {measured} instructions: {:+.3} %\n",
+            cover.label(),
             plan_label(&dir),
             100.0 * err
         );
@@ -515,5 +560,17 @@ fn plan_label(dir: &Path) -> String {
             })
             .unwrap_or_default()
     };
+    if v["snn"].as_bool() == Some(true) {
+        let t = v["check"]["timesteps"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .map(|b| b.to_string())
+                    .collect::<Vec<_>>()
+                    .join(",")
+            })
+            .unwrap_or_default();
+        return format!("timesteps {t}");
+    }
     format!("w{} a{}", j("weight_bits"), j("act_bits"))
 }

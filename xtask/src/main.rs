@@ -5,6 +5,7 @@
 //! cargo xtask setup [--cuda]                 install what the other tasks need (idempotent)
 //! cargo xtask demo [--epochs N] [--board B] the main job: train, export, run on the emulated board
 //! cargo xtask qac [--epochs N] [--board B]  QAC: train, convert, calibrate, run the SNN on the board
+//! cargo xtask qac --device B [--epochs N]    QAC's level penalty priced by B's measured costs
 //! cargo xtask mps [--epochs N] [--board B] [--point K] [--baselines]
 //!                                            One-Shot MPS: search, front, a point on the board
 //! cargo xtask mps --device B [--epochs N]    the search for B's measured instructions beside
@@ -25,7 +26,8 @@
 //! cargo xtask bench [--board B]              benchmark figures into boards/bench/
 //! cargo xtask conformance [--board B] [--bless]
 //!                                            host golden vectors == QEMU on every emulated board
-//! cargo xtask costs --board B [--arch A] [--dataset D] [--weight-bits L] [--act-bits L] [--check]
+//! cargo xtask costs --board B [--arch A] [--dataset D] [--weight-bits L] [--act-bits L]
+//!                   [--snn [--timesteps L]] [--check]
 //!                                            device-measured cost table into boards/costs/
 //! cargo xtask fuzz [--seconds N]             fuzz Model::load + inference
 //! ```
@@ -242,8 +244,11 @@ fn dispatch(task: &str, rest: &[String]) -> Result<ExitCode, String> {
             )
         }
         "qac" => {
-            let a = Args::parse(rest, &["--epochs", "--board"], &[])?;
+            let a = Args::parse(rest, &["--epochs", "--board", "--device"], &[])?;
             let epochs = a.seconds("--epochs", qac::EPOCHS)?;
+            if let Some(b) = a.get("--device") {
+                return Ok(qac::run_device(epochs, b));
+            }
             qac::run(epochs, a.get("--board").unwrap_or("qemu-mps2-an386"))
         }
         "test" => {
@@ -330,8 +335,9 @@ fn dispatch(task: &str, rest: &[String]) -> Result<ExitCode, String> {
                     "--dataset",
                     "--weight-bits",
                     "--act-bits",
+                    "--timesteps",
                 ],
-                &["--check"],
+                &["--check", "--snn"],
             )?;
             if a.has("--check") {
                 let mut s = Steps::new();
@@ -349,12 +355,32 @@ fn dispatch(task: &str, rest: &[String]) -> Result<ExitCode, String> {
                     })
                     .collect()
             };
+            let snn = a.has("--snn");
+            let timesteps: Vec<u16> = if snn {
+                a.get("--timesteps")
+                    .unwrap_or("1,2,3,4,5,6,8")
+                    .split(',')
+                    .map(|t| {
+                        t.trim()
+                            .parse::<u16>()
+                            .map_err(|_| format!("--timesteps: `{t}` is not a number"))
+                    })
+                    .collect::<Result<_, _>>()?
+            } else {
+                Vec::new()
+            };
+            // A spiking cover's weights: hidden layers and first and last (QAC's defaults).
+            let weights = match (snn, a.get("--weight-bits")) {
+                (true, None) => vec![4, 8],
+                _ => bits("--weight-bits")?,
+            };
             done(costs::costs(
                 a.require("--board")?,
                 a.get("--arch"),
                 a.get("--dataset").unwrap_or("fashion-mnist"),
-                &bits("--weight-bits")?,
+                &weights,
                 &bits("--act-bits")?,
+                &timesteps,
             ))
         }
         "fuzz" => {

@@ -201,3 +201,134 @@ fn qac(epochs: u64, board_name: &str) -> Result<String, String> {
     }
     Ok(r)
 }
+
+/// `cargo xtask qac --device B`: the small CNN trained twice with QAC on Fashion-MNIST, its
+/// level penalty weighing every timestep alike (the default) and weighing each layer's
+/// timesteps by their measured cost on `B`; both converted, calibrated, exported and run over
+/// every test image on the emulated board with `B`'s core, their measured instructions against
+/// the table's prediction; the comparison goes to `docs/qac/device.md`.
+pub fn run_device(epochs: u64, board_name: &str) -> ExitCode {
+    crate::demo::after_setup(|| device(epochs, board_name))
+}
+
+fn device(epochs: u64, board_name: &str) -> Result<String, String> {
+    let real = board::load(board_name)?;
+    let twin = board::all()?
+        .into_iter()
+        .find(|b| b.qemu.is_some() && b.target == real.target)
+        .ok_or_else(|| format!("no emulated board runs {board_name}'s target"))?;
+    let dir = root().join("target/bitspike/qac-device");
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    let p = |f: &str| dir.join(f).to_string_lossy().into_owned();
+    bitspike(&["--version"])?;
+    let mut jobs = Vec::new();
+    for cost in ["timesteps", "device"] {
+        let run = p(cost);
+        let mut train = crate::mps::args(&[
+            "train",
+            "qac",
+            "--dataset",
+            "fashion-mnist",
+            "--arch",
+            "cnn",
+            "--epochs",
+            &epochs.to_string(),
+            "--cost",
+            cost,
+            "--quiet",
+            "--out",
+            &run,
+        ]);
+        if cost == "device" {
+            train.extend(crate::mps::args(&["--board", board_name]));
+        }
+        let snn = crate::mps::args(&[
+            "snn",
+            "--run",
+            &run,
+            "--out",
+            &p(&format!("{cost}.bsm")),
+            "--stream",
+            &p(&format!("{cost}.bss")),
+            "--json",
+        ]);
+        jobs.push(crate::mps::job(cost, vec![train, snn]));
+    }
+    println!("\n==> QAC of the small CNN on Fashion-MNIST ({epochs} epochs): timesteps alike, and priced by {board_name}");
+    crate::mps::pool(jobs, &dir)?;
+    let mut md = format!(
+        "# QAC's level penalty priced by {board_name}\n\nMade by `cargo xtask qac --device {board_name}`: the small CNN trained {epochs} epochs with QAC \
+         (case 4, level penalty 0.01) on Fashion-MNIST with one torch thread, its penalty weighing every timestep alike \
+         or each layer's timesteps by their measured cost on {board_name} (the `{}` table, docs/costs.md); each converted, \
+         calibrated, exported and run over all 10 000 test images on `{}`, its measured instructions against the table's prediction \
+         (ms at {} MHz, one instruction per cycle).\n\n\
+         | penalty | timesteps | SNN accuracy on the device | predicted instructions | measured | error | ms |\n|---|---|---:|---:|---:|---:|---:|\n",
+        twin.name,
+        twin.name,
+        real.clock_mhz.unwrap_or(0.0)
+    );
+    let mut r = String::new();
+    let mut worst = 0.0f64;
+    for cost in ["timesteps", "device"] {
+        let model = p(&format!("{cost}.bsm"));
+        let stream = p(&format!("{cost}.bss"));
+        let log = std::fs::read_to_string(dir.join(format!("{cost}.log"))).unwrap_or_default();
+        let timesteps = log
+            .find("\"timesteps\":")
+            .map(|at| {
+                let rest = &log[at + 12..];
+                rest[..rest.find(']').map_or(0, |e| e + 1)].to_string()
+            })
+            .unwrap_or_default();
+        let pred: serde_json::Value = serde_json::from_str(&tasks::bitspike_output(&[
+            "costs", "predict", "--board", board_name, "--model", &model, "--json",
+        ])?)
+        .map_err(|e| e.to_string())?;
+        let f = tasks::measured(
+            &twin,
+            &format!("qac-{cost}"),
+            model.as_ref(),
+            Data::Stream(stream.as_ref()),
+        )?;
+        let correct = f.correct.ok_or("the board reported no accuracy")?;
+        if f.mismatches != 0 {
+            return Err(format!("{cost}: the device disagrees with the host"));
+        }
+        let measured = f.insns_mean();
+        let (predicted, err) = match pred["instructions"].as_f64() {
+            Some(v) => (format!("{v:.0}"), Some((v - measured) / measured.max(1.0))),
+            None => (format!("- (not in the table: {})", pred["missing"]), None),
+        };
+        if let Some(e) = err {
+            worst = worst.max(e.abs());
+        }
+        let ms = measured / (real.clock_mhz.unwrap_or(1.0) * 1e3);
+        let _ = writeln!(
+            md,
+            "| {cost} | {timesteps} | {:.2} % | {predicted} | {measured:.0} | {} | {ms:.3} |",
+            100.0 * correct as f64 / f.vectors.max(1) as f64,
+            err.map_or("-".into(), |e| format!("{:+.3} %", 100.0 * e))
+        );
+        let _ = writeln!(
+            r,
+            "  {cost:<10} timesteps {timesteps}: {:.2} % on {}, {measured:.0} instructions ({ms:.3} ms at {} MHz), predicted {predicted}",
+            100.0 * correct as f64 / f.vectors.max(1) as f64,
+            twin.name,
+            real.clock_mhz.unwrap_or(0.0)
+        );
+    }
+    let out = root().join("docs/qac/device.md");
+    std::fs::write(&out, &md).map_err(|e| format!("cannot write {}: {e}", out.display()))?;
+    let head = format!(
+        "bitspike qac --device: small CNN on Fashion-MNIST, QAC's level penalty priced by {board_name}, {epochs} epochs\n"
+    );
+    let r = format!("{head}{r}  table      {}\n", out.display());
+    if worst > crate::costs::MAX_ERROR {
+        return Err(format!(
+            "{r}a prediction is off by more than {:.0} %",
+            100.0 * crate::costs::MAX_ERROR
+        ));
+    }
+    Ok(r)
+}

@@ -404,7 +404,8 @@ pub(crate) enum MpsCommand {
         /// Penalties per sweep (this many linear and this many logarithmic values).
         #[arg(long, default_value_t = 25, value_parser = clap::value_parser!(u64).range(2..))]
         sweep: u64,
-        /// Also write front.md and the probability plots (Figures S6-S11) here.
+        /// Also write front.md and the probability plots (Figures S6-S11) here, and with board
+        /// figures front-board.svg (accuracy against time on the board).
         #[arg(long)]
         out: Option<PathBuf>,
         /// Report every child's instructions, time, flash and RAM on this board from its
@@ -549,6 +550,19 @@ pub(crate) enum CostsCommand {
         /// Candidate activation bit widths.
         #[arg(long, value_delimiter = ',', default_value = "2,4,8")]
         act_bits: Vec<u8>,
+        /// Probe the spiking network QAC exports (`bitspike snn`) over candidate timesteps
+        /// instead of a QAT network over candidate bit widths.
+        #[arg(long)]
+        snn: bool,
+        /// With --snn: candidate timesteps of every spiking layer.
+        #[arg(long, value_delimiter = ',', default_value = "1,2,3,4,5,6,8")]
+        timesteps: Vec<u16>,
+        /// With --snn: weight bits of the hidden layers.
+        #[arg(long, default_value_t = 4)]
+        hidden_bits: u8,
+        /// With --snn: weight bits of the first and last layers.
+        #[arg(long, default_value_t = 8)]
+        first_last_bits: u8,
         /// Seed of the covering and of the weights.
         #[arg(long, default_value_t = 1)]
         seed: u64,
@@ -805,6 +819,13 @@ pub(crate) struct QacArgs {
     /// Weight of the mean learned level count in the loss.
     #[arg(long)]
     pub(crate) level_penalty: Option<f64>,
+    /// What the level penalty weighs: every timestep alike, or each layer's timesteps by their
+    /// measured cost on --board (`device`).
+    #[arg(long, value_enum)]
+    pub(crate) cost: Option<bitspike::qac::LevelCost>,
+    /// The board of `--cost device`.
+    #[arg(long)]
+    pub(crate) board: Option<String>,
 }
 
 impl QacArgs {
@@ -822,6 +843,12 @@ impl QacArgs {
         }
         if let Some(v) = self.level_penalty {
             c.quant.qac.level_penalty = v;
+        }
+        if let Some(v) = self.cost {
+            c.quant.qac.cost = v;
+        }
+        if let Some(v) = &self.board {
+            c.quant.qac.board = Some(v.clone());
         }
         c.check()?;
         Ok(c)

@@ -67,6 +67,15 @@ pub(crate) fn export_run(run: &RunDir, out: &Path, o: &ExportOpts<'_>, rt: &Runt
                 c.ram,
                 100.0 * c.test_accuracy
             );
+            if let (Some(b), Some(on)) = (front.board.as_deref(), front.on_board(c)) {
+                println!(
+                    "  on {b} (its measured cost table): {:.0} instructions{}, flash {} B, RAM {} B",
+                    on.insns,
+                    on.ms.map_or(String::new(), |ms| format!(", {ms:.3} ms")),
+                    on.flash,
+                    on.ram
+                );
+            }
             found = Some(bytes);
             break;
         }

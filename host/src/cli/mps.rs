@@ -39,6 +39,12 @@ pub(crate) fn mps_command(c: MpsCommand) -> Result<()> {
                     &front,
                 )?;
                 mps_report::plot_probabilities(&front, &dir)?;
+                if front.board.is_some() {
+                    // The front in the board's units: accuracy against time (or instructions).
+                    let b = bitspike::mps_board::board_fronts(&[("front".into(), front.clone())])?;
+                    let title = format!("Front on {}", b.board);
+                    b.plot(&dir.join("front-board.svg"), &title)?;
+                }
             }
         }
         MpsCommand::BoardFronts { runs, out, title } => {
@@ -52,7 +58,7 @@ pub(crate) fn mps_command(c: MpsCommand) -> Result<()> {
                     mps_report::Front::read(&RunDir(dir.into()))?,
                 ));
             }
-            let b = mps_report::board_fronts(&fronts)?;
+            let b = bitspike::mps_board::board_fronts(&fronts)?;
             let md = b.markdown();
             print!("{md}");
             bitspike::figures::write_tables(&out, "board-fronts", &md, &b)?;
