@@ -156,17 +156,27 @@ impl Builder {
         t: u16,
     ) -> u16 {
         let (w, span) = self.conv_weights(input, out_c, window, 1, bits);
+        let l = LayerDef::conv2d(input, out_c, window, 1, bits, w, None, Vec::new());
+        self.spiking(l, span, t)
+    }
+
+    /// Make `l` (weights drawn, `out_channels` set) an integrate-and-fire layer of `t`
+    /// timesteps whose accumulator spreads over about `span`: thresholds, initial potentials
+    /// half of them, and a bias, in membrane units.
+    fn spiking(&mut self, mut l: LayerDef, span: f64, t: u16) -> u16 {
+        let out = l.out_channels;
         let shift = 2u8;
         let base = (span * f64::from(1u32 << shift) / f64::from(t)).max(2.0);
-        let threshold: Vec<i32> = (0..out_c)
+        let threshold: Vec<i32> = (0..out)
             .map(|_| (base * (0.75 + self.rng.range(0, 50) as f64 / 100.0)) as i32)
             .collect();
         let v0 = threshold.iter().map(|&th| th / 2).collect();
-        let bias = (0..out_c)
-            .map(|_| self.rng.range(0, (base / 4.0) as i64) as i32)
-            .collect();
-        let mut l = LayerDef::conv2d(input, out_c, window, 1, bits, w, Some(bias), Vec::new())
-            .with_output(t as u8, 0.1);
+        l.bias = Some(
+            (0..out)
+                .map(|_| self.rng.range(0, (base / 4.0) as i64) as i32)
+                .collect(),
+        );
+        let mut l = l.with_output(t as u8, 0.1);
         l.spiking = Some(SpikingDef {
             threshold,
             v0,
@@ -181,24 +191,8 @@ impl Builder {
         let n = self.channels_total(input);
         let w = self.rng.weights(out as usize * n, bits);
         let span = (n as f64).sqrt() * (1u32 << (bits - 1)) as f64 * self.in_levels(input);
-        let shift = 2u8;
-        let base = (span * f64::from(1u32 << shift) / f64::from(t)).max(2.0);
-        let threshold: Vec<i32> = (0..out)
-            .map(|_| (base * (0.75 + self.rng.range(0, 50) as f64 / 100.0)) as i32)
-            .collect();
-        let v0 = threshold.iter().map(|&th| th / 2).collect();
-        let bias = (0..out)
-            .map(|_| self.rng.range(0, (base / 4.0) as i64) as i32)
-            .collect();
-        let mut l =
-            LayerDef::dense(input, out, bits, w, Some(bias), Vec::new()).with_output(t as u8, 0.1);
-        l.spiking = Some(SpikingDef {
-            threshold,
-            v0,
-            shift,
-        });
-        l.timesteps = t;
-        self.push(l, t as u8)
+        let l = LayerDef::dense(input, out, bits, w, None, Vec::new());
+        self.spiking(l, span, t)
     }
 
     /// A dense layer writing raw i32 logits (the network output).

@@ -338,7 +338,8 @@ fn compare(dir: &Path, search: &str, epochs: u64, points: usize) -> Result<Strin
 
 /// `cargo xtask mps --device B`: LeNet-5's supernet searched for `B`'s measured costs (`--cost
 /// device`) beside the same supernet searched for BOPs, both fronts in milliseconds on `B`
-/// (`docs/mps/device.{md,json,svg}`), and the most accurate device-front point within a time
+/// (`docs/mps/board-fronts.{md,json,svg}`, every front point's prediction against QEMU in
+/// `docs/mps/board-predictions.md`), and the most accurate device-front point within a time
 /// budget exported, run on the emulated board with `B`'s core, its measured instructions
 /// against the table's prediction.
 pub fn run_device(epochs: u64, board_name: &str) -> ExitCode {
@@ -346,14 +347,8 @@ pub fn run_device(epochs: u64, board_name: &str) -> ExitCode {
 }
 
 fn device(epochs: u64, board_name: &str) -> Result<String, String> {
-    let real = board::load(board_name)?;
-    let twin = board::all()?
-        .into_iter()
-        .find(|b| b.qemu.is_some() && b.target == real.target)
-        .ok_or_else(|| format!("no emulated board runs {board_name}'s target"))?;
-    let dir = root().join("target/bitspike/mps-device");
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    let (real, twin) = real_and_twin(board_name)?;
+    let dir = fresh_dir("mps-device")?;
     let p = |f: &str| dir.join(f).to_string_lossy().into_owned();
     // The release binary runs the jobs.
     bitspike(&["--version"])?;
@@ -572,4 +567,23 @@ fn device(epochs: u64, board_name: &str) -> Result<String, String> {
         ));
     }
     Ok(r)
+}
+
+/// `board_name` and the emulated board built for its target (itself when emulated), whose
+/// instruction counts stand for it.
+pub(crate) fn real_and_twin(board_name: &str) -> Result<(board::Board, board::Board), String> {
+    let real = board::load(board_name)?;
+    let twin = board::all()?
+        .into_iter()
+        .find(|b| b.qemu.is_some() && b.target == real.target)
+        .ok_or_else(|| format!("no emulated board runs {board_name}'s target"))?;
+    Ok((real, twin))
+}
+
+/// `target/bitspike/<name>`, emptied.
+pub(crate) fn fresh_dir(name: &str) -> Result<std::path::PathBuf, String> {
+    let dir = root().join("target/bitspike").join(name);
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    Ok(dir)
 }

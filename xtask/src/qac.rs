@@ -212,14 +212,8 @@ pub fn run_device(epochs: u64, board_name: &str) -> ExitCode {
 }
 
 fn device(epochs: u64, board_name: &str) -> Result<String, String> {
-    let real = board::load(board_name)?;
-    let twin = board::all()?
-        .into_iter()
-        .find(|b| b.qemu.is_some() && b.target == real.target)
-        .ok_or_else(|| format!("no emulated board runs {board_name}'s target"))?;
-    let dir = root().join("target/bitspike/qac-device");
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    let (real, twin) = crate::mps::real_and_twin(board_name)?;
+    let dir = crate::mps::fresh_dir("qac-device")?;
     let p = |f: &str| dir.join(f).to_string_lossy().into_owned();
     bitspike(&["--version"])?;
     let mut jobs = Vec::new();

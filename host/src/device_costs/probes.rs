@@ -99,13 +99,7 @@ pub(super) fn node_plans(slots: &Slots, weight_bits: &[u8], act_bits: &[u8]) -> 
     let mut out = Vec::new();
     for k in 0..slots.macs.len() {
         let deps = node_deps(slots, k);
-        let sizes: Vec<usize> = deps
-            .iter()
-            .map(|d| match d {
-                Dep::Weight(_) => weight_bits.len(),
-                Dep::Act(_) => act_bits.len(),
-            })
-            .collect();
+        let sizes = dep_sizes(&deps, weight_bits.len(), act_bits.len());
         let total: usize = sizes.iter().product();
         for mut idx in 0..total {
             let mut p = base.clone();
@@ -130,6 +124,16 @@ pub(super) enum Dep {
     Weight(usize),
     /// An activation slot.
     Act(usize),
+}
+
+/// The candidate count of each slot in `deps`, with `w` weight and `a` activation candidates.
+pub(super) fn dep_sizes(deps: &[Dep], w: usize, a: usize) -> Vec<usize> {
+    deps.iter()
+        .map(|d| match d {
+            Dep::Weight(_) => w,
+            Dep::Act(_) => a,
+        })
+        .collect()
 }
 
 /// The slots node `k`'s key depends on.

@@ -3,7 +3,7 @@
 use anyhow::{Context, Result};
 use bitspike_core::format::ModelFile;
 
-use super::probes::{node_deps, Dep};
+use super::probes::{dep_sizes, node_deps, Dep};
 use super::{check_candidates, probe_model, spec_keys, table_path, tail_key, CostTable};
 use crate::mps::{BitPlan, Slots};
 use crate::spec::Spec;
@@ -49,13 +49,7 @@ impl DeviceCost {
         };
         for k in 0..slots.macs.len() {
             let deps = node_deps(slots, k);
-            let sizes: Vec<usize> = deps
-                .iter()
-                .map(|d| match d {
-                    Dep::Weight(_) => weight_bits.len(),
-                    Dep::Act(_) => act_bits.len(),
-                })
-                .collect();
+            let sizes = dep_sizes(&deps, weight_bits.len(), act_bits.len());
             let total: usize = sizes.iter().product();
             let mut costs = Vec::with_capacity(total);
             for idx in 0..total {
@@ -155,12 +149,9 @@ impl DeviceCost {
             .to_kind(tch::Kind::Float)
             .to_device(dev);
         for (deps, costs) in &self.nodes {
-            let sizes: Vec<i64> = deps
+            let sizes: Vec<i64> = dep_sizes(deps, self.weight_bits.len(), self.act_bits.len())
                 .iter()
-                .map(|d| match d {
-                    Dep::Weight(_) => self.weight_bits.len() as i64,
-                    Dep::Act(_) => self.act_bits.len() as i64,
-                })
+                .map(|&n| n as i64)
                 .collect();
             let c: Vec<f32> = costs.iter().map(|&v| v as f32).collect();
             let mut t = tch::Tensor::from_slice(&c)
