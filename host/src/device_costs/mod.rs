@@ -18,10 +18,14 @@
 //! whole networks whose per-layer bit widths are chosen so that together they cover every key
 //! ([`probe_plans`], a greedy covering design: about 30 networks for 100 to 300 keys) and reads
 //! each layer's count from the runtime's per-layer marker. Each layer is thus measured where it
-//! runs (its neighbours, the arena, in-place bands), and a key measured twice must agree.
+//! runs (its neighbours, the arena, in-place bands); a key met in two networks keeps its first
+//! count (the two differ only where the context does, docs/costs.md). The spiking network QAC
+//! exports is probed the same way over candidate timesteps ([`snn`]).
 //!
 //! **Prediction.** A network's instructions are the sum of its layers' entries plus the tail
-//! after the last layer (copying the output out), [`CostTable::predict`].
+//! after the last layer (copying the output out), [`CostTable::predict`]; a search sums them
+//! over its candidates ([`DeviceCost`], One-Shot MPS) or over level counts ([`snn::SnnCost`],
+//! QAC's level penalty).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
