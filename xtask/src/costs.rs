@@ -545,32 +545,29 @@ fn check_one(name: &str) -> Result<String, String> {
     Ok(out)
 }
 
+/// A JSON array of numbers as `1,2,3` (empty when `v` is no array).
+pub(crate) fn json_list(v: &serde_json::Value) -> String {
+    v.as_array()
+        .map(|a| {
+            a.iter()
+                .map(|b| b.to_string())
+                .collect::<Vec<_>>()
+                .join(",")
+        })
+        .unwrap_or_default()
+}
+
 /// The check network's plan, as `probes.json` gives it.
 fn plan_label(dir: &Path) -> String {
     let text = std::fs::read_to_string(dir.join("probes.json")).unwrap_or_default();
     let v: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
-    let j = |k: &str| {
-        v["check"]["plan"][k]
-            .as_array()
-            .map(|a| {
-                a.iter()
-                    .map(|b| b.to_string())
-                    .collect::<Vec<_>>()
-                    .join(",")
-            })
-            .unwrap_or_default()
-    };
+    let c = &v["check"];
     if v["snn"].as_bool() == Some(true) {
-        let t = v["check"]["timesteps"]
-            .as_array()
-            .map(|a| {
-                a.iter()
-                    .map(|b| b.to_string())
-                    .collect::<Vec<_>>()
-                    .join(",")
-            })
-            .unwrap_or_default();
-        return format!("timesteps {t}");
+        return format!("timesteps {}", json_list(&c["timesteps"]));
     }
-    format!("w{} a{}", j("weight_bits"), j("act_bits"))
+    format!(
+        "w{} a{}",
+        json_list(&c["plan"]["weight_bits"]),
+        json_list(&c["plan"]["act_bits"])
+    )
 }

@@ -453,17 +453,7 @@ fn device(epochs: u64, board_name: &str) -> Result<String, String> {
             let measured = f.insns_mean();
             let err = (predicted - measured) / measured.max(1.0);
             worst = worst.max(err.abs());
-            let bits = |key: &str| {
-                c["plan"][key]
-                    .as_array()
-                    .map(|a| {
-                        a.iter()
-                            .map(|b| b.to_string())
-                            .collect::<Vec<_>>()
-                            .join(",")
-                    })
-                    .unwrap_or_default()
-            };
+            let bits = |key: &str| crate::costs::json_list(&c["plan"][key]);
             let _ = writeln!(
                 pred_md,
                 "| {label} | {k} | {} | {} | {predicted:.0} | {measured:.0} | {:+.3} % |",

@@ -1,5 +1,6 @@
 //! The command line: every subcommand, its arguments and their defaults (clap).
 
+use super::costs::CostsCommand;
 use anyhow::{bail, Result};
 use bitspike::builtin::Arch;
 use bitspike::config::{Optimizer, Schedule, TrainConfig};
@@ -526,69 +527,6 @@ pub(crate) enum QacCommand {
         limit: Option<i64>,
         #[command(flatten)]
         rt: Runtime,
-    },
-}
-
-#[derive(Subcommand)]
-pub(crate) enum CostsCommand {
-    /// Write the probe networks whose per-layer counts cover every layer key a search over
-    /// these candidates meets, and `probes.json` naming each network's plan and layer keys.
-    Probe {
-        /// Architecture, as `train --arch` builds it.
-        #[arg(long, value_enum)]
-        arch: TrainArch,
-        /// The dataset whose images it reads (input shape, classes, codes).
-        #[arg(long, value_enum, default_value_t = DatasetName::FashionMnist)]
-        dataset: DatasetName,
-        /// The board the table is for (its core decides the kernels; Armv6-M gets threshold
-        /// tables, as `export --board` writes them).
-        #[arg(long)]
-        board: String,
-        /// Candidate weight bit widths.
-        #[arg(long, value_delimiter = ',', default_value = "2,4,8")]
-        weight_bits: Vec<u8>,
-        /// Candidate activation bit widths.
-        #[arg(long, value_delimiter = ',', default_value = "2,4,8")]
-        act_bits: Vec<u8>,
-        /// Probe the spiking network QAC exports (`bitspike snn`) over candidate timesteps
-        /// instead of a QAT network over candidate bit widths.
-        #[arg(long)]
-        snn: bool,
-        /// With --snn: candidate timesteps of every spiking layer.
-        #[arg(long, value_delimiter = ',', default_value = "1,2,3,4,5,6,8")]
-        timesteps: Vec<u16>,
-        /// With --snn: weight bits of the hidden layers.
-        #[arg(long, default_value_t = 4)]
-        hidden_bits: u8,
-        /// With --snn: weight bits of the first and last layers.
-        #[arg(long, default_value_t = 8)]
-        first_last_bits: u8,
-        /// Seed of the covering and of the weights.
-        #[arg(long, default_value_t = 1)]
-        seed: u64,
-        /// Also write `check.bsm`, a network of this seed's random mixed plan (not a probe),
-        /// for checking predictions against a measurement.
-        #[arg(long)]
-        check: bool,
-        /// The folder to write into.
-        #[arg(long)]
-        out: PathBuf,
-    },
-    /// Predict a model's instructions (the sum of its layers' table entries), time at the
-    /// board's clock, flash and RAM, from the board's cost table.
-    Predict {
-        /// The model file.
-        #[arg(long)]
-        model: PathBuf,
-        /// The board (a real board reads the table of the emulated board with its core).
-        #[arg(long)]
-        board: String,
-        /// The cost table (default: boards/costs/<board>.json of the source tree).
-        #[arg(long)]
-        table: Option<PathBuf>,
-        /// Print one JSON object instead of text.
-        #[arg(long)]
-        json: bool,
     },
 }
 

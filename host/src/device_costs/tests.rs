@@ -85,13 +85,9 @@ fn prediction_sums_the_entries_and_names_what_is_missing() {
     let file = ModelFile::parse(&bytes).unwrap();
     let keys = keys_of_file(&file, Isa::Dsp);
     let mut t = CostTable {
-        version: TABLE_VERSION,
-        board: "b".into(),
-        kernels: "k".into(),
-        entries: BTreeMap::new(),
-        tails: BTreeMap::new(),
         app_flash: 1000,
         app_ram: 100,
+        ..empty_table()
     };
     for (i, k) in keys.iter().enumerate() {
         t.entries.insert(
@@ -119,10 +115,9 @@ fn prediction_sums_the_entries_and_names_what_is_missing() {
     assert!(p.layers[0].1.is_none());
 }
 
-/// A table with an entry for every key a search over `w` x `a` meets in `spec`, each a
-/// value drawn from the key's text, and a tail.
-fn synthetic(spec: &Spec, slots: &Slots, w: &[u8], a: &[u8]) -> CostTable {
-    let mut t = CostTable {
+/// A table of board `b` with no entries.
+fn empty_table() -> CostTable {
+    CostTable {
         version: TABLE_VERSION,
         board: "b".into(),
         kernels: "k".into(),
@@ -130,7 +125,13 @@ fn synthetic(spec: &Spec, slots: &Slots, w: &[u8], a: &[u8]) -> CostTable {
         tails: BTreeMap::new(),
         app_flash: 0,
         app_ram: 0,
-    };
+    }
+}
+
+/// A table with an entry for every key a search over `w` x `a` meets in `spec`, each a
+/// value drawn from the key's text, and a tail.
+fn synthetic(spec: &Spec, slots: &Slots, w: &[u8], a: &[u8]) -> CostTable {
+    let mut t = empty_table();
     for k in search_keys(spec, slots, w, a, 255).unwrap() {
         let h = k
             .bytes()
@@ -323,15 +324,7 @@ fn the_spiking_cost_interpolates_the_table_between_candidate_timesteps() {
     let weights = weight_plan(&spec, 4, 8);
     let cands = [1u16, 2, 4, 6];
     let (need, plans) = snn_probe_plans(&spec, &weights, &cands, 255, 3).unwrap();
-    let mut t = CostTable {
-        version: TABLE_VERSION,
-        board: "b".into(),
-        kernels: "k".into(),
-        entries: BTreeMap::new(),
-        tails: BTreeMap::new(),
-        app_flash: 0,
-        app_ram: 0,
-    };
+    let mut t = empty_table();
     let mut covered = BTreeSet::new();
     for p in &plans {
         for k in snn_keys(&spec, &weights, p, 255).unwrap() {
