@@ -343,7 +343,7 @@ fn model_def_with(
                     let (g, h) = bn_fold(bn);
                     let per = codes.len() / *out as usize;
                     let window = Window::square(*k as u8, *stride as u8, *pad as u8);
-                    let bound = acc_bound(per, all_levels[n.input], wq.bits);
+                    let bound = acc_bound(per, all_levels[n.input], wq.bits());
                     let (signs, bias, rq, sp) =
                         fold_layer(i, net, snn, (s_in, &s_w, &g, &h, s_out), bound)?;
                     let l = LayerDef::conv2d(
@@ -351,7 +351,7 @@ fn model_def_with(
                         *out as u16,
                         window,
                         *groups as u16,
-                        wq.bits,
+                        wq.bits(),
                         signed(codes, &signs, per),
                         Some(bias),
                         rq,
@@ -367,13 +367,13 @@ fn model_def_with(
                     if *hidden {
                         let per = codes.len() / out;
                         let ones = vec![1.0; out];
-                        let bound = acc_bound(per, all_levels[n.input], wq.bits);
+                        let bound = acc_bound(per, all_levels[n.input], wq.bits());
                         let (signs, bias, rq, sp) =
                             fold_layer(i, net, snn, (s_in, &s_w, &ones, &bias_real, s_out), bound)?;
                         let l = LayerDef::dense(
                             input,
                             out as u16,
-                            wq.bits,
+                            wq.bits(),
                             signed(codes, &signs, per),
                             Some(bias),
                             rq,
@@ -389,7 +389,7 @@ fn model_def_with(
                         let mut d = LayerDef::dense(
                             input,
                             out as u16,
-                            wq.bits,
+                            wq.bits(),
                             codes,
                             Some(bias),
                             Vec::new(),

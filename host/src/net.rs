@@ -14,7 +14,9 @@ use tch::{Kind, Tensor};
 
 use crate::mps::{BitPlan, MpsConfig, Slots, Supernet};
 use crate::qac::QacConfig;
-use crate::quant::{ActQuant, ActQuantizer, WeightQuant, WeightQuantizer};
+use crate::quant::{
+    ActQuant, ActQuantize, ActQuantizer, WeightQuant, WeightQuantize, WeightQuantizer,
+};
 pub use crate::spec::{Node, Op, Spec, TrainArch};
 
 /// Quantization settings of a network.
@@ -81,9 +83,9 @@ pub enum Params {
         /// BatchNorm.
         bn: nn::BatchNorm,
         /// Weight quantizer.
-        wq: WeightQuant,
+        wq: Box<dyn WeightQuantize>,
         /// Output quantizer (with the ReLU).
-        aq: ActQuant,
+        aq: Box<dyn ActQuantize>,
     },
     /// Dense layer.
     Dense {
@@ -92,14 +94,14 @@ pub enum Params {
         /// Bias.
         b: Tensor,
         /// Weight quantizer.
-        wq: WeightQuant,
+        wq: Box<dyn WeightQuantize>,
         /// Output quantizer for a hidden layer.
-        aq: Option<ActQuant>,
+        aq: Option<Box<dyn ActQuantize>>,
     },
     /// Residual add.
     Add {
         /// Output quantizer (with the ReLU).
-        aq: ActQuant,
+        aq: Box<dyn ActQuantize>,
     },
     /// No parameters.
     None,
@@ -202,42 +204,52 @@ impl QNet {
         // run); a child's live under the bit width's name.
         let top = |c: &[u8]| c.iter().copied().max().unwrap_or(8);
         let edges = spec.edge_nodes();
-        let act = |q: &nn::Path, i: usize| match (quant.act_quantizer, mps) {
-            (ActQuantizer::Qac, _) => ActQuant::new_qac(q, &quant.qac),
-            (_, Some(m)) => ActQuant::new(q, ActQuantizer::Hwgq, top(&m.act_bits)),
-            (k, None) => match slots.act_slot(i).filter(|_| !plan.is_empty()) {
-                Some(s) => {
-                    let b = plan.act_bits[s];
-                    ActQuant::new(&q.sub(format!("a{b}")), k, b)
-                }
-                None => {
-                    let edge = quant.edge_act_bits.filter(|_| edges.contains(&i));
-                    ActQuant::new(q, k, edge.unwrap_or(quant.act_bits))
-                }
-            },
-        };
-        let wquant = |q: &nn::Path, i: usize, bits: u8, out: i64, per_channel: bool| match (
-            mps,
-            slots.weight_slot(i).filter(|_| !plan.is_empty()),
-        ) {
-            (Some(m), _) => WeightQuant::new(
-                q,
-                WeightQuantizer::Lloyd,
-                top(&m.weight_bits),
-                out,
-                per_channel,
-            ),
-            (None, Some(s)) => {
-                let b = plan.weight_bits[s];
-                WeightQuant::new(
-                    &q.sub(format!("w{b}")),
-                    quant.weight_quantizer,
-                    b,
-                    out,
-                    per_channel,
-                )
+        let act = |q: &nn::Path, i: usize| -> Box<dyn ActQuantize> {
+            match (quant.act_quantizer, mps) {
+                (ActQuantizer::Qac, _) => Box::new(crate::qac::QacQuant::new(q, &quant.qac)),
+                (_, Some(m)) => Box::new(ActQuant::new(q, ActQuantizer::Hwgq, top(&m.act_bits))),
+                (k, None) => match slots.act_slot(i).filter(|_| !plan.is_empty()) {
+                    Some(s) => {
+                        let b = plan.act_bits[s];
+                        Box::new(ActQuant::new(&q.sub(format!("a{b}")), k, b))
+                    }
+                    None => {
+                        let edge = quant.edge_act_bits.filter(|_| edges.contains(&i));
+                        Box::new(ActQuant::new(q, k, edge.unwrap_or(quant.act_bits)))
+                    }
+                },
             }
-            (None, None) => WeightQuant::new(q, quant.weight_quantizer, bits, out, per_channel),
+        };
+        let wquant = |q: &nn::Path,
+                      i: usize,
+                      bits: u8,
+                      out: i64,
+                      per_channel: bool|
+         -> Box<dyn WeightQuantize> {
+            Box::new(
+                match (mps, slots.weight_slot(i).filter(|_| !plan.is_empty())) {
+                    (Some(m), _) => WeightQuant::new(
+                        q,
+                        WeightQuantizer::Lloyd,
+                        top(&m.weight_bits),
+                        out,
+                        per_channel,
+                    ),
+                    (None, Some(s)) => {
+                        let b = plan.weight_bits[s];
+                        WeightQuant::new(
+                            &q.sub(format!("w{b}")),
+                            quant.weight_quantizer,
+                            b,
+                            out,
+                            per_channel,
+                        )
+                    }
+                    (None, None) => {
+                        WeightQuant::new(q, quant.weight_quantizer, bits, out, per_channel)
+                    }
+                },
+            )
         };
         for (i, n) in spec.nodes.iter().enumerate() {
             let p = root.sub(format!("n{i}"));
@@ -399,7 +411,7 @@ impl QNet {
     }
 
     /// The activation quantizer node `i` runs: its own, or the supernet's selected candidate.
-    fn act_q<'a>(&'a self, i: usize, aq: &'a ActQuant) -> &'a ActQuant {
+    fn act_q<'a>(&'a self, i: usize, aq: &'a dyn ActQuantize) -> &'a dyn ActQuantize {
         match &self.mps {
             Some(s) => s.slots.act_slot(i).map_or(aq, |k| s.current_act(k)),
             None => aq,
@@ -407,7 +419,7 @@ impl QNet {
     }
 
     /// Fake-quantize node `i`'s weight.
-    fn wfq(&self, i: usize, wq: &WeightQuant, w: &Tensor) -> Tensor {
+    fn wfq(&self, i: usize, wq: &dyn WeightQuantize, w: &Tensor) -> Tensor {
         if self.mode.get() != Mode::Quantized {
             return w.shallow_clone();
         }
@@ -422,7 +434,7 @@ impl QNet {
     }
 
     /// Fake-quantize node `i`'s activation.
-    fn afq(&self, i: usize, aq: &ActQuant, x: &Tensor) -> Tensor {
+    fn afq(&self, i: usize, aq: &dyn ActQuantize, x: &Tensor) -> Tensor {
         match self.mode.get() {
             Mode::Quantized => {}
             Mode::Float => return x.relu(),
@@ -460,20 +472,13 @@ impl QNet {
             .unwrap_or(tch::Device::Cpu)
     }
 
-    /// The QAC quantizers, in node order, with their node index.
-    pub fn qac_layers(&self) -> Vec<(usize, &crate::qac::QacQuant)> {
-        self.params
-            .iter()
-            .enumerate()
-            .filter_map(|(i, p)| {
-                let aq = match p {
-                    Params::Conv { aq, .. } | Params::Add { aq } => aq,
-                    Params::Dense { aq: Some(aq), .. } => aq,
-                    _ => return None,
-                };
-                aq.qac.as_ref().map(|q| (i, q))
-            })
-            .collect()
+    /// Every node's own activation quantizer, in node order, with its node index.
+    pub fn act_quantizers(&self) -> impl Iterator<Item = (usize, &dyn ActQuantize)> {
+        self.params.iter().enumerate().filter_map(|(i, p)| match p {
+            Params::Conv { aq, .. } | Params::Add { aq } => Some((i, aq.as_ref())),
+            Params::Dense { aq: Some(aq), .. } => Some((i, aq.as_ref())),
+            _ => None,
+        })
     }
 
     /// How many inputs a pooling node sums (1 for other nodes).
@@ -494,8 +499,8 @@ impl QNet {
         let mut s = vec![1.0 / self.input_max as f64];
         for (i, (n, p)) in self.spec.nodes.iter().zip(&self.params).enumerate() {
             let v = match p {
-                Params::Conv { aq, .. } | Params::Add { aq } => self.act_q(i, aq).step(),
-                Params::Dense { aq: Some(aq), .. } => self.act_q(i, aq).step(),
+                Params::Conv { aq, .. } | Params::Add { aq } => self.act_q(i, aq.as_ref()).step(),
+                Params::Dense { aq: Some(aq), .. } => self.act_q(i, aq.as_ref()).step(),
                 Params::Dense { aq: None, .. } => 0.0,
                 Params::None if self.is_qac() => s[n.input] / self.pooled(i) as f64,
                 Params::None => s[n.input],
@@ -511,8 +516,8 @@ impl QNet {
         let mut l = vec![self.input_max as i64];
         for (i, (n, p)) in self.spec.nodes.iter().zip(&self.params).enumerate() {
             let v = match p {
-                Params::Conv { aq, .. } | Params::Add { aq } => self.act_q(i, aq).levels(),
-                Params::Dense { aq: Some(aq), .. } => self.act_q(i, aq).levels(),
+                Params::Conv { aq, .. } | Params::Add { aq } => self.act_q(i, aq.as_ref()).levels(),
+                Params::Dense { aq: Some(aq), .. } => self.act_q(i, aq.as_ref()).levels(),
                 Params::Dense { aq: None, .. } => 0,
                 Params::None if self.is_qac() => l[n.input] * self.pooled(i),
                 Params::None => l[n.input],
@@ -575,15 +580,15 @@ impl QNet {
                     Params::Conv { w, bn, wq, aq },
                 ) => {
                     let z = x.conv2d(
-                        &self.wfq(i, wq, w),
+                        &self.wfq(i, wq.as_ref(), w),
                         None::<Tensor>,
                         [*stride],
                         [*pad],
                         [1],
                         *groups,
                     );
-                    let y = self.afq(i, aq, &bn.forward_t(&z, train));
-                    (y, self.act_q(i, aq).step())
+                    let y = self.afq(i, aq.as_ref(), &bn.forward_t(&z, train));
+                    (y, self.act_q(i, aq.as_ref()).step())
                 }
                 (Op::MaxPool { k, stride }, _) => (
                     x.max_pool2d([*k], [*stride], [0], [1], false),
@@ -613,13 +618,18 @@ impl QNet {
                 }
                 (Op::Flatten, _) => (x.flatten(1, -1), steps[n.input]),
                 (Op::Add { other }, Params::Add { aq }) => (
-                    self.afq(i, aq, &(x + &outs[*other])),
-                    self.act_q(i, aq).step(),
+                    self.afq(i, aq.as_ref(), &(x + &outs[*other])),
+                    self.act_q(i, aq.as_ref()).step(),
                 ),
                 (Op::Dense { .. }, Params::Dense { w, b, wq, aq }) => {
-                    let z = x.flatten(1, -1).linear(&self.wfq(i, wq, w), Some(b));
+                    let z = x
+                        .flatten(1, -1)
+                        .linear(&self.wfq(i, wq.as_ref(), w), Some(b));
                     match aq {
-                        Some(aq) => (self.afq(i, aq, &z), self.act_q(i, aq).step()),
+                        Some(aq) => (
+                            self.afq(i, aq.as_ref(), &z),
+                            self.act_q(i, aq.as_ref()).step(),
+                        ),
                         None => (z, 0.0),
                     }
                 }

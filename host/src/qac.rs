@@ -26,7 +26,7 @@ use serde::{Deserialize, Serialize};
 use tch::nn::{self, Init};
 use tch::{Kind, Tensor};
 
-use crate::quant::round_ste;
+use crate::quant::{round_ste, ActQuantize};
 
 /// The largest number of timesteps a converted layer may run (its spike counts must fit the
 /// model file's 255 levels after a 2x2 sum pool: 4 x 63 = 252).
@@ -305,6 +305,33 @@ impl QacQuant {
     pub fn timesteps(&self) -> u16 {
         timesteps_of(self.levels())
     }
+}
+
+/// A network sees QAC's quantizer as one of fixed level count: the converted timesteps, with
+/// the step `alpha / T` the export writes.
+impl ActQuantize for QacQuant {
+    fn forward(&self, x: &Tensor) -> Tensor {
+        QacQuant::forward(self, x)
+    }
+    fn levels(&self) -> i64 {
+        self.timesteps() as i64
+    }
+    fn step(&self) -> f64 {
+        self.alpha() / self.timesteps() as f64
+    }
+    fn set_bits(&mut self, _bits: u8) -> anyhow::Result<()> {
+        anyhow::bail!("QAC learns each layer's level count: its bits cannot be switched")
+    }
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
+    }
+}
+
+/// The QAC quantizers of `net`, in node order, with their node index.
+pub fn layers(net: &crate::net::QNet) -> Vec<(usize, &QacQuant)> {
+    net.act_quantizers()
+        .filter_map(|(i, q)| Some((i, q.as_any().downcast_ref::<QacQuant>()?)))
+        .collect()
 }
 
 /// `clamp(floor(levels + 1/2), 1, MAX_TIMESTEPS)`; a non-finite count (case 3 with `d -> 0`

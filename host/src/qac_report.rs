@@ -168,7 +168,7 @@ pub struct CaseRow {
 pub fn cases_report(runs: &[(String, &QNet)], data: &Dataset, limit: i64) -> Result<Vec<CaseRow>> {
     let mut rows = Vec::new();
     for (run, net) in runs {
-        let layers = net.qac_layers();
+        let layers = crate::qac::layers(net);
         let n = layers.len().max(1) as f64;
         let levels: Vec<f64> = layers.iter().map(|(_, q)| q.levels()).collect();
         let snn = Snn::convert(net, AlignMode::Average)?;

@@ -13,7 +13,10 @@
 //! One-Shot MPS supplement's Lloyd quantizer (eq. S9) uses `-2^(b-1)..=2^(b-1)-1`; we keep its
 //! steps' derivation (Lloyd's algorithm on a normal density, [`lloyd_step`]) for our grid.
 //!
-//! Weight quantizers: [`WeightQuantizer`]; activation quantizers: [`ActQuantizer`].
+//! Weight quantizers: [`WeightQuantizer`]; activation quantizers: [`ActQuantizer`]. A network
+//! ([`crate::net::QNet`]) holds its quantizers through the traits [`WeightQuantize`] and
+//! [`ActQuantize`], which every method's quantizers implement (these here, QAC's in
+//! `crate::qac`, a search's candidates in `crate::mps`): the network knows no method.
 
 use serde::{Deserialize, Serialize};
 use tch::nn::{self, Init};
@@ -60,6 +63,39 @@ pub enum ActQuantizer {
     /// them maps to the largest code (fitted again when the bit width changes). Nothing is
     /// learned; the fitted clip is saved with the checkpoint in place of the maximum.
     Mse,
+}
+
+/// What a network asks of the quantizer of one layer's weights.
+pub trait WeightQuantize: std::fmt::Debug + Send + std::any::Any {
+    /// Fake-quantize `w`: `clamp(floor(w/s + 1/2), -Q, Q) * s`.
+    fn forward(&self, w: &Tensor) -> Tensor;
+    /// The integer codes of `w` (row-major, as `w` is laid out) and the step of each output
+    /// channel, as the exporter writes them.
+    fn codes(&self, w: &Tensor) -> (Vec<i8>, Vec<f64>);
+    /// The bit width of the codes, 2..=8.
+    fn bits(&self) -> u8;
+    /// Switch to `bits`; a quantizer whose learned state belongs to one bit width refuses.
+    fn set_bits(&mut self, bits: u8) -> anyhow::Result<()>;
+    /// The quantizer as [`std::any::Any`], for a method to find its own among a network's.
+    fn as_any(&self) -> &dyn std::any::Any;
+}
+
+/// What a network asks of the quantizer of one activation tensor (its ReLU included).
+pub trait ActQuantize: std::fmt::Debug + Send + std::any::Any {
+    /// Fake-quantize `x` to `clamp(floor(x/s + 1/2), 0, L) * s`.
+    fn forward(&self, x: &Tensor) -> Tensor;
+    /// The level count `L` of the exported codes `0..=L`.
+    fn levels(&self) -> i64;
+    /// The real value of one code.
+    fn step(&self) -> f64;
+    /// Switch to `bits`; a quantizer whose learned state belongs to one bit width refuses.
+    fn set_bits(&mut self, bits: u8) -> anyhow::Result<()>;
+    /// Calibration ([`crate::net::Mode::Calibrate`]): observe a full-precision activation.
+    fn observe(&self, _x: &Tensor) {}
+    /// Forget what calibration observed (before a new calibration pass).
+    fn reset_range(&self) {}
+    /// The quantizer as [`std::any::Any`], for a method to find its own among a network's.
+    fn as_any(&self) -> &dyn std::any::Any;
 }
 
 /// `floor(x + 1/2)` forward, identity backward (the straight-through estimator).
@@ -339,8 +375,6 @@ pub struct ActQuant {
     log_param: Option<Tensor>,
     /// Whether `param` has been initialised (saved with the checkpoint).
     initialised: Option<Tensor>,
-    /// The QAC quantizer, for [`ActQuantizer::Qac`].
-    pub qac: Option<crate::qac::QacQuant>,
     /// The largest value calibration observed, for [`ActQuantizer::MinMax`] (a buffer, saved);
     /// for [`ActQuantizer::Mse`] the fitted clip.
     amax: Option<Tensor>,
@@ -411,7 +445,6 @@ impl ActQuant {
             levels,
             log_param: None,
             initialised: None,
-            qac: None,
             amax: None,
             seen: Default::default(),
         };
@@ -428,26 +461,9 @@ impl ActQuant {
         q
     }
 
-    /// A QAC quantizer (its level count is learned; `levels` follows it, see [`Self::levels`]).
-    pub fn new_qac(path: &nn::Path, cfg: &crate::qac::QacConfig) -> Self {
-        let qac = crate::qac::QacQuant::new(path, cfg);
-        Self {
-            kind: ActQuantizer::Qac,
-            levels: qac.timesteps() as i64,
-            log_param: None,
-            initialised: None,
-            qac: Some(qac),
-            amax: None,
-            seen: Default::default(),
-        }
-    }
-
-    /// The level count `L` of the exported codes: fixed, or QAC's converted timesteps.
+    /// The level count `L` of the exported codes.
     pub fn levels(&self) -> i64 {
-        match &self.qac {
-            Some(q) => q.timesteps() as i64,
-            None => self.levels,
-        }
+        self.levels
     }
 
     /// The parameter's value before any data was seen.
@@ -575,12 +591,8 @@ impl ActQuant {
         Some(p.exp())
     }
 
-    /// The step of one code (for export): `s`, `alpha / L` or `lambda / L` (QAC: `alpha / T`
-    /// with the converted timesteps `T`).
+    /// The step of one code (for export): `s`, `alpha / L` or `lambda / L`.
     pub fn step(&self) -> f64 {
-        if let Some(q) = &self.qac {
-            return q.alpha() / q.timesteps() as f64;
-        }
         let p = self.log_param.as_ref().map(|p| p.double_value(&[0]).exp());
         match self.kind {
             ActQuantizer::Hwgq => hwgq_step(self.bits()),
@@ -594,9 +606,6 @@ impl ActQuant {
 
     /// Fake-quantize `x` to `clamp(floor(x/s + 1/2), 0, L) * s` (ReLU included).
     pub fn forward(&self, x: &Tensor) -> Tensor {
-        if let Some(q) = &self.qac {
-            return q.forward(x);
-        }
         let l = self.levels as f64;
         match self.kind {
             ActQuantizer::Qac => x.relu(),
@@ -643,6 +652,48 @@ impl ActQuant {
     /// step): `clamp(floor(x/s + 1/2), 0, L) * s`, straight-through.
     pub fn requantize_at(x: &Tensor, step: f64, levels: i64) -> Tensor {
         round_ste(&(x / step).clamp(0.0, levels as f64)) * step
+    }
+}
+
+impl WeightQuantize for WeightQuant {
+    fn forward(&self, w: &Tensor) -> Tensor {
+        WeightQuant::forward(self, w)
+    }
+    fn codes(&self, w: &Tensor) -> (Vec<i8>, Vec<f64>) {
+        WeightQuant::codes(self, w)
+    }
+    fn bits(&self) -> u8 {
+        self.bits
+    }
+    fn set_bits(&mut self, bits: u8) -> anyhow::Result<()> {
+        WeightQuant::set_bits(self, bits)
+    }
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
+    }
+}
+
+impl ActQuantize for ActQuant {
+    fn forward(&self, x: &Tensor) -> Tensor {
+        ActQuant::forward(self, x)
+    }
+    fn levels(&self) -> i64 {
+        self.levels
+    }
+    fn step(&self) -> f64 {
+        ActQuant::step(self)
+    }
+    fn set_bits(&mut self, bits: u8) -> anyhow::Result<()> {
+        ActQuant::set_bits(self, bits)
+    }
+    fn observe(&self, x: &Tensor) {
+        ActQuant::observe(self, x)
+    }
+    fn reset_range(&self) {
+        ActQuant::reset_range(self)
+    }
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
     }
 }
 

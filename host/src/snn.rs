@@ -178,7 +178,7 @@ impl Snn {
         let shapes = net.spec.shapes()?;
         let device = net.device();
         let mut layers = Vec::new();
-        for (node, q) in net.qac_layers() {
+        for (node, q) in crate::qac::layers(net) {
             let c = shapes[node + 1][0];
             let alpha = q.alpha();
             layers.push(SnnLayer {
@@ -426,7 +426,7 @@ impl Snn {
     pub fn from_file(net: &QNet, f: &SnnFile) -> Result<Self> {
         let shapes = net.spec.shapes()?;
         let device = net.device();
-        let nodes: Vec<usize> = net.qac_layers().iter().map(|(n, _)| *n).collect();
+        let nodes: Vec<usize> = crate::qac::layers(net).iter().map(|(n, _)| *n).collect();
         let theirs: Vec<usize> = f.layers.iter().map(|l| l.node).collect();
         if nodes != theirs {
             bail!("the spiking parameters do not belong to this network (layers {theirs:?}, the network has {nodes:?})");

@@ -131,7 +131,7 @@ fn qac_device_penalty(
         &crate::qac::DEVICE_TIMESTEPS,
         net.input_max,
     )?;
-    let n = net.qac_layers().len();
+    let n = crate::qac::layers(net).len();
     let init: Vec<Tensor> = (0..n).map(|_| Tensor::from(q.initial_levels)).collect();
     let e = cost.interpolated(&init).double_value(&[]);
     // penalty * E(levels) / unit equals penalty * initial_levels at the start.
@@ -367,17 +367,13 @@ pub fn train(cfg: &TrainConfig, data: &Dataset, o: &TrainOptions<'_>) -> Result<
             // the board's measured cost of every layer's level count.
             let penalty = cfg.quant.qac.level_penalty;
             if let (Some((cost, unit)), true) = (&device_penalty, penalty > 0.0) {
-                let levels: Vec<Tensor> = t
-                    .net
-                    .qac_layers()
+                let levels: Vec<Tensor> = crate::qac::layers(&t.net)
                     .into_iter()
                     .map(|(_, q)| q.levels_tensor())
                     .collect();
                 loss += cost.interpolated(&levels) * (penalty / unit);
             } else if penalty > 0.0 {
-                let learned: Vec<Tensor> = t
-                    .net
-                    .qac_layers()
+                let learned: Vec<Tensor> = crate::qac::layers(&t.net)
                     .into_iter()
                     .filter(|(_, q)| q.learns_levels())
                     .map(|(_, q)| q.levels_tensor())
@@ -425,7 +421,7 @@ pub fn train(cfg: &TrainConfig, data: &Dataset, o: &TrainOptions<'_>) -> Result<
             "test_accuracy_fake_quant": test,
             "lr": cfg.lr_at((epoch + 1) * per_epoch, total, epoch),
             "seconds": state.seconds,
-            "qac_levels": t.net.qac_layers().iter().map(|(_, q)| q.levels()).collect::<Vec<_>>(),
+            "qac_levels": crate::qac::layers(&t.net).iter().map(|(_, q)| q.levels()).collect::<Vec<_>>(),
             "mps_mid_eta": mid.as_ref().map(|m| m.0),
             "mps_mid_plan": mid.as_ref().map(|m| m.1.label()),
         });
@@ -443,7 +439,7 @@ pub fn train(cfg: &TrainConfig, data: &Dataset, o: &TrainOptions<'_>) -> Result<
             if let Some((eta, plan)) = &mid {
                 eprintln!("  most probable child at eta {eta:.3}: {}", plan.label());
             }
-            let qac = t.net.qac_layers();
+            let qac = crate::qac::layers(&t.net);
             if !qac.is_empty() {
                 let levels: Vec<String> = qac
                     .iter()
