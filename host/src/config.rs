@@ -107,11 +107,11 @@ pub struct TrainConfig {
     /// Quantization.
     pub quant: QuantConfig,
     /// Per-layer bit widths of a mixed-precision child (empty: uniform).
-    pub mixed: crate::mps::BitPlan,
+    pub mixed: crate::slots::BitPlan,
     /// A mixed-precision search's settings (a supernet run).
-    pub mps: Option<crate::mps::MpsConfig>,
+    pub mps: Option<crate::mps::config::MpsConfig>,
     /// Self-supervised pretraining settings (`bitspike train ssql`, [`crate::ssql`]).
-    pub ssql: Option<crate::ssql::SsqlConfig>,
+    pub ssql: Option<crate::ssql::config::SsqlConfig>,
     /// Resize the dataset's images to `resize x resize` pixels (0: as they are), so that an
     /// encoder pretrained on 28x28 images transfers to the 8x8 digits.
     pub resize: i64,
@@ -136,7 +136,7 @@ impl Default for TrainConfig {
             seed: 1,
             eval_every: 1,
             quant: QuantConfig::default(),
-            mixed: crate::mps::BitPlan::default(),
+            mixed: crate::slots::BitPlan::default(),
             mps: None,
             ssql: None,
             resize: 0,
@@ -156,6 +156,11 @@ impl TrainConfig {
     /// Parse TOML text.
     pub fn from_toml(text: &str) -> Result<Self> {
         toml::from_str(text).map_err(|e| anyhow::anyhow!("{}", e.message().trim_end()))
+    }
+
+    /// Load the dataset the configuration names, resized as it says (`resize`).
+    pub fn load_data(&self, dir: &Path) -> Result<crate::data::Dataset> {
+        crate::data::load_sized(self.dataset, self.resize, dir)
     }
 
     /// Check values that the types do not.

@@ -126,14 +126,10 @@ pub fn load(name: DatasetName, dir: &Path) -> Result<Dataset> {
     }
 }
 
-/// Load the dataset a training configuration names, resized as it says (`resize`).
-pub fn load_for(cfg: &crate::config::TrainConfig, dir: &Path) -> Result<Dataset> {
-    let d = load(cfg.dataset, dir)?;
-    Ok(if cfg.resize > 0 {
-        resized(d, cfg.resize)
-    } else {
-        d
-    })
+/// Load `name` with every image resized to `resize x resize` pixels (0: as they are).
+pub fn load_sized(name: DatasetName, resize: i64, dir: &Path) -> Result<Dataset> {
+    let d = load(name, dir)?;
+    Ok(if resize > 0 { resized(d, resize) } else { d })
 }
 
 /// The dataset with every image resized to `size x size` (bilinear) and rescaled to 8-bit

@@ -21,7 +21,7 @@
 //! `round(2^14 s_b / max(s_a, s_b))`, then requantizes by `max(s_a, s_b) / 2^14 / s_out`.
 //! Weights are permuted to the device's layouts (OHWI; HWC-flattened dense inputs).
 //!
-//! A converted spiking network ([`model_def_snn`], [`crate::snn`]) exports its QAC layers as
+//! A converted spiking network ([`model_def_snn`], [`crate::qac::snn`]) exports its QAC layers as
 //! integrate-and-fire layers: no multiplier, the output codes are spike counts `0..=T_l` worth
 //! `theta_l / T_l`, and the threshold, the initial potentials and the bias are written in membrane
 //! units `|r[c]| / 2^k` (see `fold_spiking`); pools then sum counts exactly (`M = 1`, levels times
@@ -39,7 +39,7 @@ use bitspike_core::snn::MAX_MEMBRANE_SHIFT;
 use tch::{Kind, Tensor};
 
 use crate::net::{Op, Params, QNet};
-use crate::snn::{Snn, SnnLayer};
+use crate::qac::snn::{Snn, SnnLayer};
 
 /// Bits of the integer weights of an add's inputs.
 const ADD_WEIGHT_BITS: i32 = 14;

@@ -16,14 +16,15 @@ pub use mps::board as mps_board;
 pub use mps::report as mps_report;
 pub mod net;
 pub mod qac;
-pub mod qac_report;
+pub use qac::report as qac_report;
+pub use qac::snn;
 pub mod quant;
 pub mod report;
-pub mod snn;
+pub mod slots;
 pub mod spec;
 pub mod ssql;
-pub mod ssql_eval;
-pub mod ssql_report;
+pub use ssql::eval as ssql_eval;
+pub use ssql::report as ssql_report;
 pub mod train;
 
 /// For tests: tch's random generator is global to the process and tests run on parallel

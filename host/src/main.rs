@@ -5,7 +5,6 @@ use anyhow::{bail, Context, Result};
 use bitspike::boards;
 use bitspike::builtin;
 use bitspike::config::TrainConfig;
-use bitspike::data;
 use bitspike::train::{self, RunDir, TrainOptions};
 use clap::Parser;
 use std::process::ExitCode;
@@ -26,7 +25,7 @@ use cli::tools::*;
 /// Train a configuration into the run folder of `a`.
 fn train_run(a: &QatArgs, cfg: TrainConfig) -> Result<()> {
     let device = a.rt.device()?;
-    let data = data::load_for(&cfg, &a.rt.data_dir())?;
+    let data = cfg.load_data(&a.rt.data_dir())?;
     let state = train::train(
         &cfg,
         &data,
@@ -70,7 +69,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 bail!("a pretraining run starts fresh: --resume and --init are for `train qat`");
             }
             let device = a.base.rt.device()?;
-            let data = data::load_for(&cfg, &a.base.rt.data_dir())?;
+            let data = cfg.load_data(&a.base.rt.data_dir())?;
             let state = bitspike::ssql::pretrain(&cfg, &data, &a.base.out, device, !a.base.quiet)?;
             println!(
                 "pretrained {} ({}) {} epochs in {:.0} s ({}); next: bitspike ssql eval --run {}",

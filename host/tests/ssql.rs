@@ -270,7 +270,7 @@ fn a_digits_pretraining_evaluates_and_exports_at_its_bit_width() {
     let run = RunDir(r.linear[1].run.clone());
     let rcfg = run.read_config().unwrap();
     assert_eq!((rcfg.quant.weight_bits, rcfg.quant.act_bits), (4, 4));
-    let rdata = data::load_for(&rcfg, &data::default_dir()).unwrap();
+    let rdata = rcfg.load_data(&data::default_dir()).unwrap();
     let t = train::load(&run, &rdata, Device::Cpu).unwrap();
     let fq = 100.0 * train::accuracy(&t.net, &rdata.test, rdata.max_code, Device::Cpu);
     assert!(

@@ -4,7 +4,6 @@ use super::args::*;
 use super::export::*;
 use super::files::*;
 use anyhow::Result;
-use bitspike::data;
 use bitspike::eval;
 use bitspike::train::{self, RunDir};
 use std::path::Path;
@@ -19,7 +18,7 @@ pub(crate) fn evaluate(
 ) -> Result<()> {
     let cfg = run.read_config()?;
     let device = rt.device()?;
-    let data = data::load_for(&cfg, &rt.data_dir())?;
+    let data = cfg.load_data(&rt.data_dir())?;
     let test = data.test.take(limit.unwrap_or(i64::MAX));
     let t = load_trained(run, &cfg, &data, device, point)?;
     let fake = train::accuracy(&t.net, &test, data.max_code, device);

@@ -31,7 +31,7 @@ pub(crate) fn export_run(run: &RunDir, out: &Path, o: &ExportOpts<'_>, rt: &Runt
     } = *o;
     let cfg = run.read_config()?;
     let device = rt.device()?;
-    let data = data::load_for(&cfg, &rt.data_dir())?;
+    let data = cfg.load_data(&rt.data_dir())?;
     let armv6m = board.map(boards::armv6m).transpose()? == Some(true);
     let model_def = |net: &_| -> Result<_> {
         let mut def = export::model_def(net)?;

@@ -3,7 +3,6 @@
 use super::args::*;
 use super::export::*;
 use anyhow::{bail, Result};
-use bitspike::data;
 use bitspike::mps_report;
 use bitspike::train::{self, RunDir, TrainOptions};
 
@@ -18,7 +17,7 @@ pub(crate) fn mps_command(c: MpsCommand) -> Result<()> {
         } => {
             let run = RunDir(run);
             let cfg = run.read_config()?;
-            let data = data::load_for(&cfg, &rt.data_dir())?;
+            let data = cfg.load_data(&rt.data_dir())?;
             let front =
                 mps_report::extract(&run, &data, rt.device()?, sweep as usize, board.as_deref())?;
             print!("{}", mps_report::front_markdown(&front));
@@ -81,7 +80,7 @@ pub(crate) fn mps_command(c: MpsCommand) -> Result<()> {
                 bail!("{} is not a search run", search.0.display());
             }
             let device = rt.device()?;
-            let data = data::load_for(&cfg, &rt.data_dir())?;
+            let data = cfg.load_data(&rt.data_dir())?;
             let plan = search_plan(&search, &cfg, &point, &data, device)?;
             let mut child = mps_report::child_config(&cfg, &plan);
             if let Some(e) = epochs {
@@ -121,7 +120,7 @@ pub(crate) fn mps_command(c: MpsCommand) -> Result<()> {
         } => {
             let run = RunDir(front);
             let cfg = run.read_config()?;
-            let data = data::load_for(&cfg, &rt.data_dir())?;
+            let data = cfg.load_data(&rt.data_dir())?;
             mps_report::report(&run, &runs, &data, &out)?;
             print!(
                 "{}",

@@ -14,7 +14,7 @@ pub(crate) fn load_runs(
 ) -> Result<(data::Dataset, Vec<(String, train::Trained)>)> {
     let device = rt.device()?;
     let first = RunDir(runs[0].clone()).read_config()?;
-    let data = data::load_for(&first, &rt.data_dir())?;
+    let data = first.load_data(&rt.data_dir())?;
     let mut out = Vec::new();
     for r in runs {
         let run = RunDir(r.clone());

@@ -4,7 +4,6 @@ use super::args::*;
 use super::files::*;
 use super::tools::*;
 use anyhow::{bail, Context, Result};
-use bitspike::data;
 use bitspike::snn::{self as snn_sim, Calibration, Snn};
 use bitspike::train::{self, RunDir};
 use bitspike::{eval, export};
@@ -15,7 +14,7 @@ pub(crate) fn snn_run(a: &SnnArgs) -> Result<()> {
     let run = RunDir(a.run.clone());
     let cfg = run.read_config()?;
     let device = a.rt.device()?;
-    let data = data::load_for(&cfg, &a.rt.data_dir())?;
+    let data = cfg.load_data(&a.rt.data_dir())?;
     let t = train::load(&run, &data, device)?;
     let limit = a.limit.unwrap_or(i64::MAX);
     let mut snn = Snn::convert(&t.net, a.align)?;

@@ -36,7 +36,7 @@ use bitspike_core::kernel::{self, Isa};
 use bitspike_core::layer::{Dtype, Geometry, LayerKind};
 use serde::{Deserialize, Serialize};
 
-use crate::mps::{BitPlan, Slots};
+use crate::slots::{BitPlan, Slots};
 use crate::spec::{Op, Spec};
 
 mod probes;

@@ -9,7 +9,7 @@ use bitspike_core::layer::Window;
 
 use super::{spec_keys, LayerKey};
 use crate::builtin::Builder;
-use crate::mps::{BitPlan, Slots};
+use crate::slots::{BitPlan, Slots};
 use crate::spec::{Op, Spec};
 
 /// A network of `spec`'s layers under `plan` with deterministic random weights (speed does not

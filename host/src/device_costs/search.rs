@@ -5,7 +5,7 @@ use bitspike_core::format::ModelFile;
 
 use super::probes::{dep_sizes, node_deps, Dep};
 use super::{check_candidates, probe_model, spec_keys, table_path, tail_key, CostTable};
-use crate::mps::{BitPlan, Slots};
+use crate::slots::{BitPlan, Slots};
 use crate::spec::Spec;
 
 /// A search's device cost: for every node, its table entries over the candidates of the slots

@@ -9,8 +9,8 @@ use std::path::Path;
 use anyhow::{bail, Context, Result};
 use serde::Serialize;
 
+use crate::mps::report::Front;
 use crate::mps::{self, BitPlan};
-use crate::mps_report::Front;
 
 /// One Pareto point of a search, on its front's board.
 #[derive(Clone, Debug, Serialize)]

@@ -1,7 +1,9 @@
 //! Tests of the slots, costs, supernet and Pareto extraction.
 
 use super::*;
-use crate::net::{Node, TrainArch};
+use bitspike_core::cost;
+
+use crate::net::{Node, Op, Spec, TrainArch};
 use crate::quant::{ActQuantizer, WeightQuantizer};
 use tch::nn;
 use tch::{Kind, Tensor};

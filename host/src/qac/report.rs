@@ -9,7 +9,7 @@
 //!   uniform `T` with the standard step-by-step trains (QCFS) and with averaging alignment
 //!   (QCFS+aver), Table 8.
 //!
-//! Every accuracy here is the float simulator's ([`crate::snn`]) on the test split; the integer
+//! Every accuracy here is the float simulator's ([`crate::qac::snn`]) on the test split; the integer
 //! network agrees with it (see `tests/snn.rs`), and `bitspike snn` measures it on the host.
 
 use std::fmt::Write as _;
@@ -19,7 +19,7 @@ use serde::Serialize;
 
 use crate::data::Dataset;
 use crate::net::QNet;
-use crate::snn::{self, AlignMode, Snn};
+use crate::qac::snn::{self, AlignMode, Snn};
 
 /// Table 3, 4 and 5 of one run.
 #[derive(Clone, Debug, Serialize)]

@@ -714,7 +714,7 @@ pub fn evaluate(
         bail!("{} is not empty: choose another --out", out.display());
     }
     // The evaluation set in the encoder's input size.
-    let pre_data = data::load_for(&pre, data_dir)?;
+    let pre_data = pre.load_data(data_dir)?;
     let native = data::load(on, data_dir)?;
     let resize = if native.shape == pre_data.shape {
         0
@@ -733,7 +733,7 @@ pub fn evaluate(
     };
     let mut base = classifier_config(&pre, on, resize, Bits::Float);
     base.quant.act_quantizer = act;
-    let data = data::load_for(&base, data_dir)?;
+    let data = base.load_data(data_dir)?;
     drop((pre_data, native));
     tch::manual_seed(e.seed);
     let say = |s: &str| {

@@ -3,7 +3,7 @@
 //! pairs of runs that differ only in the quantized branch, and means over seeds.
 
 use crate::data::DatasetName;
-use crate::ssql_eval::{Bits, EvalResult, Point};
+use crate::ssql::eval::{Bits, EvalResult, Point};
 
 /// Accuracy at `bits` in `points`, if evaluated.
 fn at(points: &[Point], bits: Bits) -> Option<f64> {
@@ -480,7 +480,7 @@ pub fn report(results: &[EvalResult]) -> String {
 mod tests {
     use std::path::PathBuf;
 
-    use crate::ssql_eval::EvalConfig;
+    use crate::ssql::eval::EvalConfig;
 
     use super::*;
 

@@ -1,0 +1,166 @@
+//! Quantizer slots: where a network's weight and activation quantizers are, the sizes its
+//! costs need, and per-slot bit widths (a mixed-precision plan, the `[mixed]` table of a run).
+
+use anyhow::{ensure, Result};
+use serde::{Deserialize, Serialize};
+
+use bitspike_core::cost;
+
+use crate::spec::{Op, Spec};
+
+/// Per-slot bit widths of a mixed-precision network (the `[mixed]` table of a run's config):
+/// empty lists mean the uniform `[quant]` bits.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BitPlan {
+    /// Weight bits per weight slot (every convolution and dense layer, in node order).
+    pub weight_bits: Vec<u8>,
+    /// Bits per activation slot (every activation quantizer, in node order).
+    pub act_bits: Vec<u8>,
+}
+
+impl BitPlan {
+    /// Whether the plan is empty (uniform bits).
+    pub fn is_empty(&self) -> bool {
+        self.weight_bits.is_empty() && self.act_bits.is_empty()
+    }
+
+    /// `w8,4,4,8 a4,2,4`.
+    pub fn label(&self) -> String {
+        let j = |v: &[u8]| {
+            v.iter()
+                .map(|b| b.to_string())
+                .collect::<Vec<_>>()
+                .join(",")
+        };
+        format!("w{} a{}", j(&self.weight_bits), j(&self.act_bits))
+    }
+}
+
+/// Where the quantizer slots of a network are, and the sizes its costs need.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Slots {
+    /// The node of every weight slot.
+    pub weight_nodes: Vec<usize>,
+    /// The node of every activation slot.
+    pub act_nodes: Vec<usize>,
+    /// Per tensor (0 = image): the activation slot whose codes it holds (`None`: the image or
+    /// raw logits).
+    pub tensor_slot: Vec<Option<usize>>,
+    /// Per node: the activation slot of the tensor it reads (`None`: the image).
+    pub reads: Vec<Option<usize>>,
+    /// Per node: the activation slot of an add's second input (`None`: no add, or the image).
+    pub reads2: Vec<Option<usize>>,
+    /// Per node: MACs (padded positions counted, as eq. S13).
+    pub macs: Vec<u64>,
+    /// Per node: weights `K_k` (biases not counted, as the shared cost model).
+    pub weights: Vec<u64>,
+    /// Per node: input feature elements `F_k`.
+    pub features: Vec<u64>,
+    /// Bits of the image codes.
+    pub input_bits: u8,
+    /// Largest image code.
+    pub input_max: u8,
+    /// Elements of the image.
+    pub input_elements: u64,
+}
+
+/// Bits of codes `0..=max`.
+fn code_bits(max: u8) -> u8 {
+    bitspike_core::quant::code_bits(max) as u8
+}
+
+impl Slots {
+    /// The slots of `spec` for images with codes `0..=input_max`.
+    pub fn of(spec: &Spec, input_max: u8) -> Result<Self> {
+        let shapes = spec.shapes()?;
+        let mut s = Self {
+            weight_nodes: Vec::new(),
+            act_nodes: Vec::new(),
+            tensor_slot: vec![None],
+            reads: Vec::new(),
+            reads2: Vec::new(),
+            macs: Vec::new(),
+            weights: Vec::new(),
+            features: Vec::new(),
+            input_bits: code_bits(input_max),
+            input_max,
+            input_elements: shapes[0].iter().product::<i64>() as u64,
+        };
+        // MACs, weights and input features from the shared cost model, as the exporter's
+        // geometries give them (eq. S13 counts padded positions, as `cost::macs` does).
+        for (n, g) in spec.nodes.iter().zip(spec.geometries()?) {
+            let slot = match n.op {
+                Op::Conv { .. } => {
+                    s.weight_nodes.push(s.macs.len());
+                    s.act_nodes.push(s.macs.len());
+                    Some(s.act_nodes.len() - 1)
+                }
+                Op::Dense { hidden, .. } => {
+                    s.weight_nodes.push(s.macs.len());
+                    hidden.then(|| {
+                        s.act_nodes.push(s.macs.len());
+                        s.act_nodes.len() - 1
+                    })
+                }
+                Op::Add { .. } => {
+                    s.act_nodes.push(s.macs.len());
+                    Some(s.act_nodes.len() - 1)
+                }
+                _ => s.tensor_slot[n.input],
+            };
+            s.macs.push(cost::macs(&g));
+            s.weights.push(g.weight_count());
+            s.features.push(g.input.len() as u64);
+            s.reads.push(s.tensor_slot[n.input]);
+            s.reads2.push(match n.op {
+                Op::Add { other } => s.tensor_slot[other],
+                _ => None,
+            });
+            s.tensor_slot.push(slot);
+        }
+        Ok(s)
+    }
+
+    /// The weight slot of `node`.
+    pub fn weight_slot(&self, node: usize) -> Option<usize> {
+        self.weight_nodes.iter().position(|&n| n == node)
+    }
+
+    /// The activation slot of `node` (its own quantizer).
+    pub fn act_slot(&self, node: usize) -> Option<usize> {
+        self.act_nodes.iter().position(|&n| n == node)
+    }
+
+    /// The plan with every slot at `w` / `a` bits.
+    pub fn uniform(&self, w: u8, a: u8) -> BitPlan {
+        BitPlan {
+            weight_bits: vec![w; self.weight_nodes.len()],
+            act_bits: vec![a; self.act_nodes.len()],
+        }
+    }
+
+    /// Check that `plan` has one entry per slot, each 2..=8.
+    pub fn check(&self, plan: &BitPlan) -> Result<()> {
+        if plan.is_empty() {
+            return Ok(());
+        }
+        ensure!(
+            plan.weight_bits.len() == self.weight_nodes.len()
+                && plan.act_bits.len() == self.act_nodes.len(),
+            "the bit plan has {} weight and {} activation entries; this network has {} weight \
+             and {} activation quantizers",
+            plan.weight_bits.len(),
+            plan.act_bits.len(),
+            self.weight_nodes.len(),
+            self.act_nodes.len()
+        );
+        for &b in plan.weight_bits.iter().chain(&plan.act_bits) {
+            ensure!(
+                (2..=8).contains(&b),
+                "bit plan: {b} bits is not supported: use 2..=8"
+            );
+        }
+        Ok(())
+    }
+}
