@@ -50,7 +50,74 @@ use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 
 use crate::data::{Augment, DatasetName};
-use crate::net::{QuantConfig, TrainArch};
+use crate::qac::config::QacConfig;
+use crate::quant::{ActQuantizer, Bits, Uniform, WeightQuantizer};
+use crate::spec::TrainArch;
+
+/// Quantization settings of a network (the `[quant]` table).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct QuantConfig {
+    /// Weight bits of the hidden layers, 2..=8.
+    pub weight_bits: u8,
+    /// Activation bits, 2..=8.
+    pub act_bits: u8,
+    /// Weight bits of the first and the last layer (the usual policy keeps them at 8).
+    pub first_last_bits: u8,
+    /// Activation bits of the edge activations, the first layer's output and the features
+    /// the logits layer reads ([`crate::spec::Spec::edge_nodes`]); none: `act_bits` like the
+    /// others. A mixed-precision plan, a supernet or QAC sets every width itself and ignores it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub edge_act_bits: Option<u8>,
+    /// Weight quantizer.
+    pub weight_quantizer: WeightQuantizer,
+    /// Activation quantizer.
+    pub act_quantizer: ActQuantizer,
+    /// QAC settings (with `act_quantizer = "qac"`).
+    pub qac: QacConfig,
+}
+
+impl Default for QuantConfig {
+    fn default() -> Self {
+        let u = Uniform::default();
+        Self {
+            weight_bits: u.bits.weight_bits,
+            act_bits: u.bits.act_bits,
+            first_last_bits: u.bits.first_last_bits,
+            edge_act_bits: u.bits.edge_act_bits,
+            weight_quantizer: u.weight,
+            act_quantizer: u.act,
+            qac: QacConfig::default(),
+        }
+    }
+}
+
+impl QuantConfig {
+    /// The uniform bit widths.
+    pub fn bits(&self) -> Bits {
+        Bits {
+            weight_bits: self.weight_bits,
+            act_bits: self.act_bits,
+            first_last_bits: self.first_last_bits,
+            edge_act_bits: self.edge_act_bits,
+        }
+    }
+
+    /// The quantizers at the uniform bit widths.
+    pub fn uniform(&self) -> Uniform {
+        Uniform {
+            weight: self.weight_quantizer,
+            act: self.act_quantizer,
+            bits: self.bits(),
+        }
+    }
+
+    /// Check the bit widths and the QAC settings.
+    pub fn check(&self) -> Result<()> {
+        self.bits().check()?;
+        self.qac.check()
+    }
+}
 
 /// The optimizers.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]

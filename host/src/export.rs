@@ -21,11 +21,9 @@
 //! `round(2^14 s_b / max(s_a, s_b))`, then requantizes by `max(s_a, s_b) / 2^14 / s_out`.
 //! Weights are permuted to the device's layouts (OHWI; HWC-flattened dense inputs).
 //!
-//! A converted spiking network ([`model_def_snn`], [`crate::qac::snn`]) exports its QAC layers as
-//! integrate-and-fire layers: no multiplier, the output codes are spike counts `0..=T_l` worth
-//! `theta_l / T_l`, and the threshold, the initial potentials and the bias are written in membrane
-//! units `|r[c]| / 2^k` (see `fold_spiking`); pools then sum counts exactly (`M = 1`, levels times
-//! the window). [`model_def_ann_of`] writes the same network as a quantized one, for comparisons.
+//! A method may fold some layers itself ([`Folds`]): a converted spiking network
+//! (`crate::qac::export`) exports its QAC layers as integrate-and-fire layers, and its pools
+//! then sum counts exactly (`M = 1`, levels times the window).
 //!
 //! The fake-quant network and the integer model differ only where float32 rounding of a value
 //! within a hair of a rounding boundary, the bias rounding, or the Q31 multiplier's precision
@@ -35,11 +33,9 @@ use anyhow::{bail, Context, Result};
 use bitspike_core::def::{LayerDef, ModelDef, Requant, SpikingDef};
 use bitspike_core::layer::{Align, LayerKind, Shape, Window};
 use bitspike_core::quant::multiplier_for;
-use bitspike_core::snn::MAX_MEMBRANE_SHIFT;
 use tch::{Kind, Tensor};
 
 use crate::net::{Op, Params, QNet};
-use crate::qac::snn::{Snn, SnnLayer};
 
 /// Bits of the integer weights of an add's inputs.
 const ADD_WEIGHT_BITS: i32 = 14;
@@ -52,7 +48,7 @@ fn requant(layer: usize, real: f64) -> Result<Requant> {
 }
 
 /// A tensor's values as f64, flattened (empty if it cannot be read).
-pub(crate) fn floats(t: &Tensor) -> Vec<f64> {
+pub fn floats(t: &Tensor) -> Vec<f64> {
     Vec::<f64>::try_from(
         t.detach()
             .to_device(tch::Device::Cpu)
@@ -94,7 +90,7 @@ fn bn_fold(bn: &tch::nn::BatchNorm) -> (Vec<f64>, Vec<f64>) {
 
 /// Fold `z * g + h` after a layer with input step `s_in`, weight steps `s_w` and output step
 /// `s_out` into signs, integer biases and requantization (see the module docs).
-fn fold(
+pub fn fold(
     layer: usize,
     s_in: f64,
     s_w: &[f64],
@@ -130,7 +126,7 @@ fn fold(
 
 /// The largest |accumulator| of a layer with `fan_in` inputs of up to `levels` codes and
 /// `bits`-bit weights (the model file reader's bound, without the bias).
-fn acc_bound(fan_in: usize, levels: i64, bits: u8) -> f64 {
+pub(crate) fn acc_bound(fan_in: usize, levels: i64, bits: u8) -> f64 {
     fan_in as f64 * levels as f64 * (1u64 << (bits - 1)) as f64
 }
 
@@ -153,79 +149,6 @@ fn signed(codes: Vec<i8>, signs: &[f64], per: usize) -> Vec<i8> {
         .collect()
 }
 
-/// Fold a spiking layer (see the module docs and [`bitspike_core::snn`]): with `r[c]` the real
-/// value of an accumulator unit and `h[c]` the folded bias, the real current is
-/// `r[c] acc + h[c]`; in membrane units `u[c] = |r[c]| / 2^k` the threshold, the initial
-/// potentials and the bias are rounded to integers. `k` is the largest membrane shift for which
-/// the model file reader's bound `max|v0| + T (B 2^k + max|bias|) + max theta` (B: the largest
-/// accumulator the inputs can produce) stays below `2^31`. Channels whose products cannot move
-/// the membrane (BatchNorm's gamma is 0) get zero weights, a current of `h` alone, and their
-/// own units (`theta = 2^12`).
-#[allow(clippy::too_many_arguments)]
-fn fold_spiking(
-    layer: usize,
-    s_in: f64,
-    s_w: &[f64],
-    g: &[f64],
-    h: &[f64],
-    sl: &SnnLayer,
-    acc_bound: f64,
-) -> Result<(Vec<f64>, Vec<i32>, SpikingDef)> {
-    let theta = sl.threshold.double_value(&[0]);
-    let v0 = floats(&sl.v0);
-    let t = sl.timesteps as f64;
-    const CONSTANT_UNITS: f64 = 4096.0;
-    let c_n = s_w.len();
-    let r: Vec<f64> = (0..c_n).map(|c| s_in * s_w[c] * g[c]).collect();
-    // A channel moves its membrane if its own values fit 32 bits at shift 0; one whose gain is
-    // too small for that (a pruned BatchNorm channel) is a constant current, like gamma = 0.
-    let moves = |c: usize| {
-        let u = r[c].abs();
-        u > 0.0
-            && (v0[c].abs() + t * (acc_bound * u + h[c].abs()) + theta) / u < (1u64 << 30) as f64
-    };
-    for k in (0..=MAX_MEMBRANE_SHIFT).rev() {
-        let scale = (1u64 << k) as f64;
-        let mut signs = Vec::with_capacity(c_n);
-        let (mut th, mut v, mut b) = (Vec::new(), Vec::new(), Vec::new());
-        for c in 0..c_n {
-            let u = if moves(c) {
-                r[c].abs() / scale
-            } else {
-                theta / CONSTANT_UNITS
-            };
-            signs.push(if !moves(c) {
-                0.0
-            } else if r[c] < 0.0 {
-                -1.0
-            } else {
-                1.0
-            });
-            th.push((theta / u + 0.5).floor());
-            v.push((v0[c] / u + 0.5).floor());
-            b.push((h[c] / u + 0.5).floor());
-        }
-        let max = |x: &[f64]| x.iter().fold(0.0f64, |m, v| m.max(v.abs()));
-        let bound = max(&v) + t * (acc_bound * scale + max(&b)) + max(&th);
-        if bound < (i32::MAX - 1024) as f64 && th.iter().all(|&x| x >= 1.0) {
-            return Ok((
-                signs,
-                b.iter().map(|&x| x as i32).collect(),
-                SpikingDef {
-                    threshold: th.iter().map(|&x| x as i32).collect(),
-                    v0: v.iter().map(|&x| x as i32).collect(),
-                    shift: k,
-                },
-            ));
-        }
-    }
-    bail!(
-        "layer {layer}: its membrane potential cannot be held in 32 bits (threshold {theta:e}, \
-         {} timesteps)",
-        sl.timesteps
-    )
-}
-
 /// Build the integer model definition of a trained network.
 pub fn model_def(net: &QNet) -> Result<ModelDef> {
     let steps = net.steps();
@@ -233,79 +156,54 @@ pub fn model_def(net: &QNet) -> Result<ModelDef> {
     model_def_with(net, &steps, &levels, None)
 }
 
-/// Build the model definition of a converted spiking network: QAC's layers become
-/// integrate-and-fire layers (the spiking contract), the rest as in [`model_def`].
-pub fn model_def_snn(net: &QNet, snn: &Snn) -> Result<ModelDef> {
-    let (steps, levels) = snn.steps_and_levels(net)?;
-    model_def_with(net, &steps, &levels, Some((snn, true)))
-}
-
-/// The quantized (non-spiking) twin of a spiking network: its layers requantize to `T_l`
-/// levels on the step `theta_l / T_l`, with each channel's initial potential folded into the
-/// bias (`h + (v0 - theta/2) / T_l`), so that it computes the spiking network's counts exactly
-/// when `0 <= v0 < theta` (averaging alignment: `floor((v0 + T z) / theta)`), approximately for
-/// calibrated potentials outside that range; for comparing costs on the device.
-pub fn model_def_ann_of(net: &QNet, snn: &Snn) -> Result<ModelDef> {
-    let (steps, levels) = snn.steps_and_levels(net)?;
-    model_def_with(net, &steps, &levels, Some((snn, false)))
-}
-
-/// The bias `h` of a converted layer's quantized twin (see [`model_def_ann_of`]).
-fn twin_bias(h: &[f64], sl: &SnnLayer) -> Vec<f64> {
-    let theta = sl.threshold.double_value(&[0]);
-    let v0 = floats(&sl.v0);
-    let t = sl.timesteps as f64;
-    h.iter()
-        .zip(&v0)
-        .map(|(h, v)| h + (v - theta / 2.0) / t)
-        .collect()
-}
-
 /// A folded layer: channel signs, integer biases, requantization, spiking parameters with the
 /// timesteps and input alignment.
-type Folded = (
+pub type Folded = (
     Vec<f64>,
     Vec<i32>,
     Vec<Requant>,
     Option<(SpikingDef, u16, Align)>,
 );
 
-/// Fold layer `i` (`(s_in, s_w, g, h, s_out)` as in [`fold`]): as a spiking layer, as its
-/// quantized twin, or plainly when `snn` does not convert it. `acc_bound` bounds its accumulator.
+/// What a layer's fold starts from: `(s_in, s_w, g, h, s_out)` as in [`fold`].
+pub type Parts<'a> = (f64, &'a [f64], &'a [f64], &'a [f64], f64);
+
+/// A method's own export of some layers (a converted network's spiking layers).
+pub trait Folds {
+    /// Fold layer `i` of `net` as the method exports it (`acc_bound` bounds its
+    /// accumulator), or `None` to fold it plainly.
+    fn fold(
+        &self,
+        i: usize,
+        net: &QNet,
+        parts: Parts<'_>,
+        acc_bound: f64,
+    ) -> Option<Result<Folded>>;
+}
+
+/// Fold layer `i`: as `folds` does, or plainly.
 fn fold_layer(
     i: usize,
     net: &QNet,
-    snn: Option<(&Snn, bool)>,
-    (s_in, s_w, g, h, s_out): (f64, &[f64], &[f64], &[f64], f64),
+    folds: Option<&dyn Folds>,
+    parts: Parts<'_>,
     acc_bound: f64,
 ) -> Result<Folded> {
-    match snn.and_then(|(s, spiking)| Some((s, s.layer(i)?, spiking))) {
-        Some((s, sl, true)) => {
-            let (signs, bias, sp) = fold_spiking(i, s_in, s_w, g, h, sl, acc_bound)?;
-            Ok((
-                signs,
-                bias,
-                Vec::new(),
-                Some((sp, sl.timesteps, s.align_of(net, sl))),
-            ))
-        }
-        Some((_, sl, false)) => {
-            let (signs, bias, rq) = fold(i, s_in, s_w, g, &twin_bias(h, sl), s_out)?;
-            Ok((signs, bias, rq, None))
-        }
-        None => {
-            let (signs, bias, rq) = fold(i, s_in, s_w, g, h, s_out)?;
-            Ok((signs, bias, rq, None))
-        }
+    if let Some(f) = folds.and_then(|f| f.fold(i, net, parts, acc_bound)) {
+        return f;
     }
+    let (s_in, s_w, g, h, s_out) = parts;
+    let (signs, bias, rq) = fold(i, s_in, s_w, g, h, s_out)?;
+    Ok((signs, bias, rq, None))
 }
 
-/// `snn`: the converted network, and whether its layers spike (`false`: its quantized twin).
-fn model_def_with(
+/// The model definition of `net` with the tensors' `steps` and `all_levels` (0: the input),
+/// its layers folded by `folds` where it folds them, plainly elsewhere.
+pub fn model_def_with(
     net: &QNet,
     steps: &[f64],
     all_levels: &[i64],
-    snn: Option<(&Snn, bool)>,
+    folds: Option<&dyn Folds>,
 ) -> Result<ModelDef> {
     let shapes = net.spec.shapes()?;
     let [c0, h0, w0] = net.spec.input;
@@ -345,7 +243,7 @@ fn model_def_with(
                     let window = Window::square(*k as u8, *stride as u8, *pad as u8);
                     let bound = acc_bound(per, all_levels[n.input], wq.bits());
                     let (signs, bias, rq, sp) =
-                        fold_layer(i, net, snn, (s_in, &s_w, &g, &h, s_out), bound)?;
+                        fold_layer(i, net, folds, (s_in, &s_w, &g, &h, s_out), bound)?;
                     let l = LayerDef::conv2d(
                         input,
                         *out as u16,
@@ -368,8 +266,13 @@ fn model_def_with(
                         let per = codes.len() / out;
                         let ones = vec![1.0; out];
                         let bound = acc_bound(per, all_levels[n.input], wq.bits());
-                        let (signs, bias, rq, sp) =
-                            fold_layer(i, net, snn, (s_in, &s_w, &ones, &bias_real, s_out), bound)?;
+                        let (signs, bias, rq, sp) = fold_layer(
+                            i,
+                            net,
+                            folds,
+                            (s_in, &s_w, &ones, &bias_real, s_out),
+                            bound,
+                        )?;
                         let l = LayerDef::dense(
                             input,
                             out as u16,

@@ -11,6 +11,7 @@ pub mod device_costs;
 pub mod eval;
 pub mod export;
 pub mod figures;
+pub mod methods;
 pub mod mps;
 pub use mps::board as mps_board;
 pub use mps::report as mps_report;

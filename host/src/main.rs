@@ -5,7 +5,7 @@ use anyhow::{bail, Context, Result};
 use bitspike::boards;
 use bitspike::builtin;
 use bitspike::config::TrainConfig;
-use bitspike::train::{self, RunDir, TrainOptions};
+use bitspike::train::{RunDir, TrainOptions};
 use clap::Parser;
 use std::process::ExitCode;
 
@@ -26,7 +26,7 @@ use cli::tools::*;
 fn train_run(a: &QatArgs, cfg: TrainConfig) -> Result<()> {
     let device = a.rt.device()?;
     let data = cfg.load_data(&a.rt.data_dir())?;
-    let state = train::train(
+    let state = bitspike::methods::train(
         &cfg,
         &data,
         &TrainOptions {

@@ -8,70 +8,11 @@
 //! the last dense layer produces raw logits.
 
 use anyhow::{bail, Result};
-use serde::{Deserialize, Serialize};
 use tch::nn::{self, ModuleT};
 use tch::{Kind, Tensor};
 
-use crate::mps::{BitPlan, MpsConfig, Slots, Supernet};
-use crate::qac::QacConfig;
-use crate::quant::{
-    ActQuant, ActQuantize, ActQuantizer, WeightQuant, WeightQuantize, WeightQuantizer,
-};
+use crate::quant::{ActQuant, ActQuantize, Bits, Quantizers, Uniform, WeightQuantize};
 pub use crate::spec::{Node, Op, Spec, TrainArch};
-
-/// Quantization settings of a network.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct QuantConfig {
-    /// Weight bits of the hidden layers, 2..=8.
-    pub weight_bits: u8,
-    /// Activation bits, 2..=8.
-    pub act_bits: u8,
-    /// Weight bits of the first and the last layer (the usual policy keeps them at 8).
-    pub first_last_bits: u8,
-    /// Activation bits of the edge activations, the first layer's output and the features
-    /// the logits layer reads ([`Spec::edge_nodes`]); none: `act_bits` like the others. A
-    /// mixed-precision plan, a supernet or QAC sets every width itself and ignores it.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub edge_act_bits: Option<u8>,
-    /// Weight quantizer.
-    pub weight_quantizer: WeightQuantizer,
-    /// Activation quantizer.
-    pub act_quantizer: ActQuantizer,
-    /// QAC settings (with `act_quantizer = "qac"`).
-    pub qac: QacConfig,
-}
-
-impl Default for QuantConfig {
-    fn default() -> Self {
-        Self {
-            weight_bits: 4,
-            act_bits: 4,
-            first_last_bits: 8,
-            edge_act_bits: None,
-            weight_quantizer: WeightQuantizer::Lsq,
-            act_quantizer: ActQuantizer::Lsq,
-            qac: QacConfig::default(),
-        }
-    }
-}
-
-impl QuantConfig {
-    /// Check the bit widths.
-    pub fn check(&self) -> Result<()> {
-        for (name, b) in [
-            ("weight bits", self.weight_bits),
-            ("activation bits", self.act_bits),
-            ("first/last layer bits", self.first_last_bits),
-            ("edge activation bits", self.edge_act_bits.unwrap_or(8)),
-        ] {
-            if !(2..=8).contains(&b) {
-                bail!("{name} {b} is not supported: use 2..=8");
-            }
-        }
-        self.qac.check()
-    }
-}
 
 /// The trainable parameters of one node.
 #[derive(Debug)]
@@ -125,69 +66,60 @@ pub enum Mode {
 pub struct QNet {
     /// Its specification.
     pub spec: Spec,
-    /// Its quantization.
-    pub quant: QuantConfig,
     /// Parameters per node.
     pub params: Vec<Params>,
     /// Largest input code (the input step is its inverse).
     pub input_max: u8,
-    /// The per-slot bit widths it was built with (empty: the uniform `quant` bits).
-    pub plan: BitPlan,
-    /// The supernet of a mixed-precision search (candidate quantizers and bit-width model).
-    pub mps: Option<Supernet>,
+    /// The uniform bit widths [`QNet::set_bits`] switches (`None`: each layer has its own,
+    /// which cannot be switched: a mixed-precision plan, a search, QAC).
+    pub bits: Option<Bits>,
+    /// Trained for a spiking conversion: pools sum codes exactly (levels and step scaled by
+    /// the window) instead of requantizing them, as the spiking network sums spikes.
+    pub spiking: bool,
+    /// A method's part of the forward pass (a search's candidate quantizers), consulted
+    /// before the nodes' own quantizers.
+    pub overlay: Option<Box<dyn Overlay>>,
     /// How the quantizers run ([`Mode`]); changed through [`QNet::set_mode`].
     mode: std::cell::Cell<Mode>,
 }
 
+/// A method's part of a network's quantized forward pass: quantizers that run in place of
+/// some nodes' own (a search's candidates, selected or mixed per step).
+pub trait Overlay: std::fmt::Debug + Send + std::any::Any {
+    /// Node `node`'s fake-quantized weight, if the overlay quantizes it.
+    fn weight(&self, node: usize, w: &Tensor) -> Option<Tensor>;
+    /// Node `node`'s fake-quantized output, if the overlay quantizes it.
+    fn act(&self, node: usize, x: &Tensor) -> Option<Tensor>;
+    /// The quantizer whose step and levels node `node`'s output has now, if the overlay's.
+    fn act_quantizer(&self, node: usize) -> Option<&dyn ActQuantize>;
+    /// The overlay as [`std::any::Any`], for its method to find it.
+    fn as_any(&self) -> &dyn std::any::Any;
+}
+
 impl QNet {
-    /// Build `spec` with its parameters in `vs`. Weights and BatchNorm are in group 0 (weight
-    /// decay), quantizer parameters in group 1 (none).
-    pub fn new(vs: &nn::VarStore, spec: Spec, quant: QuantConfig, input_max: u8) -> Result<Self> {
-        Self::with(vs, spec, quant, input_max, &BitPlan::default(), None)
+    /// Build `spec` with uniform bits: weights and BatchNorm in group 0 (weight decay),
+    /// quantizer parameters in group 1 (none).
+    pub fn new(vs: &nn::VarStore, spec: Spec, quant: Uniform, input_max: u8) -> Result<Self> {
+        let bits = quant.bits.clone();
+        Self::with(vs, spec, input_max, &quant, Some(bits), false)
     }
 
-    /// Build `spec` as a training configuration describes it: uniform bits, a mixed-precision
-    /// child (`[mixed]`, quantizers under `n<i>/w<b>` and `n<i>/a<b>` so that a supernet's
-    /// checkpoint loads into it) or a supernet (`[mps]`).
-    pub fn build(
+    /// Build `spec` with its parameters in `vs` and its quantizers from `quantizers`.
+    /// Weights and BatchNorm are in group 0 (weight decay), quantizer parameters in group 1
+    /// (none). `bits`: the uniform widths the quantizers were made with, if they can be
+    /// switched; `spiking`: trained for a spiking conversion ([`QNet::spiking`]).
+    pub fn with(
         vs: &nn::VarStore,
         spec: Spec,
-        cfg: &crate::config::TrainConfig,
         input_max: u8,
+        quantizers: &dyn Quantizers,
+        bits: Option<Bits>,
+        spiking: bool,
     ) -> Result<Self> {
-        Self::with(
-            vs,
-            spec,
-            cfg.quant.clone(),
-            input_max,
-            &cfg.mixed,
-            cfg.mps.as_ref(),
-        )
-    }
-
-    fn with(
-        vs: &nn::VarStore,
-        spec: Spec,
-        quant: QuantConfig,
-        input_max: u8,
-        plan: &BitPlan,
-        mps: Option<&MpsConfig>,
-    ) -> Result<Self> {
-        quant.check()?;
-        if mps.is_some() && !plan.is_empty() {
-            bail!("a search run ([mps]) takes no [mixed] bit plan");
+        if let Some(b) = &bits {
+            b.check()?;
         }
-        if quant.act_quantizer == ActQuantizer::Qac && (mps.is_some() || !plan.is_empty()) {
-            bail!("QAC learns its own level counts: it takes no [mixed] plan or [mps] search");
-        }
-        let spec = if quant.act_quantizer == ActQuantizer::Qac {
-            spec.spiking()?
-        } else {
-            spec
-        };
         let shapes = spec.shapes()?;
-        let slots = Slots::of(&spec, input_max)?;
-        slots.check(plan)?;
         let root = vs.root();
         let last_dense = spec
             .nodes
@@ -200,86 +132,26 @@ impl QNet {
             bail!("the logits layer must be the last node");
         }
         let mut params = Vec::new();
-        // A supernet's own quantizers are placeholders without variables (its candidates
-        // run); a child's live under the bit width's name.
-        let top = |c: &[u8]| c.iter().copied().max().unwrap_or(8);
         let edges = spec.edge_nodes();
-        let act = |q: &nn::Path, i: usize| -> Box<dyn ActQuantize> {
-            match (quant.act_quantizer, mps) {
-                (ActQuantizer::Qac, _) => Box::new(crate::qac::QacQuant::new(q, &quant.qac)),
-                (_, Some(m)) => Box::new(ActQuant::new(q, ActQuantizer::Hwgq, top(&m.act_bits))),
-                (k, None) => match slots.act_slot(i).filter(|_| !plan.is_empty()) {
-                    Some(s) => {
-                        let b = plan.act_bits[s];
-                        Box::new(ActQuant::new(&q.sub(format!("a{b}")), k, b))
-                    }
-                    None => {
-                        let edge = quant.edge_act_bits.filter(|_| edges.contains(&i));
-                        Box::new(ActQuant::new(q, k, edge.unwrap_or(quant.act_bits)))
-                    }
-                },
-            }
-        };
-        let wquant = |q: &nn::Path,
-                      i: usize,
-                      bits: u8,
-                      out: i64,
-                      per_channel: bool|
-         -> Box<dyn WeightQuantize> {
-            Box::new(
-                match (mps, slots.weight_slot(i).filter(|_| !plan.is_empty())) {
-                    (Some(m), _) => WeightQuant::new(
-                        q,
-                        WeightQuantizer::Lloyd,
-                        top(&m.weight_bits),
-                        out,
-                        per_channel,
-                    ),
-                    (None, Some(s)) => {
-                        let b = plan.weight_bits[s];
-                        WeightQuant::new(
-                            &q.sub(format!("w{b}")),
-                            quant.weight_quantizer,
-                            b,
-                            out,
-                            per_channel,
-                        )
-                    }
-                    (None, None) => {
-                        WeightQuant::new(q, quant.weight_quantizer, bits, out, per_channel)
-                    }
-                },
-            )
-        };
         for (i, n) in spec.nodes.iter().enumerate() {
             let p = root.sub(format!("n{i}"));
             let q = p.set_group(1);
             let in_shape = shapes[n.input];
-            let first = i == 0;
+            let edge = edges.contains(&i);
             let param = match n.op {
                 Op::Conv { out, k, groups, .. } => {
-                    let bits = if first {
-                        quant.first_last_bits
-                    } else {
-                        quant.weight_bits
-                    };
                     let w = p.kaiming_uniform("weight", &[out, in_shape[0] / groups, k, k]);
                     let bn = nn::batch_norm2d(&p / "bn", out, Default::default());
-                    let wq = wquant(&q, i, bits, out, true);
+                    let wq = quantizers.weight(&q, i, i == 0, out, true)?;
                     Params::Conv {
                         w,
                         bn,
                         wq,
-                        aq: act(&q, i),
+                        aq: quantizers.act(&q, i, edge)?,
                     }
                 }
                 Op::Dense { out, hidden } => {
                     let fan_in = in_shape.iter().product::<i64>();
-                    let bits = if i == last {
-                        quant.first_last_bits
-                    } else {
-                        quant.weight_bits
-                    };
                     let w = p.kaiming_uniform("weight", &[out, fan_in]);
                     let bound = 1.0 / (fan_in as f64).sqrt();
                     let b = p.var(
@@ -291,33 +163,27 @@ impl QNet {
                         },
                     );
                     // The logits share one weight step, so that raw accumulators compare.
-                    let wq = wquant(&q, i, bits, out, hidden);
-                    let aq = hidden.then(|| act(&q, i));
+                    let wq = quantizers.weight(&q, i, i == last, out, hidden)?;
+                    let aq = match hidden {
+                        true => Some(quantizers.act(&q, i, edge)?),
+                        false => None,
+                    };
                     Params::Dense { w, b, wq, aq }
                 }
-                Op::Add { .. } => Params::Add { aq: act(&q, i) },
+                Op::Add { .. } => Params::Add {
+                    aq: quantizers.act(&q, i, edge)?,
+                },
                 _ => Params::None,
             };
             params.push(param);
         }
-        let mps = match mps {
-            Some(m) => Some(Supernet::new(
-                &root,
-                &spec,
-                slots,
-                m,
-                quant.weight_quantizer,
-                quant.act_quantizer,
-            )?),
-            None => None,
-        };
         Ok(Self {
             spec,
-            quant,
             params,
             input_max,
-            plan: plan.clone(),
-            mps,
+            bits,
+            spiking,
+            overlay: None,
             mode: Default::default(),
         })
     }
@@ -337,13 +203,13 @@ impl QNet {
     /// weights quantized at any bit width, as SSQL trains and evaluates. Only quantizers that learn nothing (max-abs or Lloyd weights, min-max or
     /// HWGQ activations) switch; others are an error.
     pub fn set_bits(&mut self, weight_bits: u8, act_bits: u8) -> Result<()> {
-        if self.mps.is_some() || !self.plan.is_empty() || self.is_qac() {
+        let Some(bits) = self.bits.clone().filter(|_| self.overlay.is_none()) else {
             bail!("a mixed-precision or QAC network has its own bit widths");
-        }
+        };
         let last = self.params.len().saturating_sub(1);
         for (i, p) in self.params.iter_mut().enumerate() {
             let wb = if i == 0 || i == last {
-                self.quant.first_last_bits
+                bits.first_last_bits
             } else {
                 weight_bits
             };
@@ -362,12 +228,28 @@ impl QNet {
                 Params::None => {}
             }
         }
-        self.quant.weight_bits = weight_bits;
-        self.quant.act_bits = act_bits;
-        if let Some(b) = self.quant.edge_act_bits {
+        if let Some(b) = bits.edge_act_bits {
             self.set_edge_act_bits(b)?;
         }
+        self.bits = Some(Bits {
+            weight_bits,
+            act_bits,
+            ..bits
+        });
         Ok(())
+    }
+
+    /// The bit width of the edge activations from the next [`QNet::set_bits`] on (`None`:
+    /// the activation bits like the others); an error for a network whose widths cannot be
+    /// switched.
+    pub fn set_edge_policy(&mut self, edge_act_bits: Option<u8>) -> Result<()> {
+        match &mut self.bits {
+            Some(b) => {
+                b.edge_act_bits = edge_act_bits;
+                b.check()
+            }
+            None => bail!("a mixed-precision or QAC network has its own bit widths"),
+        }
     }
 
     /// Quantize the edge activations ([`Spec::edge_nodes`]) at `bits`.
@@ -412,10 +294,10 @@ impl QNet {
 
     /// The activation quantizer node `i` runs: its own, or the supernet's selected candidate.
     fn act_q<'a>(&'a self, i: usize, aq: &'a dyn ActQuantize) -> &'a dyn ActQuantize {
-        match &self.mps {
-            Some(s) => s.slots.act_slot(i).map_or(aq, |k| s.current_act(k)),
-            None => aq,
-        }
+        self.overlay
+            .as_ref()
+            .and_then(|o| o.act_quantizer(i))
+            .unwrap_or(aq)
     }
 
     /// Fake-quantize node `i`'s weight.
@@ -423,12 +305,8 @@ impl QNet {
         if self.mode.get() != Mode::Quantized {
             return w.shallow_clone();
         }
-        match self
-            .mps
-            .as_ref()
-            .and_then(|s| Some((s, s.slots.weight_slot(i)?)))
-        {
-            Some((s, k)) => s.weight(k, w),
+        match self.overlay.as_ref().and_then(|o| o.weight(i, w)) {
+            Some(y) => y,
             None => wq.forward(w),
         }
     }
@@ -444,21 +322,10 @@ impl QNet {
                 return y;
             }
         }
-        match self
-            .mps
-            .as_ref()
-            .and_then(|s| Some((s, s.slots.act_slot(i)?)))
-        {
-            Some((s, k)) => s.act(k, x),
+        match self.overlay.as_ref().and_then(|o| o.act(i, x)) {
+            Some(y) => y,
             None => aq.forward(x),
         }
-    }
-
-    /// Whether the network is trained for a spiking conversion (QAC or its QCFS baseline):
-    /// its pools then sum codes exactly (levels and step scaled by the window) instead of
-    /// requantizing them, as the spiking network sums spikes.
-    pub fn is_qac(&self) -> bool {
-        self.quant.act_quantizer == ActQuantizer::Qac
     }
 
     /// The device the parameters live on.
@@ -502,7 +369,7 @@ impl QNet {
                 Params::Conv { aq, .. } | Params::Add { aq } => self.act_q(i, aq.as_ref()).step(),
                 Params::Dense { aq: Some(aq), .. } => self.act_q(i, aq.as_ref()).step(),
                 Params::Dense { aq: None, .. } => 0.0,
-                Params::None if self.is_qac() => s[n.input] / self.pooled(i) as f64,
+                Params::None if self.spiking => s[n.input] / self.pooled(i) as f64,
                 Params::None => s[n.input],
             };
             s.push(v);
@@ -519,7 +386,7 @@ impl QNet {
                 Params::Conv { aq, .. } | Params::Add { aq } => self.act_q(i, aq.as_ref()).levels(),
                 Params::Dense { aq: Some(aq), .. } => self.act_q(i, aq.as_ref()).levels(),
                 Params::Dense { aq: None, .. } => 0,
-                Params::None if self.is_qac() => l[n.input] * self.pooled(i),
+                Params::None if self.spiking => l[n.input] * self.pooled(i),
                 Params::None => l[n.input],
             };
             l.push(v);
@@ -556,9 +423,9 @@ impl QNet {
         let mut outs: Vec<Tensor> = vec![x.shallow_clone()];
         let mut steps = vec![1.0 / self.input_max as f64];
         let levels = self.levels();
-        // QAC: pools sum spikes exactly, nothing to requantize (see `is_qac`); in full
+        // Spiking: pools sum spikes exactly, nothing to requantize (see `spiking`); in full
         // precision nothing is requantized either.
-        let exact = self.is_qac();
+        let exact = self.spiking;
         let float = self.mode.get() != Mode::Quantized;
         for (i, (n, p)) in self
             .spec
@@ -651,6 +518,7 @@ impl ModuleT for QNet {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::quant::{ActQuantizer, WeightQuantizer};
     use tch::Device;
 
     #[test]
@@ -665,7 +533,7 @@ mod tests {
             for input in [[1, 28, 28], [1, 8, 8], [3, 32, 32]] {
                 let vs = nn::VarStore::new(Device::Cpu);
                 let spec = Spec::of(arch, input, 10);
-                let net = QNet::new(&vs, spec, QuantConfig::default(), 255).unwrap();
+                let net = QNet::new(&vs, spec, Uniform::default(), 255).unwrap();
                 let x = Tensor::rand(
                     [2, input[0], input[1], input[2]],
                     (Kind::Float, Device::Cpu),
@@ -697,13 +565,15 @@ mod tests {
         );
 
         let vs = nn::VarStore::new(Device::Cpu);
-        let q = QuantConfig {
-            weight_bits: 4,
-            act_bits: 4,
-            edge_act_bits: Some(8),
-            weight_quantizer: WeightQuantizer::MaxAbs,
-            act_quantizer: ActQuantizer::MinMax,
-            ..Default::default()
+        let q = Uniform {
+            weight: WeightQuantizer::MaxAbs,
+            act: ActQuantizer::MinMax,
+            bits: Bits {
+                weight_bits: 4,
+                act_bits: 4,
+                edge_act_bits: Some(8),
+                ..Default::default()
+            },
         };
         let mut net = QNet::new(&vs, cnn, q, 255).unwrap();
         // levels()[0] is the input; node i's output is levels()[i + 1].
@@ -714,10 +584,10 @@ mod tests {
         assert_eq!(at(&net), [255, 15, 255, 255]);
         net.set_bits(3, 3).unwrap();
         assert_eq!(at(&net), [255, 7, 255, 255]);
-        net.quant.edge_act_bits = None;
+        net.set_edge_policy(None).unwrap();
         net.set_bits(3, 3).unwrap();
         assert_eq!(at(&net), [7, 7, 7, 7]);
-        let bad = QuantConfig {
+        let bad = Bits {
             edge_act_bits: Some(9),
             ..Default::default()
         };
@@ -729,8 +599,11 @@ mod tests {
         let _one = crate::seeded();
         let vs = nn::VarStore::new(Device::Cpu);
         let spec = Spec::of(TrainArch::Cnn, [1, 8, 8], 10);
-        let q = QuantConfig {
-            weight_bits: 9,
+        let q = Uniform {
+            bits: Bits {
+                weight_bits: 9,
+                ..Default::default()
+            },
             ..Default::default()
         };
         let e = QNet::new(&vs, spec, q, 16).unwrap_err().to_string();

@@ -98,6 +98,131 @@ pub trait ActQuantize: std::fmt::Debug + Send + std::any::Any {
     fn as_any(&self) -> &dyn std::any::Any;
 }
 
+/// Where a network's quantizers come from: each way of training one (uniform bits, a
+/// mixed-precision plan, a search's placeholders, QAC) implements it.
+pub trait Quantizers {
+    /// The quantizer of node `node`'s weights, its variables in `path`: `out` output
+    /// channels, one step per channel or one for the tensor; `edge`: the first or the logits
+    /// layer.
+    fn weight(
+        &self,
+        path: &nn::Path,
+        node: usize,
+        edge: bool,
+        out: i64,
+        per_channel: bool,
+    ) -> anyhow::Result<Box<dyn WeightQuantize>>;
+    /// The quantizer of node `node`'s output, its variables in `path`; `edge`: an edge
+    /// activation ([`crate::spec::Spec::edge_nodes`]).
+    fn act(&self, path: &nn::Path, node: usize, edge: bool)
+        -> anyhow::Result<Box<dyn ActQuantize>>;
+}
+
+/// Uniform bit widths of a network.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Bits {
+    /// Weight bits of the hidden layers, 2..=8.
+    pub weight_bits: u8,
+    /// Activation bits, 2..=8.
+    pub act_bits: u8,
+    /// Weight bits of the first and the last layer.
+    pub first_last_bits: u8,
+    /// Bits of the edge activations (`None`: `act_bits`).
+    pub edge_act_bits: Option<u8>,
+}
+
+impl Default for Bits {
+    fn default() -> Self {
+        Self {
+            weight_bits: 4,
+            act_bits: 4,
+            first_last_bits: 8,
+            edge_act_bits: None,
+        }
+    }
+}
+
+impl Bits {
+    /// Check the bit widths.
+    pub fn check(&self) -> anyhow::Result<()> {
+        for (name, b) in [
+            ("weight bits", self.weight_bits),
+            ("activation bits", self.act_bits),
+            ("first/last layer bits", self.first_last_bits),
+            ("edge activation bits", self.edge_act_bits.unwrap_or(8)),
+        ] {
+            anyhow::ensure!(
+                (2..=8).contains(&b),
+                "{name} {b} is not supported: use 2..=8"
+            );
+        }
+        Ok(())
+    }
+}
+
+/// One weight and one activation quantizer at uniform bit widths (the first and last layers'
+/// weights at `first_last_bits`, the edge activations at `edge_act_bits` when set).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Uniform {
+    /// Weight quantizer.
+    pub weight: WeightQuantizer,
+    /// Activation quantizer.
+    pub act: ActQuantizer,
+    /// Bit widths.
+    pub bits: Bits,
+}
+
+impl Default for Uniform {
+    fn default() -> Self {
+        Self {
+            weight: WeightQuantizer::Lsq,
+            act: ActQuantizer::Lsq,
+            bits: Bits::default(),
+        }
+    }
+}
+
+impl Quantizers for Uniform {
+    fn weight(
+        &self,
+        path: &nn::Path,
+        _node: usize,
+        edge: bool,
+        out: i64,
+        per_channel: bool,
+    ) -> anyhow::Result<Box<dyn WeightQuantize>> {
+        let b = if edge {
+            self.bits.first_last_bits
+        } else {
+            self.bits.weight_bits
+        };
+        Ok(Box::new(WeightQuant::new(
+            path,
+            self.weight,
+            b,
+            out,
+            per_channel,
+        )))
+    }
+
+    fn act(
+        &self,
+        path: &nn::Path,
+        _node: usize,
+        edge: bool,
+    ) -> anyhow::Result<Box<dyn ActQuantize>> {
+        anyhow::ensure!(
+            self.act != ActQuantizer::Qac,
+            "qac activations are QAC's own quantizers: train them with `bitspike train qac`"
+        );
+        let b = match (edge, self.bits.edge_act_bits) {
+            (true, Some(b)) => b,
+            _ => self.bits.act_bits,
+        };
+        Ok(Box::new(ActQuant::new(path, self.act, b)))
+    }
+}
+
 /// `floor(x + 1/2)` forward, identity backward (the straight-through estimator).
 pub fn round_ste(x: &Tensor) -> Tensor {
     x + ((x + 0.5).floor() - x).detach()

@@ -1,11 +1,15 @@
 //! Quantizer slots: where a network's weight and activation quantizers are, the sizes its
 //! costs need, and per-slot bit widths (a mixed-precision plan, the `[mixed]` table of a run).
 
-use anyhow::{ensure, Result};
+use anyhow::{ensure, Context, Result};
 use serde::{Deserialize, Serialize};
+use tch::nn;
 
 use bitspike_core::cost;
 
+use crate::quant::{
+    ActQuant, ActQuantize, ActQuantizer, Quantizers, WeightQuant, WeightQuantize, WeightQuantizer,
+};
 use crate::spec::{Op, Spec};
 
 /// Per-slot bit widths of a mixed-precision network (the `[mixed]` table of a run's config):
@@ -162,5 +166,56 @@ impl Slots {
             );
         }
         Ok(())
+    }
+}
+
+/// The quantizers of a mixed-precision child: each slot at its plan's bit width, under
+/// `n<i>/w<b>` and `n<i>/a<b>` (where a supernet keeps its candidate of that width, so that a
+/// supernet's checkpoint loads into the child).
+#[derive(Clone, Debug)]
+pub struct Planned {
+    /// Weight quantizer.
+    pub weight: WeightQuantizer,
+    /// Activation quantizer.
+    pub act: ActQuantizer,
+    /// The bit width of every slot ([`Slots::check`]ed).
+    pub plan: BitPlan,
+    /// The network's slots.
+    pub slots: Slots,
+}
+
+impl Quantizers for Planned {
+    fn weight(
+        &self,
+        path: &nn::Path,
+        node: usize,
+        _edge: bool,
+        out: i64,
+        per_channel: bool,
+    ) -> Result<Box<dyn WeightQuantize>> {
+        let b = self
+            .slots
+            .weight_slot(node)
+            .and_then(|s| self.plan.weight_bits.get(s).copied())
+            .with_context(|| format!("the bit plan has no weight bits for node {node}"))?;
+        let q = WeightQuant::new(&path.sub(format!("w{b}")), self.weight, b, out, per_channel);
+        Ok(Box::new(q))
+    }
+
+    fn act(&self, path: &nn::Path, node: usize, _edge: bool) -> Result<Box<dyn ActQuantize>> {
+        ensure!(
+            self.act != ActQuantizer::Qac,
+            "QAC learns its own level counts: it takes no [mixed] plan or [mps] search"
+        );
+        let b = self
+            .slots
+            .act_slot(node)
+            .and_then(|s| self.plan.act_bits.get(s).copied())
+            .with_context(|| format!("the bit plan has no activation bits for node {node}"))?;
+        Ok(Box::new(ActQuant::new(
+            &path.sub(format!("a{b}")),
+            self.act,
+            b,
+        )))
     }
 }

@@ -9,6 +9,12 @@
 //! weights file is removed. A run stopped at any point leaves a `state.json` naming a whole
 //! weights file of the epoch it counts. `--resume` continues from there: it trims the log to the
 //! committed epochs, reseeds as an uninterrupted run would, and restarts the optimizer's moments.
+//!
+//! The loop knows no method: a [`Method`] builds the network a configuration describes and
+//! gives the loop a [`Hook`] (extra loss terms, per-step work, log fields). Plain QAT, uniform
+//! or with a mixed-precision plan, is [`Qat`]; One-Shot MPS's search (`crate::mps::Search`) and
+//! QAC (`crate::qac::Qac`) are methods of their own, and `crate::methods` picks one for a
+//! configuration.
 
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
@@ -22,6 +28,7 @@ use tch::{Device, Kind, Tensor};
 use crate::config::{Optimizer, TrainConfig};
 use crate::data::{self, Dataset};
 use crate::net::{QNet, Spec};
+use crate::slots::{Planned, Slots};
 
 /// How far a run got.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -102,60 +109,137 @@ pub struct Trained {
     pub vs: nn::VarStore,
     /// The network.
     pub net: QNet,
+    /// The configuration it was built from.
+    pub cfg: TrainConfig,
 }
 
-/// QAC's level penalty on the board (`[quant.qac] cost = "device"`): the spiking network's
-/// measured cost as a function of its layers' level counts, and the unit that gives a network
-/// of uniform initial level counts the same penalty as the mean level count would.
-fn qac_device_penalty(
-    cfg: &TrainConfig,
-    net: &QNet,
-) -> Result<Option<(crate::device_costs::snn::SnnCost, f64)>> {
-    use crate::device_costs::{self as dc, snn};
-    let q = &cfg.quant.qac;
-    if cfg.quant.act_quantizer != crate::quant::ActQuantizer::Qac
-        || q.cost != crate::qac::LevelCost::Device
-    {
-        return Ok(None);
+/// A way of training a network: how it builds the network a configuration describes, and
+/// what it adds to the generic loop.
+pub trait Method {
+    /// Build the network `cfg` describes for `spec` (images with codes `0..=input_max`),
+    /// with its parameters in `vs`.
+    fn build(
+        &self,
+        vs: &nn::VarStore,
+        spec: Spec,
+        cfg: &TrainConfig,
+        input_max: u8,
+    ) -> Result<QNet>;
+
+    /// How many training images at the end of the split the loop leaves out.
+    fn holdout(&self, _cfg: &TrainConfig) -> i64 {
+        0
     }
-    let board = q
-        .board
-        .as_deref()
-        .context("qac cost = \"device\" needs a board")?;
-    let table = dc::CostTable::read(&dc::table_path(crate::boards::cost_board(board)?))?;
-    let weights = snn::weight_plan(&net.spec, cfg.quant.weight_bits, cfg.quant.first_last_bits);
-    let cost = snn::SnnCost::new(
-        &net.spec,
-        &weights,
-        &table,
-        &crate::qac::DEVICE_TIMESTEPS,
-        net.input_max,
-    )?;
-    let n = crate::qac::layers(net).len();
-    let init: Vec<Tensor> = (0..n).map(|_| Tensor::from(q.initial_levels)).collect();
-    let e = cost.interpolated(&init).double_value(&[]);
-    // penalty * E(levels) / unit equals penalty * initial_levels at the start.
-    Ok(Some((cost, e / q.initial_levels.max(1e-9))))
+
+    /// The hook of one run of `net` (made before anything is written, so that a setting it
+    /// cannot use leaves no run folder behind).
+    fn hook(&self, _cfg: &TrainConfig, _net: &QNet) -> Result<Box<dyn Hook>> {
+        Ok(Box::new(NoHook))
+    }
+}
+
+/// What a method does inside the training loop.
+pub trait Hook {
+    /// Before a step's forward pass (`progress`: steps done over all steps): per-group
+    /// rates, draws the step needs; returns a term to add to the loss.
+    fn before_step(
+        &mut self,
+        _net: &QNet,
+        _opt: &mut nn::Optimizer,
+        _progress: f64,
+    ) -> Option<Tensor> {
+        None
+    }
+
+    /// After a step's forward pass: a term to add to the loss.
+    fn loss(&mut self, _net: &QNet) -> Option<Tensor> {
+        None
+    }
+
+    /// After an epoch's steps, before its evaluation: set the network up to be evaluated and
+    /// say what the log line and the progress output add.
+    fn end_epoch(&mut self, _net: &QNet) -> Result<EpochNotes> {
+        Ok(EpochNotes::default())
+    }
+}
+
+/// What a [`Hook`] adds to an epoch's log line and progress output.
+#[derive(Debug, Default)]
+pub struct EpochNotes {
+    /// Fields of the JSON log line.
+    pub fields: serde_json::Map<String, serde_json::Value>,
+    /// Lines printed after the epoch's progress line.
+    pub lines: Vec<String>,
+}
+
+/// A hook that adds nothing.
+pub struct NoHook;
+
+impl Hook for NoHook {}
+
+/// Quantization-aware training at uniform bit widths (`[quant]`) or with a mixed-precision
+/// plan (`[mixed]`, the quantizers of a slot at `b` bits under `n<i>/w<b>` and `n<i>/a<b>`, so
+/// that a supernet's checkpoint loads into it).
+pub struct Qat;
+
+impl Method for Qat {
+    fn build(
+        &self,
+        vs: &nn::VarStore,
+        spec: Spec,
+        cfg: &TrainConfig,
+        input_max: u8,
+    ) -> Result<QNet> {
+        cfg.quant.check()?;
+        if cfg.mixed.is_empty() {
+            let q = cfg.quant.uniform();
+            let bits = q.bits.clone();
+            return QNet::with(vs, spec, input_max, &q, Some(bits), false);
+        }
+        let slots = Slots::of(&spec, input_max)?;
+        slots.check(&cfg.mixed)?;
+        let q = Planned {
+            weight: cfg.quant.weight_quantizer,
+            act: cfg.quant.act_quantizer,
+            plan: cfg.mixed.clone(),
+            slots,
+        };
+        QNet::with(vs, spec, input_max, &q, None, false)
+    }
 }
 
 /// Build the network a configuration describes, for `data`'s input shape.
-pub fn build(cfg: &TrainConfig, data: &Dataset, device: Device) -> Result<Trained> {
+pub fn build(
+    method: &dyn Method,
+    cfg: &TrainConfig,
+    data: &Dataset,
+    device: Device,
+) -> Result<Trained> {
     let vs = nn::VarStore::new(device);
-    let net = build_in(&vs, cfg, data)?;
-    Ok(Trained { vs, net })
+    let net = build_in(method, &vs, cfg, data)?;
+    Ok(Trained {
+        vs,
+        net,
+        cfg: cfg.clone(),
+    })
 }
 
 /// Build the network a configuration describes with its parameters in `vs`.
-pub fn build_in(vs: &nn::VarStore, cfg: &TrainConfig, data: &Dataset) -> Result<QNet> {
+pub fn build_in(
+    method: &dyn Method,
+    vs: &nn::VarStore,
+    cfg: &TrainConfig,
+    data: &Dataset,
+) -> Result<QNet> {
     let s = data.shape;
     let spec = Spec::of(cfg.arch, [s.c as i64, s.h as i64, s.w as i64], data.classes);
-    QNet::build(vs, spec, cfg, data.max_code)
+    method.build(vs, spec, cfg, data.max_code)
 }
 
 /// Load a run's network and weights.
-pub fn load(run: &RunDir, data: &Dataset, device: Device) -> Result<Trained> {
+pub fn load(method: &dyn Method, run: &RunDir, data: &Dataset, device: Device) -> Result<Trained> {
     let cfg = run.read_config()?;
-    let mut t = build(&cfg, data, device)?;
+    let mut t = build(method, &cfg, data, device)?;
     let weights = run.weights()?;
     t.vs.load(&weights).map_err(|e| {
         anyhow::anyhow!(
@@ -211,7 +295,12 @@ impl<'a> TrainOptions<'a> {
 }
 
 /// Train `cfg` on `data` into the run folder; returns the final state.
-pub fn train(cfg: &TrainConfig, data: &Dataset, o: &TrainOptions<'_>) -> Result<State> {
+pub fn train(
+    method: &dyn Method,
+    cfg: &TrainConfig,
+    data: &Dataset,
+    o: &TrainOptions<'_>,
+) -> Result<State> {
     cfg.check()?;
     let run = RunDir(o.out.to_path_buf());
     let mut state = if o.resume {
@@ -241,9 +330,10 @@ pub fn train(cfg: &TrainConfig, data: &Dataset, o: &TrainOptions<'_>) -> Result<
     tch::manual_seed(cfg.seed);
     // Build before writing anything: a network the configuration cannot describe (a bit plan
     // of the wrong length, say) leaves no run folder behind.
-    let mut t = build(cfg, data, o.device)?;
+    let mut t = build(method, cfg, data, o.device)?;
+    let mut hook = method.hook(cfg, &t.net)?;
     // A search holds out the last training images to evaluate its children on.
-    let holdout = cfg.mps.as_ref().map_or(0, |m| m.validation);
+    let holdout = method.holdout(cfg);
     let n = data.train.len() - holdout;
     if n < 1 {
         bail!(
@@ -314,7 +404,6 @@ pub fn train(cfg: &TrainConfig, data: &Dataset, o: &TrainOptions<'_>) -> Result<
     }
     let per_epoch = ((n + cfg.batch_size - 1) / cfg.batch_size) as usize;
     let total = per_epoch * cfg.epochs;
-    let device_penalty = qac_device_penalty(cfg, &t.net)?;
     let mut log = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
@@ -343,14 +432,8 @@ pub fn train(cfg: &TrainConfig, data: &Dataset, o: &TrainOptions<'_>) -> Result<
             .enumerate()
         {
             opt.set_lr(cfg.lr_at(epoch * per_epoch + b, total, epoch));
-            // The bit-width model learns at its own constant rate; draw this step's penalty
-            // and relaxed child before the forward pass.
-            let search = t.net.mps.as_ref().map(|s| {
-                opt.set_lr_group(2, s.cfg.lr_theta);
-                let eta = s.sample_eta();
-                let progress = (epoch * per_epoch + b) as f64 / total.max(1) as f64;
-                s.begin_step(eta, progress)
-            });
+            let progress = (epoch * per_epoch + b) as f64 / total.max(1) as f64;
+            let extra = hook.before_step(&t.net, &mut opt, progress);
             let x = data::to_input(
                 &data.train.images.index_select(0, &idx),
                 data.max_code,
@@ -360,28 +443,11 @@ pub fn train(cfg: &TrainConfig, data: &Dataset, o: &TrainOptions<'_>) -> Result<
             let y = data.train.labels.index_select(0, &idx).to_device(o.device);
             let logits = t.net.forward_t(&x, true);
             let mut loss = logits.cross_entropy_for_logits(&y);
-            if let Some(extra) = search {
+            if let Some(extra) = extra {
                 loss += extra;
             }
-            // QAC's optional pressure towards fewer timesteps: the mean learned level count, or
-            // the board's measured cost of every layer's level count.
-            let penalty = cfg.quant.qac.level_penalty;
-            if let (Some((cost, unit)), true) = (&device_penalty, penalty > 0.0) {
-                let levels: Vec<Tensor> = crate::qac::layers(&t.net)
-                    .into_iter()
-                    .map(|(_, q)| q.levels_tensor())
-                    .collect();
-                loss += cost.interpolated(&levels) * (penalty / unit);
-            } else if penalty > 0.0 {
-                let learned: Vec<Tensor> = crate::qac::layers(&t.net)
-                    .into_iter()
-                    .filter(|(_, q)| q.learns_levels())
-                    .map(|(_, q)| q.levels_tensor())
-                    .collect();
-                if !learned.is_empty() {
-                    let n = learned.len() as f64;
-                    loss += Tensor::stack(&learned, 0).sum(Kind::Float) * (penalty / n);
-                }
+            if let Some(extra) = hook.loss(&t.net) {
+                loss += extra;
             }
             opt.backward_step(&loss);
             let k = idx.size()[0];
@@ -398,15 +464,7 @@ pub fn train(cfg: &TrainConfig, data: &Dataset, o: &TrainOptions<'_>) -> Result<
         state.epochs_done = epoch + 1;
         state.seconds += started.elapsed().as_secs_f64();
         let last = epoch + 1 == cfg.epochs;
-        // A supernet is evaluated as its most probable child at the middle penalty.
-        let mid = t.net.mps.as_ref().map(|s| {
-            let eta = (s.cfg.eta[0] * s.cfg.eta[1]).sqrt();
-            let plan = s.plan_at(eta);
-            (eta, plan)
-        });
-        if let (Some(s), Some((_, plan))) = (&t.net.mps, &mid) {
-            s.select(plan)?;
-        }
+        let notes = hook.end_epoch(&t.net)?;
         let test = if last || (epoch + 1) % cfg.eval_every == 0 {
             let a = accuracy(&t.net, &data.test, data.max_code, o.device);
             state.test_accuracy = a;
@@ -414,17 +472,17 @@ pub fn train(cfg: &TrainConfig, data: &Dataset, o: &TrainOptions<'_>) -> Result<
         } else {
             None
         };
-        let line = serde_json::json!({
+        let mut line = serde_json::json!({
             "epoch": epoch + 1,
             "train_loss": loss_sum / seen.max(1) as f64,
             "train_accuracy": correct as f64 / seen.max(1) as f64,
             "test_accuracy_fake_quant": test,
             "lr": cfg.lr_at((epoch + 1) * per_epoch, total, epoch),
             "seconds": state.seconds,
-            "qac_levels": crate::qac::layers(&t.net).iter().map(|(_, q)| q.levels()).collect::<Vec<_>>(),
-            "mps_mid_eta": mid.as_ref().map(|m| m.0),
-            "mps_mid_plan": mid.as_ref().map(|m| m.1.label()),
         });
+        if let Some(m) = line.as_object_mut() {
+            m.extend(notes.fields);
+        }
         writeln!(log, "{line}").context("writing the log")?;
         if o.progress {
             eprintln!(
@@ -436,16 +494,8 @@ pub fn train(cfg: &TrainConfig, data: &Dataset, o: &TrainOptions<'_>) -> Result<
                 test.map(|a| format!(", test (fake-quant) {:.2} %", 100.0 * a))
                     .unwrap_or_default()
             );
-            if let Some((eta, plan)) = &mid {
-                eprintln!("  most probable child at eta {eta:.3}: {}", plan.label());
-            }
-            let qac = crate::qac::layers(&t.net);
-            if !qac.is_empty() {
-                let levels: Vec<String> = qac
-                    .iter()
-                    .map(|(_, q)| format!("{:.2}", q.levels()))
-                    .collect();
-                eprintln!("  QAC level counts (timesteps): {}", levels.join(" "));
+            for l in &notes.lines {
+                eprintln!("  {l}");
             }
         }
         commit_checkpoint(&run, &t.vs, &mut state)?;

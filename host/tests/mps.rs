@@ -5,11 +5,12 @@
 
 mod common;
 
+use bitspike::config::QuantConfig;
 use bitspike::config::TrainConfig;
 use bitspike::data::{self, DatasetName};
 use bitspike::mps::{self, BitPlan, CostKind, MpsConfig, Slots};
 use bitspike::mps_report;
-use bitspike::net::{Params, QNet, QuantConfig, Spec, TrainArch};
+use bitspike::net::{Params, QNet, Spec, TrainArch};
 use bitspike::quant::{ActQuantizer, WeightQuantizer};
 use bitspike::report::Summary;
 use bitspike::train::{self, RunDir, TrainOptions};
@@ -43,7 +44,7 @@ fn a_child_exports_its_bits_and_the_searched_costs() {
         ..Default::default()
     };
     let spec = Spec::of(TrainArch::Cnn, [1, 28, 28], 10);
-    let net = QNet::build(&vs, spec.clone(), &cfg, 255).unwrap();
+    let net = bitspike::methods::build_net(&vs, spec.clone(), &cfg, 255).unwrap();
     let def = bitspike::export::model_def(&net).unwrap();
     let bytes = bitspike_core::format::writer::write(&def).unwrap();
     let file = ModelFile::parse(&bytes).unwrap();
@@ -75,11 +76,11 @@ fn a_child_is_the_supernet_at_its_plan() {
         ..Default::default()
     };
     let spec = Spec::of(TrainArch::Cnn, [1, 8, 8], 10);
-    let sup = QNet::build(&vs, spec.clone(), &cfg, 16).unwrap();
+    let sup = bitspike::methods::build_net(&vs, spec.clone(), &cfg, 16).unwrap();
     let x = Tensor::rand([6, 1, 8, 8], (Kind::Float, Device::Cpu));
     // One step so that the learned steps are initialised and move away from their start.
     let mut opt = nn::OptimizerConfig::build(nn::Adam::default(), &vs, 0.05).unwrap();
-    let s = sup.mps.as_ref().unwrap();
+    let s = mps::supernet(&sup).unwrap();
     let extra = s.begin_step(1.0, 0.0);
     opt.backward_step(&(sup.forward_t(&x, true).mean(Kind::Float) + extra));
     let plan = BitPlan {
@@ -93,11 +94,13 @@ fn a_child_is_the_supernet_at_its_plan() {
     let file = dir.join("w.ot");
     vs.save(&file).unwrap();
     let vs2 = nn::VarStore::new(Device::Cpu);
-    let child = QNet::build(&vs2, spec, &mps_report::child_config(&cfg, &plan), 16).unwrap();
+    let child =
+        bitspike::methods::build_net(&vs2, spec, &mps_report::child_config(&cfg, &plan), 16)
+            .unwrap();
     let mut vs2 = vs2;
     vs2.load(&file).unwrap();
     let got = child.forward_t(&x, false);
-    assert!(child.mps.is_none());
+    assert!(mps::supernet(&child).is_none());
     assert_eq!(
         Vec::<f32>::try_from(want.flatten(0, -1)).unwrap(),
         Vec::<f32>::try_from(got.flatten(0, -1)).unwrap()
@@ -119,7 +122,7 @@ fn batchnorm_recalibration_averages_the_batch_statistics() {
     let net = QNet::new(
         &vs,
         Spec::of(TrainArch::Cnn, [1, 8, 8], 10),
-        QuantConfig::default(),
+        bitspike::quant::Uniform::default(),
         16,
     )
     .unwrap();
@@ -166,7 +169,7 @@ fn a_search_its_front_and_a_point_on_digits() {
         ..Default::default()
     };
     let opts = TrainOptions::cpu(&dir);
-    train::train(&cfg, &data, &opts).unwrap();
+    bitspike::methods::train(&cfg, &data, &opts).unwrap();
     let run = RunDir(dir.clone());
     let front = mps_report::extract(&run, &data, Device::Cpu, 10, None).unwrap();
     assert_eq!(front.evaluations, front.children.len());
@@ -244,7 +247,7 @@ fn a_search_for_the_board_s_measured_instructions_and_a_point_within_a_time_budg
         }),
         ..Default::default()
     };
-    train::train(&cfg, &data, &TrainOptions::cpu(&dir)).unwrap();
+    bitspike::methods::train(&cfg, &data, &TrainOptions::cpu(&dir)).unwrap();
     let run = RunDir(dir.clone());
     let front = mps_report::extract(&run, &data, Device::Cpu, 6, None).unwrap();
     assert_eq!(front.board.as_deref(), Some("nucleo-l4r5zi"));

@@ -12,12 +12,12 @@ mod common;
 
 use bitspike::config::TrainConfig;
 use bitspike::data::{self, Augment, Dataset, DatasetName};
+use bitspike::eval;
 use bitspike::net::TrainArch;
 use bitspike::qac::QacConfig;
 use bitspike::quant::ActQuantizer;
 use bitspike::snn::{self, AlignMode, Calibration, Snn};
-use bitspike::train::{self, RunDir, TrainOptions, Trained};
-use bitspike::{eval, export};
+use bitspike::train::{TrainOptions, Trained};
 use bitspike_core::format::writer::write;
 use bitspike_rt::{Error, Model, Unsupported};
 use tch::{Device, Kind, Tensor};
@@ -59,8 +59,8 @@ fn train_qac_on(
     let dir = std::env::temp_dir().join(format!("bitspike-snn-{}-{name}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     let opts = TrainOptions::cpu(&dir);
-    train::train(&cfg, &data, &opts).expect("training");
-    let t = train::load(&RunDir(dir.clone()), &data, Device::Cpu).expect("reload");
+    bitspike::methods::train(&cfg, &data, &opts).expect("training");
+    let t = bitspike::methods::load(&dir, &data, Device::Cpu).expect("reload");
     let _ = std::fs::remove_dir_all(&dir);
     (data, t)
 }
@@ -88,7 +88,7 @@ fn qac_on_digits_converts_exports_and_calibrates() {
     );
 
     // Float simulator vs integer spiking network.
-    let def = export::model_def_snn(&t.net, &snn).expect("exports");
+    let def = bitspike::qac::export::model_def_snn(&t.net, &snn).expect("exports");
     let scale = def.layers.last().expect("layers").scale as f64;
     let bytes = write(&def).expect("valid model");
     let r = eval::integer(&bytes, &data.test).expect("runs");
@@ -168,9 +168,11 @@ fn calibration_lowers_the_held_out_error_on_fashion_mnist() {
     // into the bias) mostly predicts what it predicts: exactly where every calibrated initial
     // potential stays in 0..theta, approximately elsewhere.
     let test = data.test.take(held_out);
-    let bytes = write(&export::model_def_snn(&t.net, &snn).expect("exports")).expect("valid");
+    let bytes = write(&bitspike::qac::export::model_def_snn(&t.net, &snn).expect("exports"))
+        .expect("valid");
     let spiking = eval::integer(&bytes, &test).expect("runs");
-    let twin = write(&export::model_def_ann_of(&t.net, &snn).expect("exports")).expect("valid");
+    let twin = write(&bitspike::qac::export::model_def_ann_of(&t.net, &snn).expect("exports"))
+        .expect("valid");
     let twin = eval::integer(&twin, &test).expect("runs");
     let same = spiking
         .predictions()
@@ -237,7 +239,8 @@ fn averaging_at_integer_level_counts_equals_the_quantized_network() {
     };
     let mut m = mixed;
     m.layers[1].timesteps = 6; // expansion 4 -> 6 uses replication
-    let bytes = write(&export::model_def_snn(&t.net, &m).expect("exports")).expect("valid");
+    let bytes =
+        write(&bitspike::qac::export::model_def_snn(&t.net, &m).expect("exports")).expect("valid");
     assert!(matches!(
         Model::load(&bytes),
         Err(Error::Unsupported {

@@ -6,9 +6,10 @@ mod common;
 
 use std::collections::HashMap;
 
+use bitspike::config::QuantConfig;
 use bitspike::config::TrainConfig;
 use bitspike::data::{self, DatasetName};
-use bitspike::net::{QuantConfig, TrainArch};
+use bitspike::net::TrainArch;
 use bitspike::quant::{ActQuantizer, WeightQuantizer};
 use bitspike::report::Summary;
 use bitspike::ssql::{self, Framework, Pretrainer, QuantizedBn, SsqlConfig};
@@ -271,7 +272,7 @@ fn a_digits_pretraining_evaluates_and_exports_at_its_bit_width() {
     let rcfg = run.read_config().unwrap();
     assert_eq!((rcfg.quant.weight_bits, rcfg.quant.act_bits), (4, 4));
     let rdata = rcfg.load_data(&data::default_dir()).unwrap();
-    let t = train::load(&run, &rdata, Device::Cpu).unwrap();
+    let t = bitspike::methods::load(&run.0, &rdata, Device::Cpu).unwrap();
     let fq = 100.0 * train::accuracy(&t.net, &rdata.test, rdata.max_code, Device::Cpu);
     assert!(
         (fq - r.linear[1].accuracy).abs() < 1e-9,
@@ -302,7 +303,7 @@ fn a_digits_pretraining_evaluates_and_exports_at_its_bit_width() {
     let run = RunDir(r.linear[1].run.clone());
     let rcfg = run.read_config().unwrap();
     assert_eq!(rcfg.quant.edge_act_bits, Some(8));
-    let t = train::load(&run, &rdata, Device::Cpu).unwrap();
+    let t = bitspike::methods::load(&run.0, &rdata, Device::Cpu).unwrap();
     let fq = 100.0 * train::accuracy(&t.net, &rdata.test, rdata.max_code, Device::Cpu);
     assert!(
         (fq - r.linear[1].accuracy).abs() < 1e-9,
@@ -330,7 +331,7 @@ fn a_digits_pretraining_evaluates_and_exports_at_its_bit_width() {
     let head = |run: &std::path::Path| {
         let run = RunDir(run.to_path_buf());
         let c = run.read_config().unwrap();
-        let t = train::load(&run, &rdata, Device::Cpu).unwrap();
+        let t = bitspike::methods::load(&run.0, &rdata, Device::Cpu).unwrap();
         let Some(bitspike::net::Params::Dense { w, .. }) = t.net.params.last() else {
             panic!("no dense head");
         };

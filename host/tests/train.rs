@@ -10,7 +10,7 @@ mod common;
 
 use bitspike::config::TrainConfig;
 use bitspike::data::{self, Augment, DatasetName};
-use bitspike::train::{self, RunDir, TrainOptions};
+use bitspike::train::{self, TrainOptions};
 use bitspike::{eval, export};
 use bitspike_core::format::writer::write;
 use tch::Device;
@@ -23,8 +23,8 @@ fn run(cfg: &TrainConfig, name: &str) -> (f64, f64) {
     let dir = std::env::temp_dir().join(format!("bitspike-train-{}-{name}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     let opts = TrainOptions::cpu(&dir);
-    let state = train::train(cfg, &data, &opts).unwrap();
-    let t = train::load(&RunDir(dir.clone()), &data, Device::Cpu).unwrap();
+    let state = bitspike::methods::train(cfg, &data, &opts).unwrap();
+    let t = bitspike::methods::load(&dir, &data, Device::Cpu).unwrap();
     let fake = train::accuracy(&t.net, &data.test, data.max_code, Device::Cpu);
     assert!(
         (fake - state.test_accuracy).abs() < 1e-12,

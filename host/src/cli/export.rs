@@ -139,7 +139,7 @@ pub(crate) fn load_trained(
                 run.0.display()
             );
         }
-        return train::load(run, data, device);
+        return bitspike::methods::load(&run.0, data, device);
     }
     let plan = search_plan(run, cfg, point, data, device)?;
     mps_report::child(run, &plan, data, device)
@@ -160,11 +160,8 @@ pub(crate) fn search_plan(
         let c = mps_report::candidates(&front, &point.choice())?;
         return Ok(c[0].plan.clone());
     }
-    let t = train::load(run, data, device)?;
-    let s = t
-        .net
-        .mps
-        .as_ref()
+    let t = train::load(&bitspike::mps::Search, run, data, device)?;
+    let s = bitspike::mps::supernet(&t.net)
         .ok_or_else(|| anyhow::anyhow!("{}: no supernet", run.0.display()))?;
     Ok(s.plan_at(m.eta[0]))
 }

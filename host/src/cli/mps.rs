@@ -4,7 +4,7 @@ use super::args::*;
 use super::export::*;
 use anyhow::{bail, Result};
 use bitspike::mps_report;
-use bitspike::train::{self, RunDir, TrainOptions};
+use bitspike::train::{RunDir, TrainOptions};
 
 pub(crate) fn mps_command(c: MpsCommand) -> Result<()> {
     match c {
@@ -91,7 +91,7 @@ pub(crate) fn mps_command(c: MpsCommand) -> Result<()> {
             }
             child.check()?;
             let weights = search.weights()?;
-            let state = train::train(
+            let state = bitspike::methods::train(
                 &child,
                 &data,
                 &TrainOptions {

@@ -27,7 +27,10 @@ pub(crate) fn load_runs(
                 first.dataset.as_str()
             );
         }
-        out.push((r.display().to_string(), train::load(&run, &data, device)?));
+        out.push((
+            r.display().to_string(),
+            bitspike::methods::load(r, &data, device)?,
+        ));
     }
     Ok((data, out))
 }
@@ -79,8 +82,8 @@ pub(crate) fn qac_tables(c: QacCommand) -> Result<()> {
             rt,
         } => {
             let (data, loaded) = load_runs(&runs, &rt)?;
-            let nets: Vec<(String, &bitspike::net::QNet)> =
-                loaded.iter().map(|(n, t)| (n.clone(), &t.net)).collect();
+            let nets: Vec<(String, &train::Trained)> =
+                loaded.iter().map(|(n, t)| (n.clone(), t)).collect();
             let rows = qr::cases_report(&nets, &data, limit.unwrap_or(i64::MAX))?;
             let md = qr::cases_markdown(&rows, data.name.as_str());
             figures::write_tables(&out, "qac-cases", &md, &rows)?;

@@ -15,7 +15,7 @@ pub(crate) fn snn_run(a: &SnnArgs) -> Result<()> {
     let cfg = run.read_config()?;
     let device = a.rt.device()?;
     let data = cfg.load_data(&a.rt.data_dir())?;
-    let t = train::load(&run, &data, device)?;
+    let t = bitspike::methods::load(&run.0, &data, device)?;
     let limit = a.limit.unwrap_or(i64::MAX);
     let mut snn = Snn::convert(&t.net, a.align)?;
     let quiet = a.json;
@@ -75,7 +75,7 @@ pub(crate) fn snn_run(a: &SnnArgs) -> Result<()> {
     let float = calibrated.as_ref().unwrap_or(&base);
     let mut integer = serde_json::Value::Null;
     if let Some(out) = &a.out {
-        let mut def = export::model_def_snn(&t.net, &snn)?;
+        let mut def = bitspike::qac::export::model_def_snn(&t.net, &snn)?;
         // Input sparsity on training images decides, per layer and target, event-driven or
         // dense accumulation.
         let sample: Vec<Vec<u8>> = (0..data.train.len().min(DENSITY_IMAGES))
@@ -111,7 +111,7 @@ pub(crate) fn snn_run(a: &SnnArgs) -> Result<()> {
         ));
         let mut ann = serde_json::Value::Null;
         if let Some(p) = &a.ann_out {
-            let mut d = export::model_def_ann_of(&t.net, &snn)?;
+            let mut d = bitspike::qac::export::model_def_ann_of(&t.net, &snn)?;
             let densities = export::measure_density(&mut d, &sample)?;
             say(format!(
                 "quantized twin: {}",

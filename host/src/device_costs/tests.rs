@@ -276,10 +276,10 @@ fn a_spiking_probe_and_a_qac_export_have_the_keys_the_penalty_computes() {
             };
             cfg.quant.act_quantizer = ActQuantizer::Qac;
             let vs = tch::nn::VarStore::new(tch::Device::Cpu);
-            let net = crate::net::QNet::build(&vs, Spec::of(arch, input, 10), &cfg, 255).unwrap();
+            let net = crate::methods::build_net(&vs, Spec::of(arch, input, 10), &cfg, 255).unwrap();
             let snn =
                 crate::qac::snn::Snn::convert(&net, crate::qac::snn::AlignMode::Average).unwrap();
-            let def = crate::export::model_def_snn(&net, &snn).unwrap();
+            let def = crate::qac::export::model_def_snn(&net, &snn).unwrap();
             let bytes = write(&def).unwrap();
             let file = ModelFile::parse(&bytes).unwrap();
             let spec = net.spec.clone();

@@ -65,12 +65,14 @@
 pub mod board;
 pub mod config;
 pub mod report;
+mod search;
 mod supernet;
 #[cfg(test)]
 mod tests;
 
 pub use crate::slots::{BitPlan, Slots};
 pub use config::{CostKind, MpsConfig, Searcher};
+pub use search::{supernet, Search};
 pub use supernet::{recalibrate_bn, Supernet};
 
 impl Slots {

@@ -166,7 +166,7 @@ pub fn child_config(cfg: &TrainConfig, plan: &BitPlan) -> TrainConfig {
 /// recalibrated on the first [`BN_BATCHES`] batches of training images.
 pub fn child(run: &RunDir, plan: &BitPlan, data: &Dataset, device: Device) -> Result<Trained> {
     let cfg = child_config(&run.read_config()?, plan);
-    let mut t = train::build(&cfg, data, device)?;
+    let mut t = train::build(&train::Qat, &cfg, data, device)?;
     let w = run.weights()?;
     t.vs.load(&w).map_err(|e| {
         anyhow::anyhow!(
@@ -237,8 +237,8 @@ pub fn extract(
         );
     };
     let state = run.read_state()?;
-    let t = train::load(run, data, device)?;
-    let Some(s) = t.net.mps.as_ref() else {
+    let t = train::load(&mps::Search, run, data, device)?;
+    let Some(s) = mps::supernet(&t.net) else {
         bail!("{}: the network has no supernet", run.0.display());
     };
     let etas = mps::sweep(m.eta, count);
@@ -579,7 +579,11 @@ pub fn run_point(method: &str, run: &Path, data: &Dataset) -> Result<Point> {
     let r = RunDir(run.to_path_buf());
     let cfg = r.read_config()?;
     let state = r.read_state()?;
-    let t = train::build(&cfg, data, Device::Cpu)?;
+    let how: &dyn train::Method = match cfg.mps {
+        Some(_) => &mps::Search,
+        None => &train::Qat,
+    };
+    let t = train::build(how, &cfg, data, Device::Cpu)?;
     let slots = Slots::of(&t.net.spec, data.max_code)?;
     let plan = if cfg.mixed.is_empty() {
         // The uniform policy: hidden layers at weight_bits, first and last at first_last_bits.

@@ -383,6 +383,25 @@ impl Supernet {
     }
 }
 
+/// The network runs the supernet's candidates in place of its slots' own quantizers.
+impl crate::net::Overlay for Supernet {
+    fn weight(&self, node: usize, w: &Tensor) -> Option<Tensor> {
+        Some(Supernet::weight(self, self.slots.weight_slot(node)?, w))
+    }
+
+    fn act(&self, node: usize, x: &Tensor) -> Option<Tensor> {
+        Some(Supernet::act(self, self.slots.act_slot(node)?, x))
+    }
+
+    fn act_quantizer(&self, node: usize) -> Option<&dyn crate::quant::ActQuantize> {
+        Some(self.current_act(self.slots.act_slot(node)?))
+    }
+
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
+    }
+}
+
 /// tch's BatchNorm momentum (its default, which `QNet` keeps).
 const BN_MOMENTUM: f64 = 0.1;
 

@@ -206,7 +206,7 @@ fn higher_eta_lowers_the_learned_expected_cost() {
             eta: [0.01, 10.0],
             ..Default::default()
         }),
-        quant: crate::net::QuantConfig {
+        quant: crate::config::QuantConfig {
             weight_quantizer: WeightQuantizer::Lloyd,
             act_quantizer: ActQuantizer::Hwgq,
             ..Default::default()
@@ -214,8 +214,8 @@ fn higher_eta_lowers_the_learned_expected_cost() {
         ..Default::default()
     };
     let spec = Spec::of(TrainArch::Cnn, [1, 8, 8], 4);
-    let net = crate::net::QNet::build(&vs, spec, &cfg, 16).unwrap();
-    let s = net.mps.as_ref().unwrap();
+    let net = crate::methods::build_net(&vs, spec, &cfg, 16).unwrap();
+    let s = super::supernet(&net).unwrap();
     let mut opt = nn::OptimizerConfig::build(nn::Adam::default(), &vs, 0.02).unwrap();
     let x = Tensor::rand([16, 1, 8, 8], (Kind::Float, tch::Device::Cpu));
     let y = Tensor::randint(4, [16], (Kind::Int64, tch::Device::Cpu));

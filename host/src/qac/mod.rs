@@ -28,10 +28,13 @@ use tch::{Kind, Tensor};
 use crate::quant::{round_ste, ActQuantize};
 
 pub mod config;
+pub mod export;
+mod method;
 pub mod report;
 pub mod snn;
 
 pub use config::{LevelCost, QacCase, QacConfig, DEVICE_TIMESTEPS, MAX_TIMESTEPS};
+pub use method::Qac;
 
 /// One layer's QAC quantizer.
 #[derive(Debug)]

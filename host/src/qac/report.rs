@@ -165,9 +165,14 @@ pub struct CaseRow {
 }
 
 /// Figure 2 / 11 as a table: one row per run.
-pub fn cases_report(runs: &[(String, &QNet)], data: &Dataset, limit: i64) -> Result<Vec<CaseRow>> {
+pub fn cases_report(
+    runs: &[(String, &crate::train::Trained)],
+    data: &Dataset,
+    limit: i64,
+) -> Result<Vec<CaseRow>> {
     let mut rows = Vec::new();
-    for (run, net) in runs {
+    for (run, t) in runs {
+        let net = &t.net;
         let layers = crate::qac::layers(net);
         let n = layers.len().max(1) as f64;
         let levels: Vec<f64> = layers.iter().map(|(_, q)| q.levels()).collect();
@@ -179,7 +184,7 @@ pub fn cases_report(runs: &[(String, &QNet)], data: &Dataset, limit: i64) -> Res
                 .map_or("-", |(_, q)| q.case.label())
                 .to_string(),
             run: run.clone(),
-            level_penalty: net.quant.qac.level_penalty,
+            level_penalty: t.cfg.quant.qac.level_penalty,
             avg_levels: levels.iter().sum::<f64>() / n,
             avg_bits: levels.iter().map(|l| l.max(1.0).log2()).sum::<f64>() / n,
             avg_timesteps: snn.avg_timesteps(),

@@ -20,7 +20,7 @@
 //!
 //! **Equivalence and tolerance**: with averaging and `v0 = theta / 2`, a layer's spike count is
 //! `clamp(floor(T z / theta + 1/2), 0, T)`, exactly the QAC quantizer at integer `T`. The integer
-//! network ([`crate::export::model_def_snn`], run by the firmware runtime) computes the same
+//! network ([`crate::qac::export::model_def_snn`], run by the firmware runtime) computes the same
 //! counts from integer accumulators, with the threshold, initial potential and bias rounded to
 //! `2^-k` of an accumulator unit (`k` the membrane shift); the two differ only where a float32
 //! potential lies within that rounding of a threshold. `tests/snn.rs` measures the agreement.
@@ -172,7 +172,7 @@ impl Snn {
     /// Convert a QAC-trained network (the module docs): `T_l` rounded from the learned level
     /// count, `theta_l = alpha_l`, `v0 = theta_l / 2`.
     pub fn convert(net: &QNet, align: AlignMode) -> Result<Self> {
-        if !net.is_qac() {
+        if !net.spiking {
             bail!("the run was not trained with QAC (`bitspike train qac`): nothing converts to spikes");
         }
         let shapes = net.spec.shapes()?;

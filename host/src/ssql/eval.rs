@@ -29,9 +29,10 @@ use serde::{Deserialize, Serialize};
 use tch::nn::{self, OptimizerConfig};
 use tch::{Device, Kind, Tensor};
 
+use crate::config::QuantConfig;
 use crate::config::{Optimizer, Schedule, TrainConfig};
 use crate::data::{self, Dataset, DatasetName};
-use crate::net::{Mode, Params, QNet, QuantConfig};
+use crate::net::{Mode, Params, QNet};
 use crate::quant::{ActQuantizer, WeightQuantizer};
 use crate::ssql::SsqlConfig;
 use crate::train::{self, write_atomic, RunDir, State};
@@ -373,7 +374,7 @@ fn load_encoder(
     device: Device,
 ) -> Result<(nn::VarStore, QNet)> {
     let mut vs = nn::VarStore::new(device);
-    let net = train::build_in(&vs, cfg, data)?;
+    let net = train::build_in(&train::Qat, &vs, cfg, data)?;
     let weights = pre_run.weights()?;
     let missing = vs.load_partial(&weights).map_err(|e| {
         anyhow::anyhow!(
@@ -570,13 +571,13 @@ fn quantize_at(
         Bits::Float => {
             // Measured in full precision; calibrated at 8w8a so that its saved run folder
             // exports as the integer device runs it.
-            net.quant.edge_act_bits = None;
+            net.set_edge_policy(None)?;
             net.set_bits(8, 8)?;
             calibrate(net, &cal, data.max_code, device);
             net.set_mode(Mode::Float);
         }
         Bits::Quantized { w, a } => {
-            net.quant.edge_act_bits = e.edge_act_bits;
+            net.set_edge_policy(e.edge_act_bits)?;
             net.set_bits(w, a)?;
             calibrate(net, &cal, data.max_code, device);
             net.set_mode(Mode::Quantized);
@@ -857,6 +858,7 @@ fn lsq_from(
     cfg.weight_decay = 1e-5;
     let weights = RunDir(start.run.clone()).weights()?;
     train::train(
+        &train::Qat,
         &cfg,
         data,
         &train::TrainOptions {

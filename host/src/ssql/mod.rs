@@ -246,7 +246,7 @@ impl Pretrainer {
             );
         }
         let enc = |vs: &nn::VarStore| -> Result<(QNet, Mlp)> {
-            let t = crate::train::build_in(vs, train, data)?;
+            let t = crate::train::build_in(&crate::train::Qat, vs, train, data)?;
             let f = t.feature_count();
             let proj = match cfg.framework {
                 Framework::Simsiam => {
