@@ -77,7 +77,16 @@ pub fn armv6m(name: &str) -> Result<bool> {
 
 /// The ISA `board`'s runtime is built for (the DSP kernels on Armv7E-M).
 pub fn isa(name: &str) -> Result<bitspike_core::kernel::Isa> {
-    Ok(crate::device_costs::isa_of_target(&board(name)?.target))
+    Ok(isa_of_target(&board(name)?.target))
+}
+
+/// The ISA a board's runtime is built for, from its target triple.
+pub fn isa_of_target(target: &str) -> bitspike_core::kernel::Isa {
+    if target.starts_with("thumbv7em") {
+        bitspike_core::kernel::Isa::Dsp
+    } else {
+        bitspike_core::kernel::Isa::Portable
+    }
 }
 
 /// The emulated board whose measured costs stand for `name`: the board itself when QEMU

@@ -543,3 +543,47 @@ pub fn optimizer(cfg: &TrainConfig, vs: &nn::VarStore) -> Result<nn::Optimizer> 
         .build(vs, cfg.lr)?,
     })
 }
+
+/// tch's BatchNorm momentum (its default, which `QNet` keeps).
+const BN_MOMENTUM: f64 = 0.1;
+
+/// Re-estimate every BatchNorm's running statistics as the plain average of the batch
+/// statistics of `batches` batches of `batch` training images taken in order from the start of
+/// `images` (the weights are unchanged: a supernet's child, whose BatchNorm statistics are a mixture
+/// over the sampled children, or a network quantized after training at another bit width). Deterministic for a given
+/// network and data.
+pub fn recalibrate_bn(net: &QNet, images: &Tensor, max_code: u8, batches: i64, batch: i64) {
+    tch::no_grad(|| {
+        let n = images.size()[0];
+        let dev = net.device();
+        let bns: Vec<&nn::BatchNorm> = net
+            .params
+            .iter()
+            .filter_map(|p| match p {
+                crate::net::Params::Conv { bn, .. } => Some(bn),
+                _ => None,
+            })
+            .collect();
+        for b in 0..batches {
+            let (lo, hi) = (b * batch, ((b + 1) * batch).min(n));
+            if lo >= hi {
+                break;
+            }
+            let old: Vec<(Tensor, Tensor)> = bns
+                .iter()
+                .map(|bn| (bn.running_mean.copy(), bn.running_var.copy()))
+                .collect();
+            let x = crate::data::to_input(&images.narrow(0, lo, hi - lo), max_code, dev);
+            let _ = net.forward_t(&x, true);
+            // BatchNorm moved its statistics by `BN_MOMENTUM` towards this batch's; recover
+            // the batch's and keep the plain average over the batches so far instead.
+            for (bn, (m0, v0)) in bns.iter().zip(old) {
+                for (run, prev) in [(&bn.running_mean, m0), (&bn.running_var, v0)] {
+                    let this = (run - &prev * (1.0 - BN_MOMENTUM)) / BN_MOMENTUM;
+                    let avg = (prev * b as f64 + this) / (b + 1) as f64;
+                    run.shallow_clone().copy_(&avg);
+                }
+            }
+        }
+    });
+}

@@ -115,14 +115,7 @@ impl LayerKey {
     }
 }
 
-/// The ISA a board's runtime is built for, from its target triple.
-pub fn isa_of_target(target: &str) -> Isa {
-    if target.starts_with("thumbv7em") {
-        Isa::Dsp
-    } else {
-        Isa::Portable
-    }
-}
+pub use crate::boards::isa_of_target;
 
 /// The key of every layer of a model file, for a runtime built for `isa`.
 pub fn keys_of_file(file: &ModelFile<'_>, isa: Isa) -> Vec<LayerKey> {

@@ -71,9 +71,10 @@ mod supernet;
 mod tests;
 
 pub use crate::slots::{BitPlan, Slots};
+pub use crate::train::recalibrate_bn;
 pub use config::{CostKind, MpsConfig, Searcher};
 pub use search::{supernet, Search};
-pub use supernet::{recalibrate_bn, Supernet};
+pub use supernet::Supernet;
 
 impl Slots {
     /// The cost as a sum of terms `coef * b_w * b_x` (a missing factor is 1): BOPs (eq. S13)

@@ -583,7 +583,7 @@ fn quantize_at(
             net.set_mode(Mode::Quantized);
             if e.bn_per_bits {
                 let batches = (cal.len() + 255) / 256;
-                crate::mps::recalibrate_bn(net, &cal.images, data.max_code, batches, 256);
+                crate::train::recalibrate_bn(net, &cal.images, data.max_code, batches, 256);
             }
         }
     }
@@ -753,7 +753,7 @@ pub fn evaluate(
     let (vs, mut net) = load_encoder(&run, &pre, &base, &data, device)?;
     let pretrained_weights = weight_stats(&net);
     net.set_mode(Mode::Float);
-    crate::mps::recalibrate_bn(&net, &data.train.images, data.max_code, 20, 256);
+    crate::train::recalibrate_bn(&net, &data.train.images, data.max_code, 20, 256);
     say("linear evaluation");
     linear_eval(&net, &data, e, device)?;
     let linear = sweep(
