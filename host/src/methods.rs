@@ -3,7 +3,7 @@
 //!
 //! | configuration                        | method                 |
 //! |--------------------------------------|------------------------|
-//! | `act_quantizer = "qac"`              | [`crate::qac::Qac`]    |
+//! | `act_quantizer = "qac"` or `"qcfs"`  | [`crate::qac::Qac`]    |
 //! | an `[mps]` table                     | [`crate::mps::Search`] |
 //! | otherwise (uniform bits or `[mixed]`)| [`crate::train::Qat`]  |
 
@@ -20,7 +20,10 @@ use crate::train::{self, Method, RunDir, State, TrainOptions, Trained};
 
 /// The method that trains `cfg`.
 pub fn of(cfg: &TrainConfig) -> &'static dyn Method {
-    if cfg.quant.act_quantizer == ActQuantizer::Qac {
+    if matches!(
+        cfg.quant.act_quantizer,
+        ActQuantizer::Qac | ActQuantizer::Qcfs
+    ) {
         &crate::qac::Qac
     } else if cfg.mps.is_some() {
         &crate::mps::Search

@@ -49,7 +49,8 @@ pub enum ActQuantizer {
     /// HWGQ's step as the initial value of a learned step (the activation side of Trainable Lloyd).
     TrainableHwgq,
     /// QCFS clip-floor-shift (Bu et al. 2023, QAC eq. 5): `lambda / L * clamp(floor(x L / lambda +
-    /// 1/2), 0, L)` with a learned threshold `lambda`.
+    /// 1/2), 0, L)` with a learned threshold `lambda` and `L = 2^b - 1`: QAC's case 4 with every
+    /// layer's level count frozen at `L` ([`crate::qac`]), trained and converted as QAC is.
     Qcfs,
     /// QAC (section 4.2): a learned clip and a learned level count per layer, the network's
     /// timesteps once converted to a spiking one (settings in `[quant.qac]`, [`crate::qac`]).
@@ -212,8 +213,9 @@ impl Quantizers for Uniform {
         edge: bool,
     ) -> anyhow::Result<Box<dyn ActQuantize>> {
         anyhow::ensure!(
-            self.act != ActQuantizer::Qac,
-            "qac activations are QAC's own quantizers: train them with `bitspike train qac`"
+            !matches!(self.act, ActQuantizer::Qac | ActQuantizer::Qcfs),
+            "{:?} activations are QAC's quantizers: train them with `bitspike train qac`",
+            self.act
         );
         let b = match (edge, self.bits.edge_act_bits) {
             (true, Some(b)) => b,
@@ -554,7 +556,7 @@ pub fn mse_clip(hists: &[(Vec<f64>, f64)], levels: i64) -> f64 {
     best.1
 }
 
-/// PACT's and QCFS's initial clip, for BatchNorm-ed pre-activations.
+/// PACT's initial clip, for BatchNorm-ed pre-activations.
 const INITIAL_CLIP: f64 = 4.0;
 
 impl ActQuant {
@@ -595,9 +597,9 @@ impl ActQuant {
     fn default_param(&self) -> f64 {
         match self.kind {
             ActQuantizer::Qac | ActQuantizer::MinMax | ActQuantizer::Mse => 1.0,
-            ActQuantizer::Pact | ActQuantizer::Qcfs => INITIAL_CLIP,
+            ActQuantizer::Pact => INITIAL_CLIP,
             ActQuantizer::Hwgq | ActQuantizer::TrainableHwgq => hwgq_step(self.bits()),
-            ActQuantizer::Lsq => 1.0,
+            ActQuantizer::Lsq | ActQuantizer::Qcfs => 1.0,
         }
     }
 
@@ -698,9 +700,11 @@ impl ActQuant {
                 let m = x.detach().abs().mean(Kind::Float).double_value(&[]);
                 (2.0 * m / (self.levels as f64).sqrt()).max(1e-6)
             }
-            ActQuantizer::Pact | ActQuantizer::Qcfs => INITIAL_CLIP,
+            ActQuantizer::Pact => INITIAL_CLIP,
             ActQuantizer::Hwgq | ActQuantizer::TrainableHwgq => hwgq_step(self.bits()),
-            ActQuantizer::Qac | ActQuantizer::MinMax | ActQuantizer::Mse => 1.0,
+            ActQuantizer::Qac | ActQuantizer::Qcfs | ActQuantizer::MinMax | ActQuantizer::Mse => {
+                1.0
+            }
         }
     }
 
@@ -722,9 +726,7 @@ impl ActQuant {
         match self.kind {
             ActQuantizer::Hwgq => hwgq_step(self.bits()),
             ActQuantizer::MinMax | ActQuantizer::Mse => self.minmax_step(),
-            ActQuantizer::Pact | ActQuantizer::Qcfs => {
-                p.unwrap_or(INITIAL_CLIP) / self.levels as f64
-            }
+            ActQuantizer::Pact => p.unwrap_or(INITIAL_CLIP) / self.levels as f64,
             _ => p.unwrap_or(1.0),
         }
     }
@@ -733,7 +735,7 @@ impl ActQuant {
     pub fn forward(&self, x: &Tensor) -> Tensor {
         let l = self.levels as f64;
         match self.kind {
-            ActQuantizer::Qac => x.relu(),
+            ActQuantizer::Qac | ActQuantizer::Qcfs => x.relu(),
             ActQuantizer::Hwgq => {
                 let s = hwgq_step(self.bits());
                 round_ste(&(x / s).clamp(0.0, l)) * s
@@ -762,13 +764,6 @@ impl ActQuant {
                 let a = alpha.detach();
                 let q = (&y * l / &a + 0.5).floor() * &a / l;
                 &y + (q - &y).detach()
-            }
-            ActQuantizer::Qcfs => {
-                let lambda = self
-                    .param(x)
-                    .unwrap_or_else(|| Tensor::from(INITIAL_CLIP as f32));
-                let s = lambda / l;
-                round_ste(&(x / &s).clamp(0.0, l)) * s
             }
         }
     }
@@ -962,22 +957,9 @@ mod tests {
     }
 
     #[test]
-    fn qcfs_and_hwgq_forward() {
+    fn hwgq_forward() {
         let _one = crate::seeded();
         let vs = vs();
-        let q = ActQuant::new(&vs.root(), ActQuantizer::Qcfs, 2);
-        tch::no_grad(|| {
-            let _ = q
-                .log_param
-                .as_ref()
-                .unwrap()
-                .shallow_clone()
-                .fill_(6f64.ln());
-            let _ = q.initialised.as_ref().unwrap().shallow_clone().fill_(1.0);
-        });
-        // lambda 6, L 3: step 2; floor(x/2 + 1/2) clamped to 0..=3.
-        let x = t(&[0.9, 1.0, 2.9, 3.0, 100.0, -4.0]);
-        assert_eq!(vals(&q.forward(&x)), vec![0.0, 2.0, 2.0, 4.0, 6.0, 0.0]);
         let h = ActQuant::new(&vs.root().sub("h"), ActQuantizer::Hwgq, 2);
         let s = hwgq_step(2);
         let y = h.forward(&t(&[s as f32 * 1.2, 100.0]));

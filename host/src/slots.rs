@@ -204,8 +204,8 @@ impl Quantizers for Planned {
 
     fn act(&self, path: &nn::Path, node: usize, _edge: bool) -> Result<Box<dyn ActQuantize>> {
         ensure!(
-            self.act != ActQuantizer::Qac,
-            "QAC learns its own level counts: it takes no [mixed] plan or [mps] search"
+            !matches!(self.act, ActQuantizer::Qac | ActQuantizer::Qcfs),
+            "QAC and QCFS set their own level counts: they take no [mixed] plan or [mps] search"
         );
         let b = self
             .slots

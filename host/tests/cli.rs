@@ -209,7 +209,7 @@ fn mps_bad_input_is_one_line() {
         (vec!["--validation", "5000"], "leaves no training images"),
         (
             vec!["--act-quantizer", "qac"],
-            "takes no [mixed] plan or [mps] search",
+            "take no [mixed] plan or [mps] search",
         ),
     ] {
         let mut a = vec![

@@ -69,8 +69,8 @@ impl Supernet {
         akind: ActQuantizer,
     ) -> Result<Self> {
         cfg.check()?;
-        if akind == ActQuantizer::Qac {
-            bail!("a mixed-precision search needs fixed-bit activation quantizers, not qac");
+        if matches!(akind, ActQuantizer::Qac | ActQuantizer::Qcfs) {
+            bail!("a mixed-precision search needs fixed-bit activation quantizers, not {akind:?}");
         }
         let shapes = spec.shapes()?;
         let mut wq = Vec::new();

@@ -5,7 +5,7 @@ use anyhow::{bail, Context, Result};
 use tch::nn;
 use tch::{Kind, Tensor};
 
-use super::{layers, LevelCost, QacConfig, QacQuant, DEVICE_TIMESTEPS};
+use super::{layers, LevelCost, QacCase, QacConfig, QacQuant, DEVICE_TIMESTEPS, MAX_TIMESTEPS};
 use crate::config::TrainConfig;
 use crate::device_costs::{self as dc, snn::SnnCost};
 use crate::net::{QNet, Spec};
@@ -13,9 +13,32 @@ use crate::quant::{ActQuantize, ActQuantizer, Quantizers, Uniform, WeightQuantiz
 use crate::train::{EpochNotes, Hook, Method};
 
 /// QAC training (`act_quantizer = "qac"`, `[quant.qac]`), and its QCFS baseline
-/// (`fixed_levels`): the specification made spiking-ready, weights quantized as `[quant]` says,
-/// every activation quantizer QAC's.
+/// (`fixed_levels`, or `act_quantizer = "qcfs"`: every level count frozen at `2^b - 1`): the
+/// specification made spiking-ready, weights quantized as `[quant]` says, every activation
+/// quantizer QAC's.
 pub struct Qac;
+
+/// The QAC settings a configuration trains with: its `[quant.qac]`, or for
+/// `act_quantizer = "qcfs"` case 4 frozen at `L = 2^b - 1` levels.
+pub fn settings(cfg: &TrainConfig) -> Result<QacConfig> {
+    let q = cfg.quant.qac.clone();
+    if cfg.quant.act_quantizer != ActQuantizer::Qcfs {
+        return Ok(q);
+    }
+    let levels = (1u32 << cfg.quant.act_bits) - 1;
+    if levels > MAX_TIMESTEPS as u32 {
+        bail!(
+            "qcfs at {} bits: its L = 2^b - 1 = {levels} levels are a spiking layer's timesteps, \
+             at most {MAX_TIMESTEPS} (use up to 6 activation bits)",
+            cfg.quant.act_bits
+        );
+    }
+    Ok(QacConfig {
+        case: QacCase::TAlpha,
+        fixed_levels: levels as u16,
+        ..q
+    })
+}
 
 /// The weights of the uniform quantizers, QAC's activations.
 struct QacQuantizers {
@@ -50,18 +73,20 @@ impl Method for Qac {
     ) -> Result<QNet> {
         cfg.quant.check()?;
         if cfg.mps.is_some() || !cfg.mixed.is_empty() {
-            bail!("QAC learns its own level counts: it takes no [mixed] plan or [mps] search");
+            bail!(
+                "QAC and QCFS set their own level counts: they take no [mixed] plan or [mps] search"
+            );
         }
         let q = QacQuantizers {
             weights: cfg.quant.uniform(),
-            qac: cfg.quant.qac.clone(),
+            qac: settings(cfg)?,
         };
         QNet::with(vs, spec.spiking()?, input_max, &q, None, true)
     }
 
     fn hook(&self, cfg: &TrainConfig, net: &QNet) -> Result<Box<dyn Hook>> {
         Ok(Box::new(PenaltyHook {
-            penalty: cfg.quant.qac.level_penalty,
+            penalty: settings(cfg)?.level_penalty,
             device: device_penalty(cfg, net)?,
         }))
     }
@@ -72,7 +97,7 @@ impl Method for Qac {
 /// of uniform initial level counts the same penalty as the mean level count would.
 fn device_penalty(cfg: &TrainConfig, net: &QNet) -> Result<Option<(SnnCost, f64)>> {
     let q = &cfg.quant.qac;
-    if cfg.quant.act_quantizer != ActQuantizer::Qac || q.cost != LevelCost::Device {
+    if q.cost != LevelCost::Device {
         return Ok(None);
     }
     let board = q
@@ -141,5 +166,40 @@ impl Hook for PenaltyHook {
         }
         notes.fields.insert("qac_levels".into(), levels.into());
         Ok(notes)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::spec::TrainArch;
+
+    /// `act_quantizer = "qcfs"` is QAC's case 4 frozen at `2^b - 1` levels: the same
+    /// quantizers, a spiking-ready network, nothing learned in the level counts.
+    #[test]
+    fn qcfs_trains_as_qac_frozen_at_its_levels() {
+        let _one = crate::seeded();
+        let mut cfg = TrainConfig::default();
+        cfg.quant.act_quantizer = ActQuantizer::Qcfs;
+        cfg.quant.act_bits = 2;
+        let vs = nn::VarStore::new(tch::Device::Cpu);
+        let spec = Spec::of(TrainArch::Cnn, [1, 8, 8], 10);
+        let net = crate::methods::build_net(&vs, spec.clone(), &cfg, 16).unwrap();
+        assert!(net.spiking);
+        let l = layers(&net);
+        // Every activation quantizer (the three convolutions') is QAC's.
+        assert_eq!((l.len(), net.act_quantizers().count()), (3, 3));
+        for (_, q) in &l {
+            assert_eq!(
+                (q.case, q.timesteps(), q.learns_levels()),
+                (QacCase::TAlpha, 3, false)
+            );
+        }
+        cfg.quant.act_bits = 7;
+        let vs = nn::VarStore::new(tch::Device::Cpu);
+        let e = crate::methods::build_net(&vs, spec, &cfg, 16)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("up to 6 activation bits"), "{e}");
     }
 }

@@ -34,7 +34,7 @@ pub mod report;
 pub mod snn;
 
 pub use config::{LevelCost, QacCase, QacConfig, DEVICE_TIMESTEPS, MAX_TIMESTEPS};
-pub use method::Qac;
+pub use method::{settings, Qac};
 
 /// One layer's QAC quantizer.
 #[derive(Debug)]
@@ -234,6 +234,25 @@ pub fn timesteps_of(levels: f64) -> u16 {
 mod tests {
     use super::*;
     use tch::Device;
+
+    /// QCFS is case 4 frozen at `L`: with `lambda` 6 and `L` 3 the step is 2, codes
+    /// `floor(x/2 + 1/2)` clamped to `0..=3` (QAC eq. 5), and `L` learns nothing.
+    #[test]
+    fn qcfs_is_case_4_frozen() {
+        let _one = crate::seeded();
+        let vs = nn::VarStore::new(Device::Cpu);
+        let cfg = QacConfig {
+            fixed_levels: 3,
+            ..Default::default()
+        };
+        let q = QacQuant::new(&vs.root(), &cfg);
+        set(&q, 3.0, 6.0);
+        let x = Tensor::from_slice(&[0.9f32, 1.0, 2.9, 3.0, 100.0, -4.0]);
+        let y = Vec::<f32>::try_from(q.forward(&x)).unwrap();
+        assert_eq!(y, vec![0.0, 2.0, 2.0, 4.0, 6.0, 0.0]);
+        assert!(!q.learns_levels());
+        assert_eq!(q.timesteps(), 3);
+    }
 
     fn set(q: &QacQuant, a: f64, b: f64) {
         tch::no_grad(|| {
