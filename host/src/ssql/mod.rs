@@ -45,6 +45,7 @@ use crate::train::{write_atomic, RunDir, State};
 pub mod config;
 pub mod eval;
 pub mod report;
+pub mod stats;
 
 pub use config::{default_lr, Framework, QuantizedBn, SsqlConfig};
 
