@@ -14,7 +14,8 @@ use bitspike_core::def::{LayerDef, ModelDef, SpikingDef};
 use bitspike_core::layer::{LayerKind, Shape, Window};
 
 /// The built-in architectures.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
 pub enum Arch {
     /// The demo residual CNN on 28x28x1, mixed 2..8-bit weights (every layer kind).
     Demo,

@@ -68,7 +68,8 @@ pub struct Node {
 }
 
 /// The architectures bitspike trains.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
 #[serde(rename_all = "kebab-case")]
 pub enum TrainArch {
     /// A small CNN: three 3x3 convolutions (8/16/32) each followed by a 2x2 max pool (GAP

@@ -534,6 +534,10 @@ fn test(fuzz_seconds: u64) -> ExitCode {
     s.run("docs: firmware", doc);
     s.run("test: workspace", cargo(&["test", "--workspace"]));
     s.run(
+        "build: the host library without clap (its types are free of the command line)",
+        cargo(&["check", "-p", "bitspike", "--lib", "--no-default-features"]),
+    );
+    s.run(
         "test: firmware on the host (counters off)",
         cargo(&["test", "--manifest-path", &fw]),
     );

@@ -4,7 +4,8 @@ use anyhow::{bail, ensure, Result};
 use serde::{Deserialize, Serialize};
 
 /// The search algorithm.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
 #[serde(rename_all = "kebab-case")]
 pub enum Searcher {
     /// One-Shot MPS: a bit-width model conditioned on eta, straight-through Gumbel samples,
@@ -17,7 +18,8 @@ pub enum Searcher {
 }
 
 /// The hardware cost a search penalises.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
 #[serde(rename_all = "kebab-case")]
 pub enum CostKind {
     /// Bit operations, eq. S13.

@@ -8,12 +8,13 @@ use serde::{Deserialize, Serialize};
 pub const MAX_TIMESTEPS: u16 = 63;
 
 /// Which two parameters QAC learns (QAC section 4.2).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
 #[serde(rename_all = "kebab-case")]
 pub enum QacCase {
     /// Case 1, `[n, d]`: `alpha = d 2^n`, `T = 2^n` (eq. 7).
     #[serde(rename = "n-d")]
-    #[value(name = "n-d")]
+    #[cfg_attr(feature = "cli", value(name = "n-d"))]
     ND,
     /// Case 2, `[n, alpha]`: `d = alpha / 2^n`, `T = 2^n` (eq. 8).
     NAlpha,
@@ -61,7 +62,8 @@ pub struct QacConfig {
 }
 
 /// What QAC's level penalty weighs.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
 #[serde(rename_all = "kebab-case")]
 pub enum LevelCost {
     /// The mean learned level count: every layer's timestep weighs the same.

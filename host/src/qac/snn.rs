@@ -51,7 +51,8 @@ use crate::qac::MAX_TIMESTEPS;
 /// method when the layer has more steps than its input (expansion), one when it has fewer
 /// (reduction). With equal steps the expansion method applies (replication and truncation then
 /// pass the train through unchanged; averaging still averages).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
 #[serde(rename_all = "kebab-case")]
 pub enum AlignMode {
     /// Averaging for both (eq. 12-13; the default, "Aver + Aver").

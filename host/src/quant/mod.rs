@@ -33,7 +33,8 @@ pub use lloyd::{hwgq_step, lloyd_levels_step, lloyd_step};
 pub use weight::WeightQuant;
 
 /// How weights are quantized.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
 #[serde(rename_all = "kebab-case")]
 pub enum WeightQuantizer {
     /// LSQ (Esser et al. 2020): a learned step per channel, gradient scaled by `1/sqrt(N Q)`.
@@ -47,7 +48,8 @@ pub enum WeightQuantizer {
 }
 
 /// How activations are quantized.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
 #[serde(rename_all = "kebab-case")]
 pub enum ActQuantizer {
     /// LSQ: a learned step, gradient scaled by `1/sqrt(N L)`.
