@@ -89,21 +89,67 @@ pub fn cargo(args: &[&str]) -> Command {
     c
 }
 
-const USAGE: &str = "usage: cargo xtask <task>
-  setup [--cuda]
-  demo [--epochs N] [--board B]
-  qac [--epochs N] [--board B]
-  mps [--epochs N] [--board B] [--point K] [--baselines]
-  ssql [--epochs N] [--board B] [--bits 4w4a] [--all]
-  test [--fuzz-seconds N]
-  cross
-  qemu --board B --model M [--vectors V | --stream S]
-  flash --board B --model M [--vectors V] [--probe VID:PID[:SERIAL]]
-  size [--board B] [--model M] [--check | --bless]
-  measure --board B --model M [--vectors V | --stream S] [--event-driven] [--probe VID:PID[:SERIAL]]
-  bench [--board B]
-  conformance [--board B] [--bless]
-  fuzz [--seconds N]";
+/// Every task and its flags, declared once: the usage text and each task's parser come from
+/// here. `--key V` (followed by a placeholder) takes a value, a bare `--key` is a switch;
+/// brackets and `|` only document what is optional and what excludes what.
+const TASKS: &[(&str, &str)] = &[
+    ("setup", "[--cuda]"),
+    ("demo", "[--epochs N] [--board B]"),
+    ("qac", "[--epochs N] [--board B] [--device B]"),
+    (
+        "mps",
+        "[--epochs N] [--board B] [--point K] [--baselines] [--device B]",
+    ),
+    ("ssql", "[--epochs N] [--board B] [--bits 4w4a] [--all]"),
+    ("test", "[--fuzz-seconds N]"),
+    ("cross", ""),
+    ("qemu", "--board B --model M [--vectors V | --stream S]"),
+    (
+        "flash",
+        "--board B --model M [--vectors V] [--probe VID:PID[:SERIAL]]",
+    ),
+    ("size", "[--board B] [--model M] [--check | --bless]"),
+    (
+        "measure",
+        "--board B --model M [--vectors V | --stream S] [--event-driven] [--probe VID:PID[:SERIAL]]",
+    ),
+    ("bench", "[--board B]"),
+    ("conformance", "[--board B] [--bless]"),
+    (
+        "costs",
+        "--board B [--arch A] [--dataset D] [--weight-bits L] [--act-bits L] [--snn] [--timesteps L] | --check",
+    ),
+    ("fuzz", "[--seconds N]"),
+];
+
+/// The usage text, from [`TASKS`].
+fn usage() -> String {
+    let mut u = String::from("usage: cargo xtask <task>");
+    for (task, flags) in TASKS {
+        u.push_str(format!("\n  {task} {flags}").trim_end());
+    }
+    u
+}
+
+/// The value flags and the switches of a task's flag text (see [`TASKS`]).
+fn flags(text: &str) -> (Vec<String>, Vec<String>) {
+    let words: Vec<String> = text
+        .split_whitespace()
+        .map(|w| w.trim_matches(|c| c == '[' || c == ']').to_string())
+        .filter(|w| !w.is_empty() && w != "|")
+        .collect();
+    let (mut values, mut switches) = (Vec::new(), Vec::new());
+    for (i, w) in words.iter().enumerate() {
+        if !w.starts_with("--") {
+            continue;
+        }
+        match words.get(i + 1) {
+            Some(next) if !next.starts_with("--") => values.push(w.clone()),
+            _ => switches.push(w.clone()),
+        }
+    }
+    (values, switches)
+}
 
 /// `--key value` options and `--switch` flags, checked against what a task accepts.
 struct Args {
@@ -112,16 +158,23 @@ struct Args {
 }
 
 impl Args {
-    fn parse(args: &[String], values: &[&str], switches: &[&str]) -> Result<Self, String> {
+    /// Parse `args` against the flags [`TASKS`] declares for `task`.
+    fn parse(task: &str, args: &[String]) -> Result<Self, String> {
+        let text = TASKS
+            .iter()
+            .find(|(t, _)| *t == task)
+            .map(|(_, f)| *f)
+            .ok_or_else(|| format!("unknown task `{task}`"))?;
+        let (values, switches) = flags(text);
         let mut out = Self {
             values: BTreeMap::new(),
             switches: Vec::new(),
         };
         let mut it = args.iter();
         while let Some(a) = it.next() {
-            if switches.contains(&a.as_str()) {
+            if switches.contains(a) {
                 out.switches.push(a.clone());
-            } else if values.contains(&a.as_str()) {
+            } else if values.contains(a) {
                 let v = it.next().ok_or_else(|| format!("{a} needs a value"))?;
                 out.values.insert(a.clone(), v.clone());
             } else {
@@ -180,13 +233,13 @@ fn done(r: Result<(), String>) -> ExitCode {
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let Some(task) = args.first() else {
-        eprintln!("{USAGE}");
+        eprintln!("{}", usage());
         return ExitCode::from(2);
     };
     match dispatch(task, &args[1..]) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {e}\n{USAGE}");
+            eprintln!("error: {e}\n{}", usage());
             ExitCode::from(2)
         }
     }
@@ -196,7 +249,7 @@ fn main() -> ExitCode {
 fn dispatch(task: &str, rest: &[String]) -> Result<ExitCode, String> {
     Ok(match task {
         "setup" => {
-            let a = Args::parse(rest, &[], &["--cuda"])?;
+            let a = Args::parse(task, rest)?;
             let mut s = Steps::new();
             if a.has("--cuda") {
                 setup::libtorch_cuda(&mut s);
@@ -205,16 +258,12 @@ fn dispatch(task: &str, rest: &[String]) -> Result<ExitCode, String> {
             s.finish()
         }
         "demo" => {
-            let a = Args::parse(rest, &["--epochs", "--board"], &[])?;
+            let a = Args::parse(task, rest)?;
             let epochs = a.seconds("--epochs", demo::EPOCHS)?;
             demo::run(epochs, a.get("--board").unwrap_or("qemu-mps2-an386"))
         }
         "mps" => {
-            let a = Args::parse(
-                rest,
-                &["--epochs", "--board", "--point", "--device"],
-                &["--baselines"],
-            )?;
+            let a = Args::parse(task, rest)?;
             let epochs = a.seconds("--epochs", mps::EPOCHS)?;
             if let Some(b) = a.get("--device") {
                 return Ok(mps::run_device(epochs, b));
@@ -234,7 +283,7 @@ fn dispatch(task: &str, rest: &[String]) -> Result<ExitCode, String> {
             )
         }
         "ssql" => {
-            let a = Args::parse(rest, &["--epochs", "--board", "--bits"], &["--all"])?;
+            let a = Args::parse(task, rest)?;
             let epochs = a.seconds("--epochs", ssql::EPOCHS)?;
             ssql::run(
                 epochs,
@@ -244,7 +293,7 @@ fn dispatch(task: &str, rest: &[String]) -> Result<ExitCode, String> {
             )
         }
         "qac" => {
-            let a = Args::parse(rest, &["--epochs", "--board", "--device"], &[])?;
+            let a = Args::parse(task, rest)?;
             let epochs = a.seconds("--epochs", qac::EPOCHS)?;
             if let Some(b) = a.get("--device") {
                 return Ok(qac::run_device(epochs, b));
@@ -252,17 +301,17 @@ fn dispatch(task: &str, rest: &[String]) -> Result<ExitCode, String> {
             qac::run(epochs, a.get("--board").unwrap_or("qemu-mps2-an386"))
         }
         "test" => {
-            let a = Args::parse(rest, &["--fuzz-seconds"], &[])?;
+            let a = Args::parse(task, rest)?;
             test(a.seconds("--fuzz-seconds", 30)?)
         }
         "cross" => {
-            Args::parse(rest, &[], &[])?;
+            Args::parse(task, rest)?;
             let mut s = Steps::new();
             cross(&mut s);
             s.finish()
         }
         "qemu" => {
-            let a = Args::parse(rest, &["--board", "--model", "--vectors", "--stream"], &[])?;
+            let a = Args::parse(task, rest)?;
             let model = a.path("--model")?.ok_or("--model is required")?;
             done(tasks::qemu(
                 a.require("--board")?,
@@ -272,7 +321,7 @@ fn dispatch(task: &str, rest: &[String]) -> Result<ExitCode, String> {
             ))
         }
         "size" => {
-            let a = Args::parse(rest, &["--board", "--model"], &["--check", "--bless"])?;
+            let a = Args::parse(task, rest)?;
             let check = match (a.has("--check"), a.has("--bless")) {
                 (true, true) => return Err("--check and --bless exclude each other".into()),
                 (true, false) => tasks::SizeCheck::Check,
@@ -286,7 +335,7 @@ fn dispatch(task: &str, rest: &[String]) -> Result<ExitCode, String> {
             ))
         }
         "flash" => {
-            let a = Args::parse(rest, &["--board", "--model", "--vectors", "--probe"], &[])?;
+            let a = Args::parse(task, rest)?;
             let model = a.path("--model")?.ok_or("--model is required")?;
             done(tasks::flash(
                 a.require("--board")?,
@@ -296,11 +345,7 @@ fn dispatch(task: &str, rest: &[String]) -> Result<ExitCode, String> {
             ))
         }
         "measure" => {
-            let a = Args::parse(
-                rest,
-                &["--board", "--model", "--vectors", "--stream", "--probe"],
-                &["--event-driven"],
-            )?;
+            let a = Args::parse(task, rest)?;
             let model = a.path("--model")?.ok_or("--model is required")?;
             let features: &[&str] = if a.has("--event-driven") {
                 &["event-driven"]
@@ -317,28 +362,17 @@ fn dispatch(task: &str, rest: &[String]) -> Result<ExitCode, String> {
             ))
         }
         "bench" => {
-            let a = Args::parse(rest, &["--board"], &[])?;
+            let a = Args::parse(task, rest)?;
             done(bench::bench(a.get("--board").unwrap_or("qemu-mps2-an386")))
         }
         "conformance" => {
-            let a = Args::parse(rest, &["--board"], &["--bless"])?;
+            let a = Args::parse(task, rest)?;
             let mut s = Steps::new();
             conformance::conformance(&mut s, a.get("--board"), a.has("--bless"));
             s.finish()
         }
         "costs" => {
-            let a = Args::parse(
-                rest,
-                &[
-                    "--board",
-                    "--arch",
-                    "--dataset",
-                    "--weight-bits",
-                    "--act-bits",
-                    "--timesteps",
-                ],
-                &["--check", "--snn"],
-            )?;
+            let a = Args::parse(task, rest)?;
             if a.has("--check") {
                 let mut s = Steps::new();
                 costs::check(&mut s);
@@ -384,7 +418,7 @@ fn dispatch(task: &str, rest: &[String]) -> Result<ExitCode, String> {
             ))
         }
         "fuzz" => {
-            let a = Args::parse(rest, &["--seconds"], &[])?;
+            let a = Args::parse(task, rest)?;
             let secs = a.seconds("--seconds", 60)?;
             let mut s = Steps::new();
             setup::fuzzing(&mut s);
@@ -635,4 +669,48 @@ fn seed_corpus(corpus: &Path) -> std::io::Result<()> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeSet;
+
+    #[test]
+    fn flag_text_gives_values_and_switches() {
+        let (v, s) = flags("--board B [--vectors V | --stream S] [--check | --bless] [--all]");
+        assert_eq!(v, ["--board", "--vectors", "--stream"]);
+        assert_eq!(s, ["--check", "--bless", "--all"]);
+        let a = Args::parse("size", &["--board".into(), "x".into(), "--check".into()]).unwrap();
+        assert_eq!((a.get("--board"), a.has("--check")), (Some("x"), true));
+        let e = Args::parse("size", &["--stream".into(), "s".into()]).err();
+        assert_eq!(e.as_deref(), Some("unexpected argument `--stream`"));
+        assert!(Args::parse("size", &["--board".into()]).is_err());
+    }
+
+    /// Each task's dispatch reads exactly the flags its entry in [`TASKS`] declares.
+    #[test]
+    fn every_task_reads_the_flags_it_declares() {
+        let src = include_str!("main.rs");
+        let body = &src[src.find("fn dispatch(").expect("dispatch")..];
+        let body = &body[..body.find("\nfn manifest(").expect("end of dispatch")];
+        for (task, text) in TASKS {
+            let arm = format!("\n        \"{task}\" => ");
+            let at = body
+                .find(&arm)
+                .unwrap_or_else(|| panic!("no arm for {task}"));
+            let rest = &body[at + arm.len()..];
+            let end = rest.find("\n        \"").unwrap_or(rest.len());
+            let read: BTreeSet<&str> = rest[..end]
+                .split('"')
+                .filter(|w| {
+                    w.starts_with("--") && w.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+                })
+                .collect();
+            let (v, s) = flags(text);
+            let declared: BTreeSet<&str> = v.iter().chain(&s).map(String::as_str).collect();
+            assert_eq!(read, declared, "task {task}");
+        }
+        assert!(usage().contains("\n  costs --board B"), "{}", usage());
+    }
 }
