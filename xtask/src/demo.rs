@@ -79,34 +79,13 @@ fn demo(epochs: u64, board_name: &str) -> Result<String, String> {
     ])?;
     bitspike(&["inspect", &model])?;
     println!("\n==> host accuracy: fake-quant (tch) and integer (bitspike-rt on the host)");
-    let out = crate::cargo(&[
-        "run",
-        "--release",
-        "--quiet",
-        "-p",
-        "bitspike",
-        "--",
-        "eval",
-        "--run",
-        &run_s,
-        "--integer",
-        &model,
-        "--json",
-    ])
-    .output()
-    .map_err(|e| format!("cannot run cargo: {e}"))?;
-    if !out.status.success() {
-        return Err(format!(
-            "evaluation failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        ));
-    }
-    let json = String::from_utf8_lossy(&out.stdout).into_owned();
+    let (v, json) =
+        tasks::bitspike_json(&["eval", "--run", &run_s, "--integer", &model, "--json"])?;
     std::fs::write(&eval_json, &json).map_err(|e| format!("cannot write {eval_json}: {e}"))?;
-    let field = |k: &str| -> Result<f64, String> {
-        tasks::json_number(&json, k).ok_or(format!("no number {k} in the evaluation"))
-    };
-    let (fake, integer) = (field("fake_quant_accuracy")?, field("integer_accuracy")?);
+    let (fake, integer) = (
+        tasks::number(&v, &["fake_quant_accuracy"])?,
+        tasks::number(&v, &["integer_accuracy"])?,
+    );
     println!(
         "fake-quant {:.2} %, integer {:.2} %",
         100.0 * fake,

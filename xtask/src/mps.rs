@@ -437,10 +437,9 @@ fn device(epochs: u64, board_name: &str) -> Result<String, String> {
                 "--count",
                 "2",
             ])?;
-            let pred: serde_json::Value = serde_json::from_str(&tasks::bitspike_output(&[
+            let (pred, _) = tasks::bitspike_json(&[
                 "costs", "predict", "--board", board_name, "--model", &model, "--json",
-            ])?)
-            .map_err(|e| e.to_string())?;
+            ])?;
             let predicted = pred["instructions"]
                 .as_f64()
                 .ok_or_else(|| format!("{model}: not predicted ({})", pred["missing"]))?;
@@ -510,10 +509,9 @@ fn device(epochs: u64, board_name: &str) -> Result<String, String> {
         "--stream",
         &stream,
     ])?;
-    let pred: serde_json::Value = serde_json::from_str(&tasks::bitspike_output(&[
+    let (pred, _) = tasks::bitspike_json(&[
         "costs", "predict", "--board", board_name, "--model", &model, "--json",
-    ])?)
-    .map_err(|e| e.to_string())?;
+    ])?;
     let predicted = pred["instructions"]
         .as_f64()
         .ok_or("the table predicts nothing for the exported point")?;

@@ -15,7 +15,7 @@
 use std::fmt::Write as _;
 use std::process::ExitCode;
 
-use crate::tasks::{self, bitspike, json_number, Data};
+use crate::tasks::{self, bitspike, Data};
 use crate::{board, root};
 
 /// Default training epochs.
@@ -49,13 +49,7 @@ fn qac(epochs: u64, board_name: &str) -> Result<String, String> {
     ])?;
     println!("\n==> conversion, calibration, export (spiking and quantized twin)");
     let (model, ann, stream) = (p("snn.bsm"), p("ann.bsm"), p("test.bss"));
-    let out = crate::cargo(&[
-        "run",
-        "--release",
-        "--quiet",
-        "-p",
-        "bitspike",
-        "--",
+    let (v, json) = tasks::bitspike_json(&[
         "snn",
         "--run",
         &run_s,
@@ -66,40 +60,27 @@ fn qac(epochs: u64, board_name: &str) -> Result<String, String> {
         "--stream",
         &stream,
         "--json",
-    ])
-    .output()
-    .map_err(|e| format!("cannot run cargo: {e}"))?;
-    if !out.status.success() {
-        return Err(format!(
-            "bitspike snn failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        ));
-    }
-    let json = String::from_utf8_lossy(&out.stdout).into_owned();
+    ])?;
     let json_path = p("snn.json");
     std::fs::write(&json_path, &json).map_err(|e| format!("cannot write {json_path}: {e}"))?;
-    let get = |section: &str, key: &str| -> f64 {
-        json.find(&format!("\"{section}\":"))
-            .and_then(|at| json_number(&json[at..], key))
-            .unwrap_or(f64::NAN)
-    };
-    let ann_acc = json_number(&json, "ann_accuracy").unwrap_or(f64::NAN);
-    let avg_t = json_number(&json, "avg_timesteps").unwrap_or(f64::NAN);
-    let (before, after) = (get("snn_before", "accuracy"), get("snn_after", "accuracy"));
+    let get = |path: &[&str]| tasks::number(&v, path);
+    let ann_acc = get(&["ann_accuracy"])?;
+    let avg_t = get(&["avg_timesteps"])?;
+    let (before, after) = (
+        get(&["snn_before", "accuracy"])?,
+        get(&["snn_after", "accuracy"])?,
+    );
     let (int_acc, synops, macs, twin_macs) = (
-        get("integer", "accuracy"),
-        get("integer", "synops"),
-        get("integer", "analog_macs"),
-        get("integer", "twin_macs"),
+        get(&["integer", "accuracy"])?,
+        get(&["integer", "synops"])?,
+        get(&["integer", "analog_macs"])?,
+        get(&["integer", "ann", "twin_macs"])?,
     );
     // The 45 nm estimate from the host's counters over the whole test set.
     let energy = |macs: f64, acs: f64| (4.6 * macs + 0.9 * acs) / 1000.0;
-    let timesteps = json
-        .find("\"timesteps\":")
-        .map(|at| {
-            let rest = &json[at + 12..];
-            rest[..rest.find(']').map_or(0, |e| e + 1)].to_string()
-        })
+    let timesteps = v
+        .get("timesteps")
+        .map(|t| t.to_string())
         .unwrap_or_default();
 
     println!("\n==> QAC tables of the run");
@@ -162,7 +143,7 @@ fn qac(epochs: u64, board_name: &str) -> Result<String, String> {
     let _ = writeln!(
         r,
         "             quantized twin, host integer        {:.2} %  (the same layers requantized to T_l levels)",
-        100.0 * get("ann", "accuracy")
+        100.0 * get(&["integer", "ann", "accuracy"])?
     );
     let _ = writeln!(
         r,
@@ -268,17 +249,16 @@ fn device(epochs: u64, board_name: &str) -> Result<String, String> {
         let model = p(&format!("{cost}.bsm"));
         let stream = p(&format!("{cost}.bss"));
         let log = std::fs::read_to_string(dir.join(format!("{cost}.log"))).unwrap_or_default();
+        // The job's output ends with `bitspike snn --json`'s object.
         let timesteps = log
-            .find("\"timesteps\":")
-            .map(|at| {
-                let rest = &log[at + 12..];
-                rest[..rest.find(']').map_or(0, |e| e + 1)].to_string()
-            })
+            .lines()
+            .rev()
+            .find_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .and_then(|v| v.get("timesteps").map(|t| t.to_string()))
             .unwrap_or_default();
-        let pred: serde_json::Value = serde_json::from_str(&tasks::bitspike_output(&[
+        let (pred, _) = tasks::bitspike_json(&[
             "costs", "predict", "--board", board_name, "--model", &model, "--json",
-        ])?)
-        .map_err(|e| e.to_string())?;
+        ])?;
         let f = tasks::measured(
             &twin,
             &format!("qac-{cost}"),

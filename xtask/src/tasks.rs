@@ -506,12 +506,21 @@ impl Figures {
     }
 }
 
-/// The number after `"key":` in a flat JSON text (the first occurrence), if it parses.
-pub fn json_number(text: &str, key: &str) -> Option<f64> {
-    let at = text.find(&format!("\"{key}\":"))?;
-    let rest = &text[at + key.len() + 3..];
-    let end = rest.find([',', '}']).unwrap_or(rest.len());
-    rest[..end].trim().parse().ok()
+/// Run the `bitspike` CLI with arguments that make it print one JSON object (`--json`) and
+/// parse it; also the text, for a caller that keeps it.
+pub fn bitspike_json(args: &[&str]) -> Result<(serde_json::Value, String), String> {
+    let text = bitspike_output(args)?;
+    let v = serde_json::from_str(&text)
+        .map_err(|e| format!("`bitspike {}` printed no JSON object: {e}", args.join(" ")))?;
+    Ok((v, text))
+}
+
+/// The number at `path` (object keys, outermost first) of `v`.
+pub fn number(v: &serde_json::Value, path: &[&str]) -> Result<f64, String> {
+    path.iter()
+        .try_fold(v, |v, k| v.get(k))
+        .and_then(serde_json::Value::as_f64)
+        .ok_or_else(|| format!("no number at {} in {v}", path.join(".")))
 }
 
 /// Whether `model` spikes (its header's flag), and for a spiking model its mean MACs and
@@ -520,8 +529,9 @@ pub fn json_number(text: &str, key: &str) -> Option<f64> {
 fn host_ops(model: &Path, data: Data<'_>) -> Result<(bool, Option<(u64, u64)>), String> {
     let bytes =
         std::fs::read(model).map_err(|e| format!("cannot read {}: {e}", model.display()))?;
-    // Model file header: magic at 0, flags (u32, bit 0 = spiking) at 16.
-    let spiking = bytes.len() >= 20 && &bytes[..8] == b"BITSPIKE" && bytes[16] & 1 != 0;
+    let header = bitspike_core::format::parse_header(&bytes)
+        .map_err(|e| format!("{}: {e}", model.display()))?;
+    let spiking = header.flags & bitspike_core::format::HEADER_FLAG_SPIKING != 0;
     if !spiking {
         return Ok((false, None));
     }
@@ -529,33 +539,11 @@ fn host_ops(model: &Path, data: Data<'_>) -> Result<(bool, Option<(u64, u64)>), 
         Data::Embedded(p) => ("--vectors", p),
         Data::Stream(p) => ("--stream", p),
     };
-    let out = cargo(&[
-        "run",
-        "--release",
-        "--quiet",
-        "-p",
-        "bitspike",
-        "--",
-        "ops",
-        "--model",
-    ])
-    .arg(model)
-    .arg(flag)
-    .arg(path)
-    .output()
-    .map_err(|e| format!("cannot run cargo: {e}"))?;
-    if !out.status.success() {
-        return Err(format!(
-            "bitspike ops failed: {}",
-            String::from_utf8_lossy(&out.stderr).trim()
-        ));
-    }
-    let text = String::from_utf8_lossy(&out.stdout);
-    let num = |k: &str| json_number(&text, k).map(|v| v.round() as u64);
-    match (num("macs"), num("synops")) {
-        (Some(m), Some(s)) => Ok((true, Some((m, s)))),
-        _ => Err(format!("bitspike ops printed no counts: {text}")),
-    }
+    let (model, path) = (model.to_string_lossy(), path.to_string_lossy());
+    // `bitspike ops` prints one JSON object.
+    let (v, _) = bitspike_json(&["ops", "--model", &model, flag, &path])?;
+    let num = |k: &str| number(&v, &[k]).map(|x| x.round() as u64);
+    Ok((true, Some((num("macs")?, num("synops")?))))
 }
 
 /// The device lines of a whole-test-set run (accuracy, memory, instructions) appended to `r`;
@@ -911,9 +899,9 @@ mod tests {
             );
             assert!(table.contains("cycles per inference"), "{table}");
             assert!(!table.contains("instructions per inference"), "{table}");
-            let json = f.json();
-            assert_eq!(json_number(&json, "cycles_per_inference"), Some(1e6));
-            assert_eq!(json_number(&json, "clock_hz"), Some(clock as f64));
+            let json: serde_json::Value = serde_json::from_str(&f.json()).unwrap();
+            assert_eq!(number(&json, &["cycles_per_inference"]), Ok(1e6));
+            assert_eq!(number(&json, &["clock_hz"]), Ok(clock as f64));
         }
     }
 
