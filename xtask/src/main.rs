@@ -40,6 +40,7 @@ mod board;
 mod conformance;
 mod costs;
 mod demo;
+mod figures;
 mod mps;
 mod probe;
 mod qac;
