@@ -282,7 +282,7 @@ pub fn device_lines(r: &mut String, board: &str, f: &Figures) -> Result<(), Stri
 
 /// The figures of a finished run on `board`, or why the run does not count: it did not pass,
 /// an emulated run lacks an instruction count per vector, or a real board reported another
-/// clock than its `board.toml` or no cycles. `ops` is [`host_ops`]'s answer for the model.
+/// clock than its `board.toml` or no cycles. `ops` is `tasks::host_ops`'s answer for the model.
 pub fn figures(
     board: &Board,
     label: &str,

@@ -14,6 +14,8 @@
 
 use core::arch::asm;
 
+use super::pairs::RowPlan;
+
 /// Flush accumulator `$acc` into the sums at byte offsets `$lo` and `$hi` from `r5`: its low
 /// 16-bit field read as `i16`, then `(acc - low) >> 16`.
 macro_rules! flush {
@@ -126,41 +128,26 @@ pub fn row8(
     chunk_bytes: usize,
     sums: &mut [i32; 8],
 ) -> bool {
-    let n = weights.len();
-    let per = match bits {
-        8 => 1,
-        4 => 2,
-        2 => 4,
-        _ => return false,
-    };
-    if n == 0 || chunk_bytes == 0 || lanes.len() / 4 / per < n || chunk_bytes > u32::MAX as usize {
+    let Some(RowPlan { mut mem, two }) =
+        super::pairs::row_plan(lanes, weights, bits, chunk_bytes, sums)
+    else {
         return false;
-    }
-    // The sums, then the flush interval, where the assembly reads them through one pointer.
-    let mut mem = [0u32; 9];
-    for (m, s) in mem.iter_mut().zip(sums.iter()) {
-        *m = *s as u32;
-    }
-    // A chunk longer than the row is the row (and `r1 + chunk` cannot wrap). 8-bit rows of an
-    // even length run two weights per pass of the loop, in chunks of an even number of bytes
-    // (a shorter chunk is as safe).
-    let chunk_bytes = chunk_bytes.min(n);
-    let two = bits == 8 && n.is_multiple_of(2) && chunk_bytes >= 2;
-    mem[8] = if two { chunk_bytes & !1 } else { chunk_bytes } as u32;
+    };
+    let n = weights.len();
     let (wp, end, xp, m) = (
         weights.as_ptr(),
         weights.as_ptr().wrapping_add(n),
         lanes.as_ptr(),
         mem.as_mut_ptr(),
     );
-    // SAFETY: checked above: `n >= 1` bytes of weights and at least four words of lanes per
-    // input (`per` inputs per byte). The loop runs until `r1` (the weight pointer, `step` bytes
-    // per pass of the body: 2 when `two`, else 1) reaches `wp + n`; each chunk ends at `min(r1 +
-    // mem[8], wp + n)` with `mem[8] >= step` a multiple of `step` and `n` a multiple of `step`,
-    // so every chunk ends exactly on its end pointer, reads at least one step and none past the
-    // end; per byte it reads `4 * per` words of `lanes` (LDM, word-aligned: a `u32` slice). It
-    // reads and writes `mem` (36 bytes, word-aligned) through `r5`, changes only the listed
-    // registers and the flags, and does not use the stack.
+    // SAFETY: `row_plan` checked the row (its docs): `n >= 1` bytes of weights, four words of
+    // lanes per input, and an interval `mem[8]` that is a whole number of passes of `step`
+    // bytes (2 when `two`, else 1) and at most the row, which is itself a whole number of
+    // passes. The loop runs until `r1` (the weight pointer) reaches `wp + n`; each chunk ends at
+    // `min(r1 + mem[8], wp + n)`, so it ends exactly on its end pointer, reads at least one pass
+    // and none past the end; per byte it reads `4 * per` words of `lanes` (LDM, word-aligned: a
+    // `u32` slice). It reads and writes `mem` (36 bytes, word-aligned) through `r5`, changes
+    // only the listed registers and the flags, and does not use the stack.
     unsafe {
         match bits {
             // Two bytes per pass of the loop when the row and the chunk allow.
