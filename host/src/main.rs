@@ -1,17 +1,18 @@
-//! The `bitspike` command-line tool: parsing in `cli::args`, each subcommand group in a module
+//! The `bitspike` command-line tool: parsing in `cli` (the root in `cli::args`, the subcommands
+//! in `cli::command`), each subcommand group in a module
 //! of `cli`, dispatch here.
 
 use anyhow::{bail, Context, Result};
 use bitspike::boards;
 use bitspike::builtin;
-use bitspike::config::TrainConfig;
-use bitspike::train::{RunDir, TrainOptions};
+use bitspike::train::RunDir;
 use clap::Parser;
 use std::process::ExitCode;
 
 mod cli;
 
 use cli::args::*;
+use cli::command::*;
 use cli::costs::*;
 use cli::eval::*;
 use cli::export::*;
@@ -21,31 +22,7 @@ use cli::qac::*;
 use cli::snn::*;
 use cli::ssql::*;
 use cli::tools::*;
-
-/// Train a configuration into the run folder of `a`.
-fn train_run(a: &QatArgs, cfg: TrainConfig) -> Result<()> {
-    let device = a.rt.device()?;
-    let data = cfg.load_data(&a.rt.data_dir())?;
-    let state = bitspike::methods::train(
-        &cfg,
-        &data,
-        &TrainOptions {
-            init: a.init.as_deref(),
-            out: &a.out,
-            resume: a.resume,
-            device,
-            progress: !a.quiet,
-        },
-    )?;
-    println!(
-        "trained {} epochs in {:.0} s: fake-quant test accuracy {:.2} % ({})",
-        state.epochs_done,
-        state.seconds,
-        100.0 * state.test_accuracy,
-        a.out.display()
-    );
-    Ok(())
-}
+use cli::train::*;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();

@@ -2,17 +2,11 @@
 //! board's cost table.
 
 use super::files::*;
-use anyhow::{Context, Result};
+use anyhow::Result;
 use bitspike::boards;
 use bitspike::data::DatasetName;
 use bitspike::device_costs::{self as dc, CostTable};
-use bitspike::mps::{BitPlan, Slots};
-use bitspike::net::Spec;
 use bitspike::net::TrainArch;
-use bitspike_core::def::random::Rng;
-use bitspike_core::format::writer::write;
-use bitspike_core::format::ModelFile;
-use serde::Serialize;
 use std::path::PathBuf;
 
 /// `bitspike costs`: its subcommands and their arguments.
@@ -79,148 +73,6 @@ pub(crate) enum CostsCommand {
     },
 }
 
-/// One probe network in `probes.json`.
-#[derive(Serialize)]
-struct Probe {
-    /// The model file, in the same folder.
-    model: String,
-    /// Its bit plan (empty for a spiking network).
-    plan: BitPlan,
-    /// Its spiking layers' timesteps (empty for a QAT network).
-    timesteps: Vec<u16>,
-    /// The key of the instructions after its last layer.
-    tail: String,
-    /// Per layer: key, bytes in the file, scratch bytes and kernel.
-    layers: Vec<ProbeLayer>,
-}
-
-#[derive(Serialize)]
-struct ProbeLayer {
-    key: String,
-    flash: u64,
-    scratch: u64,
-    kernel: &'static str,
-}
-
-/// `probes.json`: what the probes of one architecture are and what they cover.
-#[derive(Serialize)]
-struct Probes {
-    /// Spiking networks over timesteps (`--snn`).
-    snn: bool,
-    arch: String,
-    dataset: String,
-    board: String,
-    weight_bits: Vec<u8>,
-    act_bits: Vec<u8>,
-    /// Every key a search over the candidates meets (all covered by the probes).
-    keys: usize,
-    probes: Vec<Probe>,
-    /// The random mixed network of `--check`, if written.
-    check: Option<Probe>,
-}
-
-/// Write `def` as `dir/name` and describe it: its layer keys, bytes, scratch and kernels.
-fn probe(
-    dir: &std::path::Path,
-    name: String,
-    def: bitspike_core::def::ModelDef,
-    isa: bitspike_core::kernel::Isa,
-) -> Result<Probe> {
-    let bytes = write(&def).with_context(|| format!("writing {name}"))?;
-    write_file(&dir.join(&name), &bytes)?;
-    let file = ModelFile::parse(&bytes).map_err(|e| anyhow::anyhow!("{name}: {e}"))?;
-    let layers = dc::keys_of_file(&file, isa)
-        .iter()
-        .enumerate()
-        .map(|(i, k)| ProbeLayer {
-            key: k.text(),
-            flash: dc::layer_flash(&file, i),
-            scratch: file.layer(i).scratch_bytes as u64,
-            kernel: dc::layer_kernel(&file, i, isa),
-        })
-        .collect();
-    Ok(Probe {
-        model: name,
-        plan: BitPlan::default(),
-        timesteps: Vec::new(),
-        tail: dc::tail_key(&file),
-        layers,
-    })
-}
-
-fn write_manifest(out: &std::path::Path, manifest: &Probes) -> Result<()> {
-    let text = serde_json::to_string_pretty(manifest)?;
-    write_file(&out.join("probes.json"), text.as_bytes())?;
-    println!(
-        "wrote {} probe networks covering {} layer keys to {}",
-        manifest.probes.len(),
-        manifest.keys,
-        out.display()
-    );
-    Ok(())
-}
-
-/// `costs probe --snn`: spiking networks as QAC exports them, over candidate timesteps.
-#[allow(clippy::too_many_arguments)]
-fn snn_probes(
-    arch: bitspike::net::TrainArch,
-    dataset: bitspike::data::DatasetName,
-    board: &str,
-    candidates: &[u16],
-    (hidden, first_last): (u8, u8),
-    seed: u64,
-    check: bool,
-    out: &std::path::Path,
-) -> Result<()> {
-    use bitspike::device_costs::snn;
-    dc::check_candidates(&[hidden, first_last], &[])?;
-    if let Some(&t) = candidates
-        .iter()
-        .find(|&&t| t == 0 || t > bitspike::qac::MAX_TIMESTEPS)
-    {
-        anyhow::bail!("--timesteps {t}: use 1..={}", bitspike::qac::MAX_TIMESTEPS);
-    }
-    let (input, classes, input_max) = dataset.dims();
-    let spec = Spec::of(arch, input, classes).spiking()?;
-    let isa = boards::isa(board)?;
-    let weights = snn::weight_plan(&spec, hidden, first_last);
-    let (keys, plans) = snn::snn_probe_plans(&spec, &weights, candidates, input_max, seed)?;
-    let write_probe = |name: String, t: &[u16]| -> Result<Probe> {
-        let def = snn::snn_probe_model(&spec, &weights, t, input_max, seed)?;
-        let mut p = probe(out, name, def, isa)?;
-        p.timesteps = t.to_vec();
-        Ok(p)
-    };
-    let probes = plans
-        .iter()
-        .enumerate()
-        .map(|(i, t)| write_probe(format!("probe-{i:02}.bsm"), t))
-        .collect::<Result<Vec<_>>>()?;
-    let check = if check {
-        let mut rng = Rng::new(seed ^ 0x5eed);
-        let t: Vec<u16> = (0..snn::spiking_nodes(&spec).len())
-            .map(|_| candidates[rng.range(0, candidates.len() as i64 - 1) as usize])
-            .collect();
-        Some(write_probe("check.bsm".into(), &t)?)
-    } else {
-        None
-    };
-    write_manifest(
-        out,
-        &Probes {
-            snn: true,
-            arch: format!("{arch:?}").to_lowercase(),
-            dataset: dataset.as_str().into(),
-            board: board.into(),
-            weight_bits: vec![hidden, first_last],
-            act_bits: Vec::new(),
-            keys,
-            probes,
-            check,
-        },
-    )
-}
-
 pub(crate) fn costs_command(c: CostsCommand) -> Result<()> {
     match c {
         CostsCommand::Probe {
@@ -237,68 +89,40 @@ pub(crate) fn costs_command(c: CostsCommand) -> Result<()> {
             check,
             out,
         } => {
-            if snn {
-                return snn_probes(
-                    arch,
-                    dataset,
-                    &board,
-                    &timesteps,
-                    (hidden_bits, first_last_bits),
-                    seed,
-                    check,
+            let probes = if snn {
+                dc::manifest::write_snn_probes(
+                    &dc::manifest::SnnProbes {
+                        arch,
+                        dataset,
+                        board: &board,
+                        timesteps: &timesteps,
+                        hidden_bits,
+                        first_last_bits,
+                        seed,
+                        check,
+                    },
                     &out,
-                );
-            }
-            dc::check_candidates(&weight_bits, &act_bits)?;
-            let (input, classes, input_max) = dataset.dims();
-            let spec = Spec::of(arch, input, classes);
-            let slots = Slots::of(&spec, input_max)?;
-            let isa = boards::isa(&board)?;
-            let armv6m = boards::armv6m(&board)?;
-            let plans = dc::probe_plans(&spec, &slots, &weight_bits, &act_bits, input_max, seed)?;
-            let keys = dc::search_keys(&spec, &slots, &weight_bits, &act_bits, input_max)?;
-            let write_probe = |name: String, plan: &BitPlan| -> Result<Probe> {
-                let mut def = dc::probe_model(&spec, &slots, plan, input_max, seed)?;
-                if armv6m {
-                    def.reserve_armv6m_tables();
-                }
-                let mut p = probe(&out, name, def, isa)?;
-                p.plan = plan.clone();
-                Ok(p)
-            };
-            let probes = plans
-                .iter()
-                .enumerate()
-                .map(|(i, p)| write_probe(format!("probe-{i:02}.bsm"), p))
-                .collect::<Result<Vec<_>>>()?;
-            let check = if check {
-                // A mixed plan drawn from the seed, every slot from its candidates.
-                let mut rng = Rng::new(seed ^ 0x5eed);
-                let mut pick = |c: &[u8]| c[rng.range(0, c.len() as i64 - 1) as usize];
-                let plan = BitPlan {
-                    weight_bits: (0..slots.weight_nodes.len())
-                        .map(|_| pick(&weight_bits))
-                        .collect(),
-                    act_bits: (0..slots.act_nodes.len())
-                        .map(|_| pick(&act_bits))
-                        .collect(),
-                };
-                Some(write_probe("check.bsm".into(), &plan)?)
+                )?
             } else {
-                None
+                dc::manifest::write_probes(
+                    &dc::manifest::QatProbes {
+                        arch,
+                        dataset,
+                        board: &board,
+                        weight_bits: &weight_bits,
+                        act_bits: &act_bits,
+                        seed,
+                        check,
+                    },
+                    &out,
+                )?
             };
-            let manifest = Probes {
-                snn: false,
-                arch: format!("{arch:?}").to_lowercase(),
-                dataset: dataset.as_str().into(),
-                board: board.clone(),
-                weight_bits,
-                act_bits,
-                keys: keys.len(),
-                probes,
-                check,
-            };
-            write_manifest(&out, &manifest)?;
+            println!(
+                "wrote {} probe networks covering {} layer keys to {}",
+                probes.probes.len(),
+                probes.keys,
+                out.display()
+            );
         }
         CostsCommand::Predict {
             model,

@@ -1,6 +1,8 @@
-//! The `bitspike` command line: one module per subcommand group, parsing in [`args`].
+//! The `bitspike` command line: the root and shared argument groups in [`args`], the
+//! subcommands in [`command`], each subcommand's own arguments beside its dispatch.
 
 pub(crate) mod args;
+pub(crate) mod command;
 pub(crate) mod costs;
 pub(crate) mod eval;
 pub(crate) mod export;
@@ -10,3 +12,4 @@ pub(crate) mod qac;
 pub(crate) mod snn;
 pub(crate) mod ssql;
 pub(crate) mod tools;
+pub(crate) mod train;

@@ -5,6 +5,92 @@ use super::export::*;
 use anyhow::{bail, Result};
 use bitspike::mps_report;
 use bitspike::train::{RunDir, TrainOptions};
+use clap::Subcommand;
+use std::path::PathBuf;
+
+#[derive(Subcommand)]
+pub(crate) enum MpsCommand {
+    /// Sweep eta over a search run's bit-width model, evaluate each distinct child and keep the
+    /// Pareto front (writes front.json into the run; Algorithm S1, lines 8-15).
+    Front {
+        /// The search run.
+        #[arg(long)]
+        run: PathBuf,
+        /// Penalties per sweep (this many linear and this many logarithmic values).
+        #[arg(long, default_value_t = 25, value_parser = clap::value_parser!(u64).range(2..))]
+        sweep: u64,
+        /// Also write front.md and the probability plots (Figures S6-S11) here, and with board
+        /// figures front-board.svg (accuracy against time on the board).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Report every child's instructions, time, flash and RAM on this board from its
+        /// measured cost table (default: the search's `[mps] board`).
+        #[arg(long)]
+        board: Option<String>,
+        #[command(flatten)]
+        rt: Runtime,
+    },
+    /// Search fronts on their board, side by side: every Pareto point's instructions, time
+    /// at the board's clock, flash, RAM and energy beside its BOPs, where BOPs and time order
+    /// the points differently, and which points stay Pareto-optimal in time. Writes
+    /// board-fronts.{md,json} and board-fronts.svg (test accuracy against time).
+    BoardFronts {
+        /// `LABEL=RUN`: a search run whose front has figures on the board (`mps front --board
+        /// B`, or a search with a board); every run on the same board.
+        #[arg(long = "run", required = true)]
+        runs: Vec<String>,
+        /// The folder to write into.
+        #[arg(long)]
+        out: PathBuf,
+        /// The plot's title.
+        #[arg(long, default_value = "Fronts on the board")]
+        title: String,
+    },
+    /// Train a child of a search run as a run of its own: fine-tuned from the supernet's weights
+    /// (Algorithm S1, line 16), or with --scratch from a fresh initialisation (standalone). The
+    /// child: the chosen front point (without a choice, the most accurate one) of a One-Shot
+    /// run, the most probable bit widths of an EdMIPS or DNAS search.
+    Child {
+        /// The search run.
+        #[arg(long)]
+        run: PathBuf,
+        /// The run folder to write.
+        #[arg(long)]
+        out: PathBuf,
+        /// Train from scratch instead of from the supernet's weights.
+        #[arg(long)]
+        scratch: bool,
+        /// Epochs (default: the search's).
+        #[arg(long)]
+        epochs: Option<usize>,
+        /// Learning rate (default: the search's).
+        #[arg(long)]
+        lr: Option<f64>,
+        /// No progress output.
+        #[arg(long)]
+        quiet: bool,
+        #[command(flatten)]
+        point: PointArgs,
+        #[command(flatten)]
+        rt: Runtime,
+    },
+    /// The Pareto table and plots of a search beside labelled trained runs (uniform baselines,
+    /// EdMIPS and DNAS children, standalone children for the correlation).
+    Report {
+        /// The One-Shot search run (with its front).
+        #[arg(long)]
+        front: PathBuf,
+        /// A trained run, `LABEL=DIR` (label `standalone` pairs with the front's children; a
+        /// search run with a front adds its Pareto children).
+        #[arg(long = "run", value_parser = parse_labelled)]
+        runs: Vec<(String, PathBuf)>,
+        /// Where to write pareto.{md,json,svg}, front.{md,json} and the probability plots.
+        #[arg(long)]
+        out: PathBuf,
+        #[command(flatten)]
+        rt: Runtime,
+    },
+}
 
 pub(crate) fn mps_command(c: MpsCommand) -> Result<()> {
     match c {

@@ -5,7 +5,53 @@ use anyhow::{bail, Result};
 use bitspike::data;
 use bitspike::snn::{self as snn_sim, Snn};
 use bitspike::train::{self, RunDir};
+use clap::Subcommand;
 use std::path::PathBuf;
+
+#[derive(Subcommand)]
+pub(crate) enum QacCommand {
+    /// One QAC run: calibration (Table 3), alignment (Table 4) and timestep scaling (Table 5);
+    /// uses the run's calibrated parameters (snn.json, from `bitspike snn`) when present.
+    Report {
+        /// The QAC run folder.
+        #[arg(long)]
+        run: PathBuf,
+        /// Where to write qac-report.{md,json} and qac-scaling.svg (default: the run folder).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Evaluate on the first N test images only.
+        #[arg(long, value_parser = clap::value_parser!(i64).range(1..))]
+        limit: Option<i64>,
+        #[command(flatten)]
+        rt: Runtime,
+    },
+    /// Runs of the four parameterisations: average bits, timesteps and accuracy (Figure 2/11).
+    Cases {
+        /// QAC run folders (one per case).
+        #[arg(long = "run", required = true)]
+        runs: Vec<PathBuf>,
+        /// Where to write qac-cases.{md,json}.
+        #[arg(long)]
+        out: PathBuf,
+        #[arg(long, value_parser = clap::value_parser!(i64).range(1..))]
+        limit: Option<i64>,
+        #[command(flatten)]
+        rt: Runtime,
+    },
+    /// QCFS runs (`train qac --qcfs-levels L`): step-by-step vs averaging over T (Table 8).
+    Qcfs {
+        /// QCFS run folders (one per L).
+        #[arg(long = "run", required = true)]
+        runs: Vec<PathBuf>,
+        /// Where to write qac-qcfs.{md,json,svg}.
+        #[arg(long)]
+        out: PathBuf,
+        #[arg(long, value_parser = clap::value_parser!(i64).range(1..))]
+        limit: Option<i64>,
+        #[command(flatten)]
+        rt: Runtime,
+    },
+}
 
 /// Load every run of `runs` (one dataset for all).
 pub(crate) fn load_runs(

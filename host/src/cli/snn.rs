@@ -4,10 +4,55 @@ use super::args::*;
 use super::files::*;
 use super::tools::*;
 use anyhow::{bail, Context, Result};
+use bitspike::snn::AlignMode;
 use bitspike::snn::{self as snn_sim, Calibration, Snn};
 use bitspike::train::{self, RunDir};
 use bitspike::{eval, export};
 use bitspike_core::format::writer::write;
+use clap::Args;
+use std::path::PathBuf;
+
+#[derive(Args)]
+pub(crate) struct SnnArgs {
+    /// The QAC run folder (its converted parameters are saved there as snn.json).
+    #[arg(long)]
+    pub(crate) run: PathBuf,
+    /// Temporal alignment between layers of different timesteps.
+    #[arg(long, value_enum, default_value_t = AlignMode::Average)]
+    pub(crate) align: AlignMode,
+    /// Calibration epochs over the calibration images (0: none).
+    #[arg(long, default_value_t = 8)]
+    pub(crate) calibrate: usize,
+    /// Unlabelled training images the calibration uses.
+    #[arg(long, default_value_t = 4096, value_parser = clap::value_parser!(i64).range(1..))]
+    pub(crate) calibration_images: i64,
+    /// Calibration learning rate (Adam, relative to each layer's threshold).
+    #[arg(long, default_value_t = 0.002)]
+    pub(crate) calibration_lr: f64,
+    /// Evaluate on the first N test images only.
+    #[arg(long, value_parser = clap::value_parser!(i64).range(1..))]
+    pub(crate) limit: Option<i64>,
+    /// Write the spiking model file here (and run it with integers on the host).
+    #[arg(long)]
+    pub(crate) out: Option<PathBuf>,
+    /// Also write the same network as a quantized (non-spiking) model, for cost comparisons.
+    #[arg(long)]
+    pub(crate) ann_out: Option<PathBuf>,
+    /// Golden vectors of the spiking model (the first N test images).
+    #[arg(long)]
+    pub(crate) vectors: Option<PathBuf>,
+    /// Number of golden vectors.
+    #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(i64).range(1..))]
+    pub(crate) count: i64,
+    /// The whole test set with the host integer outputs, for a board run.
+    #[arg(long)]
+    pub(crate) stream: Option<PathBuf>,
+    /// Print one JSON object instead of text.
+    #[arg(long)]
+    pub(crate) json: bool,
+    #[command(flatten)]
+    pub(crate) rt: Runtime,
+}
 
 /// `bitspike snn`: convert, evaluate, calibrate, export and run a QAC run (see `SnnArgs`).
 pub(crate) fn snn_run(a: &SnnArgs) -> Result<()> {

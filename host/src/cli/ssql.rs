@@ -2,7 +2,81 @@
 
 use super::args::*;
 use anyhow::{Context, Result};
+use bitspike::data::DatasetName;
 use bitspike::train::{self, RunDir};
+use clap::Subcommand;
+use std::path::PathBuf;
+
+#[derive(Subcommand)]
+pub(crate) enum SsqlCommand {
+    /// Linear evaluation and fine-tuning of a pretrained encoder, each quantized after training
+    /// at every bit width; weight statistics; optionally LSQ from the linear-evaluated network.
+    /// Writes results.json and one exportable run folder per (network, bit width).
+    Eval {
+        /// The pretraining run.
+        #[arg(long)]
+        run: PathBuf,
+        /// Evaluation dataset (default: the pretraining one; another one is a transfer).
+        #[arg(long, value_enum)]
+        on: Option<DatasetName>,
+        /// Where to write (must be empty or absent).
+        #[arg(long)]
+        out: PathBuf,
+        /// Bit widths, comma-separated (fp, 8w8a, 4w4a, 2w4a, ...).
+        #[arg(long, value_delimiter = ',')]
+        bits: Option<Vec<String>>,
+        /// Linear evaluation epochs.
+        #[arg(long)]
+        linear_epochs: Option<usize>,
+        /// Linear evaluation rate (on standardised features).
+        #[arg(long)]
+        linear_lr: Option<f64>,
+        /// Fine-tuning epochs (0: no fine-tuning).
+        #[arg(long)]
+        finetune_epochs: Option<usize>,
+        /// Fine-tuning rate.
+        #[arg(long)]
+        finetune_lr: Option<f64>,
+        /// Training images that calibrate the activation ranges.
+        #[arg(long)]
+        calibration: Option<i64>,
+        /// Re-estimate BatchNorm statistics of the quantized network at each bit width.
+        #[arg(long)]
+        bn_per_bits: bool,
+        /// Quantize the first layer's output and the features the head reads at this width at
+        /// every bit width (as the first and last layers' weights stay at 8 bits).
+        #[arg(long)]
+        edge_act_bits: Option<u8>,
+        /// Calibrate activation ranges to the clip of least squared error at each bit width
+        /// instead of the observed maximum (always, for encoders pretrained that way).
+        #[arg(long)]
+        mse_clip: bool,
+        /// Linear evaluation: train a head at each quantized bit width on the quantized,
+        /// frozen encoder's features instead of quantizing the full-precision head.
+        #[arg(long)]
+        head_per_bits: bool,
+        /// LSQ epochs from the linear-evaluated network (0: none).
+        #[arg(long)]
+        lsq_epochs: Option<usize>,
+        /// The bit width of that LSQ training.
+        #[arg(long)]
+        lsq_bits: Option<String>,
+        #[arg(long)]
+        quiet: bool,
+        #[command(flatten)]
+        rt: Runtime,
+    },
+    /// Tables in the layout of the SSQL appendix's Tables 11 and 12, weight statistics and the
+    /// LSQ comparison, from evaluation folders.
+    Report {
+        /// Evaluation folders (`bitspike ssql eval --out`).
+        #[arg(long = "eval", required = true)]
+        evals: Vec<PathBuf>,
+        /// Where to write results.md and results.json.
+        #[arg(long)]
+        out: PathBuf,
+    },
+}
 
 pub(crate) fn ssql_command(c: SsqlCommand) -> Result<()> {
     use bitspike::ssql_eval::{self, Bits, EvalConfig};

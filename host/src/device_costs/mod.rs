@@ -39,6 +39,7 @@ use serde::{Deserialize, Serialize};
 use crate::slots::{BitPlan, Slots};
 use crate::spec::{Op, Spec};
 
+pub mod manifest;
 mod probes;
 mod search;
 pub mod snn;
