@@ -1,5 +1,5 @@
-//! The `bitspike` command-line tool: parsing in `cli` (the root in `cli::args`, the subcommands
-//! in `cli::command`), each subcommand group in a module
+//! The `bitspike` command-line tool: parsing in `cli` (the root and the subcommands in
+//! `cli::command`, shared argument groups in `cli::args`), each subcommand group in a module
 //! of `cli`, dispatch here.
 
 use anyhow::{bail, Context, Result};
@@ -11,7 +11,6 @@ use std::process::ExitCode;
 
 mod cli;
 
-use cli::args::*;
 use cli::command::*;
 use cli::costs::*;
 use cli::eval::*;

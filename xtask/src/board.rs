@@ -391,6 +391,19 @@ pub struct Run {
 }
 
 impl Run {
+    /// Print what a failed run left: its log, its error output and how it ended.
+    pub fn print_failure(&self) {
+        eprint!("{}", self.log);
+        eprint!("{}", self.stderr);
+        if self.timed_out {
+            eprintln!("the run timed out (a hang)");
+        } else {
+            eprintln!("exit code {:?}", self.exit);
+        }
+    }
+}
+
+impl Run {
     /// A field of the result line as a number.
     pub fn field(&self, key: &str) -> Option<u64> {
         self.result.get(key).and_then(|v| v.parse().ok())

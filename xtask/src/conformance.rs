@@ -259,7 +259,7 @@ pub fn probe_session_on_qemu(steps: &mut Steps, b: &Board) {
                 &mut |_| {},
             )?;
             if run.exit != Some(want) {
-                print_failure(&run);
+                run.print_failure();
                 return Err(format!("expected exit code {want}, got {:?}", run.exit));
             }
             results.push(run);

@@ -4,7 +4,6 @@
 use std::fmt::Write as _;
 
 use crate::board::{Board, Built, Run};
-use crate::tasks::print_failure;
 
 /// 45 nm analytic estimate, picojoules per MAC and per accumulate (the figures SNN papers use;
 /// Horowitz 2014; the same as `bitspike_core::cost`).
@@ -292,7 +291,7 @@ pub fn figures(
 ) -> Result<Figures, String> {
     let vectors = run.field("vectors").unwrap_or(0);
     if !run.passed() || vectors == 0 {
-        print_failure(&run);
+        run.print_failure();
         return Err(format!("{label} on {} did not pass", board.name));
     }
     let clock_hz = run.field("clock").unwrap_or(0);

@@ -85,16 +85,6 @@ pub fn vectors_with(
     Ok(out)
 }
 
-pub fn print_failure(run: &Run) {
-    eprint!("{}", run.log);
-    eprint!("{}", run.stderr);
-    if run.timed_out {
-        eprintln!("the run timed out (a hang)");
-    } else {
-        eprintln!("exit code {:?}", run.exit);
-    }
-}
-
 /// `cargo xtask qemu --board B --model M [--vectors V]`: build, run, show the log; the exit code
 /// is the app's.
 pub fn qemu(

@@ -20,6 +20,8 @@ pub mod packed_depthwise;
 pub mod pairs;
 pub mod pool;
 pub mod reference;
+#[cfg(any(bitspike_v6m, bitspike_v7m))]
+mod row_plan;
 pub mod scatter;
 #[cfg(bitspike_v6m)]
 mod v6m;

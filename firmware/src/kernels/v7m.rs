@@ -14,7 +14,7 @@
 
 use core::arch::asm;
 
-use super::pairs::RowPlan;
+use super::row_plan::{row_plan, RowPlan};
 
 /// Flush accumulator `$acc` into the sums at byte offsets `$lo` and `$hi` from `r5`: its low
 /// 16-bit field read as `i16`, then `(acc - low) >> 16`.
@@ -128,9 +128,7 @@ pub fn row8(
     chunk_bytes: usize,
     sums: &mut [i32; 8],
 ) -> bool {
-    let Some(RowPlan { mut mem, two }) =
-        super::pairs::row_plan(lanes, weights, bits, chunk_bytes, sums)
-    else {
+    let Some(RowPlan { mut mem, two }) = row_plan(lanes, weights, bits, chunk_bytes, sums) else {
         return false;
     };
     let n = weights.len();

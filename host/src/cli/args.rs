@@ -1,24 +1,12 @@
-//! The command line's root and the argument groups several subcommands share (the runtime
-//! options, the choice of a search run's point); each subcommand's own arguments sit beside its
-//! dispatch in `cli/`.
+//! The argument groups several subcommands share: the runtime options and the choice of a
+//! search run's point. Each subcommand's own arguments sit beside its dispatch in `cli/`; the
+//! root is `cli::command`.
 
-use super::command::Command;
 use anyhow::{bail, Result};
 use bitspike::data;
 use bitspike::mps_report::Choice;
-use clap::{Args, Parser, ValueEnum};
+use clap::{Args, ValueEnum};
 use std::path::PathBuf;
-
-#[derive(Parser)]
-#[command(
-    name = "bitspike",
-    version,
-    about = "Quantized and spiking networks, from host to microcontroller"
-)]
-pub(crate) struct Cli {
-    #[command(subcommand)]
-    pub(crate) command: Command,
-}
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
 pub(crate) enum DeviceArg {

@@ -1,4 +1,4 @@
-//! The `bitspike` subcommands and the arguments of the small ones.
+//! The command line's root: the `bitspike` subcommands and the arguments of the small ones.
 
 use super::args::*;
 use super::costs::CostsCommand;
@@ -8,8 +8,19 @@ use super::snn::SnnArgs;
 use super::ssql::SsqlCommand;
 use super::train::TrainCommand;
 use bitspike::builtin::Arch;
-use clap::Subcommand;
+use clap::{Parser, Subcommand};
 use std::path::PathBuf;
+
+#[derive(Parser)]
+#[command(
+    name = "bitspike",
+    version,
+    about = "Quantized and spiking networks, from host to microcontroller"
+)]
+pub(crate) struct Cli {
+    #[command(subcommand)]
+    pub(crate) command: Command,
+}
 
 #[derive(Subcommand)]
 pub(crate) enum Command {

@@ -1,5 +1,5 @@
-//! The `bitspike` command line: the root and shared argument groups in [`args`], the
-//! subcommands in [`command`], each subcommand's own arguments beside its dispatch.
+//! The `bitspike` command line: the root and the subcommands in [`command`], the argument
+//! groups several share in [`args`], each subcommand's own arguments beside its dispatch.
 
 pub(crate) mod args;
 pub(crate) mod command;
