@@ -79,6 +79,7 @@ fn probe(
     def: bitspike_core::def::ModelDef,
     isa: bitspike_core::kernel::Isa,
 ) -> Result<Probe> {
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let bytes = write(&def).with_context(|| format!("writing {name}"))?;
     write_atomic(&dir.join(&name), &bytes)?;
     let file = ModelFile::parse(&bytes).map_err(|e| anyhow::anyhow!("{name}: {e}"))?;
@@ -253,4 +254,44 @@ pub fn write_probes(r: &QatProbes<'_>, out: &Path) -> Result<Probes> {
             check,
         },
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The probes land in a folder that does not exist yet, with a manifest naming every
+    /// file written, and cover every key a search meets.
+    #[test]
+    fn probes_and_their_manifest_are_written_into_a_new_folder() {
+        let out = std::env::temp_dir().join(format!("bitspike-probes-{}/a/b", std::process::id()));
+        let _ = std::fs::remove_dir_all(&out);
+        let r = QatProbes {
+            arch: TrainArch::Cnn,
+            dataset: DatasetName::Digits,
+            board: "qemu-mps2-an386",
+            weight_bits: &[2, 8],
+            act_bits: &[4],
+            seed: 1,
+            check: true,
+        };
+        let p = write_probes(&r, &out).unwrap();
+        let (input, classes, input_max) = DatasetName::Digits.dims();
+        let spec = Spec::of(TrainArch::Cnn, input, classes);
+        let slots = Slots::of(&spec, input_max).unwrap();
+        let keys = search_keys(&spec, &slots, &[2, 8], &[4], input_max).unwrap();
+        assert_eq!(p.keys, keys.len());
+        let covered: std::collections::BTreeSet<&str> = p
+            .probes
+            .iter()
+            .flat_map(|q| q.layers.iter().map(|l| l.key.as_str()))
+            .collect();
+        assert!(keys.iter().all(|k| covered.contains(k.as_str())));
+        for q in p.probes.iter().chain(&p.check) {
+            assert!(out.join(&q.model).is_file(), "{}", q.model);
+        }
+        let manifest = std::fs::read_to_string(out.join("probes.json")).unwrap();
+        assert!(manifest.contains("\"check.bsm\""), "{manifest}");
+        let _ = std::fs::remove_dir_all(out.parent().unwrap().parent().unwrap());
+    }
 }
