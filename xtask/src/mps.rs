@@ -85,24 +85,12 @@ fn mps(
     }
     let k = point.unwrap_or(points / 2);
     println!("\n==> export of front point {k} of {points}");
-    let (model, stream) = (p("point.bsm"), p("test.bss"));
-    bitspike(&[
-        "export",
-        "--run",
-        &run,
-        "--pareto-point",
-        &k.to_string(),
-        "--out",
-        &model,
-        "--stream",
-        &stream,
-    ])?;
-    println!("\n==> all test images through the child on {}", board.name);
-    let f = tasks::measured(
+    let f = tasks::export_and_stream(
         &board,
         "mps-point",
-        model.as_ref(),
-        Data::Stream(stream.as_ref()),
+        &run,
+        &["--pareto-point", &k.to_string()],
+        (&p("point.bsm"), &p("test.bss")),
     )?;
     let mut r = String::new();
     let _ = writeln!(

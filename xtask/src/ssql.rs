@@ -19,7 +19,7 @@ use std::fmt::Write as _;
 use std::process::ExitCode;
 
 use crate::mps::{args, job, pool};
-use crate::tasks::{self, bitspike, Data};
+use crate::tasks::{self, bitspike};
 use crate::{board, root};
 
 /// Default pretraining epochs.
@@ -70,16 +70,12 @@ fn ssql(epochs: u64, board_name: &str, bits: &str, all: bool) -> Result<String, 
     ])?;
     let chosen = format!("{eval}/linear/{}", bits.to_ascii_lowercase());
     println!("\n==> export of the linear-evaluated network at {bits}");
-    let (model, stream) = (p("ssql.bsm"), p("test.bss"));
-    bitspike(&[
-        "export", "--run", &chosen, "--out", &model, "--stream", &stream,
-    ])?;
-    println!("\n==> all test images on {}", board.name);
-    let f = tasks::measured(
+    let f = tasks::export_and_stream(
         &board,
         "ssql",
-        model.as_ref(),
-        Data::Stream(stream.as_ref()),
+        &chosen,
+        &[],
+        (&p("ssql.bsm"), &p("test.bss")),
     )?;
     let mut r = String::new();
     let _ = writeln!(

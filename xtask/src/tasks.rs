@@ -299,6 +299,24 @@ fn host_ops(model: &Path, data: Data<'_>) -> Result<(bool, Option<(u64, u64)>), 
     Ok((true, Some((num("macs")?, num("synops")?))))
 }
 
+/// Export `run` (with the export flags `extra`) to the model file `model` and its whole test
+/// split to the stream file `stream`, then stream every test image through `board`; the run
+/// must pass.
+pub fn export_and_stream(
+    board: &Board,
+    label: &str,
+    run: &str,
+    extra: &[&str],
+    (model, stream): (&str, &str),
+) -> Result<Figures, String> {
+    let mut a = vec!["export", "--run", run];
+    a.extend(extra);
+    a.extend(["--out", model, "--stream", stream]);
+    bitspike(&a)?;
+    println!("\n==> all test images through {model} on {}", board.name);
+    measured(board, label, model.as_ref(), Data::Stream(stream.as_ref()))
+}
+
 /// Build and run with instruction counting; the run must pass.
 pub fn measured(
     board: &Board,
