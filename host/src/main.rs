@@ -2,9 +2,7 @@
 //! `cli::command`, shared argument groups in `cli::args`), each subcommand group in a module
 //! of `cli`, dispatch here.
 
-use anyhow::{bail, Context, Result};
-use bitspike::boards;
-use bitspike::builtin;
+use anyhow::{bail, Result};
 use bitspike::train::RunDir;
 use clap::Parser;
 use std::process::ExitCode;
@@ -15,12 +13,15 @@ use cli::command::*;
 use cli::costs::*;
 use cli::eval::*;
 use cli::export::*;
-use cli::files::*;
+use cli::golden::*;
+use cli::inspect::*;
+use cli::model::*;
 use cli::mps::*;
+use cli::ops::*;
 use cli::qac::*;
+use cli::report::*;
 use cli::snn::*;
 use cli::ssql::*;
-use cli::tools::*;
 use cli::train::*;
 
 fn main() -> ExitCode {
@@ -71,9 +72,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Export {
             run,
             out,
-            vectors,
-            count,
-            stream,
+            files,
             board,
             point,
             rt,
@@ -81,9 +80,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             &RunDir(run),
             &out,
             &ExportOpts {
-                vectors: vectors.as_deref(),
-                count,
-                stream: stream.as_deref(),
+                files: &files,
                 board: board.as_deref(),
                 point: &point,
             },
@@ -111,22 +108,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             out,
             no_in_place,
             board,
-        } => {
-            use bitspike_core::format::writer::{write_planned, Budget, IN_PLACE_SHARE};
-            let budget = if no_in_place {
-                Budget::None
-            } else {
-                Budget::Share(IN_PLACE_SHARE)
-            };
-            let mut def = builtin::build(arch, bits, seed);
-            if board.as_deref().map(boards::armv6m).transpose()? == Some(true) {
-                def.reserve_armv6m_tables();
-            }
-            let bytes =
-                write_planned(&def, budget).with_context(|| format!("exporting {arch:?}"))?;
-            write_file(&out, &bytes)?;
-            println!("wrote {} ({} bytes)", out.display(), bytes.len());
-        }
+        } => model(arch, bits, seed, &out, no_in_place, board.as_deref())?,
         Command::Golden {
             model,
             count,

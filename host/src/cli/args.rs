@@ -2,7 +2,7 @@
 //! search run's point. Each subcommand's own arguments sit beside its dispatch in `cli/`; the
 //! root is `cli::command`.
 
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
 use bitspike::data;
 use bitspike::mps_report::Choice;
 use clap::{Args, ValueEnum};
@@ -118,5 +118,56 @@ pub(crate) fn parse_labelled(s: &str) -> std::result::Result<(String, PathBuf), 
     match s.split_once('=') {
         Some((l, p)) if !l.is_empty() && !p.is_empty() => Ok((l.to_string(), PathBuf::from(p))),
         _ => Err(format!("expected LABEL=DIR, got {s:?}")),
+    }
+}
+
+/// The test files written beside a model (`export`, `snn`): golden vectors and the whole test
+/// split as a stream, both with the host integer outputs of the model.
+#[derive(Args, Clone, Debug)]
+pub(crate) struct TestFiles {
+    /// Also write golden vectors (the first N test images with the host integer outputs).
+    #[arg(long)]
+    pub(crate) vectors: Option<PathBuf>,
+    /// Number of golden vectors.
+    #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(i64).range(1..))]
+    pub(crate) count: i64,
+    /// Also write the whole test split as a stream file for a board (inputs, host integer
+    /// outputs and labels; `cargo xtask qemu --stream`).
+    #[arg(long)]
+    pub(crate) stream: Option<PathBuf>,
+}
+
+impl TestFiles {
+    /// Write the files asked for, for the model file `bytes` over `test`; `say` reports each.
+    pub(crate) fn write(
+        &self,
+        bytes: &[u8],
+        test: &data::Split,
+        say: impl Fn(String),
+    ) -> Result<()> {
+        if let Some(v) = &self.vectors {
+            let r = bitspike::eval::integer(bytes, &test.take(self.count))?;
+            let file = bitspike_core::vectors::write(&r.inputs, &r.outputs)
+                .context("vector lengths differ")?;
+            super::files::write_file(v, &file)?;
+            say(format!(
+                "wrote {} ({} golden vectors)",
+                v.display(),
+                r.inputs.len()
+            ));
+        }
+        if let Some(path) = &self.stream {
+            let r = bitspike::eval::integer(bytes, test)?;
+            let file = bitspike_core::vectors::write_stream(&r.inputs, &r.outputs, &r.labels)
+                .context("vector lengths differ")?;
+            super::files::write_file(path, &file)?;
+            say(format!(
+                "wrote {} ({} test images; host integer accuracy {:.2} %)",
+                path.display(),
+                r.labels.len(),
+                100.0 * r.accuracy()
+            ));
+        }
+        Ok(())
     }
 }

@@ -78,16 +78,8 @@ pub(crate) enum Command {
         /// The model file to write.
         #[arg(long)]
         out: PathBuf,
-        /// Also write golden vectors (the first N test images with the host integer outputs).
-        #[arg(long)]
-        vectors: Option<PathBuf>,
-        /// Number of golden vectors.
-        #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(i64).range(1..))]
-        count: i64,
-        /// Also write the whole test split as a stream file for a board (inputs, host integer
-        /// outputs and labels; `cargo xtask qemu --stream`).
-        #[arg(long)]
-        stream: Option<PathBuf>,
+        #[command(flatten)]
+        files: TestFiles,
         /// Refuse the export if the model does not fit this board's flash and RAM (for a
         /// search run: export the most accurate front point that fits); for a board with an
         /// Armv6-M core, also size the arena for its threshold-table requantization.

@@ -8,24 +8,20 @@ use bitspike::data;
 use bitspike::mps::{BitPlan, Searcher};
 use bitspike::mps_report::{self, Front};
 use bitspike::train::{self, RunDir};
-use bitspike::{boards, eval, export};
+use bitspike::{boards, export};
 use bitspike_core::format::writer::write;
 use std::path::Path;
 
 /// What `bitspike export` writes besides the model, and which model.
 pub(crate) struct ExportOpts<'a> {
-    pub(crate) vectors: Option<&'a Path>,
-    pub(crate) count: i64,
-    pub(crate) stream: Option<&'a Path>,
+    pub(crate) files: &'a TestFiles,
     pub(crate) board: Option<&'a str>,
     pub(crate) point: &'a PointArgs,
 }
 
 pub(crate) fn export_run(run: &RunDir, out: &Path, o: &ExportOpts<'_>, rt: &Runtime) -> Result<()> {
     let ExportOpts {
-        vectors,
-        count,
-        stream,
+        files,
         board,
         point,
     } = *o;
@@ -102,25 +98,7 @@ pub(crate) fn export_run(run: &RunDir, out: &Path, o: &ExportOpts<'_>, rt: &Runt
         bytes.len(),
         model.arena_bytes()
     );
-    if let Some(v) = vectors {
-        let r = eval::integer(&bytes, &data.test.take(count))?;
-        let file = bitspike_core::vectors::write(&r.inputs, &r.outputs)
-            .context("vector lengths differ")?;
-        write_file(v, &file)?;
-        println!("wrote {} ({} golden vectors)", v.display(), r.inputs.len());
-    }
-    if let Some(path) = stream {
-        let r = eval::integer(&bytes, &data.test)?;
-        let file = bitspike_core::vectors::write_stream(&r.inputs, &r.outputs, &r.labels)
-            .context("vector lengths differ")?;
-        write_file(path, &file)?;
-        println!(
-            "wrote {} ({} test images; host integer accuracy {:.2} %)",
-            path.display(),
-            r.labels.len(),
-            100.0 * r.accuracy()
-        );
-    }
+    files.write(&bytes, &data.test, |l| println!("{l}"))?;
     Ok(())
 }
 

@@ -2,7 +2,7 @@
 
 use super::args::*;
 use super::files::*;
-use super::tools::*;
+use super::inspect::{density_line, DENSITY_IMAGES};
 use anyhow::{bail, Context, Result};
 use bitspike::snn::AlignMode;
 use bitspike::snn::{self as snn_sim, Calibration, Snn};
@@ -38,15 +38,9 @@ pub(crate) struct SnnArgs {
     /// Also write the same network as a quantized (non-spiking) model, for cost comparisons.
     #[arg(long)]
     pub(crate) ann_out: Option<PathBuf>,
-    /// Golden vectors of the spiking model (the first N test images).
-    #[arg(long)]
-    pub(crate) vectors: Option<PathBuf>,
-    /// Number of golden vectors.
-    #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(i64).range(1..))]
-    pub(crate) count: i64,
-    /// The whole test set with the host integer outputs, for a board run.
-    #[arg(long)]
-    pub(crate) stream: Option<PathBuf>,
+    /// Golden vectors and the test stream of the spiking model.
+    #[command(flatten)]
+    pub(crate) files: TestFiles,
     /// Print one JSON object instead of text.
     #[arg(long)]
     pub(crate) json: bool,
@@ -179,28 +173,7 @@ pub(crate) fn snn_run(a: &SnnArgs) -> Result<()> {
                 "energy_45nm_uj": bitspike_core::cost::energy_45nm_pj(m as u64, 0) / 1e6,
             });
         }
-        if let Some(v) = &a.vectors {
-            let rv = eval::integer(&bytes, &data.test.take(a.count))?;
-            let f = bitspike_core::vectors::write(&rv.inputs, &rv.outputs)
-                .context("vector lengths differ")?;
-            write_file(v, &f)?;
-            say(format!(
-                "wrote {} ({} golden vectors)",
-                v.display(),
-                rv.inputs.len()
-            ));
-        }
-        if let Some(path) = &a.stream {
-            let rs = eval::integer(&bytes, &data.test)?;
-            let f = bitspike_core::vectors::write_stream(&rs.inputs, &rs.outputs, &rs.labels)
-                .context("vector lengths differ")?;
-            write_file(path, &f)?;
-            say(format!(
-                "wrote {} ({} test images)",
-                path.display(),
-                rs.labels.len()
-            ));
-        }
+        a.files.write(&bytes, &data.test, say)?;
         integer = serde_json::json!({
             "model": out, "bytes": bytes.len(), "arena_bytes": model.arena_bytes(),
             "accuracy": r.accuracy(), "agree_with_float": agree, "samples": r.labels.len(),
