@@ -1,7 +1,11 @@
-//! Cross-crate test support for bitspike: independent oracles and deterministic model builders.
+//! Cross-crate test support for bitspike: independent oracles, deterministic model builders, a
+//! model generator for fuzzing and property tests, and the comparison of every kernel set.
 //!
-//! Nothing here calls the runtime's kernels; the oracles recompute every layer from the
+//! The oracles never call the runtime's kernels; they recompute every layer from the
 //! definitions in plain wide-integer arithmetic so that a kernel bug cannot hide in shared code.
+//! [`sets`] runs the runtime's kernels against them.
 
+pub mod generate;
 pub mod models;
 pub mod oracle;
+pub mod sets;

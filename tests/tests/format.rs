@@ -4,7 +4,7 @@
 use bitspike_core::format::writer::{write, write_planned, Budget};
 use bitspike_core::format::{
     crc32, parse_header, FormatError, LayerField, ModelFile, TensorField, HEADER_LEN,
-    LAYER_RECORD_LEN, MAX_LAYERS, TENSOR_RECORD_LEN, VERSION,
+    LAYER_RECORD_LEN, MAX_ARENA_BYTES, MAX_LAYERS, TENSOR_RECORD_LEN, VERSION,
 };
 use bitspike_core::layer::{LayerKind, ShapeError};
 use bitspike_core::pack::unpack_one;
@@ -824,4 +824,43 @@ fn input_density_only_on_weighted_layers() {
             field: LayerField::InputDensity,
         }
     );
+}
+
+/// The header's arena size is bounded: no more than the plan needs (the end of the last tensor
+/// or scratch in the arena), and never beyond `MAX_ARENA_BYTES`, so that no tool sizes an
+/// allocation from an unchecked field. The error names both sizes.
+#[test]
+fn arena_sizes_beyond_the_plan_or_the_limit_are_refused() {
+    let bytes = fixture_bytes();
+    let needed = rd_u32(&bytes, 28);
+    for declared in [
+        needed + 1,
+        needed + 4096,
+        MAX_ARENA_BYTES,
+        MAX_ARENA_BYTES + 1,
+        u32::MAX,
+    ] {
+        let mut b = bytes.clone();
+        put_u32(&mut b, 28, declared);
+        reseal(&mut b);
+        let want = FormatError::ArenaSize {
+            declared,
+            needed: if declared > MAX_ARENA_BYTES {
+                MAX_ARENA_BYTES
+            } else {
+                needed
+            },
+        };
+        assert_eq!(refuse(&b), want, "arena of {declared} bytes");
+        let line = want.to_string();
+        assert!(
+            line.contains(&declared.to_string()) && !line.contains('\n'),
+            "{line}"
+        );
+    }
+    // One byte short: the last tensor or scratch lies outside it.
+    let mut b = bytes.clone();
+    put_u32(&mut b, 28, needed - 1);
+    reseal(&mut b);
+    assert!(Model::load(&b).is_err());
 }

@@ -144,6 +144,14 @@ pub enum FormatError {
     },
     /// The header's peak live bytes or peak scratch disagree with the layers.
     ArenaSummary,
+    /// The declared arena is larger than the plan needs (the end of the last tensor or scratch
+    /// in it), or than [`MAX_ARENA_BYTES`](super::MAX_ARENA_BYTES).
+    ArenaSize {
+        /// Bytes the header declares.
+        declared: u32,
+        /// Bytes the plan needs (at most the limit).
+        needed: u32,
+    },
 }
 
 impl fmt::Display for TensorField {
@@ -228,6 +236,12 @@ impl fmt::Display for FormatError {
             Self::ArenaSummary => {
                 f.write_str("header peak live bytes or peak scratch disagree with the layers")
             }
+            Self::ArenaSize { declared, needed } => write!(
+                f,
+                "the header declares an arena of {declared} bytes, the plan needs {needed} \
+                 (at most {} are allowed)",
+                super::MAX_ARENA_BYTES
+            ),
         }
     }
 }

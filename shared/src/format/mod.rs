@@ -111,6 +111,10 @@ pub const MAX_TENSORS: usize = MAX_LAYERS + 1;
 /// The most elements one tensor may have (16 Mi: far beyond any MCU, small enough that every size
 /// computation fits in u32).
 pub const MAX_TENSOR_ELEMS: usize = 1 << 24;
+/// The largest arena a model may declare: 64 MiB, beyond the SRAM of any microcontroller, small
+/// enough that a host tool can allocate it. A file must also declare exactly the arena its plan
+/// needs (the end of its last tensor or scratch), no more.
+pub const MAX_ARENA_BYTES: u32 = 1 << 26;
 /// An absent offset.
 pub const NONE: u32 = u32::MAX;
 /// An absent tensor index.

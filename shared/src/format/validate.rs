@@ -35,6 +35,13 @@ impl ModelFile<'_> {
         if peak_scratch != h.peak_scratch_bytes {
             return Err(FormatError::ArenaSummary);
         }
+        // Before anything is sized from it: the arena within the documented limit.
+        if h.arena_bytes > MAX_ARENA_BYTES {
+            return Err(FormatError::ArenaSize {
+                declared: h.arena_bytes,
+                needed: MAX_ARENA_BYTES,
+            });
+        }
         self.validate_arena()
     }
 
@@ -376,6 +383,25 @@ impl ModelFile<'_> {
         }
         if peak != self.header.peak_live_bytes as u64 {
             return Err(FormatError::ArenaSummary);
+        }
+        // The arena is exactly what the plan needs: the end of the last tensor or scratch in it.
+        let mut needed = 0u64;
+        for t in 0..n {
+            if in_arena(t) {
+                needed = needed.max(range(t).1);
+            }
+        }
+        for i in 0..layers {
+            let l = self.layer(i);
+            if l.scratch_bytes > 0 {
+                needed = needed.max(l.scratch_offset as u64 + l.scratch_bytes as u64);
+            }
+        }
+        if self.header.arena_bytes as u64 != needed {
+            return Err(FormatError::ArenaSize {
+                declared: self.header.arena_bytes,
+                needed: needed.min(u32::MAX as u64) as u32,
+            });
         }
         Ok(())
     }
