@@ -303,6 +303,12 @@ pub fn build_with(
     if !features.is_empty() {
         c.args(["--features", &features.join(",")]);
     }
+    // flip-link places the stack below the statics: an overflow faults instead of overwriting
+    // the arena (the boards' own .cargo/config.toml says the same for `cargo run` there).
+    c.args([
+        "--config",
+        &format!("target.{}.linker=\"flip-link\"", board.target),
+    ]);
     // Artifacts stay in this checkout, whatever the link points at later.
     c.env("BITSPIKE_MODEL", absolute(model)?)
         .env("CARGO_TARGET_DIR", boards_dir().join("target"))

@@ -286,7 +286,8 @@ pub fn probe_session_on_qemu(steps: &mut Steps, b: &Board) {
     steps.end(&step, outcome.is_ok());
 }
 
-/// A wrong expected output, a hang and a panic must each fail a board run.
+/// A wrong expected output, a hang, a panic and a stack overflow must each fail a board run
+/// (the overflow with the hard-fault code: flip-link places the stack below the statics).
 fn selftests(steps: &mut Steps, b: &Board, models: &[(String, PathBuf, PathBuf)]) {
     let Some((name, model, _)) = models.first() else {
         return;
@@ -315,6 +316,11 @@ fn selftests(steps: &mut Steps, b: &Board, models: &[(String, PathBuf, PathBuf)]
     for (feature, want, timeout) in [
         ("selftest-hang", "a timeout", 10),
         ("selftest-panic", "exit 101 (panic)", RUN_TIMEOUT),
+        (
+            "selftest-stack-overflow",
+            "exit 102 (hard fault: the overflow faulted before reaching the statics)",
+            RUN_TIMEOUT,
+        ),
     ] {
         let step = format!("self-test: {feature} fails on {}", b.name);
         steps.begin(&step);
@@ -322,12 +328,10 @@ fn selftests(steps: &mut Steps, b: &Board, models: &[(String, PathBuf, PathBuf)]
         let fixture = root().join("tests/fixtures/model-v1.bsm");
         let ok = board::build(b, &fixture, &vectors, &[feature])
             .and_then(|built| board::run(b, &built, false, timeout))
-            .map(|run| {
-                if feature == "selftest-hang" {
-                    run.timed_out
-                } else {
-                    run.exit == Some(101)
-                }
+            .map(|run| match feature {
+                "selftest-hang" => run.timed_out,
+                "selftest-panic" => run.exit == Some(101),
+                _ => run.exit == Some(102),
             });
         steps.end(&step, report(ok, want));
     }

@@ -29,7 +29,9 @@
 //! cargo xtask costs --board B [--arch A] [--dataset D] [--weight-bits L] [--act-bits L]
 //!                   [--snn [--timesteps L]] [--check]
 //!                                            device-measured cost table into boards/costs/
-//! cargo xtask fuzz [--seconds N]             fuzz Model::load + inference
+//! cargo xtask fuzz [--seconds N] [--target T] fuzz each target (load_and_run: model bytes;
+//!                                            generated: valid models of every geometry, every
+//!                                            kernel set against the oracle) N seconds
 //! ```
 //!
 //! Multi-step tasks run every step even after one fails and end with a `N passed, N failed` line;
@@ -63,8 +65,8 @@ const TARGETS: [&str; 3] = [
     "thumbv6m-none-eabi",
 ];
 
-/// The fuzz target's name.
-const FUZZ_TARGET: &str = "load_and_run";
+/// The fuzz targets (firmware/fuzz): the byte-level loader target and the structure-aware one.
+const FUZZ_TARGETS: [&str; 2] = ["load_and_run", "generated"];
 
 /// The repository root.
 pub fn root() -> PathBuf {
@@ -120,7 +122,7 @@ const TASKS: &[(&str, &str)] = &[
         "costs",
         "--board B [--arch A] [--dataset D] [--weight-bits L] [--act-bits L] [--snn] [--timesteps L] | --check",
     ),
-    ("fuzz", "[--seconds N]"),
+    ("fuzz", "[--seconds N] [--target T]"),
 ];
 
 /// The usage text, from [`TASKS`].
@@ -421,9 +423,21 @@ fn dispatch(task: &str, rest: &[String]) -> Result<ExitCode, String> {
         "fuzz" => {
             let a = Args::parse(task, rest)?;
             let secs = a.seconds("--seconds", 60)?;
+            let targets: Vec<&str> = match a.get("--target") {
+                Some(t) if FUZZ_TARGETS.contains(&t) => vec![t],
+                Some(t) => {
+                    return Err(format!(
+                        "unknown fuzz target `{t}` (the targets: {})",
+                        FUZZ_TARGETS.join(", ")
+                    ))
+                }
+                None => FUZZ_TARGETS.to_vec(),
+            };
             let mut s = Steps::new();
             setup::fuzzing(&mut s);
-            fuzz(&mut s, secs);
+            for t in targets {
+                fuzz(&mut s, t, secs);
+            }
             s.finish()
         }
         other => return Err(format!("unknown task `{other}`")),
@@ -568,18 +582,38 @@ fn test(fuzz_seconds: u64) -> ExitCode {
     doc.env("RUSTDOCFLAGS", "-D warnings");
     s.run("docs: firmware", doc);
     s.run("test: workspace", cargo(&["test", "--workspace"]));
+    // Each crate's tests on their own, as a user of that crate runs them: the workspace run
+    // unifies features, which can hide a crate that does not build alone.
     s.run(
-        "build: the host library without clap (its types are free of the command line)",
-        cargo(&["check", "-p", "bitspike", "--lib", "--no-default-features"]),
+        "test: the host library alone without clap (its types are free of the command line)",
+        cargo(&["test", "-p", "bitspike", "--lib", "--no-default-features"]),
     );
-    s.run(
-        "test: firmware on the host (counters off)",
-        cargo(&["test", "--manifest-path", &fw]),
-    );
-    s.run(
-        "test: firmware on the host (counters on)",
-        cargo(&["test", "--manifest-path", &fw, "--features", "counters"]),
-    );
+    for features in ["", "std", "defmt"] {
+        let mut args = vec!["test", "-p", "bitspike-core"];
+        if !features.is_empty() {
+            args.extend(["--features", features]);
+        }
+        s.run(
+            &format!(
+                "test: bitspike-core alone (features: {})",
+                or_default(features)
+            ),
+            cargo(&args),
+        );
+    }
+    for features in ["", "counters", "reference-kernels", "event-driven", "defmt"] {
+        let mut args = vec!["test", "--manifest-path", &fw];
+        if !features.is_empty() {
+            args.extend(["--features", features]);
+        }
+        s.run(
+            &format!(
+                "test: firmware on the host (features: {})",
+                or_default(features)
+            ),
+            cargo(&args),
+        );
+    }
     cross(&mut s);
     let step = "size: every board app builds for its target, sizes as committed";
     s.begin(step);
@@ -591,40 +625,53 @@ fn test(fuzz_seconds: u64) -> ExitCode {
     conformance::conformance(&mut s, None, false);
     conformance::trained_on_qemu(&mut s);
     costs::check(&mut s);
-    fuzz(&mut s, fuzz_seconds);
+    for t in FUZZ_TARGETS {
+        fuzz(&mut s, t, fuzz_seconds);
+    }
     s.finish()
 }
 
-/// Seed the corpus with the committed model files (as is, and with the reseal flag), then run
-/// the fuzz target for `seconds` and report how many executions it made.
-fn fuzz(s: &mut Steps, seconds: u64) {
-    let name = format!("fuzz: {FUZZ_TARGET} for {seconds} s");
-    let corpus = root().join("firmware/fuzz/corpus").join(FUZZ_TARGET);
-    if let Err(e) = seed_corpus(&corpus) {
+/// A feature list for a step's name: the list, or "default".
+fn or_default(features: &str) -> &str {
+    if features.is_empty() {
+        "default"
+    } else {
+        features
+    }
+}
+
+/// Run fuzz target `target` for `seconds` and report how many executions it made. New inputs go
+/// to a working corpus under `target/fuzz-corpus/`; the committed, minimised corpus
+/// (`firmware/fuzz/corpus/<target>`) and, for the byte-level target, the committed model files
+/// (as is, and with the reseal flag) seed it.
+fn fuzz(s: &mut Steps, target: &str, seconds: u64) {
+    let name = format!("fuzz: {target} for {seconds} s");
+    let work = root().join("target/fuzz-corpus").join(target);
+    let committed = root().join("firmware/fuzz/corpus").join(target);
+    if let Err(e) = seed_corpus(target, &work) {
         s.fail(
             &name,
-            &format!("cannot seed the fuzz corpus in {}: {e}", corpus.display()),
+            &format!("cannot seed the fuzz corpus in {}: {e}", work.display()),
         );
         return;
     }
     s.begin(&name);
     let t = Instant::now();
-    let out = cmd(
-        "cargo",
-        &[
-            "+nightly",
-            "fuzz",
-            "run",
-            "--fuzz-dir",
-            "firmware/fuzz",
-            FUZZ_TARGET,
-            &corpus.to_string_lossy(),
-            "--",
-            &format!("-max_total_time={seconds}"),
-        ],
-    )
-    .env_remove("RUSTUP_TOOLCHAIN")
-    .output();
+    let mut args = vec![
+        "+nightly".to_string(),
+        "fuzz".into(),
+        "run".into(),
+        "--fuzz-dir".into(),
+        "firmware/fuzz".into(),
+        target.into(),
+        work.to_string_lossy().into_owned(),
+    ];
+    if committed.is_dir() {
+        args.push(committed.to_string_lossy().into_owned());
+    }
+    args.extend(["--".into(), format!("-max_total_time={seconds}")]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let out = cmd("cargo", &args).env_remove("RUSTUP_TOOLCHAIN").output();
     let ok = match out {
         Ok(o) => {
             let log = String::from_utf8_lossy(&o.stderr);
@@ -636,7 +683,7 @@ fn fuzz(s: &mut Steps, seconds: u64) {
             }
             match lines.iter().rev().find(|l| l.starts_with("Done ")) {
                 Some(done) => println!(
-                    "libFuzzer: {done} ({:.0} s), no crash",
+                    "libFuzzer ({target}): {done} ({:.0} s), no crash",
                     t.elapsed().as_secs_f64()
                 ),
                 None if o.status.success() => println!("libFuzzer finished"),
@@ -652,8 +699,11 @@ fn fuzz(s: &mut Steps, seconds: u64) {
     s.end(&name, ok);
 }
 
-fn seed_corpus(corpus: &Path) -> std::io::Result<()> {
+fn seed_corpus(target: &str, corpus: &Path) -> std::io::Result<()> {
     std::fs::create_dir_all(corpus)?;
+    if target != "load_and_run" {
+        return Ok(());
+    }
     for entry in std::fs::read_dir(root().join("tests/fixtures"))? {
         let path = entry?.path();
         if path.extension().is_some_and(|e| e == "bsm") {

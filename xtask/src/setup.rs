@@ -2,7 +2,8 @@
 //!
 //! * rustup: the MCU targets, rustfmt, clippy; the nightly toolchain and `cargo-fuzz` (fuzzing);
 //! * apt (`--no-install-recommends`): `qemu-system-arm`, and `curl`, `xz-utils`, `gcc` if absent;
-//! * `defmt-print` (decodes the boards' defmt logs);
+//! * `defmt-print` (decodes the boards' defmt logs) and `flip-link` (every board app links
+//!   through it: the stack below the statics, so that an overflow faults);
 //! * the QEMU instruction-counting plugin (`boards/qemu-plugin/insn_count.c`), compiled with gcc
 //!   against `qemu-plugin.h` from Debian's QEMU 7.2 source package (checked by SHA-256) into
 //!   `.bitspike/qemu/`.
@@ -70,7 +71,7 @@ pub fn fuzzing(s: &mut Steps) {
     }
 }
 
-/// QEMU, defmt-print and the instruction-counting plugin.
+/// QEMU, defmt-print, flip-link and the instruction-counting plugin.
 pub fn boards(s: &mut Steps) {
     let mut missing: Vec<&str> = Vec::new();
     for (program, package) in [
@@ -105,6 +106,14 @@ pub fn boards(s: &mut Steps) {
         s.run(
             "setup: cargo install defmt-print",
             cargo(&["install", "defmt-print", "--locked"]),
+        );
+    }
+    // Every board app links through flip-link: the stack below the statics, so that an overflow
+    // faults instead of overwriting them.
+    if !have("flip-link", &["--version"]) {
+        s.run(
+            "setup: cargo install flip-link",
+            cargo(&["install", "flip-link", "--locked"]),
         );
     }
     let name = "setup: QEMU instruction-counting plugin";

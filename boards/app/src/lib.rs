@@ -228,6 +228,9 @@ pub struct Buffers<'a> {
     pub output: &'a mut [i32],
     /// One stream record (empty when the vectors are embedded).
     pub record: &'a mut [u8],
+    /// The board's RAM origin: the lowest address the stack may use (flip-link places the
+    /// stack there, below the statics).
+    pub stack_floor: usize,
 }
 
 /// Counts of a run.
@@ -352,11 +355,12 @@ fn run_stream<B: Board>(
 
 /// Run the app on `model` with golden vectors from `source`, then exit through the board.
 pub fn run<B: Board>(board: &mut B, model: &[u8], source: Source<'_>, bufs: Buffers<'_>) -> ! {
-    stack::paint();
+    stack::paint(bufs.stack_floor);
     let Buffers {
         arena,
         output,
         record,
+        stack_floor,
     } = bufs;
     #[cfg(not(feature = "semihosting"))]
     let _ = record;
@@ -382,6 +386,18 @@ pub fn run<B: Board>(board: &mut B, model: &[u8], source: Source<'_>, bufs: Buff
     }
     if cfg!(feature = "selftest-panic") {
         panic!("selftest-panic: a deliberate panic");
+    }
+    if cfg!(feature = "selftest-stack-overflow") {
+        // More stack than there is: the overflow must fault (flip-link), never reach the arena.
+        let canary = arena.first().copied();
+        let deepest = stack::overflow(stack_floor);
+        defmt::error!(
+            "selftest-stack-overflow: the stack reached {=usize:#x} without a fault (arena byte 0 {=?} -> {=?})",
+            deepest,
+            canary,
+            arena.first().copied()
+        );
+        finish(board, EXIT_MISMATCH)
     }
 
     let file = *model.file();
@@ -448,7 +464,7 @@ pub fn run<B: Board>(board: &mut B, model: &[u8], source: Source<'_>, bufs: Buff
         defmt::error!("no golden vectors: nothing was checked");
         finish(board, EXIT_LOAD)
     }
-    let stack = stack::peak();
+    let stack = stack::peak(stack_floor);
     defmt::println!(
         "bitspike-result board={=str} vectors={=usize} mismatches={=usize} arena={=usize} stack={=usize} model={=usize} macs={=u64} cycles={=u32} cycles_min={=u32} cycles_max={=u32} cycles_sum={=u64} clock={=u32}",
         B::NAME,
@@ -509,9 +525,18 @@ fn defmt_panic() -> ! {
     abort(EXIT_PANIC)
 }
 
-#[cortex_m_rt::exception]
-unsafe fn HardFault(frame: &cortex_m_rt::ExceptionFrame) -> ! {
-    defmt::error!("hard fault at pc {=u32:#x}", frame.pc());
+/// The hard-fault handler proper, entered from `stack::HardFault` on a fresh stack with the
+/// address of the faulting frame: its pc when that frame lies on the stack, else a stack
+/// overflow (the frame could not be pushed below the stack's floor).
+#[no_mangle]
+extern "C" fn bitspike_hard_fault(frame: usize) -> ! {
+    match stack::frame_pc(frame) {
+        Some(pc) => defmt::error!("hard fault at pc {=u32:#x}", pc),
+        None => defmt::error!(
+            "hard fault: stack overflow (stack pointer {=usize:#x})",
+            frame
+        ),
+    }
     abort(EXIT_FAULT)
 }
 
@@ -538,6 +563,7 @@ macro_rules! main {
                     arena: &mut *core::ptr::addr_of_mut!(ARENA),
                     output: &mut *core::ptr::addr_of_mut!(OUTPUT),
                     record: &mut *core::ptr::addr_of_mut!(RECORD),
+                    stack_floor: RAM_START,
                 }
             };
             $crate::run(&mut $board, MODEL, SOURCE, bufs)

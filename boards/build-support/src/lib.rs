@@ -36,6 +36,23 @@ fn check_fit(v: &Vectors<'_>, input_len: usize, output_len: usize, vectors: &Pat
     }
 }
 
+/// The ORIGIN of the RAM region in a memory map (`RAM : ORIGIN = 0x20000000, LENGTH = ...`).
+fn ram_origin(memory_x: &str) -> u64 {
+    let origin = memory_x
+        .lines()
+        .map(str::trim)
+        .find(|l| l.starts_with("RAM"))
+        .and_then(|l| l.split("ORIGIN").nth(1))
+        .and_then(|rest| rest.trim_start().strip_prefix('='))
+        .and_then(|rest| rest.split(',').next())
+        .map(str::trim);
+    let parsed = origin.and_then(|o| match o.strip_prefix("0x").or(o.strip_prefix("0X")) {
+        Some(hex) => u64::from_str_radix(&hex.replace('_', ""), 16).ok(),
+        None => o.parse().ok(),
+    });
+    parsed.unwrap_or_else(|| fail("memory.x has no `RAM : ORIGIN = <address>, ...` line"))
+}
+
 /// Fail the build with one clear line.
 fn fail(msg: &str) -> ! {
     eprintln!("error: {msg}");
@@ -138,6 +155,13 @@ pub fn build(memory_x: &str) {
     fs::write(out.join("vectors.bsv"), &vectors)
         .unwrap_or_else(|e| fail(&format!("cannot copy the vectors: {e}")));
     let mut code = String::new();
+    let _ = writeln!(
+        code,
+        "/// The board's RAM origin (its memory map): the floor of the stack, which flip-link\n\
+         /// places below the statics.\n\
+         pub const RAM_START: usize = {:#x};",
+        ram_origin(memory_x)
+    );
     let _ = writeln!(
         code,
         "/// Arena bytes the embedded model needs (from its header).\n\
