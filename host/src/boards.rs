@@ -33,11 +33,36 @@ const BOARDS: [(&str, &str); 7] = [
     ("rpi-pico", include_str!("../../boards/rpi-pico/board.toml")),
 ];
 
-/// What the board app itself takes besides the model and its arena, measured on the emulated
-/// boards (`boards/expected/`): about 34 KiB of code and constants, 3 KiB of stack.
-pub const APP_FLASH_BYTES: usize = 40 * 1024;
-/// RAM the board app takes besides the arena (stack, output buffer, statics).
-pub const APP_RAM_BYTES: usize = 4 * 1024;
+/// The board apps' section sizes with the committed fixture model embedded, per board
+/// (`cargo xtask size --bless` writes it; CI checks it): what each app takes besides a model.
+const SIZES: &str = include_str!("../../boards/expected/sizes.txt");
+/// The fixture model those sizes were measured with.
+const FIXTURE: &[u8] = include_bytes!("../../tests/fixtures/model-v1.bsm");
+/// Stack the board app may use beyond its statics: the deepest measured (`stack=` of the
+/// conformance runs, 2.5 KiB) with room to spare.
+pub const APP_STACK_BYTES: usize = 4 * 1024;
+
+/// Flash and static RAM the board app takes on `name` besides a model and its arena: the
+/// measured sizes with the fixture model less the fixture's bytes and arena.
+fn app_bytes(name: &str) -> Result<(usize, usize)> {
+    let fixture = bitspike_rt::Model::load(FIXTURE)
+        .map_err(|e| anyhow::anyhow!("the fixture model does not load: {e}"))?;
+    let row = SIZES
+        .lines()
+        .map(|l| l.split_whitespace().collect::<Vec<_>>())
+        .find(|f| f.first() == Some(&name))
+        .with_context(|| format!("boards/expected/sizes.txt has no row for {name}"))?;
+    // board .text .rodata .data .bss .uninit flash of static of RAM-left
+    let col = |i: usize| -> Result<usize> {
+        row.get(i)
+            .and_then(|v| v.parse().ok())
+            .with_context(|| format!("boards/expected/sizes.txt: column {i} of {name}"))
+    };
+    Ok((
+        col(6)?.saturating_sub(FIXTURE.len()),
+        col(8)?.saturating_sub(fixture.arena_bytes()),
+    ))
+}
 
 #[derive(Deserialize)]
 struct Board {
@@ -124,11 +149,14 @@ pub fn microjoules(name: &str, cycles: f64) -> Result<Option<f64>> {
         .map(|e| cycles * e.supply_v * e.run_ua_per_mhz / 1e6))
 }
 
-/// Refuse a model of `model_bytes` with an arena of `arena_bytes` that does not fit `board`.
+/// Refuse a model of `model_bytes` with an arena of `arena_bytes` that does not fit `board`: the
+/// app's measured flash and static RAM on that board (`boards/expected/sizes.txt`) plus the
+/// model, its arena and [`APP_STACK_BYTES`] of stack.
 pub fn check_fit(name: &str, model_bytes: usize, arena_bytes: usize) -> Result<()> {
     let b = board(name)?;
-    let flash = model_bytes + APP_FLASH_BYTES;
-    let ram = arena_bytes + APP_RAM_BYTES;
+    let (app_flash, app_ram) = app_bytes(name)?;
+    let flash = model_bytes + app_flash;
+    let ram = arena_bytes + app_ram + APP_STACK_BYTES;
     if flash > b.memory.flash || ram > b.memory.ram {
         bail!(
             "the model does not fit {name}: it needs about {flash} B of flash (has {}) and {ram} B of RAM (has {})",
@@ -159,6 +187,16 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("unknown board"));
+        // The app's own measured flash counts: on the lm3s6965 (256 KiB) it takes about 70 KiB,
+        // so a 200 000-byte model does not fit although a fixed 40 KiB estimate would let it.
+        let e = check_fit("qemu-lm3s6965", 200_000, 1000)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("flash") && !e.contains('\n'), "{e}");
+        for (name, _) in BOARDS {
+            let (flash, ram) = app_bytes(name).unwrap();
+            assert!(flash > 50_000 && ram < 4096, "{name}: {flash} B, {ram} B");
+        }
     }
 
     #[test]

@@ -49,6 +49,20 @@ impl IntegerRun {
 pub fn integer(model: &[u8], split: &Split) -> Result<IntegerRun> {
     let m =
         Model::load(model).map_err(|e| anyhow::anyhow!("the exported model does not load: {e}"))?;
+    // A model of another network or dataset: its input shape differs from the samples'.
+    let s = split.images.size();
+    let input = m.file().input().shape;
+    if s.len() == 4 && [s[2], s[3], s[1]] != [input.h as i64, input.w as i64, input.c as i64] {
+        anyhow::bail!(
+            "the model takes {}x{}x{} inputs (HxWxC), the samples are {}x{}x{}: a model of another network or dataset",
+            input.h,
+            input.w,
+            input.c,
+            s[2],
+            s[3],
+            s[1]
+        );
+    }
     let mut arena = vec![0u8; m.arena_bytes()];
     let mut interp = m
         .bind(&mut arena)

@@ -47,7 +47,30 @@ fn requant(layer: usize, real: f64) -> Result<Requant> {
     Ok(Requant { multiplier, shift })
 }
 
-/// A tensor's values as f64, flattened (empty if it cannot be read).
+/// The values of `t` as f64, flattened, for an export: a tensor that cannot be read, or that
+/// holds a non-finite value (a run that diverged), is refused with an error naming `what`.
+pub fn finite(t: &Tensor, what: &str) -> Result<Vec<f64>> {
+    let v = Vec::<f64>::try_from(
+        t.detach()
+            .to_device(tch::Device::Cpu)
+            .to_kind(Kind::Double)
+            .flatten(0, -1),
+    )
+    .map_err(|e| {
+        let e = e.to_string();
+        anyhow::anyhow!("{what} cannot be read: {}", e.lines().next().unwrap_or(""))
+    })?;
+    if let Some(i) = v.iter().position(|x| !x.is_finite()) {
+        bail!(
+            "{what} holds {} at index {i}: the run diverged (train again, or export an earlier checkpoint)",
+            v[i]
+        );
+    }
+    Ok(v)
+}
+
+/// A tensor's values as f64, flattened, for display (empty if it cannot be read; exports use
+/// [`finite`]).
 pub fn floats(t: &Tensor) -> Vec<f64> {
     Vec::<f64>::try_from(
         t.detach()
@@ -58,22 +81,29 @@ pub fn floats(t: &Tensor) -> Vec<f64> {
     .unwrap_or_default()
 }
 
-/// The folded per-channel scale `g` and shift `h` of a BatchNorm in evaluation mode.
-fn bn_fold(bn: &tch::nn::BatchNorm) -> (Vec<f64>, Vec<f64>) {
+/// The folded per-channel scale `g` and shift `h` of layer `layer`'s BatchNorm (over `channels`
+/// channels) in evaluation mode; refused when a statistic or parameter is missing, has another
+/// length or is not finite.
+fn bn_fold(bn: &tch::nn::BatchNorm, layer: usize, channels: usize) -> Result<(Vec<f64>, Vec<f64>)> {
     // The networks build their BatchNorms with the default configuration.
     let eps = tch::nn::BatchNormConfig::default().eps;
-    let mean = floats(&bn.running_mean);
-    let var = floats(&bn.running_var);
-    let gamma = bn
-        .ws
-        .as_ref()
-        .map(floats)
-        .unwrap_or_else(|| vec![1.0; mean.len()]);
-    let beta = bn
-        .bs
-        .as_ref()
-        .map(floats)
-        .unwrap_or_else(|| vec![0.0; mean.len()]);
+    let part = |t: Option<&Tensor>, what: &str, default: f64| -> Result<Vec<f64>> {
+        let v = match t {
+            Some(t) => finite(t, &format!("layer {layer}: BatchNorm {what}"))?,
+            None => vec![default; channels],
+        };
+        if v.len() != channels {
+            bail!(
+                "layer {layer}: BatchNorm {what} has {} values for {channels} channels",
+                v.len()
+            );
+        }
+        Ok(v)
+    };
+    let mean = part(Some(&bn.running_mean), "running mean", 0.0)?;
+    let var = part(Some(&bn.running_var), "running variance", 1.0)?;
+    let gamma = part(bn.ws.as_ref(), "weight", 1.0)?;
+    let beta = part(bn.bs.as_ref(), "bias", 0.0)?;
     let g: Vec<f64> = gamma
         .iter()
         .zip(&var)
@@ -85,7 +115,7 @@ fn bn_fold(bn: &tch::nn::BatchNorm) -> (Vec<f64>, Vec<f64>) {
         .zip(&g)
         .map(|((b, m), g)| b - m * g)
         .collect();
-    (g, h)
+    Ok((g, h))
 }
 
 /// Fold `z * g + h` after a layer with input step `s_in`, weight steps `s_w` and output step
@@ -212,6 +242,12 @@ pub fn model_def_with(
         net.input_max,
         (1.0 / net.input_max as f64) as f32,
     );
+    if let Some(k) = steps.iter().position(|s| !(s.is_finite() && *s > 0.0)) {
+        bail!(
+            "tensor {k}'s quantization step is {}: the run diverged (train again, or export an earlier checkpoint)",
+            steps[k]
+        );
+    }
     tch::no_grad(|| -> Result<()> {
         for (i, (n, p)) in net.spec.nodes.iter().zip(&net.params).enumerate() {
             let input = n.input as u16;
@@ -237,8 +273,9 @@ pub fn model_def_with(
                 ) => {
                     // OHWI: [out, k, k, in/groups].
                     let ohwi = w.permute([0, 2, 3, 1]).contiguous();
+                    finite(&ohwi, &format!("layer {i}: the weights"))?;
                     let (codes, s_w) = wq.codes(&ohwi);
-                    let (g, h) = bn_fold(bn);
+                    let (g, h) = bn_fold(bn, i, *out as usize)?;
                     let per = codes.len() / *out as usize;
                     let window = Window::square(*k as u8, *stride as u8, *pad as u8);
                     let bound = acc_bound(per, all_levels[n.input], wq.bits());
@@ -259,8 +296,9 @@ pub fn model_def_with(
                 }
                 (Op::Dense { out, hidden }, Params::Dense { w, b, wq, .. }) => {
                     let w = hwc_columns(w, shapes[n.input], &net.spec, n.input)?;
+                    finite(&w, &format!("layer {i}: the weights"))?;
                     let (codes, s_w) = wq.codes(&w);
-                    let bias_real = floats(b);
+                    let bias_real = finite(b, &format!("layer {i}: the bias"))?;
                     let out = *out as usize;
                     if *hidden {
                         let per = codes.len() / out;

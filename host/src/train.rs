@@ -96,10 +96,14 @@ fn is_quantizer_param(name: &str) -> bool {
         || leaf.starts_with("qac_")
 }
 
-/// Write `bytes` to `path` through a temporary file and a rename.
+/// Write `bytes` to `path` through a temporary file and a rename: a write that fails (a full
+/// disk) leaves the previous file as it was, and no temporary file behind.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, bytes).with_context(|| format!("cannot write {}", tmp.display()))?;
+    if let Err(e) = std::fs::write(&tmp, bytes) {
+        let _ = std::fs::remove_file(&tmp);
+        bail!("cannot write {}: {e}", path.display());
+    }
     std::fs::rename(&tmp, path).with_context(|| format!("cannot write {}", path.display()))
 }
 
@@ -449,9 +453,12 @@ pub fn train(
             if let Some(extra) = hook.loss(&t.net) {
                 loss += extra;
             }
+            let value = loss.double_value(&[]);
+            check_finite(value, None, epoch + 1, b + 1)?;
             opt.backward_step(&loss);
+            check_finite(value, Some(&t.vs), epoch + 1, b + 1)?;
             let k = idx.size()[0];
-            loss_sum += loss.double_value(&[]) * k as f64;
+            loss_sum += value * k as f64;
             correct += logits
                 .argmax(-1, false)
                 .eq_tensor(&y)
@@ -503,17 +510,43 @@ pub fn train(
     Ok(state)
 }
 
+/// Stop a run that diverged: a non-finite loss at step `step` (from 1) of epoch `epoch` (from
+/// 1), or, with `vs`, a non-finite parameter after it. The error is one line naming both; the
+/// run's last committed checkpoint stays as it is (nothing after it is written).
+pub fn check_finite(loss: f64, vs: Option<&nn::VarStore>, epoch: usize, step: usize) -> Result<()> {
+    let at = format!("epoch {epoch}, step {step}");
+    if !loss.is_finite() {
+        bail!(
+            "{at}: the loss is {loss}: the run diverged (lower the learning rate); its last checkpoint is kept"
+        );
+    }
+    if let Some(vs) = vs {
+        for (name, v) in vs.variables() {
+            // A sum is non-finite when any element is (inf - inf is NaN).
+            let sum = tch::no_grad(|| v.sum(Kind::Double).double_value(&[]));
+            if !sum.is_finite() {
+                bail!(
+                    "{at}: parameter {name} is not finite: the run diverged (lower the learning rate); its last checkpoint is kept"
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Save `vs` to `file` through a temporary file and a rename.
 pub fn save_atomic(vs: &nn::VarStore, file: &Path) -> Result<()> {
-    let tmp = file.with_extension("tmp");
-    vs.save(&tmp).map_err(|e| {
+    // Serialized in memory first: libtorch aborts the process when its own file write fails
+    // (a full disk), where a Rust write returns an error.
+    let mut bytes = Vec::new();
+    vs.save_to_stream(&mut bytes).map_err(|e| {
         anyhow::anyhow!(
-            "cannot write {}: {}",
-            tmp.display(),
+            "cannot serialize the checkpoint {}: {}",
+            file.display(),
             first_line(&e.to_string())
         )
     })?;
-    std::fs::rename(&tmp, file).with_context(|| format!("cannot write {}", file.display()))
+    write_atomic(file, &bytes)
 }
 
 /// Commit the checkpoint of `state.epochs_done` epochs: the weights file, then `state.json`
@@ -586,4 +619,67 @@ pub fn recalibrate_bn(net: &QNet, images: &Tensor, max_code: u8, batches: i64, b
             }
         }
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A folder whose `<name>.tmp` is a link to `/dev/full`: every write to it fails with "no
+    /// space left on device", as on a full disk.
+    fn full_disk(name: &str) -> (PathBuf, PathBuf) {
+        let d = std::env::temp_dir().join(format!("bitspike-full-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).unwrap();
+        let file = d.join(name);
+        std::os::unix::fs::symlink("/dev/full", file.with_extension("tmp")).unwrap();
+        (d, file)
+    }
+
+    #[test]
+    fn a_full_disk_leaves_the_previous_file_intact() {
+        let (_d, file) = full_disk("model.bsm");
+        std::fs::write(&file, b"the previous model").unwrap();
+        let e = write_atomic(&file, &[7u8; 4096]).unwrap_err().to_string();
+        assert!(e.contains("model.bsm") && !e.contains('\n'), "{e}");
+        assert_eq!(std::fs::read(&file).unwrap(), b"the previous model");
+        assert!(
+            !file.with_extension("tmp").exists(),
+            "no temporary file left"
+        );
+    }
+
+    #[test]
+    fn a_full_disk_leaves_the_previous_checkpoint_intact() {
+        let _one = crate::seeded();
+        let (_d, file) = full_disk("weights-2.ot");
+        let vs = nn::VarStore::new(Device::Cpu);
+        let _w = vs.root().var("w", &[64, 64], nn::Init::Const(1.0));
+        std::fs::write(&file, b"the previous checkpoint").unwrap();
+        let e = save_atomic(&vs, &file).unwrap_err().to_string();
+        assert!(e.contains("weights-2.ot") && !e.contains('\n'), "{e}");
+        assert_eq!(std::fs::read(&file).unwrap(), b"the previous checkpoint");
+        assert!(
+            !file.with_extension("tmp").exists(),
+            "no temporary file left"
+        );
+    }
+
+    #[test]
+    fn non_finite_losses_and_parameters_stop_the_run() {
+        let _one = crate::seeded();
+        let vs = nn::VarStore::new(Device::Cpu);
+        let w = vs.root().var("w", &[3], nn::Init::Const(1.0));
+        assert!(check_finite(0.5, Some(&vs), 1, 1).is_ok());
+        let e = check_finite(f64::NAN, None, 3, 17).unwrap_err().to_string();
+        assert!(e.starts_with("epoch 3, step 17: the loss is NaN"), "{e}");
+        tch::no_grad(|| {
+            let _ = w.get(1).fill_(f64::INFINITY);
+        });
+        let e = check_finite(0.5, Some(&vs), 2, 5).unwrap_err().to_string();
+        assert!(
+            e.starts_with("epoch 2, step 5: parameter w is not finite"),
+            "{e}"
+        );
+    }
 }

@@ -400,6 +400,40 @@ fn resume_finishes_an_interrupted_run() {
     assert_error(&o, 1, "--resume continues a run with its own configuration");
 }
 
+/// A run that diverges stops with one line naming the epoch and step, and keeps its last good
+/// checkpoint: here epoch 1 trains normally, then epoch 2 runs at an absurd learning rate.
+#[test]
+fn a_diverging_run_stops_and_keeps_its_last_checkpoint() {
+    let d = tmp("diverge");
+    let run = d.join("run");
+    assert!(train_digits(&run, "1").status.success());
+    let weights = std::fs::read(run.join("weights-1.ot")).unwrap();
+    let state = std::fs::read(run.join("state.json")).unwrap();
+    let config = std::fs::read_to_string(run.join("config.toml")).unwrap();
+    let lr = config
+        .lines()
+        .find(|l| l.starts_with("lr = "))
+        .expect("the config names its rate")
+        .to_string();
+    let config = config
+        .replace("epochs = 1", "epochs = 2")
+        .replace(&lr, "lr = 1e30");
+    std::fs::write(run.join("config.toml"), config).unwrap();
+    let o = bitspike(&[
+        "train",
+        "qat",
+        "--quiet",
+        "--resume",
+        "--out",
+        run.to_str().unwrap(),
+    ]);
+    assert_error(&o, 1, "epoch 2, step ");
+    assert!(stderr(&o).contains("diverged"), "{}", stderr(&o));
+    assert_eq!(std::fs::read(run.join("weights-1.ot")).unwrap(), weights);
+    assert_eq!(std::fs::read(run.join("state.json")).unwrap(), state);
+    assert!(!run.join("weights-2.ot").exists());
+}
+
 #[test]
 fn model_too_large_for_the_board_is_refused() {
     use bitspike_core::def::{LayerDef, ModelDef};
@@ -428,6 +462,30 @@ fn model_too_large_for_the_board_is_refused() {
     assert!(o.status.success(), "{}", stderr(&o));
     let o = bitspike(&["inspect", path.to_str().unwrap(), "--board", "nope"]);
     assert_error(&o, 1, "unknown board");
+}
+
+/// `eval --integer` with a model of another network: one line naming the file and the shapes.
+#[test]
+fn eval_with_another_networks_model_names_the_file() {
+    use bitspike_core::def::{LayerDef, ModelDef};
+    use bitspike_core::layer::Shape;
+    let d = tmp("other");
+    let run = d.join("run");
+    assert!(train_digits(&run, "1").status.success());
+    let mut m = ModelDef::new(Shape::new(28, 28, 1), 255, 1.0);
+    let mut l = LayerDef::dense(0, 10, 8, vec![1; 7840], None, Vec::new());
+    l.raw_output = true;
+    m.push(l);
+    let other = d.join("mnist-net.bsm");
+    std::fs::write(&other, bitspike_core::format::writer::write(&m).unwrap()).unwrap();
+    let o = bitspike(&[
+        "eval",
+        "--run",
+        run.to_str().unwrap(),
+        "--integer",
+        other.to_str().unwrap(),
+    ]);
+    assert_error(&o, 1, "mnist-net.bsm: the model takes 28x28x1 inputs");
 }
 
 #[test]

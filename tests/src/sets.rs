@@ -10,12 +10,17 @@
 //! preconditions, or too little scratch) but must then write nothing; the MACs every
 //! non-event kernel counts equal the reference's.
 //!
+//! Given the scratch the model file gives each layer, the kernel the runtime would choose for it
+//! on either instruction set ([`bitspike_core::kernel::choose`]) must also run with that scratch
+//! rather than decline: a decline falls back to the reference kernel silently, several times
+//! slower (a convolution whose fan-in outgrew a fixed buffer once cost 9x its instructions).
+//!
 //! The fuzz target `generated` (firmware/fuzz) and the property tests of `tests/tests` call
 //! [`check_model`] on the models of [`crate::generate`].
 
 use bitspike_core::def::{LayerDef, ModelDef};
 use bitspike_core::format::I32s;
-use bitspike_core::kernel::scratch_bytes;
+use bitspike_core::kernel::{choose, scratch_bytes, Isa, Kernel as Choice};
 use bitspike_core::layer::{Geometry, LayerKind};
 use bitspike_core::pack::{pack, packed_len};
 use bitspike_rt::kernels::{
@@ -166,6 +171,21 @@ impl Layer<'_> {
         Ok(true)
     }
 
+    /// `K` with `given` bytes of scratch: whether it ran (and, if so, agreed with the oracle).
+    fn run_with<K: WeightedKernel>(&self, given: usize) -> Result<bool, String> {
+        let kernel = |g: &Geometry,
+                      w: &Weights<'_>,
+                      st: &Stage<'_>,
+                      i: &[u8],
+                      o: &mut [u8],
+                      s: &mut [u8],
+                      ops: &mut Ops| match g.kind {
+            LayerKind::Conv2d => K::conv2d(g, w, st, i, o, s, ops),
+            _ => K::dense(g, w, st, i, o, s, ops),
+        };
+        self.check(K::NAME, given, &kernel, None)
+    }
+
     fn weighted<K: WeightedKernel>(&self, macs: Option<u64>) -> Result<bool, String> {
         let need = K::scratch(&self.g, self.def.weight_bits) as usize;
         let kernel = |g: &Geometry,
@@ -183,8 +203,10 @@ impl Layer<'_> {
 }
 
 /// Run every kernel the runtime has on every layer of `def`, fed from `trace` (the oracle's
-/// execution of `def` on some input), and compare. The error names the kernel and the layer.
-pub fn check_model(def: &ModelDef, trace: &Trace) -> Result<(), String> {
+/// execution of `def` on some input), and compare; with `scratch` (each layer's scratch bytes in
+/// the model file written from `def`), the kernel chosen for each layer must run with it. The
+/// error names the kernel and the layer.
+pub fn check_model(def: &ModelDef, trace: &Trace, scratch: Option<&[u32]>) -> Result<(), String> {
     let geoms = def
         .geometries()
         .map_err(|(i, e)| format!("layer {i}: {e:?}"))?;
@@ -199,7 +221,14 @@ pub fn check_model(def: &ModelDef, trace: &Trace) -> Result<(), String> {
             offset: (i + x.values.first().copied().unwrap_or(0) as usize) % 4,
         };
         match l.kind {
-            LayerKind::Conv2d | LayerKind::Dense => check_weighted(&layer, x.levels)?,
+            LayerKind::Conv2d | LayerKind::Dense => {
+                check_weighted(&layer, x.levels)?;
+                if let Some(&given) = scratch.and_then(|s| s.get(i)) {
+                    for isa in [Isa::Dsp, Isa::Portable] {
+                        check_chosen_runs(&layer, x.levels, given, isa)?;
+                    }
+                }
+            }
             LayerKind::AvgPool | LayerKind::MaxPool | LayerKind::GlobalAvgPool | LayerKind::Add => {
                 let b = l.input2.map(|t| tensor_bytes(&trace.tensors[t as usize]));
                 check_unweighted(&layer, b.as_deref().unwrap_or(&[]), x.levels)?;
@@ -272,6 +301,54 @@ fn check_weighted(layer: &Layer<'_>, levels: u8) -> Result<(), String> {
             pairs::conv2d_with(g, w, st, i, levels, o, s, ops, true)
         };
         layer.check("pairs with tables", need, &tables, m)?;
+    }
+    Ok(())
+}
+
+/// The kernel `choose` picks for `layer` on `isa` with `given` bytes of scratch runs with them.
+fn check_chosen_runs(layer: &Layer<'_>, levels: u8, given: u32, isa: Isa) -> Result<(), String> {
+    let c = choose(
+        &layer.g,
+        layer.def.weight_bits,
+        levels,
+        given,
+        isa,
+        false,
+        false,
+    );
+    let with_levels = |f: LevelsKernel| {
+        move |g: &Geometry,
+              w: &Weights<'_>,
+              st: &Stage<'_>,
+              i: &[u8],
+              o: &mut [u8],
+              s: &mut [u8],
+              ops: &mut Ops| f(g, w, st, i, levels, o, s, ops)
+    };
+    let n = given as usize;
+    let ran = match c.kernel {
+        Choice::Reference => return Ok(()),
+        Choice::Row => layer.run_with::<Row>(n)?,
+        Choice::Gather => layer.run_with::<Gather>(n)?,
+        Choice::Narrow => layer.run_with::<Narrow>(n)?,
+        Choice::Depthwise => layer.run_with::<Depthwise>(n)?,
+        Choice::PackedDense => layer.run_with::<PackedDense>(n)?,
+        Choice::Events => layer.run_with::<Events>(n)?,
+        Choice::Packed => layer.check("packed", n, &with_levels(packed::conv2d), None)?,
+        Choice::Pairs => layer.check("pairs", n, &with_levels(pairs::conv2d), None)?,
+        Choice::PackedDepthwise => layer.check(
+            "packed-depthwise",
+            n,
+            &with_levels(packed_depthwise::conv2d),
+            None,
+        )?,
+        Choice::Elementwise | Choice::Pool => return Ok(()),
+    };
+    if !ran {
+        return Err(format!(
+            "layer {} ({:?}): {:?} is chosen on {isa:?} with {given} bytes of scratch but declines them (a silent fallback to the reference kernel)",
+            layer.index, layer.g, c.kernel
+        ));
     }
     Ok(())
 }

@@ -36,7 +36,11 @@ fn check(def: &ModelDef, input: &[u8], budget: Budget) -> Result<(), String> {
     if ran > macs {
         return Err(format!("the runtime counted {ran} MACs, the oracle {macs}"));
     }
-    sets::check_model(def, &trace)
+    let file = model.file();
+    let scratch: Vec<u32> = (0..file.layer_count())
+        .map(|i| file.layer(i).scratch_bytes)
+        .collect();
+    sets::check_model(def, &trace, Some(&scratch))
 }
 
 /// The model and an input from fuzzer-like bytes (`None` when the bytes run out first).
@@ -200,4 +204,74 @@ fn padding_at_and_beyond_the_kernel() {
             }
         }
     }
+}
+
+/// Fan-ins beyond 1024 per output channel (a 7x7 convolution over 21 channels, a 3x3 over 128, an
+/// 11x11 over 16, a 1x1 over 1500, and a dense layer over 3000 inputs): the writer gives each the
+/// scratch of its fast kernel, on either instruction set that kernel is chosen (not the
+/// reference kernel, several times slower per MAC) and runs with that scratch, bit-exact.
+#[test]
+fn large_fan_ins_keep_their_fast_kernel() {
+    use bitspike_core::format::ModelFile;
+    use bitspike_core::kernel::{choose, Isa, Kernel};
+    let mut rng = Rng::new(3);
+    let convs = [(7u8, 21u16, 10u16), (3, 128, 6), (11, 16, 12), (1, 1500, 2)];
+    for (k, c, side) in convs {
+        for (bits, levels) in [(8u8, 255u8), (4, 15), (2, 3)] {
+            let mut def = ModelDef::new(Shape::new(side, side, c), levels, 1.0);
+            let fan = k as usize * k as usize * c as usize;
+            let typ = gen::typical(fan, levels, bits);
+            let w = gen::weights(&mut rng, 4 * fan, bits);
+            let mut l = LayerDef::conv2d(
+                0,
+                4,
+                Window::square(k, 1, k / 2),
+                1,
+                bits,
+                w,
+                None,
+                Vec::new(),
+            );
+            l.levels = 255;
+            l.requant = gen::requant(&mut rng, 4, typ, 255);
+            def.push(l);
+            let bytes = write(&def).unwrap();
+            let file = ModelFile::parse(&bytes).unwrap();
+            let g = file.geometry(0);
+            for isa in [Isa::Dsp, Isa::Portable] {
+                let chosen = choose(
+                    &g,
+                    bits,
+                    levels,
+                    file.layer(0).scratch_bytes,
+                    isa,
+                    false,
+                    false,
+                );
+                assert_ne!(
+                    chosen.kernel,
+                    Kernel::Reference,
+                    "{k}x{k} over {c} channels, {bits}-bit, on {isa:?}: {:?}",
+                    chosen.reason
+                );
+            }
+            let input = gen::codes(&mut rng, def.input.shape.len(), levels);
+            if let Err(e) = check(&def, &input, Budget::Instructions(u64::MAX)) {
+                panic!("{k}x{k} over {c} channels, {bits}-bit: {e}");
+            }
+        }
+    }
+    let mut def = ModelDef::new(Shape::vector(3000), 15, 1.0);
+    let mut d = LayerDef::dense(
+        0,
+        10,
+        4,
+        gen::weights(&mut rng, 30_000, 4),
+        None,
+        Vec::new(),
+    );
+    d.raw_output = true;
+    def.push(d);
+    let input = gen::codes(&mut rng, 3000, 15);
+    check(&def, &input, Budget::None).unwrap();
 }

@@ -287,6 +287,23 @@ pub fn build_with(
     data: Data<'_>,
     features: &[&str],
 ) -> Result<Built, String> {
+    build_profile(board, model, data, features, false)
+}
+
+/// [`build`] with overflow checks and debug assertions on (the release profile otherwise), into
+/// a target folder of its own: on the device path an overflow then panics (exit 101) where a
+/// release build wraps silently.
+pub fn build_checked(board: &Board, model: &Path, vectors: &Path) -> Result<Built, String> {
+    build_profile(board, model, Data::Embedded(vectors), &[], true)
+}
+
+fn build_profile(
+    board: &Board,
+    model: &Path,
+    data: Data<'_>,
+    features: &[&str],
+    checked: bool,
+) -> Result<Built, String> {
     let stable = stable_root()?;
     let manifest = stable.path.join("boards/Cargo.toml");
     let mut c = cargo(&[
@@ -309,9 +326,20 @@ pub fn build_with(
         "--config",
         &format!("target.{}.linker=\"flip-link\"", board.target),
     ]);
+    let target_dir = if checked {
+        c.args([
+            "--config",
+            "profile.release.overflow-checks=true",
+            "--config",
+            "profile.release.debug-assertions=true",
+        ]);
+        boards_dir().join("target-checked")
+    } else {
+        boards_dir().join("target")
+    };
     // Artifacts stay in this checkout, whatever the link points at later.
     c.env("BITSPIKE_MODEL", absolute(model)?)
-        .env("CARGO_TARGET_DIR", boards_dir().join("target"))
+        .env("CARGO_TARGET_DIR", &target_dir)
         .env("RUSTFLAGS", path_prefix_flags(&stable.path));
     match data {
         Data::Embedded(v) => c
@@ -324,8 +352,7 @@ pub fn build_with(
     if !status.success() {
         return Err(format!("building {} failed", board.name));
     }
-    let built = boards_dir()
-        .join("target")
+    let built = target_dir
         .join(&board.target)
         .join("release")
         .join(&board.name);
@@ -334,9 +361,10 @@ pub fn build_with(
         .map(|s| s.to_string_lossy().into_owned())
         .unwrap_or_default();
     let keep = root().join("target/bitspike/elf").join(format!(
-        "{}-{stem}{}.elf",
+        "{}-{stem}{}{}.elf",
         board.name,
-        features.join("-")
+        features.join("-"),
+        if checked { "-checked" } else { "" }
     ));
     if let Some(d) = keep.parent() {
         std::fs::create_dir_all(d).map_err(|e| format!("cannot create {}: {e}", d.display()))?;

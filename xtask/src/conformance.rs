@@ -337,6 +337,76 @@ fn selftests(steps: &mut Steps, b: &Board, models: &[(String, PathBuf, PathBuf)]
     }
 }
 
+/// Generated models (`tests/src/generate.rs`: every geometry the reader accepts, padding at and
+/// beyond the kernel among them) on every emulated board, the app built with overflow checks and
+/// debug assertions on: the device kernels (the assembly and its Rust around it) must give the
+/// oracle's outputs and never overflow, where a release build would wrap silently.
+pub fn overflow_checked(steps: &mut Steps, count: u32) {
+    let made = (|| -> Result<PathBuf, String> {
+        let dir = work_dir("generated")?;
+        let ok = crate::cargo(&[
+            "run",
+            "--quiet",
+            "-p",
+            "bitspike-tests",
+            "--bin",
+            "gen-models",
+            "--",
+            &dir.to_string_lossy(),
+            &count.to_string(),
+            "20261207",
+        ])
+        .status()
+        .map_err(|e| format!("cannot run cargo: {e}"))?
+        .success();
+        if ok {
+            Ok(dir)
+        } else {
+            Err("gen-models failed".into())
+        }
+    })();
+    let dir = match made {
+        Ok(d) => d,
+        Err(e) => return steps.fail("conformance: generated models", &e),
+    };
+    let boards = match board::all() {
+        Ok(all) => all.into_iter().filter(|b| b.qemu.is_some()),
+        Err(e) => return steps.fail("conformance: boards", &e),
+    };
+    for b in boards {
+        let step = format!(
+            "conformance: {count} generated models with overflow checks on {}",
+            b.name
+        );
+        steps.begin(&step);
+        let mut ok = true;
+        for k in 0..count {
+            let (model, vectors) = (
+                dir.join(format!("generated-{k}.bsm")),
+                dir.join(format!("generated-{k}.bsv")),
+            );
+            let run = board::build_checked(&b, &model, &vectors)
+                .and_then(|built| board::run(&b, &built, false, RUN_TIMEOUT));
+            match run {
+                Ok(r) if r.passed() => println!(
+                    "generated-{k}: {} vectors, 0 mismatches, no overflow",
+                    r.field("vectors").unwrap_or(0)
+                ),
+                Ok(r) => {
+                    eprintln!("generated-{k} ({}):", model.display());
+                    r.print_failure();
+                    ok = false;
+                }
+                Err(e) => {
+                    eprintln!("generated-{k}: {e}");
+                    ok = false;
+                }
+            }
+        }
+        steps.end(&step, ok);
+    }
+}
+
 fn report(outcome: Result<bool, String>, want: &str) -> bool {
     match outcome {
         Ok(true) => {

@@ -42,6 +42,7 @@ mod board;
 mod conformance;
 mod costs;
 mod demo;
+mod errors;
 mod figures;
 mod mps;
 mod probe;
@@ -241,8 +242,9 @@ fn main() -> ExitCode {
     };
     match dispatch(task, &args[1..]) {
         Ok(code) => code,
+        // One line: the usage is what `cargo xtask` alone prints.
         Err(e) => {
-            eprintln!("error: {e}\n{}", usage());
+            eprintln!("error: {e}");
             ExitCode::from(2)
         }
     }
@@ -440,7 +442,13 @@ fn dispatch(task: &str, rest: &[String]) -> Result<ExitCode, String> {
             }
             s.finish()
         }
-        other => return Err(format!("unknown task `{other}`")),
+        other => {
+            let tasks: Vec<&str> = TASKS.iter().map(|(t, _)| *t).collect();
+            return Err(format!(
+                "unknown task `{other}` (tasks: {})",
+                tasks.join(", ")
+            ));
+        }
     })
 }
 
@@ -623,8 +631,10 @@ fn test(fuzz_seconds: u64) -> ExitCode {
     }
     s.end(step, sized.is_ok());
     conformance::conformance(&mut s, None, false);
+    conformance::overflow_checked(&mut s, 4);
     conformance::trained_on_qemu(&mut s);
     costs::check(&mut s);
+    errors::check(&mut s);
     for t in FUZZ_TARGETS {
         fuzz(&mut s, t, fuzz_seconds);
     }

@@ -85,6 +85,53 @@ pub fn vectors_with(
     Ok(out)
 }
 
+/// Check what a board task is given before anything is built or written: the model loads, the
+/// golden vectors or the stream were made for a model of its shapes, and the model fits the
+/// board (`bitspike inspect --board`: the host's fit check from the apps' measured sizes). Each
+/// failure is one line naming the file or the board.
+pub fn precheck(board: &Board, model: &Path, data: Option<Data<'_>>) -> Result<(), String> {
+    let read = |p: &Path| std::fs::read(p).map_err(|e| format!("cannot read {}: {e}", p.display()));
+    let bytes = read(model)?;
+    let file = bitspike_core::format::ModelFile::parse(&bytes)
+        .map_err(|e| format!("{}: {e}", model.display()))?;
+    let (inputs, outputs) = (file.input().shape.len(), file.output().shape.len());
+    let (path, found) = match data {
+        Some(Data::Embedded(v)) => {
+            let b = read(v)?;
+            let parsed = bitspike_core::vectors::Vectors::parse(&b)
+                .map_err(|e| format!("{}: {e}", v.display()))?;
+            (v, (parsed.input_len(), parsed.output_len()))
+        }
+        Some(Data::Stream(s)) => {
+            let mut head = [0u8; bitspike_core::vectors::STREAM_HEADER_LEN];
+            let mut f =
+                std::fs::File::open(s).map_err(|e| format!("cannot read {}: {e}", s.display()))?;
+            std::io::Read::read_exact(&mut f, &mut head)
+                .map_err(|_| format!("{}: not a stream file (too short)", s.display()))?;
+            let h = bitspike_core::vectors::StreamHeader::parse(&head)
+                .map_err(|e| format!("{}: {e}", s.display()))?;
+            (s, (h.input_len, h.output_len))
+        }
+        None => (model, (inputs, outputs)),
+    };
+    if found != (inputs, outputs) {
+        return Err(format!(
+            "{} holds {} input codes -> {} outputs per vector, but {} takes {inputs} -> {outputs}: made for another model",
+            path.display(),
+            found.0,
+            found.1,
+            model.display()
+        ));
+    }
+    let m = model.to_string_lossy();
+    bitspike_output(&["inspect", &m, "--board", &board.name]).map_err(|e| {
+        // The host's own error line, without the command around it.
+        let host = e.rsplit("error: ").next().unwrap_or(&e).trim();
+        format!("{}: {host}", model.display())
+    })?;
+    Ok(())
+}
+
 /// `cargo xtask qemu --board B --model M [--vectors V]`: build, run, show the log; the exit code
 /// is the app's.
 pub fn qemu(
@@ -94,6 +141,11 @@ pub fn qemu(
     stream: Option<&Path>,
 ) -> Result<(), String> {
     let board = board::load(board)?;
+    precheck(
+        &board,
+        model,
+        stream.map(Data::Stream).or(vectors.map(Data::Embedded)),
+    )?;
     let built = match stream {
         Some(s) => board::build_with(&board, model, board::Data::Stream(s), &[])?,
         None => board::build(&board, model, &vectors_for(model, vectors, 8)?, &[])?,
@@ -126,6 +178,7 @@ pub fn flash(
             board.name
         ));
     }
+    precheck(&board, model, vectors.map(Data::Embedded))?;
     let vectors = vectors_for(model, vectors, 8)?;
     let built = board::build(&board, model, &vectors, &[])?;
     println!(
@@ -401,6 +454,11 @@ pub fn measure(
     probe: Option<&str>,
 ) -> Result<(), String> {
     let board = board::load(board)?;
+    precheck(
+        &board,
+        model,
+        stream.map(Data::Stream).or(vectors.map(Data::Embedded)),
+    )?;
     let label = model
         .file_name()
         .map(|s| s.to_string_lossy().into_owned())

@@ -4,7 +4,8 @@
 //! them, and with none), loaded, bound and run on input codes from the same bytes. Every output
 //! must equal the oracle's bit for bit, the executed MACs may not exceed the oracle's, and every
 //! kernel set the runtime has (reference, row, gather, narrow, packed, pairs, depthwise, packed
-//! dense, event-driven) must agree with the oracle on every layer (`bitspike_tests::sets`).
+//! dense, event-driven) must agree with the oracle on every layer (`bitspike_tests::sets`), and
+//! the kernel chosen for each layer must run with the scratch the file gives it.
 //! Anything else is a finding: a panic, an overflow (the fuzz build checks them), a refusal of a
 //! valid model, or a different output.
 #![no_main]
@@ -29,6 +30,7 @@ fuzz_target!(|data: &[u8]| {
         def.input.levels,
     );
     let trace = oracle::execute(&def, &input);
+    let mut scratch = Vec::new();
     for budget in [Budget::Instructions(u64::MAX), Budget::None] {
         let bytes = match write_planned(&def, budget) {
             Ok(b) => b,
@@ -49,8 +51,12 @@ fuzz_target!(|data: &[u8]| {
         assert_eq!(out, trace.output(), "runtime != oracle\n{def:#?}");
         let macs: u64 = trace.macs.iter().sum();
         assert!(interp.total_ops().macs <= macs, "more MACs than the oracle");
+        let file = model.file();
+        scratch = (0..file.layer_count())
+            .map(|i| file.layer(i).scratch_bytes)
+            .collect();
     }
-    if let Err(e) = sets::check_model(&def, &trace) {
+    if let Err(e) = sets::check_model(&def, &trace, Some(&scratch)) {
         panic!("{e}\n{def:#?}");
     }
 });

@@ -23,7 +23,10 @@ pub(crate) fn evaluate(
     let t = load_trained(run, &cfg, &data, device, point)?;
     let fake = train::accuracy(&t.net, &test, data.max_code, device);
     let integer = match model {
-        Some(p) => Some(eval::integer(&read(p)?, &test)?),
+        Some(p) => Some(
+            eval::integer(&read(p)?, &test)
+                .map_err(|e| anyhow::anyhow!("{}: {e:#}", p.display()))?,
+        ),
         None => None,
     };
     let int_acc = integer.as_ref().map(|r| r.accuracy());

@@ -10,7 +10,7 @@ use bitspike_core::def::{ModelDef, SpikingDef};
 use bitspike_core::snn::MAX_MEMBRANE_SHIFT;
 
 use super::snn::{Snn, SnnLayer};
-use crate::export::{floats, fold, model_def_with, Folded, Folds, Parts};
+use crate::export::{finite, fold, model_def_with, Folded, Folds, Parts};
 use crate::net::QNet;
 
 /// Build the model definition of a converted spiking network: QAC's layers become
@@ -39,14 +39,14 @@ pub fn model_def_ann_of(net: &QNet, snn: &Snn) -> Result<ModelDef> {
 }
 
 /// The bias `h` of a converted layer's quantized twin (see [`model_def_ann_of`]).
-fn twin_bias(h: &[f64], sl: &SnnLayer) -> Vec<f64> {
+fn twin_bias(h: &[f64], sl: &SnnLayer) -> Result<Vec<f64>> {
     let theta = sl.threshold.double_value(&[0]);
-    let v0 = floats(&sl.v0);
+    let v0 = finite(&sl.v0, "a spiking layer's initial potentials")?;
     let t = sl.timesteps as f64;
-    h.iter()
+    Ok(h.iter()
         .zip(&v0)
         .map(|(h, v)| h + (v - theta / 2.0) / t)
-        .collect()
+        .collect())
 }
 
 /// A converted network's folds: its layers as spiking ones, or as their quantized twins.
@@ -71,7 +71,8 @@ impl Folds for SnnFolds<'_> {
                 (signs, bias, Vec::new(), Some((sp, sl.timesteps, align)))
             })
         } else {
-            fold(i, s_in, s_w, g, &twin_bias(h, sl), s_out)
+            twin_bias(h, sl)
+                .and_then(|b| fold(i, s_in, s_w, g, &b, s_out))
                 .map(|(signs, bias, rq)| (signs, bias, rq, None))
         })
     }
@@ -96,7 +97,17 @@ fn fold_spiking(
     acc_bound: f64,
 ) -> Result<(Vec<f64>, Vec<i32>, SpikingDef)> {
     let theta = sl.threshold.double_value(&[0]);
-    let v0 = floats(&sl.v0);
+    if !(theta.is_finite() && theta > 0.0) {
+        bail!("layer {layer}: the spiking threshold is {theta}: the run diverged");
+    }
+    let v0 = finite(&sl.v0, &format!("layer {layer}: the initial potentials"))?;
+    if v0.len() != s_w.len() {
+        bail!(
+            "layer {layer}: {} initial potentials for {} channels",
+            v0.len(),
+            s_w.len()
+        );
+    }
     let t = sl.timesteps as f64;
     const CONSTANT_UNITS: f64 = 4096.0;
     let c_n = s_w.len();

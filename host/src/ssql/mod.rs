@@ -548,12 +548,11 @@ pub fn pretrain(
             );
             let (v1, v2) = (view(&x, &cfg, flips), view(&x, &cfg, flips));
             let (loss, bits) = p.loss(&v1, &v2)?;
+            let l = loss.double_value(&[]);
+            crate::train::check_finite(l, None, epoch + 1, b + 1)?;
             opt.backward_step(&loss);
             p.after_step()?;
-            let l = loss.double_value(&[]);
-            if !l.is_finite() {
-                bail!("the loss diverged at epoch {} (lower the rate)", epoch + 1);
-            }
+            crate::train::check_finite(l, Some(&p.vs), epoch + 1, b + 1)?;
             loss_sum += l;
             steps += 1;
             if let Some((w, a)) = bits {
