@@ -242,7 +242,8 @@ pub fn model_def_with(
         net.input_max,
         (1.0 / net.input_max as f64) as f32,
     );
-    if let Some(k) = steps.iter().position(|s| !(s.is_finite() && *s > 0.0)) {
+    // (A step of 0 is a tensor without a quantizer, the raw logits.)
+    if let Some(k) = steps.iter().position(|s| !s.is_finite()) {
         bail!(
             "tensor {k}'s quantization step is {}: the run diverged (train again, or export an earlier checkpoint)",
             steps[k]
@@ -461,6 +462,23 @@ pub fn measure_density(def: &mut ModelDef, inputs: &[Vec<u8>]) -> Result<Vec<u8>
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The exporter reads tensors through `finite`: a non-finite value is refused with one line
+    /// naming the tensor, never folded into a model.
+    #[test]
+    fn non_finite_tensors_are_refused() {
+        let ok = Tensor::from_slice(&[1.0f32, -2.5]);
+        assert_eq!(finite(&ok, "w").unwrap(), vec![1.0, -2.5]);
+        for bad in [f32::NAN, f32::INFINITY, f32::NEG_INFINITY] {
+            let t = Tensor::from_slice(&[0.5f32, bad]);
+            let e = finite(&t, "layer 3: the weights").unwrap_err().to_string();
+            assert!(
+                e.starts_with("layer 3: the weights holds") && e.contains("index 1"),
+                "{e}"
+            );
+            assert!(!e.contains('\n'), "{e}");
+        }
+    }
 
     #[test]
     fn fold_flips_negative_scales_and_keeps_constant_channels() {

@@ -124,7 +124,8 @@ fn expected_path(board: &Board) -> PathBuf {
 
 /// `cargo xtask conformance [--board B] [--bless]`: host golden vectors against QEMU on every
 /// emulated board, with the expected output and sizes committed; plus the runner's self-tests
-/// (a wrong expected output, a hang and a panic must each fail the run).
+/// (a wrong expected output, a hang, a panic and a stack overflow must each fail the run) and
+/// generated models on apps built with overflow checks.
 pub fn conformance(steps: &mut Steps, board: Option<&str>, bless: bool) {
     let boards = match board.map(board::load).transpose() {
         Ok(Some(b)) => vec![b],
@@ -215,6 +216,7 @@ pub fn conformance(steps: &mut Steps, board: Option<&str>, bless: bool) {
         selftests(steps, b, &models);
         probe_session_on_qemu(steps, b);
     }
+    overflow_checked(steps, &boards, GENERATED);
 }
 
 /// The real-board path on an emulated board: the session logic and the `defmt-print` decoder
@@ -337,11 +339,14 @@ fn selftests(steps: &mut Steps, b: &Board, models: &[(String, PathBuf, PathBuf)]
     }
 }
 
+/// How many generated models run with overflow checks on each board.
+const GENERATED: u32 = 6;
+
 /// Generated models (`tests/src/generate.rs`: every geometry the reader accepts, padding at and
 /// beyond the kernel among them) on every emulated board, the app built with overflow checks and
 /// debug assertions on: the device kernels (the assembly and its Rust around it) must give the
 /// oracle's outputs and never overflow, where a release build would wrap silently.
-pub fn overflow_checked(steps: &mut Steps, count: u32) {
+fn overflow_checked(steps: &mut Steps, boards: &[Board], count: u32) {
     let made = (|| -> Result<PathBuf, String> {
         let dir = work_dir("generated")?;
         let ok = crate::cargo(&[
@@ -369,10 +374,6 @@ pub fn overflow_checked(steps: &mut Steps, count: u32) {
         Ok(d) => d,
         Err(e) => return steps.fail("conformance: generated models", &e),
     };
-    let boards = match board::all() {
-        Ok(all) => all.into_iter().filter(|b| b.qemu.is_some()),
-        Err(e) => return steps.fail("conformance: boards", &e),
-    };
     for b in boards {
         let step = format!(
             "conformance: {count} generated models with overflow checks on {}",
@@ -385,8 +386,8 @@ pub fn overflow_checked(steps: &mut Steps, count: u32) {
                 dir.join(format!("generated-{k}.bsm")),
                 dir.join(format!("generated-{k}.bsv")),
             );
-            let run = board::build_checked(&b, &model, &vectors)
-                .and_then(|built| board::run(&b, &built, false, RUN_TIMEOUT));
+            let run = board::build_checked(b, &model, &vectors)
+                .and_then(|built| board::run(b, &built, false, RUN_TIMEOUT));
             match run {
                 Ok(r) if r.passed() => println!(
                     "generated-{k}: {} vectors, 0 mismatches, no overflow",

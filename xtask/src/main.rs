@@ -631,7 +631,6 @@ fn test(fuzz_seconds: u64) -> ExitCode {
     }
     s.end(step, sized.is_ok());
     conformance::conformance(&mut s, None, false);
-    conformance::overflow_checked(&mut s, 4);
     conformance::trained_on_qemu(&mut s);
     costs::check(&mut s);
     errors::check(&mut s);
