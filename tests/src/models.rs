@@ -94,34 +94,10 @@ pub const FIXTURE_EXPECTED_PATH: &str = "fixtures/model-v1.expected";
 pub const FIXTURE_VECTORS_PATH: &str = "fixtures/model-v1.bsv";
 
 /// Random spiking parameters for a layer with `channels` outputs whose accumulator is typically
-/// `typical`: thresholds around `typical * 2^shift / T` (so counts spread over `0..=T`), initial
-/// potentials anywhere in `-theta..2*theta` (half of them at `theta / 2`), small biases.
+/// `typical`, with a membrane shift of 0..=6 drawn first ([`crate::generate::spiking_params`]).
 fn spiking(rng: &mut gen::Rng, channels: usize, typical: u64, t: u16) -> (SpikingDef, Vec<i32>) {
     let shift = rng.int(0, 6) as u8;
-    let scale = 1i64 << shift;
-    let base = (typical as i64 * scale / t as i64).max(1);
-    let threshold: Vec<i32> = (0..channels)
-        .map(|_| rng.int((base / 2).max(1), base * 2) as i32)
-        .collect();
-    let v0 = threshold
-        .iter()
-        .map(|&th| {
-            if rng.chance(1, 2) {
-                th / 2
-            } else {
-                rng.int(-(th as i64), 2 * th as i64) as i32
-            }
-        })
-        .collect();
-    let bias = (0..channels).map(|_| rng.int(-base, base) as i32).collect();
-    (
-        SpikingDef {
-            threshold,
-            v0,
-            shift,
-        },
-        bias,
-    )
+    crate::generate::spiking_params(rng, channels, typical, t, shift)
 }
 
 /// A spiking layer: no requantization, counts `0..=t`.

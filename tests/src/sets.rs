@@ -173,32 +173,29 @@ impl Layer<'_> {
 
     /// `K` with `given` bytes of scratch: whether it ran (and, if so, agreed with the oracle).
     fn run_with<K: WeightedKernel>(&self, given: usize) -> Result<bool, String> {
-        let kernel = |g: &Geometry,
-                      w: &Weights<'_>,
-                      st: &Stage<'_>,
-                      i: &[u8],
-                      o: &mut [u8],
-                      s: &mut [u8],
-                      ops: &mut Ops| match g.kind {
-            LayerKind::Conv2d => K::conv2d(g, w, st, i, o, s, ops),
-            _ => K::dense(g, w, st, i, o, s, ops),
-        };
-        self.check(K::NAME, given, &kernel, None)
+        self.check(K::NAME, given, &by_kind::<K>, None)
     }
 
+    /// `K` with the scratch it asks for; with `macs`, it must count that many.
     fn weighted<K: WeightedKernel>(&self, macs: Option<u64>) -> Result<bool, String> {
         let need = K::scratch(&self.g, self.def.weight_bits) as usize;
-        let kernel = |g: &Geometry,
-                      w: &Weights<'_>,
-                      st: &Stage<'_>,
-                      i: &[u8],
-                      o: &mut [u8],
-                      s: &mut [u8],
-                      ops: &mut Ops| match g.kind {
-            LayerKind::Conv2d => K::conv2d(g, w, st, i, o, s, ops),
-            _ => K::dense(g, w, st, i, o, s, ops),
-        };
-        self.check(K::NAME, need, &kernel, macs)
+        self.check(K::NAME, need, &by_kind::<K>, macs)
+    }
+}
+
+/// `K`'s convolution or dense kernel, by the layer's kind.
+fn by_kind<K: WeightedKernel>(
+    g: &Geometry,
+    w: &Weights<'_>,
+    st: &Stage<'_>,
+    i: &[u8],
+    o: &mut [u8],
+    s: &mut [u8],
+    ops: &mut Ops,
+) -> bool {
+    match g.kind {
+        LayerKind::Conv2d => K::conv2d(g, w, st, i, o, s, ops),
+        _ => K::dense(g, w, st, i, o, s, ops),
     }
 }
 
