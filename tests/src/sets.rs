@@ -271,23 +271,14 @@ fn check_weighted(layer: &Layer<'_>, levels: u8) -> Result<(), String> {
     layer.weighted::<Scatter>(None)?;
     if layer.g.kind == LayerKind::Conv2d {
         let need = scratch_bytes(&layer.g, layer.def.weight_bits) as usize;
-        let with_levels = |f: LevelsKernel| {
-            move |g: &Geometry,
-                  w: &Weights<'_>,
-                  st: &Stage<'_>,
-                  i: &[u8],
-                  o: &mut [u8],
-                  s: &mut [u8],
-                  ops: &mut Ops| { f(g, w, st, i, levels, o, s, ops) }
-        };
-        layer.check("packed", need, &with_levels(packed::conv2d), m)?;
+        layer.check("packed", need, &with_levels(packed::conv2d, levels), m)?;
         layer.check(
             "packed-depthwise",
             need,
-            &with_levels(packed_depthwise::conv2d),
+            &with_levels(packed_depthwise::conv2d, levels),
             m,
         )?;
-        layer.check("pairs", need, &with_levels(pairs::conv2d), m)?;
+        layer.check("pairs", need, &with_levels(pairs::conv2d, levels), m)?;
         let tables = |g: &Geometry,
                       w: &Weights<'_>,
                       st: &Stage<'_>,
@@ -313,15 +304,6 @@ fn check_chosen_runs(layer: &Layer<'_>, levels: u8, given: u32, isa: Isa) -> Res
         false,
         false,
     );
-    let with_levels = |f: LevelsKernel| {
-        move |g: &Geometry,
-              w: &Weights<'_>,
-              st: &Stage<'_>,
-              i: &[u8],
-              o: &mut [u8],
-              s: &mut [u8],
-              ops: &mut Ops| f(g, w, st, i, levels, o, s, ops)
-    };
     let n = given as usize;
     let ran = match c.kernel {
         Choice::Reference => return Ok(()),
@@ -331,12 +313,12 @@ fn check_chosen_runs(layer: &Layer<'_>, levels: u8, given: u32, isa: Isa) -> Res
         Choice::Depthwise => layer.run_with::<Depthwise>(n)?,
         Choice::PackedDense => layer.run_with::<PackedDense>(n)?,
         Choice::Events => layer.run_with::<Events>(n)?,
-        Choice::Packed => layer.check("packed", n, &with_levels(packed::conv2d), None)?,
-        Choice::Pairs => layer.check("pairs", n, &with_levels(pairs::conv2d), None)?,
+        Choice::Packed => layer.check("packed", n, &with_levels(packed::conv2d, levels), None)?,
+        Choice::Pairs => layer.check("pairs", n, &with_levels(pairs::conv2d, levels), None)?,
         Choice::PackedDepthwise => layer.check(
             "packed-depthwise",
             n,
-            &with_levels(packed_depthwise::conv2d),
+            &with_levels(packed_depthwise::conv2d, levels),
             None,
         )?,
         Choice::Elementwise | Choice::Pool => return Ok(()),
@@ -348,6 +330,11 @@ fn check_chosen_runs(layer: &Layer<'_>, levels: u8, given: u32, isa: Isa) -> Res
         ));
     }
     Ok(())
+}
+
+/// `f` with the input's `levels` bound: a kernel as [`Layer::check`] takes it.
+fn with_levels(f: LevelsKernel, levels: u8) -> Box<Kernel<'static>> {
+    Box::new(move |g, w, st, i, o, s, ops| f(g, w, st, i, levels, o, s, ops))
 }
 
 /// A convolution kernel that takes the input's levels.
