@@ -726,6 +726,57 @@ pub const fn scratch_bytes(g: &Geometry, bits: u8) -> u32 {
     with_align(n)
 }
 
+/// How many times a layer's own bytes (its packed weights, its input and output tensors) a
+/// model file may give it as scratch beyond [`SCRATCH_FREE`] ([`granted_scratch`]). A kernel
+/// whose layout is larger costs more RAM than the layer it speeds up: a convolution with one
+/// output channel and a fan-in of 72 072 (a 7x9 kernel over 1 144 channels) needs 1.3 MB of
+/// lanes and offsets for the gather kernel, for 18 kB of 2-bit weights. The trained networks
+/// of this repository give their kernels at most 3 times their layers' bytes.
+pub const SCRATCH_MAX_SHARE: u64 = 4;
+
+/// Scratch bytes a model file may give any layer whatever its size ([`granted_scratch`]): a
+/// small layer's fast kernel may take many times the layer's bytes and still little RAM.
+pub const SCRATCH_FREE: u64 = 8192;
+
+/// The most scratch bytes an exporter gives a layer whose own bytes are `own`: the larger of
+/// [`SCRATCH_FREE`] and [`SCRATCH_MAX_SHARE`] times `own`.
+pub const fn scratch_cap(own: u64) -> u64 {
+    let share = own.saturating_mul(SCRATCH_MAX_SHARE);
+    if share > SCRATCH_FREE {
+        share
+    } else {
+        SCRATCH_FREE
+    }
+}
+
+/// The scratch bytes an exporter gives layer `g` with `bits`-bit weights whose own bytes (packed
+/// weights, input and output tensors) are `own`: the fastest kernels' ([`scratch_bytes`]) when
+/// that is at most [`scratch_cap`]`(own)`; otherwise the first of these that is,
+/// each a kernel [`choose`] then picks: the fast kernel's base layout without the narrow, packed
+/// depthwise or packed dense kernels' room (the gather, depthwise or row kernel), the row
+/// kernel's one channel of weights at 8 bits for a convolution, or none (the reference kernel).
+pub const fn granted_scratch(g: &Geometry, bits: u8, own: u64) -> u32 {
+    let cap = scratch_cap(own);
+    let fast = scratch_bytes(g, bits);
+    if fast as u64 <= cap {
+        return fast;
+    }
+    let base = match fast_kernel(g, Isa::Dsp) {
+        Some(Kernel::Gather) => with_align(gather_layout(g, bits).bytes),
+        Some(Kernel::Depthwise) => with_align(depthwise_layout(g).bytes),
+        Some(Kernel::Row) => with_align(row_layout(g)),
+        _ => 0,
+    };
+    if base as u64 <= cap {
+        return base;
+    }
+    let row = with_align(row_layout(g));
+    if matches!(g.kind, LayerKind::Conv2d) && row as u64 <= cap {
+        return row;
+    }
+    0
+}
+
 /// Whether the packed dense kernel can run layer `g` with `bits`-bit weights: a dense layer with
 /// 4- or 2-bit weights whose rows start on a byte (`fan-in x bits` a whole number of bytes) and
 /// hold at least one whole word of weights.
@@ -814,15 +865,23 @@ pub const fn choose(
     // depthwise layer, the row kernel's for a dense layer: the narrow, packed depthwise and
     // packed dense kernels run only where the file gives them their layouts (a file written
     // before they existed keeps the other kernel).
+    // Without the DSP extension a convolution with one group runs on the pairs or row kernel
+    // in the gather kernel's layout.
     let needed = match fast {
         Kernel::Gather => with_align(gather_layout(g, bits).bytes),
+        Kernel::Row if matches!(g.kind, LayerKind::Conv2d) && g.groups <= 1 => {
+            with_align(gather_layout(g, bits).bytes)
+        }
         Kernel::Depthwise => with_align(depthwise_layout(g).bytes),
-        Kernel::Row if matches!(g.kind, LayerKind::Dense) => with_align(row_layout(g)),
+        Kernel::Row => with_align(row_layout(g)),
         _ => scratch_bytes(g, bits),
     };
     if given < needed {
+        // A convolution whose file gives it one channel of weights at 8 bits runs on the row
+        // kernel ([`granted_scratch`]).
+        let row = matches!(g.kind, LayerKind::Conv2d) && given >= with_align(row_layout(g));
         return Choice {
-            kernel: Kernel::Reference,
+            kernel: if row { Kernel::Row } else { Kernel::Reference },
             reason: Reason::ScratchShort { needed, given },
         };
     }

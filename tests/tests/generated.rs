@@ -275,3 +275,61 @@ fn large_fan_ins_keep_their_fast_kernel() {
     let input = gen::codes(&mut rng, 3000, 15);
     check(&def, &input, Budget::None).unwrap();
 }
+
+/// The board finding of the generated models (`gen-models`, seed 20261211): a convolution with one
+/// output channel over a 1x1x1144 input, a 7x9 kernel padded to its centre, got the gather
+/// kernel's 1.3 MB of scratch for 72 072 MACs. The writer now gives a layer at most
+/// `scratch_cap` of its own bytes: here the row kernel's one channel of weights, which that
+/// kernel is chosen for on either instruction set and runs bit-exact.
+#[test]
+fn scratch_stays_within_a_few_times_the_layer() {
+    use bitspike_core::format::ModelFile;
+    use bitspike_core::kernel::{choose, fan_in, scratch_bytes, scratch_cap, Isa, Kernel};
+    let mut rng = Rng::new(5);
+    for (bits, levels) in [(2u8, 3u8), (4, 15), (8, 15)] {
+        let mut def = ModelDef::new(Shape::new(1, 1, 1144), levels, 1.0);
+        let window = Window {
+            kh: 7,
+            kw: 9,
+            sh: 1,
+            sw: 1,
+            ph: 3,
+            pw: 4,
+        };
+        let fan = 63 * 1144;
+        let typ = gen::typical(fan, levels, bits);
+        let w = gen::weights(&mut rng, fan, bits);
+        let mut l = LayerDef::conv2d(0, 1, window, 1, bits, w, None, Vec::new());
+        l.levels = 255;
+        l.requant = gen::requant(&mut rng, 1, typ, 255);
+        def.push(l);
+        let bytes = write(&def).unwrap();
+        let file = ModelFile::parse(&bytes).unwrap();
+        let g = file.geometry(0);
+        assert_eq!(fan_in(&g), fan);
+        let given = file.layer(0).scratch_bytes;
+        let own = (fan as u64 * bits as u64).div_ceil(8) + 1144 + 1;
+        assert!(
+            scratch_bytes(&g, bits) > 1_000_000,
+            "the fast layout is the large one"
+        );
+        assert!(
+            given as u64 <= scratch_cap(own),
+            "{bits}-bit: {given} B of scratch for a layer of {own} B"
+        );
+        assert!(given as usize >= fan, "{bits}-bit: room for the row kernel");
+        for isa in [Isa::Dsp, Isa::Portable] {
+            let c = choose(&g, bits, levels, given, isa, false, false);
+            assert_eq!(c.kernel, Kernel::Row, "{bits}-bit on {isa:?}");
+        }
+        assert!(
+            file.header().arena_bytes < 80_000,
+            "{bits}-bit: arena {}",
+            file.header().arena_bytes
+        );
+        let input = gen::codes(&mut rng, 1144, levels);
+        if let Err(e) = check(&def, &input, Budget::None) {
+            panic!("{bits}-bit: {e}");
+        }
+    }
+}

@@ -262,6 +262,20 @@ impl Tally {
     }
 }
 
+/// One inference between the markers. Never inlined: the embedded vectors and a stream run the
+/// same machine code, and changes to the app around it cannot move the instruction counts.
+#[inline(never)]
+fn infer(
+    interp: &mut bitspike_rt::Interpreter<'_, '_>,
+    input: &[u8],
+    output: &mut [i32],
+) -> Result<(), bitspike_rt::Error> {
+    bitspike_mark_start();
+    let ran = interp.run_observed(input, output, |_| bitspike_mark_layer());
+    bitspike_mark_end();
+    ran
+}
+
 /// Run one inference between the markers and compare it with `expected(j)`; `false` when the
 /// inference itself failed (its output is then not a prediction).
 fn check<B: Board>(
@@ -274,9 +288,7 @@ fn check<B: Board>(
     t: &mut Tally,
 ) -> bool {
     let before = board.cycles();
-    bitspike_mark_start();
-    let ran = interp.run_observed(input, output, |_| bitspike_mark_layer());
-    bitspike_mark_end();
+    let ran = infer(interp, input, output);
     if let (Some(a), Some(b)) = (before, board.cycles()) {
         t.add_cycles(b.wrapping_sub(a));
     }

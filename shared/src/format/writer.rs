@@ -148,13 +148,22 @@ pub fn write_planned(def: &ModelDef, budget: Budget) -> Result<Vec<u8>, WriteErr
     let geoms = def.geometries_of(&tensors);
     // Each layer gets at least the scratch of the kernels the runtime may choose for it (the
     // event-driven ones where its measured input density makes them pay on some target, or
-    // where they beat the row kernel on dense inputs too).
+    // where they beat the row kernel on dense inputs too), within a few times its own bytes
+    // ([`kernel::granted_scratch`]).
     let scratch: Vec<u32> = def
         .layers
         .iter()
+        .enumerate()
         .zip(&geoms)
-        .map(|(l, g)| {
+        .map(|((i, l), g)| {
             let levels = tensors[l.input as usize].levels;
+            let own = (l.weights.len() as u64 * l.weight_bits as u64).div_ceil(8)
+                + [Some(l.input), l.input2]
+                    .iter()
+                    .flatten()
+                    .map(|&t| tensors[t as usize].bytes() as u64)
+                    .sum::<u64>()
+                + tensors[i + 1].bytes() as u64;
             let events = [kernel::Isa::Dsp, kernel::Isa::Portable]
                 .iter()
                 .any(|&isa| kernel::events_pay(isa, l.input_density))
@@ -164,8 +173,13 @@ pub fn write_planned(def: &ModelDef, budget: Budget) -> Result<Vec<u8>, WriteErr
             } else {
                 0
             };
+            let events = if events as u64 <= kernel::scratch_cap(own) {
+                events
+            } else {
+                0
+            };
             l.scratch_bytes
-                .max(kernel::scratch_bytes(g, l.weight_bits))
+                .max(kernel::granted_scratch(g, l.weight_bits, own))
                 .max(events)
         })
         .collect();

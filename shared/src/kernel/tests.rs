@@ -95,14 +95,17 @@ fn narrow_takes_few_input_channels_on_the_dsp() {
     assert!(!narrow(&conv(3, 64, 3, 1)));
     assert!(narrow(&conv(3, 32, 3, 1)));
     // A file that gives the gather kernel's scratch only (written before the narrow kernel
-    // existed) keeps the gather kernel; less than that, the reference kernel.
+    // existed) keeps the gather kernel; less than that, the row kernel while the file gives it
+    // one channel of weights, then the reference kernel.
     let gather = gather_layout(&g, 8).bytes as u32 + 3;
     assert!(gather < need);
     let pick_given = |given| choose(&g, 8, 255, given, Isa::Dsp, false, false);
     assert_eq!(pick_given(need - 1).kernel, Kernel::Gather);
     assert_eq!(pick_given(gather).kernel, Kernel::Gather);
+    assert_eq!(pick_given(27 + 1 + 3).kernel, Kernel::Row);
+    assert_eq!(pick_given(27 + 1 + 2).kernel, Kernel::Reference);
     let c = pick_given(gather - 1);
-    assert_eq!(c.kernel, Kernel::Reference);
+    assert_eq!(c.kernel, Kernel::Row);
     assert_eq!(
         c.reason,
         Reason::ScratchShort {
@@ -170,15 +173,32 @@ fn short_scratch_and_reference_builds_choose_the_reference() {
     let need = scratch_bytes(&g, 4);
     let c = choose(&g, 4, 255, need, Isa::Dsp, false, false);
     assert_eq!((c.kernel, c.reason), (Kernel::Gather, Reason::Fastest));
-    let c = choose(&g, 4, 255, need - 1, Isa::Dsp, false, false);
-    assert_eq!(c.kernel, Kernel::Reference);
-    assert_eq!(
-        c.reason,
-        Reason::ScratchShort {
-            needed: need,
-            given: need - 1
-        }
-    );
+    // Less than the gather kernel's layout: the row kernel, in one channel of 8-bit weights
+    // (144 bytes and 3 to align them), on either ISA; less than that, the reference kernel.
+    for isa in [Isa::Dsp, Isa::Portable] {
+        let c = choose(&g, 4, 255, need - 1, isa, false, false);
+        assert_eq!(c.kernel, Kernel::Row);
+        assert_eq!(
+            c.reason,
+            Reason::ScratchShort {
+                needed: need,
+                given: need - 1
+            }
+        );
+        let c = choose(&g, 4, 255, 147, isa, false, false);
+        assert_eq!(c.kernel, Kernel::Row);
+        let c = choose(&g, 4, 255, 146, isa, false, false);
+        assert_eq!(
+            (c.kernel, c.reason),
+            (
+                Kernel::Reference,
+                Reason::ScratchShort {
+                    needed: need,
+                    given: 146
+                }
+            )
+        );
+    }
     let c = choose(&g, 4, 255, need, Isa::Portable, true, false);
     assert_eq!(c.reason, Reason::ReferenceBuild);
     // Without the DSP extension a convolution runs on the row kernel, in the same scratch.
@@ -235,14 +255,17 @@ fn packed_depthwise_runs_where_the_fields_hold_and_the_file_gives_its_scratch() 
     assert!(depthwise_packable(&g, 8, 3) && !depthwise_packable(&g, 8, 15));
     assert_eq!(pick(8, 3, eight, Isa::Dsp), (Kernel::Depthwise, fast));
     // A file written before the packed kernel keeps the depthwise kernel; less than that
-    // runs the reference.
+    // runs the row kernel while the file gives it one channel's weights (9 bytes, rounded up
+    // to 12, and 3 to align them), then the reference.
     let old = with_align(depthwise_layout(&g).bytes);
     assert!(old < need);
     assert_eq!(pick(4, 15, old, Isa::Dsp), (Kernel::Depthwise, fast));
+    assert_eq!(pick(4, 15, 15, Isa::Dsp).0, Kernel::Row);
+    assert_eq!(pick(4, 15, 14, Isa::Dsp).0, Kernel::Reference);
     assert_eq!(
         pick(4, 15, old - 1, Isa::Dsp),
         (
-            Kernel::Reference,
+            Kernel::Row,
             Reason::ScratchShort {
                 needed: old,
                 given: old - 1
@@ -304,7 +327,7 @@ fn packed_runs_low_bit_weights_over_few_levels() {
     assert!(!pairable(&conv(3, 8, 3, 1), 4, 15));
     assert_eq!(
         choose(&g, 4, 15, need - 1, Isa::Dsp, false, false).kernel,
-        Kernel::Reference
+        Kernel::Row
     );
     assert_eq!(
         choose(&g, 4, 15, need, Isa::Dsp, false, true).kernel,
