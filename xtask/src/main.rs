@@ -18,6 +18,9 @@
 //!                                            build the board app with M, run it under QEMU
 //! cargo xtask flash --board B --model M [--vectors V] [--probe SEL]
 //!                                            a real board: build, flash (probe-rs), run, defmt log
+//! cargo xtask header [--check]                  the C API's header (firmware/capi/include/bitspike.h)
+//!                                               from its sources by cbindgen; --check: fail if stale
+//! cargo xtask capi                              the C API's checks of `cargo xtask test` alone
 //! cargo xtask size [--board B] [--model M] [--check | --bless]
 //!                                            section sizes of the board apps
 //! cargo xtask measure --board B --model M [--vectors V | --stream S] [--event-driven] [--probe SEL]
@@ -39,6 +42,7 @@
 
 mod bench;
 mod board;
+mod capi;
 mod conformance;
 mod costs;
 mod demo;
@@ -60,7 +64,7 @@ use std::time::Instant;
 use steps::Steps;
 
 /// The MCU targets the shared crate and the firmware build for.
-const TARGETS: [&str; 3] = [
+pub const TARGETS: [&str; 3] = [
     "thumbv7em-none-eabihf",
     "thumbv7m-none-eabi",
     "thumbv6m-none-eabi",
@@ -124,6 +128,8 @@ const TASKS: &[(&str, &str)] = &[
         "--board B [--arch A] [--dataset D] [--weight-bits L] [--act-bits L] [--snn] [--timesteps L] | --check",
     ),
     ("fuzz", "[--seconds N] [--target T]"),
+    ("header", "[--check]"),
+    ("capi", ""),
 ];
 
 /// The usage text, from [`TASKS`].
@@ -325,6 +331,16 @@ fn dispatch(task: &str, rest: &[String]) -> Result<ExitCode, String> {
                 a.path("--stream")?.as_deref(),
             ))
         }
+        "header" => {
+            let a = Args::parse(task, rest)?;
+            done(capi::header(a.has("--check")))
+        }
+        "capi" => {
+            Args::parse(task, rest)?;
+            let mut s = Steps::new();
+            capi::check(&mut s);
+            s.finish()
+        }
         "size" => {
             let a = Args::parse(task, rest)?;
             let check = match (a.has("--check"), a.has("--bless")) {
@@ -452,7 +468,8 @@ fn dispatch(task: &str, rest: &[String]) -> Result<ExitCode, String> {
     })
 }
 
-fn manifest(rel: &str) -> String {
+/// The absolute path of the manifest at `rel` from the repository root.
+pub fn manifest(rel: &str) -> String {
     root().join(rel).to_string_lossy().into_owned()
 }
 
@@ -503,11 +520,13 @@ fn test(fuzz_seconds: u64) -> ExitCode {
     let fw = manifest("firmware/Cargo.toml");
     let fuzz_manifest = manifest("firmware/fuzz/Cargo.toml");
     let boards = manifest("boards/Cargo.toml");
+    let capi_manifest = manifest("firmware/capi/Cargo.toml");
     s.run("fmt: workspace", cargo(&["fmt", "--all", "--check"]));
     for (name, m) in [
         ("firmware", &fw),
         ("fuzz targets", &fuzz_manifest),
         ("boards", &boards),
+        ("C API", &capi_manifest),
     ] {
         s.run(
             &format!("fmt: {name}"),
@@ -622,6 +641,7 @@ fn test(fuzz_seconds: u64) -> ExitCode {
             cargo(&args),
         );
     }
+    capi::check(&mut s);
     cross(&mut s);
     let step = "size: every board app builds for its target, sizes as committed";
     s.begin(step);
