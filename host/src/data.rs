@@ -37,6 +37,25 @@ impl DatasetName {
         }
     }
 
+    /// The name of each class, by index.
+    pub fn class_names(self) -> &'static [&'static str] {
+        match self {
+            Self::Mnist | Self::Digits => &["0", "1", "2", "3", "4", "5", "6", "7", "8", "9"],
+            Self::FashionMnist => &[
+                "T-shirt/top",
+                "Trouser",
+                "Pullover",
+                "Dress",
+                "Coat",
+                "Sandal",
+                "Shirt",
+                "Sneaker",
+                "Bag",
+                "Ankle boot",
+            ],
+        }
+    }
+
     /// Whether a horizontal flip keeps the class (clothes yes, digits no).
     pub fn flips(self) -> bool {
         matches!(self, Self::FashionMnist)

@@ -6,6 +6,7 @@
 pub mod boards;
 pub mod builtin;
 pub mod config;
+pub mod csource;
 pub mod data;
 pub mod device_costs;
 pub mod eval;

@@ -100,6 +100,12 @@ fn run(cli: Cli) -> Result<ExitCode> {
             limit as usize,
         )?,
         Command::Inspect { model, board } => inspect(&model, board.as_deref())?,
+        Command::CSource {
+            model,
+            vectors,
+            labels,
+            out,
+        } => c_source(&model, vectors.as_deref(), labels, &out)?,
         Command::Report { run } => report(&RunDir(run))?,
         Command::Model {
             arch,

@@ -614,3 +614,47 @@ fn device_costs_on_bad_input() {
     );
     let _ = std::fs::remove_dir_all(d);
 }
+
+#[test]
+fn c_source_writes_both_files_and_refuses_bad_input_in_one_line() {
+    let d = tmp("csource");
+    let fixtures = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/fixtures/");
+    let model = format!("{fixtures}model-v1.bsm");
+    let out = d.join("c");
+    let o = bitspike(&[
+        "c-source",
+        "--model",
+        &model,
+        "--vectors",
+        &format!("{fixtures}model-v1.bsv"),
+        "--labels",
+        "digits",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let h = std::fs::read_to_string(out.join("model.h")).unwrap();
+    assert!(h.contains("#define BITSPIKE_VECTORS 6u"), "{h}");
+    assert!(out.join("model.c").is_file());
+    // Another model's vectors: one line naming both lengths; the files already there stay.
+    let o = bitspike(&[
+        "c-source",
+        "--model",
+        &model,
+        "--vectors",
+        &format!("{fixtures}snn-v1.bsv"),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert_error(&o, 1, "model-v1.bsm: the vectors have");
+    assert_eq!(std::fs::read_to_string(out.join("model.h")).unwrap(), h);
+    // A missing model file is named.
+    let o = bitspike(&[
+        "c-source",
+        "--model",
+        "/nonexistent/m.bsm",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert_error(&o, 1, "/nonexistent/m.bsm");
+}

@@ -198,6 +198,9 @@ pub struct Built {
     pub marks: Option<(u64, u64)>,
     /// Address of the per-layer marker, when the app has one.
     pub layer_mark: Option<u64>,
+    /// The app logs through defmt (the Rust board apps); otherwise its output is plain text
+    /// (the C application).
+    pub defmt: bool,
 }
 
 fn path_prefix_flags(stable: &Path) -> String {
@@ -370,6 +373,12 @@ fn build_profile(
         std::fs::create_dir_all(d).map_err(|e| format!("cannot create {}: {e}", d.display()))?;
     }
     std::fs::copy(&built, &keep).map_err(|e| format!("cannot copy {}: {e}", built.display()))?;
+    analyse(keep, true)
+}
+
+/// The sections and markers of the app ELF at `keep`, whose output is defmt (`defmt`) or plain
+/// text.
+pub fn analyse(keep: PathBuf, defmt: bool) -> Result<Built, String> {
     let data = std::fs::read(&keep).map_err(|e| format!("cannot read {}: {e}", keep.display()))?;
     let file = object::File::parse(&*data).map_err(|e| format!("{}: {e}", keep.display()))?;
     let mut sizes = Sizes::default();
@@ -396,6 +405,7 @@ fn build_profile(
         marks: symbol("bitspike_mark_start").zip(symbol("bitspike_mark_end")),
         layer_mark: symbol("bitspike_mark_layer"),
         elf: keep,
+        defmt,
     })
 }
 
@@ -530,24 +540,35 @@ pub fn run(board: &Board, built: &Built, count: bool, timeout: u64) -> Result<Ru
     let mut qemu = c
         .spawn()
         .map_err(|e| format!("cannot start qemu-system-arm: {e}"))?;
-    let qemu_out = qemu.stdout.take().ok_or("no QEMU stdout")?;
-    let decoder = Command::new("defmt-print")
-        .arg("-e")
-        .arg(&built.elf)
-        .stdin(Stdio::from(qemu_out))
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|e| format!("cannot start defmt-print (run `cargo xtask setup`): {e}"))?;
-    let decoded = decoder
-        .wait_with_output()
-        .map_err(|e| format!("defmt-print: {e}"))?;
-    let qemu = qemu
-        .wait_with_output()
-        .map_err(|e| format!("qemu-system-arm: {e}"))?;
+    let (qemu, log) = if built.defmt {
+        let qemu_out = qemu.stdout.take().ok_or("no QEMU stdout")?;
+        let decoder = Command::new("defmt-print")
+            .arg("-e")
+            .arg(&built.elf)
+            .stdin(Stdio::from(qemu_out))
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| format!("cannot start defmt-print (run `cargo xtask setup`): {e}"))?;
+        let decoded = decoder
+            .wait_with_output()
+            .map_err(|e| format!("defmt-print: {e}"))?;
+        let qemu = qemu
+            .wait_with_output()
+            .map_err(|e| format!("qemu-system-arm: {e}"))?;
+        let log = String::from_utf8_lossy(&decoded.stdout).into_owned()
+            + &String::from_utf8_lossy(&decoded.stderr);
+        (qemu, log)
+    } else {
+        let qemu = qemu
+            .wait_with_output()
+            .map_err(|e| format!("qemu-system-arm: {e}"))?;
+        // QEMU writes a plain app's semihosting output to its standard error.
+        let log = String::from_utf8_lossy(&qemu.stdout).into_owned()
+            + &String::from_utf8_lossy(&qemu.stderr);
+        (qemu, log)
+    };
     let code = qemu.status.code();
-    let log = String::from_utf8_lossy(&decoded.stdout).into_owned()
-        + &String::from_utf8_lossy(&decoded.stderr);
     let result = result_fields(&log);
     let counts = std::fs::read_to_string(&insns_file).unwrap_or_default();
     let insns = counts

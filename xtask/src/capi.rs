@@ -137,3 +137,133 @@ fn host_program(s: &mut Steps, m: &str) {
         );
     }
 }
+
+/// The C application's flags for the Cortex-M4F (`thumbv7em-none-eabihf`'s ABI), strict C99.
+const C_APP_FLAGS: &[&str] = &[
+    "-mcpu=cortex-m4",
+    "-mthumb",
+    "-mfloat-abi=hard",
+    "-mfpu=fpv4-sp-d16",
+    "-std=c99",
+    "-Wall",
+    "-Wextra",
+    "-Werror",
+    "-pedantic",
+    "-O2",
+    "-ffunction-sections",
+    "-fdata-sections",
+    "-nostdlib",
+];
+
+/// The C application (`examples/c-app`: its own startup and linker script, `arm-none-eabi-gcc`)
+/// on `qemu-mps2-an386` with two models as C sources: the mixed-width demo network (random
+/// weights, the conformance suite's `demo-mixed`) and the committed spiking fixture. Every
+/// golden vector's output through the C API must be the host's, bit for bit, and a corrupt copy
+/// of the model must be refused with its status; prints the instructions per inference.
+pub fn c_app(s: &mut Steps) {
+    let m = manifest("firmware/capi/Cargo.toml");
+    let target = TARGETS[0];
+    if !s.run(
+        &format!("C API: libbitspike.a for {target}"),
+        cargo(&[
+            "build",
+            "--release",
+            "--manifest-path",
+            &m,
+            "--target",
+            target,
+        ]),
+    ) {
+        return;
+    }
+    for name in ["demo-mixed", "snn-fixture"] {
+        let step = format!("C application: {name} on qemu-mps2-an386 through the C API, bit-exact");
+        s.begin(&step);
+        let r = c_app_run(name);
+        match &r {
+            Ok(line) => println!("{line}"),
+            Err(e) => eprintln!("{e}"),
+        }
+        s.end(&step, r.is_ok());
+    }
+}
+
+/// Build and run the C application on model `name`; the line it reports, or why it failed.
+fn c_app_run(name: &str) -> Result<String, String> {
+    let dir = root().join("target/capi").join(name);
+    std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    let (model, vectors) = match name {
+        "snn-fixture" => (
+            root().join("tests/fixtures/snn-v1.bsm"),
+            root().join("tests/fixtures/snn-v1.bsv"),
+        ),
+        _ => {
+            let model = dir.join("model.bsm");
+            let vectors = dir.join("model.bsv");
+            let (m, v) = (model.to_string_lossy(), vectors.to_string_lossy());
+            crate::tasks::bitspike(&["model", "--arch", "demo", "--out", &m])?;
+            crate::tasks::bitspike(&[
+                "golden", "--model", &m, "--count", "8", "--seed", "7", "--out", &v,
+            ])?;
+            (model, vectors)
+        }
+    };
+    let src = dir.join("src");
+    let (m, v, o) = (
+        model.to_string_lossy(),
+        vectors.to_string_lossy(),
+        src.to_string_lossy(),
+    );
+    let mut args = vec!["c-source", "--model", &m, "--vectors", &v, "--out", &o];
+    // The demo network's outputs named, so that the label table compiles too.
+    if name == "demo-mixed" {
+        args.extend(["--labels", "fashion-mnist"]);
+    }
+    crate::tasks::bitspike(&args)?;
+    let app = root().join("examples/c-app");
+    let elf = dir.join("c-app.elf");
+    let status = Command::new("arm-none-eabi-gcc")
+        .args(C_APP_FLAGS)
+        .arg("-I")
+        .arg(root().join("firmware/capi/include"))
+        .arg("-I")
+        .arg(&src)
+        .arg("-T")
+        .arg(app.join("link.ld"))
+        .arg(app.join("main.c"))
+        .arg(app.join("startup.c"))
+        .arg(src.join("model.c"))
+        .arg(root().join(format!(
+            "firmware/capi/target/{}/release/libbitspike.a",
+            TARGETS[0]
+        )))
+        .args(["-lgcc", "-Wl,--gc-sections", "-Wl,-z,noexecstack", "-o"])
+        .arg(&elf)
+        .status()
+        .map_err(|e| format!("cannot run arm-none-eabi-gcc (run `cargo xtask setup`): {e}"))?;
+    if !status.success() {
+        return Err(format!(
+            "arm-none-eabi-gcc failed on examples/c-app with {name}"
+        ));
+    }
+    let board = crate::board::load("qemu-mps2-an386")?;
+    let built = crate::board::analyse(elf, false)?;
+    let run = crate::board::run(&board, &built, true, 120)?;
+    if !run.passed() || run.field("corrupt-status") != Some(15) {
+        run.print_failure();
+        return Err(format!(
+            "the C application on {name}: exit {:?}, result {:?}",
+            run.exit, run.result
+        ));
+    }
+    let (lo, hi) = (
+        run.insns.iter().min().copied().unwrap_or(0),
+        run.insns.iter().max().copied().unwrap_or(0),
+    );
+    Ok(format!(
+        "{} vectors, 0 mismatches, {lo}..{hi} instructions, flash {} B (.text {} B)",
+        run.field("vectors").unwrap_or(0),
+        built.sizes.text + built.sizes.rodata + built.sizes.data,
+        built.sizes.text
+    ))
+}

@@ -395,6 +395,7 @@ mod tests {
             sizes: Sizes::default(),
             marks: None,
             layer_mark: None,
+            defmt: true,
         }
     }
 

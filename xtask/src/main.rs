@@ -339,6 +339,7 @@ fn dispatch(task: &str, rest: &[String]) -> Result<ExitCode, String> {
             Args::parse(task, rest)?;
             let mut s = Steps::new();
             capi::check(&mut s);
+            capi::c_app(&mut s);
             s.finish()
         }
         "size" => {
@@ -652,6 +653,7 @@ fn test(fuzz_seconds: u64) -> ExitCode {
     s.end(step, sized.is_ok());
     conformance::conformance(&mut s, None, false);
     conformance::trained_on_qemu(&mut s);
+    capi::c_app(&mut s);
     costs::check(&mut s);
     errors::check(&mut s);
     for t in FUZZ_TARGETS {

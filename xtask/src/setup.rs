@@ -1,7 +1,8 @@
 //! `cargo xtask setup`: everything the other tasks need, each step a no-op when already done.
 //!
 //! * rustup: the MCU targets, rustfmt, clippy; the nightly toolchain and `cargo-fuzz` (fuzzing);
-//! * apt (`--no-install-recommends`): `qemu-system-arm`, and `curl`, `xz-utils`, `gcc` if absent;
+//! * apt (`--no-install-recommends`): `qemu-system-arm`, `gcc-arm-none-eabi` and
+//!   `libnewlib-arm-none-eabi` (the C application), and `curl`, `xz-utils`, `gcc` if absent;
 //! * `defmt-print` (decodes the boards' defmt logs) and `flip-link` (every board app links
 //!   through it: the stack below the statics, so that an overflow faults);
 //! * the QEMU instruction-counting plugin (`boards/qemu-plugin/insn_count.c`), compiled with gcc
@@ -79,10 +80,16 @@ pub fn boards(s: &mut Steps) {
         ("curl", "curl"),
         ("xz", "xz-utils"),
         ("gcc", "gcc"),
+        // The C application (examples/c-app).
+        ("arm-none-eabi-gcc", "gcc-arm-none-eabi"),
     ] {
         if !have(program, &["--version"]) {
             missing.push(package);
         }
+    }
+    // The C library headers the Arm compiler includes (stdint.h and the rest).
+    if !Path::new("/usr/lib/arm-none-eabi/include/stdint.h").is_file() {
+        missing.push("libnewlib-arm-none-eabi");
     }
     if !missing.is_empty() {
         let name = format!("setup: apt-get install {}", missing.join(" "));

@@ -135,26 +135,43 @@ pub(crate) struct TestFiles {
     /// outputs and labels; `cargo xtask qemu --stream`).
     #[arg(long)]
     pub(crate) stream: Option<PathBuf>,
+    /// Also write the model as C sources into this directory (model.h, model.c: its bytes, arena,
+    /// input and output sizes, the class names and the golden vectors; docs/c.md).
+    #[arg(long)]
+    pub(crate) c_source: Option<PathBuf>,
 }
 
 impl TestFiles {
-    /// Write the files asked for, for the model file `bytes` over `test`; `say` reports each.
+    /// Write the files asked for, for the model file `bytes` over `test` whose classes are
+    /// named `labels`; `say` reports each.
     pub(crate) fn write(
         &self,
         bytes: &[u8],
         test: &data::Split,
+        labels: &[&str],
         say: impl Fn(String),
     ) -> Result<()> {
-        if let Some(v) = &self.vectors {
+        if self.vectors.is_some() || self.c_source.is_some() {
             let r = bitspike::eval::integer(bytes, &test.take(self.count))?;
             let file = bitspike_core::vectors::write(&r.inputs, &r.outputs)
                 .context("vector lengths differ")?;
-            super::files::write_file(v, &file)?;
-            say(format!(
-                "wrote {} ({} golden vectors)",
-                v.display(),
-                r.inputs.len()
-            ));
+            if let Some(v) = &self.vectors {
+                super::files::write_file(v, &file)?;
+                say(format!(
+                    "wrote {} ({} golden vectors)",
+                    v.display(),
+                    r.inputs.len()
+                ));
+            }
+            if let Some(dir) = &self.c_source {
+                let c = bitspike::csource::c_source(bytes, Some(&file), Some(labels))?;
+                bitspike::csource::write_dir(dir, &c)?;
+                say(format!(
+                    "wrote {} and model.c ({} golden vectors)",
+                    dir.join("model.h").display(),
+                    r.inputs.len()
+                ));
+            }
         }
         if let Some(path) = &self.stream {
             let r = bitspike::eval::integer(bytes, test)?;

@@ -108,6 +108,22 @@ pub(crate) enum Command {
         #[arg(long)]
         board: Option<String>,
     },
+    /// Write a model file as C sources for a C build (model.h, model.c: the bytes, the arena,
+    /// input and output sizes, label names and golden vectors; docs/c.md).
+    CSource {
+        /// The model file.
+        #[arg(long)]
+        model: PathBuf,
+        /// Also embed these golden vectors (a vector file of this model).
+        #[arg(long)]
+        vectors: Option<PathBuf>,
+        /// Name the outputs with this dataset's classes.
+        #[arg(long, value_enum)]
+        labels: Option<bitspike::data::DatasetName>,
+        /// The directory to write model.h and model.c into.
+        #[arg(long)]
+        out: PathBuf,
+    },
     /// Summarize a training run from its log.
     Report {
         /// The run folder.

@@ -98,7 +98,9 @@ pub(crate) fn export_run(run: &RunDir, out: &Path, o: &ExportOpts<'_>, rt: &Runt
         bytes.len(),
         model.arena_bytes()
     );
-    files.write(&bytes, &data.test, |l| println!("{l}"))?;
+    files.write(&bytes, &data.test, data.name.class_names(), |l| {
+        println!("{l}")
+    })?;
     Ok(())
 }
 

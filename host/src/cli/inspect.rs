@@ -1,7 +1,8 @@
-//! `bitspike inspect`: a model file validated and described.
+//! `bitspike inspect`: a model file validated and described; `bitspike c-source`: a model file as
+//! C sources.
 
 use super::files::*;
-use anyhow::Result;
+use anyhow::{Context, Result};
 use bitspike::boards;
 use bitspike::report::Summary;
 use std::path::Path;
@@ -54,4 +55,30 @@ pub(crate) fn density_line(densities: &[u8], images: usize) -> String {
         "nonzero inputs on {images} training images: {}",
         shown.join(", ")
     )
+}
+
+/// `bitspike c-source`: the model file at `path` (with the golden vectors at `vectors`, and the
+/// class names of `labels`) as `model.h` and `model.c` in `out`.
+pub(crate) fn c_source(
+    path: &Path,
+    vectors: Option<&Path>,
+    labels: Option<bitspike::data::DatasetName>,
+    out: &Path,
+) -> Result<()> {
+    let bytes = read(path)?;
+    load_model(&bytes, path)?;
+    let v = vectors.map(read).transpose()?;
+    let c = bitspike::csource::c_source(&bytes, v.as_deref(), labels.map(|d| d.class_names()))
+        .with_context(|| format!("{}", path.display()))?;
+    bitspike::csource::write_dir(out, &c)?;
+    println!(
+        "wrote {} and {} ({} model bytes{})",
+        out.join("model.h").display(),
+        out.join("model.c").display(),
+        bytes.len(),
+        v.as_ref()
+            .map(|_| ", golden vectors".to_string())
+            .unwrap_or_default()
+    );
+    Ok(())
 }

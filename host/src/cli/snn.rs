@@ -173,7 +173,8 @@ pub(crate) fn snn_run(a: &SnnArgs) -> Result<()> {
                 "energy_45nm_uj": bitspike_core::cost::energy_45nm_pj(m as u64, 0) / 1e6,
             });
         }
-        a.files.write(&bytes, &data.test, say)?;
+        a.files
+            .write(&bytes, &data.test, data.name.class_names(), say)?;
         integer = serde_json::json!({
             "model": out, "bytes": bytes.len(), "arena_bytes": model.arena_bytes(),
             "accuracy": r.accuracy(), "agree_with_float": agree, "samples": r.labels.len(),
