@@ -67,6 +67,7 @@ pub fn c_source(model: &[u8], vectors: Option<&[u8]>, labels: Option<&[&str]>) -
         .map(|b| Vectors::parse(b).map_err(|e| anyhow::anyhow!("not a vector file: {e}")))
         .transpose()?;
     if let Some(v) = &vectors {
+        ensure!(!v.is_empty(), "the vector file holds no vectors");
         ensure!(
             v.input_len() == in_len && v.output_len() == out_len,
             "the vectors have {} inputs and {} outputs each, the model {in_len} and {out_len}",
@@ -118,7 +119,7 @@ pub fn c_source(model: &[u8], vectors: Option<&[u8]>, labels: Option<&[&str]>) -
     let _ = writeln!(h, "#define BITSPIKE_OUTPUT_LEN {out_len}u\n");
     let _ = writeln!(
         h,
-        "/* The model file, 8-byte aligned, in flash on a microcontroller. */"
+        "/* The model file (8-byte aligned with GCC and Clang), in flash on a microcontroller. */"
     );
     let _ = writeln!(
         h,

@@ -150,6 +150,8 @@ const C_APP_FLAGS: &[&str] = &[
     "-Werror",
     "-pedantic",
     "-O2",
+    "-ffreestanding",
+    "-fno-tree-loop-distribute-patterns",
     "-ffunction-sections",
     "-fdata-sections",
     "-nostdlib",

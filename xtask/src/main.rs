@@ -775,7 +775,7 @@ mod tests {
     fn every_task_reads_the_flags_it_declares() {
         let src = include_str!("main.rs");
         let body = &src[src.find("fn dispatch(").expect("dispatch")..];
-        let body = &body[..body.find("\nfn manifest(").expect("end of dispatch")];
+        let body = &body[..body.find("\npub fn manifest(").expect("end of dispatch")];
         for (task, text) in TASKS {
             let arm = format!("\n        \"{task}\" => ");
             let at = body

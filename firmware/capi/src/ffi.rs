@@ -476,7 +476,7 @@ pub unsafe extern "C" fn bitspike_run(
 }
 
 /// Index of the largest of `values[0..len]` (the first on ties; 0 when `len` is 0), or
-/// `SIZE_MAX` when `values` is null or not 4-byte aligned.
+/// `SIZE_MAX` when `values` is null or not 4-byte aligned (whatever `len`).
 ///
 /// # Safety
 /// `values` must point to `len` readable `int32_t`.
@@ -520,7 +520,8 @@ impl Write for Truncating<'_> {
 /// Put the one-line text of `error` (what is wrong, with the layer, tensor or sizes at fault)
 /// into `buf[0..len]`, NUL-terminated and cut to fit; returns the text's full length without
 /// the NUL (as `snprintf` does), so a caller can tell it was cut. `buf` may be null when `len`
-/// is 0. A `bitspike_error` that no failing call filled gives "no error recorded".
+/// is 0; a null `buf` with a nonzero `len` gets nothing written and 0 returned. A
+/// `bitspike_error` that no failing call filled gives "no error recorded".
 ///
 /// # Safety
 /// `error` must be null or point to a `bitspike_error`; `buf` to `len` writable bytes.

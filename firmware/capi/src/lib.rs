@@ -4,17 +4,20 @@
 //!
 //! ```c
 //! #include "bitspike.h"
-//! static uint8_t arena[BITSPIKE_DEMO_ARENA_BYTES];
+//! #include "model.h"  /* bitspike c-source: the model's bytes and sizes */
+//! static uint8_t arena[BITSPIKE_ARENA_BYTES];
 //! bitspike_model model;
 //! bitspike_interpreter interp;
 //! bitspike_error err;
-//! if (bitspike_load(model_bytes, model_len, &model, &err) != BITSPIKE_STATUS_OK ||
+//! if (bitspike_load(bitspike_model_data, BITSPIKE_MODEL_BYTES, &model, &err) != BITSPIKE_STATUS_OK ||
 //!     bitspike_bind(&model, arena, sizeof arena, &interp, &err) != BITSPIKE_STATUS_OK ||
-//!     bitspike_run(&interp, image, image_len, logits, 10, &err) != BITSPIKE_STATUS_OK) {
-//!     char text[120];
+//!     bitspike_run(&interp, image, BITSPIKE_INPUT_LEN, logits, BITSPIKE_OUTPUT_LEN, &err) !=
+//!         BITSPIKE_STATUS_OK) {
+//!     char text[160];
 //!     bitspike_error_text(&err, text, sizeof text);  /* one line naming what is wrong */
+//!     return 1;
 //! }
-//! size_t label = bitspike_argmax(logits, 10);
+//! size_t label = bitspike_argmax(logits, BITSPIKE_OUTPUT_LEN);
 //! ```
 //!
 //! Nothing allocates: the caller owns the model bytes (in flash), the arena, the input and output
@@ -22,9 +25,10 @@
 //! `bitspike_error`: plain structs of the sizes the header gives, on the stack or static).
 //! Every pointer is checked (null, alignment, a length beyond `PTRDIFF_MAX`) before it is read,
 //! and every failure of the Rust runtime has its own status code with the same meaning
-//! ([`BitspikeStatus`]). A handle only works after the call that fills it succeeded; the model
-//! bytes and the arena must stay in place, and the arena untouched, while an interpreter bound to
-//! them is used.
+//! ([`BitspikeStatus`]). A handle only works after the call that fills it succeeded, and must
+//! not be copied (a copy would share the arena); the model bytes must stay in place and
+//! unchanged, and the arena untouched, while an interpreter bound to them is used; a run's input
+//! and output must not overlap.
 // On a microcontroller without the standard library; on a host (the tests, a simulator) with it.
 #![cfg_attr(target_os = "none", no_std)]
 // The crate is the C boundary: each function checks every pointer it is given, then calls the

@@ -164,7 +164,10 @@ impl TestFiles {
                 ));
             }
             if let Some(dir) = &self.c_source {
-                let c = bitspike::csource::c_source(bytes, Some(&file), Some(labels))?;
+                // The class names where the model's output is one value per class.
+                let outputs = r.outputs.first().map_or(0, Vec::len);
+                let labels = (labels.len() == outputs).then_some(labels);
+                let c = bitspike::csource::c_source(bytes, Some(&file), labels)?;
                 bitspike::csource::write_dir(dir, &c)?;
                 say(format!(
                     "wrote {} and model.c ({} golden vectors)",
