@@ -27,9 +27,11 @@ const LAYERS: &[(&str, u8)] = &[
     ("mps::config", 2),
     ("qac::config", 2),
     ("ssql::config", 2),
-    // Training, export, evaluation, the built-in networks and the device costs.
+    // Training, export (and models as C sources), evaluation, the built-in networks and the
+    // device costs.
     ("train", 3),
     ("export", 3),
+    ("csource", 3),
     ("eval", 3),
     ("builtin", 3),
     ("device_costs", 3),
