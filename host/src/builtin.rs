@@ -277,9 +277,7 @@ impl Builder {
         let levels = (window.kh as f64 * window.kw as f64 * self.in_levels(input)).min(255.0) as u8;
         let mut l = LayerDef::new(LayerKind::AvgPool, input).with_output(levels, 0.1);
         l.window = window;
-        let (multiplier, shift) =
-            bitspike_core::quant::quantize_multiplier(1.0).unwrap_or((1 << 30, 1));
-        l.requant = vec![bitspike_core::def::Requant { multiplier, shift }; c];
+        l.requant = vec![bitspike_core::def::Requant::from(bitspike_core::quant::Q31Scale::ONE); c];
         self.push(l, levels)
     }
 
@@ -292,9 +290,7 @@ impl Builder {
         });
         let levels = (positions as f64 * self.in_levels(input)).min(255.0) as u8;
         let mut l = LayerDef::new(LayerKind::GlobalAvgPool, input).with_output(levels, 0.1);
-        let (multiplier, shift) =
-            bitspike_core::quant::quantize_multiplier(1.0).unwrap_or((1 << 30, 1));
-        l.requant = vec![bitspike_core::def::Requant { multiplier, shift }; c];
+        l.requant = vec![bitspike_core::def::Requant::from(bitspike_core::quant::Q31Scale::ONE); c];
         self.push(l, levels)
     }
 

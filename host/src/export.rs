@@ -32,7 +32,7 @@
 use anyhow::{bail, Context, Result};
 use bitspike_core::def::{LayerDef, ModelDef, Requant, SpikingDef};
 use bitspike_core::layer::{Align, LayerKind, Shape, Window};
-use bitspike_core::quant::multiplier_for;
+use bitspike_core::quant::Q31Scale;
 use tch::{Kind, Tensor};
 
 use crate::net::{Op, Params, QNet};
@@ -41,10 +41,10 @@ use crate::net::{Op, Params, QNet};
 const ADD_WEIGHT_BITS: i32 = 14;
 
 fn requant(layer: usize, real: f64) -> Result<Requant> {
-    let (multiplier, shift) = multiplier_for(real).with_context(|| {
+    let scale = Q31Scale::exported(real).with_context(|| {
         format!("layer {layer}: scale {real:e} cannot be expressed as a Q31 multiplier and shift")
     })?;
-    Ok(Requant { multiplier, shift })
+    Ok(Requant::from(scale))
 }
 
 /// The values of `t` as f64, flattened, for an export: a tensor that cannot be read, or that

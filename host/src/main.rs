@@ -99,7 +99,11 @@ fn run(cli: Cli) -> Result<ExitCode> {
             stream.as_deref(),
             limit as usize,
         )?,
-        Command::Inspect { model, board } => inspect(&model, board.as_deref())?,
+        Command::Inspect {
+            model,
+            board,
+            scales,
+        } => inspect(&model, board.as_deref(), scales)?,
         Command::CSource {
             model,
             vectors,

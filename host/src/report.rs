@@ -7,7 +7,7 @@ use bitspike_core::cost::{bops, macs, ram_s14};
 use bitspike_core::format::{weight_bytes, ModelFile};
 use bitspike_core::kernel::{choose, Choice, Isa, Reason};
 use bitspike_core::layer::{Geometry, Shape};
-use bitspike_core::quant::code_bits;
+use bitspike_core::quant::{code_bits, Q31Scale};
 
 /// One layer's row.
 #[derive(Clone, Debug, PartialEq)]
@@ -227,4 +227,52 @@ impl fmt::Display for Summary {
             self.file_bytes, self.arena_bytes, self.peak_live_bytes, self.ram_s14_bytes
         )
     }
+}
+
+/// Per layer, the numbers the device scales by, as real values: each requantizing layer's
+/// Q31 multipliers and shifts as the real scales they stand for (smallest and largest over the
+/// channels), each spiking layer's thresholds and initial potentials in accumulator units
+/// (membrane units over `2^shift`). Layers with neither are left out.
+pub fn scales(file: &ModelFile<'_>) -> String {
+    use bitspike_core::snn::accumulator_units;
+    use std::fmt::Write;
+    let range = |v: &mut dyn Iterator<Item = f64>| {
+        v.fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), x| {
+            (lo.min(x), hi.max(x))
+        })
+    };
+    let mut out = String::new();
+    for i in 0..file.layer_count() {
+        let l = file.layer(i);
+        let kind = file.geometry_of(&l, i).kind.name();
+        let n = l.multipliers.len().min(l.shifts.len());
+        if n > 0 {
+            let scale = |c: usize| Q31Scale::from_bits(l.multipliers.get(c), l.shifts[c] as i8);
+            let (lo, hi) = range(&mut (0..n).map(|c| scale(c).real()));
+            let first = scale(0);
+            let _ = writeln!(
+                out,
+                "layer {i} {kind}: scale {lo:.4e}..{hi:.4e} over {n} channels (channel 0: \
+                 Q31 {} shifted {} = {:.6e})",
+                first.multiplier,
+                first.shift,
+                first.real()
+            );
+        }
+        if let Some(sp) = l.spiking {
+            let units = |v: bitspike_core::format::I32s<'_>| {
+                range(&mut (0..v.len()).map(|c| accumulator_units(v.get(c), sp.shift).to_num()))
+            };
+            let (t_lo, t_hi) = units(sp.threshold);
+            let (v_lo, v_hi) = units(sp.v0);
+            let _ = writeln!(
+                out,
+                "layer {i} {kind}: spiking, membrane shift {}: threshold {t_lo}..{t_hi}, initial \
+                 potential {v_lo}..{v_hi} accumulator units over {} channels",
+                sp.shift,
+                sp.threshold.len()
+            );
+        }
+    }
+    out
 }

@@ -658,3 +658,23 @@ fn c_source_writes_both_files_and_refuses_bad_input_in_one_line() {
     ]);
     assert_error(&o, 1, "/nonexistent/m.bsm");
 }
+
+/// `inspect --scales`: requantization multipliers as real scales, spiking thresholds and initial
+/// potentials in accumulator units (membrane units over `2^shift`), from the fixtures.
+#[test]
+fn inspect_scales_prints_real_values() {
+    let fixtures = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/fixtures/");
+    let o = bitspike(&["inspect", &format!("{fixtures}model-v1.bsm"), "--scales"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = String::from_utf8_lossy(&o.stdout);
+    // Multiplier 0.5425 (Q31) at shift 0; 0.9075 at shift 1 is 0.45375.
+    assert!(out.contains("layer 5 conv2d: scale 5.0750e-1..7.2333e-1 over 8 channels (channel 0: Q31 0.5425 shifted 0"), "{out}");
+    assert!(out.contains("Q31 0.9075 shifted 1 = 4.537500e-1"), "{out}");
+    let o = bitspike(&["inspect", &format!("{fixtures}snn-v1.bsm"), "--scales"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(out.contains("layer 0 conv2d: spiking, membrane shift 2: threshold 1349.75..2072.75, initial potential -523.25..1036.25 accumulator units over 3 channels"), "{out}");
+    // Without the flag, no scales.
+    let o = bitspike(&["inspect", &format!("{fixtures}snn-v1.bsm")]);
+    assert!(!String::from_utf8_lossy(&o.stdout).contains("accumulator units"));
+}

@@ -22,7 +22,9 @@
 //! that is `floor(x + 1/2)`. The trainer's fake-quant path uses `floor(x + 0.5)` to match.
 //! All functions are total: every input gives a defined output, nothing panics.
 
+mod scale;
 mod thresholds;
+pub use scale::Q31Scale;
 pub use thresholds::{
     threshold_code, thresholds, THRESHOLD_ENTRIES, THRESHOLD_MAX_LEVELS, THRESHOLD_MAX_SPAN,
 };
@@ -373,61 +375,17 @@ pub const fn code_bits(levels: u8) -> u32 {
     }
 }
 
-/// The multiplier and shift the exporter writes for `real`: shift 0 whenever the multiplier
-/// keeps at least 16 significant bits (`2^-15 <= real < 1`), so that the requantization rounds
-/// once (`round(acc * m / 2^31)`), as the trainer's fake quantization does; otherwise the
-/// normalised pair of [`quantize_multiplier`].
-///
-/// Why: with a shift `s > 0` the contract rounds twice (in [`sat_mul_q31`], then in
-/// [`round_shift`]), which misrounds about `2^-(s+1)` of all values, a quarter of the sums for an
-/// average pool's `1/4` (`s = 1`). With the normalised pair `s` is small exactly when `real` is
-/// large; below `2^-15` it is 15 or more, and double rounding is negligible there.
+/// The multiplier and shift the exporter writes for `real`: [`Q31Scale::exported`]'s bits.
 pub fn multiplier_for(real: f64) -> Option<(i32, i8)> {
-    if real.is_finite() && (1.0 / 32768.0..1.0).contains(&real) {
-        let m = (real * (1u64 << 31) as f64 + 0.5) as i64;
-        if m < 1i64 << 31 {
-            return Some((m as i32, 0));
-        }
-    }
-    quantize_multiplier(real)
+    Q31Scale::exported(real).map(Q31Scale::to_bits)
 }
 
 /// A real scale factor expressed as a Q31 multiplier and a shift such that
-/// `real ~= multiplier / 2^31 * 2^-shift`, with `multiplier` in `[2^30, 2^31)` (or 0 for 0).
-///
-/// This is how the exporter turns `input_scale * weight_scale / output_scale` into the
-/// integer pair the device uses. Returns `None` for negative, non-finite values, or values whose
+/// `real ~= multiplier / 2^31 * 2^-shift`, with `multiplier` in `[2^30, 2^31)` (or 0 for 0):
+/// [`Q31Scale::normalised`]'s bits. `None` for negative, non-finite values, or values whose
 /// shift falls outside [`MIN_SHIFT`]`..=`[`MAX_SHIFT`].
 pub fn quantize_multiplier(real: f64) -> Option<(i32, i8)> {
-    if !real.is_finite() || real < 0.0 {
-        return None;
-    }
-    if real == 0.0 {
-        return Some((0, 0));
-    }
-    // real = q * 2^e with q in [0.5, 1).
-    let mut e: i32 = 0;
-    let mut q = real;
-    while q >= 1.0 {
-        q /= 2.0;
-        e += 1;
-    }
-    while q < 0.5 {
-        q *= 2.0;
-        e -= 1;
-    }
-    // q * 2^31 + 0.5 is positive, so truncation is floor (no `f64::floor` without std).
-    let mut m = (q * (1u64 << 31) as f64 + 0.5) as i64;
-    if m == 1i64 << 31 {
-        m /= 2;
-        e += 1;
-    }
-    // real = m / 2^31 * 2^e, and the contract applies a right shift s, so s = -e.
-    let s = -e;
-    if s < MIN_SHIFT as i32 || s > MAX_SHIFT as i32 {
-        return None;
-    }
-    Some((m as i32, s as i8))
+    Q31Scale::normalised(real).map(Q31Scale::to_bits)
 }
 
 #[cfg(test)]

@@ -34,6 +34,15 @@ use crate::layer::Align;
 /// The largest membrane shift a model may use.
 pub const MAX_MEMBRANE_SHIFT: u8 = 24;
 
+/// A membrane value (a threshold, an initial potential, a spiking layer's bias) of a layer with
+/// membrane shift `shift`, in accumulator units: `value / 2^shift`, exactly, as a fixed-point
+/// number with [`MAX_MEMBRANE_SHIFT`] fractional bits (a shift above it counts as the maximum,
+/// which a validated model never has).
+pub fn accumulator_units(value: i32, shift: u8) -> fixed::types::I40F24 {
+    let s = shift.min(MAX_MEMBRANE_SHIFT);
+    fixed::types::I40F24::from_bits(i64::from(value) << (MAX_MEMBRANE_SHIFT - s))
+}
+
 /// A layer's input current in membrane units: `(acc << shift) + bias`.
 #[inline(always)]
 pub const fn current(acc: i32, shift: u8, bias: i32) -> i32 {
@@ -276,6 +285,18 @@ pub fn aligned_input(align: Align, train: &[u8], out: &mut [u32]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn membrane_values_in_accumulator_units_are_exact() {
+        assert_eq!(accumulator_units(3, 1).to_num::<f64>(), 1.5);
+        assert_eq!(accumulator_units(-5, 2).to_num::<f64>(), -1.25);
+        assert_eq!(accumulator_units(7, 0).to_num::<f64>(), 7.0);
+        let extreme = accumulator_units(i32::MIN, 0);
+        assert_eq!(extreme.to_num::<i64>(), i64::from(i32::MIN));
+        let fine = accumulator_units(1, MAX_MEMBRANE_SHIFT);
+        assert_eq!(fine.to_bits(), 1);
+        assert_eq!(accumulator_units(1, 200), fine);
+    }
 
     #[test]
     fn a_folded_bias_gives_the_same_counts() {

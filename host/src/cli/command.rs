@@ -107,6 +107,10 @@ pub(crate) enum Command {
         /// Also check that it fits this board's flash and RAM.
         #[arg(long)]
         board: Option<String>,
+        /// Also print each layer's scales as real numbers: requantization multipliers and
+        /// shifts, spiking thresholds and initial potentials in accumulator units.
+        #[arg(long)]
+        scales: bool,
     },
     /// Write a model file as C sources for a C build (model.h, model.c: the bytes, the arena,
     /// input and output sizes, label names and golden vectors; docs/c.md).

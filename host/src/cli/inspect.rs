@@ -7,7 +7,7 @@ use bitspike::boards;
 use bitspike::report::Summary;
 use std::path::Path;
 
-pub(crate) fn inspect(path: &Path, board: Option<&str>) -> Result<()> {
+pub(crate) fn inspect(path: &Path, board: Option<&str>, scales: bool) -> Result<()> {
     let bytes = read(path)?;
     let model = load_model(&bytes, path)?;
     if let Some(b) = board {
@@ -23,6 +23,9 @@ pub(crate) fn inspect(path: &Path, board: Option<&str>) -> Result<()> {
         h.producer & 0xff
     );
     print!("{}", Summary::of(model.file()));
+    if scales {
+        print!("{}", bitspike::report::scales(model.file()));
+    }
     Ok(())
 }
 

@@ -37,6 +37,20 @@ pub struct Requant {
     pub shift: i8,
 }
 
+impl Requant {
+    /// The scale this channel multiplies by, as a typed fixed-point value.
+    pub const fn scale(self) -> crate::quant::Q31Scale {
+        crate::quant::Q31Scale::from_bits(self.multiplier, self.shift)
+    }
+}
+
+impl From<crate::quant::Q31Scale> for Requant {
+    fn from(s: crate::quant::Q31Scale) -> Self {
+        let (multiplier, shift) = s.to_bits();
+        Self { multiplier, shift }
+    }
+}
+
 /// Spiking parameters of an integrate-and-fire layer (QAC eq. 1-3), per output channel, in
 /// membrane units: accumulator units times `2^shift` (see [`crate::snn`]). A spiking layer's
 /// bias is in the same units.
