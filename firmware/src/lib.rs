@@ -23,6 +23,7 @@
 
 pub mod kernels;
 pub mod ops;
+pub mod scores;
 
 use core::fmt;
 
@@ -214,6 +215,12 @@ impl<'m> Model<'m> {
         self.file.output().shape.len()
     }
 
+    /// The real value of one output code, as the model file records it (informative: the
+    /// integer outputs never use it; [`scores`] does).
+    pub fn output_scale(&self) -> f32 {
+        self.file.output().scale
+    }
+
     /// Bind the model to a caller-provided arena. Refuses an arena smaller than the header says.
     pub fn bind<'a>(&self, arena: &'a mut [u8]) -> Result<Interpreter<'m, 'a>, Error> {
         if arena.len() < self.arena_bytes() {
@@ -226,7 +233,7 @@ impl<'m> Model<'m> {
             model: *self,
             arena,
             #[cfg(feature = "counters")]
-            counts: [LayerOps::default(); MAX_LAYERS],
+            counts: heapless::Vec::new(),
         })
     }
 }
@@ -236,7 +243,8 @@ pub struct Interpreter<'m, 'a> {
     model: Model<'m>,
     arena: &'a mut [u8],
     #[cfg(feature = "counters")]
-    counts: [LayerOps; MAX_LAYERS],
+    /// Per layer, what the last run counted (layers that ran, in order).
+    counts: heapless::Vec<LayerOps, MAX_LAYERS>,
 }
 
 /// Where a tensor (or rows of one) lives.
@@ -381,12 +389,13 @@ impl Interpreter<'_, '_> {
                 levels,
             });
         }
+        #[cfg(feature = "counters")]
+        self.counts.clear();
         for i in 0..file.layer_count() {
             let counts = self.run_layer(&file, i, input);
+            // The loader bounds the layer count by the capacity: the push cannot fail.
             #[cfg(feature = "counters")]
-            if let Some(c) = self.counts.get_mut(i) {
-                *c = counts;
-            }
+            let _ = self.counts.push(counts);
             #[cfg(not(feature = "counters"))]
             let _ = counts;
             let produced: &[u8] = match loc(&file.tensor(i + 1)) {
@@ -526,11 +535,11 @@ impl Interpreter<'_, '_> {
         ops.counts()
     }
 
-    /// Operations each layer executed in the last [`run`](Self::run) (one entry per layer).
+    /// Operations each layer executed in the last [`run`](Self::run) (one entry per layer, in
+    /// order).
     #[cfg(feature = "counters")]
     pub fn layer_ops(&self) -> &[LayerOps] {
-        let n = self.model.file().layer_count().min(MAX_LAYERS);
-        &self.counts[..n]
+        &self.counts
     }
 
     /// Operations of the last run, summed over layers.

@@ -424,8 +424,8 @@ pub struct Run {
     pub log: String,
     /// QEMU's own error output.
     pub stderr: String,
-    /// The fields of the app's `bitspike-result` line, of its `bitspike-accuracy` line and the
-    /// code of its `bitspike-exit` line (`exit`).
+    /// The fields of the app's `bitspike-result` line, of its `bitspike-accuracy` and
+    /// `bitspike-confidence` lines and the code of its `bitspike-exit` line (`exit`).
     pub result: BTreeMap<String, String>,
     /// Instructions per inference, one per vector (when counted).
     pub insns: Vec<u64>,
@@ -459,8 +459,8 @@ impl Run {
     }
 }
 
-/// The `key=value` fields of the app's `bitspike-result`, `bitspike-accuracy` and
-/// `bitspike-exit` lines in a decoded log (the exit line's `code` as `exit`).
+/// The `key=value` fields of the app's `bitspike-result`, `bitspike-accuracy`,
+/// `bitspike-confidence` and `bitspike-exit` lines in a decoded log (the exit line's `code` as `exit`).
 pub fn result_fields(log: &str) -> BTreeMap<String, String> {
     let mut out = BTreeMap::new();
     for l in log.lines() {
@@ -470,6 +470,7 @@ pub fn result_fields(log: &str) -> BTreeMap<String, String> {
             None => match l
                 .strip_prefix("bitspike-result ")
                 .or_else(|| l.strip_prefix("bitspike-accuracy "))
+                .or_else(|| l.strip_prefix("bitspike-confidence "))
             {
                 Some(rest) => (rest, false),
                 None => continue,

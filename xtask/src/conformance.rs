@@ -2,7 +2,7 @@
 //! runner's self-tests, the probe session over QEMU, and trained models end to end.
 
 use std::fmt::Write as _;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use crate::board::{self, Board, Data};
 use crate::root;
@@ -150,7 +150,9 @@ pub fn conformance(steps: &mut Steps, board: Option<&str>, bless: bool) {
         for (name, model, vectors) in &models {
             let step = format!("conformance: {name} on {}", b.name);
             steps.begin(&step);
-            match measured(b, name, model, Data::Embedded(vectors)) {
+            let run = measured(b, name, model, Data::Embedded(vectors))
+                .and_then(|f| confidence_agrees(&f, vectors).map(|()| f));
+            match run {
                 Ok(f) => {
                     let (lo, hi) = f.insns_range();
                     let _ = writeln!(
@@ -406,6 +408,35 @@ fn overflow_checked(steps: &mut Steps, boards: &[Board], count: u32) {
         }
         steps.end(&step, ok);
     }
+}
+
+/// The board's `bitspike-confidence` line against the golden vectors: the class is the argmax
+/// of the last expected output, and both probabilities lie in `[1/n, 1]` for `n` outputs (a
+/// softmax's top share). A model whose output has no scale prints no line.
+fn confidence_agrees(f: &Figures, vectors: &Path) -> Result<(), String> {
+    let bytes = std::fs::read(vectors).map_err(|e| format!("{}: {e}", vectors.display()))?;
+    let v = bitspike_core::vectors::Vectors::parse(&bytes)
+        .map_err(|e| format!("{}: {e}", vectors.display()))?;
+    let Some((class, p, mean)) = f.confidence else {
+        return Ok(());
+    };
+    let n = v.output_len();
+    let Some(k) = v.len().checked_sub(1) else {
+        return Ok(());
+    };
+    let last: Vec<i32> = (0..n).map(|j| v.expected(k, j)).collect();
+    // The first of equal values, as the runtime's argmax.
+    let want = (0..n).fold(0, |b, j| if last[j] > last[b] { j } else { b }) as u64;
+    let share = 1.0 / n as f64 - 1e-3..=1.0 + 1e-6;
+    if class != want || !share.contains(&p) || !share.contains(&mean) {
+        return Err(format!(
+            "{} on {}: confidence class {class} probability {p} mean {mean}; the last expected \
+             output's class is {want}, and a top share lies in [1/{n}, 1]",
+            f.model, f.board
+        ));
+    }
+    println!("confidence: class {class}, probability {p:.4}, mean {mean:.4}");
+    Ok(())
 }
 
 fn report(outcome: Result<bool, String>, want: &str) -> bool {

@@ -55,6 +55,9 @@ pub struct Figures {
     pub datasheet_uj: Option<f64>,
     /// Correct predictions, for a labelled (streamed) test set.
     pub correct: Option<u64>,
+    /// The app's `bitspike-confidence` line: the last output's class and softmax probability,
+    /// and the mean top probability over the outputs (models whose output has a scale).
+    pub confidence: Option<(u64, f64, f64)>,
 }
 
 impl Figures {
@@ -348,6 +351,10 @@ pub fn figures(
         clock_hz,
         datasheet_uj,
         correct: run.field("correct"),
+        confidence: run.field("class").and_then(|c| {
+            let real = |k: &str| run.result.get(k).and_then(|v| v.parse::<f64>().ok());
+            Some((c, real("probability")?, real("mean")?))
+        }),
         layer_insns: run
             .layers
             .first()

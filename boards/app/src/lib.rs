@@ -7,6 +7,7 @@
 //! bitspike board=.. model=..B layers=.. arena=..B clock=..
 //! bitspike-result board=.. vectors=.. mismatches=.. arena=.. stack=.. model=.. macs=.. cycles=.. cycles_min=.. cycles_max=.. cycles_sum=.. clock=..
 //! bitspike-accuracy correct=.. of=..        (streamed, labelled test sets only)
+//! bitspike-confidence class=.. probability=.. mean=..   (models whose output has a scale)
 //! bitspike-exit code=..
 //! ```
 //!
@@ -246,6 +247,14 @@ struct Tally {
     cycles_min: u32,
     cycles_max: u32,
     cycles_sum: u64,
+    /// The real value of one output code (the model file's output scale).
+    scale: f32,
+    /// The last output's predicted class and softmax probability, and the sum of every
+    /// output's top probability ([`bitspike_rt::scores`]).
+    last_confidence: Option<(usize, f32)>,
+    confidence_sum: f32,
+    /// Outputs whose confidence was taken.
+    confident: usize,
 }
 
 impl Tally {
@@ -277,7 +286,8 @@ fn infer(
 }
 
 /// Run one inference between the markers and compare it with `expected(j)`; `false` when the
-/// inference itself failed (its output is then not a prediction).
+/// inference itself failed (its output is then not a prediction). The softmax confidence is
+/// taken outside the markers, on the output.
 fn check<B: Board>(
     board: &mut B,
     interp: &mut bitspike_rt::Interpreter<'_, '_>,
@@ -297,6 +307,11 @@ fn check<B: Board>(
         defmt::error!("vector {=usize}: {}", k, e);
         t.mismatches += 1;
         return false;
+    }
+    if let Some((class, p)) = bitspike_rt::scores::confidence(output, t.scale) {
+        t.last_confidence = Some((class, p));
+        t.confidence_sum += p;
+        t.confident += 1;
     }
     if let Some(j) = (0..output.len()).find(|&j| output[j] != expected(j)) {
         t.mismatches += 1;
@@ -433,7 +448,10 @@ pub fn run<B: Board>(board: &mut B, model: &[u8], source: Source<'_>, bufs: Buff
         arena_bytes,
         B::CLOCK_HZ
     );
-    let mut t = Tally::default();
+    let mut t = Tally {
+        scale: model.output_scale(),
+        ..Tally::default()
+    };
     #[cfg_attr(not(feature = "semihosting"), allow(unused_mut))]
     let mut labelled = false;
     match source {
@@ -497,6 +515,14 @@ pub fn run<B: Board>(board: &mut B, model: &[u8], source: Source<'_>, bufs: Buff
             "bitspike-accuracy correct={=usize} of={=usize}",
             t.correct,
             t.vectors
+        );
+    }
+    if let Some((class, p)) = t.last_confidence {
+        defmt::println!(
+            "bitspike-confidence class={=usize} probability={=f32} mean={=f32}",
+            class,
+            p,
+            t.confidence_sum / t.confident as f32
         );
     }
     let code = if t.mismatches == 0 {

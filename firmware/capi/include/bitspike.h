@@ -34,6 +34,11 @@ enum bitspike_status
   BITSPIKE_STATUS_NOT_LOADED = 3,
   // A length larger than `PTRDIFF_MAX` bytes.
   BITSPIKE_STATUS_TOO_LONG = 4,
+  // The model file records no usable scale for its output (not finite and positive): its
+  // outputs have no real value to take a softmax of.
+  BITSPIKE_STATUS_NO_SCALE = 5,
+  // Two buffers that must be distinct overlap.
+  BITSPIKE_STATUS_OVERLAP = 6,
   // The model file is shorter than its header or than the payload it declares.
   BITSPIKE_STATUS_TRUNCATED = 10,
   // Not a bitspike model file (its magic is not `BITSPIKE`).
@@ -167,6 +172,29 @@ bitspike_status bitspike_run(bitspike_interpreter *interp,
                              int32_t *output,
                              size_t output_len,
                              bitspike_error *error);
+
+// The real value of one output code of the model in `model` (`bitspike_softmax` uses it), as
+// its file records it; 0 for a handle no load filled.
+//
+// # Safety
+// `model` must be null or point to a `bitspike_model`.
+float bitspike_output_scale(const bitspike_model *model);
+
+// The softmax probability of each of `output[0..len]` (an output of `bitspike_run`) over the
+// dequantized outputs (`code * bitspike_output_scale`), written to `probs[0..len]`, and the
+// predicted class (the first largest output) to `*class` unless `class` is null. `exp` is
+// micromath's approximation: each probability within 0.002 of the exact one. Nothing is
+// written unless the status is `BITSPIKE_STATUS_OK`; `probs` overlapping `output` gives
+// `BITSPIKE_STATUS_OVERLAP`.
+//
+// # Safety
+// `model` must point to a `bitspike_model`; `output` to `len` readable `int32_t`; `probs` to
+// `len` writable `float`; `class` must be null or point to a writable `size_t` outside both.
+bitspike_status bitspike_softmax(const bitspike_model *model,
+                                 const int32_t *output,
+                                 size_t len,
+                                 float *probs,
+                                 size_t *class_);
 
 // Index of the largest of `values[0..len]` (the first on ties; 0 when `len` is 0), or
 // `SIZE_MAX` when `values` is null or not 4-byte aligned (whatever `len`).

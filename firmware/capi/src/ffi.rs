@@ -56,6 +56,11 @@ pub enum BitspikeStatus {
     NotLoaded = 3,
     /// A length larger than `PTRDIFF_MAX` bytes.
     TooLong = 4,
+    /// The model file records no usable scale for its output (not finite and positive): its
+    /// outputs have no real value to take a softmax of.
+    NoScale = 5,
+    /// Two buffers that must be distinct overlap.
+    Overlap = 6,
     /// The model file is shorter than its header or than the payload it declares.
     Truncated = 10,
     /// Not a bitspike model file (its magic is not `BITSPIKE`).
@@ -131,12 +136,14 @@ impl BitspikeStatus {
     }
 
     /// Every status, for lookups by code.
-    const ALL: [Self; 26] = [
+    const ALL: [Self; 28] = [
         Self::Ok,
         Self::NullPointer,
         Self::Misaligned,
         Self::NotLoaded,
         Self::TooLong,
+        Self::NoScale,
+        Self::Overlap,
         Self::Truncated,
         Self::BadMagic,
         Self::Version,
@@ -173,6 +180,8 @@ impl BitspikeStatus {
             Self::Misaligned => c"a pointer is not aligned for its type",
             Self::NotLoaded => c"the handle was not filled by a successful load or bind",
             Self::TooLong => c"a length is larger than PTRDIFF_MAX bytes",
+            Self::NoScale => c"the model records no scale for its output",
+            Self::Overlap => c"two buffers that must be distinct overlap",
             Self::Truncated => c"the model file is truncated",
             Self::BadMagic => c"not a bitspike model file",
             Self::Version => c"the model format version is not supported",
@@ -472,6 +481,70 @@ pub unsafe extern "C" fn bitspike_run(
         Ok(()) => BitspikeStatus::Ok,
         // SAFETY: the caller's promise on `error`.
         Err((s, e)) => unsafe { fail(error, s, e) },
+    }
+}
+
+/// The real value of one output code of the model in `model` (`bitspike_softmax` uses it), as
+/// its file records it; 0 for a handle no load filled.
+///
+/// # Safety
+/// `model` must be null or point to a `bitspike_model`.
+#[no_mangle]
+pub unsafe extern "C" fn bitspike_output_scale(model: *const BitspikeModel) -> f32 {
+    // SAFETY: the caller's promise on `model`.
+    unsafe { model_in(model) }.map_or(0.0, |m| m.output_scale())
+}
+
+/// The softmax probability of each of `output[0..len]` (an output of `bitspike_run`) over the
+/// dequantized outputs (`code * bitspike_output_scale`), written to `probs[0..len]`, and the
+/// predicted class (the first largest output) to `*class` unless `class` is null. `exp` is
+/// micromath's approximation: each probability within 0.002 of the exact one. Nothing is
+/// written unless the status is `BITSPIKE_STATUS_OK`; `probs` overlapping `output` gives
+/// `BITSPIKE_STATUS_OVERLAP`.
+///
+/// # Safety
+/// `model` must point to a `bitspike_model`; `output` to `len` readable `int32_t`; `probs` to
+/// `len` writable `float`; `class` must be null or point to a writable `size_t` outside both.
+#[no_mangle]
+pub unsafe extern "C" fn bitspike_softmax(
+    model: *const BitspikeModel,
+    output: *const i32,
+    len: usize,
+    probs: *mut f32,
+    class: *mut usize,
+) -> BitspikeStatus {
+    let run = || -> Result<usize, BitspikeStatus> {
+        // SAFETY: the caller's promise on `model`.
+        let m = unsafe { model_in(model) }?;
+        if len != m.output_len() {
+            return Err(BitspikeStatus::OutputLength);
+        }
+        if !class.is_null() && !class.is_aligned() {
+            return Err(BitspikeStatus::Misaligned);
+        }
+        let bytes = len.saturating_mul(4);
+        let (o, p) = (output as usize, probs as usize);
+        if len > 0 && o < p.saturating_add(bytes) && p < o.saturating_add(bytes) {
+            return Err(BitspikeStatus::Overlap);
+        }
+        // SAFETY: the caller's promises on `output` and `probs` (which do not overlap: checked).
+        let output = unsafe { slice(output, len) }?;
+        // SAFETY: as above.
+        let probs = unsafe { slice_mut(probs, len) }?;
+        bitspike_rt::scores::softmax(output, m.output_scale(), probs)
+            .map(|(top, _)| top)
+            .ok_or(BitspikeStatus::NoScale)
+    };
+    match run() {
+        Ok(top) => {
+            if !class.is_null() {
+                // SAFETY: non-null and aligned (checked); the caller's promise that it is
+                // writable.
+                unsafe { class.write(top) };
+            }
+            BitspikeStatus::Ok
+        }
+        Err(s) => s,
     }
 }
 

@@ -311,10 +311,100 @@ fn every_runtime_error_has_its_status_and_its_line() {
     // Every code has its own text; an unknown code says so.
     let texts: Vec<String> = (-1..50).map(status_text).collect();
     let known: Vec<&String> = texts.iter().filter(|t| *t != "unknown status").collect();
-    assert_eq!(known.len(), 26);
+    assert_eq!(known.len(), 28);
     let mut unique = known.clone();
     unique.sort();
     unique.dedup();
-    assert_eq!(unique.len(), 26);
+    assert_eq!(unique.len(), 28);
     assert_eq!(status_text(0), "success");
+}
+
+#[test]
+fn softmax_gives_the_class_and_probabilities_of_the_dequantized_outputs() {
+    let bytes = fixture("model-v1.bsm");
+    let vbytes = fixture("model-v1.bsv");
+    let v = Vectors::parse(&vbytes).unwrap();
+    let mut model = zeroed::<BitspikeModel>();
+    let mut err = zeroed::<BitspikeError>();
+    assert_eq!(load(&bytes, &mut model, &mut err), BitspikeStatus::Ok);
+    // SAFETY: valid pointers and lengths throughout, except where a check is the point.
+    unsafe {
+        let scale = bitspike_output_scale(&*model);
+        assert_eq!(
+            scale,
+            bitspike_rt::Model::load(&bytes).unwrap().output_scale()
+        );
+        assert!(scale > 0.0);
+        let n = v.output_len();
+        for k in 0..v.len() {
+            let out: Vec<i32> = (0..n).map(|j| v.expected(k, j)).collect();
+            let mut probs = vec![-1.0f32; n];
+            let mut class = usize::MAX;
+            let s = bitspike_softmax(&*model, out.as_ptr(), n, probs.as_mut_ptr(), &mut class);
+            assert_eq!(s, BitspikeStatus::Ok);
+            assert_eq!(class, bitspike_rt::argmax(&out));
+            // Against the exact softmax of code * scale, in f64.
+            let m = f64::from(out[class]);
+            let e: Vec<f64> = out
+                .iter()
+                .map(|&c| ((f64::from(c) - m) * f64::from(scale)).exp())
+                .collect();
+            let sum: f64 = e.iter().sum();
+            for (p, x) in probs.iter().zip(&e) {
+                assert!((f64::from(*p) - x / sum).abs() < 2e-3, "{p} vs {}", x / sum);
+            }
+        }
+        let out = vec![0i32; v.output_len()];
+        let mut probs = vec![7.0f32; v.output_len()];
+        // A wrong length, null pointers, an unfilled model: refused, nothing written.
+        let refused = [
+            bitspike_softmax(
+                &*model,
+                out.as_ptr(),
+                n - 1,
+                probs.as_mut_ptr(),
+                ptr::null_mut(),
+            ),
+            bitspike_softmax(&*model, ptr::null(), n, probs.as_mut_ptr(), ptr::null_mut()),
+            bitspike_softmax(&*model, out.as_ptr(), n, ptr::null_mut(), ptr::null_mut()),
+            bitspike_softmax(
+                &*zeroed(),
+                out.as_ptr(),
+                n,
+                probs.as_mut_ptr(),
+                ptr::null_mut(),
+            ),
+        ];
+        assert_eq!(
+            refused,
+            [
+                BitspikeStatus::OutputLength,
+                BitspikeStatus::NullPointer,
+                BitspikeStatus::NullPointer,
+                BitspikeStatus::NotLoaded
+            ]
+        );
+        // Probabilities written over the outputs they are computed from.
+        let mut shared = vec![0i32; n];
+        let p = shared.as_mut_ptr();
+        assert_eq!(
+            bitspike_softmax(&*model, p, n, p.cast::<f32>(), ptr::null_mut()),
+            BitspikeStatus::Overlap
+        );
+        assert!(probs.iter().all(|&p| p == 7.0));
+        // Without a class pointer the probabilities still come.
+        assert_eq!(
+            bitspike_softmax(
+                &*model,
+                out.as_ptr(),
+                n,
+                probs.as_mut_ptr(),
+                ptr::null_mut()
+            ),
+            BitspikeStatus::Ok
+        );
+        assert!((probs.iter().sum::<f32>() - 1.0).abs() < 1e-4);
+    }
+    assert_eq!(status_text(5), "the model records no scale for its output");
+    assert_eq!(status_text(6), "two buffers that must be distinct overlap");
 }

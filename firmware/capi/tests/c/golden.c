@@ -93,6 +93,23 @@ int main(int argc, char **argv) {
             }
         }
     }
+    /* The last output's softmax: its class is the argmax, its probabilities sum to 1. */
+    float *probs = malloc(sizeof(float) * (out_len + 1));
+    size_t class = SIZE_MAX;
+    if (!probs ||
+        bitspike_softmax(&model, out, out_len, probs, &class) != BITSPIKE_STATUS_OK ||
+        class != bitspike_argmax(out, out_len)) {
+        fprintf(stderr, "bitspike_softmax failed or disagrees with bitspike_argmax\n");
+        return 1;
+    }
+    float total = 0.0f;
+    for (uint32_t j = 0; j < out_len; j++) {
+        total += probs[j];
+    }
+    if (total < 0.999f || total > 1.001f) {
+        fprintf(stderr, "the softmax sums to %f\n", (double)total);
+        return 1;
+    }
     /* A bad model through the C API gives its status, not a fault. */
     model_bytes[0] ^= 0xff;
     bitspike_model bad;
@@ -100,10 +117,11 @@ int main(int argc, char **argv) {
         fprintf(stderr, "a corrupt model loaded, or not with BITSPIKE_STATUS_BAD_MAGIC\n");
         return 1;
     }
-    printf("%s: %u vectors, %u mismatches, argmax of the last %u\n", argv[1], count, mismatches,
-           (unsigned)bitspike_argmax(out, out_len));
+    printf("%s: %u vectors, %u mismatches, argmax of the last %u (probability %.3f)\n", argv[1],
+           count, mismatches, (unsigned)class, (double)probs[class]);
     free(arena);
     free(out);
+    free(probs);
     free(model_bytes);
     free(vec);
     return mismatches == 0 ? 0 : 1;
