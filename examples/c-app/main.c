@@ -1,6 +1,7 @@
 /* A plain C application on the bitspike C API: the model and its golden vectors compiled in as
  * C sources (model.h, model.c from `bitspike c-source` or `bitspike export --c-source`), each
- * vector run between two markers (the instruction counter's start and end), every output compared
+ * vector run between two markers (the instruction counter's start and end, with a third after
+ * each layer through `bitspike_run_observed`'s callback), every output compared
  * with the host's, and a corrupt copy of the model refused with its status. Reports one line,
  * `bitspike-result vectors=N mismatches=M`, and exits 0 when every output matches. */
 #include <stddef.h>
@@ -16,12 +17,22 @@ static uint8_t arena[BITSPIKE_ARENA_BYTES] __attribute__((aligned(8)));
 static int32_t output[BITSPIKE_OUTPUT_LEN];
 static uint8_t corrupt[BITSPIKE_MODEL_BYTES];
 
-/* The instruction counter counts between these two calls (by their addresses). */
+/* The instruction counter counts between the first two calls (by their addresses) and notes
+ * how far it got at each call of the third, after each layer. */
 volatile uint32_t bitspike_mark;
 void bitspike_mark_start(void) __attribute__((noinline));
 void bitspike_mark_end(void) __attribute__((noinline));
+void bitspike_mark_layer(void) __attribute__((noinline));
 void bitspike_mark_start(void) { bitspike_mark = 1; }
 void bitspike_mark_end(void) { bitspike_mark = 2; }
+void bitspike_mark_layer(void) { bitspike_mark = 3; }
+
+/* Called by `bitspike_run_observed` after each layer: where a profiler would read a clock. */
+static void after_layer(size_t layer, void *context) {
+    (void)layer;
+    (void)context;
+    bitspike_mark_layer();
+}
 
 /* `text`, then the unsigned number `n`. */
 static void say_number(const char *text, unsigned long n) {
@@ -60,8 +71,9 @@ int main(void) {
     unsigned long mismatches = 0;
     for (size_t k = 0; k < BITSPIKE_VECTORS; k++) {
         bitspike_mark_start();
-        bitspike_status st = bitspike_run(&interp, bitspike_vector_inputs[k], BITSPIKE_INPUT_LEN,
-                                          output, BITSPIKE_OUTPUT_LEN, &err);
+        bitspike_status st =
+            bitspike_run_observed(&interp, bitspike_vector_inputs[k], BITSPIKE_INPUT_LEN, output,
+                                  BITSPIKE_OUTPUT_LEN, after_layer, NULL, &err);
         bitspike_mark_end();
         if (st != BITSPIKE_STATUS_OK) {
             return failed("run", &err);

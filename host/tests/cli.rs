@@ -678,3 +678,64 @@ fn inspect_scales_prints_real_values() {
     let o = bitspike(&["inspect", &format!("{fixtures}snn-v1.bsm")]);
     assert!(!String::from_utf8_lossy(&o.stdout).contains("accumulator units"));
 }
+
+/// `export --c-source` on a trained run: model.h and model.c with the model's bytes, the digits'
+/// class names and the golden vectors, compiling with the host's C compiler under
+/// `-Wall -Wextra -Werror -pedantic`.
+#[test]
+fn export_c_source_of_a_trained_run_compiles() {
+    let d = tmp("export-c");
+    let run = d.join("run");
+    let o = train_digits(&run, "1");
+    assert!(o.status.success(), "{}", stderr(&o));
+    let (m, c) = (d.join("m.bsm"), d.join("c"));
+    let o = bitspike(&[
+        "export",
+        "--run",
+        run.to_str().unwrap(),
+        "--out",
+        m.to_str().unwrap(),
+        "--count",
+        "3",
+        "--c-source",
+        c.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let h = std::fs::read_to_string(c.join("model.h")).unwrap();
+    let bytes = std::fs::metadata(&m).unwrap().len();
+    assert!(
+        h.contains(&format!("#define BITSPIKE_MODEL_BYTES {bytes}u")),
+        "{h}"
+    );
+    assert!(h.contains("#define BITSPIKE_VECTORS 3u"), "{h}");
+    assert!(h.contains("#define BITSPIKE_OUTPUT_LEN 10u"), "{h}");
+    let src = std::fs::read_to_string(c.join("model.c")).unwrap();
+    assert!(
+        src.contains("\"0\", \"1\", \"2\""),
+        "the digits' class names"
+    );
+    let cc = std::env::var("CC").unwrap_or_else(|_| "cc".into());
+    let include = concat!(env!("CARGO_MANIFEST_DIR"), "/../firmware/capi/include");
+    let out = std::process::Command::new(&cc)
+        .args([
+            "-std=c99",
+            "-Wall",
+            "-Wextra",
+            "-Werror",
+            "-pedantic",
+            "-c",
+            "-I",
+            include,
+        ])
+        .arg(c.join("model.c"))
+        .arg("-o")
+        .arg(d.join("model.o"))
+        .output()
+        .expect("a host C compiler (cc)");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let _ = std::fs::remove_dir_all(d);
+}

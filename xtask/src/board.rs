@@ -453,6 +453,23 @@ impl Run {
         self.result.get(key).and_then(|v| v.parse().ok())
     }
 
+    /// Instructions of each layer on the first vector (from the cumulative counts the layer
+    /// marker gives); empty when layers were not counted.
+    pub fn layer_insns(&self) -> Vec<u64> {
+        self.layers
+            .first()
+            .map(|c| {
+                c.iter()
+                    .scan(0u64, |prev, &n| {
+                        let d = n.saturating_sub(*prev);
+                        *prev = n;
+                        Some(d)
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
     /// The run passed: exit 0 and a result line with 0 mismatches.
     pub fn passed(&self) -> bool {
         self.exit == Some(0) && self.field("mismatches") == Some(0)
@@ -541,7 +558,9 @@ pub fn run(board: &Board, built: &Built, count: bool, timeout: u64) -> Result<Ru
     let mut qemu = c
         .spawn()
         .map_err(|e| format!("cannot start qemu-system-arm: {e}"))?;
-    let (qemu, log) = if built.defmt {
+    // A defmt app's log is decoded from QEMU's standard output; the decoder is drained first
+    // (QEMU blocks once the pipe to an unread decoder fills).
+    let decoded = if built.defmt {
         let qemu_out = qemu.stdout.take().ok_or("no QEMU stdout")?;
         let decoder = Command::new("defmt-print")
             .arg("-e")
@@ -551,24 +570,21 @@ pub fn run(board: &Board, built: &Built, count: bool, timeout: u64) -> Result<Ru
             .stderr(Stdio::piped())
             .spawn()
             .map_err(|e| format!("cannot start defmt-print (run `cargo xtask setup`): {e}"))?;
-        let decoded = decoder
-            .wait_with_output()
-            .map_err(|e| format!("defmt-print: {e}"))?;
-        let qemu = qemu
-            .wait_with_output()
-            .map_err(|e| format!("qemu-system-arm: {e}"))?;
-        let log = String::from_utf8_lossy(&decoded.stdout).into_owned()
-            + &String::from_utf8_lossy(&decoded.stderr);
-        (qemu, log)
+        Some(
+            decoder
+                .wait_with_output()
+                .map_err(|e| format!("defmt-print: {e}"))?,
+        )
     } else {
-        let qemu = qemu
-            .wait_with_output()
-            .map_err(|e| format!("qemu-system-arm: {e}"))?;
-        // QEMU writes a plain app's semihosting output to its standard error.
-        let log = String::from_utf8_lossy(&qemu.stdout).into_owned()
-            + &String::from_utf8_lossy(&qemu.stderr);
-        (qemu, log)
+        None
     };
+    let qemu = qemu
+        .wait_with_output()
+        .map_err(|e| format!("qemu-system-arm: {e}"))?;
+    // A plain app's semihosting output comes on QEMU's standard error.
+    let out = decoded.as_ref().unwrap_or(&qemu);
+    let log =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
     let code = qemu.status.code();
     let result = result_fields(&log);
     let counts = std::fs::read_to_string(&insns_file).unwrap_or_default();

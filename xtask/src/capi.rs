@@ -262,9 +262,38 @@ fn c_app_run(name: &str) -> Result<String, String> {
         run.insns.iter().min().copied().unwrap_or(0),
         run.insns.iter().max().copied().unwrap_or(0),
     );
+    // The Rust board app on the same model and vectors, layer by layer beside the C app's.
+    let rust_built = crate::board::build(&board, &model, &vectors, &[])?;
+    let rust = crate::board::run(&board, &rust_built, true, 120)?;
+    if !rust.passed() {
+        rust.print_failure();
+        return Err(format!("the Rust board app on {name} did not pass"));
+    }
+    let (c_layers, rust_layers) = (run.layer_insns(), rust.layer_insns());
+    if c_layers.is_empty() || c_layers.len() != rust_layers.len() {
+        return Err(format!(
+            "{name}: the C app marked {} layers, the Rust app {}",
+            c_layers.len(),
+            rust_layers.len()
+        ));
+    }
+    let mut table = format!(
+        "{:>5} {:>9} {:>9} {:>10}\n",
+        "layer", "C app", "Rust app", "difference"
+    );
+    for (i, (c, r)) in c_layers.iter().zip(&rust_layers).enumerate() {
+        table += &format!("{i:>5} {c:>9} {r:>9} {:>+10}\n", *c as i64 - *r as i64);
+    }
+    let (c_first, r_first) = (run.insns.first(), rust.insns.first());
     Ok(format!(
-        "{} vectors, 0 mismatches, {lo}..{hi} instructions, flash {} B (.text {} B)",
+        "{table}{} vectors, 0 mismatches, {lo}..{hi} instructions (the Rust app: {}), flash {} B \
+         (.text {} B)",
         run.field("vectors").unwrap_or(0),
+        match (c_first, r_first) {
+            (Some(c), Some(r)) =>
+                format!("{r} on the first vector, {:+} here", *c as i64 - *r as i64),
+            _ => "not counted".into(),
+        },
         built.sizes.text + built.sizes.rodata + built.sizes.data,
         built.sizes.text
     ))

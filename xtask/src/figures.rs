@@ -355,19 +355,7 @@ pub fn figures(
             let real = |k: &str| run.result.get(k).and_then(|v| v.parse::<f64>().ok());
             Some((c, real("probability")?, real("mean")?))
         }),
-        layer_insns: run
-            .layers
-            .first()
-            .map(|c| {
-                c.iter()
-                    .scan(0u64, |prev, &n| {
-                        let d = n.saturating_sub(*prev);
-                        *prev = n;
-                        Some(d)
-                    })
-                    .collect()
-            })
-            .unwrap_or_default(),
+        layer_insns: run.layer_insns(),
         insns: run.insns,
         built,
     })

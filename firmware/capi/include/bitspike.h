@@ -110,6 +110,10 @@ typedef struct {
   uint64_t storage[BITSPIKE_INTERPRETER_WORDS];
 } bitspike_interpreter;
 
+// Called after each layer of [`bitspike_run_observed`] with the layer's index (0 first) and the
+// caller's `context`: a profiler's hook (read a cycle counter, mark a trace).
+typedef void (*BitspikeLayerCallback)(size_t layer, void *context);
+
 #ifdef __cplusplus
 extern "C" {
 #endif // __cplusplus
@@ -172,6 +176,21 @@ bitspike_status bitspike_run(bitspike_interpreter *interp,
                              int32_t *output,
                              size_t output_len,
                              bitspike_error *error);
+
+// [`bitspike_run`], calling `callback(layer, context)` after each layer (nothing when
+// `callback` is null): per-layer timing without changing what runs. The callback must not
+// call back into this interpreter.
+//
+// # Safety
+// As [`bitspike_run`]; `callback`, when not null, must be safe to call with `context`.
+bitspike_status bitspike_run_observed(bitspike_interpreter *interp,
+                                      const uint8_t *input,
+                                      size_t input_len,
+                                      int32_t *output,
+                                      size_t output_len,
+                                      BitspikeLayerCallback callback,
+                                      void *context,
+                                      bitspike_error *error);
 
 // The real value of one output code of the model in `model` (`bitspike_softmax` uses it), as
 // its file records it; 0 for a handle no load filled.

@@ -212,22 +212,57 @@ const MODEL_TAG: u32 = 0x4253_4d4c;
 const INTERPRETER_TAG: u32 = 0x4253_4950;
 const ERROR_TAG: u32 = 0x4253_4552;
 
+/// What a handle's storage holds: the tag of the call that filled it, then the value.
 #[repr(C)]
-struct ModelSlot {
+struct Slot<T> {
     tag: u32,
-    model: Model<'static>,
+    value: T,
 }
 
-#[repr(C)]
-struct InterpreterSlot {
-    tag: u32,
-    interp: Interpreter<'static, 'static>,
-}
+type ModelSlot = Slot<Model<'static>>;
+type InterpreterSlot = Slot<Interpreter<'static, 'static>>;
+type ErrorSlot = Slot<Error>;
 
-#[repr(C)]
-struct ErrorSlot {
-    tag: u32,
-    error: Error,
+impl<T> Slot<T> {
+    /// Mark the slot at `p` unfilled (its value is left as it is, and never read again).
+    ///
+    /// # Safety
+    /// `p` must be non-null, aligned and point to writable storage of a slot's size.
+    unsafe fn clear(p: *mut Self) {
+        // SAFETY: the caller's promise.
+        unsafe { ptr::addr_of_mut!((*p).tag).write(0) }
+    }
+
+    /// Fill the slot at `p` with `value` under `tag`.
+    ///
+    /// # Safety
+    /// As [`Slot::clear`]; whatever `value` borrows must outlive the slot's use.
+    unsafe fn fill(p: *mut Self, tag: u32, value: T) {
+        // SAFETY: the caller's promise.
+        unsafe { p.write(Self { tag, value }) }
+    }
+
+    /// The value of the slot at `p` if a call filled it under `tag`: the tag is read first, the
+    /// value only when it matches.
+    ///
+    /// # Safety
+    /// `p` must be non-null, aligned and point to readable storage of a slot's size, which no
+    /// one writes while the reference lives.
+    unsafe fn value<'a>(p: *const Self, tag: u32) -> Option<&'a T> {
+        // SAFETY: the caller's promise; a matching tag means `fill` wrote the value.
+        unsafe { (ptr::addr_of!((*p).tag).read() == tag).then(|| &*ptr::addr_of!((*p).value)) }
+    }
+
+    /// [`Slot::value`], mutable.
+    ///
+    /// # Safety
+    /// As [`Slot::value`], writable, and no other reference to the value lives meanwhile.
+    unsafe fn value_mut<'a>(p: *mut Self, tag: u32) -> Option<&'a mut T> {
+        // SAFETY: as in `value`.
+        unsafe {
+            (ptr::addr_of!((*p).tag).read() == tag).then(|| &mut *ptr::addr_of_mut!((*p).value))
+        }
+    }
 }
 
 // The handles are large and aligned enough for what they hold, on every target.
@@ -283,15 +318,9 @@ unsafe fn slice_mut<'a, T>(p: *mut T, len: usize) -> Result<&'a mut [T], Bitspik
 /// `m` must be null or point to a `bitspike_model`.
 unsafe fn model_in<'a>(m: *const BitspikeModel) -> Result<&'a Model<'static>, BitspikeStatus> {
     check(m)?;
-    let slot = m.cast::<ModelSlot>();
-    // SAFETY: aligned and large enough for a slot (checked, asserted above); the tag is read
-    // first and the model only when `bitspike_load` wrote it.
-    unsafe {
-        if ptr::addr_of!((*slot).tag).read() != MODEL_TAG {
-            return Err(BitspikeStatus::NotLoaded);
-        }
-        Ok(&*ptr::addr_of!((*slot).model))
-    }
+    // SAFETY: aligned and large enough for a slot (checked, asserted above); the caller's
+    // promise that it is a `bitspike_model`.
+    unsafe { ModelSlot::value(m.cast(), MODEL_TAG) }.ok_or(BitspikeStatus::NotLoaded)
 }
 
 /// Record `e` in `error` when it is given (null: not wanted), and return its status.
@@ -310,11 +339,8 @@ unsafe fn fail(
             ptr::addr_of_mut!((*error).status).write(status as i32);
             let slot = ptr::addr_of_mut!((*error).detail).cast::<ErrorSlot>();
             match e {
-                Some(e) => slot.write(ErrorSlot {
-                    tag: ERROR_TAG,
-                    error: e,
-                }),
-                None => ptr::addr_of_mut!((*slot).tag).write(0),
+                Some(e) => ErrorSlot::fill(slot, ERROR_TAG, e),
+                None => ErrorSlot::clear(slot),
             }
         }
     }
@@ -342,7 +368,7 @@ pub unsafe extern "C" fn bitspike_load(
     let slot = model.cast::<ModelSlot>();
     // SAFETY: `model` is non-null and aligned (checked) and large enough for a slot; the tag
     // is cleared first, so a failed load leaves a handle that no call accepts.
-    unsafe { ptr::addr_of_mut!((*slot).tag).write(0) };
+    unsafe { ModelSlot::clear(slot) };
     // SAFETY: the caller's promise on `bytes`.
     let bytes: &'static [u8] = match unsafe { slice(bytes, len) } {
         Ok(b) => b,
@@ -352,12 +378,7 @@ pub unsafe extern "C" fn bitspike_load(
     match Model::load(bytes) {
         Ok(m) => {
             // SAFETY: as above; the bytes outlive the model as the caller promises.
-            unsafe {
-                slot.write(ModelSlot {
-                    tag: MODEL_TAG,
-                    model: m,
-                })
-            };
+            unsafe { ModelSlot::fill(slot, MODEL_TAG, m) };
             BitspikeStatus::Ok
         }
         // SAFETY: the caller's promise on `error`.
@@ -418,7 +439,7 @@ pub unsafe extern "C" fn bitspike_bind(
     let slot = interp.cast::<InterpreterSlot>();
     // SAFETY: non-null and aligned (checked), large enough for a slot (asserted); cleared
     // first, so a failed bind leaves a handle that no call accepts.
-    unsafe { ptr::addr_of_mut!((*slot).tag).write(0) };
+    unsafe { InterpreterSlot::clear(slot) };
     // SAFETY: the caller's promises on `model` and `arena`.
     let parts = unsafe { model_in(model).and_then(|m| Ok((m, slice_mut(arena, arena_len)?))) };
     let (m, arena): (&Model<'static>, &'static mut [u8]) = match parts {
@@ -429,18 +450,18 @@ pub unsafe extern "C" fn bitspike_bind(
     match m.bind(arena) {
         Ok(i) => {
             // SAFETY: as above; the arena outlives the interpreter as the caller promises.
-            unsafe {
-                slot.write(InterpreterSlot {
-                    tag: INTERPRETER_TAG,
-                    interp: i,
-                })
-            };
+            unsafe { InterpreterSlot::fill(slot, INTERPRETER_TAG, i) };
             BitspikeStatus::Ok
         }
         // SAFETY: the caller's promise on `error`.
         Err(e) => unsafe { fail(error, BitspikeStatus::of(&e), Some(e)) },
     }
 }
+
+/// Called after each layer of [`bitspike_run_observed`] with the layer's index (0 first) and the
+/// caller's `context`: a profiler's hook (read a cycle counter, mark a trace).
+pub type BitspikeLayerCallback =
+    Option<unsafe extern "C" fn(layer: usize, context: *mut core::ffi::c_void)>;
 
 /// Run one inference: `input[0..input_len]` (codes up to the model's input levels) to
 /// `output[0..output_len]` (4-byte aligned). Fails only on the lengths and codes, checked before
@@ -459,22 +480,61 @@ pub unsafe extern "C" fn bitspike_run(
     output_len: usize,
     error: *mut BitspikeError,
 ) -> BitspikeStatus {
+    // SAFETY: the caller's promises, passed on.
+    unsafe { run_with(interp, input, input_len, output, output_len, error, |_| {}) }
+}
+
+/// [`bitspike_run`], calling `callback(layer, context)` after each layer (nothing when
+/// `callback` is null): per-layer timing without changing what runs. The callback must not
+/// call back into this interpreter.
+///
+/// # Safety
+/// As [`bitspike_run`]; `callback`, when not null, must be safe to call with `context`.
+#[no_mangle]
+pub unsafe extern "C" fn bitspike_run_observed(
+    interp: *mut BitspikeInterpreter,
+    input: *const u8,
+    input_len: usize,
+    output: *mut i32,
+    output_len: usize,
+    callback: BitspikeLayerCallback,
+    context: *mut core::ffi::c_void,
+    error: *mut BitspikeError,
+) -> BitspikeStatus {
+    let after = |layer: usize| {
+        if let Some(f) = callback {
+            // SAFETY: the caller's promise on `callback` and `context`.
+            unsafe { f(layer, context) }
+        }
+    };
+    // SAFETY: the caller's promises, passed on.
+    unsafe { run_with(interp, input, input_len, output, output_len, error, after) }
+}
+
+/// The body of [`bitspike_run`] and [`bitspike_run_observed`].
+///
+/// # Safety
+/// As [`bitspike_run`].
+unsafe fn run_with(
+    interp: *mut BitspikeInterpreter,
+    input: *const u8,
+    input_len: usize,
+    output: *mut i32,
+    output_len: usize,
+    error: *mut BitspikeError,
+    after_layer: impl FnMut(usize),
+) -> BitspikeStatus {
     let run = || -> Result<(), (BitspikeStatus, Option<Error>)> {
         check(interp).map_err(|s| (s, None))?;
-        let slot = interp.cast::<InterpreterSlot>();
-        // SAFETY: non-null and aligned (checked) and large enough (asserted); the tag is read
-        // first and the interpreter only when `bitspike_bind` wrote it.
-        let it = unsafe {
-            if ptr::addr_of!((*slot).tag).read() != INTERPRETER_TAG {
-                return Err((BitspikeStatus::NotLoaded, None));
-            }
-            &mut *ptr::addr_of_mut!((*slot).interp)
-        };
+        // SAFETY: non-null and aligned (checked) and large enough (asserted); the caller's
+        // promise that it is a `bitspike_interpreter`.
+        let it = unsafe { InterpreterSlot::value_mut(interp.cast(), INTERPRETER_TAG) }
+            .ok_or((BitspikeStatus::NotLoaded, None))?;
         // SAFETY: the caller's promises on `input` and `output`.
         let input = unsafe { slice(input, input_len) }.map_err(|s| (s, None))?;
         // SAFETY: as above.
         let output = unsafe { slice_mut(output, output_len) }.map_err(|s| (s, None))?;
-        it.run(input, output)
+        it.run_observed(input, output, after_layer)
             .map_err(|e| (BitspikeStatus::of(&e), Some(e)))
     };
     match run() {
@@ -623,11 +683,7 @@ pub unsafe extern "C" fn bitspike_error_text(
             // error only when a failing call wrote it.
             let (status, detail) = unsafe {
                 let slot = ptr::addr_of!((*error).detail).cast::<ErrorSlot>();
-                let detail = if ptr::addr_of!((*slot).tag).read() == ERROR_TAG {
-                    Some(ptr::addr_of!((*slot).error).read())
-                } else {
-                    None
-                };
+                let detail = ErrorSlot::value(slot, ERROR_TAG).copied();
                 (ptr::addr_of!((*error).status).read(), detail)
             };
             match (BitspikeStatus::from_code(status), detail) {

@@ -408,3 +408,79 @@ fn softmax_gives_the_class_and_probabilities_of_the_dequantized_outputs() {
     assert_eq!(status_text(5), "the model records no scale for its output");
     assert_eq!(status_text(6), "two buffers that must be distinct overlap");
 }
+
+/// Counts the callback's calls in the `Vec<usize>` its context points at.
+unsafe extern "C" fn note_layer(layer: usize, context: *mut std::ffi::c_void) {
+    // SAFETY: the test passes a `Vec<usize>` as the context.
+    unsafe { (*context.cast::<Vec<usize>>()).push(layer) };
+}
+
+#[test]
+fn an_observed_run_calls_back_after_each_layer_and_computes_the_same() {
+    let bytes = fixture("snn-v1.bsm");
+    let vbytes = fixture("snn-v1.bsv");
+    let v = Vectors::parse(&vbytes).unwrap();
+    let layers = bitspike_rt::Model::load(&bytes)
+        .unwrap()
+        .file()
+        .layer_count();
+    let mut model = zeroed::<BitspikeModel>();
+    let mut err = zeroed::<BitspikeError>();
+    assert_eq!(load(&bytes, &mut model, &mut err), BitspikeStatus::Ok);
+    // SAFETY: valid handles, buffers and lengths; the context is the Vec the callback expects.
+    unsafe {
+        let mut arena = vec![0u8; bitspike_arena_bytes(&*model)];
+        let mut interp = zeroed::<BitspikeInterpreter>();
+        assert_eq!(
+            bind(&model, &mut arena, &mut interp, &mut err),
+            BitspikeStatus::Ok
+        );
+        let input = v.input(0);
+        let mut out = vec![0i32; v.output_len()];
+        let mut seen: Vec<usize> = Vec::new();
+        let ctx = (&mut seen as *mut Vec<usize>).cast::<std::ffi::c_void>();
+        let s = bitspike_run_observed(
+            &mut *interp,
+            input.as_ptr(),
+            input.len(),
+            out.as_mut_ptr(),
+            out.len(),
+            Some(note_layer),
+            ctx,
+            &mut *err,
+        );
+        assert_eq!(s, BitspikeStatus::Ok);
+        assert_eq!(seen, (0..layers).collect::<Vec<_>>());
+        let expected: Vec<i32> = (0..v.output_len()).map(|j| v.expected(0, j)).collect();
+        assert_eq!(out, expected);
+        // No callback: the same outputs.
+        let mut again = vec![0i32; v.output_len()];
+        let s = bitspike_run_observed(
+            &mut *interp,
+            input.as_ptr(),
+            input.len(),
+            again.as_mut_ptr(),
+            again.len(),
+            None,
+            ptr::null_mut(),
+            &mut *err,
+        );
+        assert_eq!(s, BitspikeStatus::Ok);
+        assert_eq!(again, expected);
+        // A refused run calls nothing back.
+        seen.clear();
+        let ctx = (&mut seen as *mut Vec<usize>).cast::<std::ffi::c_void>();
+        let s = bitspike_run_observed(
+            &mut *interp,
+            input.as_ptr(),
+            input.len() - 1,
+            again.as_mut_ptr(),
+            again.len(),
+            Some(note_layer),
+            ctx,
+            &mut *err,
+        );
+        assert_eq!(s, BitspikeStatus::InputLength);
+        assert!(seen.is_empty());
+    }
+}
