@@ -2,8 +2,10 @@
 //! the scale the model file records for its output tensor) and softmax confidences.
 //!
 //! Float math on the result of an inference, never inside one: the integer outputs stay the
-//! bit-exact result. `exp` is `micromath`'s approximation (a few parts in ten thousand), which
-//! needs no `libm` on a `no_std` target.
+//! bit-exact result. `exp` is `micromath`'s approximation, which needs no `libm` on a `no_std`
+//! target: within 0.24 % of the exact value on `[-20, 0]`, which keeps every probability within
+//! 0.0006 of the exact softmax's (the worst over 200 000 random outputs; the tests bound it by
+//! 0.002).
 
 use micromath::F32Ext;
 
