@@ -614,7 +614,7 @@ fn compute(layer: &Layer<'_>, g: &Geometry, v: Views<'_>, ops: &mut Ops) {
                 || optimized::depthwise(g, w, st, a, dst, sc, ops)
         }
         (LayerKind::Add, Kernel::Elementwise) => {
-            optimized::add(g, layer.add_weights, st, a, b, dst);
+            optimized::add(g, layer.add_weights, w.bias, st, a, b, dst);
             true
         }
         (LayerKind::MaxPool, Kernel::Pool) => {
@@ -634,7 +634,7 @@ fn compute(layer: &Layer<'_>, g: &Geometry, v: Views<'_>, ops: &mut Ops) {
             LayerKind::AvgPool => reference::avg_pool(g, st, a, dst),
             LayerKind::MaxPool => reference::max_pool(g, a, dst),
             LayerKind::GlobalAvgPool => reference::global_avg_pool(g, st, a, dst),
-            LayerKind::Add => reference::add(g, layer.add_weights, st, a, b, dst),
+            LayerKind::Add => reference::add(g, layer.add_weights, w.bias, st, a, b, dst),
             LayerKind::Flatten => {}
         }
     }

@@ -30,8 +30,9 @@ pub enum LayerKind {
     /// Mean over all spatial positions, per channel: the sum, then requantization with `1/(h*w)`
     /// folded into the multiplier.
     GlobalAvgPool = 5,
-    /// Residual add of two tensors of one shape: `acc = a * wa + b * wb` with integer weights that
-    /// carry the ratio of the two input scales, then requantization.
+    /// Residual add of two tensors of one shape: `acc = a * wa + b * wb (+ bias)` with integer
+    /// weights that carry the ratio of the two input scales and an optional i32 bias per channel
+    /// (it undoes the inputs' zero points), then requantization.
     Add = 6,
     /// Reshape to `1 x 1 x (h*w*c)`; moves no data (the output shares the input's memory).
     Flatten = 7,

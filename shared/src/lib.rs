@@ -27,3 +27,14 @@ pub mod plan;
 pub mod quant;
 pub mod snn;
 pub mod vectors;
+
+/// The unit tests' random numbers: a 64-bit xorshift stream from `seed`.
+#[cfg(test)]
+pub(crate) fn xorshift(mut seed: u64) -> impl FnMut() -> u64 {
+    move || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    }
+}

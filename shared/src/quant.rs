@@ -394,13 +394,7 @@ mod tests {
 
     #[test]
     fn a_folded_bias_gives_the_same_codes() {
-        let mut seed = 0x2545_f491_4f6c_dd1du64;
-        let mut next = move || {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            seed
-        };
+        let mut next = crate::xorshift(0x2545_f491_4f6c_dd1du64);
         for _ in 0..20_000 {
             let m = (next() >> 33) as i32;
             let shift = (next() % 12) as i8;
@@ -501,6 +495,8 @@ mod tests {
         );
     }
 
+    /// The exporter's and the normalised scale, and the `(multiplier, shift)` pair the
+    /// wrapper returns, all give back the real they were made from.
     #[test]
     fn multiplier_represents_real() {
         for &r in &[
@@ -518,6 +514,12 @@ mod tests {
             let back = m as f64 / (1u64 << 31) as f64 * 2f64.powi(-(s as i32));
             assert!((back - r).abs() <= r * 1e-9, "{r} -> {m} {s} -> {back}");
             assert!(m >= 1 << 30);
+            let n = Q31Scale::normalised(r).unwrap();
+            assert_eq!(n.to_bits(), (m, s));
+            assert!((n.real() - r).abs() <= r * 1e-9, "{r} -> {n:?}");
+            let e = Q31Scale::exported(r).unwrap();
+            assert!((e.real() - r).abs() <= r * 1e-6, "{r} -> {e:?}");
+            assert_eq!(Q31Scale::from_bits(e.to_bits().0, e.to_bits().1), e);
         }
         assert_eq!(quantize_multiplier(0.0), Some((0, 0)));
         assert_eq!(quantize_multiplier(-1.0), None);

@@ -300,13 +300,7 @@ mod tests {
 
     #[test]
     fn a_folded_bias_gives_the_same_counts() {
-        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
-        let mut next = move || {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            seed
-        };
+        let mut next = crate::xorshift(0x9e37_79b9_7f4a_7c15u64);
         let mut closed = 0;
         for _ in 0..20_000 {
             let theta = (next() % 5000) as i32 + 1;

@@ -352,7 +352,9 @@ fn add(l: &LayerDef, last: bool, a: &Tensor, b: &Tensor) -> Tensor {
     for y in 0..s.h as usize {
         for x in 0..s.w as usize {
             for c in 0..s.c as usize {
-                let acc = a.at(y, x, c) as i64 * wa as i64 + b.at(y, x, c) as i64 * wb as i64;
+                let bias = l.bias.as_ref().map_or(0, |v| v[c] as i64);
+                let acc =
+                    a.at(y, x, c) as i64 * wa as i64 + b.at(y, x, c) as i64 * wb as i64 + bias;
                 values.push(finish(l, last, acc, c));
             }
         }

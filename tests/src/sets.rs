@@ -373,8 +373,16 @@ fn check_unweighted(layer: &Layer<'_>, b: &[u8], levels: u8) -> Result<(), Strin
         }),
         LayerKind::Add => {
             let w = layer.def.add_weights;
-            run("reference add", &|o| reference::add(g, w, &st, x, b, o))?;
-            run("add", &|o| optimized::add(g, w, &st, x, b, o))
+            let bytes: Option<Vec<u8>> = layer
+                .def
+                .bias
+                .as_ref()
+                .map(|v| v.iter().flat_map(|x| x.to_le_bytes()).collect());
+            let bias = bytes.as_deref().map(I32s::new);
+            run("reference add", &|o| {
+                reference::add(g, w, bias, &st, x, b, o)
+            })?;
+            run("add", &|o| optimized::add(g, w, bias, &st, x, b, o))
         }
         _ => Ok(()),
     }

@@ -631,6 +631,47 @@ fn accumulators_that_could_wrap_are_refused() {
     ));
 }
 
+/// A residual add may carry a bias (its inputs' zero points), which counts towards its
+/// accumulator bound; a layer without weights other than the add may not.
+#[test]
+fn an_add_bias_is_checked() {
+    use bitspike_core::def::{LayerDef, ModelDef, Requant};
+    use bitspike_core::format::writer::WriteError;
+    use bitspike_core::layer::Shape;
+    let rq = Requant {
+        multiplier: 1 << 30,
+        shift: 0,
+    };
+    let model = |bias: Option<Vec<i32>>, kind: LayerKind| {
+        let mut m = ModelDef::new(Shape::new(2, 2, 2), 255, 1.0);
+        let mut l = LayerDef::new(kind, 0).with_output(255, 1.0);
+        if kind == LayerKind::Add {
+            l.input2 = Some(0);
+            l.add_weights = [3, -2];
+        }
+        l.requant = vec![rq; 2];
+        l.bias = bias;
+        m.push(l);
+        write(&m)
+    };
+    assert!(model(Some(vec![-300, 7]), LayerKind::Add).is_ok());
+    // 255 * 3 + 255 * 2 + the bias must stay below 2^31.
+    assert!(matches!(
+        model(Some(vec![i32::MAX - 1000, 0]), LayerKind::Add),
+        Err(WriteError::Invalid(FormatError::Layer {
+            field: LayerField::Accumulator,
+            ..
+        }))
+    ));
+    assert!(matches!(
+        model(Some(vec![1, 2]), LayerKind::GlobalAvgPool),
+        Err(WriteError::Invalid(FormatError::Layer {
+            field: LayerField::Flags,
+            ..
+        }))
+    ));
+}
+
 #[test]
 fn writer_refuses_inputs_that_are_not_earlier_tensors() {
     use bitspike_core::def::{LayerDef, ModelDef};

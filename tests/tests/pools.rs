@@ -145,9 +145,9 @@ proptest! {
     #![proptest_config(ProptestConfig { cases: 400, failure_persistence: None, ..ProptestConfig::default() })]
 
     /// The residual add against the reference: random shapes, weights, per-channel requantizers
-    /// (left and right shifts) and levels.
+    /// (left and right shifts), levels, and a per-channel bias (zero points) or none.
     #[test]
-    fn add_equals_reference(h in 1u16..=6, w in 1u16..=6, c in 1u16..=20, seed in any::<u64>(), levels in levels(), wa in any::<i16>(), wb in any::<i16>()) {
+    fn add_equals_reference(h in 1u16..=6, w in 1u16..=6, c in 1u16..=20, seed in any::<u64>(), levels in levels(), wa in any::<i16>(), wb in any::<i16>(), with_bias in any::<bool>()) {
         let shape = Shape::new(h, w, c);
         let g = Geometry { kind: LayerKind::Add, window: Window::default(), groups: 1, input: shape, output: shape };
         let mut rng = Rng::new(seed);
@@ -158,10 +158,29 @@ proptest! {
             .flat_map(|_| (rng.range(0, i32::MAX as i64) as i32).to_le_bytes())
             .collect();
         let shifts: Vec<u8> = (0..n).map(|_| rng.range(-4, 20) as i8 as u8).collect();
-        let st = Stage::Requantize { multipliers: I32s::new(&mult), shifts: &shifts, offset: rng.range(-20, 20) as i32, levels };
+        let offset = rng.range(-20, 20) as i32;
+        let st = Stage::Requantize { multipliers: I32s::new(&mult), shifts: &shifts, offset, levels };
+        // Some channels' bias is 0 (the fast loop), the others' not.
+        let bias: Vec<u8> = (0..n)
+            .flat_map(|_| {
+                let v = if rng.range(0, 2) == 0 { 0 } else { rng.range(-300_000, 300_000) as i32 };
+                v.to_le_bytes()
+            })
+            .collect();
+        let bias = with_bias.then(|| I32s::new(&bias));
         let (mut x, mut y) = (vec![0x5Au8; shape.len()], vec![0xA5u8; shape.len()]);
-        optimized::add(&g, [wa, wb], &st, &a, &b, &mut x);
-        reference::add(&g, [wa, wb], &st, &a, &b, &mut y);
+        optimized::add(&g, [wa, wb], bias, &st, &a, &b, &mut x);
+        reference::add(&g, [wa, wb], bias, &st, &a, &b, &mut y);
+        // The reference is the contract: requantize(a wa + b wb + bias) per element.
+        for i in 0..shape.len() {
+            let ch = i % n;
+            let acc = (a[i] as i32 * wa as i32)
+                .wrapping_add(b[i] as i32 * wb as i32)
+                .wrapping_add(bias.map_or(0, |v| v.get(ch)));
+            let s = shifts[ch] as i8;
+            let m = i32::from_le_bytes([mult[4 * ch], mult[4 * ch + 1], mult[4 * ch + 2], mult[4 * ch + 3]]);
+            prop_assert_eq!(y[i], bitspike_core::quant::requantize(acc, m, s, offset, levels));
+        }
         prop_assert_eq!(x, y);
     }
 }

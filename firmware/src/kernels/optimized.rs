@@ -17,6 +17,7 @@
 //! Tested bit-exact against the reference kernels on random shapes (`tests/tests/optimized.rs`)
 //! and against the independent oracle through the runtime.
 
+use bitspike_core::format::I32s;
 use bitspike_core::kernel::ROW_CHUNK;
 use bitspike_core::layer::Geometry;
 use bitspike_core::pack::unpack_one;
@@ -578,11 +579,13 @@ pub fn depthwise_words(
 }
 
 /// Residual add, channel by channel (each channel's output step prepared once); the same
-/// contract as [`super::reference::add`].
+/// contract as [`super::reference::add`]. A channel with a bias (inputs with zero points)
+/// takes the plain loop.
 #[inline(never)]
 pub fn add(
     g: &Geometry,
     weights: [i16; 2],
+    bias: Option<I32s<'_>>,
     stage: &Stage<'_>,
     a: &[u8],
     b: &[u8],
@@ -593,7 +596,8 @@ pub fn add(
     let (wa, wb) = (weights[0] as i32, weights[1] as i32);
     for c in 0..c_n.min(n) {
         let out = stage.channel(c);
-        if let super::ChannelStage::Requantize(r) = out {
+        let bc = bias.map_or(0, |b| b.get(c));
+        if let (super::ChannelStage::Requantize(r), 0) = (out, bc) {
             if r.right_shift() {
                 // The shift's kind decided once per channel, not per element.
                 let (a, b, o) = (&a[..n], &b[..n], &mut output[..n]);
@@ -611,7 +615,9 @@ pub fn add(
         }
         let mut i = c;
         while i < n {
-            let acc = (a[i] as i32 * wa).wrapping_add(b[i] as i32 * wb);
+            let acc = (a[i] as i32 * wa)
+                .wrapping_add(b[i] as i32 * wb)
+                .wrapping_add(bc);
             out.store(output, i, acc);
             i += c_n;
         }

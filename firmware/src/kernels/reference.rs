@@ -8,6 +8,7 @@
 //! Layouts: activations HWC, convolution weights OHWI, dense weights `[out][in]`
 //! (see `bitspike_core::layer`).
 
+use bitspike_core::format::I32s;
 use bitspike_core::layer::{Geometry, Shape};
 use bitspike_core::pack::unpack_one;
 
@@ -164,11 +165,13 @@ pub fn global_avg_pool(g: &Geometry, stage: &Stage<'_>, input: &[u8], output: &m
     }
 }
 
-/// Residual add: `out = stage(a * wa + b * wb)`, element by element; the integer weights carry
-/// the ratio of the two input scales.
+/// Residual add: `out = stage(a * wa + b * wb + bias)`, element by element; the integer
+/// weights carry the ratio of the two input scales, the bias (per channel, absent: 0) undoes
+/// the inputs' zero points.
 pub fn add(
     g: &Geometry,
     weights: [i16; 2],
+    bias: Option<I32s<'_>>,
     stage: &Stage<'_>,
     a: &[u8],
     b: &[u8],
@@ -176,7 +179,10 @@ pub fn add(
 ) {
     let c_n = g.output.c as usize;
     for (i, (&x, &y)) in a.iter().zip(b).enumerate().take(g.output.len()) {
-        let acc = (x as i32 * weights[0] as i32).wrapping_add(y as i32 * weights[1] as i32);
-        stage.store(output, i, i % c_n.max(1), acc);
+        let c = i % c_n.max(1);
+        let acc = (x as i32 * weights[0] as i32)
+            .wrapping_add(y as i32 * weights[1] as i32)
+            .wrapping_add(bias.map_or(0, |b| b.get(c)));
+        stage.store(output, i, c, acc);
     }
 }

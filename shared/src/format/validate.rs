@@ -96,7 +96,7 @@ impl ModelFile<'_> {
         let spiking = flags & LAYER_FLAG_SPIKING != 0;
 
         if flags & !LAYER_FLAGS_KNOWN != 0
-            || (flags & LAYER_FLAG_BIAS != 0 && !kind.has_weights())
+            || (flags & LAYER_FLAG_BIAS != 0 && !(kind.has_weights() || kind == LayerKind::Add))
             || (spiking && (!kind.has_weights() || raw))
             || (raw && !kind.requantizes())
         {
@@ -429,8 +429,12 @@ pub fn accumulator_bound(l: &LayerView<'_>, g: &Geometry, levels: u8, levels2: u
         LayerKind::AvgPool => g.window.kh as i64 * g.window.kw as i64 * code,
         LayerKind::GlobalAvgPool => (g.input.h as i64 * g.input.w as i64).saturating_mul(code),
         LayerKind::Add => {
+            let bias = l
+                .bias
+                .map_or(0, |b| b.iter().map(|v| (v as i64).abs()).max().unwrap_or(0));
             code * (l.add_weights[0] as i64).abs()
                 + levels2 as i64 * (l.add_weights[1] as i64).abs()
+                + bias
         }
         LayerKind::MaxPool | LayerKind::Flatten => 0,
     }
