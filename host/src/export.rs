@@ -249,9 +249,20 @@ pub fn model_def_with(
             steps[k]
         );
     }
+    let zero = net.zero_points();
     tch::no_grad(|| -> Result<()> {
         for (i, (n, p)) in net.spec.nodes.iter().zip(&net.params).enumerate() {
             let input = n.input as u16;
+            // A signed tensor's zero point is undone by the residual add that reads it (its
+            // bias); no other layer reads one.
+            if zero[n.input] != 0 && !matches!(n.op, Op::Add { .. }) {
+                bail!(
+                    "layer {i}: reads tensor {}, a signed output (zero point {}), which only a \
+                     residual add can read",
+                    n.input,
+                    zero[n.input]
+                );
+            }
             let (s_in, s_out) = (steps[n.input], steps[i + 1]);
             if all_levels[i + 1] > 255 {
                 bail!(
@@ -269,6 +280,7 @@ pub fn model_def_with(
                         stride,
                         pad,
                         groups,
+                        ..
                     },
                     Params::Conv { w, bn, wq, .. },
                 ) => {
@@ -293,7 +305,10 @@ pub fn model_def_with(
                         rq,
                     )
                     .with_output(levels, s_out as f32);
-                    with_spiking(l, sp)
+                    let mut l = with_spiking(l, sp);
+                    // A signed output: its zero point added after requantization.
+                    l.offset = zero[i + 1] as i32;
+                    l
                 }
                 (Op::Dense { out, hidden }, Params::Dense { w, b, wq, .. }) => {
                     let w = hwc_columns(w, shapes[n.input], &net.spec, n.input)?;
@@ -353,6 +368,11 @@ pub fn model_def_with(
                     l.input2 = Some(*other as u16);
                     l.add_weights = [wa, wb];
                     l.requant = vec![requant(i, unit / s_out)?; c];
+                    // Zero points of signed inputs: wa (a - za) + wb (b - zb), exactly.
+                    let k = -(wa as i64 * zero[n.input] + wb as i64 * zero[*other]);
+                    if k != 0 {
+                        l.bias = Some(vec![k as i32; c]);
+                    }
                     l
                 }
                 (Op::MaxPool { k, stride }, _) => {

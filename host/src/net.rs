@@ -4,14 +4,15 @@
 //! A [`Spec`] (`crate::spec`) lists nodes in execution order; node `i` reads tensor `input` (0 is the image,
 //! `j + 1` the output of node `j`) and produces tensor `i + 1`, exactly as layer `i` of the model
 //! file does (`bitspike_core::layer`). Convolutions carry BatchNorm (folded at export) and end,
-//! like hidden dense layers and residual adds, with a ReLU fused into their activation quantizer;
-//! the last dense layer produces raw logits.
+//! like hidden dense layers and residual adds, with a ReLU fused into their activation quantizer
+//! (a convolution without a ReLU has a signed output: 8-bit codes with a zero point,
+//! [`SignedQuant`], at every bit width); the last dense layer produces raw logits.
 
 use anyhow::{bail, Result};
 use tch::nn::{self, ModuleT};
 use tch::{Kind, Tensor};
 
-use crate::quant::{ActQuant, ActQuantize, Bits, Quantizers, Uniform, WeightQuantize};
+use crate::quant::{ActQuant, ActQuantize, Bits, Quantizers, SignedQuant, Uniform, WeightQuantize};
 pub use crate::spec::{Node, Op, Spec, TrainArch};
 
 /// The trainable parameters of one node.
@@ -139,16 +140,21 @@ impl QNet {
             let in_shape = shapes[n.input];
             let edge = edges.contains(&i);
             let param = match n.op {
-                Op::Conv { out, k, groups, .. } => {
+                Op::Conv {
+                    out,
+                    k,
+                    groups,
+                    relu,
+                    ..
+                } => {
                     let w = p.kaiming_uniform("weight", &[out, in_shape[0] / groups, k, k]);
                     let bn = nn::batch_norm2d(&p / "bn", out, Default::default());
                     let wq = quantizers.weight(&q, i, i == 0, out, true)?;
-                    Params::Conv {
-                        w,
-                        bn,
-                        wq,
-                        aq: quantizers.act(&q, i, edge)?,
-                    }
+                    let aq: Box<dyn ActQuantize> = match relu {
+                        true => quantizers.act(&q, i, edge)?,
+                        false => Box::new(SignedQuant::new(&q)),
+                    };
+                    Params::Conv { w, bn, wq, aq }
                 }
                 Op::Dense { out, hidden } => {
                     let fan_in = in_shape.iter().product::<i64>();
@@ -213,10 +219,13 @@ impl QNet {
             } else {
                 weight_bits
             };
+            let signed = self.spec.signed(i);
             match p {
                 Params::Conv { wq, aq, .. } => {
                     wq.set_bits(wb)?;
-                    aq.set_bits(act_bits)?;
+                    if !signed {
+                        aq.set_bits(act_bits)?;
+                    }
                 }
                 Params::Dense { wq, aq, .. } => {
                     wq.set_bits(wb)?;
@@ -292,8 +301,12 @@ impl QNet {
         }
     }
 
-    /// The activation quantizer node `i` runs: its own, or the supernet's selected candidate.
+    /// The activation quantizer node `i` runs: its own, or the supernet's selected candidate
+    /// (a signed output always its own).
     fn act_q<'a>(&'a self, i: usize, aq: &'a dyn ActQuantize) -> &'a dyn ActQuantize {
+        if self.spec.signed(i) {
+            return aq;
+        }
         self.overlay
             .as_ref()
             .and_then(|o| o.act_quantizer(i))
@@ -311,16 +324,27 @@ impl QNet {
         }
     }
 
-    /// Fake-quantize node `i`'s activation.
-    fn afq(&self, i: usize, aq: &dyn ActQuantize, x: &Tensor) -> Tensor {
+    /// Fake-quantize node `i`'s activation (`train`: a training pass, in which a signed
+    /// output's range follows the batch).
+    fn afq(&self, i: usize, aq: &dyn ActQuantize, x: &Tensor, train: bool) -> Tensor {
+        let signed = self.spec.signed(i);
         match self.mode.get() {
             Mode::Quantized => {}
+            Mode::Float if signed => return x.shallow_clone(),
             Mode::Float => return x.relu(),
             Mode::Calibrate => {
-                let y = x.relu();
+                let y = if signed { x.shallow_clone() } else { x.relu() };
                 aq.observe(&y);
                 return y;
             }
+        }
+        if signed {
+            // While training, its range follows the batches (a moving average); otherwise it
+            // is what calibration or training left.
+            if let (true, Some(q)) = (train, aq.as_any().downcast_ref::<SignedQuant>()) {
+                q.track(x);
+            }
+            return aq.forward(x);
         }
         match self.overlay.as_ref().and_then(|o| o.act(i, x)) {
             Some(y) => y,
@@ -346,6 +370,19 @@ impl QNet {
             Params::Dense { aq: Some(aq), .. } => Some((i, aq.as_ref())),
             _ => None,
         })
+    }
+
+    /// The zero point of every tensor (0 = input; nonzero only for signed outputs), from the
+    /// current quantizers.
+    pub fn zero_points(&self) -> Vec<i64> {
+        let mut z = vec![0];
+        for (i, p) in self.params.iter().enumerate() {
+            z.push(match p {
+                Params::Conv { aq, .. } => self.act_q(i, aq.as_ref()).zero_point(),
+                _ => 0,
+            });
+        }
+        z
     }
 
     /// How many inputs a pooling node sums (1 for other nodes).
@@ -454,7 +491,7 @@ impl QNet {
                         [1],
                         *groups,
                     );
-                    let y = self.afq(i, aq.as_ref(), &bn.forward_t(&z, train));
+                    let y = self.afq(i, aq.as_ref(), &bn.forward_t(&z, train), train);
                     (y, self.act_q(i, aq.as_ref()).step())
                 }
                 (Op::MaxPool { k, stride }, _) => (
@@ -485,7 +522,7 @@ impl QNet {
                 }
                 (Op::Flatten, _) => (x.flatten(1, -1), steps[n.input]),
                 (Op::Add { other }, Params::Add { aq }) => (
-                    self.afq(i, aq.as_ref(), &(x + &outs[*other])),
+                    self.afq(i, aq.as_ref(), &(x + &outs[*other]), train),
                     self.act_q(i, aq.as_ref()).step(),
                 ),
                 (Op::Dense { .. }, Params::Dense { w, b, wq, aq }) => {
@@ -494,7 +531,7 @@ impl QNet {
                         .linear(&self.wfq(i, wq.as_ref(), w), Some(b));
                     match aq {
                         Some(aq) => (
-                            self.afq(i, aq.as_ref(), &z),
+                            self.afq(i, aq.as_ref(), &z, train),
                             self.act_q(i, aq.as_ref()).step(),
                         ),
                         None => (z, 0.0),

@@ -13,7 +13,8 @@ use serde::{Deserialize, Serialize};
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Op {
-    /// Convolution (square kernel), BatchNorm, ReLU and activation quantizer.
+    /// Convolution (square kernel), BatchNorm, ReLU (unless `relu` is false) and activation
+    /// quantizer.
     Conv {
         /// Output channels.
         out: i64,
@@ -25,6 +26,10 @@ pub enum Op {
         pad: i64,
         /// Groups.
         groups: i64,
+        /// A ReLU before the quantizer (true), or none: a signed output (a residual block's
+        /// second convolution and its shortcut), quantized at 8 bits with a zero point.
+        #[serde(default = "relu_default")]
+        relu: bool,
     },
     /// Max pooling (codes pass through).
     MaxPool {
@@ -58,6 +63,11 @@ pub enum Op {
     },
 }
 
+/// Convolutions written before `relu` existed all had a ReLU.
+fn relu_default() -> bool {
+    true
+}
+
 /// A node: an operation and the tensor it reads.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Node {
@@ -79,7 +89,9 @@ pub enum TrainArch {
     Lenet,
     /// A small VGG-style CNN: pairs of 3x3 convolutions (16/32/64) with max pools, GAP, dense.
     Vgg,
-    /// MLPerf Tiny's image-classification ResNet-8 (16/32/64 filters, residual adds).
+    /// MLPerf Tiny's image-classification ResNet-8 (16/32/64 filters, residual adds): each
+    /// block's second convolution and its 1x1 shortcut end without a ReLU (signed outputs);
+    /// the shortcut keeps a BatchNorm, as ResNet's projection shortcuts do.
     Resnet8,
 }
 
@@ -110,6 +122,7 @@ impl Builder {
                 stride,
                 pad: k / 2,
                 groups: 1,
+                relu: true,
             },
             input,
         )
@@ -117,6 +130,14 @@ impl Builder {
 }
 
 impl Spec {
+    /// Whether node `i`'s output is signed (a convolution without a ReLU).
+    pub fn signed(&self, i: usize) -> bool {
+        matches!(
+            self.nodes.get(i).map(|n| &n.op),
+            Some(Op::Conv { relu: false, .. })
+        )
+    }
+
     /// The nodes whose activation quantizers make the edge activations: the first node's
     /// output and the codes the logits layer reads (found back from its input through pools
     /// and flattens, which keep their input's codes).
@@ -186,6 +207,7 @@ impl Spec {
                         stride: 1,
                         pad: 2,
                         groups: 1,
+                        relu: true,
                     },
                     0,
                 );
@@ -198,6 +220,7 @@ impl Spec {
                         stride: 1,
                         pad,
                         groups: 1,
+                        relu: true,
                     },
                     t,
                 );
@@ -245,10 +268,22 @@ impl Spec {
                 );
             }
             TrainArch::Resnet8 => {
+                // Each block: conv-BN-ReLU, conv-BN (no ReLU), plus the block's input or its
+                // 1x1 strided projection (with BatchNorm, no ReLU), then ReLU.
                 let mut x = b.conv(0, 16, 3, 1);
                 for (c, s) in [(16, 1), (32, 2), (64, 2)] {
                     let y = b.conv(x, c, 3, s);
-                    let y = b.conv(y, c, 3, 1);
+                    let y = b.push(
+                        Op::Conv {
+                            out: c,
+                            k: 3,
+                            stride: 1,
+                            pad: 1,
+                            groups: 1,
+                            relu: false,
+                        },
+                        y,
+                    );
                     let short = if s == 1 {
                         x
                     } else {
@@ -259,6 +294,7 @@ impl Spec {
                                 stride: s,
                                 pad: 0,
                                 groups: 1,
+                                relu: false,
                             },
                             x,
                         )
@@ -374,6 +410,7 @@ impl Spec {
                     stride,
                     pad,
                     groups,
+                    ..
                 } => {
                     if c % groups != 0 || out % groups != 0 || h + 2 * pad < k || w + 2 * pad < k {
                         bail!("node {i}: a {k}x{k} convolution does not fit {c}x{h}x{w}");

@@ -76,3 +76,70 @@ fn fashion_mnist_integer_gap_is_small() {
         100.0 * (integer - fake)
     );
 }
+
+/// ResNet-8's signed tensors (each block's second convolution and its shortcut, without a
+/// ReLU) export as 8-bit codes with a zero point, which the residual adds undo through their
+/// bias; the integer model then agrees with the fake-quantized network.
+#[test]
+fn resnet8_signed_tensors_export_exactly() {
+    let cfg = TrainConfig {
+        dataset: DatasetName::Digits,
+        arch: bitspike::net::TrainArch::Resnet8,
+        epochs: 8,
+        lr: 0.01,
+        augment: Augment {
+            crop_pad: 0,
+            ..Augment::default()
+        },
+        ..TrainConfig::default()
+    };
+    let _one = common::seeded();
+    tch::set_num_threads(1);
+    let data = data::load(cfg.dataset, &data::default_dir()).unwrap();
+    let dir = std::env::temp_dir().join(format!("bitspike-train-{}-r8", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    bitspike::methods::train(&cfg, &data, &TrainOptions::cpu(&dir)).unwrap();
+    let t = bitspike::methods::load(&dir, &data, Device::Cpu).unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+    let fake = train::accuracy(&t.net, &data.test, data.max_code, Device::Cpu);
+    let def = export::model_def(&t.net).unwrap();
+    // Five signed outputs (three second convolutions, two shortcuts), each with a zero point
+    // inside its 8-bit range; every add reading one has the bias that undoes it.
+    let signed: Vec<usize> = (0..t.net.spec.nodes.len())
+        .filter(|&i| t.net.spec.signed(i))
+        .collect();
+    assert_eq!(signed.len(), 5);
+    let zero = t.net.zero_points();
+    for &i in &signed {
+        assert_eq!(def.layers[i].levels, 255);
+        assert_eq!(def.layers[i].offset as i64, zero[i + 1]);
+        assert!(
+            (1..255).contains(&zero[i + 1]),
+            "layer {i}: zero point {}",
+            zero[i + 1]
+        );
+    }
+    for (i, l) in def.layers.iter().enumerate() {
+        if l.kind == bitspike_core::layer::LayerKind::Add {
+            let [wa, wb] = l.add_weights;
+            let (a, b) = (l.input as usize, l.input2.unwrap() as usize);
+            let want = -(wa as i64 * zero[a] + wb as i64 * zero[b]) as i32;
+            let got = l.bias.as_ref().map_or(0, |v| v[0]);
+            assert_eq!(got, want, "add {i}");
+            assert_ne!(got, 0, "add {i} reads a signed tensor");
+        }
+    }
+    let integer = eval::integer(&write(&def).unwrap(), &data.test)
+        .unwrap()
+        .accuracy();
+    eprintln!(
+        "ResNet-8 on the digits: fake-quant {:.2} %, integer {:.2} %",
+        100.0 * fake,
+        100.0 * integer
+    );
+    assert!(fake > 0.8, "fake-quant accuracy {fake}");
+    assert!(
+        (integer - fake).abs() <= 0.02,
+        "fake-quant {fake} vs integer {integer}"
+    );
+}

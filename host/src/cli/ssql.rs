@@ -55,6 +55,11 @@ pub(crate) enum SsqlCommand {
         /// frozen encoder's features instead of quantizing the full-precision head.
         #[arg(long)]
         head_per_bits: bool,
+        /// The supervised reference: ignore the run's weights and train its encoder from its
+        /// random initialisation with labels (--finetune-epochs, --finetune-lr), then quantize
+        /// it as every encoder.
+        #[arg(long)]
+        from_scratch: bool,
         /// LSQ epochs from the linear-evaluated network (0: none).
         #[arg(long)]
         lsq_epochs: Option<usize>,
@@ -95,6 +100,7 @@ pub(crate) fn ssql_command(c: SsqlCommand) -> Result<()> {
             edge_act_bits,
             mse_clip,
             head_per_bits,
+            from_scratch,
             lsq_epochs,
             lsq_bits,
             quiet,
@@ -105,6 +111,7 @@ pub(crate) fn ssql_command(c: SsqlCommand) -> Result<()> {
                 edge_act_bits,
                 mse_clip,
                 head_per_bits,
+                from_scratch,
                 ..Default::default()
             };
             if let Some(b) = bits {

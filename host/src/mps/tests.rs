@@ -20,6 +20,7 @@ fn tiny() -> Spec {
                     stride: 1,
                     pad: 1,
                     groups: 1,
+                    relu: true,
                 },
                 input: 0,
             },

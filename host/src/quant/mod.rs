@@ -24,12 +24,14 @@ use tch::Tensor;
 
 mod act;
 mod lloyd;
+mod signed;
 #[cfg(test)]
 mod tests;
 mod weight;
 
 pub use act::{mse_clip, ActQuant};
 pub use lloyd::{hwgq_step, lloyd_levels_step, lloyd_step};
+pub use signed::{step_and_zero, SignedQuant, SIGNED_LEVELS};
 pub use weight::WeightQuant;
 
 /// How weights are quantized.
@@ -101,6 +103,11 @@ pub trait ActQuantize: std::fmt::Debug + Send + std::any::Any {
     fn levels(&self) -> i64;
     /// The real value of one code.
     fn step(&self) -> f64;
+    /// The code of the real value 0 (nonzero only for a signed tensor's codes,
+    /// [`SignedQuant`]).
+    fn zero_point(&self) -> i64 {
+        0
+    }
     /// Switch to `bits`; a quantizer whose learned state belongs to one bit width refuses.
     fn set_bits(&mut self, bits: u8) -> anyhow::Result<()>;
     /// Calibration ([`crate::net::Mode::Calibrate`]): observe a full-precision activation.

@@ -137,6 +137,11 @@ pub struct EvalConfig {
     /// full-precision head with the encoder. Fine-tuning is unaffected.
     #[serde(default)]
     pub head_per_bits: bool,
+    /// The supervised reference: the encoder keeps its random initialisation (the pretraining
+    /// run only names the architecture and the seed) and fine-tuning trains it with labels
+    /// from there; its linear evaluation measures random features.
+    #[serde(default)]
+    pub from_scratch: bool,
     /// Bit widths to evaluate at.
     pub bits: Vec<Bits>,
     /// LSQ training epochs from the linear-evaluated network (0: none).
@@ -160,6 +165,7 @@ impl Default for EvalConfig {
             edge_act_bits: None,
             mse_clip: false,
             head_per_bits: false,
+            from_scratch: false,
             bits: default_bits(),
             lsq_epochs: 0,
             lsq_bits: Bits::Quantized { w: 2, a: 4 },
@@ -182,6 +188,10 @@ impl EvalConfig {
             "calibration needs at least one image"
         );
         anyhow::ensure!(!self.bits.is_empty(), "no bit widths to evaluate at");
+        anyhow::ensure!(
+            !self.from_scratch || self.finetune_epochs >= 1,
+            "training from scratch needs fine-tuning epochs (--finetune-epochs)"
+        );
         anyhow::ensure!(
             self.edge_act_bits.is_none_or(|b| (2..=8).contains(&b)),
             "edge activation bits must be in 2..=8"
@@ -273,16 +283,21 @@ pub struct EvalResult {
     pub seconds: f64,
 }
 
-/// A classifier on the evaluation set with the pretrained encoder's weights.
+/// A classifier on the evaluation set with the pretrained encoder's weights (`scratch`: with
+/// its random initialisation).
 fn load_encoder(
     pre_run: &RunDir,
     pre: &TrainConfig,
     cfg: &TrainConfig,
     data: &Dataset,
     device: Device,
+    scratch: bool,
 ) -> Result<(nn::VarStore, QNet)> {
     let mut vs = nn::VarStore::new(device);
     let net = train::build_in(&train::Qat, &vs, cfg, data)?;
+    if scratch {
+        return Ok((vs, net));
+    }
     let weights = pre_run.weights()?;
     let missing = vs.load_partial(&weights).map_err(|e| {
         anyhow::anyhow!(
@@ -658,7 +673,7 @@ pub fn evaluate(
         }
         c
     };
-    let (vs, mut net) = load_encoder(&run, &pre, &base, &data, device)?;
+    let (vs, mut net) = load_encoder(&run, &pre, &base, &data, device, e.from_scratch)?;
     let pretrained_weights = weight_stats(&net);
     net.set_mode(Mode::Float);
     crate::train::recalibrate_bn(&net, &data.train.images, data.max_code, 20, 256);
@@ -703,6 +718,9 @@ pub fn evaluate(
     let result = EvalResult {
         method: {
             let mut m = ssql.method();
+            if e.from_scratch {
+                m = "supervised".into();
+            }
             if ssql.quantize {
                 // Pretrained with edge activations at their own width, or MSE clips.
                 if let Some(b) = pre.quant.edge_act_bits {
