@@ -579,8 +579,9 @@ pub fn depthwise_words(
 }
 
 /// Residual add, channel by channel (each channel's output step prepared once); the same
-/// contract as [`super::reference::add`]. A channel with a bias (inputs with zero points)
-/// takes the plain loop.
+/// contract as [`super::reference::add`]. An add with a bias (its inputs' zero points) runs
+/// apart, each channel's bias folded into its prepared requantizer, so that the loop of an add
+/// without one compiles as it would alone.
 #[inline(never)]
 pub fn add(
     g: &Geometry,
@@ -591,13 +592,28 @@ pub fn add(
     b: &[u8],
     output: &mut [u8],
 ) {
+    match bias {
+        Some(v) => add_biased(g, weights, v, stage, a, b, output),
+        None => add_plain(g, weights, stage, a, b, output),
+    }
+}
+
+/// [`add`] without a bias.
+#[inline(always)]
+fn add_plain(
+    g: &Geometry,
+    weights: [i16; 2],
+    stage: &Stage<'_>,
+    a: &[u8],
+    b: &[u8],
+    output: &mut [u8],
+) {
     let c_n = (g.output.c as usize).max(1);
     let n = g.output.len().min(a.len()).min(b.len()).min(output.len());
     let (wa, wb) = (weights[0] as i32, weights[1] as i32);
     for c in 0..c_n.min(n) {
         let out = stage.channel(c);
-        let bc = bias.map_or(0, |b| b.get(c));
-        if let (super::ChannelStage::Requantize(r), 0) = (out, bc) {
+        if let super::ChannelStage::Requantize(r) = out {
             if r.right_shift() {
                 // The shift's kind decided once per channel, not per element.
                 let (a, b, o) = (&a[..n], &b[..n], &mut output[..n]);
@@ -609,6 +625,45 @@ pub fn add(
                     (false, 255) => add_channel::<false, 255>(r, a, b, o, c, c_n, wa, wb),
                     (true, _) => add_channel::<true, 0>(r, a, b, o, c, c_n, wa, wb),
                     (false, _) => add_channel::<false, 0>(r, a, b, o, c, c_n, wa, wb),
+                }
+                continue;
+            }
+        }
+        let mut i = c;
+        while i < n {
+            let acc = (a[i] as i32 * wa).wrapping_add(b[i] as i32 * wb);
+            out.store(output, i, acc);
+            i += c_n;
+        }
+    }
+}
+
+/// [`add`] with a bias per channel: folded into the channel's requantizer for a right shift
+/// (exact: the loader bounds bias plus terms), added to the accumulator otherwise.
+#[inline(never)]
+fn add_biased(
+    g: &Geometry,
+    weights: [i16; 2],
+    bias: I32s<'_>,
+    stage: &Stage<'_>,
+    a: &[u8],
+    b: &[u8],
+    output: &mut [u8],
+) {
+    let c_n = (g.output.c as usize).max(1);
+    let n = g.output.len().min(a.len()).min(b.len()).min(output.len());
+    let (wa, wb) = (weights[0] as i32, weights[1] as i32);
+    for c in 0..c_n.min(n) {
+        let out = stage.channel(c);
+        let bc = bias.get(c);
+        if let super::ChannelStage::Requantize(r) = out {
+            if r.right_shift() {
+                let r = r.with_bias(bc);
+                let (a, b, o) = (&a[..n], &b[..n], &mut output[..n]);
+                if r.high_word() {
+                    add_channel::<true, 0>(r, a, b, o, c, c_n, wa, wb);
+                } else {
+                    add_channel::<false, 0>(r, a, b, o, c, c_n, wa, wb);
                 }
                 continue;
             }
