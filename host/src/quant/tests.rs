@@ -160,6 +160,12 @@ fn lsq_activation_initialises_from_data_and_exports_codes() {
     let (codes, steps) = w.codes(&wt);
     assert_eq!(codes, vec![7, -3, 1, 4, -7, 1]);
     assert!((steps[0] - 0.1).abs() < 1e-7 && (steps[1] - 0.4 / 7.0).abs() < 1e-7);
+    // SSQL's observer: half a code finer, the largest magnitudes still on +-7 (0.7 / s = 7.5
+    // rounds half up to 8 and clamps to 7; -0.4 / s = -7.5 rounds up to -7).
+    let h = WeightQuant::new(&vs.root(), WeightQuantizer::MaxAbsHalf, 4, 2, true);
+    let (codes, steps) = h.codes(&wt);
+    assert_eq!(codes, vec![7, -4, 1, 4, -7, 1]);
+    assert!((steps[0] - 0.7 / 7.5).abs() < 1e-7 && (steps[1] - 0.4 / 7.5).abs() < 1e-7);
 }
 
 #[test]
