@@ -6,7 +6,11 @@ fn main() {
     let cfg = run.read_config().unwrap();
     let data = cfg.load_data(&bitspike::data::default_dir()).unwrap();
     let t = bitspike::methods::load(&run.0, &data, Device::Cpu).unwrap();
-    let x = bitspike::data::to_input(&data.test.images.narrow(0, 0, 500), data.max_code, Device::Cpu);
+    let x = bitspike::data::to_input(
+        &data.test.images.narrow(0, 0, 500),
+        data.max_code,
+        Device::Cpu,
+    );
     t.net.set_mode(Mode::Quantized);
     let q = tch::no_grad(|| t.net.tensors(&x, false));
     t.net.set_mode(Mode::Float);
@@ -17,6 +21,15 @@ fn main() {
         let e = (&q[i] - &f[i]).norm().double_value(&[]) / f[i].norm().double_value(&[]).max(1e-12);
         let fmax = f[i].max().double_value(&[]);
         let fmean = f[i].abs().mean(tch::Kind::Float).double_value(&[]);
-        println!("node {} {:?}: rel err {:.3}  levels {} step {:.4} max {:.3} mean|x| {:.3}", i - 1, t.net.spec.nodes[i-1].op, e, lv[i], st[i], fmax, fmean);
+        println!(
+            "node {} {:?}: rel err {:.3}  levels {} step {:.4} max {:.3} mean|x| {:.3}",
+            i - 1,
+            t.net.spec.nodes[i - 1].op,
+            e,
+            lv[i],
+            st[i],
+            fmax,
+            fmean
+        );
     }
 }

@@ -282,5 +282,8 @@ fn signed_tensors_quantize_with_a_zero_point() {
     q.reset_range();
     assert!(!q.observed());
     q.track(&t(&[-0.5, 0.5]));
-    assert!((q.step() - 1.0 / 255.0).abs() < 1e-9, "the first batch sets the range");
+    assert!(
+        (q.step() - 1.0 / 255.0).abs() < 1e-9,
+        "the first batch sets the range"
+    );
 }
