@@ -69,6 +69,10 @@ pub struct QuantConfig {
     /// others. A mixed-precision plan, a supernet or QAC sets every width itself and ignores it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub edge_act_bits: Option<u8>,
+    /// Activation bits of the features the logits layer reads alone (overrides
+    /// `edge_act_bits` there; SSQL's protocol: 8, the first layer's output at `act_bits`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub head_act_bits: Option<u8>,
     /// Weight quantizer.
     pub weight_quantizer: WeightQuantizer,
     /// Activation quantizer.
@@ -85,6 +89,7 @@ impl Default for QuantConfig {
             act_bits: u.bits.act_bits,
             first_last_bits: u.bits.first_last_bits,
             edge_act_bits: u.bits.edge_act_bits,
+            head_act_bits: u.bits.head_act_bits,
             weight_quantizer: u.weight,
             act_quantizer: u.act,
             qac: QacConfig::default(),
@@ -100,6 +105,7 @@ impl QuantConfig {
             act_bits: self.act_bits,
             first_last_bits: self.first_last_bits,
             edge_act_bits: self.edge_act_bits,
+            head_act_bits: self.head_act_bits,
         }
     }
 

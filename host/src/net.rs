@@ -183,7 +183,7 @@ impl QNet {
             };
             params.push(param);
         }
-        Ok(Self {
+        let mut net = Self {
             spec,
             params,
             input_max,
@@ -191,7 +191,11 @@ impl QNet {
             spiking,
             overlay: None,
             mode: Default::default(),
-        })
+        };
+        if let Some(b) = net.bits.as_ref().and_then(|b| b.head_act_bits) {
+            net.set_head_act_bits(b)?;
+        }
+        Ok(net)
     }
 
     /// Run the quantizers as `mode` says from now on.
@@ -240,6 +244,9 @@ impl QNet {
         if let Some(b) = bits.edge_act_bits {
             self.set_edge_act_bits(b)?;
         }
+        if let Some(b) = bits.head_act_bits {
+            self.set_head_act_bits(b)?;
+        }
         self.bits = Some(Bits {
             weight_bits,
             act_bits,
@@ -259,6 +266,31 @@ impl QNet {
             }
             None => bail!("a mixed-precision or QAC network has its own bit widths"),
         }
+    }
+
+    /// The bit width of the features the logits layer reads alone from the next
+    /// [`QNet::set_bits`] on (`None`: as the edges); an error for a network whose widths cannot
+    /// be switched.
+    pub fn set_head_policy(&mut self, head_act_bits: Option<u8>) -> Result<()> {
+        match &mut self.bits {
+            Some(b) => {
+                b.head_act_bits = head_act_bits;
+                b.check()
+            }
+            None => bail!("a mixed-precision or QAC network has its own bit widths"),
+        }
+    }
+
+    /// Quantize the features the logits layer reads ([`Spec::head_input_node`]) at `bits`.
+    fn set_head_act_bits(&mut self, bits: u8) -> Result<()> {
+        if let Some(i) = self.spec.head_input_node() {
+            match &mut self.params[i] {
+                Params::Conv { aq, .. } | Params::Add { aq } => aq.set_bits(bits)?,
+                Params::Dense { aq: Some(aq), .. } => aq.set_bits(bits)?,
+                _ => {}
+            }
+        }
+        Ok(())
     }
 
     /// Quantize the edge activations ([`Spec::edge_nodes`]) at `bits`.
@@ -453,6 +485,12 @@ impl QNet {
             Some(Params::Dense { w, .. }) => w.size()[1],
             _ => 0,
         }
+    }
+
+    /// Every tensor the network computes on `x`: the image, then each node's output (as real
+    /// values; divide by [`QNet::steps`] and add [`QNet::zero_points`] for codes).
+    pub fn tensors(&self, x: &Tensor, train: bool) -> Vec<Tensor> {
+        self.outputs(x, train, self.spec.nodes.len())
     }
 
     /// Every tensor up to node `stop` (exclusive): the image, then each node's output.

@@ -63,6 +63,14 @@ pub enum Op {
     },
 }
 
+/// Whether a node ends in an activation quantizer of its own.
+fn quantizes(op: &Op) -> bool {
+    matches!(
+        op,
+        Op::Conv { .. } | Op::Add { .. } | Op::Dense { hidden: true, .. }
+    )
+}
+
 /// Convolutions written before `relu` existed all had a ReLU.
 fn relu_default() -> bool {
     true
@@ -130,6 +138,13 @@ impl Builder {
 }
 
 impl Spec {
+    /// How many features the last node (the logits layer) reads.
+    pub fn feature_count(&self) -> Result<i64> {
+        let shapes = self.shapes()?;
+        let last = self.nodes.last().context("the network has no nodes")?;
+        Ok(shapes[last.input].iter().product())
+    }
+
     /// Whether node `i`'s output is signed (a convolution without a ReLU).
     pub fn signed(&self, i: usize) -> bool {
         matches!(
@@ -138,37 +153,34 @@ impl Spec {
         )
     }
 
-    /// The nodes whose activation quantizers make the edge activations: the first node's
-    /// output and the codes the logits layer reads (found back from its input through pools
-    /// and flattens, which keep their input's codes).
-    pub fn edge_nodes(&self) -> Vec<usize> {
-        let quantizes = |op: &Op| {
-            matches!(
-                op,
-                Op::Conv { .. } | Op::Add { .. } | Op::Dense { hidden: true, .. }
-            )
-        };
-        let mut nodes = Vec::new();
-        if self.nodes.first().is_some_and(|n| quantizes(&n.op)) {
-            nodes.push(0);
-        }
-        let Some(mut t) = self.nodes.last().map(|n| n.input) else {
-            return nodes;
-        };
+    /// The node whose activation quantizer makes the codes the logits layer reads (found back
+    /// from its input through pools and flattens, which keep their input's codes).
+    pub fn head_input_node(&self) -> Option<usize> {
+        let mut t = self.nodes.last()?.input;
         while t > 0 {
             let n = &self.nodes[t - 1];
             if quantizes(&n.op) {
-                if !nodes.contains(&(t - 1)) {
-                    nodes.push(t - 1);
-                }
-                break;
+                return Some(t - 1);
             }
             match n.op {
                 Op::MaxPool { .. } | Op::AvgPool { .. } | Op::GlobalAvgPool | Op::Flatten => {
                     t = n.input
                 }
-                _ => break,
+                _ => return None,
             }
+        }
+        None
+    }
+
+    /// The nodes whose activation quantizers make the edge activations: the first node's
+    /// output and the codes the logits layer reads ([`Spec::head_input_node`]).
+    pub fn edge_nodes(&self) -> Vec<usize> {
+        let mut nodes = Vec::new();
+        if self.nodes.first().is_some_and(|n| quantizes(&n.op)) {
+            nodes.push(0);
+        }
+        if let Some(h) = self.head_input_node().filter(|h| !nodes.contains(h)) {
+            nodes.push(h);
         }
         nodes
     }

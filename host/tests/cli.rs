@@ -166,6 +166,28 @@ fn ssql_bad_input_is_one_line() {
         1,
         "is not an evaluation folder",
     );
+    // Training from scratch without fine-tuning epochs; post-training quantization of a run
+    // whose quantizers learned their steps.
+    assert_error(
+        &bitspike(&[
+            "ssql",
+            "eval",
+            "--run",
+            r_,
+            "--from-scratch",
+            "--finetune-epochs",
+            "0",
+            "--out",
+            e_,
+        ]),
+        1,
+        "training from scratch needs fine-tuning epochs",
+    );
+    assert_error(
+        &bitspike(&["ssql", "ptq", "--run", r_, "--out", e_, "--threads", "1"]),
+        1,
+        "post-training quantization takes a run with max-abs weights",
+    );
     assert!(!ev.exists(), "nothing is written for a refused evaluation");
     // QAT from weights that cannot be read, or that are not this network's.
     let q = d.join("from");

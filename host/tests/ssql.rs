@@ -364,6 +364,122 @@ fn a_digits_pretraining_evaluates_and_exports_at_its_bit_width() {
     let _ = std::fs::remove_dir_all(dir);
 }
 
+/// SSQL's official protocol on ResNet-8 (digits, seconds): the run records its widths
+/// scaled with the encoder (4 x 64 features) and its three-layer projector; the evaluation
+/// trains a head per bit width, quantizes weights with SSQL's observer and reads the head's
+/// input at 8 bits while the first layer's output follows the bit width; the 4w4a network
+/// exports (signed tensors with zero points, adds with biases) and the integer executor agrees.
+#[test]
+fn the_official_protocol_trains_evaluates_and_exports() {
+    let _one = common::seeded();
+    tch::set_num_threads(1);
+    let data = data::load(DatasetName::Digits, &data::default_dir()).unwrap();
+    let dir = std::env::temp_dir().join(format!("bitspike-ssql-official-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let cfg = TrainConfig {
+        dataset: DatasetName::Digits,
+        arch: TrainArch::Resnet8,
+        epochs: 2,
+        batch_size: 128,
+        optimizer: bitspike::config::Optimizer::Sgd,
+        lr: 0.05,
+        quant: QuantConfig {
+            weight_quantizer: WeightQuantizer::MaxAbsHalf,
+            act_quantizer: ActQuantizer::MinMax,
+            first_last_bits: 8,
+            head_act_bits: Some(8),
+            ..Default::default()
+        },
+        ssql: Some(SsqlConfig::default().official()),
+        ..Default::default()
+    };
+    let pre = dir.join("pre");
+    ssql::pretrain(&cfg, &data, &pre, Device::Cpu, false).unwrap();
+    let s = RunDir(pre.clone()).read_config().unwrap().ssql.unwrap();
+    assert_eq!((s.dim, s.hidden, s.predictor_hidden), (256, 256, 256));
+    assert_eq!((s.projector_layers, s.projector_weight_bits), (3, 8));
+    let e = EvalConfig {
+        linear_epochs: 10,
+        finetune_epochs: 0,
+        calibration: 512,
+        bits: vec![
+            Bits::Float,
+            "8w8a".parse().unwrap(),
+            "4w4a".parse().unwrap(),
+        ],
+        ..Default::default()
+    };
+    let r = ssql_eval::evaluate(
+        &pre,
+        DatasetName::Digits,
+        &data::default_dir(),
+        &e,
+        &dir.join("eval"),
+        Device::Cpu,
+        false,
+    )
+    .unwrap();
+    assert_eq!(r.method, "SimSiam+SSQL (official)");
+    assert_eq!(r.config.protocol, Some(ssql::Protocol::Official));
+    assert!(r.config.head_per_bits, "the official linear evaluation");
+    let load = |k: usize| {
+        let run = RunDir(r.linear[k].run.clone());
+        let rcfg = run.read_config().unwrap();
+        assert_eq!(rcfg.quant.weight_quantizer, WeightQuantizer::MaxAbsHalf);
+        assert_eq!(
+            (rcfg.quant.head_act_bits, rcfg.quant.edge_act_bits),
+            (Some(8), None)
+        );
+        let t = bitspike::methods::load(&run.0, &data, Device::Cpu).unwrap();
+        let fq = 100.0 * train::accuracy(&t.net, &data.test, data.max_code, Device::Cpu);
+        assert!((fq - r.linear[k].accuracy).abs() < 1e-9);
+        (t, fq)
+    };
+    // 4w4a: the stem's output at 4 bits, the signed tensors and the head's input at 8.
+    let (t, _) = load(2);
+    let levels = t.net.levels();
+    let head = t.net.spec.head_input_node().unwrap();
+    assert_eq!(levels[1], 15);
+    assert_eq!(
+        levels[3], 255,
+        "the first block's second convolution is signed"
+    );
+    assert_eq!(levels[head + 1], 255);
+    let (bytes, _) = export(&t.net);
+    let file = ModelFile::parse(&bytes).unwrap();
+    let adds_with_bias = (0..file.layer_count())
+        .filter(|&i| {
+            file.layer(i).kind == bitspike_core::layer::LayerKind::Add
+                && file.layer(i).bias.is_some()
+        })
+        .count();
+    assert_eq!(adds_with_bias, 3);
+    // At 8w8a the integer executor predicts what the fake-quantized network predicts on
+    // nearly every image.
+    let (t, fq) = load(1);
+    let (bytes, _) = export(&t.net);
+    let int = bitspike::eval::integer(&bytes, &data.test).unwrap();
+    let x = data::to_input(&data.test.images, data.max_code, Device::Cpu);
+    let fake: Vec<i64> =
+        Vec::try_from(tch::no_grad(|| t.net.forward_t(&x, false)).argmax(1, false)).unwrap();
+    let agree = int
+        .predictions()
+        .iter()
+        .zip(&fake)
+        .filter(|(a, b)| **a as i64 == **b)
+        .count();
+    let ia = 100.0 * int.accuracy();
+    // (The integer biases are whole accumulator units, which moves a code now and then:
+    // 347 of 360 agree here. tests/train.rs checks the signed tensors code by code.)
+    assert!(
+        agree * 100 >= fake.len() * 95,
+        "{agree} of {} predictions agree (integer {ia} %, fake-quant {fq} %)",
+        fake.len()
+    );
+    assert!((ia - fq).abs() < 2.0, "integer {ia} vs fake-quant {fq}");
+    let _ = std::fs::remove_dir_all(dir);
+}
+
 #[test]
 fn digits_resize_to_the_encoder_input() {
     let d = data::load(DatasetName::Digits, &data::default_dir()).unwrap();

@@ -431,7 +431,7 @@ impl Builder<'_, '_> {
         let typical = add.add_weights[0].unsigned_abs() as usize * la as usize
             + add.add_weights[1].unsigned_abs() as usize * lb as usize;
         let (_, levels) = self.requantized(&mut add, typical.max(1), s.c as usize)?;
-        // Every other add undoes its inputs' zero points through a bias. Drawn from a
+        // Half the adds (drawn) undo their inputs' zero points through a bias, drawn from a
         // generator of its own (seeded by the layer's index), so that the main streams, and
         // with them every other layer of a model, stay as they were.
         let mut side = Rng::new(0xB1A5_0000 ^ self.def.layers.len() as u64);

@@ -453,6 +453,11 @@ impl Run {
         self.result.get(key).and_then(|v| v.parse().ok())
     }
 
+    /// A field of the result line as a real number.
+    pub fn real(&self, key: &str) -> Option<f64> {
+        self.result.get(key).and_then(|v| v.parse().ok())
+    }
+
     /// Instructions of each layer on the first vector (from the cumulative counts the layer
     /// marker gives); empty when layers were not counted.
     pub fn layer_insns(&self) -> Vec<u64> {

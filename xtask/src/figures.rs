@@ -351,10 +351,9 @@ pub fn figures(
         clock_hz,
         datasheet_uj,
         correct: run.field("correct"),
-        confidence: run.field("class").and_then(|c| {
-            let real = |k: &str| run.result.get(k).and_then(|v| v.parse::<f64>().ok());
-            Some((c, real("probability")?, real("mean")?))
-        }),
+        confidence: run
+            .field("class")
+            .and_then(|c| Some((c, run.real("probability")?, run.real("mean")?))),
         layer_insns: run.layer_insns(),
         insns: run.insns,
         built,

@@ -60,6 +60,11 @@ pub(crate) enum SsqlCommand {
         /// it as every encoder.
         #[arg(long)]
         from_scratch: bool,
+        /// The quantization protocol (default: the pretraining run's); official: SSQL's
+        /// weight observer, the head's input at 8 bits, a head per bit width, 100 linear
+        /// evaluation epochs unless given (docs/ssql/official.md).
+        #[arg(long, value_enum)]
+        protocol: Option<bitspike::ssql::Protocol>,
         /// LSQ epochs from the linear-evaluated network (0: none).
         #[arg(long)]
         lsq_epochs: Option<usize>,
@@ -68,6 +73,45 @@ pub(crate) enum SsqlCommand {
         lsq_bits: Option<String>,
         #[arg(long)]
         quiet: bool,
+        #[command(flatten)]
+        rt: Runtime,
+    },
+    /// Post-training quantization of a trained classifier (a full-precision run folder of
+    /// `ssql eval`, e.g. EVAL/finetune/fp) at every bit width, quantized as `ssql eval`
+    /// quantizes; writes results.json and one exportable run folder per bit width.
+    Ptq {
+        /// The trained classifier's run folder.
+        #[arg(long)]
+        run: PathBuf,
+        /// Where to write (must be empty or absent).
+        #[arg(long)]
+        out: PathBuf,
+        /// Bit widths, comma-separated (fp, 8w8a, 4w4a, 2w4a, ...).
+        #[arg(long, value_delimiter = ',')]
+        bits: Option<Vec<String>>,
+        /// Training images that calibrate the activation ranges.
+        #[arg(long)]
+        calibration: Option<i64>,
+        /// Re-estimate BatchNorm statistics of the quantized network at each bit width.
+        #[arg(long)]
+        bn_per_bits: bool,
+        /// The first layer's output and the head's input at this width at every bit width.
+        #[arg(long)]
+        edge_act_bits: Option<u8>,
+        /// MSE-clipped activation ranges.
+        #[arg(long)]
+        mse_clip: bool,
+        /// Train a linear head at each quantized bit width on the quantized network's
+        /// features.
+        #[arg(long)]
+        head_per_bits: bool,
+        /// Linear epochs of those heads.
+        #[arg(long)]
+        linear_epochs: Option<usize>,
+        /// The quantization protocol (official: SSQL's weight observer, the head's input at
+        /// 8 bits, a head per bit width).
+        #[arg(long, value_enum, default_value = "bitspike")]
+        protocol: bitspike::ssql::Protocol,
         #[command(flatten)]
         rt: Runtime,
     },
@@ -101,21 +145,36 @@ pub(crate) fn ssql_command(c: SsqlCommand) -> Result<()> {
             mse_clip,
             head_per_bits,
             from_scratch,
+            protocol,
             lsq_epochs,
             lsq_bits,
             quiet,
             rt,
         } => {
+            // The run's protocol unless one is given; the official one's defaults.
+            let protocol = match protocol {
+                Some(p) => p,
+                None => RunDir(run.clone())
+                    .read_config()?
+                    .ssql
+                    .map(|s| s.protocol)
+                    .unwrap_or_default(),
+            };
+            let official = protocol == bitspike::ssql::Protocol::Official;
             let mut e = EvalConfig {
                 bn_per_bits,
                 edge_act_bits,
                 mse_clip,
-                head_per_bits,
+                head_per_bits: head_per_bits || official,
                 from_scratch,
+                protocol: Some(protocol),
                 ..Default::default()
             };
             if let Some(b) = bits {
                 e.bits = b.iter().map(|s| s.parse()).collect::<Result<Vec<Bits>>>()?;
+            }
+            if official {
+                e.linear_epochs = 100;
             }
             if let Some(v) = linear_epochs {
                 e.linear_epochs = v;
@@ -147,6 +206,47 @@ pub(crate) fn ssql_command(c: SsqlCommand) -> Result<()> {
                 "{}",
                 bitspike::ssql_report::report(std::slice::from_ref(&r))
             );
+            println!("written: {}", out.display());
+        }
+        SsqlCommand::Ptq {
+            run,
+            out,
+            bits,
+            calibration,
+            bn_per_bits,
+            edge_act_bits,
+            mse_clip,
+            head_per_bits,
+            linear_epochs,
+            protocol,
+            rt,
+        } => {
+            let official = protocol == bitspike::ssql::Protocol::Official;
+            let mut e = EvalConfig {
+                bn_per_bits,
+                edge_act_bits,
+                mse_clip,
+                head_per_bits: head_per_bits || official,
+                protocol: Some(protocol),
+                finetune_epochs: 0,
+                linear_epochs: if official { 100 } else { 30 },
+                ..Default::default()
+            };
+            if let Some(b) = bits {
+                e.bits = b.iter().map(|s| s.parse()).collect::<Result<Vec<Bits>>>()?;
+            }
+            if let Some(v) = calibration {
+                e.calibration = v;
+            }
+            if let Some(v) = linear_epochs {
+                e.linear_epochs = v;
+            }
+            let device = rt.device()?;
+            let r = ssql_eval::quantize_run(&run, &rt.data_dir(), &e, &out, device)?;
+            println!("| bit width | test accuracy % |\n|---|---:|");
+            for p in &r.points {
+                println!("| {} | {:.2} |", p.bits, p.accuracy);
+            }
             println!("written: {}", out.display());
         }
         SsqlCommand::Report { evals, out } => {

@@ -47,6 +47,19 @@ pub enum WeightQuantizer {
     TrainableLloyd,
     /// Largest magnitude per channel mapped to the largest code (the usual partner of PACT).
     MaxAbs,
+    /// SSQL's weight observer (its official code): step `max|w| / ((2^b - 1) / 2)` per output
+    /// channel, half a code finer than [`WeightQuantizer::MaxAbs`]; with the device's rounding
+    /// (half up) the codes stay symmetric, the largest magnitude landing on `Q`. Nothing is
+    /// learned.
+    MaxAbsHalf,
+}
+
+impl WeightQuantizer {
+    /// Whether the quantizer learns nothing, so that one set of weights can be quantized at
+    /// any bit width (SSQL's bit switching).
+    pub fn switchable(self) -> bool {
+        matches!(self, Self::MaxAbs | Self::MaxAbsHalf | Self::Lloyd)
+    }
 }
 
 /// How activations are quantized.
@@ -149,6 +162,10 @@ pub struct Bits {
     pub first_last_bits: u8,
     /// Bits of the edge activations (`None`: `act_bits`).
     pub edge_act_bits: Option<u8>,
+    /// Bits of the features the logits layer reads alone, whatever `edge_act_bits` says
+    /// (`None`: as the edges); SSQL's protocol reads them at 8 bits while the first layer's
+    /// output follows `act_bits`. Only quantizers that learn nothing switch to it.
+    pub head_act_bits: Option<u8>,
 }
 
 impl Default for Bits {
@@ -158,6 +175,7 @@ impl Default for Bits {
             act_bits: 4,
             first_last_bits: 8,
             edge_act_bits: None,
+            head_act_bits: None,
         }
     }
 }
@@ -170,6 +188,7 @@ impl Bits {
             ("activation bits", self.act_bits),
             ("first/last layer bits", self.first_last_bits),
             ("edge activation bits", self.edge_act_bits.unwrap_or(8)),
+            ("head input bits", self.head_act_bits.unwrap_or(8)),
         ] {
             anyhow::ensure!(
                 (2..=8).contains(&b),

@@ -160,6 +160,12 @@ fn lsq_activation_initialises_from_data_and_exports_codes() {
     let (codes, steps) = w.codes(&wt);
     assert_eq!(codes, vec![7, -3, 1, 4, -7, 1]);
     assert!((steps[0] - 0.1).abs() < 1e-7 && (steps[1] - 0.4 / 7.0).abs() < 1e-7);
+    // SSQL's observer: half a code finer, the largest magnitudes still on +-7 (0.7 / s = 7.5
+    // rounds half up to 8 and clamps to 7; -0.4 / s = -7.5 rounds up to -7).
+    let h = WeightQuant::new(&vs.root(), WeightQuantizer::MaxAbsHalf, 4, 2, true);
+    let (codes, steps) = h.codes(&wt);
+    assert_eq!(codes, vec![7, -4, 1, 4, -7, 1]);
+    assert!((steps[0] - 0.7 / 7.5).abs() < 1e-7 && (steps[1] - 0.4 / 7.5).abs() < 1e-7);
 }
 
 #[test]
@@ -246,4 +252,38 @@ fn min_max_maps_the_observed_maximum_to_the_top_code_at_any_bit_width() {
     assert!((y[2] + 1.6).abs() < 1e-6 && y[3].abs() < 1e-6);
     let mut l = WeightQuant::new(&vs.root().sub("v"), WeightQuantizer::Lsq, 8, 2, true);
     assert!(l.set_bits(3).is_err());
+}
+
+/// A signed tensor's quantizer by hand: range [-1, 3] widened by nothing, step 4 / 255, zero
+/// point round(255 / 4) = 64; values outside clamp to the codes' ends; training moves the range
+/// a tenth of the way towards each batch's.
+#[test]
+fn signed_tensors_quantize_with_a_zero_point() {
+    let _one = crate::seeded();
+    let vs = vs();
+    let mut q = SignedQuant::new(&vs.root());
+    assert!(!q.observed());
+    q.observe(&t(&[-1.0, 0.5, 3.0]));
+    let (s, z) = (q.step(), q.zero_point());
+    assert!((s - 4.0 / 255.0).abs() < 1e-9, "{s}");
+    assert_eq!(z, 64);
+    assert_eq!(step_and_zero(-1.0, 3.0, 255), (s, z));
+    // Real -> code -> real: -1 is code 0 (-64 steps), 3 is code 255 (191 steps); 5 clamps.
+    let y: Vec<f32> = Vec::try_from(q.forward(&t(&[-1.0, 0.0, 3.0, 5.0, -2.0]))).unwrap();
+    let want = [-64.0 * s, 0.0, 191.0 * s, 191.0 * s, -64.0 * s];
+    for (a, b) in y.iter().zip(want) {
+        assert!((*a as f64 - b).abs() < 1e-6, "{y:?}");
+    }
+    assert!(q.set_bits(4).is_err(), "a signed tensor stays at 8 bits");
+    q.track(&t(&[-3.0, 13.0]));
+    let (s2, _) = (q.step(), q.zero_point());
+    // [-1, 3] -> [-1.2, 4.0]
+    assert!((s2 - 5.2 / 255.0).abs() < 1e-6, "{s2}");
+    q.reset_range();
+    assert!(!q.observed());
+    q.track(&t(&[-0.5, 0.5]));
+    assert!(
+        (q.step() - 1.0 / 255.0).abs() < 1e-9,
+        "the first batch sets the range"
+    );
 }

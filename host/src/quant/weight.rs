@@ -49,7 +49,7 @@ impl WeightQuant {
     /// belongs to one bit width, so the others refuse.
     pub fn set_bits(&mut self, bits: u8) -> anyhow::Result<()> {
         anyhow::ensure!(
-            matches!(self.kind, WeightQuantizer::MaxAbs | WeightQuantizer::Lloyd),
+            self.kind.switchable(),
             "{:?} weights learn a step per bit width: their bits cannot be switched",
             self.kind
         );
@@ -109,6 +109,10 @@ impl WeightQuant {
             }
             (None, WeightQuantizer::MaxAbs) => {
                 (self.stat(&w.detach(), |f| f.abs().amax(1, false)) / self.qmax()).clamp_min(1e-8)
+            }
+            (None, WeightQuantizer::MaxAbsHalf) => {
+                (self.stat(&w.detach(), |f| f.abs().amax(1, false)) / (self.qmax() + 0.5))
+                    .clamp_min(1e-8)
             }
             (None, _) => self.initial_step(w),
         }

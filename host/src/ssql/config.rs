@@ -45,6 +45,40 @@ pub enum QuantizedBn {
     Float,
 }
 
+/// The protocol a pretraining run and its evaluation follow.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
+#[serde(rename_all = "kebab-case")]
+pub enum Protocol {
+    /// bitspike's defaults (docs/ssql/README.md): weights at `max|w| / Q`, the first layer's
+    /// output and the head's input at the activation width unless `edge_act_bits` says
+    /// otherwise, a two-layer projector in full precision, one linear head quantized with the
+    /// encoder.
+    #[default]
+    Bitspike,
+    /// SSQL's official code as far as an integer device allows (docs/ssql/official.md):
+    /// weights at `max|w| / ((2^b - 1) / 2)` per channel, activations min-max per tensor, the
+    /// features the head reads at 8 bits while the first layer's output follows the
+    /// activation width, a three-layer projector (widths scaled with the encoder) whose
+    /// weights the quantized branch takes at 8 bits, its augmentations and schedule; linear
+    /// evaluation trains a head per bit width on the calibrated, quantized encoder.
+    Official,
+}
+
+impl Protocol {
+    /// The name reports use.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Bitspike => "bitspike",
+            Self::Official => "official",
+        }
+    }
+}
+
+/// The official protocol's projector and predictor width per feature of the encoder: SSQL's
+/// 2048 over ResNet-18's 512 features.
+pub const OFFICIAL_WIDTH_PER_FEATURE: i64 = 4;
+
 /// The pretraining rate of `bitspike train ssql` (SGD, batch 256, cosine): Table 10's rate of
 /// the framework (SimSiam and SSQL 0.05, MoCo v2 0.03; BYOL's 0.5 at batch 512 halved for our
 /// batch of 256). A baseline and its SSQL variant train with the same rate.
@@ -76,7 +110,13 @@ pub fn default_lr(f: Framework) -> f64 {
 /// rotation = 15.0         # largest rotation, degrees
 /// jitter = 0.4            # brightness and contrast jitter (factors 1 +- jitter)
 /// jitter_p = 0.8          # probability of the jitter
+/// protocol = "bitspike"   # bitspike | official: recorded for the evaluation's defaults
+/// projector_layers = 2    # 2 or 3 linear layers
+/// projector_weight_bits = 0 # the quantized branch's projector weights: 0 full precision, or 2..=8
 /// ```
+///
+/// A width of 0 (`dim`, `hidden`, `predictor_hidden`) stands for
+/// [`OFFICIAL_WIDTH_PER_FEATURE`] times the features the encoder gives its head.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct SsqlConfig {
@@ -110,6 +150,13 @@ pub struct SsqlConfig {
     pub jitter: f64,
     /// Probability that a view is jittered.
     pub jitter_p: f64,
+    /// The protocol the run follows (recorded: the evaluation takes its defaults from it).
+    pub protocol: Protocol,
+    /// Linear layers of the projector: 2 (`Linear, BN, ReLU, Linear, BN`) or 3 (one more
+    /// `Linear, BN, ReLU` first, as SimSiam's CIFAR projector).
+    pub projector_layers: u8,
+    /// Weight bits of the projector in the quantized branch (0: full precision).
+    pub projector_weight_bits: u8,
 }
 
 impl Default for SsqlConfig {
@@ -130,11 +177,42 @@ impl Default for SsqlConfig {
             rotation: 15.0,
             jitter: 0.4,
             jitter_p: 0.8,
+            protocol: Protocol::Bitspike,
+            projector_layers: 2,
+            projector_weight_bits: 0,
         }
     }
 }
 
 impl SsqlConfig {
+    /// SSQL's official protocol on an encoder: its augmentations, the three-layer projector
+    /// whose weights the quantized branch takes at 8 bits, and widths scaled with the encoder
+    /// (0: resolved by [`SsqlConfig::resolve_widths`]).
+    pub fn official(mut self) -> Self {
+        self.protocol = Protocol::Official;
+        self.crop_scale = [0.2, 1.0];
+        self.rotation = 0.0;
+        self.jitter = 0.4;
+        self.jitter_p = 0.8;
+        self.projector_layers = 3;
+        self.projector_weight_bits = 8;
+        self.quantized_bn = QuantizedBn::Batch;
+        self.dim = 0;
+        self.hidden = 0;
+        self.predictor_hidden = 0;
+        self
+    }
+
+    /// Replace every width of 0 by [`OFFICIAL_WIDTH_PER_FEATURE`] times `features`, the
+    /// encoder's feature count.
+    pub fn resolve_widths(&mut self, features: i64) {
+        for w in [&mut self.dim, &mut self.hidden, &mut self.predictor_hidden] {
+            if *w == 0 {
+                *w = OFFICIAL_WIDTH_PER_FEATURE * features;
+            }
+        }
+    }
+
     /// The momentum in use: the configured one, or the framework's (BYOL 0.99, MoCo 0.999).
     pub fn momentum(&self) -> f64 {
         if self.momentum > 0.0 {
@@ -159,8 +237,16 @@ impl SsqlConfig {
             "ssql act_bits [{al}, {ah}]: use a range within 2..=8"
         );
         anyhow::ensure!(
-            self.dim >= 1 && self.hidden >= 1 && self.predictor_hidden >= 1,
-            "ssql dim, hidden and predictor_hidden must be positive"
+            self.dim >= 0 && self.hidden >= 0 && self.predictor_hidden >= 0,
+            "ssql dim, hidden and predictor_hidden must be positive (0: scaled with the encoder)"
+        );
+        anyhow::ensure!(
+            matches!(self.projector_layers, 2 | 3),
+            "ssql projector_layers must be 2 or 3"
+        );
+        anyhow::ensure!(
+            self.projector_weight_bits == 0 || (2..=8).contains(&self.projector_weight_bits),
+            "ssql projector_weight_bits must be 0 (full precision) or in 2..=8"
         );
         anyhow::ensure!(
             self.momentum >= 0.0 && self.momentum < 1.0,
@@ -188,7 +274,10 @@ impl SsqlConfig {
     pub fn method(&self) -> String {
         let f = self.framework.as_str();
         if !self.quantize {
-            return f.to_string();
+            return match self.protocol {
+                Protocol::Official => format!("{f} (official)"),
+                Protocol::Bitspike => f.to_string(),
+            };
         }
         let d = Self::default();
         let mut notes = Vec::new();
@@ -200,6 +289,9 @@ impl SsqlConfig {
         }
         if self.act_bits != d.act_bits {
             notes.push(format!("a{}-{}", self.act_bits[0], self.act_bits[1]));
+        }
+        if self.protocol == Protocol::Official {
+            notes.insert(0, "official".to_string());
         }
         if notes.is_empty() {
             format!("{f}+SSQL")

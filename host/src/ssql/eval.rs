@@ -142,6 +142,11 @@ pub struct EvalConfig {
     /// from there; its linear evaluation measures random features.
     #[serde(default)]
     pub from_scratch: bool,
+    /// The post-training quantization protocol (none: the pretraining run's). SSQL's official
+    /// one quantizes weights at `max|w| / ((2^b - 1) / 2)`, keeps the features the head reads
+    /// at 8 bits (the first layer's output at the bit width) and trains a head per bit width.
+    #[serde(default)]
+    pub protocol: Option<crate::ssql::Protocol>,
     /// Bit widths to evaluate at.
     pub bits: Vec<Bits>,
     /// LSQ training epochs from the linear-evaluated network (0: none).
@@ -166,6 +171,7 @@ impl Default for EvalConfig {
             mse_clip: false,
             head_per_bits: false,
             from_scratch: false,
+            protocol: None,
             bits: default_bits(),
             lsq_epochs: 0,
             lsq_bits: Bits::Quantized { w: 2, a: 4 },
@@ -490,17 +496,20 @@ fn quantize_at(
     device: Device,
 ) -> Result<()> {
     let cal = data.train.take(e.calibration);
+    let official = e.protocol == Some(crate::ssql::Protocol::Official);
     match bits {
         Bits::Float => {
             // Measured in full precision; calibrated at 8w8a so that its saved run folder
             // exports as the integer device runs it.
             net.set_edge_policy(None)?;
+            net.set_head_policy(None)?;
             net.set_bits(8, 8)?;
             calibrate(net, &cal, data.max_code, device);
             net.set_mode(Mode::Float);
         }
         Bits::Quantized { w, a } => {
             net.set_edge_policy(e.edge_act_bits)?;
+            net.set_head_policy(official.then_some(8))?;
             net.set_bits(w, a)?;
             calibrate(net, &cal, data.max_code, device);
             net.set_mode(Mode::Quantized);
@@ -649,7 +658,15 @@ pub fn evaluate(
     };
     let mut e = e.clone();
     e.mse_clip |= pre.quant.act_quantizer == ActQuantizer::Mse;
+    let protocol = *e.protocol.get_or_insert(ssql.protocol);
+    let official = protocol == crate::ssql::Protocol::Official;
+    e.head_per_bits |= official;
     let e = &e;
+    let weights = if official {
+        WeightQuantizer::MaxAbsHalf
+    } else {
+        WeightQuantizer::MaxAbs
+    };
     let act = if e.mse_clip {
         ActQuantizer::Mse
     } else {
@@ -657,6 +674,7 @@ pub fn evaluate(
     };
     let mut base = classifier_config(&pre, on, resize, Bits::Float);
     base.quant.act_quantizer = act;
+    base.quant.weight_quantizer = weights;
     let data = base.load_data(data_dir)?;
     drop((pre_data, native));
     tch::manual_seed(e.seed);
@@ -668,8 +686,10 @@ pub fn evaluate(
     let cfg_of = |bits: Bits| {
         let mut c = classifier_config(&pre, on, resize, bits);
         c.quant.act_quantizer = act;
+        c.quant.weight_quantizer = weights;
         if matches!(bits, Bits::Quantized { .. }) {
             c.quant.edge_act_bits = e.edge_act_bits;
+            c.quant.head_act_bits = official.then_some(8);
         }
         c
     };
@@ -752,6 +772,103 @@ pub fn evaluate(
     Ok(result)
 }
 
+/// What [`quantize_run`] measured (`results.json` of its folder).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PtqResult {
+    /// The trained classifier.
+    pub run: PathBuf,
+    /// Settings (bit widths, calibration, protocol, edges, heads).
+    pub config: EvalConfig,
+    /// Test accuracy at every bit width, with its run folder.
+    pub points: Vec<Point>,
+}
+
+/// Post-training quantization of a trained classifier (a run folder whose quantizers learn
+/// nothing: max-abs weights, min-max or MSE activations, as every full-precision run folder
+/// of [`evaluate`] has) at every bit width of `e`, as [`evaluate`] quantizes its networks
+/// (the protocol, edge widths, MSE clips, a head per bit width, BatchNorm per bit width);
+/// `results.json` and one run folder per bit width in `out`.
+pub fn quantize_run(
+    run: &Path,
+    data_dir: &Path,
+    e: &EvalConfig,
+    out: &Path,
+    device: Device,
+) -> Result<PtqResult> {
+    e.check()?;
+    if std::fs::read_dir(out).is_ok_and(|mut d| d.next().is_some()) {
+        bail!("{} is not empty: choose another --out", out.display());
+    }
+    let rd = RunDir(run.to_path_buf());
+    let mut base = rd.read_config()?;
+    anyhow::ensure!(
+        base.quant.weight_quantizer.switchable()
+            && matches!(
+                base.quant.act_quantizer,
+                ActQuantizer::MinMax | ActQuantizer::Mse
+            ),
+        "{}: post-training quantization takes a run with max-abs weights and min-max or MSE activations (an ssql eval run folder)",
+        run.display()
+    );
+    let official = e.protocol == Some(crate::ssql::Protocol::Official);
+    base.quant.weight_quantizer = if official {
+        WeightQuantizer::MaxAbsHalf
+    } else {
+        WeightQuantizer::MaxAbs
+    };
+    if e.mse_clip {
+        base.quant.act_quantizer = ActQuantizer::Mse;
+    }
+    base.quant.edge_act_bits = None;
+    base.quant.head_act_bits = None;
+    let data = base.load_data(data_dir)?;
+    tch::manual_seed(e.seed);
+    let mut vs = nn::VarStore::new(device);
+    let mut net = train::build_in(&train::Qat, &vs, &base, &data)?;
+    let weights = rd.weights()?;
+    vs.load(&weights).map_err(|err| {
+        anyhow::anyhow!(
+            "{}: corrupt or not this network's checkpoint ({})",
+            weights.display(),
+            err.to_string().lines().next().unwrap_or_default()
+        )
+    })?;
+    let mut e = e.clone();
+    e.head_per_bits |= official;
+    let cfg_of = |bits: Bits| {
+        let mut c = base.clone();
+        if let Bits::Quantized { w, a } = bits {
+            c.quant.weight_bits = w;
+            c.quant.act_bits = a;
+            c.quant.edge_act_bits = e.edge_act_bits;
+            c.quant.head_act_bits = official.then_some(8);
+        } else {
+            (c.quant.weight_bits, c.quant.act_bits) = (8, 8);
+        }
+        c
+    };
+    let points = sweep(
+        &vs,
+        &mut net,
+        &cfg_of,
+        &data,
+        &e,
+        e.head_per_bits,
+        out,
+        device,
+    )?;
+    let result = PtqResult {
+        run: run.to_path_buf(),
+        config: e,
+        points,
+    };
+    write_atomic(
+        &out.join("results.json"),
+        serde_json::to_string_pretty(&result)?.as_bytes(),
+    )?;
+    Ok(result)
+}
+
 /// LSQ quantization-aware training at `e.lsq_bits` started from the linear-evaluated
 /// full-precision network; test accuracy (%) after each epoch.
 fn lsq_from(
@@ -808,8 +925,12 @@ fn lsq_from(
 /// compared: architecture, schedule, and the projector's and predictor's widths. The method
 /// ([`SsqlConfig::method`]) names what differs between the two.
 pub fn pretraining_of(pre: &TrainConfig, ssql: &SsqlConfig) -> String {
+    let official = match ssql.protocol {
+        crate::ssql::Protocol::Official => ", official protocol",
+        crate::ssql::Protocol::Bitspike => "",
+    };
     format!(
-        "{}, {} epochs, batch {}, lr {}, projector {}-{}, predictor {}",
+        "{}, {} epochs, batch {}, lr {}, projector {}-{}, predictor {}{official}",
         format!("{:?}", pre.arch).to_lowercase(),
         pre.epochs,
         pre.batch_size,

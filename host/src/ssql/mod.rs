@@ -47,7 +47,7 @@ pub mod eval;
 pub mod report;
 pub mod stats;
 
-pub use config::{default_lr, Framework, QuantizedBn, SsqlConfig};
+pub use config::{default_lr, Framework, Protocol, QuantizedBn, SsqlConfig};
 
 /// Draws a step's bit widths uniformly from inclusive ranges (tch's generator, so a seeded
 /// run draws the same widths).
@@ -150,10 +150,13 @@ pub fn momentum_update(target: &nn::VarStore, online: &nn::VarStore, m: f64) -> 
     })
 }
 
-/// A two-layer head: `Linear, BatchNorm, ReLU, Linear` and optionally a BatchNorm without
-/// affine parameters on the output (SimSiam's projector).
+/// A head of two or three linear layers: `(Linear, BatchNorm, ReLU)` once or twice, then
+/// `Linear` and optionally a BatchNorm without affine parameters on the output (SimSiam's
+/// projector).
 #[derive(Debug)]
 pub struct Mlp {
+    /// The extra first layer of a three-layer head, with its BatchNorm.
+    l0: Option<(nn::Linear, nn::BatchNorm)>,
     l1: nn::Linear,
     bn1: Option<nn::BatchNorm>,
     l2: nn::Linear,
@@ -163,6 +166,27 @@ pub struct Mlp {
 impl Mlp {
     /// `inp -> hidden -> out`; `bn`: BatchNorm after the first layer; `bn_out`: after the second.
     pub fn new(p: &nn::Path, inp: i64, hidden: i64, out: i64, bn: bool, bn_out: bool) -> Self {
+        Self::with_layers(p, 2, inp, hidden, out, bn, bn_out)
+    }
+
+    /// As [`Mlp::new`] with `layers` (2 or 3) linear layers: a third one, `inp -> hidden` with
+    /// BatchNorm and ReLU, comes first.
+    pub fn with_layers(
+        p: &nn::Path,
+        layers: u8,
+        inp: i64,
+        hidden: i64,
+        out: i64,
+        bn: bool,
+        bn_out: bool,
+    ) -> Self {
+        let (l0, inp) = if layers >= 3 {
+            let l = nn::linear(p / "l0", inp, hidden, Default::default());
+            let b = nn::batch_norm1d(p / "bn0", hidden, Default::default());
+            (Some((l, b)), hidden)
+        } else {
+            (None, inp)
+        };
         let l1 = nn::linear(p / "l1", inp, hidden, Default::default());
         let bn1 = bn.then(|| nn::batch_norm1d(p / "bn1", hidden, Default::default()));
         let l2 = nn::linear(p / "l2", hidden, out, Default::default());
@@ -177,25 +201,48 @@ impl Mlp {
             )
         });
         Self {
+            l0,
             l1,
             bn1,
             l2,
             bn_out,
         }
     }
-}
 
-impl ModuleT for Mlp {
-    fn forward_t(&self, x: &Tensor, train: bool) -> Tensor {
-        let mut h = self.l1.forward(x);
+    /// The forward pass with every linear layer's weight fake-quantized at `weight_bits`
+    /// (SSQL's observer, per output channel; 0: full precision).
+    pub fn forward_bits(&self, x: &Tensor, train: bool, weight_bits: u8) -> Tensor {
+        let lin = |l: &nn::Linear, x: &Tensor| match weight_bits {
+            0 => l.forward(x),
+            b => x.linear(&fake_quant_rows(&l.ws, b), l.bs.as_ref()),
+        };
+        let x = match &self.l0 {
+            Some((l, bn)) => bn.forward_t(&lin(l, x), train).relu(),
+            None => x.shallow_clone(),
+        };
+        let mut h = lin(&self.l1, &x);
         if let Some(bn) = &self.bn1 {
             h = bn.forward_t(&h, train);
         }
-        let mut y = self.l2.forward(&h.relu());
+        let mut y = lin(&self.l2, &h.relu());
         if let Some(bn) = &self.bn_out {
             y = bn.forward_t(&y, train);
         }
         y
+    }
+}
+
+/// `w` (`[out, in]`) fake-quantized per row at `bits` with SSQL's symmetric observer, step
+/// `max|w| / ((2^b - 1) / 2)`, straight-through gradient.
+fn fake_quant_rows(w: &Tensor, bits: u8) -> Tensor {
+    let q = ((1i64 << (bits - 1)) - 1) as f64;
+    let s = (w.detach().abs().amax(1, true) / (q + 0.5)).clamp_min(1e-8);
+    crate::quant::round_ste(&(w / &s).clamp(-q, q)) * s
+}
+
+impl ModuleT for Mlp {
+    fn forward_t(&self, x: &Tensor, train: bool) -> Tensor {
+        self.forward_bits(x, train, 0)
     }
 }
 
@@ -231,16 +278,18 @@ impl Pretrainer {
         device: Device,
     ) -> Result<Self> {
         cfg.check()?;
-        let q = &train.quant;
-        let switchable = matches!(
-            q.weight_quantizer,
-            crate::quant::WeightQuantizer::MaxAbs | crate::quant::WeightQuantizer::Lloyd
-        ) && matches!(
-            q.act_quantizer,
-            crate::quant::ActQuantizer::MinMax
-                | crate::quant::ActQuantizer::Mse
-                | crate::quant::ActQuantizer::Hwgq
+        anyhow::ensure!(
+            cfg.dim > 0 && cfg.hidden > 0 && cfg.predictor_hidden > 0,
+            "ssql widths of 0 are resolved when pretraining starts"
         );
+        let q = &train.quant;
+        let switchable = q.weight_quantizer.switchable()
+            && matches!(
+                q.act_quantizer,
+                crate::quant::ActQuantizer::MinMax
+                    | crate::quant::ActQuantizer::Mse
+                    | crate::quant::ActQuantizer::Hwgq
+            );
         if cfg.quantize && !switchable {
             bail!(
                 "SSQL switches bit widths every step: use max-abs (or lloyd) weights and min-max (mse, or hwgq) activations"
@@ -249,17 +298,20 @@ impl Pretrainer {
         let enc = |vs: &nn::VarStore| -> Result<(QNet, Mlp)> {
             let t = crate::train::build_in(&crate::train::Qat, vs, train, data)?;
             let f = t.feature_count();
-            let proj = match cfg.framework {
-                Framework::Simsiam => {
-                    Mlp::new(&(vs.root() / "proj"), f, cfg.hidden, cfg.dim, true, true)
-                }
-                Framework::Byol => {
-                    Mlp::new(&(vs.root() / "proj"), f, cfg.hidden, cfg.dim, true, false)
-                }
-                Framework::Moco => {
-                    Mlp::new(&(vs.root() / "proj"), f, cfg.hidden, cfg.dim, false, false)
-                }
+            let (bn, bn_out) = match cfg.framework {
+                Framework::Simsiam => (true, true),
+                Framework::Byol => (true, false),
+                Framework::Moco => (false, false),
             };
+            let proj = Mlp::with_layers(
+                &(vs.root() / "proj"),
+                cfg.projector_layers,
+                f,
+                cfg.hidden,
+                cfg.dim,
+                bn,
+                bn_out,
+            );
             Ok((t, proj))
         };
         let vs = nn::VarStore::new(device);
@@ -331,7 +383,11 @@ impl Pretrainer {
     pub fn quantized_projection(&self, x: &Tensor) -> Tensor {
         self.net.set_mode(Mode::Quantized);
         let batch = self.quantized_batch_stats();
-        self.proj.forward_t(&self.net.features(x, batch), batch)
+        self.proj.forward_bits(
+            &self.net.features(x, batch),
+            batch,
+            self.cfg.projector_weight_bits,
+        )
     }
 
     /// The loss of one step on two views, and the bit widths of its quantized branch (none
@@ -492,6 +548,19 @@ pub fn pretrain(
     progress: bool,
 ) -> Result<State> {
     train.check()?;
+    // Widths of 0 scale with the encoder's features (recorded resolved).
+    let mut train = train.clone();
+    let s = data.shape;
+    let spec = crate::spec::Spec::of(
+        train.arch,
+        [s.c as i64, s.h as i64, s.w as i64],
+        data.classes,
+    );
+    let features = spec.feature_count()?;
+    if let Some(c) = &mut train.ssql {
+        c.resolve_widths(features);
+    }
+    let train = &train;
     let cfg = train
         .ssql
         .clone()

@@ -21,6 +21,9 @@ pub fn drop_at(points: &[Point], bits: Bits) -> Option<f64> {
 /// per bits" when each bit width trained its own linear head.
 fn label(r: &EvalResult) -> String {
     let mut l = r.method.clone();
+    if protocol(r) == crate::ssql::Protocol::Official && !l.contains("official") {
+        l.push_str(" [official PTQ]");
+    }
     if r.config.bn_per_bits {
         l.push_str(" [BN per bits]");
     }
@@ -40,9 +43,15 @@ fn label(r: &EvalResult) -> String {
 /// SSQL, the same pretraining and evaluation sets and the same post-training quantization;
 /// the one pretrained with `q`'s seed when there is one.
 fn baseline_of<'a>(q: &EvalResult, results: &'a [EvalResult]) -> Option<&'a EvalResult> {
-    let (base_name, _) = q.method.split_once("+SSQL")?;
+    let (framework, notes) = q.method.split_once("+SSQL")?;
+    let base_name = if notes.starts_with(" (official") {
+        format!("{framework} (official)")
+    } else {
+        framework.to_string()
+    };
     let same = |r: &&EvalResult| {
         r.method == base_name
+            && protocol(r) == protocol(q)
             && r.pretrained_on == q.pretrained_on
             && r.evaluated_on == q.evaluated_on
             && r.config.bn_per_bits == q.config.bn_per_bits
@@ -58,6 +67,11 @@ fn baseline_of<'a>(q: &EvalResult, results: &'a [EvalResult]) -> Option<&'a Eval
         .filter(same)
         .find(|r| r.pretrain_seed.is_some() && r.pretrain_seed == q.pretrain_seed)
         .or_else(|| results.iter().find(same))
+}
+
+/// The quantization protocol an evaluation used (bitspike's when it did not record one).
+fn protocol(r: &EvalResult) -> crate::ssql::Protocol {
+    r.config.protocol.unwrap_or_default()
 }
 
 /// SSQL's target on drops from full precision: at most half of the baseline's (or none).

@@ -18,6 +18,12 @@ pub(crate) struct SsqlArgs {
     /// The framework alone, without SSQL's quantized branch.
     #[arg(long)]
     pub(crate) baseline: bool,
+    /// The protocol: bitspike's defaults, or SSQL's official code (weights at max|w| /
+    /// ((2^b-1)/2), the head's input at 8 bits, a three-layer projector with 8-bit weights in
+    /// the quantized branch, widths scaled with the encoder, crops of 20-100 %, no rotation,
+    /// weight decay 5e-4, batch 512; docs/ssql/official.md). Flags given override it.
+    #[arg(long, value_enum)]
+    pub(crate) protocol: Option<bitspike::ssql::Protocol>,
     /// Range of the weight bit width drawn each step, `LOW,HIGH` (inclusive).
     #[arg(long, value_delimiter = ',')]
     pub(crate) weight_range: Option<Vec<u8>>,
@@ -50,6 +56,10 @@ impl SsqlArgs {
         let fresh = self.base.config.is_none();
         let mut c = self.base.config_unchecked()?;
         let mut s = c.ssql.take().unwrap_or_default();
+        let official = self.protocol == Some(bitspike::ssql::Protocol::Official);
+        if official {
+            s = s.official();
+        }
         if let Some(v) = self.framework {
             s.framework = v;
         }
@@ -100,14 +110,23 @@ impl SsqlArgs {
                 c.epochs = 10;
             }
             if b.weight_decay.is_none() {
-                c.weight_decay = 1e-4;
+                c.weight_decay = if official { 5e-4 } else { 1e-4 };
+            }
+            if official && b.batch_size.is_none() {
+                c.batch_size = 512;
             }
             if b.schedule.is_none() {
                 c.schedule = Schedule::Cosine;
             }
         }
         // One set of weights at every bit width: quantizers that learn nothing.
-        c.quant.weight_quantizer = WeightQuantizer::MaxAbs;
+        c.quant.weight_quantizer = match s.protocol {
+            bitspike::ssql::Protocol::Official => WeightQuantizer::MaxAbsHalf,
+            bitspike::ssql::Protocol::Bitspike => WeightQuantizer::MaxAbs,
+        };
+        if s.protocol == bitspike::ssql::Protocol::Official && c.quant.edge_act_bits.is_none() {
+            c.quant.head_act_bits = Some(8);
+        }
         c.quant.act_quantizer = if self.mse_clip || c.quant.act_quantizer == ActQuantizer::Mse {
             ActQuantizer::Mse
         } else {
