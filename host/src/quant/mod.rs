@@ -31,7 +31,7 @@ mod weight;
 
 pub use act::{mse_clip, ActQuant};
 pub use lloyd::{hwgq_step, lloyd_levels_step, lloyd_step};
-pub use signed::{step_and_zero, SignedQuant, SIGNED_LEVELS};
+pub use signed::{step_and_zero, SignedQuant, SIGNED_LEVELS, TRACK_RATE};
 pub use weight::WeightQuant;
 
 /// How weights are quantized.
