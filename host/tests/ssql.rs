@@ -407,6 +407,9 @@ fn the_official_protocol_trains_evaluates_and_exports() {
             "8w8a".parse().unwrap(),
             "4w4a".parse().unwrap(),
         ],
+        // LSQ from the linear-evaluated network trains with the official quantization's
+        // settings minus the 8-bit head (a learned step cannot switch width).
+        lsq_epochs: 1,
         ..Default::default()
     };
     let r = ssql_eval::evaluate(
@@ -422,6 +425,7 @@ fn the_official_protocol_trains_evaluates_and_exports() {
     assert_eq!(r.method, "SimSiam+SSQL (official)");
     assert_eq!(r.config.protocol, Some(ssql::Protocol::Official));
     assert!(r.config.head_per_bits, "the official linear evaluation");
+    assert_eq!(r.lsq.len(), 1);
     let load = |k: usize| {
         let run = RunDir(r.linear[k].run.clone());
         let rcfg = run.read_config().unwrap();

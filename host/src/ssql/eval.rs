@@ -894,6 +894,9 @@ fn lsq_from(
     cfg.quant.act_bits = a;
     cfg.quant.weight_quantizer = WeightQuantizer::Lsq;
     cfg.quant.act_quantizer = ActQuantizer::Lsq;
+    // LSQ learns each step at one width: the head's input cannot be switched to 8 bits after
+    // the network is built (edges can: they are built at their width).
+    cfg.quant.head_act_bits = None;
     cfg.epochs = e.lsq_epochs;
     cfg.optimizer = Optimizer::Sgd;
     cfg.lr = 0.01;
