@@ -259,22 +259,22 @@ impl QNet {
     /// the activation bits like the others); an error for a network whose widths cannot be
     /// switched.
     pub fn set_edge_policy(&mut self, edge_act_bits: Option<u8>) -> Result<()> {
-        match &mut self.bits {
-            Some(b) => {
-                b.edge_act_bits = edge_act_bits;
-                b.check()
-            }
-            None => bail!("a mixed-precision or QAC network has its own bit widths"),
-        }
+        self.set_policy(|b| b.edge_act_bits = edge_act_bits)
     }
 
     /// The bit width of the features the logits layer reads alone from the next
     /// [`QNet::set_bits`] on (`None`: as the edges); an error for a network whose widths cannot
     /// be switched.
     pub fn set_head_policy(&mut self, head_act_bits: Option<u8>) -> Result<()> {
+        self.set_policy(|b| b.head_act_bits = head_act_bits)
+    }
+
+    /// Change the uniform bit widths by `f` and check them; an error for a network whose
+    /// widths cannot be switched.
+    fn set_policy(&mut self, f: impl FnOnce(&mut Bits)) -> Result<()> {
         match &mut self.bits {
             Some(b) => {
-                b.head_act_bits = head_act_bits;
+                f(b);
                 b.check()
             }
             None => bail!("a mixed-precision or QAC network has its own bit widths"),
@@ -283,7 +283,13 @@ impl QNet {
 
     /// Quantize the features the logits layer reads ([`Spec::head_input_node`]) at `bits`.
     fn set_head_act_bits(&mut self, bits: u8) -> Result<()> {
-        if let Some(i) = self.spec.head_input_node() {
+        let head = self.spec.head_input_node();
+        self.set_act_bits_of(head, bits)
+    }
+
+    /// Quantize the outputs of `nodes` at `bits`.
+    fn set_act_bits_of(&mut self, nodes: impl IntoIterator<Item = usize>, bits: u8) -> Result<()> {
+        for i in nodes {
             match &mut self.params[i] {
                 Params::Conv { aq, .. } | Params::Add { aq } => aq.set_bits(bits)?,
                 Params::Dense { aq: Some(aq), .. } => aq.set_bits(bits)?,
@@ -295,14 +301,8 @@ impl QNet {
 
     /// Quantize the edge activations ([`Spec::edge_nodes`]) at `bits`.
     fn set_edge_act_bits(&mut self, bits: u8) -> Result<()> {
-        for i in self.spec.edge_nodes() {
-            match &mut self.params[i] {
-                Params::Conv { aq, .. } | Params::Add { aq } => aq.set_bits(bits)?,
-                Params::Dense { aq: Some(aq), .. } => aq.set_bits(bits)?,
-                _ => {}
-            }
-        }
-        Ok(())
+        let edges = self.spec.edge_nodes();
+        self.set_act_bits_of(edges, bits)
     }
 
     /// Forget every min-max quantizer's observed range (before a calibration pass).
