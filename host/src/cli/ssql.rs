@@ -242,7 +242,7 @@ pub(crate) fn ssql_command(c: SsqlCommand) -> Result<()> {
                 e.linear_epochs = v;
             }
             let device = rt.device()?;
-            let r = ssql_eval::quantize_run(&run, &rt.data_dir(), &e, &out, device)?;
+            let r = bitspike::ssql::ptq::quantize_run(&run, &rt.data_dir(), &e, &out, device)?;
             println!("| bit width | test accuracy % |\n|---|---:|");
             for p in &r.points {
                 println!("| {} | {:.2} |", p.bits, p.accuracy);

@@ -44,6 +44,7 @@ use crate::train::{write_atomic, RunDir, State};
 
 pub mod config;
 pub mod eval;
+pub mod ptq;
 pub mod report;
 pub mod stats;
 
