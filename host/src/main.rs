@@ -42,12 +42,22 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Train(TrainCommand::Mps(a)) => train_run(&a.base, a.config()?)?,
         Command::Train(TrainCommand::Ssql(a)) => {
             let cfg = a.config()?;
-            if a.base.resume || a.base.init.is_some() {
-                bail!("a pretraining run starts fresh: --resume and --init are for `train qat`");
+            if a.base.init.is_some() {
+                bail!("a pretraining run starts from a fresh initialisation: --init is for `train qat`");
             }
             let device = a.base.rt.device()?;
             let data = cfg.load_data(&a.base.rt.data_dir())?;
-            let state = bitspike::ssql::pretrain(&cfg, &data, &a.base.out, device, !a.base.quiet)?;
+            let state = bitspike::ssql::pretrain(
+                &cfg,
+                &data,
+                &bitspike::train::TrainOptions {
+                    out: &a.base.out,
+                    resume: a.base.resume,
+                    device,
+                    progress: !a.base.quiet,
+                    init: None,
+                },
+            )?;
             println!(
                 "pretrained {} ({}) {} epochs in {:.0} s ({}); next: bitspike ssql eval --run {}",
                 cfg.ssql.as_ref().map(|s| s.method()).unwrap_or_default(),

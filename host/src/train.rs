@@ -307,30 +307,7 @@ pub fn train(
 ) -> Result<State> {
     cfg.check()?;
     let run = RunDir(o.out.to_path_buf());
-    let mut state = if o.resume {
-        let saved = run.read_config()?;
-        if &saved != cfg {
-            bail!(
-                "{}: --resume continues a run with its own configuration; pass no options that change it",
-                run.0.display()
-            );
-        }
-        // A run stopped before its first checkpoint starts over.
-        if run.state().exists() {
-            run.read_state()?
-        } else {
-            State::default()
-        }
-    } else {
-        let busy = std::fs::read_dir(&run.0).is_ok_and(|mut d| d.next().is_some());
-        if busy {
-            bail!(
-                "{} is not empty: continue a run there with --resume, or choose another --out",
-                run.0.display()
-            );
-        }
-        State::default()
-    };
+    let mut state = open_run(&run, cfg, o.resume)?;
     tch::manual_seed(cfg.seed);
     // Build before writing anything: a network the configuration cannot describe (a bit plan
     // of the wrong length, say) leaves no run folder behind.
@@ -370,14 +347,7 @@ pub fn train(
         }
     }
     if state.epochs_done > 0 {
-        let weights = run.weights()?;
-        t.vs.load(&weights).map_err(|e| {
-            anyhow::anyhow!(
-                "{}: corrupt checkpoint ({})",
-                weights.display(),
-                first_line(&e.to_string())
-            )
-        })?;
+        load_checkpoint(&run, &mut t.vs)?;
     }
     if !o.resume {
         std::fs::create_dir_all(&run.0)
@@ -385,13 +355,7 @@ pub fn train(
         let text = toml::to_string(cfg).context("serializing the configuration")?;
         write_atomic(&run.config(), text.as_bytes())?;
     }
-    // Keep the log to the committed epochs (a stop after a log line, before its checkpoint).
-    let log_text = std::fs::read_to_string(run.log()).unwrap_or_default();
-    let kept: Vec<&str> = log_text.lines().take(state.epochs_done).collect();
-    write_atomic(
-        &run.log(),
-        (kept.join("\n") + if kept.is_empty() { "" } else { "\n" }).as_bytes(),
-    )?;
+    trim_log(&run, state.epochs_done)?;
     let mut opt = optimizer(cfg, &t.vs)?;
     // Groups exist up to the largest one with a variable (Lloyd and HWGQ learn nothing in
     // group 1, for instance); setting a missing one is an error in libtorch.
@@ -547,6 +511,57 @@ pub fn save_atomic(vs: &nn::VarStore, file: &Path) -> Result<()> {
         )
     })?;
     write_atomic(file, &bytes)
+}
+
+/// The state a run starts from: a new run's (its folder must be empty or absent), or with
+/// `resume` the committed state of an interrupted one, whose saved configuration must equal
+/// `cfg` (a run stopped before its first checkpoint starts over).
+pub fn open_run(run: &RunDir, cfg: &TrainConfig, resume: bool) -> Result<State> {
+    if resume {
+        let saved = run.read_config()?;
+        if &saved != cfg {
+            bail!(
+                "{}: --resume continues a run with its own configuration; pass no options that change it",
+                run.0.display()
+            );
+        }
+        if run.state().exists() {
+            run.read_state()
+        } else {
+            Ok(State::default())
+        }
+    } else {
+        let busy = std::fs::read_dir(&run.0).is_ok_and(|mut d| d.next().is_some());
+        if busy {
+            bail!(
+                "{} is not empty: continue a run there with --resume, or choose another --out",
+                run.0.display()
+            );
+        }
+        Ok(State::default())
+    }
+}
+
+/// Load the run's committed weights file into `vs`.
+pub fn load_checkpoint(run: &RunDir, vs: &mut nn::VarStore) -> Result<()> {
+    let weights = run.weights()?;
+    vs.load(&weights).map_err(|e| {
+        anyhow::anyhow!(
+            "{}: corrupt checkpoint ({})",
+            weights.display(),
+            first_line(&e.to_string())
+        )
+    })
+}
+
+/// Keep the log to the committed epochs (a stop after a log line, before its checkpoint).
+pub fn trim_log(run: &RunDir, epochs_done: usize) -> Result<()> {
+    let log_text = std::fs::read_to_string(run.log()).unwrap_or_default();
+    let kept: Vec<&str> = log_text.lines().take(epochs_done).collect();
+    write_atomic(
+        &run.log(),
+        (kept.join("\n") + if kept.is_empty() { "" } else { "\n" }).as_bytes(),
+    )
 }
 
 /// Commit the checkpoint of `state.epochs_done` epochs: the weights file, then `state.json`

@@ -422,6 +422,77 @@ fn resume_finishes_an_interrupted_run() {
     assert_error(&o, 1, "--resume continues a run with its own configuration");
 }
 
+/// `train ssql --resume` continues a pretraining run with the configuration in its folder
+/// (the defaults a fresh run applies do not overwrite it).
+#[test]
+fn an_ssql_pretraining_resumes_with_its_own_configuration() {
+    let d = tmp("ssql-resume");
+    let run = d.join("run");
+    let r_ = run.to_str().unwrap();
+    let pretrain = |extra: &[&str]| {
+        let mut a = vec![
+            "train",
+            "ssql",
+            "--dataset",
+            "digits",
+            "--arch",
+            "cnn",
+            "--epochs",
+            "1",
+            "--quiet",
+            "--threads",
+            "1",
+            "--out",
+            r_,
+        ];
+        a.extend(extra);
+        bitspike(&a)
+    };
+    let o = pretrain(&[]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    // Stopped after epoch 1 of 2.
+    let config = std::fs::read_to_string(run.join("config.toml")).unwrap();
+    std::fs::write(
+        run.join("config.toml"),
+        config.replace("epochs = 1", "epochs = 2"),
+    )
+    .unwrap();
+    let o = bitspike(&[
+        "train",
+        "ssql",
+        "--quiet",
+        "--threads",
+        "1",
+        "--resume",
+        "--out",
+        r_,
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(out.contains(" 2 epochs"), "{out}");
+    let log = std::fs::read_to_string(run.join("log.jsonl")).unwrap();
+    assert_eq!(log.lines().count(), 2, "{log}");
+    assert!(run.join("weights-2.ot").exists() && !run.join("weights-1.ot").exists());
+    // Other options, or starting weights, are refused.
+    let o = bitspike(&[
+        "train", "ssql", "--quiet", "--lr", "0.5", "--resume", "--out", r_,
+    ]);
+    assert_error(&o, 1, "--resume continues a run with its own configuration");
+    let other = d.join("other");
+    let o = bitspike(&[
+        "train",
+        "ssql",
+        "--dataset",
+        "digits",
+        "--init",
+        run.join("weights-2.ot").to_str().unwrap(),
+        "--out",
+        other.to_str().unwrap(),
+    ]);
+    assert_error(&o, 1, "--init is for `train qat`");
+    assert!(!other.exists());
+}
+
 /// A run that diverges stops with one line naming the epoch and step, and keeps its last good
 /// checkpoint: here epoch 1 trains normally, then epoch 2 runs at an absurd learning rate.
 #[test]

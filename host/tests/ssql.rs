@@ -14,7 +14,7 @@ use bitspike::quant::{ActQuantizer, WeightQuantizer};
 use bitspike::report::Summary;
 use bitspike::ssql::{self, Framework, Pretrainer, QuantizedBn, SsqlConfig};
 use bitspike::ssql_eval::{self, Bits, EvalConfig};
-use bitspike::train::{self, RunDir};
+use bitspike::train::{self, RunDir, TrainOptions};
 use bitspike_core::format::ModelFile;
 use tch::nn::{self, OptimizerConfig};
 use tch::{Device, Kind, Tensor};
@@ -232,10 +232,10 @@ fn a_digits_pretraining_evaluates_and_exports_at_its_bit_width() {
     cfg.optimizer = bitspike::config::Optimizer::Sgd;
     cfg.lr = 0.05;
     let pre = dir.join("pre");
-    let state = ssql::pretrain(&cfg, &data, &pre, Device::Cpu, false).unwrap();
+    let state = ssql::pretrain(&cfg, &data, &TrainOptions::cpu(&pre)).unwrap();
     assert_eq!(state.epochs_done, 3);
     // A second pretraining into the same folder is refused, and leaves it as it was.
-    assert!(ssql::pretrain(&cfg, &data, &pre, Device::Cpu, false).is_err());
+    assert!(ssql::pretrain(&cfg, &data, &TrainOptions::cpu(&pre)).is_err());
     assert!(RunDir(pre.clone()).weights().unwrap().exists());
     let log = std::fs::read_to_string(pre.join("log.jsonl")).unwrap();
     assert_eq!(log.lines().count(), 3);
@@ -394,7 +394,7 @@ fn the_official_protocol_trains_evaluates_and_exports() {
         ..Default::default()
     };
     let pre = dir.join("pre");
-    ssql::pretrain(&cfg, &data, &pre, Device::Cpu, false).unwrap();
+    ssql::pretrain(&cfg, &data, &TrainOptions::cpu(&pre)).unwrap();
     let s = RunDir(pre.clone()).read_config().unwrap().ssql.unwrap();
     assert_eq!((s.dim, s.hidden, s.predictor_hidden), (256, 256, 256));
     assert_eq!((s.projector_layers, s.projector_weight_bits), (3, 8));
@@ -492,4 +492,70 @@ fn digits_resize_to_the_encoder_input() {
     assert_eq!((r.shape.h, r.shape.w, r.max_code), (28, 28, 255));
     let max = r.train.images.max().int64_value(&[]);
     assert!(max > 200 && max <= 255);
+}
+
+/// Every tensor of a weights or momentum file, by name.
+fn tensors(file: &std::path::Path) -> HashMap<String, Tensor> {
+    Tensor::load_multi(file).unwrap().into_iter().collect()
+}
+
+#[test]
+fn an_interrupted_pretraining_resumes_where_it_stopped() {
+    let _one = common::seeded();
+    let data = data::load(DatasetName::Digits, &data::default_dir()).unwrap();
+    let dir = std::env::temp_dir().join(format!("bitspike-ssql-resume-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    // MoCo with SSQL's branch: a momentum key encoder and a queue to carry over. Plain SGD at a
+    // constant rate, so the first epoch of a two-epoch run is a one-epoch run and a resumed
+    // run must equal an uninterrupted one bit for bit (the optimizer keeps no moments).
+    let mut cfg = config(Framework::Moco);
+    cfg.epochs = 2;
+    cfg.batch_size = 128;
+    cfg.optimizer = bitspike::config::Optimizer::Sgd;
+    cfg.momentum = 0.0;
+    cfg.lr = 0.05;
+    cfg.schedule = bitspike::config::Schedule::Constant;
+    let whole = dir.join("whole");
+    ssql::pretrain(&cfg, &data, &TrainOptions::cpu(&whole)).unwrap();
+
+    // The same run stopped after its first epoch: one epoch, then the folder says two.
+    let stopped = dir.join("stopped");
+    let mut first = cfg.clone();
+    first.epochs = 1;
+    ssql::pretrain(&first, &data, &TrainOptions::cpu(&stopped)).unwrap();
+    std::fs::copy(whole.join("config.toml"), stopped.join("config.toml")).unwrap();
+    assert!(stopped.join("momentum-1.ot").exists());
+    // Without --resume the folder is refused and left as it was.
+    assert!(ssql::pretrain(&cfg, &data, &TrainOptions::cpu(&stopped)).is_err());
+    // A resume with another configuration is refused.
+    let mut other = cfg.clone();
+    other.lr = 0.1;
+    let resume = |c: &TrainConfig| {
+        let mut o = TrainOptions::cpu(&stopped);
+        o.resume = true;
+        ssql::pretrain(c, &data, &o)
+    };
+    let e = resume(&other).unwrap_err().to_string();
+    assert!(e.contains("own configuration"), "{e}");
+    let state = resume(&cfg).unwrap();
+    assert_eq!(state.epochs_done, 2);
+    // The previous epoch's momentum file is gone, the last one is there.
+    assert!(!stopped.join("momentum-1.ot").exists());
+    for file in ["weights-2.ot", "momentum-2.ot"] {
+        let (a, b) = (tensors(&whole.join(file)), tensors(&stopped.join(file)));
+        assert_eq!(a.len(), b.len(), "{file}");
+        for (k, v) in &a {
+            assert_eq!(max_diff(v, &b[k]), 0.0, "{file}: {k}");
+        }
+    }
+    let log = std::fs::read_to_string(stopped.join("log.jsonl")).unwrap();
+    assert_eq!(log.lines().count(), 2);
+    // A missing momentum state is named.
+    std::fs::remove_file(stopped.join("momentum-2.ot")).unwrap();
+    let mut more = cfg.clone();
+    more.epochs = 3;
+    std::fs::write(stopped.join("config.toml"), toml::to_string(&more).unwrap()).unwrap();
+    let e = format!("{:#}", resume(&more).unwrap_err());
+    assert!(e.contains("momentum-2.ot"), "{e}");
+    let _ = std::fs::remove_dir_all(&dir);
 }

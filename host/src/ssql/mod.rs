@@ -40,7 +40,7 @@ use tch::{Device, Kind, Tensor};
 use crate::config::TrainConfig;
 use crate::data::{self, Dataset};
 use crate::net::{Mode, QNet};
-use crate::train::{write_atomic, RunDir, State};
+use crate::train::{write_atomic, RunDir, State, TrainOptions};
 
 pub mod config;
 pub mod eval;
@@ -468,6 +468,79 @@ impl Pretrainer {
         Ok((loss, drawn))
     }
 
+    /// The training state beyond the online store: the momentum network's variables (under
+    /// `momentum.`), MoCo's queue and its write position. Empty for SimSiam.
+    fn momentum_tensors(&self) -> Vec<(String, Tensor)> {
+        let mut out = Vec::new();
+        if let Some((tvs, _, _)) = &self.momentum {
+            let mut vars: Vec<(String, Tensor)> = tvs.variables().into_iter().collect();
+            vars.sort_by(|a, b| a.0.cmp(&b.0));
+            out.extend(vars.into_iter().map(|(n, t)| (format!("momentum.{n}"), t)));
+        }
+        if let Some((queue, ptr)) = &self.queue {
+            out.push(("queue".into(), queue.shallow_clone()));
+            out.push(("queue_ptr".into(), Tensor::from_slice(&[*ptr])));
+        }
+        out
+    }
+
+    /// Save [`Self::momentum_tensors`] to `file` (atomically; no file for SimSiam).
+    pub fn save_momentum(&self, file: &Path) -> Result<()> {
+        let tensors = self.momentum_tensors();
+        if tensors.is_empty() {
+            return Ok(());
+        }
+        let mut bytes = Vec::new();
+        Tensor::save_multi_to_stream(&tensors, &mut bytes)
+            .with_context(|| format!("cannot serialize {}", file.display()))?;
+        write_atomic(file, &bytes)
+    }
+
+    /// Restore what [`Self::save_momentum`] wrote: every tensor must be there with its shape.
+    pub fn load_momentum(&mut self, file: &Path) -> Result<()> {
+        let expected = self.momentum_tensors();
+        if expected.is_empty() {
+            return Ok(());
+        }
+        let loaded: std::collections::HashMap<String, Tensor> = Tensor::load_multi(file)
+            .map_err(|e| {
+                let e = e.to_string();
+                anyhow::anyhow!(
+                    "{}: cannot read the momentum state ({})",
+                    file.display(),
+                    e.lines().next().unwrap_or_default()
+                )
+            })?
+            .into_iter()
+            .collect();
+        for (name, dst) in &expected {
+            let src = loaded
+                .get(name)
+                .with_context(|| format!("{}: lacks {name}", file.display()))?;
+            if src.size() != dst.size() {
+                bail!(
+                    "{}: {name} has shape {:?}, the run's network {:?}",
+                    file.display(),
+                    src.size(),
+                    dst.size()
+                );
+            }
+            if name == "queue_ptr" {
+                let ptr = src.int64_value(&[0]);
+                if let Some((queue, p)) = &mut self.queue {
+                    if !(0..queue.size()[1]).contains(&ptr) {
+                        bail!("{}: queue position {ptr} out of range", file.display());
+                    }
+                    *p = ptr;
+                }
+            } else {
+                let mut dst = dst.shallow_clone();
+                tch::no_grad(|| dst.copy_(&src.to_device(dst.device())));
+            }
+        }
+        Ok(())
+    }
+
     /// MoCo: write the keys into the queue (oldest first out).
     fn enqueue(&mut self, k: &Tensor) {
         if let Some((queue, ptr)) = &mut self.queue {
@@ -538,17 +611,22 @@ pub fn view(x: &Tensor, cfg: &SsqlConfig, flips: bool) -> Tensor {
     y.clamp(0.0, 1.0)
 }
 
-/// Pretrain without labels into the run folder `out` (`config.toml` with its `[ssql]` table,
-/// `weights-<epoch>.ot` holding encoder, projector and predictor, `state.json`, `log.jsonl`
-/// with the loss of every epoch). The schedule, optimizer and rate are `train`'s.
-pub fn pretrain(
-    train: &TrainConfig,
-    data: &Dataset,
-    out: &Path,
-    device: Device,
-    progress: bool,
-) -> Result<State> {
+/// The momentum state's file of a checkpoint after `epochs` epochs.
+fn momentum_file(epochs: usize) -> String {
+    format!("momentum-{epochs}.ot")
+}
+
+/// Pretrain without labels into the run folder `o.out` (`config.toml` with its `[ssql]` table,
+/// `weights-<epoch>.ot` holding encoder, projector and predictor, `momentum-<epoch>.ot` with
+/// BYOL's target or MoCo's key encoder and queue, `state.json`, `log.jsonl` with the loss of
+/// every epoch). The schedule, optimizer and rate are `train`'s. With `o.resume` an interrupted
+/// run continues from its last committed epoch as QAT's does (`crate::train`): same
+/// configuration, each epoch reseeded, the optimizer's moments restarted.
+pub fn pretrain(train: &TrainConfig, data: &Dataset, o: &TrainOptions<'_>) -> Result<State> {
     train.check()?;
+    if o.init.is_some() {
+        bail!("a pretraining run starts from a fresh initialisation: --init is for `train qat`");
+    }
     // Widths of 0 scale with the encoder's features (recorded resolved).
     let mut train = train.clone();
     let s = data.shape;
@@ -566,15 +644,21 @@ pub fn pretrain(
         .ssql
         .clone()
         .context("a pretraining run needs an [ssql] table")?;
-    let run = RunDir(out.to_path_buf());
-    if std::fs::read_dir(out).is_ok_and(|mut d| d.next().is_some()) {
-        bail!("{} is not empty: choose another --out", out.display());
-    }
+    let run = RunDir(o.out.to_path_buf());
+    let mut state = crate::train::open_run(&run, train, o.resume)?;
     tch::manual_seed(train.seed);
-    let mut p = Pretrainer::new(train, &cfg, data, device)?;
-    std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
-    let text = toml::to_string(train).context("serializing the configuration")?;
-    write_atomic(&run.config(), text.as_bytes())?;
+    let mut p = Pretrainer::new(train, &cfg, data, o.device)?;
+    if state.epochs_done > 0 {
+        crate::train::load_checkpoint(&run, &mut p.vs)?;
+        p.load_momentum(&run.0.join(momentum_file(state.epochs_done)))?;
+    }
+    if !o.resume {
+        std::fs::create_dir_all(o.out)
+            .with_context(|| format!("cannot create {}", o.out.display()))?;
+        let text = toml::to_string(train).context("serializing the configuration")?;
+        write_atomic(&run.config(), text.as_bytes())?;
+    }
+    crate::train::trim_log(&run, state.epochs_done)?;
     let mut opt = crate::train::optimizer(train, &p.vs)?;
     opt.set_weight_decay(train.weight_decay);
     let n = data.train.len();
@@ -585,9 +669,8 @@ pub fn pretrain(
         .append(true)
         .open(run.log())
         .with_context(|| format!("cannot open {}", run.log().display()))?;
-    let mut state = State::default();
     let flips = data.name.flips();
-    for epoch in 0..train.epochs {
+    for epoch in state.epochs_done..train.epochs {
         tch::manual_seed(
             train
                 .seed
@@ -595,7 +678,7 @@ pub fn pretrain(
                 .wrapping_add(epoch as i64),
         );
         let started = Instant::now();
-        let bar = if progress {
+        let bar = if o.progress {
             indicatif::ProgressBar::new(per_epoch as u64)
         } else {
             indicatif::ProgressBar::hidden()
@@ -614,7 +697,7 @@ pub fn pretrain(
             let x = data::to_input(
                 &data.train.images.index_select(0, &idx),
                 data.max_code,
-                device,
+                o.device,
             );
             let (v1, v2) = (view(&x, &cfg, flips), view(&x, &cfg, flips));
             let (loss, bits) = p.loss(&v1, &v2)?;
@@ -634,7 +717,12 @@ pub fn pretrain(
         let seconds = started.elapsed().as_secs_f64();
         state.epochs_done = epoch + 1;
         state.seconds += seconds;
+        // The momentum state first: a committed epoch always has its file.
+        p.save_momentum(&run.0.join(momentum_file(state.epochs_done)))?;
         crate::train::commit_checkpoint(&run, &p.vs, &mut state)?;
+        if epoch > 0 {
+            let _ = std::fs::remove_file(run.0.join(momentum_file(epoch)));
+        }
         let line = serde_json::json!({
             "epoch": epoch + 1,
             "loss": loss_sum / steps.max(1) as f64,
@@ -642,7 +730,7 @@ pub fn pretrain(
             "bits_drawn": drawn,
         });
         writeln!(log, "{line}")?;
-        if progress {
+        if o.progress {
             eprintln!(
                 "epoch {}/{}: loss {:.4}, {:.0} s",
                 epoch + 1,

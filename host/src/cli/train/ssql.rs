@@ -53,7 +53,8 @@ pub(crate) struct SsqlArgs {
 
 impl SsqlArgs {
     pub(crate) fn config(&self) -> Result<TrainConfig> {
-        let fresh = self.base.config.is_none();
+        // A resumed run keeps its own configuration (read from its folder).
+        let fresh = self.base.config.is_none() && !self.base.resume;
         let mut c = self.base.config_unchecked()?;
         let mut s = c.ssql.take().unwrap_or_default();
         let official = self.protocol == Some(bitspike::ssql::Protocol::Official);
