@@ -48,11 +48,16 @@ pub struct Slots {
     pub weight_nodes: Vec<usize>,
     /// The node of every activation slot.
     pub act_nodes: Vec<usize>,
-    /// Per tensor (0 = image): the activation slot whose codes it holds (`None`: the image or
-    /// raw logits).
+    /// Per tensor (0 = image): the activation slot whose codes it holds (`None`: codes of a
+    /// fixed width, the image's or a signed output's, or raw logits).
     pub tensor_slot: Vec<Option<usize>>,
-    /// Per node: the activation slot of the tensor it reads (`None`: the image).
+    /// Per node: the activation slot of the tensor it reads (`None`: codes of a fixed width,
+    /// [`Self::read_bits`]).
     pub reads: Vec<Option<usize>>,
+    /// Per node: the bits of the codes it reads when they belong to no slot: the image's
+    /// `input_bits`, or 8 for a signed output (a convolution without ReLU quantizes its output
+    /// to 8 bits with a zero point at every bit width, so it has no activation slot).
+    pub read_bits: Vec<u8>,
     /// Per node: the activation slot of an add's second input (`None`: no add, or the image).
     pub reads2: Vec<Option<usize>>,
     /// Per node: MACs (padded positions counted, as eq. S13).
@@ -69,6 +74,9 @@ pub struct Slots {
     pub input_elements: u64,
 }
 
+/// Bits of a signed output's codes (at every bit width of the rest of the network).
+const SIGNED_BITS: u8 = 8;
+
 /// Bits of codes `0..=max`.
 fn code_bits(max: u8) -> u8 {
     bitspike_core::quant::code_bits(max) as u8
@@ -83,6 +91,7 @@ impl Slots {
             act_nodes: Vec::new(),
             tensor_slot: vec![None],
             reads: Vec::new(),
+            read_bits: Vec::new(),
             reads2: Vec::new(),
             macs: Vec::new(),
             weights: Vec::new(),
@@ -93,8 +102,15 @@ impl Slots {
         };
         // MACs, weights and input features from the shared cost model, as the exporter's
         // geometries give them (eq. S13 counts padded positions, as `cost::macs` does).
-        for (n, g) in spec.nodes.iter().zip(spec.geometries()?) {
+        // Per tensor: the bits of its codes when it has no slot.
+        let mut fixed_bits = vec![s.input_bits];
+        for (i, (n, g)) in spec.nodes.iter().zip(spec.geometries()?).enumerate() {
+            let signed = spec.signed(i);
             let slot = match n.op {
+                Op::Conv { .. } if signed => {
+                    s.weight_nodes.push(s.macs.len());
+                    None
+                }
                 Op::Conv { .. } => {
                     s.weight_nodes.push(s.macs.len());
                     s.act_nodes.push(s.macs.len());
@@ -117,6 +133,12 @@ impl Slots {
             s.weights.push(g.weight_count());
             s.features.push(g.input.len() as u64);
             s.reads.push(s.tensor_slot[n.input]);
+            s.read_bits.push(fixed_bits[n.input]);
+            fixed_bits.push(if signed {
+                SIGNED_BITS
+            } else {
+                fixed_bits[n.input]
+            });
             s.reads2.push(match n.op {
                 Op::Add { other } => s.tensor_slot[other],
                 _ => None,

@@ -160,7 +160,11 @@ pub fn spec_keys(
     let mut keys = Vec::with_capacity(spec.nodes.len());
     for (k, (n, g)) in spec.nodes.iter().zip(geoms).enumerate() {
         let read = levels[n.input].context("a node reads raw logits")?;
-        let own = slots.act_slot(k).map(|s| act_levels(plan.act_bits[s]));
+        // A signed output is 8-bit codes at every plan (it has no slot).
+        let own = match spec.signed(k) {
+            true => Some(255),
+            false => slots.act_slot(k).map(|s| act_levels(plan.act_bits[s])),
+        };
         let (out, in2) = match n.op {
             Op::Conv { .. } | Op::Add { .. } => (own, None),
             Op::Dense { hidden, .. } => (if hidden { own } else { None }, None),

@@ -382,3 +382,22 @@ fn the_spiking_cost_interpolates_the_table_between_candidate_timesteps() {
         "{g}"
     );
 }
+
+/// A signed output is priced as the 8-bit codes it always is, whatever the plan.
+#[test]
+fn signed_outputs_are_keyed_at_eight_bits() {
+    let _one = crate::seeded();
+    let spec = Spec::of(TrainArch::Resnet8, [1, 28, 28], 10);
+    let slots = Slots::of(&spec, 255).unwrap();
+    let keys = spec_keys(&spec, &slots, &slots.uniform(2, 2), 255).unwrap();
+    let mut signed = 0;
+    for (k, key) in keys.iter().enumerate() {
+        if spec.signed(k) {
+            assert_eq!(key.out_levels, Some(255), "node {k}");
+            signed += 1;
+        } else if key.out_levels.is_some() && k > 0 && key.weight_bits > 0 {
+            assert_eq!(key.out_levels, Some(3), "node {k}");
+        }
+    }
+    assert_eq!(signed, 5);
+}

@@ -95,7 +95,7 @@ impl Slots {
             let bx = if act.is_some() {
                 1.0
             } else {
-                self.input_bits as f64
+                self.read_bits[k] as f64
             };
             let weight = self.weight_slot(k);
             match kind {

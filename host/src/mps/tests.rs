@@ -107,6 +107,57 @@ fn costs_agree_with_the_shared_cost_model_on_every_arch() {
     }
 }
 
+/// ResNet-8's signed outputs (each block's second convolution, the shortcuts) run at 8 bits
+/// whatever the plan: they have weight slots but no activation slot, and what reads them is
+/// costed at 8-bit codes.
+#[test]
+fn signed_outputs_have_no_activation_slot() {
+    let _one = crate::seeded();
+    let spec = Spec::of(TrainArch::Resnet8, [1, 28, 28], 10);
+    let s = Slots::of(&spec, 15).unwrap();
+    let signed: Vec<usize> = (0..spec.nodes.len()).filter(|&k| spec.signed(k)).collect();
+    assert_eq!(signed.len(), 5, "three second convolutions, two shortcuts");
+    for &k in &signed {
+        assert!(
+            s.weight_slot(k).is_some() && s.act_slot(k).is_none(),
+            "node {k}"
+        );
+        assert_eq!(s.tensor_slot[k + 1], None);
+    }
+    assert!(s.act_nodes.iter().all(|&k| !spec.signed(k)));
+    // Each add reads its block's second convolution first and, in two blocks, a shortcut
+    // second.
+    let (mut first, mut second) = (0, 0);
+    for (k, n) in spec.nodes.iter().enumerate() {
+        if signed.contains(&(n.input.wrapping_sub(1))) {
+            assert_eq!((s.reads[k], s.read_bits[k]), (None, 8), "node {k}");
+            first += 1;
+        }
+        if let crate::spec::Op::Add { other } = n.op {
+            if signed.contains(&(other.wrapping_sub(1))) {
+                assert_eq!(s.reads2[k], None, "node {k}");
+                second += 1;
+            }
+        }
+    }
+    assert_eq!((first, second), (3, 2));
+    // The first convolution reads the image at its own width (codes 0..=15: 4 bits).
+    assert_eq!((s.reads[0], s.read_bits[0]), (None, 4));
+    // Its BOPs: what a node reads from a signed output counts 8 bits at any plan.
+    let plan = s.uniform(2, 2);
+    let bops: f64 = (0..spec.nodes.len())
+        .filter_map(|k| {
+            let w = s.weight_slot(k)?;
+            let bx = match s.reads[k] {
+                Some(a) => plan.act_bits[a] as f64,
+                None => s.read_bits[k] as f64,
+            };
+            Some(s.macs[k] as f64 * plan.weight_bits[w] as f64 * bx)
+        })
+        .sum();
+    assert_eq!(s.cost(&plan, CostKind::Bops), bops);
+}
+
 #[test]
 fn the_expected_cost_of_a_certain_choice_is_the_exact_cost() {
     let _one = crate::seeded();
