@@ -82,6 +82,9 @@ pub struct QNet {
     pub overlay: Option<Box<dyn Overlay>>,
     /// How the quantizers run ([`Mode`]); changed through [`QNet::set_mode`].
     mode: std::cell::Cell<Mode>,
+    /// Whether a training pass moves the signed outputs' ranges towards its batch (off while
+    /// only BatchNorm statistics are re-estimated: [`QNet::hold_signed_ranges`]).
+    track_signed: std::cell::Cell<bool>,
 }
 
 /// A method's part of a network's quantized forward pass: quantizers that run in place of
@@ -191,6 +194,7 @@ impl QNet {
             spiking,
             overlay: None,
             mode: Default::default(),
+            track_signed: std::cell::Cell::new(true),
         };
         if let Some(b) = net.bits.as_ref().and_then(|b| b.head_act_bits) {
             net.set_head_act_bits(b)?;
@@ -287,9 +291,13 @@ impl QNet {
         self.set_act_bits_of(head, bits)
     }
 
-    /// Quantize the outputs of `nodes` at `bits`.
+    /// Quantize the outputs of `nodes` at `bits` (a signed output stays at 8 bits, as in
+    /// [`QNet::set_bits`]).
     fn set_act_bits_of(&mut self, nodes: impl IntoIterator<Item = usize>, bits: u8) -> Result<()> {
         for i in nodes {
+            if self.spec.signed(i) {
+                continue;
+            }
             match &mut self.params[i] {
                 Params::Conv { aq, .. } | Params::Add { aq } => aq.set_bits(bits)?,
                 Params::Dense { aq: Some(aq), .. } => aq.set_bits(bits)?,
@@ -373,7 +381,8 @@ impl QNet {
         if signed {
             // While training, its range follows the batches (a moving average); otherwise it
             // is what calibration or training left.
-            if let (true, Some(q)) = (train, aq.as_any().downcast_ref::<SignedQuant>()) {
+            let track = train && self.track_signed.get();
+            if let (true, Some(q)) = (track, aq.as_any().downcast_ref::<SignedQuant>()) {
                 q.track(x);
             }
             return aq.forward(x);
@@ -382,6 +391,13 @@ impl QNet {
             Some(y) => y,
             None => aq.forward(x),
         }
+    }
+
+    /// Keep the signed outputs' ranges where they are during training passes (`true`), or let
+    /// them follow the batches again (`false`): re-estimating BatchNorm statistics runs training
+    /// passes that must not move a calibrated range.
+    pub fn hold_signed_ranges(&self, hold: bool) {
+        self.track_signed.set(!hold);
     }
 
     /// The device the parameters live on.

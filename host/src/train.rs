@@ -601,6 +601,8 @@ const BN_MOMENTUM: f64 = 0.1;
 /// over the sampled children, or a network quantized after training at another bit width). Deterministic for a given
 /// network and data.
 pub fn recalibrate_bn(net: &QNet, images: &Tensor, max_code: u8, batches: i64, batch: i64) {
+    // Only BatchNorm moves: the signed outputs keep their calibrated ranges.
+    net.hold_signed_ranges(true);
     tch::no_grad(|| {
         let n = images.size()[0];
         let dev = net.device();
@@ -634,6 +636,7 @@ pub fn recalibrate_bn(net: &QNet, images: &Tensor, max_code: u8, batches: i64, b
             }
         }
     });
+    net.hold_signed_ranges(false);
 }
 
 #[cfg(test)]
@@ -649,6 +652,46 @@ mod tests {
         let file = d.join(name);
         std::os::unix::fs::symlink("/dev/full", file.with_extension("tmp")).unwrap();
         (d, file)
+    }
+
+    /// Re-estimating BatchNorm runs training passes; the signed outputs' calibrated ranges
+    /// stay where they are (an ordinary training pass still moves them).
+    #[test]
+    fn recalibrating_batchnorm_keeps_the_signed_ranges() {
+        let _one = crate::seeded();
+        tch::manual_seed(3);
+        let vs = nn::VarStore::new(Device::Cpu);
+        let spec = Spec::of(crate::spec::TrainArch::Resnet8, [1, 8, 8], 10);
+        let q = crate::config::QuantConfig {
+            weight_quantizer: crate::quant::WeightQuantizer::MaxAbs,
+            act_quantizer: crate::quant::ActQuantizer::MinMax,
+            ..Default::default()
+        }
+        .uniform();
+        let bits = q.bits.clone();
+        let net = QNet::with(&vs, spec, 255, &q, Some(bits), false).unwrap();
+        let images = Tensor::randint(256, [32, 1, 8, 8], (Kind::Uint8, Device::Cpu));
+        let x = data::to_input(&images, 255, Device::Cpu);
+        net.set_mode(crate::net::Mode::Calibrate);
+        let _ = tch::no_grad(|| net.forward_t(&x, false));
+        net.set_mode(crate::net::Mode::Quantized);
+        let ranges = || {
+            net.act_quantizers()
+                .filter(|(i, _)| net.spec.signed(*i))
+                .map(|(_, q)| (q.step(), q.zero_point()))
+                .collect::<Vec<_>>()
+        };
+        let bn_mean = || match &net.params[0] {
+            crate::net::Params::Conv { bn, .. } => bn.running_mean.copy(),
+            _ => panic!("ResNet-8 starts with a convolution"),
+        };
+        let (before, mean) = (ranges(), bn_mean());
+        assert_eq!(before.len(), 5);
+        recalibrate_bn(&net, &images, 255, 2, 16);
+        assert_eq!(ranges(), before);
+        assert!((bn_mean() - mean).abs().max().double_value(&[]) > 0.0);
+        let _ = tch::no_grad(|| net.forward_t(&(&x * 3.0), true));
+        assert_ne!(ranges(), before, "a training pass tracks its batch");
     }
 
     #[test]
