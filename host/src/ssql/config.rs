@@ -203,6 +203,26 @@ impl SsqlConfig {
         self
     }
 
+    /// bitspike's own protocol: every setting [`SsqlConfig::official`] changes back at its
+    /// default (the framework, bit ranges and MoCo's settings are kept).
+    pub fn bitspike(self) -> Self {
+        let d = Self::default();
+        Self {
+            protocol: d.protocol,
+            crop_scale: d.crop_scale,
+            rotation: d.rotation,
+            jitter: d.jitter,
+            jitter_p: d.jitter_p,
+            projector_layers: d.projector_layers,
+            projector_weight_bits: d.projector_weight_bits,
+            quantized_bn: d.quantized_bn,
+            dim: d.dim,
+            hidden: d.hidden,
+            predictor_hidden: d.predictor_hidden,
+            ..self
+        }
+    }
+
     /// Replace every width of 0 by [`OFFICIAL_WIDTH_PER_FEATURE`] times `features`, the
     /// encoder's feature count.
     pub fn resolve_widths(&mut self, features: i64) {

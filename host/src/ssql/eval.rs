@@ -279,7 +279,8 @@ pub struct EvalResult {
     pub linear: Vec<Point>,
     /// Fine-tuning at every bit width (empty when skipped).
     pub finetune: Vec<Point>,
-    /// Weight statistics of the pretrained encoder.
+    /// Weight statistics of the pretrained encoder (its random initialisation with
+    /// `from_scratch`).
     pub pretrained_weights: Vec<WeightStats>,
     /// Weight statistics of the fine-tuned encoder.
     pub finetuned_weights: Vec<WeightStats>,
@@ -313,8 +314,15 @@ fn load_encoder(
         )
     })?;
     if !missing.is_empty() {
+        // ResNet-8 gained signed block outputs and a shortcut BatchNorm (MLPerf Tiny's network):
+        // checkpoints from before lack exactly those.
+        let hint = if pre.arch == crate::spec::TrainArch::Resnet8 {
+            "; a ResNet-8 pretrained before its blocks had signed outputs must be pretrained again"
+        } else {
+            ""
+        };
         bail!(
-            "{}: not a {:?} encoder (missing {})",
+            "{}: not a {:?} encoder (missing {}){hint}",
             weights.display(),
             pre.arch,
             missing.join(", ")
@@ -689,7 +697,9 @@ pub fn evaluate(
         c.quant.weight_quantizer = weights;
         if matches!(bits, Bits::Quantized { .. }) {
             c.quant.edge_act_bits = e.edge_act_bits;
-            c.quant.head_act_bits = official.then_some(8);
+            // The official head reads 8-bit features unless edge widths are given (they
+            // cover the head's input), as in pretraining.
+            c.quant.head_act_bits = (official && e.edge_act_bits.is_none()).then_some(8);
         }
         c
     };

@@ -901,6 +901,25 @@ mod tests {
     }
 
     #[test]
+    fn the_bitspike_protocol_undoes_the_official_one() {
+        let _one = crate::seeded();
+        let mut c = SsqlConfig {
+            framework: Framework::Moco,
+            act_bits: [5, 8],
+            ..Default::default()
+        };
+        let official = c.clone().official();
+        assert_eq!(official.protocol, Protocol::Official);
+        assert_ne!(official.crop_scale, c.crop_scale);
+        assert_eq!(official.clone().bitspike(), c);
+        // Settings the official protocol does not touch stay as they were.
+        c.queue = 77;
+        let mut o = official;
+        o.queue = 77;
+        assert_eq!(o.bitspike(), c);
+    }
+
+    #[test]
     fn bad_settings_are_refused() {
         let _one = crate::seeded();
         let bad = |f: fn(&mut SsqlConfig)| {

@@ -42,8 +42,10 @@ pub fn quantize_run(
     let rd = RunDir(run.to_path_buf());
     let mut base = rd.read_config()?;
     anyhow::ensure!(
-        base.quant.weight_quantizer.switchable()
-            && matches!(
+        matches!(
+            base.quant.weight_quantizer,
+            WeightQuantizer::MaxAbs | WeightQuantizer::MaxAbsHalf
+        ) && matches!(
                 base.quant.act_quantizer,
                 ActQuantizer::MinMax | ActQuantizer::Mse
             ),
@@ -81,7 +83,9 @@ pub fn quantize_run(
             c.quant.weight_bits = w;
             c.quant.act_bits = a;
             c.quant.edge_act_bits = e.edge_act_bits;
-            c.quant.head_act_bits = official.then_some(8);
+            // The official head reads 8-bit features unless edge widths are given (they
+            // cover the head's input), as in pretraining.
+            c.quant.head_act_bits = (official && e.edge_act_bits.is_none()).then_some(8);
         } else {
             (c.quant.weight_bits, c.quant.act_bits) = (8, 8);
         }

@@ -435,8 +435,14 @@ pub fn report(results: &[EvalResult]) -> String {
         if first {
             encoders.push((shown(r), r.pretrained_on));
         }
+        // Trained from scratch, the starting encoder is the random initialisation.
+        let start = if r.config.from_scratch {
+            "random initialisation"
+        } else {
+            "pretrained"
+        };
         let rows = [
-            ("pretrained", &r.pretrained_weights, first),
+            (start, &r.pretrained_weights, first),
             ("fine-tuned", &r.finetuned_weights, true),
         ];
         for (what, w, show) in rows {
@@ -447,7 +453,7 @@ pub fn report(results: &[EvalResult]) -> String {
                 s,
                 "| {} | {} | {} | {} | {:.4} | {:.4} | {:.2} | {:.3} |",
                 r.pretrained_on.as_str(),
-                if what == "pretrained" {
+                if what == start {
                     "-"
                 } else {
                     r.evaluated_on.as_str()

@@ -58,8 +58,11 @@ impl SsqlArgs {
         let mut c = self.base.config_unchecked()?;
         let mut s = c.ssql.take().unwrap_or_default();
         let official = self.protocol == Some(bitspike::ssql::Protocol::Official);
-        if official {
-            s = s.official();
+        // A protocol given on the command line replaces the configuration file's.
+        match self.protocol {
+            Some(bitspike::ssql::Protocol::Official) => s = s.official(),
+            Some(bitspike::ssql::Protocol::Bitspike) => s = s.bitspike(),
+            None => {}
         }
         if let Some(v) = self.framework {
             s.framework = v;
