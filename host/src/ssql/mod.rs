@@ -484,7 +484,8 @@ impl Pretrainer {
         out
     }
 
-    /// Save [`Self::momentum_tensors`] to `file` (atomically; no file for SimSiam).
+    /// Save the momentum network, MoCo's queue and its position to `file` (atomically; no file
+    /// for SimSiam).
     pub fn save_momentum(&self, file: &Path) -> Result<()> {
         let tensors = self.momentum_tensors();
         if tensors.is_empty() {
