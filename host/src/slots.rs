@@ -19,7 +19,8 @@ use crate::spec::{Op, Spec};
 pub struct BitPlan {
     /// Weight bits per weight slot (every convolution and dense layer, in node order).
     pub weight_bits: Vec<u8>,
-    /// Bits per activation slot (every activation quantizer, in node order).
+    /// Bits per activation slot (every activation quantizer but a signed output's, which is
+    /// 8-bit, in node order).
     pub act_bits: Vec<u8>,
 }
 

@@ -6,7 +6,8 @@
 //!
 //! **Quantizer slots.** Every convolution and dense layer has a *weight slot* (its weight
 //! quantizer, first and last layers included) and every activation quantizer (after a
-//! convolution, a hidden dense layer or a residual add) an *activation slot*. The input bits of
+//! convolution, a hidden dense layer or a residual add) an *activation slot*, except a signed
+//! output's (a convolution without ReLU: 8-bit codes at every width, read at 8 bits). The input bits of
 //! a layer (`b_x` of eq. S13) are those of the activation slot that produced the tensor it reads
 //! (through pools and flatten, which keep codes); the image is always 8-bit (the dataset's
 //! codes), as the supplement's baselines quantize the first input in 8 bits. A tensor read by

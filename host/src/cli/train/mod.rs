@@ -90,7 +90,8 @@ pub(crate) struct QatArgs {
     /// (`[mixed]`; `bitspike mps front` lists searched ones).
     #[arg(long, value_delimiter = ',', requires = "act_plan")]
     pub(crate) weight_plan: Option<Vec<u8>>,
-    /// Mixed precision: bits of every activation quantizer, comma-separated.
+    /// Mixed precision: bits of every activation quantizer (a signed output's excepted: it
+    /// stays 8-bit), comma-separated.
     #[arg(long, value_delimiter = ',', requires = "weight_plan")]
     pub(crate) act_plan: Option<Vec<u8>>,
     #[command(flatten)]
