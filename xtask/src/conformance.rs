@@ -456,8 +456,10 @@ fn report(outcome: Result<bool, String>, want: &str) -> bool {
     }
 }
 
-/// Trained, exported models on every emulated board: a QAT network and a QAC mixed-timestep
-/// spiking network, both trained on the digits; the host integer outputs of 64 test images
+/// Trained, exported models on every emulated board: QAT (uniform and mixed precision), a QAC
+/// mixed-timestep spiking network, a One-Shot MPS front point, SSQL's linear-evaluated
+/// encoders (bitspike's protocol, and ResNet-8 under the official one), all trained on the
+/// digits; the host integer outputs of 64 test images
 /// (golden vectors written by `bitspike export` / `bitspike snn`) must equal QEMU's, bit for bit.
 pub fn trained_on_qemu(steps: &mut Steps) {
     let qat: &[&str] = &["train", "qat", "--epochs", "3"];
@@ -514,6 +516,41 @@ pub fn trained_on_qemu(steps: &mut Steps) {
         "digits SSQL linear-evaluated at 4w4a",
         "digits-ssql",
         ssql,
+        &[
+            "ssql",
+            "eval",
+            "--out",
+            "{run}-eval",
+            "--bits",
+            "4w4a",
+            "--linear-epochs",
+            "20",
+            "--finetune-epochs",
+            "0",
+            "--calibration",
+            "512",
+            "--quiet",
+        ],
+        &["export"],
+        "{run}-eval/linear/4w4a",
+    );
+    // ResNet-8 under SSQL's official protocol: signed block ends with zero points, residual
+    // adds with a bias, a head per bit width reading 8-bit features.
+    let official: &[&str] = &[
+        "train",
+        "ssql",
+        "--epochs",
+        "2",
+        "--arch",
+        "resnet8",
+        "--protocol",
+        "official",
+    ];
+    trained_case(
+        steps,
+        "digits ResNet-8, official SSQL protocol, at 4w4a",
+        "digits-resnet8-official",
+        official,
         &[
             "ssql",
             "eval",
