@@ -516,21 +516,7 @@ pub fn trained_on_qemu(steps: &mut Steps) {
         "digits SSQL linear-evaluated at 4w4a",
         "digits-ssql",
         ssql,
-        &[
-            "ssql",
-            "eval",
-            "--out",
-            "{run}-eval",
-            "--bits",
-            "4w4a",
-            "--linear-epochs",
-            "20",
-            "--finetune-epochs",
-            "0",
-            "--calibration",
-            "512",
-            "--quiet",
-        ],
+        SSQL_EVAL_4W4A,
         &["export"],
         "{run}-eval/linear/4w4a",
     );
@@ -551,21 +537,7 @@ pub fn trained_on_qemu(steps: &mut Steps) {
         "digits ResNet-8, official SSQL protocol, at 4w4a",
         "digits-resnet8-official",
         official,
-        &[
-            "ssql",
-            "eval",
-            "--out",
-            "{run}-eval",
-            "--bits",
-            "4w4a",
-            "--linear-epochs",
-            "20",
-            "--finetune-epochs",
-            "0",
-            "--calibration",
-            "512",
-            "--quiet",
-        ],
+        SSQL_EVAL_4W4A,
         &["export"],
         "{run}-eval/linear/4w4a",
     );
@@ -573,6 +545,23 @@ pub fn trained_on_qemu(steps: &mut Steps) {
 
 /// The run folder a trained case writes (`{run}` in its arguments).
 const RUN: &str = "{run}";
+
+/// A pretraining's linear evaluation at 4w4a only (what an SSQL case exports).
+const SSQL_EVAL_4W4A: &[&str] = &[
+    "ssql",
+    "eval",
+    "--out",
+    "{run}-eval",
+    "--bits",
+    "4w4a",
+    "--linear-epochs",
+    "20",
+    "--finetune-epochs",
+    "0",
+    "--calibration",
+    "512",
+    "--quiet",
+];
 
 fn trained_case(
     steps: &mut Steps,
